@@ -1,0 +1,905 @@
+// The bank: SQLite records (the truth) plus the derived PDQ index and its cache file.
+// The on-disk format, and why it is so, is in docs/BANK_FORMAT.md.
+#include "bank/bank.hpp"
+
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+#include <ctime>
+#include <limits>
+#include <mutex>
+#include <set>
+#include <shared_mutex>
+#include <unordered_map>
+
+#include "core/error.hpp"
+
+#ifndef HASHWALL_VERSION
+#define HASHWALL_VERSION "unknown"
+#endif
+
+namespace hashwall {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr int kFormatVersion = 1;
+constexpr int kBusyTimeoutMs = 5000;
+constexpr const char* kNoBank = "no bank here (create one with 'hashwall index' or 'hashwall import')";
+// Rows per round trip when reading the whole table (for_each, index rebuilds).
+constexpr std::size_t kChunk = 4096;
+// check(): how many entries are re-searched by brute force, and how many problem lines
+// of one kind are listed before they are summarised.
+constexpr std::size_t kCheckSamples = 32;
+constexpr std::size_t kMaxListedProblems = 20;
+
+constexpr const char* kSchema = R"sql(
+CREATE TABLE meta(
+  key   TEXT PRIMARY KEY,
+  value TEXT
+);
+CREATE TABLE entries(
+  id       INTEGER PRIMARY KEY AUTOINCREMENT,
+  sha256   TEXT UNIQUE
+           CHECK (sha256 IS NULL OR (length(sha256) = 64 AND sha256 NOT GLOB '*[^0-9a-f]*')),
+  pdq      BLOB NOT NULL CHECK (typeof(pdq) = 'blob' AND length(pdq) = 32),
+  quality  INTEGER CHECK (quality IS NULL OR (typeof(quality) = 'integer' AND quality BETWEEN 0 AND 100)),
+  label    TEXT NOT NULL DEFAULT '',
+  source   TEXT NOT NULL DEFAULT '',
+  origin   TEXT NOT NULL CHECK (origin IN ('indexed', 'imported')),
+  added_at INTEGER NOT NULL
+);
+CREATE INDEX entries_label ON entries(label);
+CREATE INDEX entries_unhashed ON entries(source, pdq) WHERE sha256 IS NULL;
+)sql";
+
+std::optional<std::int64_t> parse_int(std::string_view s) {
+  std::int64_t v = 0;
+  const auto* end = s.data() + s.size();
+  auto [p, ec] = std::from_chars(s.data(), end, v);
+  if (ec != std::errc() || p != end || s.empty()) return std::nullopt;
+  return v;
+}
+
+std::optional<std::uint64_t> parse_uint(std::string_view s) {
+  std::uint64_t v = 0;
+  const auto* end = s.data() + s.size();
+  auto [p, ec] = std::from_chars(s.data(), end, v);
+  if (ec != std::errc() || p != end || s.empty()) return std::nullopt;
+  return v;
+}
+
+bool valid_index_type(std::string_view t) { return t == "auto" || t == "flat" || t == "multihash"; }
+
+std::string lower(std::string s) {
+  for (char& c : s)
+    if (c >= 'A' && c <= 'F') c = static_cast<char>(c - 'A' + 'a');
+  return s;
+}
+
+bool is_sha256_hex(std::string_view s) {
+  return s.size() == 64 &&
+         std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+std::uintmax_t file_size_or_zero(const fs::path& p) {
+  std::error_code ec;
+  const auto n = fs::file_size(p, ec);
+  return ec ? 0 : n;
+}
+
+// The connection and the file name its errors are reported against.
+struct Conn {
+  sqlite3* db = nullptr;
+  std::string path;
+
+  [[noreturn]] void fail(int rc, const std::string& what) const {
+    const int primary = rc & 0xff;
+    if (primary == SQLITE_BUSY || primary == SQLITE_LOCKED)
+      throw Error(ErrorKind::Bank, path,
+                  "the bank is locked by another process (still busy after " +
+                      std::to_string(kBusyTimeoutMs / 1000) + " s)");
+    if (primary == SQLITE_NOTADB)
+      throw Error(ErrorKind::Bank, path, "not a hashwall bank: the file is not an SQLite database");
+    std::string msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
+    throw Error(ErrorKind::Bank, path, what.empty() ? msg : what + ": " + msg);
+  }
+
+  void exec(const char* sql) const {
+    char* err = nullptr;
+    const int rc = sqlite3_exec(db, sql, nullptr, nullptr, &err);
+    if (err) sqlite3_free(err);
+    if (rc != SQLITE_OK) fail(rc, "");
+  }
+};
+
+class Stmt {
+ public:
+  Stmt(const Conn& c, const char* sql) : c_(c) {
+    const int rc = sqlite3_prepare_v2(c.db, sql, -1, &s_, nullptr);
+    if (rc != SQLITE_OK) c.fail(rc, "");
+  }
+  ~Stmt() { sqlite3_finalize(s_); }
+  Stmt(const Stmt&) = delete;
+  Stmt& operator=(const Stmt&) = delete;
+
+  Stmt& bind(int i, std::int64_t v) { return check(sqlite3_bind_int64(s_, i, v)); }
+  Stmt& bind(int i, std::string_view v) {
+    return check(sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
+  }
+  Stmt& bind(int i, const Hash256& h) {
+    return check(sqlite3_bind_blob(s_, i, h.bytes.data(), static_cast<int>(h.bytes.size()),
+                                   SQLITE_TRANSIENT));
+  }
+  Stmt& bind_null(int i) { return check(sqlite3_bind_null(s_, i)); }
+
+  // True while there is a row.
+  bool step() {
+    const int rc = sqlite3_step(s_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    c_.fail(rc, "");
+  }
+  void reset() {
+    sqlite3_reset(s_);
+    sqlite3_clear_bindings(s_);
+  }
+
+  bool null(int col) const { return sqlite3_column_type(s_, col) == SQLITE_NULL; }
+  std::int64_t i64(int col) const { return sqlite3_column_int64(s_, col); }
+  std::string text(int col) const {
+    const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s_, col));
+    return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(s_, col))) : std::string();
+  }
+  std::string_view blob(int col) const {
+    const void* p = sqlite3_column_blob(s_, col);
+    const int n = sqlite3_column_bytes(s_, col);
+    return p ? std::string_view(static_cast<const char*>(p), static_cast<std::size_t>(n))
+             : std::string_view();
+  }
+
+ private:
+  Stmt& check(int rc) {
+    if (rc != SQLITE_OK) c_.fail(rc, "");
+    return *this;
+  }
+  const Conn& c_;
+  sqlite3_stmt* s_ = nullptr;
+};
+
+std::optional<Hash256> hash_from_blob(std::string_view b) {
+  if (b.size() != 32) return std::nullopt;
+  Hash256 h;
+  std::memcpy(h.bytes.data(), b.data(), 32);
+  return h;
+}
+
+constexpr const char* kEntryColumns =
+    "id, sha256, pdq, quality, label, source, origin, added_at";
+
+Entry entry_from_row(const Conn& c, const Stmt& s) {
+  Entry e;
+  e.id = s.i64(0);
+  if (!s.null(1)) e.sha256 = s.text(1);
+  const auto h = hash_from_blob(s.blob(2));
+  if (!h)
+    throw Error(ErrorKind::Bank, c.path,
+                "entry " + std::to_string(e.id) + " is corrupt: its PDQ hash is " +
+                    std::to_string(s.blob(2).size()) + " bytes, not 32 (run 'hashwall check')");
+  e.pdq = *h;
+  if (!s.null(3)) e.quality = static_cast<int>(s.i64(3));
+  e.label = s.text(4);
+  e.source = s.text(5);
+  e.origin = s.text(6) == "imported" ? Origin::Imported : Origin::Indexed;
+  e.added_at = s.i64(7);
+  return e;
+}
+
+// RAII for a transaction: rolls back unless committed.
+class Transaction {
+ public:
+  Transaction(const Conn& c, const char* begin) : c_(c) { c_.exec(begin); }
+  ~Transaction() {
+    if (open_) sqlite3_exec(c_.db, "ROLLBACK", nullptr, nullptr, nullptr);
+  }
+  Transaction(const Transaction&) = delete;
+  Transaction& operator=(const Transaction&) = delete;
+  void commit() {
+    c_.exec("COMMIT");
+    open_ = false;
+  }
+
+ private:
+  const Conn& c_;
+  bool open_ = true;
+};
+
+}  // namespace
+
+const char* origin_name(Origin o) noexcept { return o == Origin::Imported ? "imported" : "indexed"; }
+
+fs::path pdq_index_path(const fs::path& bank) { return fs::path(bank.string() + ".pdq-index"); }
+
+struct Bank::Impl {
+  fs::path path;
+  OpenMode mode = OpenMode::ReadOnly;
+  BankConfig config;
+  int format_version = 0;
+  Conn conn;
+
+  // Lock order: db_mu before index_mu. db_mu guards the connection and the fields
+  // below it; index_mu lets searches share the index while add() swaps or extends it.
+  mutable std::mutex db_mu;
+  mutable std::shared_mutex index_mu;
+  mutable std::unique_ptr<PdqIndex> index;
+  mutable std::uint64_t generation = 0;  // the bank generation `index` reflects
+  mutable bool dirty = false;            // `index` differs from the cache file
+  mutable std::int64_t data_version = -1;
+
+  ~Impl() {
+    if (conn.db) sqlite3_close_v2(conn.db);
+  }
+
+  // ---- helpers; all expect db_mu held ---------------------------------------------
+
+  std::optional<std::string> meta(const char* key) const {
+    Stmt s(conn, "SELECT value FROM meta WHERE key = ?1");
+    s.bind(1, std::string_view(key));
+    if (!s.step() || s.null(0)) return std::nullopt;
+    return s.text(0);
+  }
+
+  void set_meta(const char* key, const std::string& value) const {
+    Stmt s(conn, "INSERT INTO meta(key, value) VALUES(?1, ?2) "
+                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value");
+    s.bind(1, std::string_view(key)).bind(2, std::string_view(value));
+    s.step();
+  }
+
+  [[noreturn]] void bad_meta(const char* key) const {
+    throw Error(ErrorKind::Bank, conn.path,
+                std::string("corrupt bank: meta '") + key + "' is missing or invalid (run 'hashwall check')");
+  }
+
+  std::uint64_t read_generation() const {
+    const auto v = meta("generation");
+    const auto g = v ? parse_uint(*v) : std::nullopt;
+    if (!g) bad_meta("generation");
+    return *g;
+  }
+
+  std::int64_t read_data_version() const {
+    Stmt s(conn, "PRAGMA data_version");
+    s.step();
+    return s.i64(0);
+  }
+
+  std::int64_t count(const char* sql) const {
+    Stmt s(conn, sql);
+    return s.step() ? s.i64(0) : 0;
+  }
+
+  std::string type_for(std::int64_t entries) const {
+    if (config.index_type != "auto") return config.index_type;
+    return entries < config.multihash_min_entries ? "flat" : "multihash";
+  }
+
+  void require_writable() const {
+    if (mode == OpenMode::ReadOnly)
+      throw Error(ErrorKind::Bank, conn.path, "the bank was opened read-only");
+  }
+
+  // Every well-formed record, from one snapshot. Malformed rows are left out (check()
+  // reports them) so that a damaged bank still opens and can be inspected.
+  std::unique_ptr<PdqIndex> build_index(std::uint64_t* gen) const {
+    Transaction read(conn, "BEGIN");
+    *gen = read_generation();
+    auto idx = make_pdq_index(type_for(count("SELECT count(*) FROM entries")));
+    Stmt s(conn, "SELECT id, pdq FROM entries ORDER BY id");
+    std::vector<std::int64_t> ids;
+    std::vector<Hash256> hashes;
+    ids.reserve(kChunk);
+    hashes.reserve(kChunk);
+    const auto flush = [&] {
+      idx->add(ids, hashes);
+      ids.clear();
+      hashes.clear();
+    };
+    while (s.step()) {
+      const auto h = hash_from_blob(s.blob(1));
+      if (!h) continue;
+      ids.push_back(s.i64(0));
+      hashes.push_back(*h);
+      if (ids.size() == kChunk) flush();
+    }
+    flush();
+    read.commit();
+    return idx;
+  }
+
+  void rebuild_index() const {
+    std::uint64_t gen = 0;
+    auto fresh = build_index(&gen);
+    std::unique_lock lock(index_mu);
+    index = std::move(fresh);
+    generation = gen;
+    dirty = true;
+  }
+
+  // Another connection (another process, or another Bank object) committed since we
+  // last looked: bring the in-memory index up to date.
+  void refresh_if_changed() const {
+    const auto v = read_data_version();
+    if (v == data_version) return;
+    data_version = v;
+    if (read_generation() != generation) rebuild_index();
+  }
+
+  void load_or_build_index() {
+    std::uint64_t cached_gen = 0;
+    auto cached = load_pdq_index(pdq_index_path(path), &cached_gen);
+    {
+      Transaction read(conn, "BEGIN");
+      const auto gen = read_generation();
+      Stmt s(conn, "SELECT count(*), coalesce(sum(length(pdq) = 32), 0) FROM entries");
+      s.step();
+      const auto all = s.i64(0), valid = s.i64(1);
+      read.commit();
+      if (cached && cached_gen == gen && cached->type() == type_for(all) &&
+          cached->size() == static_cast<std::size_t>(valid)) {
+        index = std::move(cached);
+        generation = gen;
+        dirty = false;
+        data_version = read_data_version();
+        return;
+      }
+    }
+    rebuild_index();
+    data_version = read_data_version();
+  }
+
+  void save_index_locked() {
+    if (!dirty) return;
+    // Another connection committed since our index was built: our picture is older than
+    // the bank, so do not label a cache with it; the next open rebuilds.
+    if (read_generation() != generation) return;
+    std::shared_lock lock(index_mu);
+    index->save(pdq_index_path(path), generation);
+    dirty = false;
+  }
+
+  // Runs a write transaction that deletes rows; bumps the generation if any went.
+  template <class Body>
+  std::int64_t remove_where(Body&& body) {
+    require_writable();
+    std::lock_guard lock(db_mu);
+    std::int64_t removed = 0;
+    try {
+      Transaction tx(conn, "BEGIN IMMEDIATE");
+      removed = body();
+      if (removed > 0) set_meta("generation", std::to_string(read_generation() + 1));
+      tx.commit();
+    } catch (const Error&) {
+      throw;
+    } catch (const std::exception& e) {
+      throw Error(ErrorKind::Bank, conn.path, e.what());
+    }
+    // Removals are rare: rebuild rather than teach every index type to delete.
+    if (removed > 0) rebuild_index();
+    return removed;
+  }
+
+  void read_config() {
+    const auto fv = meta("format_version");
+    const auto v = fv ? parse_int(*fv) : std::nullopt;
+    if (!v) throw Error(ErrorKind::Bank, conn.path, "not a hashwall bank: meta has no format_version");
+    if (*v > kFormatVersion)
+      throw Error(ErrorKind::Bank, conn.path,
+                  "bank format version " + std::to_string(*v) +
+                      " is newer than this hashwall understands (" + std::to_string(kFormatVersion) +
+                      "); upgrade hashwall");
+    if (*v < 1) bad_meta("format_version");
+    format_version = static_cast<int>(*v);
+    const auto int_meta = [&](const char* key, std::int64_t lo, std::int64_t hi) {
+      const auto s = meta(key);
+      const auto n = s ? parse_int(*s) : std::nullopt;
+      if (!n || *n < lo || *n > hi) bad_meta(key);
+      return *n;
+    };
+    config.pdq_threshold = static_cast<int>(int_meta("pdq_threshold", 0, 256));
+    config.min_quality = static_cast<int>(int_meta("min_quality", 0, 100));
+    config.multihash_min_entries = int_meta("multihash_min_entries", 0, INT64_MAX);
+    const auto t = meta("index_type");
+    if (!t || !valid_index_type(*t)) bad_meta("index_type");
+    config.index_type = *t;
+    read_generation();  // validates it
+  }
+
+  void create_schema(const BankConfig& cfg) {
+    Transaction tx(conn, "BEGIN IMMEDIATE");
+    // Someone may have created it between our look and our lock.
+    if (count("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'") == 0) {
+      if (count("SELECT count(*) FROM sqlite_master") != 0)
+        throw Error(ErrorKind::Bank, conn.path, "not a hashwall bank: an SQLite database without a meta table");
+      conn.exec(kSchema);
+      set_meta("format_version", std::to_string(kFormatVersion));
+      set_meta("created_at", std::to_string(static_cast<std::int64_t>(std::time(nullptr))));
+      set_meta("created_by", std::string("hashwall ") + HASHWALL_VERSION);
+      set_meta("generation", "0");
+      set_meta("signals", "pdq");
+      set_meta("pdq_threshold", std::to_string(cfg.pdq_threshold));
+      set_meta("min_quality", std::to_string(cfg.min_quality));
+      set_meta("index_type", cfg.index_type);
+      set_meta("multihash_min_entries", std::to_string(cfg.multihash_min_entries));
+    }
+    tx.commit();
+  }
+};
+
+Bank::Bank(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+Bank::~Bank() {
+  try {
+    flush_index();
+  } catch (...) {
+    // A derived file: failing to write it costs a rebuild at the next open, nothing more.
+  }
+}
+
+std::unique_ptr<Bank> Bank::open(const fs::path& path, OpenMode mode, const BankConfig& config_for_new_bank) {
+  std::error_code ec;
+  const bool exists = fs::exists(path, ec);
+  if (!exists && mode != OpenMode::Create) throw Error(ErrorKind::Bank, path.string(), kNoBank);
+  if (exists && fs::is_directory(path, ec))
+    throw Error(ErrorKind::Bank, path.string(), "not a hashwall bank: it is a directory");
+  if (mode == OpenMode::Create) {
+    const auto& c = config_for_new_bank;
+    if (c.pdq_threshold < 0 || c.pdq_threshold > 256)
+      throw Error(ErrorKind::Usage, "", "PDQ threshold must be within 0..256");
+    if (c.min_quality < 0 || c.min_quality > 100)
+      throw Error(ErrorKind::Usage, "", "minimum quality must be within 0..100");
+    if (!valid_index_type(c.index_type))
+      throw Error(ErrorKind::Usage, "", "index type must be auto, flat or multihash, not '" + c.index_type + "'");
+    if (c.multihash_min_entries < 0)
+      throw Error(ErrorKind::Usage, "", "multihash_min_entries must not be negative");
+  }
+
+  auto impl = std::make_unique<Impl>();
+  impl->path = path;
+  impl->mode = mode;
+  impl->conn.path = path.string();
+  int flags = SQLITE_OPEN_NOMUTEX;  // Impl::db_mu serialises all use of the connection
+  flags |= mode == OpenMode::ReadOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE;
+  if (mode == OpenMode::Create) flags |= SQLITE_OPEN_CREATE;
+  const int rc = sqlite3_open_v2(path.c_str(), &impl->conn.db, flags, nullptr);
+  if (rc != SQLITE_OK) impl->conn.fail(rc, "cannot open the bank");
+  sqlite3_extended_result_codes(impl->conn.db, 1);
+  sqlite3_busy_timeout(impl->conn.db, kBusyTimeoutMs);
+
+  std::lock_guard lock(impl->db_mu);
+  // Look before writing anything: never turn someone else's database into WAL mode.
+  const bool has_meta =
+      impl->count("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'") > 0;
+  bool create = false;
+  if (!has_meta) {
+    if (mode != OpenMode::Create || impl->count("SELECT count(*) FROM sqlite_master") != 0)
+      throw Error(ErrorKind::Bank, path.string(),
+                  impl->count("SELECT count(*) FROM sqlite_master") == 0
+                      ? "not a hashwall bank: an empty SQLite database"
+                      : "not a hashwall bank: an SQLite database without a meta table");
+    create = true;
+  }
+  if (mode != OpenMode::ReadOnly) {
+    // WAL: readers (scans, the server) never block the writer, and vice versa.
+    impl->conn.exec("PRAGMA journal_mode = WAL");
+    // FULL: a commit is on disk before add() returns, and so before an index cache
+    // labelled with the new generation can be written (docs/BANK_FORMAT.md).
+    impl->conn.exec("PRAGMA synchronous = FULL");
+  }
+  if (create) impl->create_schema(config_for_new_bank);
+  impl->read_config();
+  impl->load_or_build_index();
+  return std::unique_ptr<Bank>(new Bank(std::move(impl)));
+}
+
+const fs::path& Bank::path() const { return impl_->path; }
+const BankConfig& Bank::config() const { return impl_->config; }
+
+AddResult Bank::add(std::span<const NewEntry> entries) {
+  auto& m = *impl_;
+  m.require_writable();
+  std::lock_guard lock(m.db_mu);
+  AddResult r;
+  r.ids.reserve(entries.size());
+  r.was_duplicate.reserve(entries.size());
+  std::vector<std::int64_t> new_ids;
+  std::vector<Hash256> new_hashes;
+  std::uint64_t gen_before = 0;
+  try {
+    Transaction tx(m.conn, "BEGIN IMMEDIATE");
+    gen_before = m.read_generation();
+    const std::int64_t now = static_cast<std::int64_t>(std::time(nullptr));
+    // Rows inserted earlier in this transaction are visible to these look-ups, so a
+    // duplicate within the batch is caught the same way as one already in the bank.
+    Stmt by_sha(m.conn, "SELECT id FROM entries WHERE sha256 = ?1");
+    Stmt by_hash(m.conn,
+                 "SELECT id FROM entries WHERE sha256 IS NULL AND source = ?1 AND pdq = ?2 "
+                 "AND origin = ?3 ORDER BY id LIMIT 1");
+    Stmt insert(m.conn,
+                "INSERT INTO entries(sha256, pdq, quality, label, source, origin, added_at) "
+                "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+    for (std::size_t i = 0; i < entries.size(); ++i) {
+      const NewEntry& e = entries[i];
+      const auto where = [&] { return "entry " + std::to_string(i + 1) + " of the batch: "; };
+      if (e.quality && (*e.quality < 0 || *e.quality > 100))
+        throw Error(ErrorKind::Bank, m.conn.path,
+                    where() + "quality " + std::to_string(*e.quality) + " is outside 0..100");
+      std::optional<std::string> sha;
+      if (e.sha256) {
+        sha = lower(*e.sha256);
+        if (!is_sha256_hex(*sha))
+          throw Error(ErrorKind::Bank, m.conn.path, where() + "'" + *e.sha256 + "' is not a SHA-256 (64 hex characters)");
+      }
+      std::optional<std::int64_t> existing;
+      Stmt& look = sha ? by_sha : by_hash;
+      look.reset();
+      if (sha) {
+        by_sha.bind(1, std::string_view(*sha));
+      } else {
+        by_hash.bind(1, std::string_view(e.source)).bind(2, e.pdq).bind(3, std::string_view(origin_name(e.origin)));
+      }
+      if (look.step()) existing = look.i64(0);
+      if (existing) {
+        r.ids.push_back(*existing);
+        r.was_duplicate.push_back(true);
+        ++r.duplicates;
+        continue;
+      }
+      insert.reset();
+      if (sha) insert.bind(1, std::string_view(*sha));
+      else insert.bind_null(1);
+      insert.bind(2, e.pdq);
+      if (e.quality) insert.bind(3, static_cast<std::int64_t>(*e.quality));
+      else insert.bind_null(3);
+      insert.bind(4, std::string_view(e.label))
+          .bind(5, std::string_view(e.source))
+          .bind(6, std::string_view(origin_name(e.origin)))
+          .bind(7, now);
+      insert.step();
+      const std::int64_t id = sqlite3_last_insert_rowid(m.conn.db);
+      r.ids.push_back(id);
+      r.was_duplicate.push_back(false);
+      ++r.added;
+      new_ids.push_back(id);
+      new_hashes.push_back(e.pdq);
+    }
+    if (r.added > 0) m.set_meta("generation", std::to_string(gen_before + 1));
+    tx.commit();
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw Error(ErrorKind::Bank, m.conn.path, e.what());
+  }
+  if (r.added == 0) return r;
+
+  const bool others_wrote = gen_before != m.generation;
+  const auto total = m.count("SELECT count(*) FROM entries");
+  bool type_changes;
+  {
+    std::shared_lock read(m.index_mu);
+    type_changes = m.index->type() != m.type_for(total);
+  }
+  if (others_wrote || type_changes) {
+    // Our index misses someone else's rows, or "auto" just crossed to multihash.
+    m.rebuild_index();
+  } else {
+    std::unique_lock write(m.index_mu);
+    m.index->add(new_ids, new_hashes);
+    m.generation = gen_before + 1;
+    m.dirty = true;
+  }
+  return r;
+}
+
+std::int64_t Bank::remove_ids(std::span<const std::int64_t> ids) {
+  return impl_->remove_where([&] {
+    Stmt s(impl_->conn, "DELETE FROM entries WHERE id = ?1");
+    std::int64_t n = 0;
+    for (const auto id : ids) {
+      s.reset();
+      s.bind(1, id);
+      s.step();
+      n += sqlite3_changes(impl_->conn.db);
+    }
+    return n;
+  });
+}
+
+std::int64_t Bank::remove_label(const std::string& label) {
+  return impl_->remove_where([&] {
+    Stmt s(impl_->conn, "DELETE FROM entries WHERE label = ?1");
+    s.bind(1, std::string_view(label));
+    s.step();
+    return static_cast<std::int64_t>(sqlite3_changes(impl_->conn.db));
+  });
+}
+
+std::int64_t Bank::remove_sha256(const std::string& sha256_hex) {
+  const std::string sha = lower(sha256_hex);
+  return impl_->remove_where([&] {
+    Stmt s(impl_->conn, "DELETE FROM entries WHERE sha256 = ?1");
+    s.bind(1, std::string_view(sha));
+    s.step();
+    return static_cast<std::int64_t>(sqlite3_changes(impl_->conn.db));
+  });
+}
+
+std::optional<Entry> Bank::get(std::int64_t id) const {
+  std::lock_guard lock(impl_->db_mu);
+  Stmt s(impl_->conn, (std::string("SELECT ") + kEntryColumns + " FROM entries WHERE id = ?1").c_str());
+  s.bind(1, id);
+  if (!s.step()) return std::nullopt;
+  return entry_from_row(impl_->conn, s);
+}
+
+std::optional<Entry> Bank::find_sha256(const std::string& sha256_hex) const {
+  std::lock_guard lock(impl_->db_mu);
+  Stmt s(impl_->conn, (std::string("SELECT ") + kEntryColumns + " FROM entries WHERE sha256 = ?1").c_str());
+  s.bind(1, std::string_view(lower(sha256_hex)));
+  if (!s.step()) return std::nullopt;
+  return entry_from_row(impl_->conn, s);
+}
+
+void Bank::for_each(const std::function<bool(const Entry&)>& fn) const {
+  // Page through by id so that fn runs without the lock held (it may call get(), or
+  // take its time while worker threads search).
+  const std::string sql =
+      std::string("SELECT ") + kEntryColumns + " FROM entries WHERE id > ?1 ORDER BY id LIMIT " +
+      std::to_string(kChunk);
+  std::int64_t after = std::numeric_limits<std::int64_t>::min();
+  for (;;) {
+    std::vector<Entry> page;
+    {
+      std::lock_guard lock(impl_->db_mu);
+      Stmt s(impl_->conn, sql.c_str());
+      s.bind(1, after);
+      while (s.step()) page.push_back(entry_from_row(impl_->conn, s));
+    }
+    for (const auto& e : page)
+      if (!fn(e)) return;
+    if (page.size() < kChunk) return;
+    after = page.back().id;
+  }
+}
+
+std::vector<PdqMatch> Bank::search_pdq(std::span<const Hash256> queries, int max_distance) const {
+  {
+    std::lock_guard lock(impl_->db_mu);
+    impl_->refresh_if_changed();
+  }
+  std::vector<std::vector<IndexHit>> per_query;
+  {
+    std::shared_lock lock(impl_->index_mu);
+    per_query = impl_->index->range_search(queries, max_distance);
+  }
+  // One row per entry: its smallest distance, and the first query that reached it.
+  std::unordered_map<std::int64_t, PdqMatch> best;
+  for (std::size_t q = 0; q < per_query.size(); ++q) {
+    for (const auto& h : per_query[q]) {
+      auto [it, inserted] = best.try_emplace(h.id, PdqMatch{h.id, h.distance, static_cast<int>(q)});
+      if (!inserted && h.distance < it->second.distance)
+        it->second = PdqMatch{h.id, h.distance, static_cast<int>(q)};
+    }
+  }
+  std::vector<PdqMatch> out;
+  out.reserve(best.size());
+  for (const auto& [id, m] : best) out.push_back(m);
+  std::sort(out.begin(), out.end(), [](const PdqMatch& a, const PdqMatch& b) {
+    return a.distance != b.distance ? a.distance < b.distance : a.id < b.id;
+  });
+  return out;
+}
+
+BankStats Bank::stats() const {
+  auto& m = *impl_;
+  std::lock_guard lock(m.db_mu);
+  m.refresh_if_changed();
+  BankStats st;
+  {
+    Transaction read(m.conn, "BEGIN");
+    Stmt s(m.conn,
+           "SELECT count(*), coalesce(sum(origin = 'indexed'), 0), coalesce(sum(origin = 'imported'), 0), "
+           "coalesce(sum(quality < ?1), 0) FROM entries");
+    s.bind(1, static_cast<std::int64_t>(m.config.min_quality));
+    s.step();
+    st.entries = s.i64(0);
+    st.indexed = s.i64(1);
+    st.imported = s.i64(2);
+    st.low_quality = s.i64(3);
+    st.labels = m.count("SELECT count(DISTINCT label) FROM entries WHERE label <> ''");
+    st.generation = m.read_generation();
+    read.commit();
+  }
+  st.format_version = m.format_version;
+  st.db_bytes = file_size_or_zero(m.path) + file_size_or_zero(fs::path(m.path.string() + "-wal"));
+  st.index_cache_bytes = file_size_or_zero(pdq_index_path(m.path));
+  std::shared_lock ilock(m.index_mu);
+  st.index_type = m.index->type();
+  st.index_memory_bytes = m.index->memory_bytes();
+  return st;
+}
+
+namespace {
+
+// Appends problem lines of one kind, summarising beyond kMaxListedProblems.
+struct ProblemList {
+  std::vector<std::string>& out;
+  std::size_t n = 0;
+  void add(std::string line) {
+    if (n++ < kMaxListedProblems) out.push_back(std::move(line));
+  }
+  void finish(const std::string& kind) {
+    if (n > kMaxListedProblems)
+      out.push_back("... and " + std::to_string(n - kMaxListedProblems) + " more " + kind);
+  }
+};
+
+std::set<std::int64_t> ids_within(const std::vector<std::pair<std::int64_t, Hash256>>& rows,
+                                  const Hash256& q, int max_distance) {
+  std::set<std::int64_t> out;
+  for (const auto& [id, h] : rows)
+    if (hamming(q, h) <= max_distance) out.insert(id);
+  return out;
+}
+
+// Does `index` agree with brute force over `rows` for a sample of entries?
+// Returns a description of the first disagreement, or an empty string.
+std::string verify_sample(const PdqIndex& index,
+                          const std::vector<std::pair<std::int64_t, Hash256>>& rows,
+                          int threshold) {
+  if (rows.empty()) return {};
+  const std::size_t step = std::max<std::size_t>(1, rows.size() / kCheckSamples);
+  for (std::size_t i = 0; i < rows.size(); i += step) {
+    const auto& [id, h] = rows[i];
+    const auto hits = index.range_search(std::span(&h, 1), threshold).at(0);
+    std::set<std::int64_t> got;
+    bool self = false;
+    for (const auto& hit : hits) {
+      got.insert(hit.id);
+      self = self || (hit.id == id && hit.distance == 0);
+    }
+    if (!self) return "entry " + std::to_string(id) + " is not found by its own hash";
+    const auto want = ids_within(rows, h, threshold);
+    if (got != want)
+      return "searching for entry " + std::to_string(id) + " finds " + std::to_string(got.size()) +
+             " entries, brute force over the records finds " + std::to_string(want.size());
+  }
+  return {};
+}
+
+}  // namespace
+
+CheckReport Bank::check() const {
+  auto& m = *impl_;
+  CheckReport rep;
+  auto& P = rep.problems;
+  std::lock_guard lock(m.db_mu);
+  try {
+    m.refresh_if_changed();
+  } catch (const Error& e) {
+    P.push_back(std::string("cannot read the bank: ") + e.reason());
+  }
+
+  {
+    Stmt s(m.conn, "PRAGMA integrity_check");
+    ProblemList list{P};
+    while (s.step())
+      if (s.text(0) != "ok") list.add("SQLite integrity check: " + s.text(0));
+    list.finish("SQLite integrity problems");
+  }
+
+  // Meta: re-read rather than trusting what open() parsed.
+  const auto meta_int = [&](const char* key, std::int64_t lo, std::int64_t hi) {
+    const auto v = m.meta(key);
+    const auto n = v ? parse_int(*v) : std::nullopt;
+    if (!n || *n < lo || *n > hi)
+      P.push_back(std::string("meta '") + key + "' is " + (v ? "'" + *v + "'" : "missing") +
+                  " (expected a number in " + std::to_string(lo) + ".." + std::to_string(hi) + ")");
+  };
+  meta_int("format_version", 1, kFormatVersion);
+  meta_int("created_at", 0, INT64_MAX);
+  meta_int("pdq_threshold", 0, 256);
+  meta_int("min_quality", 0, 100);
+  meta_int("multihash_min_entries", 0, INT64_MAX);
+  if (const auto t = m.meta("index_type"); !t || !valid_index_type(*t))
+    P.push_back("meta 'index_type' is missing or not auto/flat/multihash");
+  if (const auto sg = m.meta("signals"); !sg || sg->find("pdq") == std::string::npos)
+    P.push_back("meta 'signals' is missing or does not list pdq");
+  const auto gen_text = m.meta("generation");
+  const auto db_gen = gen_text ? parse_uint(*gen_text) : std::nullopt;
+  if (!db_gen) P.push_back("meta 'generation' is missing or not a number");
+
+  // Records.
+  std::vector<std::pair<std::int64_t, Hash256>> rows;
+  std::int64_t total = 0;
+  {
+    Stmt s(m.conn, "SELECT id, pdq, typeof(pdq), quality, typeof(quality), origin, sha256 FROM entries ORDER BY id");
+    ProblemList list{P};
+    while (s.step()) {
+      ++total;
+      const auto id = std::to_string(s.i64(0));
+      if (const auto h = hash_from_blob(s.blob(1)); h && s.text(2) == "blob")
+        rows.emplace_back(s.i64(0), *h);
+      else
+        list.add("entry " + id + ": PDQ hash is a " + s.text(2) + " of " + std::to_string(s.blob(1).size()) +
+                 " bytes (expected a 32-byte blob)");
+      if (!s.null(3) && (s.text(4) != "integer" || s.i64(3) < 0 || s.i64(3) > 100))
+        list.add("entry " + id + ": quality '" + s.text(3) + "' is not an integer in 0..100");
+      if (const auto o = s.text(5); o != "indexed" && o != "imported")
+        list.add("entry " + id + ": origin '" + o + "' is neither indexed nor imported");
+      if (!s.null(6) && !is_sha256_hex(s.text(6)))
+        list.add("entry " + id + ": sha256 '" + s.text(6) + "' is not 64 lowercase hex characters");
+    }
+    list.finish("damaged entries");
+  }
+
+  // The index in use against the records.
+  {
+    std::shared_lock ilock(m.index_mu);
+    if (m.index->size() != static_cast<std::size_t>(total))
+      P.push_back("the PDQ index holds " + std::to_string(m.index->size()) + " hashes but the bank has " +
+                  std::to_string(total) + " entries");
+    if (const auto why = verify_sample(*m.index, rows, m.config.pdq_threshold); !why.empty())
+      P.push_back("the PDQ index disagrees with the records: " + why);
+  }
+
+  // The cache file: a derived file, only a problem if it would be trusted while wrong.
+  const auto cache = pdq_index_path(m.path);
+  std::error_code ec;
+  if (fs::exists(cache, ec) && db_gen) {
+    const std::uint64_t bank_gen = db_gen.value_or(0);
+    std::uint64_t cache_gen = 0;
+    const auto cached = load_pdq_index(cache, &cache_gen);
+    if (!cached) {
+      rep.notes.push_back("the index cache " + cache.string() +
+                          " is unreadable or damaged; it is rebuilt from the records at the next open");
+    } else if (cache_gen < bank_gen) {
+      rep.notes.push_back("the index cache is at generation " + std::to_string(cache_gen) + ", the bank at " +
+                          std::to_string(bank_gen) + ": it is rebuilt at the next open");
+    } else if (cache_gen > bank_gen) {
+      rep.notes.push_back("the index cache claims generation " + std::to_string(cache_gen) +
+                          ", newer than the bank's " + std::to_string(bank_gen) +
+                          " (bank restored from a backup?); it is ignored and rewritten");
+    } else {
+      std::string why;
+      if (cached->size() != rows.size())
+        why = "it holds " + std::to_string(cached->size()) + " hashes for " + std::to_string(rows.size()) +
+              " entries";
+      else
+        why = verify_sample(*cached, rows, m.config.pdq_threshold);
+      if (!why.empty())
+        P.push_back("the index cache " + cache.string() +
+                    " carries the bank's generation but disagrees with the records (" + why +
+                    "); delete it to have it rebuilt");
+    }
+  }
+
+  rep.ok = P.empty();
+  return rep;
+}
+
+void Bank::flush_index() {
+  auto& m = *impl_;
+  std::lock_guard lock(m.db_mu);
+  try {
+    m.save_index_locked();
+  } catch (...) {
+    // A read-only bank may sit where we cannot write; its cache is a courtesy.
+    if (m.mode != OpenMode::ReadOnly) throw;
+  }
+}
+
+}  // namespace hashwall

@@ -1,0 +1,122 @@
+// The bank: one SQLite file (WAL) holding the records, the source of truth, plus a
+// derived PDQ search index cached next to it (see docs/BANK_FORMAT.md).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "bank/pdq_index.hpp"
+#include "hash/hash256.hpp"
+
+namespace hashwall {
+
+enum class Origin { Indexed, Imported };
+const char* origin_name(Origin) noexcept;
+
+struct NewEntry {
+  std::optional<std::string> sha256;  // 64 lowercase hex of the file bytes; absent for imports
+  Hash256 pdq;
+  std::optional<int> quality;  // 0..100; absent when an imported list carried none
+  std::string label;
+  std::string source;  // file path, or the name given in an imported list
+  Origin origin = Origin::Indexed;
+};
+
+struct Entry : NewEntry {
+  std::int64_t id = 0;
+  std::int64_t added_at = 0;  // unix seconds
+};
+
+// Recorded in the bank so it is never queried with other settings than built it.
+struct BankConfig {
+  int pdq_threshold = 31;  // Meta's recommended PDQ match distance
+  int min_quality = 50;    // PDQ: quality below 50 is not trusted (Meta's pdq README)
+  std::string index_type = "auto";  // "auto", "flat" or "multihash"
+  std::int64_t multihash_min_entries = 200000;  // "auto" switches to multihash from here
+};
+
+struct AddResult {
+  std::int64_t added = 0;
+  std::int64_t duplicates = 0;      // skipped: same SHA-256 (or same imported hash+source)
+  std::vector<std::int64_t> ids;    // one per input: new id, or the existing entry's id
+  std::vector<bool> was_duplicate;  // one per input
+};
+
+struct BankStats {
+  std::int64_t entries = 0;
+  std::int64_t indexed = 0;
+  std::int64_t imported = 0;
+  std::int64_t labels = 0;
+  std::int64_t low_quality = 0;  // entries with quality < min_quality
+  std::string index_type;        // the index actually in use
+  std::uint64_t generation = 0;
+  std::uintmax_t db_bytes = 0;
+  std::uintmax_t index_cache_bytes = 0;
+  std::size_t index_memory_bytes = 0;
+  int format_version = 0;
+};
+
+struct CheckReport {
+  bool ok = true;
+  std::vector<std::string> problems;  // empty when ok
+  std::vector<std::string> notes;     // harmless findings, e.g. an older index cache
+};
+
+struct PdqMatch {
+  std::int64_t id;
+  int distance;
+  int query_index;  // which of the query hashes came nearest (e.g. a dihedral variant)
+};
+
+enum class OpenMode { ReadOnly, ReadWrite, Create /* read-write, created if missing */ };
+
+class Bank {
+ public:
+  // Throws Error{Bank} for a missing bank (unless Create), a file that is not a bank, a
+  // bank of a newer format version, or a busy/locked database after the busy timeout.
+  static std::unique_ptr<Bank> open(const std::filesystem::path& path, OpenMode mode,
+                                    const BankConfig& config_for_new_bank = {});
+  ~Bank();
+  Bank(const Bank&) = delete;
+  Bank& operator=(const Bank&) = delete;
+
+  const std::filesystem::path& path() const;
+  const BankConfig& config() const;
+
+  // One transaction for the whole batch: either all of it is committed or none.
+  AddResult add(std::span<const NewEntry> entries);
+  std::int64_t remove_ids(std::span<const std::int64_t> ids);
+  std::int64_t remove_label(const std::string& label);
+  std::int64_t remove_sha256(const std::string& sha256_hex);
+
+  std::optional<Entry> get(std::int64_t id) const;
+  std::optional<Entry> find_sha256(const std::string& sha256_hex) const;
+  // Calls fn for every entry in id order; stops early when fn returns false.
+  void for_each(const std::function<bool(const Entry&)>& fn) const;
+
+  // Every entry within max_distance of any query hash, one row per entry carrying its
+  // best distance and which query produced it; nearest first, ties by id. Thread-safe.
+  std::vector<PdqMatch> search_pdq(std::span<const Hash256> queries, int max_distance) const;
+
+  BankStats stats() const;
+  // SQLite integrity_check, schema, and index cache vs records.
+  CheckReport check() const;
+  // Writes the index cache if it is out of date (also done by the destructor).
+  void flush_index();
+
+ private:
+  struct Impl;
+  explicit Bank(std::unique_ptr<Impl>);
+  std::unique_ptr<Impl> impl_;
+};
+
+// Where the index cache for a bank file lives: "<bank>.pdq-index".
+std::filesystem::path pdq_index_path(const std::filesystem::path& bank);
+
+}  // namespace hashwall

@@ -1,0 +1,51 @@
+// Search structures over PDQ hashes (FAISS binary indexes). A PdqIndex is a derived
+// cache of the bank's records: it can always be rebuilt from SQLite.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "hash/hash256.hpp"
+
+namespace hashwall {
+
+struct IndexHit {
+  std::int64_t id;  // bank entry id
+  int distance;     // Hamming distance
+};
+
+// One interface, several implementations (FAISS IndexBinaryFlat, IndexBinaryMultiHash).
+class PdqIndex {
+ public:
+  virtual ~PdqIndex() = default;
+  // The configuration string that rebuilds this index: "flat" or "multihash".
+  virtual std::string type() const = 0;
+  virtual void add(std::span<const std::int64_t> ids, std::span<const Hash256> hashes) = 0;
+  virtual std::size_t size() const = 0;
+  // For each query, every indexed entry within max_distance (inclusive), nearest first.
+  // Exact for every implementation: MultiHash parameters guarantee no miss up to
+  // max_distance <= 31 (pigeonhole over its sub-hashes); larger radii fall back to a scan.
+  virtual std::vector<std::vector<IndexHit>> range_search(std::span<const Hash256> queries,
+                                                          int max_distance) const = 0;
+  // Approximate memory held by the index, in bytes.
+  virtual std::size_t memory_bytes() const = 0;
+
+  // Cache file: magic, generation, ids and the FAISS index, written to a temp file and
+  // renamed, so a crash never leaves a half-written cache.
+  virtual void save(const std::filesystem::path& file, std::uint64_t generation) const = 0;
+};
+
+// "flat", "multihash" (throws Error{Usage} otherwise).
+std::unique_ptr<PdqIndex> make_pdq_index(std::string_view type);
+// Loads a cache file; returns nullptr when missing, unreadable or not of this format.
+// On success, *generation receives the bank generation it was saved at.
+std::unique_ptr<PdqIndex> load_pdq_index(const std::filesystem::path& file,
+                                         std::uint64_t* generation);
+
+}  // namespace hashwall

@@ -1,0 +1,122 @@
+// hashwall stats / remove / check.
+#include <cstdio>
+#include <iostream>
+
+#include "cli/commands.hpp"
+#include "cli/common.hpp"
+#include "core/error.hpp"
+
+namespace hashwall::cli {
+
+namespace {
+
+struct AdminArgs {
+  std::string bank;
+  bool json_out = false;
+  std::vector<std::int64_t> ids;
+  std::vector<std::string> labels;
+  std::vector<std::string> sha256s;
+};
+
+int run_stats(const AdminArgs& a) {
+  const auto bank = Bank::open(a.bank, OpenMode::ReadOnly);
+  const BankStats s = bank->stats();
+  const BankConfig& c = bank->config();
+  if (a.json_out) {
+    json j;
+    j["bank"] = a.bank;
+    j["format_version"] = s.format_version;
+    j["entries"] = s.entries;
+    j["indexed"] = s.indexed;
+    j["imported"] = s.imported;
+    j["labels"] = s.labels;
+    j["low_quality"] = s.low_quality;
+    j["signals"] = json::array({"pdq"});
+    j["pdq_threshold"] = c.pdq_threshold;
+    j["min_quality"] = c.min_quality;
+    j["index_type"] = s.index_type;
+    j["index_config"] = c.index_type;
+    j["generation"] = s.generation;
+    j["db_bytes"] = s.db_bytes;
+    j["index_cache_bytes"] = s.index_cache_bytes;
+    j["index_memory_bytes"] = s.index_memory_bytes;
+    j["bytes_per_entry"] = s.entries ? static_cast<double>(s.db_bytes) / static_cast<double>(s.entries) : 0.0;
+    std::cout << j.dump(2) << '\n';
+  } else {
+    std::cout << "bank            " << a.bank << " (format " << s.format_version << ")\n"
+              << "entries         " << s.entries << " (" << s.indexed << " indexed, " << s.imported << " imported)\n"
+              << "labels          " << s.labels << "\n"
+              << "low quality     " << s.low_quality << " (below " << c.min_quality << ", never matched by PDQ)\n"
+              << "signals         pdq (threshold " << c.pdq_threshold << ", min quality " << c.min_quality << ")\n"
+              << "index           " << s.index_type << " (config: " << c.index_type << "), "
+              << s.index_memory_bytes / 1024 << " KiB in memory\n"
+              << "on disk         " << s.db_bytes << " bytes SQLite";
+    if (s.entries) std::cout << " (" << s.db_bytes / static_cast<std::uintmax_t>(s.entries) << " bytes/entry)";
+    std::cout << ", " << s.index_cache_bytes << " bytes index cache\n";
+  }
+  return kExitOk;
+}
+
+int run_remove(const AdminArgs& a) {
+  if (a.ids.empty() && a.labels.empty() && a.sha256s.empty())
+    throw Error(ErrorKind::Usage, "", "say what to remove: --id, --label or --sha256");
+  auto bank = Bank::open(a.bank, OpenMode::ReadWrite);
+  std::int64_t removed = 0;
+  if (!a.ids.empty()) removed += bank->remove_ids(a.ids);
+  for (const auto& l : a.labels) removed += bank->remove_label(l);
+  for (const auto& s : a.sha256s) removed += bank->remove_sha256(s);
+  bank->flush_index();
+  if (a.json_out)
+    std::cout << json{{"removed", removed}, {"bank_entries", bank->stats().entries}}.dump(2) << '\n';
+  else
+    std::fprintf(stderr, "removed %lld entr%s\n", static_cast<long long>(removed), removed == 1 ? "y" : "ies");
+  return kExitOk;
+}
+
+int run_check(const AdminArgs& a) {
+  const auto bank = Bank::open(a.bank, OpenMode::ReadOnly);
+  const CheckReport r = bank->check();
+  if (a.json_out) {
+    std::cout << json{{"bank", a.bank}, {"ok", r.ok}, {"problems", r.problems}}.dump(2) << '\n';
+  } else {
+    for (const auto& p : r.problems) std::cout << "problem: " << p << '\n';
+    std::cout << a.bank << ": " << (r.ok ? "ok" : "DAMAGED") << " (" << bank->stats().entries << " entries)\n";
+  }
+  return r.ok ? kExitOk : kExitError;
+}
+
+}  // namespace
+
+void register_admin(CLI::App& app, int& exit_code) {
+  {
+    auto a = std::make_shared<AdminArgs>();
+    auto* cmd = app.add_subcommand("stats", "Show what a bank holds and how it is configured");
+    cmd->add_option("-b,--bank", a->bank, "Bank file")->required()->envname("HASHWALL_BANK");
+    cmd->add_flag("--json", a->json_out, "Print one JSON document");
+    cmd->footer("Example:\n  hashwall stats --bank cases.db --json\n\nExit codes: 0 ok, 2 error.");
+    cmd->callback([a, &exit_code] { exit_code = run_stats(*a); });
+  }
+  {
+    auto a = std::make_shared<AdminArgs>();
+    auto* cmd = app.add_subcommand("remove", "Remove entries by id, label or SHA-256");
+    cmd->add_option("-b,--bank", a->bank, "Bank file")->required()->envname("HASHWALL_BANK");
+    cmd->add_option("--id", a->ids, "Entry id (repeatable)");
+    cmd->add_option("--label", a->labels, "Every entry with this label (repeatable)");
+    cmd->add_option("--sha256", a->sha256s, "The entry indexed from the file with this SHA-256 (repeatable)");
+    cmd->add_flag("--json", a->json_out, "Print the result as JSON");
+    cmd->footer(
+        "Examples:\n  hashwall remove --bank cases.db --id 12 --id 13\n"
+        "  hashwall remove --bank cases.db --label case-17\n\nExit codes: 0 done (even if nothing matched), 2 error.");
+    cmd->callback([a, &exit_code] { exit_code = run_remove(*a); });
+  }
+  {
+    auto a = std::make_shared<AdminArgs>();
+    auto* cmd = app.add_subcommand("check", "Verify a bank's integrity (SQLite and search index)");
+    cmd->add_option("-b,--bank", a->bank, "Bank file")->required()->envname("HASHWALL_BANK");
+    cmd->add_flag("--json", a->json_out, "Print the result as JSON");
+    cmd->footer("Example:\n  hashwall check --bank cases.db\n\nExit codes: 0 consistent, 2 damaged or unreadable.");
+    cmd->callback([a, &exit_code] { exit_code = run_check(*a); });
+  }
+}
+
+}  // namespace hashwall::cli

@@ -1,0 +1,165 @@
+// hashwall index: fingerprint a corpus into a bank, in committed batches.
+#include <cstdio>
+#include <iostream>
+
+#include "cli/commands.hpp"
+#include "cli/common.hpp"
+#include "core/error.hpp"
+#include "match/fingerprint.hpp"
+
+namespace hashwall::cli {
+
+namespace {
+struct IndexArgs {
+  std::vector<std::string> paths;
+  std::string bank;
+  std::string label;
+  int jobs = 0;
+  int batch = 256;
+  bool json_out = false;
+  bool all_files = false;
+  bool no_exif = false;
+  bool quiet = false;
+  std::uint64_t max_pixels = 200'000'000;
+};
+
+struct Item {
+  std::optional<NewEntry> entry;
+  bool already_in_bank = false;
+  std::string error;
+};
+
+int run_index(const IndexArgs& a) {
+  using clock = std::chrono::steady_clock;
+  const auto t0 = clock::now();
+  std::vector<std::string> missing;
+  const auto files = collect_files(a.paths, a.all_files, missing);
+  auto bank = Bank::open(a.bank, OpenMode::Create);
+  const LoadOptions opt = load_options(false, a.no_exif, a.max_pixels);
+
+  std::vector<Item> items(files.size());
+  std::vector<NewEntry> pending;
+  std::vector<std::string> errors = missing;
+  std::int64_t added = 0, duplicates = 0;
+  std::size_t done = 0;
+  auto last_commit = clock::now();
+  Progress progress("indexing", files.size(), !a.quiet);
+
+  auto commit = [&] {
+    if (pending.empty()) return;
+    const AddResult r = bank->add(pending);
+    added += r.added;
+    duplicates += r.duplicates;
+    pending.clear();
+    last_commit = clock::now();
+  };
+
+  ordered_parallel(
+      files.size(), a.jobs > 0 ? a.jobs : default_jobs(),
+      [&](std::size_t i) {
+        Item& it = items[i];
+        try {
+          const auto bytes = read_file_bytes(files[i], opt.max_file_bytes);
+          const std::string sha = sha256_hex(bytes);
+          // Re-runs (e.g. after an interrupted index) skip known files without decoding.
+          if (bank->find_sha256(sha)) {
+            it.already_in_bank = true;
+            return;
+          }
+          const LoadedImage img = decode_image(bytes, files[i].string(), opt);
+          const Fingerprint f = fingerprint(img, opt.mode);
+          NewEntry e;
+          e.sha256 = f.sha256;
+          e.pdq = f.pdq.hashes[0];
+          e.quality = f.pdq.quality;
+          e.label = a.label;
+          e.source = fs::absolute(files[i]).lexically_normal().string();
+          e.origin = Origin::Indexed;
+          it.entry = std::move(e);
+        } catch (const Error& e) {
+          it.error = e.what();
+        } catch (const std::exception& e) {
+          it.error = files[i].string() + ": " + e.what();
+        }
+      },
+      [&](std::size_t i) {
+        Item& it = items[i];
+        ++done;
+        if (it.already_in_bank) {
+          ++duplicates;
+        } else if (it.entry) {
+          pending.push_back(std::move(*it.entry));
+        } else {
+          progress.finish();
+          if (!a.json_out) std::fprintf(stderr, "hashwall: skipped %s\n", it.error.c_str());
+          errors.push_back(it.error);
+        }
+        it = Item{};
+        if (static_cast<int>(pending.size()) >= a.batch || clock::now() - last_commit > std::chrono::seconds(2))
+          commit();
+        progress.update(done, std::to_string(added + static_cast<std::int64_t>(pending.size())) + " new");
+      });
+  commit();
+  progress.finish();
+  bank->flush_index();
+  const bool interrupted = stop_requested();
+  const double secs = std::chrono::duration<double>(clock::now() - t0).count();
+  const BankStats st = bank->stats();
+
+  if (a.json_out) {
+    json j;
+    j["bank"] = a.bank;
+    j["files"] = files.size();
+    j["processed"] = done;
+    j["added"] = added;
+    j["duplicates"] = duplicates;
+    j["unreadable"] = errors.size();
+    j["errors"] = errors;
+    j["seconds"] = secs;
+    j["files_per_second"] = secs > 0 ? static_cast<double>(done) / secs : 0.0;
+    j["bank_entries"] = st.entries;
+    j["interrupted"] = interrupted;
+    std::cout << j.dump(2) << '\n';
+  } else {
+    std::fprintf(stderr,
+                 "%s %zu of %zu files in %s (%.1f files/s): %lld added, %lld exact duplicates skipped, "
+                 "%zu unreadable; bank %s now holds %lld entries\n",
+                 interrupted ? "interrupted after" : "indexed", done, files.size(),
+                 format_duration(secs).c_str(), secs > 0 ? static_cast<double>(done) / secs : 0.0,
+                 static_cast<long long>(added), static_cast<long long>(duplicates), errors.size(),
+                 a.bank.c_str(), static_cast<long long>(st.entries));
+    for (const auto& m : missing) std::fprintf(stderr, "hashwall: %s\n", m.c_str());
+  }
+  if (interrupted) return kExitInterrupted;
+  return errors.empty() ? kExitOk : kExitUndecided;
+}
+}  // namespace
+
+void register_index(CLI::App& app, int& exit_code) {
+  auto a = std::make_shared<IndexArgs>();
+  auto* cmd = app.add_subcommand("index", "Fingerprint known photos into a bank");
+  cmd->description(
+      "Fingerprint image files (directories are walked recursively) and add them to the bank,\n"
+      "creating it if needed. Files already in the bank (same SHA-256) are skipped without\n"
+      "decoding, so an interrupted run can simply be started again. Work is committed in\n"
+      "batches: Ctrl-C or a crash keeps every committed batch and nothing half-written.");
+  cmd->add_option("paths", a->paths, "Image files or directories")->required();
+  cmd->add_option("-b,--bank", a->bank, "Bank file (created if missing)")->required()->envname("HASHWALL_BANK");
+  cmd->add_option("-l,--label", a->label, "Label stored with every new entry (e.g. a case id)");
+  cmd->add_option("-j,--jobs", a->jobs, "Decode/hash threads (default: all cores)");
+  cmd->add_option("--batch", a->batch, "Entries per committed transaction")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_flag("--json", a->json_out, "Print the summary as one JSON document on stdout");
+  cmd->add_flag("--all-files", a->all_files, "In directories, try every file, not only image extensions");
+  cmd->add_flag("--no-exif-orientation", a->no_exif, "Ignore EXIF orientation tags");
+  cmd->add_flag("-q,--quiet", a->quiet, "No progress bar");
+  cmd->add_option("--max-pixels", a->max_pixels, "Refuse images with more pixels than this")->capture_default_str();
+  cmd->footer(
+      "Examples:\n"
+      "  hashwall index known/ --bank cases.db --label case-17\n"
+      "  hashwall index a.jpg b.png --bank cases.db --json\n\n"
+      "Exit codes: 0 every file indexed (or already present), 3 finished but some files were\n"
+      "skipped as unreadable (each is named on stderr), 2 error, 130 interrupted.");
+  cmd->callback([a, &exit_code] { exit_code = run_index(*a); });
+}
+
+}  // namespace hashwall::cli

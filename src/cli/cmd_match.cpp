@@ -1,0 +1,183 @@
+// hashwall query (one file, detailed) and hashwall scan (many files, a report).
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+
+#include "cli/commands.hpp"
+#include "cli/common.hpp"
+#include "cli/report.hpp"
+#include "core/error.hpp"
+
+namespace hashwall::cli {
+
+namespace {
+
+struct MatchArgs {
+  std::vector<std::string> paths;
+  std::string bank;
+  std::optional<int> threshold;
+  std::optional<int> min_quality;
+  int top = 10;
+  bool no_dihedral = false;
+  bool no_exif = false;
+  std::uint64_t max_pixels = 200'000'000;
+  // query
+  bool json_out = false;
+  // scan
+  bool jsonl = false;
+  bool csv = false;
+  bool all_files = false;
+  bool quiet = false;
+  bool only_matches = false;
+  std::string output;
+  int jobs = 0;
+};
+
+MatchOptions match_options(const MatchArgs& a) {
+  MatchOptions o;
+  o.threshold = a.threshold;
+  o.min_quality = a.min_quality;
+  o.top = a.top;
+  o.dihedral = !a.no_dihedral;
+  return o;
+}
+
+void add_match_options(CLI::App* cmd, MatchArgs& a) {
+  cmd->add_option("-b,--bank", a.bank, "Bank file")->required()->envname("HASHWALL_BANK");
+  cmd->add_option("-t,--threshold", a.threshold,
+                  "PDQ match distance, 0-256 (default: the bank's, normally 31 as Meta recommends)")
+      ->check(CLI::Range(0, 256));
+  cmd->add_option("--min-quality", a.min_quality, "Minimum PDQ quality on both sides (default: the bank's, normally 50)")
+      ->check(CLI::Range(0, 100));
+  cmd->add_option("-k,--top", a.top, "Report at most K matching entries per file")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_flag("--no-dihedral", a.no_dihedral, "Do not try the rotated/flipped variants of the query");
+  cmd->add_flag("--no-exif-orientation", a.no_exif, "Ignore EXIF orientation tags");
+  cmd->add_option("--max-pixels", a.max_pixels, "Refuse images with more pixels than this")->capture_default_str();
+}
+
+int run_query(const MatchArgs& a) {
+  const auto bank = Bank::open(a.bank, OpenMode::ReadOnly);
+  const Matcher matcher(*bank, match_options(a));
+  const FileReport r = check_file(a.paths.at(0), load_options(false, a.no_exif, a.max_pixels), matcher);
+  if (a.json_out) {
+    std::cout << report_json(r).dump(2) << '\n';
+  } else if (!r.error.empty()) {
+    std::fprintf(stderr, "hashwall: %s\n", r.error.c_str());
+  } else {
+    print_human(std::cout, r, true);
+  }
+  Tally t;
+  t.add(r);
+  return t.exit_code();
+}
+
+int run_scan(const MatchArgs& a) {
+  using clock = std::chrono::steady_clock;
+  const auto t0 = clock::now();
+  if (a.jsonl && a.csv) throw Error(ErrorKind::Usage, "", "--jsonl and --csv exclude each other");
+  const auto bank = Bank::open(a.bank, OpenMode::ReadOnly);
+  const Matcher matcher(*bank, match_options(a));
+  std::vector<std::string> missing;
+  const auto files = collect_files(a.paths, a.all_files, missing);
+  const LoadOptions opt = load_options(false, a.no_exif, a.max_pixels);
+
+  std::ofstream file_out;
+  if (!a.output.empty()) {
+    file_out.open(a.output, std::ios::trunc);
+    if (!file_out) throw Error(ErrorKind::Io, a.output, "cannot write the report");
+  }
+  std::ostream& out = a.output.empty() ? std::cout : file_out;
+  if (a.csv) print_csv_header(out);
+
+  Tally tally;
+  for (const auto& m : missing) {
+    FileReport r;
+    r.file = m.substr(0, m.find(':'));
+    r.error = m;
+    tally.add(r);
+    if (a.jsonl) out << report_json(r).dump() << '\n';
+    else if (a.csv) print_csv(out, r);
+    else print_human(out, r, false);
+  }
+  std::vector<FileReport> reports(files.size());
+  Progress progress("scanning", files.size(), !a.quiet && !a.output.empty());
+  std::size_t done = 0;
+  ordered_parallel(
+      files.size(), a.jobs > 0 ? a.jobs : default_jobs(),
+      [&](std::size_t i) { reports[i] = check_file(files[i], opt, matcher); },
+      [&](std::size_t i) {
+        FileReport r = std::move(reports[i]);
+        tally.add(r);
+        ++done;
+        const bool show = !a.only_matches || r.result.verdict == Verdict::Match || !r.error.empty();
+        if (show) {
+          if (a.jsonl) out << report_json(r).dump() << '\n';
+          else if (a.csv) print_csv(out, r);
+          else print_human(out, r, false);
+        }
+        if (a.output.empty()) out.flush();
+        progress.update(done, std::to_string(tally.matches) + " matched");
+      });
+  progress.finish();
+  out.flush();
+  if (!out) throw Error(ErrorKind::Io, a.output.empty() ? "stdout" : a.output, "writing the report failed");
+  const double secs = std::chrono::duration<double>(clock::now() - t0).count();
+  if (!a.quiet)
+    std::fprintf(stderr, "%s %zu files in %s: %zu matched, %zu no match, %zu undecided (low quality), %zu errors\n",
+                 stop_requested() ? "interrupted after" : "scanned", tally.files, format_duration(secs).c_str(),
+                 tally.matches, tally.no_match, tally.low_quality, tally.errors);
+  if (stop_requested()) return kExitInterrupted;
+  return tally.exit_code();
+}
+
+}  // namespace
+
+void register_query(CLI::App& app, int& exit_code) {
+  auto a = std::make_shared<MatchArgs>();
+  auto* cmd = app.add_subcommand("query", "Check one image against a bank, with details");
+  cmd->description(
+      "Check one image against the bank: every matching entry with its id, label, source,\n"
+      "PDQ distance, which rotation/flip of the query matched, and whether the file is a\n"
+      "byte-identical copy. A query whose PDQ quality is below the minimum is reported as\n"
+      "too low quality to decide, never as a silent 'no match'.");
+  cmd->add_option("file", a->paths, "Image file")->required()->expected(1);
+  add_match_options(cmd, *a);
+  cmd->add_flag("--json", a->json_out, "Print one JSON document");
+  cmd->footer(
+      "Examples:\n"
+      "  hashwall query upload.jpg --bank cases.db\n"
+      "  hashwall query upload.jpg --bank cases.db --threshold 40 --json\n\n"
+      "Exit codes: 0 no match, 1 match, 2 error (unreadable image or bank), 3 too low quality\n"
+      "to decide.");
+  cmd->callback([a, &exit_code] { exit_code = run_query(*a); });
+}
+
+void register_scan(CLI::App& app, int& exit_code) {
+  auto a = std::make_shared<MatchArgs>();
+  auto* cmd = app.add_subcommand("scan", "Check files or folders against a bank and write a report");
+  cmd->description(
+      "Check every image under the given paths against the bank, in parallel, writing one\n"
+      "record per file in input order. Unreadable files are reported and the scan goes on.");
+  cmd->add_option("paths", a->paths, "Image files or directories (walked recursively)")->required();
+  add_match_options(cmd, *a);
+  cmd->add_flag("--jsonl", a->jsonl,
+                "One JSON object per line: {file, status, match, matches:[{id,label,source,distance,"
+                "variant,exact,...}], pdq, quality, error}");
+  cmd->add_flag("--csv", a->csv, "CSV, one row per (file, matching entry)");
+  cmd->add_option("-o,--output", a->output, "Write the report to this file instead of stdout");
+  cmd->add_flag("--only-matches", a->only_matches, "Report only matches and errors");
+  cmd->add_flag("--all-files", a->all_files, "In directories, try every file, not only image extensions");
+  cmd->add_option("-j,--jobs", a->jobs, "Threads (default: all cores)");
+  cmd->add_flag("-q,--quiet", a->quiet, "No progress and no summary on stderr");
+  cmd->footer(
+      "Examples:\n"
+      "  hashwall scan uploads/ --bank cases.db\n"
+      "  hashwall scan uploads/ --bank cases.db --jsonl -o report.jsonl\n"
+      "  hashwall scan a.jpg b.jpg --bank cases.db --csv --only-matches\n\n"
+      "Exit codes (as clamscan): 0 no match, 1 at least one match, 2 some file could not be\n"
+      "checked (and none matched), 3 some file too low quality to decide (no match, no error),\n"
+      "130 interrupted.");
+  cmd->callback([a, &exit_code] { exit_code = run_scan(*a); });
+}
+
+}  // namespace hashwall::cli

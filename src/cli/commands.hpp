@@ -1,0 +1,16 @@
+// Each subcommand registers itself on the CLI11 app; its callback stores the exit code.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace hashwall::cli {
+
+void register_hash(CLI::App& app, int& exit_code);
+void register_index(CLI::App& app, int& exit_code);
+void register_query(CLI::App& app, int& exit_code);
+void register_scan(CLI::App& app, int& exit_code);
+void register_import(CLI::App& app, int& exit_code);
+void register_export(CLI::App& app, int& exit_code);
+void register_admin(CLI::App& app, int& exit_code);  // stats, remove, check
+
+}  // namespace hashwall::cli

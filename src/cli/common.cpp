@@ -1,0 +1,222 @@
+#include "cli/common.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <condition_variable>
+#include <csignal>
+#include <cstdio>
+#include <mutex>
+#include <set>
+#include <thread>
+
+namespace hashwall::cli {
+
+const char* const kExitCodesHelp =
+    "Exit codes:\n"
+    "  0    success; for query/scan: no match\n"
+    "  1    query/scan: at least one file matched the bank\n"
+    "  2    error: unreadable input, unusable bank, bad usage (scan: some file failed)\n"
+    "  3    query/scan: too low quality to decide (PDQ quality below the minimum);\n"
+    "       index: finished, but some files were skipped as unreadable\n"
+    "  130  interrupted (Ctrl-C); every committed batch is kept\n";
+
+std::atomic<bool>& stop_requested() {
+  static std::atomic<bool> flag{false};
+  return flag;
+}
+
+namespace {
+extern "C" void on_signal(int sig) {
+  if (stop_requested().exchange(true)) {
+    // Second Ctrl-C: the user insists; SQLite's journal keeps the bank consistent.
+    std::signal(sig, SIG_DFL);
+    std::raise(sig);
+  }
+}
+
+const std::set<std::string>& image_extensions() {
+  static const std::set<std::string> ext = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp",
+                                            ".tif", ".tiff", ".bmp", ".dib", ".gif", ".pgm",
+                                            ".ppm", ".pnm", ".pbm"};
+  return ext;
+}
+
+bool has_image_extension(const fs::path& p) {
+  std::string e = p.extension().string();
+  std::transform(e.begin(), e.end(), e.begin(), [](unsigned char c) { return std::tolower(c); });
+  return image_extensions().count(e) > 0;
+}
+}  // namespace
+
+void install_signal_handlers() {
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGTERM, on_signal);
+}
+
+std::vector<fs::path> collect_files(const std::vector<std::string>& paths, bool all_files,
+                                    std::vector<std::string>& missing) {
+  std::vector<fs::path> out;
+  for (const auto& arg : paths) {
+    const fs::path p(arg);
+    std::error_code ec;
+    const auto st = fs::status(p, ec);
+    if (ec || !fs::exists(st)) {
+      missing.push_back(arg + ": no such file or directory");
+      continue;
+    }
+    if (!fs::is_directory(st)) {
+      out.push_back(p);
+      continue;
+    }
+    std::vector<fs::path> found;
+    auto it = fs::recursive_directory_iterator(p, fs::directory_options::skip_permission_denied, ec);
+    if (ec) {
+      missing.push_back(arg + ": cannot list directory: " + ec.message());
+      continue;
+    }
+    for (; it != fs::recursive_directory_iterator(); it.increment(ec)) {
+      if (ec) {
+        missing.push_back(it->path().string() + ": " + ec.message());
+        ec.clear();
+        continue;
+      }
+      std::error_code e2;
+      if (it->is_symlink(e2) && fs::is_directory(it->path(), e2)) {
+        it.disable_recursion_pending();
+        continue;
+      }
+      if (!it->is_regular_file(e2) && !it->is_symlink(e2)) continue;
+      if (all_files || has_image_extension(it->path())) found.push_back(it->path());
+    }
+    std::sort(found.begin(), found.end());
+    out.insert(out.end(), found.begin(), found.end());
+  }
+  return out;
+}
+
+Progress::Progress(std::string what, std::size_t total, bool enabled)
+    : what_(std::move(what)),
+      total_(total),
+      active_(enabled && ::isatty(STDERR_FILENO)),
+      start_(std::chrono::steady_clock::now()),
+      last_(start_ - std::chrono::seconds(1)) {}
+
+Progress::~Progress() { finish(); }
+
+void Progress::update(std::size_t done, const std::string& extra) {
+  if (!active_) return;
+  const auto now = std::chrono::steady_clock::now();
+  if (done < total_ && now - last_ < std::chrono::milliseconds(100)) return;
+  last_ = now;
+  const double secs = std::chrono::duration<double>(now - start_).count();
+  const double rate = secs > 0 ? static_cast<double>(done) / secs : 0.0;
+  constexpr int kWidth = 30;
+  const int filled = total_ ? static_cast<int>(kWidth * done / total_) : kWidth;
+  std::string bar(static_cast<std::size_t>(filled), '#');
+  bar.resize(kWidth, '.');
+  std::fprintf(stderr, "\r%s [%s] %zu/%zu  %.0f/s  %s\033[K", what_.c_str(), bar.c_str(), done, total_,
+               rate, extra.c_str());
+  std::fflush(stderr);
+}
+
+void Progress::finish() {
+  if (!active_) return;
+  std::fprintf(stderr, "\r\033[K");
+  std::fflush(stderr);
+  active_ = false;
+}
+
+std::size_t ordered_parallel(std::size_t n, int jobs, const std::function<void(std::size_t)>& work,
+                             const std::function<void(std::size_t)>& emit) {
+  jobs = std::max(1, std::min<int>(jobs, static_cast<int>(std::max<std::size_t>(n, 1))));
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<char> ready(n, 0);
+  std::atomic<std::size_t> next{0};
+  std::atomic<std::size_t> scheduled_end{n};
+  auto worker = [&] {
+    while (true) {
+      const std::size_t i = next.fetch_add(1);
+      if (i >= n) return;
+      if (stop_requested()) {
+        std::lock_guard lock(mu);
+        scheduled_end = std::min<std::size_t>(scheduled_end, i);
+        ready[i] = 2;  // skipped
+        cv.notify_all();
+        continue;
+      }
+      work(i);
+      std::lock_guard lock(mu);
+      ready[i] = 1;
+      cv.notify_all();
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int t = 0; t < jobs; ++t) threads.emplace_back(worker);
+  std::size_t emitted = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return ready[i] != 0; });
+    if (ready[i] == 2) break;
+    lock.unlock();
+    emit(i);
+    ++emitted;
+  }
+  for (auto& t : threads) t.join();
+  return emitted;
+}
+
+int default_jobs() {
+  const unsigned hc = std::thread::hardware_concurrency();
+  return hc ? static_cast<int>(hc) : 2;
+}
+
+std::string format_duration(double s) {
+  char buf[64];
+  if (s < 1)
+    std::snprintf(buf, sizeof buf, "%.0f ms", s * 1000);
+  else if (s < 120)
+    std::snprintf(buf, sizeof buf, "%.1f s", s);
+  else
+    std::snprintf(buf, sizeof buf, "%dm%02ds", static_cast<int>(s) / 60, static_cast<int>(s) % 60);
+  return buf;
+}
+
+LoadOptions load_options(bool exact, bool no_exif, std::uint64_t max_pixels) {
+  LoadOptions o;
+  o.mode = exact ? DecodeMode::Exact : DecodeMode::Fast;
+  o.exif_orientation = !no_exif;
+  o.max_pixels = max_pixels;
+  return o;
+}
+
+json entry_json(const Entry& e) {
+  json j;
+  j["id"] = e.id;
+  j["label"] = e.label;
+  j["source"] = e.source;
+  j["sha256"] = e.sha256 ? json(*e.sha256) : json(nullptr);
+  j["pdq"] = e.pdq.hex();
+  j["quality"] = e.quality ? json(*e.quality) : json(nullptr);
+  j["origin"] = origin_name(e.origin);
+  j["added_at"] = e.added_at;
+  return j;
+}
+
+json hit_json(const MatchHit& h) {
+  json j;
+  j["id"] = h.entry.id;
+  j["label"] = h.entry.label;
+  j["source"] = h.entry.source;
+  j["sha256"] = h.entry.sha256 ? json(*h.entry.sha256) : json(nullptr);
+  j["distance"] = h.distance;
+  j["variant"] = std::string(dihedral_name(h.variant));
+  j["exact"] = h.exact;
+  j["signal"] = h.exact ? "sha256" : "pdq";
+  j["entry_pdq"] = h.entry.pdq.hex();
+  j["entry_quality"] = h.entry.quality ? json(*h.entry.quality) : json(nullptr);
+  return j;
+}
+
+}  // namespace hashwall::cli

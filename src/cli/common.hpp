@@ -1,0 +1,74 @@
+// Shared pieces of the command-line front end: exit codes, file discovery, signals,
+// progress, the worker pool, and output helpers. Only src/cli prints or exits.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "bank/bank.hpp"
+#include "image/load.hpp"
+#include "match/matcher.hpp"
+
+namespace hashwall::cli {
+
+namespace fs = std::filesystem;
+using json = nlohmann::ordered_json;
+
+// Exit codes (documented in --help and the README).
+inline constexpr int kExitOk = 0;          // success / no match
+inline constexpr int kExitMatch = 1;       // query/scan: at least one match
+inline constexpr int kExitError = 2;       // error (bad input, unusable bank, bad usage)
+inline constexpr int kExitUndecided = 3;   // query/scan: too low quality to decide;
+                                           // index: finished but skipped unreadable files
+inline constexpr int kExitInterrupted = 130;
+
+extern const char* const kExitCodesHelp;
+
+// Set by SIGINT/SIGTERM; long loops stop at the next file and commit what is done.
+std::atomic<bool>& stop_requested();
+void install_signal_handlers();
+
+// Image files under the given paths. Directories are walked recursively (symlinked
+// directories are not followed, so loops cannot trap the walk); inside directories only
+// files with image extensions are taken unless all_files; files named explicitly are
+// always taken. Paths that do not exist are reported through `missing`.
+std::vector<fs::path> collect_files(const std::vector<std::string>& paths, bool all_files,
+                                    std::vector<std::string>& missing);
+
+// A progress line on stderr, only when stderr is a terminal.
+class Progress {
+ public:
+  Progress(std::string what, std::size_t total, bool enabled = true);
+  ~Progress();
+  void update(std::size_t done, const std::string& extra = {});
+  void finish();
+
+ private:
+  std::string what_;
+  std::size_t total_;
+  bool active_;
+  std::chrono::steady_clock::time_point start_, last_;
+};
+
+// Runs work(i) for i in [0, n) on `jobs` threads and calls emit(i) on the calling thread
+// in index order as results become ready. Stops scheduling new items once
+// stop_requested() is set; returns the number of items emitted.
+std::size_t ordered_parallel(std::size_t n, int jobs, const std::function<void(std::size_t)>& work,
+                             const std::function<void(std::size_t)>& emit);
+
+int default_jobs();
+std::string format_duration(double seconds);
+LoadOptions load_options(bool exact, bool no_exif, std::uint64_t max_pixels);
+
+json entry_json(const Entry& e);
+json hit_json(const MatchHit& h);
+
+}  // namespace hashwall::cli

@@ -1,0 +1,128 @@
+#include "cli/report.hpp"
+
+#include "core/error.hpp"
+
+namespace hashwall::cli {
+
+FileReport check_file(const fs::path& file, const LoadOptions& opt, const Matcher& matcher) {
+  FileReport r;
+  r.file = file.string();
+  try {
+    r.fp = fingerprint(load_image(file, opt), opt.mode);
+    r.result = matcher.match(*r.fp);
+  } catch (const Error& e) {
+    r.error = e.what();
+  } catch (const std::exception& e) {
+    r.error = r.file + ": " + e.what();
+  }
+  return r;
+}
+
+json report_json(const FileReport& r) {
+  json j;
+  j["file"] = r.file;
+  if (!r.error.empty()) {
+    j["status"] = "error";
+    j["match"] = false;
+    j["matches"] = json::array();
+    j["error"] = r.error;
+    return j;
+  }
+  j["status"] = verdict_name(r.result.verdict);
+  j["match"] = r.result.verdict == Verdict::Match;
+  json hits = json::array();
+  for (const auto& h : r.result.hits) hits.push_back(hit_json(h));
+  j["matches"] = hits;
+  j["pdq"] = r.fp->pdq.hashes[0].hex();
+  j["quality"] = r.fp->pdq.quality;
+  j["sha256"] = r.fp->sha256;
+  j["threshold"] = r.result.threshold;
+  j["min_quality"] = r.result.min_quality;
+  j["error"] = nullptr;
+  return j;
+}
+
+namespace {
+std::string describe_hit(const MatchHit& h) {
+  std::string s = "#" + std::to_string(h.entry.id);
+  if (!h.entry.label.empty()) s += " [" + h.entry.label + "]";
+  s += " " + (h.entry.source.empty() ? std::string("(no source)") : h.entry.source);
+  if (h.exact)
+    s += "  exact file (same SHA-256)";
+  else
+    s += "  PDQ distance " + std::to_string(h.distance) + " (" + std::string(dihedral_name(h.variant)) + ")";
+  return s;
+}
+
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  return out + "\"";
+}
+}  // namespace
+
+void print_human(std::ostream& out, const FileReport& r, bool verbose) {
+  if (!r.error.empty()) {
+    out << "ERROR     " << r.error << '\n';
+    return;
+  }
+  switch (r.result.verdict) {
+    case Verdict::Match:
+      out << "MATCH     " << r.file << "  (" << r.result.hits.size() << (r.result.hits.size() == 1 ? " entry" : " entries") << ")\n";
+      for (const auto& h : r.result.hits) out << "    -> " << describe_hit(h) << '\n';
+      break;
+    case Verdict::LowQuality:
+      out << "UNDECIDED " << r.file << "  (PDQ quality " << r.fp->pdq.quality << " < " << r.result.min_quality
+          << ": too featureless to decide)\n";
+      break;
+    case Verdict::NoMatch:
+      out << "ok        " << r.file << '\n';
+      break;
+  }
+  if (verbose && r.fp)
+    out << "    pdq " << r.fp->pdq.hashes[0].hex() << " quality " << r.fp->pdq.quality << " sha256 " << r.fp->sha256
+        << '\n';
+}
+
+void print_csv_header(std::ostream& out) {
+  out << "file,status,match_id,label,source,distance,variant,exact,pdq,quality,error\n";
+}
+
+void print_csv(std::ostream& out, const FileReport& r) {
+  const std::string status = r.error.empty() ? verdict_name(r.result.verdict) : "error";
+  const std::string pdq = r.fp ? r.fp->pdq.hashes[0].hex() : "";
+  const std::string quality = r.fp ? std::to_string(r.fp->pdq.quality) : "";
+  if (r.result.hits.empty() || !r.error.empty()) {
+    out << csv_field(r.file) << ',' << status << ",,,,,,," << pdq << ',' << quality << ',' << csv_field(r.error) << '\n';
+    return;
+  }
+  for (const auto& h : r.result.hits)
+    out << csv_field(r.file) << ',' << status << ',' << h.entry.id << ',' << csv_field(h.entry.label) << ','
+        << csv_field(h.entry.source) << ',' << h.distance << ',' << dihedral_name(h.variant) << ','
+        << (h.exact ? "true" : "false") << ',' << pdq << ',' << quality << ",\n";
+}
+
+void Tally::add(const FileReport& r) {
+  ++files;
+  if (!r.error.empty())
+    ++errors;
+  else if (r.result.verdict == Verdict::Match)
+    ++matches;
+  else if (r.result.verdict == Verdict::LowQuality)
+    ++low_quality;
+  else
+    ++no_match;
+}
+
+int Tally::exit_code() const {
+  if (matches) return kExitMatch;
+  if (errors) return kExitError;
+  if (low_quality) return kExitUndecided;
+  return kExitOk;
+}
+
+}  // namespace hashwall::cli

@@ -1,0 +1,261 @@
+// PDQ from Meta's published algorithm. Every step mirrors the reference C++ hasher's
+// arithmetic (float buffers, evaluation order, integer truncations) because the hashes
+// must match its output bit for bit; this file is built with -ffp-contract=off.
+#include "hash/pdq.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+#include <opencv2/imgproc.hpp>
+
+namespace hashwall {
+
+namespace {
+
+constexpr int kDownsample = 512;  // reference hasher's pre-resize bound
+constexpr int kBuf = 64;          // decimated size
+constexpr int kDct = 16;          // hash is 16x16 bits
+constexpr int kJaroszPasses = 2;  // PDQ_NUM_JAROSZ_XY_PASSES
+
+// Rec. 601 luma weights as single-precision constants, as in the reference.
+constexpr float kLumaR = 0.299f, kLumaG = 0.587f, kLumaB = 0.114f;
+
+// Window so that two box passes approximate a tent filter the size of one output
+// pixel: ceil(old / (2 * new)).
+int jarosz_window(int old_dim, int new_dim) { return (old_dim + 2 * new_dim - 1) / (2 * new_dim); }
+
+// One box-filter pass along a strided vector. Four phases keep the window centred and
+// shrink it at both ends, exactly as the reference does (its division by the running
+// window size is part of the hash).
+void box_1d(const float* in, float* out, int length, int stride, int window) {
+  const int half = (window + 2) / 2;
+  const int phase1 = half - 1;
+  const int phase2 = window - half + 1;
+  const int phase3 = length - window;
+  const int phase4 = half - 1;
+  int li = 0, ri = 0, oi = 0;
+  float sum = 0.0f, current = 0.0f;
+  for (int i = 0; i < phase1; ++i) {
+    sum += in[ri];
+    current++;
+    ri += stride;
+  }
+  for (int i = 0; i < phase2; ++i) {
+    sum += in[ri];
+    current++;
+    out[oi] = sum / current;
+    ri += stride;
+    oi += stride;
+  }
+  for (int i = 0; i < phase3; ++i) {
+    sum += in[ri];
+    sum -= in[li];
+    out[oi] = sum / current;
+    li += stride;
+    ri += stride;
+    oi += stride;
+  }
+  for (int i = 0; i < phase4; ++i) {
+    sum -= in[li];
+    current--;
+    out[oi] = sum / current;
+    li += stride;
+    oi += stride;
+  }
+}
+
+void jarosz_filter(float* a, float* b, int rows, int cols, int win_along_rows, int win_along_cols) {
+  for (int pass = 0; pass < kJaroszPasses; ++pass) {
+    for (int i = 0; i < rows; ++i) box_1d(&a[i * cols], &b[i * cols], cols, 1, win_along_rows);
+    for (int j = 0; j < cols; ++j) box_1d(&b[j], &a[j], rows, cols, win_along_cols);
+  }
+}
+
+// Sample the blurred image at the centres of a 64x64 grid.
+void decimate(const float* in, int rows, int cols, float out[kBuf][kBuf]) {
+  for (int i = 0; i < kBuf; ++i) {
+    const int ini = static_cast<int>(((i + 0.5) * rows) / kBuf);
+    for (int j = 0; j < kBuf; ++j) {
+      const int inj = static_cast<int>(((j + 0.5) * cols) / kBuf);
+      out[i][j] = in[ini * cols + inj];
+    }
+  }
+}
+
+// Sum of absolute neighbour differences on a 0..100 scale; featureless images score low.
+int quality_metric(const float b[kBuf][kBuf]) {
+  int gradient_sum = 0;
+  for (int i = 0; i < kBuf - 1; ++i)
+    for (int j = 0; j < kBuf; ++j) {
+      const float u = b[i][j], v = b[i + 1][j];
+      const int d = static_cast<int>(((u - v) * 100) / 255);
+      gradient_sum += std::abs(d);
+    }
+  for (int i = 0; i < kBuf; ++i)
+    for (int j = 0; j < kBuf - 1; ++j) {
+      const float u = b[i][j], v = b[i][j + 1];
+      const int d = static_cast<int>(((u - v) * 100) / 255);
+      gradient_sum += std::abs(d);
+    }
+  return std::min(gradient_sum / 90, 100);
+}
+
+// DCT-II basis rows 1..16 (row 0, the DC term, is skipped), scaled by sqrt(2/64).
+const float (&dct_matrix())[kDct][kBuf] {
+  static const auto matrix = [] {
+    struct M { float d[kDct][kBuf]; } m{};
+    const double scale = std::sqrt(2.0 / kBuf);
+    for (int i = 0; i < kDct; ++i)
+      for (int j = 0; j < kBuf; ++j)
+        m.d[i][j] = static_cast<float>(scale * std::cos((M_PI / 2 / kBuf) * (i + 1) * (2 * j + 1)));
+    return m;
+  }();
+  return matrix.d;
+}
+
+// B = D A D^T, in two float passes as the reference computes it.
+void dct_64_to_16(const float a[kBuf][kBuf], float b[kDct][kDct]) {
+  const auto& d = dct_matrix();
+  float t[kDct][kBuf];
+  for (int i = 0; i < kDct; ++i)
+    for (int j = 0; j < kBuf; ++j) {
+      float sum = 0.0f;
+      for (int k = 0; k < kBuf; ++k) sum += d[i][k] * a[k][j];
+      t[i][j] = sum;
+    }
+  for (int i = 0; i < kDct; ++i)
+    for (int j = 0; j < kDct; ++j) {
+      float sum = 0.0f;
+      for (int k = 0; k < kBuf; ++k) sum += t[i][k] * d[j][k];
+      b[i][j] = sum;
+    }
+}
+
+// Bit k = (row * 16 + col) is set when that coefficient exceeds the median. The
+// reference's Torben median of 256 values is the lower median (128th smallest).
+Hash256 to_bits(const float b[kDct][kDct]) {
+  std::array<float, kDct * kDct> v;
+  for (int i = 0; i < kDct; ++i)
+    for (int j = 0; j < kDct; ++j) v[i * kDct + j] = b[i][j];
+  std::nth_element(v.begin(), v.begin() + 127, v.end());
+  const float median = v[127];
+  Hash256 h;
+  for (int i = 0; i < kDct; ++i)
+    for (int j = 0; j < kDct; ++j)
+      if (b[i][j] > median) h.set_bit(i * kDct + j);
+  return h;
+}
+
+// A dihedral transform of the image maps DCT coefficient (i, j), frequency (i+1, j+1),
+// to +-(i, j) or +-(j, i): a flip along an axis negates odd-frequency (even-index)
+// terms along it; a transpose swaps the indices.
+void dihedral_dct(Dihedral t, const float a[kDct][kDct], float b[kDct][kDct]) {
+  for (int i = 0; i < kDct; ++i)
+    for (int j = 0; j < kDct; ++j) {
+      const float v = a[i][j];
+      switch (t) {
+        case Dihedral::Original: b[i][j] = v; break;
+        case Dihedral::Rotate90: b[j][i] = (j & 1) ? v : -v; break;
+        case Dihedral::Rotate180: b[i][j] = ((i + j) & 1) ? -v : v; break;
+        case Dihedral::Rotate270: b[j][i] = (i & 1) ? v : -v; break;
+        case Dihedral::FlipX: b[i][j] = (i & 1) ? v : -v; break;
+        case Dihedral::FlipY: b[i][j] = (j & 1) ? v : -v; break;
+        case Dihedral::FlipPlus1: b[j][i] = v; break;
+        case Dihedral::FlipMinus1: b[j][i] = ((i + j) & 1) ? -v : v; break;
+      }
+    }
+}
+
+// CImg's nearest-neighbour resize: output x takes source floor(x * src / dst).
+cv::Mat cimg_nearest_resize(const cv::Mat& src, int dst_w, int dst_h) {
+  cv::Mat dst(dst_h, dst_w, src.type());
+  const std::size_t px = src.elemSize();
+  std::vector<int> sx(dst_w);
+  for (int x = 0; x < dst_w; ++x)
+    sx[x] = static_cast<int>(static_cast<std::uint64_t>(x) * src.cols / dst_w);
+  for (int y = 0; y < dst_h; ++y) {
+    const int sy = static_cast<int>(static_cast<std::uint64_t>(y) * src.rows / dst_h);
+    const std::uint8_t* s = src.ptr<std::uint8_t>(sy);
+    std::uint8_t* d = dst.ptr<std::uint8_t>(y);
+    for (int x = 0; x < dst_w; ++x) std::copy_n(s + sx[x] * px, px, d + x * px);
+  }
+  return dst;
+}
+
+std::vector<float> luma_of(const cv::Mat& img) {
+  CV_Assert(img.depth() == CV_8U && (img.channels() == 1 || img.channels() == 3));
+  std::vector<float> luma(static_cast<std::size_t>(img.rows) * img.cols);
+  float* out = luma.data();
+  for (int i = 0; i < img.rows; ++i) {
+    const std::uint8_t* p = img.ptr<std::uint8_t>(i);
+    if (img.channels() == 1) {
+      for (int j = 0; j < img.cols; ++j) *out++ = p[j];
+    } else {
+      for (int j = 0; j < img.cols; ++j, p += 3)
+        *out++ = kLumaR * p[2] + kLumaG * p[1] + kLumaB * p[0];
+    }
+  }
+  return luma;
+}
+
+cv::Mat prepare(const cv::Mat& img, PdqPreprocess pre) {
+  if (img.cols <= kDownsample && img.rows <= kDownsample) return img;
+  if (pre == PdqPreprocess::Reference) return cimg_nearest_resize(img, kDownsample, kDownsample);
+  cv::Mat out;
+  cv::resize(img, out, cv::Size(kDownsample, kDownsample), 0, 0, cv::INTER_AREA);
+  return out;
+}
+
+}  // namespace
+
+std::string_view dihedral_name(Dihedral d) noexcept {
+  switch (d) {
+    case Dihedral::Original: return "original";
+    case Dihedral::Rotate90: return "rotate-90";
+    case Dihedral::Rotate180: return "rotate-180";
+    case Dihedral::Rotate270: return "rotate-270";
+    case Dihedral::FlipX: return "flip-x";
+    case Dihedral::FlipY: return "flip-y";
+    case Dihedral::FlipPlus1: return "flip-plus1";
+    case Dihedral::FlipMinus1: return "flip-minus1";
+  }
+  return "unknown";
+}
+
+PdqDihedralResult pdq_from_luma(std::vector<float>& luma, int rows, int cols, bool dihedral) {
+  CV_Assert(rows > 0 && cols > 0 && luma.size() == static_cast<std::size_t>(rows) * cols);
+  std::vector<float> scratch(luma.size());
+  jarosz_filter(luma.data(), scratch.data(), rows, cols, jarosz_window(cols, kBuf),
+                jarosz_window(rows, kBuf));
+  float buf64[kBuf][kBuf];
+  decimate(luma.data(), rows, cols, buf64);
+  PdqDihedralResult r;
+  r.quality = quality_metric(buf64);
+  float dct[kDct][kDct];
+  dct_64_to_16(buf64, dct);
+  r.hashes[0] = to_bits(dct);
+  if (dihedral) {
+    float aux[kDct][kDct];
+    for (int t = 1; t < kDihedralCount; ++t) {
+      dihedral_dct(static_cast<Dihedral>(t), dct, aux);
+      r.hashes[t] = to_bits(aux);
+    }
+  }
+  return r;
+}
+
+PdqDihedralResult pdq_hash_dihedral(const cv::Mat& img, PdqPreprocess pre) {
+  const cv::Mat prepared = prepare(img, pre);
+  std::vector<float> luma = luma_of(prepared);
+  return pdq_from_luma(luma, prepared.rows, prepared.cols, true);
+}
+
+PdqResult pdq_hash(const cv::Mat& img, PdqPreprocess pre) {
+  const cv::Mat prepared = prepare(img, pre);
+  std::vector<float> luma = luma_of(prepared);
+  const auto r = pdq_from_luma(luma, prepared.rows, prepared.cols, false);
+  return {r.hashes[0], r.quality};
+}
+
+}  // namespace hashwall

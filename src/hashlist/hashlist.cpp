@@ -1,0 +1,266 @@
+#include "hashlist/hashlist.hpp"
+
+#include <cstdio>
+#include <utility>
+#include <variant>
+
+#include "core/error.hpp"
+
+namespace hashwall {
+
+std::optional<ListFormat> parse_list_format(std::string_view name) {
+  if (name == "pdq-csv") return ListFormat::PdqCsv;
+  if (name == "hma") return ListFormat::Hma;
+  if (name == "hex") return ListFormat::Hex;
+  return std::nullopt;
+}
+
+const char* list_format_name(ListFormat format) noexcept {
+  switch (format) {
+    case ListFormat::PdqCsv:
+      return "pdq-csv";
+    case ListFormat::Hma:
+      return "hma";
+    case ListFormat::Hex:
+      return "hex";
+  }
+  return "unknown";
+}
+
+namespace {
+
+constexpr std::string_view kBom = "\xEF\xBB\xBF";
+constexpr std::string_view kSpace = " \t\r\f\v";
+
+// A piece of a line together with where it starts, so that reasons can name the column
+// a text editor shows (1-based, counted in bytes after the BOM).
+struct Field {
+  std::string_view text;
+  std::size_t column = 1;
+};
+
+Field trim(Field f) {
+  const std::size_t first = f.text.find_first_not_of(kSpace);
+  if (first == std::string_view::npos)
+    return {f.text.substr(f.text.size()), f.column + f.text.size()};
+  const std::size_t last = f.text.find_last_not_of(kSpace);
+  return {f.text.substr(first, last - first + 1), f.column + first};
+}
+
+// Splits at the first occurrence of `sep`; the second half is nullopt when absent.
+std::pair<Field, std::optional<Field>> split_once(Field f, char sep) {
+  const std::size_t at = f.text.find(sep);
+  if (at == std::string_view::npos) return {f, std::nullopt};
+  return {{f.text.substr(0, at), f.column}, Field{f.text.substr(at + 1), f.column + at + 1}};
+}
+
+std::pair<Field, std::optional<Field>> split_at_space(Field f) {
+  const std::size_t at = f.text.find_first_of(kSpace);
+  if (at == std::string_view::npos) return {f, std::nullopt};
+  return {{f.text.substr(0, at), f.column}, trim({f.text.substr(at), f.column + at})};
+}
+
+bool is_hex_digit(char c) noexcept {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+// How a character appears in a reason: printable ASCII as itself, a whole UTF-8
+// sequence as itself, anything else as \xNN so that the message stays one clean line.
+std::string describe_char(std::string_view text, std::size_t at) {
+  const auto c = static_cast<unsigned char>(text[at]);
+  if (c >= 0x20 && c < 0x7f) return std::string(1, static_cast<char>(c));
+  if (c == '\t') return "\\t";
+  std::size_t len = 0;
+  if ((c & 0xE0) == 0xC0)
+    len = 2;
+  else if ((c & 0xF0) == 0xE0)
+    len = 3;
+  else if ((c & 0xF8) == 0xF0)
+    len = 4;
+  if (len > 0 && at + len <= text.size()) {
+    bool valid = true;
+    for (std::size_t k = 1; k < len; ++k)
+      valid = valid && (static_cast<unsigned char>(text[at + k]) & 0xC0) == 0x80;
+    if (valid) return std::string(text.substr(at, len));
+  }
+  char buf[8];
+  std::snprintf(buf, sizeof buf, "\\x%02X", static_cast<unsigned>(c));
+  return buf;
+}
+
+// A hash, or the reason the field is not one. The first non-hex character is reported
+// before the length, because a stray character (a `0x` prefix, a space, a comma from
+// another format) is the more useful thing to point at.
+std::variant<Hash256, std::string> read_hash(Field f) {
+  if (f.text.empty()) return std::string("hash is missing");
+  for (std::size_t i = 0; i < f.text.size(); ++i) {
+    if (!is_hex_digit(f.text[i]))
+      return "hash contains a non-hex character '" + describe_char(f.text, i) + "' at column " +
+             std::to_string(f.column + i);
+  }
+  if (f.text.size() != 64)
+    return "hash has " + std::to_string(f.text.size()) + " hex characters, expected 64";
+  return *Hash256::from_hex(f.text);
+}
+
+// PDQ quality is an integer 0..100 (pdq/README.md); no sign, no decimals.
+std::optional<int> read_quality(std::string_view text) {
+  if (text.empty() || text.size() > 3) return std::nullopt;
+  int value = 0;
+  for (char c : text) {
+    if (c < '0' || c > '9') return std::nullopt;
+    value = value * 10 + (c - '0');
+  }
+  if (value > 100) return std::nullopt;
+  return value;
+}
+
+bool equals_ignoring_case(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    char x = a[i], y = b[i];
+    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
+    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
+    if (x != y) return false;
+  }
+  return true;
+}
+
+using LineResult = std::variant<ListItem, std::string>;
+
+LineResult parse_hex_line(Field line) {
+  auto hash = read_hash(line);
+  if (auto* reason = std::get_if<std::string>(&hash)) return std::move(*reason);
+  ListItem item{std::get<Hash256>(hash), std::nullopt, {}, 0};
+  return item;
+}
+
+// Meta's pdq-photo-hasher prints `hash,quality,filename`. The name is everything after
+// the second comma, verbatim (file names may hold commas). An empty quality field means
+// "unknown" (what write_hash_list emits for items without one); a missing one is an
+// error, because then the line is not in this format at all.
+LineResult parse_pdq_csv_line(Field line) {
+  auto [hash_field, rest] = split_once(line, ',');
+  hash_field = trim(hash_field);
+  auto hash = read_hash(hash_field);
+  if (auto* reason = std::get_if<std::string>(&hash)) return std::move(*reason);
+  if (!rest) return std::string("quality field is missing: expected 'hash,quality,filename'");
+
+  auto [quality_field, name] = split_once(*rest, ',');
+  quality_field = trim(quality_field);
+  std::optional<int> quality;
+  if (!quality_field.text.empty()) {
+    quality = read_quality(quality_field.text);
+    if (!quality)
+      return "quality '" + std::string(quality_field.text) + "' is not an integer from 0 to 100";
+  }
+  ListItem item{std::get<Hash256>(hash), quality, name ? std::string(name->text) : std::string(),
+                0};
+  return item;
+}
+
+// ThreatExchange / HMA signal lines: `<signal type> <signal>`, e.g. `pdq 0123...`.
+LineResult parse_hma_line(Field line) {
+  auto [type, rest] = split_at_space(line);
+  if (!rest) {
+    if (equals_ignoring_case(type.text, "pdq"))
+      return std::string("hash is missing after the signal type 'pdq'");
+    if (Hash256::from_hex(type.text))
+      return std::string("signal type is missing: expected 'pdq <hash>'");
+    return "expected 'pdq <hash>', found '" + std::string(type.text) + "'";
+  }
+  if (!equals_ignoring_case(type.text, "pdq"))
+    return "signal type '" + std::string(type.text) + "' is not supported, only 'pdq'";
+  auto [hash_field, extra] = split_at_space(*rest);
+  auto hash = read_hash(hash_field);
+  if (auto* reason = std::get_if<std::string>(&hash)) return std::move(*reason);
+  if (extra)
+    return "unexpected text '" + std::string(extra->text) + "' after the hash at column " +
+           std::to_string(extra->column);
+  ListItem item{std::get<Hash256>(hash), std::nullopt, {}, 0};
+  return item;
+}
+
+std::string escape_line_breaks(std::string_view name) {
+  std::string out;
+  for (char c : name) {
+    if (c == '\n')
+      out += "\\n";
+    else if (c == '\r')
+      out += "\\r";
+    else
+      out += c;
+  }
+  return out;
+}
+
+}  // namespace
+
+ParsedList parse_hash_list(std::string_view text, ListFormat format) {
+  if (text.starts_with(kBom)) text.remove_prefix(kBom.size());
+  ParsedList out;
+  int line_number = 0;
+  while (!text.empty()) {
+    ++line_number;
+    const std::size_t end = text.find('\n');
+    const std::string_view raw = text.substr(0, end);
+    text.remove_prefix(end == std::string_view::npos ? text.size() : end + 1);
+
+    const Field line = trim({raw, 1});
+    if (line.text.empty() || line.text.front() == '#') continue;
+
+    LineResult result;
+    switch (format) {
+      case ListFormat::PdqCsv:
+        result = parse_pdq_csv_line(line);
+        break;
+      case ListFormat::Hma:
+        result = parse_hma_line(line);
+        break;
+      case ListFormat::Hex:
+        result = parse_hex_line(line);
+        break;
+    }
+    if (auto* item = std::get_if<ListItem>(&result)) {
+      item->line = line_number;
+      out.items.push_back(std::move(*item));
+    } else {
+      out.errors.push_back({line_number, std::move(std::get<std::string>(result))});
+    }
+  }
+  return out;
+}
+
+// pdq-csv always gets three fields, like Meta's hasher prints them, so that column-based
+// readers see a constant shape. An unknown quality is written as an empty field
+// (`hex,,name`): a reader that wants only the hash still finds it first, a CSV reader
+// sees a missing value rather than a number, and parse_hash_list reads it back as
+// unknown. Writing 0 or 100 instead would invent a quality that was never measured.
+void write_hash_list(std::ostream& out, ListFormat format, std::span<const ListItem> items) {
+  for (const ListItem& item : items) {
+    switch (format) {
+      case ListFormat::PdqCsv: {
+        // A line break in the name would split the record and corrupt the list.
+        if (item.name.find_first_of("\r\n") != std::string::npos)
+          throw Error(ErrorKind::Usage, "",
+                      "name '" + escape_line_breaks(item.name) +
+                          "' contains a line break, which a pdq-csv list cannot hold");
+        if (item.quality && (*item.quality < 0 || *item.quality > 100))
+          throw Error(ErrorKind::Usage, "",
+                      "quality " + std::to_string(*item.quality) + " is not from 0 to 100");
+        out << item.hash.hex() << ',';
+        if (item.quality) out << *item.quality;
+        out << ',' << item.name << '\n';
+        break;
+      }
+      case ListFormat::Hma:
+        out << "pdq " << item.hash.hex() << '\n';
+        break;
+      case ListFormat::Hex:
+        out << item.hash.hex() << '\n';
+        break;
+    }
+  }
+}
+
+}  // namespace hashwall

@@ -1,0 +1,190 @@
+#include "image/load.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <mutex>
+
+#include <openssl/evp.h>
+#include <opencv2/core/utils/logger.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+#include <opencv2/videoio.hpp>
+
+#include "core/error.hpp"
+
+namespace hashwall {
+
+namespace {
+
+void silence_opencv_logging() {
+  static std::once_flag once;
+  std::call_once(once, [] { cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_SILENT); });
+}
+
+// OpenCV 4.6's imgcodecs has no GIF decoder; videoio (FFmpeg) reads the first frame.
+cv::Mat decode_gif_first_frame(std::span<const std::uint8_t> bytes, const std::string& name) {
+  char tmpl[] = "/tmp/hashwall-gif-XXXXXX";
+  const int fd = mkstemp(tmpl);
+  if (fd < 0) throw Error(ErrorKind::Io, name, std::string("cannot create a temporary file: ") + std::strerror(errno));
+  std::size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n <= 0) break;
+    done += static_cast<std::size_t>(n);
+  }
+  ::close(fd);
+  cv::Mat frame;
+  try {
+    cv::VideoCapture cap(tmpl, cv::CAP_FFMPEG);
+    if (cap.isOpened()) cap.read(frame);
+  } catch (const cv::Exception&) {
+    frame.release();
+  }
+  ::unlink(tmpl);
+  if (frame.empty()) throw Error(ErrorKind::Format, name, "unsupported or corrupt GIF (no decodable first frame)");
+  return frame;
+}
+
+int reduced_flag(int denom, bool color) {
+  switch (denom) {
+    case 2: return color ? cv::IMREAD_REDUCED_COLOR_2 : cv::IMREAD_REDUCED_GRAYSCALE_2;
+    case 4: return color ? cv::IMREAD_REDUCED_COLOR_4 : cv::IMREAD_REDUCED_GRAYSCALE_4;
+    case 8: return color ? cv::IMREAD_REDUCED_COLOR_8 : cv::IMREAD_REDUCED_GRAYSCALE_8;
+    default: return color ? cv::IMREAD_COLOR : cv::IMREAD_GRAYSCALE;
+  }
+}
+
+}  // namespace
+
+std::string sha256_hex(std::span<const std::uint8_t> bytes) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (EVP_Digest(bytes.data(), bytes.size(), digest, &len, EVP_sha256(), nullptr) != 1 || len != 32)
+    throw Error(ErrorKind::Io, "", "SHA-256 failed");
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out(64, '0');
+  for (unsigned i = 0; i < 32; ++i) {
+    out[2 * i] = kHex[digest[i] >> 4];
+    out[2 * i + 1] = kHex[digest[i] & 15];
+  }
+  return out;
+}
+
+std::vector<std::uint8_t> read_file_bytes(const std::filesystem::path& file, std::uint64_t max_bytes) {
+  const std::string name = file.string();
+  const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  if (fd < 0) throw Error(ErrorKind::Io, name, std::string("cannot open: ") + std::strerror(errno));
+  struct stat st{};
+  if (::fstat(fd, &st) != 0) {
+    const int e = errno;
+    ::close(fd);
+    throw Error(ErrorKind::Io, name, std::string("cannot stat: ") + std::strerror(e));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw Error(ErrorKind::Io, name, S_ISDIR(st.st_mode) ? "is a directory" : "not a regular file");
+  }
+  if (static_cast<std::uint64_t>(st.st_size) > max_bytes) {
+    ::close(fd);
+    throw Error(ErrorKind::TooLarge, name,
+                "file is " + std::to_string(st.st_size) + " bytes, over the limit of " + std::to_string(max_bytes));
+  }
+  std::vector<std::uint8_t> data(static_cast<std::size_t>(st.st_size));
+  std::size_t done = 0;
+  while (done < data.size()) {
+    const ssize_t n = ::read(fd, data.data() + done, data.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      const int e = errno;
+      ::close(fd);
+      throw Error(ErrorKind::Io, name, std::string("read failed: ") + std::strerror(e));
+    }
+    if (n == 0) break;  // file shrank while reading
+    done += static_cast<std::size_t>(n);
+  }
+  ::close(fd);
+  data.resize(done);
+  return data;
+}
+
+cv::Mat apply_orientation(const cv::Mat& img, int orientation) {
+  cv::Mat out;
+  switch (orientation) {
+    case 2: cv::flip(img, out, 1); break;
+    case 3: cv::rotate(img, out, cv::ROTATE_180); break;
+    case 4: cv::flip(img, out, 0); break;
+    case 5: cv::transpose(img, out); break;
+    case 6: cv::rotate(img, out, cv::ROTATE_90_CLOCKWISE); break;
+    case 7: cv::transpose(img, out); cv::rotate(out, out, cv::ROTATE_180); break;
+    case 8: cv::rotate(img, out, cv::ROTATE_90_COUNTERCLOCKWISE); break;
+    default: return img;
+  }
+  return out;
+}
+
+LoadedImage decode_image(std::span<const std::uint8_t> bytes, const std::string& name,
+                         const LoadOptions& opt) {
+  silence_opencv_logging();
+  if (bytes.empty()) throw Error(ErrorKind::Format, name, "empty file");
+  LoadedImage out;
+  out.file_bytes = bytes.size();
+  out.probe = probe_image(bytes);
+  const ImageProbe& p = out.probe;
+  if (p.format == ImageFormat::Unknown) throw Error(ErrorKind::Format, name, "not an image (unrecognised format)");
+  if (!p.defect.empty()) throw Error(ErrorKind::Corrupt, name, p.defect);
+  if (p.animated && p.format != ImageFormat::Gif)
+    throw Error(ErrorKind::Format, name, std::string("unsupported format: animated ") + image_format_name(p.format));
+  const std::uint64_t declared = static_cast<std::uint64_t>(p.width) * static_cast<std::uint64_t>(p.height);
+  if (declared > opt.max_pixels)
+    throw Error(ErrorKind::TooLarge, name,
+                "image is " + std::to_string(p.width) + "x" + std::to_string(p.height) + " (" +
+                    std::to_string(declared / 1'000'000) + " MP), over the limit of " +
+                    std::to_string(opt.max_pixels / 1'000'000) + " MP");
+  out.sha256 = sha256_hex(bytes);
+
+  cv::Mat pixels;
+  try {
+    const cv::Mat buf(1, static_cast<int>(bytes.size()), CV_8UC1, const_cast<std::uint8_t*>(bytes.data()));
+    if (p.format == ImageFormat::Gif) {
+      pixels = decode_gif_first_frame(bytes, name);
+    } else if (opt.mode == DecodeMode::Fast && p.format == ImageFormat::Jpeg && p.width > 0 && p.height > 0) {
+      int denom = 1;
+      while (denom < 8 && std::min(p.width, p.height) / (denom * 2) >= opt.fast_min_side) denom *= 2;
+      pixels = cv::imdecode(buf, reduced_flag(denom, opt.want_color) | cv::IMREAD_IGNORE_ORIENTATION);
+    } else {
+      // ANYCOLOR keeps grey images grey (the reference hashes their single channel);
+      // without ANYDEPTH, 16-bit images come out as 8-bit; alpha is dropped.
+      pixels = cv::imdecode(buf, cv::IMREAD_ANYCOLOR | cv::IMREAD_IGNORE_ORIENTATION);
+    }
+  } catch (const cv::Exception& e) {
+    throw Error(ErrorKind::Corrupt, name, std::string("cannot decode ") + image_format_name(p.format) + ": " + e.err);
+  }
+  if (pixels.empty())
+    throw Error(ErrorKind::Corrupt, name, std::string("cannot decode ") + image_format_name(p.format) + " (corrupt or unsupported variant)");
+  if (pixels.depth() != CV_8U) pixels.convertTo(pixels, CV_8U);
+  if (pixels.channels() == 4) cv::cvtColor(pixels, pixels, cv::COLOR_BGRA2BGR);
+  if (pixels.channels() == 2 || pixels.channels() > 4) throw Error(ErrorKind::Format, name, "unsupported channel layout");
+  if (static_cast<std::uint64_t>(pixels.total()) > opt.max_pixels)
+    throw Error(ErrorKind::TooLarge, name, "decoded image is over the pixel limit");
+
+  const int orientation = opt.exif_orientation ? p.orientation : 1;
+  // Full size as a viewer sees it (the probe's size is as stored).
+  int w = p.width > 0 ? p.width : pixels.cols, h = p.height > 0 ? p.height : pixels.rows;
+  if (orientation >= 5) std::swap(w, h);
+  out.width = w;
+  out.height = h;
+  out.pixels = apply_orientation(pixels, orientation);
+  return out;
+}
+
+LoadedImage load_image(const std::filesystem::path& file, const LoadOptions& options) {
+  const auto bytes = read_file_bytes(file, options.max_file_bytes);
+  return decode_image(bytes, file.string(), options);
+}
+
+}  // namespace hashwall

@@ -1,0 +1,59 @@
+// Reading and decoding images: the file is read once; its bytes give the SHA-256
+// (exact-duplicate identity), the probe (format, declared size, orientation,
+// completeness) and the pixels, decoded from memory.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <opencv2/core.hpp>
+
+#include "image/probe.hpp"
+
+namespace hashwall {
+
+enum class DecodeMode {
+  // Full-resolution decode, as Meta's reference hasher sees the file.
+  Exact,
+  // JPEGs are decoded at 1/2, 1/4 or 1/8 scale by libjpeg's DCT scaling (and straight
+  // to luminance) when the image stays at least `fast_min_side` pixels on its short
+  // side; other formats decode in full.
+  Fast,
+};
+
+struct LoadOptions {
+  DecodeMode mode = DecodeMode::Fast;
+  bool exif_orientation = true;  // rotate/flip as a viewer shows the photo
+  std::uint64_t max_pixels = 200'000'000;
+  std::uint64_t max_file_bytes = 512ull << 20;
+  int fast_min_side = 256;
+  bool want_color = false;  // fast mode: keep colour (signals that need it say so)
+};
+
+struct LoadedImage {
+  std::string sha256;    // hex of the file bytes
+  std::uint64_t file_bytes = 0;
+  ImageProbe probe;      // as stored in the file
+  int width = 0;         // full-resolution size, after orientation
+  int height = 0;
+  cv::Mat pixels;        // CV_8UC1 or CV_8UC3 (BGR), orientation applied; reduced in fast mode
+};
+
+// Throws hashwall::Error naming `name` and the reason (not an image, unsupported format,
+// truncated, too many pixels, unreadable file).
+LoadedImage decode_image(std::span<const std::uint8_t> bytes, const std::string& name,
+                         const LoadOptions& options);
+LoadedImage load_image(const std::filesystem::path& file, const LoadOptions& options);
+
+// Reads a whole regular file (throws Error{Io} with strerror on failure).
+std::vector<std::uint8_t> read_file_bytes(const std::filesystem::path& file,
+                                          std::uint64_t max_bytes);
+std::string sha256_hex(std::span<const std::uint8_t> bytes);
+
+// Applies an EXIF orientation (1..8) to pixels.
+cv::Mat apply_orientation(const cv::Mat& img, int orientation);
+
+}  // namespace hashwall

@@ -1,0 +1,72 @@
+#include "support.hpp"
+
+#include <unistd.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+namespace hwtest {
+
+fs::path source_dir() { return fs::path(HASHWALL_SOURCE_DIR); }
+
+std::optional<fs::path> shared_dir() {
+  fs::path p = source_dir().parent_path() / "shared";
+  if (fs::is_directory(p / "pdq-vectors")) return p;
+  return std::nullopt;
+}
+
+std::optional<fs::path> photos_dir() {
+  if (const char* env = std::getenv("HASHWALL_PHOTOS"); env && *env && fs::is_directory(env))
+    return fs::path(env);
+  if (auto s = shared_dir(); s && fs::is_directory(*s / "photos")) return *s / "photos";
+  return std::nullopt;
+}
+
+fs::path hashwall_binary() { return fs::path(HASHWALL_BINARY); }
+
+TempDir::TempDir() {
+  std::random_device rd;
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    fs::path p = fs::temp_directory_path() / ("hashwall-test-" + std::to_string(rd()));
+    if (fs::create_directory(p)) {
+      path_ = p;
+      return;
+    }
+  }
+  throw std::runtime_error("cannot create a temporary directory");
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  fs::remove_all(path_, ec);
+}
+
+static std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+RunResult run_shell(const std::string& command) {
+  TempDir tmp;
+  const auto out = tmp / "out", err = tmp / "err";
+  const std::string full = command + " >'" + out.string() + "' 2>'" + err.string() + "' </dev/null";
+  const int status = std::system(full.c_str());
+  RunResult r;
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.out = slurp(out);
+  r.err = slurp(err);
+  return r;
+}
+
+RunResult run_hashwall(const std::string& args) {
+  return run_shell("'" + hashwall_binary().string() + "' " + args);
+}
+
+}  // namespace hwtest

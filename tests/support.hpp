@@ -1,0 +1,54 @@
+// Helpers shared by the test files: where the data lives, temporary folders, and
+// running the real binary for end-to-end tests.
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+
+namespace hwtest {
+
+namespace fs = std::filesystem;
+
+// The project checkout (for samples/).
+fs::path source_dir();
+// ../shared next to the checkout, or nullopt when it is absent (a user's clone).
+std::optional<fs::path> shared_dir();
+// HASHWALL_PHOTOS, else ../shared/photos, else nullopt.
+std::optional<fs::path> photos_dir();
+// The built CLI binary.
+fs::path hashwall_binary();
+
+// A fresh folder under the system temp dir, removed when the object dies.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const fs::path& path() const { return path_; }
+  fs::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  fs::path path_;
+};
+
+struct RunResult {
+  int exit_code = -1;
+  std::string out;  // stdout
+  std::string err;  // stderr
+};
+// Runs `hashwall ARGS` through /bin/sh (ARGS is pasted into the command line as given).
+RunResult run_hashwall(const std::string& args);
+RunResult run_shell(const std::string& command);
+
+}  // namespace hwtest
+
+// Skips the current test visibly when ../shared is absent.
+#define HW_REQUIRE_SHARED(var)                                                   \
+  auto var##_opt = ::hwtest::shared_dir();                                       \
+  if (!var##_opt) {                                                              \
+    WARN("SKIPPED: needs ../shared (or HASHWALL_PHOTOS); not present here");      \
+    return;                                                                      \
+  }                                                                              \
+  const auto& var = *var##_opt

@@ -1,0 +1,648 @@
+// The bank: records in SQLite, deduplication, transactions, its configuration, and the
+// PDQ index cache that must never outlive the records it was built from.
+#include <catch2/catch.hpp>
+
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cctype>
+#include <cstdio>
+#include <fstream>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "bank/bank.hpp"
+#include "core/error.hpp"
+#include "support.hpp"
+
+using namespace hashwall;
+namespace fs = std::filesystem;
+
+namespace {
+
+Hash256 random_hash(std::mt19937_64& rng) {
+  Hash256 h;
+  for (auto& b : h.bytes) b = static_cast<std::uint8_t>(rng());
+  return h;
+}
+
+Hash256 flip_bits(Hash256 h, int n) {
+  for (int i = 0; i < n; ++i) h.bytes[static_cast<std::size_t>(i)] ^= 0x01;  // bit 0 of byte i
+  return h;
+}
+
+std::string sha_of(int n) {
+  char buf[65];
+  std::snprintf(buf, sizeof buf, "%064x", n);
+  return buf;
+}
+
+NewEntry indexed(int n, const Hash256& h, std::string label = "") {
+  NewEntry e;
+  e.sha256 = sha_of(n);
+  e.pdq = h;
+  e.quality = 90;
+  e.label = std::move(label);
+  e.source = "photo" + std::to_string(n) + ".jpg";
+  return e;
+}
+
+NewEntry imported(const Hash256& h, std::string source) {
+  NewEntry e;
+  e.pdq = h;
+  e.source = std::move(source);
+  e.origin = Origin::Imported;
+  return e;
+}
+
+// Writes through a connection of its own, as another program would.
+void raw_exec(const fs::path& db, const std::string& sql) {
+  sqlite3* h = nullptr;
+  REQUIRE(sqlite3_open(db.c_str(), &h) == SQLITE_OK);
+  sqlite3_busy_timeout(h, 5000);
+  char* err = nullptr;
+  const int rc = sqlite3_exec(h, sql.c_str(), nullptr, nullptr, &err);
+  const std::string msg = err ? err : "";
+  sqlite3_free(err);
+  sqlite3_close(h);
+  INFO(sql << ": " << msg);
+  REQUIRE(rc == SQLITE_OK);
+}
+
+std::set<std::int64_t> found_ids(const Bank& bank, const Hash256& q, int d) {
+  std::set<std::int64_t> out;
+  for (const auto& m : bank.search_pdq(std::span(&q, 1), d)) out.insert(m.id);
+  return out;
+}
+
+std::int64_t count_entries(const Bank& bank) {
+  std::int64_t n = 0;
+  bank.for_each([&](const Entry&) { return ++n, true; });
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("a new bank keeps its entries after it is closed and reopened", "[bank]") {
+  hwtest::TempDir dir;
+  const auto path = dir / "bank.db";
+  std::mt19937_64 rng(1);
+  std::vector<NewEntry> batch;
+  for (int i = 0; i < 10; ++i) batch.push_back(indexed(i, random_hash(rng), i % 2 ? "odd" : "even"));
+  batch[3].quality.reset();
+  std::vector<std::int64_t> ids;
+  {
+    auto bank = Bank::open(path, OpenMode::Create);
+    CHECK(bank->path() == path);
+    const auto r = bank->add(batch);
+    CHECK(r.added == 10);
+    CHECK(r.duplicates == 0);
+    REQUIRE(r.ids.size() == 10);
+    CHECK(std::count(r.was_duplicate.begin(), r.was_duplicate.end(), true) == 0);
+    ids = r.ids;
+    CHECK(std::set(ids.begin(), ids.end()).size() == 10);
+  }
+  auto bank = Bank::open(path, OpenMode::ReadOnly);
+  for (int i = 0; i < 10; ++i) {
+    const auto e = bank->get(ids[static_cast<std::size_t>(i)]);
+    REQUIRE(e);
+    CHECK(e->sha256 == sha_of(i));
+    CHECK(e->pdq == batch[static_cast<std::size_t>(i)].pdq);
+    CHECK(e->quality == batch[static_cast<std::size_t>(i)].quality);
+    CHECK(e->label == batch[static_cast<std::size_t>(i)].label);
+    CHECK(e->source == batch[static_cast<std::size_t>(i)].source);
+    CHECK(e->origin == Origin::Indexed);
+    CHECK(e->added_at > 1600000000);
+    const auto matches = bank->search_pdq(std::span(&e->pdq, 1), 0);
+    REQUIRE(matches.size() == 1);
+    CHECK(matches[0].id == e->id);
+    CHECK(matches[0].distance == 0);
+  }
+  CHECK_FALSE(bank->get(999999));
+  CHECK(bank->find_sha256(sha_of(4))->id == ids[4]);
+  CHECK_FALSE(bank->find_sha256(sha_of(77)));
+
+  // for_each: id order, and it stops when asked.
+  std::vector<std::int64_t> seen;
+  bank->for_each([&](const Entry& e) { return seen.push_back(e.id), true; });
+  CHECK(seen == ids);
+  seen.clear();
+  bank->for_each([&](const Entry& e) { return seen.push_back(e.id), seen.size() < 3; });
+  CHECK(seen.size() == 3);
+
+  const auto st = bank->stats();
+  CHECK(st.entries == 10);
+  CHECK(st.indexed == 10);
+  CHECK(st.imported == 0);
+  CHECK(st.labels == 2);
+  CHECK(st.generation == 1);
+  CHECK(st.format_version == 1);
+  CHECK(st.index_type == "flat");
+  CHECK(st.db_bytes > 0);
+  CHECK(st.index_memory_bytes > 0);
+  CHECK(st.low_quality == 0);
+}
+
+TEST_CASE("a file whose SHA-256 is already in the bank is not added again", "[bank]") {
+  hwtest::TempDir dir;
+  auto bank = Bank::open(dir / "bank.db", OpenMode::Create);
+  std::mt19937_64 rng(2);
+  const auto first = bank->add(std::vector{indexed(1, random_hash(rng)), indexed(2, random_hash(rng))});
+  REQUIRE(first.added == 2);
+
+  // Same SHA-256 (even spelt in capitals), other PDQ: still the same file.
+  auto again = indexed(2, random_hash(rng));
+  again.sha256 = sha_of(2);
+  std::transform(again.sha256->begin(), again.sha256->end(), again.sha256->begin(), ::toupper);
+  auto fresh = indexed(3, random_hash(rng));
+  const auto r = bank->add(std::vector{again, fresh, indexed(3, random_hash(rng)), indexed(1, random_hash(rng))});
+  CHECK(r.added == 1);
+  CHECK(r.duplicates == 3);
+  REQUIRE(r.ids.size() == 4);
+  CHECK(r.ids[0] == first.ids[1]);
+  CHECK(r.ids[2] == r.ids[1]);  // duplicate within the batch
+  CHECK(r.ids[3] == first.ids[0]);
+  CHECK(r.was_duplicate == std::vector<bool>{true, false, true, true});
+  CHECK(count_entries(*bank) == 3);
+  // The skipped rows' hashes were not indexed.
+  CHECK(found_ids(*bank, again.pdq, 0).empty());
+
+  // A batch of nothing but duplicates changes nothing, not even the generation.
+  const auto gen = bank->stats().generation;
+  CHECK(bank->add(std::vector{indexed(1, random_hash(rng))}).added == 0);
+  CHECK(bank->stats().generation == gen);
+}
+
+TEST_CASE("imported hashes are duplicates only with the same hash from the same source", "[bank]") {
+  hwtest::TempDir dir;
+  auto bank = Bank::open(dir / "bank.db", OpenMode::Create);
+  std::mt19937_64 rng(3);
+  const Hash256 a = random_hash(rng), b = random_hash(rng);
+  const auto r1 = bank->add(std::vector{imported(a, "ncmec.csv"), imported(a, "ncmec.csv"), imported(b, "ncmec.csv")});
+  CHECK(r1.added == 2);
+  CHECK(r1.duplicates == 1);
+  CHECK(r1.ids[1] == r1.ids[0]);
+
+  const auto r2 = bank->add(std::vector{imported(a, "ncmec.csv"), imported(a, "other.csv")});
+  CHECK(r2.added == 1);
+  CHECK(r2.ids[0] == r1.ids[0]);
+  CHECK(r2.was_duplicate == std::vector<bool>{true, false});
+
+  // A photo indexed from disk with the same PDQ is a different record.
+  auto photo = indexed(1, a);
+  photo.source = "ncmec.csv";
+  CHECK(bank->add(std::span(&photo, 1)).added == 1);
+
+  const auto e = bank->get(r1.ids[0]);
+  REQUIRE(e);
+  CHECK_FALSE(e->sha256);
+  CHECK_FALSE(e->quality);
+  CHECK(e->origin == Origin::Imported);
+  CHECK(std::string(origin_name(e->origin)) == "imported");
+  const auto st = bank->stats();
+  CHECK(st.imported == 3);
+  CHECK(st.indexed == 1);
+  CHECK(found_ids(*bank, a, 0).size() == 3);
+}
+
+TEST_CASE("removed entries are no longer found, also after reopening", "[bank]") {
+  hwtest::TempDir dir;
+  const auto path = dir / "bank.db";
+  std::mt19937_64 rng(4);
+  std::vector<Hash256> h;
+  for (int i = 0; i < 6; ++i) h.push_back(random_hash(rng));
+  std::vector<std::int64_t> ids;
+  {
+    auto bank = Bank::open(path, OpenMode::Create);
+    ids = bank->add(std::vector{indexed(0, h[0], "keep"), indexed(1, h[1], "drop"), indexed(2, h[2], "drop"),
+                                indexed(3, h[3], "keep"), indexed(4, h[4], "keep"), indexed(5, h[5], "keep")})
+              .ids;
+    auto gen = bank->stats().generation;
+
+    const std::int64_t by_id[] = {ids[0], 424242};
+    CHECK(bank->remove_ids(by_id) == 1);
+    CHECK(bank->stats().generation == ++gen);
+    CHECK(bank->remove_label("drop") == 2);
+    CHECK(bank->stats().generation == ++gen);
+    CHECK(bank->remove_sha256(sha_of(3)) == 1);
+    CHECK(bank->stats().generation == ++gen);
+    CHECK(bank->remove_label("nobody") == 0);
+    CHECK(bank->stats().generation == gen);
+
+    for (int i = 0; i < 4; ++i) CHECK(found_ids(*bank, h[static_cast<std::size_t>(i)], 0).empty());
+    CHECK(found_ids(*bank, h[4], 0) == std::set{ids[4]});
+    CHECK_FALSE(bank->get(ids[1]));
+    CHECK(bank->stats().entries == 2);
+  }
+  auto bank = Bank::open(path, OpenMode::ReadWrite);
+  for (int i = 0; i < 4; ++i) CHECK(found_ids(*bank, h[static_cast<std::size_t>(i)], 0).empty());
+  CHECK(found_ids(*bank, h[5], 0) == std::set{ids[5]});
+  CHECK(count_entries(*bank) == 2);
+  // A removed file can be indexed again, under a new id.
+  const auto r = bank->add(std::vector{indexed(0, h[0])});
+  CHECK(r.added == 1);
+  CHECK(r.ids[0] > ids[5]);
+  CHECK(bank->check().ok);
+}
+
+TEST_CASE("a bank keeps the configuration it was created with", "[bank]") {
+  hwtest::TempDir dir;
+  const auto path = dir / "bank.db";
+  BankConfig made;
+  made.pdq_threshold = 20;
+  made.min_quality = 70;
+  made.index_type = "multihash";
+  made.multihash_min_entries = 1234;
+  Bank::open(path, OpenMode::Create, made);
+
+  BankConfig other;  // defaults: 31, 50, auto
+  for (const auto mode : {OpenMode::ReadOnly, OpenMode::ReadWrite, OpenMode::Create}) {
+    auto bank = Bank::open(path, mode, other);
+    CHECK(bank->config().pdq_threshold == 20);
+    CHECK(bank->config().min_quality == 70);
+    CHECK(bank->config().index_type == "multihash");
+    CHECK(bank->config().multihash_min_entries == 1234);
+    CHECK(bank->stats().index_type == "multihash");
+  }
+
+  BankConfig wrong;
+  wrong.index_type = "hnsw";
+  CHECK_THROWS_AS(Bank::open(dir / "other.db", OpenMode::Create, wrong), Error);
+}
+
+TEST_CASE("quality below the bank's minimum is counted as low quality", "[bank]") {
+  hwtest::TempDir dir;
+  auto bank = Bank::open(dir / "bank.db", OpenMode::Create);
+  std::mt19937_64 rng(5);
+  auto low = indexed(1, random_hash(rng));
+  low.quality = 49;
+  auto edge = indexed(2, random_hash(rng));
+  edge.quality = 50;
+  auto none = imported(random_hash(rng), "list.txt");
+  bank->add(std::vector{low, edge, none});
+  CHECK(bank->stats().low_quality == 1);
+}
+
+TEST_CASE("opening a missing bank without creating it is a bank error", "[bank]") {
+  hwtest::TempDir dir;
+  for (const auto mode : {OpenMode::ReadOnly, OpenMode::ReadWrite}) {
+    try {
+      Bank::open(dir / "nope.db", mode);
+      FAIL("expected an Error");
+    } catch (const Error& e) {
+      CHECK(e.kind() == ErrorKind::Bank);
+      CHECK(e.file() == (dir / "nope.db").string());
+      CHECK_THAT(e.reason(), Catch::Contains("no bank here"));
+    }
+  }
+  CHECK_FALSE(fs::exists(dir / "nope.db"));
+}
+
+TEST_CASE("a file that is not a bank is refused and left untouched", "[bank]") {
+  hwtest::TempDir dir;
+  const auto text = dir / "notes.txt";
+  const std::string content(5000, 'x');
+  std::ofstream(text) << content;
+  for (const auto mode : {OpenMode::ReadOnly, OpenMode::ReadWrite, OpenMode::Create}) {
+    try {
+      Bank::open(text, mode);
+      FAIL("expected an Error");
+    } catch (const Error& e) {
+      CHECK(e.kind() == ErrorKind::Bank);
+      CHECK_THAT(e.reason(), Catch::Contains("not a hashwall bank"));
+    }
+  }
+  CHECK(fs::file_size(text) == content.size());
+
+  // Somebody else's SQLite database: also refused, and not switched to WAL.
+  const auto other = dir / "other.db";
+  raw_exec(other, "CREATE TABLE songs(title TEXT)");
+  try {
+    Bank::open(other, OpenMode::Create);
+    FAIL("expected an Error");
+  } catch (const Error& e) {
+    CHECK(e.kind() == ErrorKind::Bank);
+    CHECK_THAT(e.reason(), Catch::Contains("not a hashwall bank"));
+  }
+  CHECK_FALSE(fs::exists(dir / "other.db-wal"));
+}
+
+TEST_CASE("a bank of a newer format version is refused with a clear reason", "[bank]") {
+  hwtest::TempDir dir;
+  const auto path = dir / "bank.db";
+  Bank::open(path, OpenMode::Create);
+  raw_exec(path, "UPDATE meta SET value = '2' WHERE key = 'format_version'");
+  try {
+    Bank::open(path, OpenMode::ReadOnly);
+    FAIL("expected an Error");
+  } catch (const Error& e) {
+    CHECK(e.kind() == ErrorKind::Bank);
+    CHECK_THAT(e.reason(), Catch::Contains("newer"));
+  }
+}
+
+TEST_CASE("a batch with one invalid entry is rolled back as a whole", "[bank]") {
+  hwtest::TempDir dir;
+  const auto path = dir / "bank.db";
+  auto bank = Bank::open(path, OpenMode::Create);
+  std::mt19937_64 rng(6);
+  bank->add(std::vector{indexed(100, random_hash(rng))});
+  const auto gen = bank->stats().generation;
+
+  const Hash256 a = random_hash(rng), b = random_hash(rng);
+  auto bad_quality = indexed(3, random_hash(rng));
+  bad_quality.quality = 500;
+  auto bad_sha = indexed(4, random_hash(rng));
+  bad_sha.sha256 = "abc123";
+  auto not_hex = indexed(5, random_hash(rng));
+  not_hex.sha256 = std::string(64, 'g');
+  for (const auto& bad : {bad_quality, bad_sha, not_hex}) {
+    try {
+      bank->add(std::vector{indexed(1, a), indexed(2, b), bad});
+      FAIL("expected an Error");
+    } catch (const Error& e) {
+      CHECK(e.kind() == ErrorKind::Bank);
+      CHECK_THAT(e.reason(), Catch::Contains("entry 3"));
+    }
+    CHECK(bank->stats().entries == 1);
+    CHECK(bank->stats().generation == gen);
+    CHECK_FALSE(bank->find_sha256(sha_of(1)));
+    CHECK(found_ids(*bank, a, 0).empty());
+  }
+  // The bank is still usable, and the good rows can go in on their own.
+  CHECK(bank->add(std::vector{indexed(1, a), indexed(2, b)}).added == 2);
+  CHECK(found_ids(*bank, a, 0).size() == 1);
+
+  // The schema refuses what add() would refuse, for writers that bypass hashwall.
+  sqlite3* h = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &h) == SQLITE_OK);
+  sqlite3_busy_timeout(h, 5000);
+  for (const char* sql : {
+           "INSERT INTO entries(pdq, quality, origin, added_at) VALUES(zeroblob(32), 500, 'indexed', 0)",
+           "INSERT INTO entries(pdq, origin, added_at) VALUES(zeroblob(31), 'indexed', 0)",
+           "INSERT INTO entries(pdq, origin, added_at) VALUES(zeroblob(32), 'stolen', 0)",
+           "INSERT INTO entries(sha256, pdq, origin, added_at) VALUES('abc', zeroblob(32), 'indexed', 0)"}) {
+    INFO(sql);
+    CHECK(sqlite3_exec(h, sql, nullptr, nullptr, nullptr) != SQLITE_OK);
+  }
+  sqlite3_close(h);
+}
+
+TEST_CASE("a read-only bank refuses writes", "[bank]") {
+  hwtest::TempDir dir;
+  const auto path = dir / "bank.db";
+  std::mt19937_64 rng(7);
+  Bank::open(path, OpenMode::Create)->add(std::vector{indexed(1, random_hash(rng))});
+  auto bank = Bank::open(path, OpenMode::ReadOnly);
+  CHECK_THROWS_AS(bank->add(std::vector{indexed(2, random_hash(rng))}), Error);
+  CHECK_THROWS_AS(bank->remove_sha256(sha_of(1)), Error);
+  CHECK(bank->stats().entries == 1);
+}
+
+TEST_CASE("search keeps one row per entry with its best distance and the first query to reach it",
+          "[bank]") {
+  hwtest::TempDir dir;
+  auto bank = Bank::open(dir / "bank.db", OpenMode::Create);
+  std::mt19937_64 rng(8);
+  const Hash256 x = random_hash(rng), y = random_hash(rng);
+  const auto ids = bank->add(std::vector{indexed(1, x), indexed(2, y), indexed(3, flip_bits(x, 2))}).ids;
+  // Query 0 is 5 from x, queries 1 and 2 are both 2 from x; query 3 is y itself.
+  const std::vector<Hash256> queries{flip_bits(x, 5), flip_bits(x, 2), flip_bits(x, 2), y};
+  const auto m = bank->search_pdq(queries, 10);
+  REQUIRE(m.size() == 3);
+  // Nearest first, ties by id.
+  CHECK(m[0].id == ids[1]);
+  CHECK(m[0].distance == 0);
+  CHECK(m[0].query_index == 3);
+  CHECK(m[1].id == ids[2]);  // flip_bits(x, 2) itself
+  CHECK(m[1].distance == 0);
+  CHECK(m[1].query_index == 1);
+  CHECK(m[2].id == ids[0]);
+  CHECK(m[2].distance == 2);
+  CHECK(m[2].query_index == 1);
+  CHECK(bank->search_pdq(queries, -1).empty());
+  CHECK(bank->search_pdq(std::span<const Hash256>(), 31).empty());
+}
+
+TEST_CASE("the index cache is written on close and trusted when it is fresh", "[bank]") {
+  hwtest::TempDir dir;
+  const auto path = dir / "bank.db";
+  const auto cache = pdq_index_path(path);
+  CHECK(cache == dir / "bank.db.pdq-index");
+  std::mt19937_64 rng(9);
+  std::vector<Hash256> h;
+  for (int i = 0; i < 4; ++i) h.push_back(random_hash(rng));
+  std::vector<std::int64_t> ids;
+  std::uint64_t gen = 0;
+  {
+    auto bank = Bank::open(path, OpenMode::Create);
+    ids = bank->add(std::vector{indexed(0, h[0]), indexed(1, h[1]), indexed(2, h[2])}).ids;
+    gen = bank->stats().generation;
+    bank->flush_index();
+    CHECK(fs::exists(cache));
+    CHECK(bank->stats().index_cache_bytes == fs::file_size(cache));
+  }
+  std::uint64_t cache_gen = 0;
+  auto cached = load_pdq_index(cache, &cache_gen);
+  REQUIRE(cached);
+  CHECK(cache_gen == gen);
+  CHECK(cached->size() == 3);
+
+  // Forge a cache with the bank's generation and entry count but other content. If
+  // open() trusts fresh caches, searches now see the forgery: that is how we know the
+  // cache was used rather than rebuilt. check() must then call it out.
+  auto forged = make_pdq_index("flat");
+  const std::vector<Hash256> fake{h[3], h[1], h[2]};
+  forged->add(ids, fake);
+  forged->save(cache, gen);
+  {
+    auto bank = Bank::open(path, OpenMode::ReadOnly);
+    CHECK(found_ids(*bank, h[3], 0) == std::set{ids[0]});
+    CHECK(found_ids(*bank, h[0], 0).empty());
+    const auto rep = bank->check();
+    CHECK_FALSE(rep.ok);
+    REQUIRE_FALSE(rep.problems.empty());
+    bool cache_named = false;
+    for (const auto& p : rep.problems) cache_named = cache_named || p.find("index cache") != std::string::npos;
+    CHECK(cache_named);
+  }
+  // Deleting the cache makes the next open rebuild it from the records.
+  fs::remove(cache);
+  {
+    auto bank = Bank::open(path, OpenMode::ReadOnly);
+    CHECK(found_ids(*bank, h[0], 0) == std::set{ids[0]});
+    CHECK(found_ids(*bank, h[3], 0).empty());
+    CHECK(bank->check().ok);
+  }
+  // ... and a read-only bank writes the rebuilt cache back (a derived file).
+  CHECK(load_pdq_index(cache, &cache_gen));
+}
+
+TEST_CASE("a stale index cache is rebuilt and searches stay correct", "[bank]") {
+  hwtest::TempDir dir;
+  const auto path = dir / "bank.db";
+  const auto cache = pdq_index_path(path);
+  std::mt19937_64 rng(10);
+  const Hash256 a = random_hash(rng), b = random_hash(rng), c = random_hash(rng);
+  Bank::open(path, OpenMode::Create)->add(std::vector{indexed(1, a)});
+  std::uint64_t cache_gen = 0;
+  REQUIRE(load_pdq_index(cache, &cache_gen));
+  REQUIRE(cache_gen == 1);
+
+  SECTION("another writer adds entries and bumps the generation") {
+    raw_exec(path,
+             "INSERT INTO entries(sha256, pdq, origin, added_at) VALUES('" + sha_of(2) + "', x'" + b.hex() +
+                 "', 'indexed', 0); UPDATE meta SET value = '2' WHERE key = 'generation';");
+    {
+      // The old cache is noted, not a problem: it is simply out of date.
+      auto bank = Bank::open(path, OpenMode::ReadWrite);
+      CHECK(found_ids(*bank, b, 0).size() == 1);
+      CHECK(found_ids(*bank, a, 0).size() == 1);
+      const auto rep = bank->check();
+      CHECK(rep.ok);
+      CHECK_FALSE(rep.notes.empty());
+    }
+    REQUIRE(load_pdq_index(cache, &cache_gen));
+    CHECK(cache_gen == 2);
+  }
+  SECTION("another writer forgets to bump the generation") {
+    raw_exec(path, "INSERT INTO entries(sha256, pdq, origin, added_at) VALUES('" + sha_of(2) + "', x'" +
+                       b.hex() + "', 'indexed', 0)");
+    auto bank = Bank::open(path, OpenMode::ReadOnly);
+    CHECK(found_ids(*bank, b, 0).size() == 1);
+  }
+  SECTION("another Bank object writes while this one is open") {
+    auto first = Bank::open(path, OpenMode::ReadWrite);
+    {
+      auto second = Bank::open(path, OpenMode::ReadWrite);
+      second->add(std::vector{indexed(2, b)});
+    }
+    // The first notices at its next search ...
+    CHECK(found_ids(*first, b, 0).size() == 1);
+    // ... and its own next write builds on the other's, not on its old picture.
+    first->add(std::vector{indexed(3, c)});
+    CHECK(found_ids(*first, a, 0).size() == 1);
+    CHECK(found_ids(*first, b, 0).size() == 1);
+    CHECK(found_ids(*first, c, 0).size() == 1);
+    CHECK(first->stats().generation == 3);
+    CHECK(first->check().ok);
+    first.reset();
+    REQUIRE(load_pdq_index(cache, &cache_gen));
+    CHECK(cache_gen == 3);
+    auto again = Bank::open(path, OpenMode::ReadOnly);
+    CHECK(found_ids(*again, b, 0).size() == 1);
+    CHECK(found_ids(*again, c, 0).size() == 1);
+  }
+  SECTION("the cache file is damaged") {
+    std::ofstream(cache, std::ios::binary | std::ios::trunc) << "HWPDQIX1 garbage";
+    auto bank = Bank::open(path, OpenMode::ReadOnly);
+    CHECK(found_ids(*bank, a, 0).size() == 1);
+    const auto rep = bank->check();
+    CHECK(rep.ok);
+    CHECK_FALSE(rep.notes.empty());
+  }
+}
+
+TEST_CASE("an auto bank switches to multihash once it is large enough", "[bank]") {
+  hwtest::TempDir dir;
+  const auto path = dir / "bank.db";
+  BankConfig cfg;
+  cfg.multihash_min_entries = 10;
+  std::mt19937_64 rng(11);
+  std::vector<Hash256> h;
+  for (int i = 0; i < 12; ++i) h.push_back(random_hash(rng));
+  std::vector<NewEntry> first, second;
+  for (int i = 0; i < 6; ++i) first.push_back(indexed(i, h[static_cast<std::size_t>(i)]));
+  for (int i = 6; i < 12; ++i) second.push_back(indexed(i, h[static_cast<std::size_t>(i)]));
+  {
+    auto bank = Bank::open(path, OpenMode::Create, cfg);
+    bank->add(first);
+    CHECK(bank->stats().index_type == "flat");
+    bank->add(second);
+    CHECK(bank->stats().index_type == "multihash");
+    for (const auto& x : h) CHECK(found_ids(*bank, flip_bits(x, 3), 31).size() == 1);
+    CHECK(bank->check().ok);
+  }
+  {
+    auto bank = Bank::open(path, OpenMode::ReadWrite);
+    CHECK(bank->stats().index_type == "multihash");
+    const std::int64_t drop[] = {1, 2, 3};
+    bank->remove_ids(drop);
+    CHECK(bank->stats().index_type == "flat");
+    CHECK(found_ids(*bank, h[0], 0).empty());
+    CHECK(found_ids(*bank, h[11], 0).size() == 1);
+  }
+}
+
+TEST_CASE("check passes on a healthy bank and reports corrupted rows", "[bank]") {
+  hwtest::TempDir dir;
+  const auto path = dir / "bank.db";
+  std::mt19937_64 rng(12);
+  std::vector<NewEntry> batch;
+  for (int i = 0; i < 50; ++i) batch.push_back(indexed(i, random_hash(rng)));
+  std::vector<std::int64_t> ids;
+  {
+    auto bank = Bank::open(path, OpenMode::Create);
+    ids = bank->add(batch).ids;
+    const auto rep = bank->check();
+    CHECK(rep.ok);
+    CHECK(rep.problems.empty());
+  }
+  const auto victim = std::to_string(ids[17]);
+  SECTION("a PDQ blob of 31 bytes") {
+    raw_exec(path, "PRAGMA ignore_check_constraints = ON; UPDATE entries SET pdq = zeroblob(31) WHERE id = " +
+                       victim + "; UPDATE meta SET value = '2' WHERE key = 'generation';");
+    auto bank = Bank::open(path, OpenMode::ReadOnly);  // still opens, to be inspected
+    const auto rep = bank->check();
+    CHECK_FALSE(rep.ok);
+    bool named = false;
+    for (const auto& p : rep.problems)
+      named = named || (p.find("entry " + victim) != std::string::npos && p.find("31 bytes") != std::string::npos);
+    CHECK(named);
+    CHECK_THROWS_AS(bank->get(ids[17]), Error);
+    CHECK(bank->get(ids[18]));
+  }
+  SECTION("a quality of 500") {
+    raw_exec(path, "PRAGMA ignore_check_constraints = ON; UPDATE entries SET quality = 500 WHERE id = " + victim);
+    const auto rep = Bank::open(path, OpenMode::ReadOnly)->check();
+    CHECK_FALSE(rep.ok);
+    REQUIRE(rep.problems.size() == 1);
+    CHECK_THAT(rep.problems[0], Catch::Contains("quality"));
+  }
+  SECTION("a generation that is not a number") {
+    auto bank = Bank::open(path, OpenMode::ReadOnly);
+    raw_exec(path, "UPDATE meta SET value = 'many' WHERE key = 'generation'");
+    CHECK_FALSE(bank->check().ok);
+  }
+}
+
+TEST_CASE("concurrent searches and lookups agree with a single-threaded search", "[bank]") {
+  hwtest::TempDir dir;
+  auto bank = Bank::open(dir / "bank.db", OpenMode::Create);
+  std::mt19937_64 rng(13);
+  std::vector<NewEntry> batch;
+  for (int i = 0; i < 500; ++i) batch.push_back(indexed(i, random_hash(rng)));
+  const auto ids = bank->add(batch).ids;
+  std::vector<std::vector<PdqMatch>> want(batch.size());
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    const Hash256 q = flip_bits(batch[i].pdq, static_cast<int>(i % 20));
+    want[i] = bank->search_pdq(std::span(&q, 1), 31);
+  }
+  std::atomic<int> mismatches{0};
+  std::vector<std::thread> workers;
+  for (int t = 0; t < 4; ++t) {
+    workers.emplace_back([&, t] {
+      for (std::size_t i = static_cast<std::size_t>(t); i < batch.size(); i += 2) {
+        const Hash256 q = flip_bits(batch[i].pdq, static_cast<int>(i % 20));
+        const auto got = bank->search_pdq(std::span(&q, 1), 31);
+        if (got.size() != want[i].size() || got.empty() || got[0].id != ids[i]) ++mismatches;
+        const auto e = bank->get(ids[i]);
+        if (!e || e->pdq != batch[i].pdq) ++mismatches;
+      }
+    });
+  }
+  for (auto& w : workers) w.join();
+  CHECK(mismatches == 0);
+}

@@ -1,0 +1,297 @@
+// End to end: the real binary on real files in a temporary directory.
+#include <catch2/catch.hpp>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "support.hpp"
+
+using hwtest::run_hashwall;
+using hwtest::TempDir;
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string q(const fs::path& p) { return "'" + p.string() + "'"; }
+
+std::vector<fs::path> photos_in(const fs::path& dir, const std::string& prefix = "") {
+  std::vector<fs::path> out;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.path().filename().string().rfind(prefix, 0) == 0) out.push_back(e.path());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::vector<json> jsonl(const std::string& text) {
+  std::vector<json> out;
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line))
+    if (!line.empty()) out.push_back(json::parse(line));
+  return out;
+}
+
+void write_text(const fs::path& p, const std::string& s) {
+  std::ofstream(p, std::ios::binary) << s;
+}
+
+void truncate_copy(const fs::path& from, const fs::path& to, std::size_t keep) {
+  std::ifstream in(from, std::ios::binary);
+  std::string data(keep, '\0');
+  in.read(data.data(), static_cast<std::streamsize>(keep));
+  write_text(to, data.substr(0, static_cast<std::size_t>(in.gcount())));
+}
+
+}  // namespace
+
+TEST_CASE("every command answers --help with examples and exit codes", "[cli]") {
+  auto top = run_hashwall("--help");
+  CHECK(top.exit_code == 0);
+  CHECK(top.out.find("Exit codes") != std::string::npos);
+  for (const std::string cmd : {"hash", "index", "query", "scan", "import", "export", "stats", "remove", "check"}) {
+    INFO(cmd);
+    auto r = run_hashwall(cmd + " --help");
+    CHECK(r.exit_code == 0);
+    CHECK(r.out.find("Example") != std::string::npos);
+    CHECK(r.out.find("Exit codes") != std::string::npos);
+  }
+  CHECK(run_hashwall("frobnicate").exit_code == 2);
+  CHECK(run_hashwall("query").exit_code == 2);
+}
+
+TEST_CASE("the samples: edited uploads match their originals, unrelated photos do not", "[cli]") {
+  const auto samples = hwtest::source_dir() / "samples";
+  REQUIRE(fs::is_directory(samples / "bank"));
+  TempDir tmp;
+  const auto bank = tmp / "bank.db";
+  auto idx = run_hashwall("index " + q(samples / "bank") + " --bank " + q(bank) + " --label samples --json");
+  INFO(idx.err);
+  REQUIRE(idx.exit_code == 0);
+  const auto summary = json::parse(idx.out);
+  CHECK(summary["added"].get<int>() == static_cast<int>(photos_in(samples / "bank").size()));
+
+  auto scan = run_hashwall("scan " + q(samples / "uploads") + " --bank " + q(bank) + " --jsonl");
+  INFO(scan.out << scan.err);
+  CHECK(scan.exit_code == 1);
+  int matched = 0, unrelated_clean = 0, errors = 0;
+  for (const auto& rec : jsonl(scan.out)) {
+    const std::string file = fs::path(rec["file"].get<std::string>()).filename().string();
+    INFO(file);
+    if (file.rfind("unrelated", 0) == 0) {
+      CHECK_FALSE(rec["match"].get<bool>());
+      ++unrelated_clean;
+    } else if (file.rfind("broken", 0) == 0) {
+      CHECK(rec["status"] == "error");
+      CHECK(rec["error"].get<std::string>().find(file) != std::string::npos);
+      ++errors;
+    } else if (file.find("--caption") != std::string::npos) {
+      // A caption bar moves PDQ's whole frame: plain PDQ is known to miss it (the
+      // local-feature and embedding signals are for this). Reported, not asserted.
+      WARN("PDQ on a captioned copy: " << (rec["match"].get<bool>() ? "match" : "no match"));
+    } else {
+      REQUIRE(rec["match"].get<bool>());
+      // The matching entry is the photo the upload was edited from.
+      const std::string original = file.substr(0, file.find("--"));
+      const std::string source = fs::path(rec["matches"][0]["source"].get<std::string>()).filename().string();
+      CHECK(source.rfind(original, 0) == 0);
+      ++matched;
+    }
+  }
+  CHECK(matched >= 4);
+  CHECK(unrelated_clean >= 2);
+  CHECK(errors == 1);
+}
+
+TEST_CASE("100 indexed photos: edited copies match, 100 unrelated photos do not", "[cli][shared]") {
+  HW_REQUIRE_SHARED(shared);
+  const auto all = photos_in(shared / "photos" / "bsds500");
+  REQUIRE(all.size() >= 200);
+  TempDir tmp;
+  const auto known = tmp / "known", unrelated = tmp / "unrelated", edits = tmp / "edits";
+  fs::create_directories(known);
+  fs::create_directories(unrelated);
+  fs::create_directories(edits);
+  for (int i = 0; i < 100; ++i) fs::copy_file(all[2 * i], known / all[2 * i].filename());
+  for (int i = 0; i < 100; ++i) fs::copy_file(all[2 * i + 1], unrelated / all[2 * i + 1].filename());
+  // Edited copies of every 10th known photo: re-encoded, resized, flipped, rotated.
+  for (int i = 0; i < 100; i += 10) {
+    const cv::Mat img = cv::imread(all[2 * i].string());
+    const std::string stem = all[2 * i].stem().string();
+    cv::imwrite((edits / (stem + "--q40.jpg")).string(), img, {cv::IMWRITE_JPEG_QUALITY, 40});
+    cv::Mat half, flipped, rotated;
+    cv::resize(img, half, cv::Size(), 0.5, 0.5, cv::INTER_AREA);
+    cv::imwrite((edits / (stem + "--half.png")).string(), half);
+    cv::flip(img, flipped, 1);
+    cv::imwrite((edits / (stem + "--flip.jpg")).string(), flipped);
+    cv::rotate(img, rotated, cv::ROTATE_90_CLOCKWISE);
+    cv::imwrite((edits / (stem + "--rot90.jpg")).string(), rotated);
+  }
+  const auto bank = tmp / "bank.db";
+  auto idx = run_hashwall("index " + q(known) + " --bank " + q(bank) + " -q");
+  INFO(idx.err);
+  REQUIRE(idx.exit_code == 0);
+  CHECK(idx.err.find("100 added") != std::string::npos);
+
+  auto scan = run_hashwall("scan " + q(edits) + " --bank " + q(bank) + " --jsonl");
+  CHECK(scan.exit_code == 1);
+  const auto recs = jsonl(scan.out);
+  REQUIRE(recs.size() == 40);
+  for (const auto& rec : recs) {
+    const std::string file = fs::path(rec["file"].get<std::string>()).filename().string();
+    INFO(file);
+    REQUIRE(rec["match"].get<bool>());
+    const std::string stem = file.substr(0, file.find("--"));
+    CHECK(fs::path(rec["matches"][0]["source"].get<std::string>()).stem().string() == stem);
+    if (file.find("--flip") != std::string::npos) CHECK(rec["matches"][0]["variant"] != "original");
+    if (file.find("--rot90") != std::string::npos) CHECK(rec["matches"][0]["variant"] != "original");
+  }
+
+  auto clean = run_hashwall("scan " + q(unrelated) + " --bank " + q(bank) + " --jsonl");
+  CHECK(clean.exit_code == 0);
+  const auto clean_recs = jsonl(clean.out);
+  CHECK(clean_recs.size() == 100);
+  for (const auto& rec : clean_recs) CHECK_FALSE(rec["match"].get<bool>());
+
+  // An exact copy is reported as such.
+  auto exact = run_hashwall("query " + q(known / all[0].filename()) + " --bank " + q(bank) + " --json");
+  CHECK(exact.exit_code == 1);
+  CHECK(json::parse(exact.out)["matches"][0]["exact"].get<bool>());
+}
+
+TEST_CASE("a truncated JPEG and a text file named .jpg are reported and skipped", "[cli]") {
+  const auto samples = hwtest::source_dir() / "samples" / "bank";
+  const auto good = photos_in(samples);
+  REQUIRE(good.size() >= 2);
+  TempDir tmp;
+  const auto dir = tmp / "in";
+  fs::create_directories(dir);
+  fs::copy_file(good[0], dir / "good.jpg");
+  truncate_copy(good[1], dir / "truncated.jpg", fs::file_size(good[1]) / 2);
+  write_text(dir / "notes.jpg", "this is a text file, not a photo\n");
+  write_text(dir / "empty.png", "");
+  const auto bank = tmp / "bank.db";
+  auto idx = run_hashwall("index " + q(dir) + " --bank " + q(bank) + " -q");
+  INFO(idx.err);
+  CHECK(idx.exit_code == 3);
+  CHECK(idx.err.find("truncated.jpg: truncated JPEG") != std::string::npos);
+  CHECK(idx.err.find("notes.jpg: not an image") != std::string::npos);
+  CHECK(idx.err.find("empty.png: empty file") != std::string::npos);
+  CHECK(idx.err.find("1 added") != std::string::npos);
+
+  auto qt = run_hashwall("query " + q(dir / "truncated.jpg") + " --bank " + q(bank));
+  CHECK(qt.exit_code == 2);
+  CHECK(qt.err.find("truncated.jpg") != std::string::npos);
+  auto qn = run_hashwall("query " + q(dir / "notes.jpg") + " --bank " + q(bank) + " --json");
+  CHECK(qn.exit_code == 2);
+  CHECK(json::parse(qn.out)["status"] == "error");
+  auto qm = run_hashwall("query " + q(dir / "missing.jpg") + " --bank " + q(bank));
+  CHECK(qm.exit_code == 2);
+  auto nobank = run_hashwall("query " + q(dir / "good.jpg") + " --bank " + q(tmp / "nobank.db"));
+  CHECK(nobank.exit_code == 2);
+  CHECK(nobank.err.find("no bank") != std::string::npos);
+  CHECK_FALSE(fs::exists(tmp / "nobank.db"));
+}
+
+TEST_CASE("hash lists round-trip through export and import; a bad list imports nothing", "[cli]") {
+  const auto samples = hwtest::source_dir() / "samples" / "bank";
+  TempDir tmp;
+  const auto bank = tmp / "a.db", bank2 = tmp / "b.db";
+  REQUIRE(run_hashwall("index " + q(samples) + " --bank " + q(bank) + " -q").exit_code == 0);
+  for (const std::string fmt : {"pdq-csv", "hma", "hex"}) {
+    INFO(fmt);
+    const auto list = tmp / ("list." + fmt);
+    REQUIRE(run_hashwall("export --bank " + q(bank) + " --format " + fmt + " -o " + q(list)).exit_code == 0);
+    const auto b = tmp / ("from-" + fmt + ".db");
+    auto imp = run_hashwall("import " + q(list) + " --bank " + q(b) + " --format " + fmt + " --json");
+    INFO(imp.err);
+    REQUIRE(imp.exit_code == 0);
+    CHECK(json::parse(imp.out)["added"].get<int>() == static_cast<int>(photos_in(samples).size()));
+    // The imported bank finds the photos by hash.
+    auto qr = run_hashwall("query " + q(photos_in(samples)[0]) + " --bank " + q(b) + " --json");
+    CHECK(qr.exit_code == 1);
+    CHECK(json::parse(qr.out)["matches"][0]["distance"].get<int>() <= 2);
+  }
+  // One bad line among good ones: nothing imported, line named.
+  const auto bad = tmp / "bad.txt";
+  write_text(bad, "d8f8f0cee0f4a84f0637022a078f67f0b36e2ed596621e1d33e6339c4e9c9b22\nnot-a-hash\n");
+  auto r = run_hashwall("import " + q(bad) + " --bank " + q(bank2) + " --format hex");
+  CHECK(r.exit_code == 2);
+  CHECK(r.err.find("bad.txt:2:") != std::string::npos);
+  CHECK_FALSE(fs::exists(bank2));
+}
+
+TEST_CASE("remove by label makes entries unmatchable; stats and check report the bank", "[cli]") {
+  const auto samples = hwtest::source_dir() / "samples" / "bank";
+  const auto photo = photos_in(samples)[0];
+  TempDir tmp;
+  const auto bank = tmp / "a.db";
+  REQUIRE(run_hashwall("index " + q(samples) + " --bank " + q(bank) + " --label one -q").exit_code == 0);
+  auto st = run_hashwall("stats --bank " + q(bank) + " --json");
+  REQUIRE(st.exit_code == 0);
+  CHECK(json::parse(st.out)["entries"].get<int>() == static_cast<int>(photos_in(samples).size()));
+  CHECK(run_hashwall("check --bank " + q(bank)).exit_code == 0);
+  CHECK(run_hashwall("query " + q(photo) + " --bank " + q(bank)).exit_code == 1);
+  REQUIRE(run_hashwall("remove --bank " + q(bank) + " --label one").exit_code == 0);
+  CHECK(run_hashwall("query " + q(photo) + " --bank " + q(bank)).exit_code == 0);
+  CHECK(json::parse(run_hashwall("stats --bank " + q(bank) + " --json").out)["entries"].get<int>() == 0);
+}
+
+TEST_CASE("a bank survives kill -9 during index and the rerun completes it", "[cli][shared]") {
+  HW_REQUIRE_SHARED(shared);
+  const auto all = photos_in(shared / "photos" / "bsds500");
+  TempDir tmp;
+  const auto corpus = tmp / "corpus";
+  fs::create_directories(corpus);
+  for (std::size_t i = 0; i < 300 && i < all.size(); ++i) fs::create_symlink(all[i], corpus / all[i].filename());
+  const auto bank = tmp / "bank.db";
+  for (int round = 0; round < 3; ++round) {
+    const pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      const std::string bin = hwtest::hashwall_binary().string();
+      freopen("/dev/null", "w", stderr);
+      execl(bin.c_str(), bin.c_str(), "index", corpus.c_str(), "--bank", bank.c_str(), "--batch", "7", "-j", "1",
+            "-q", static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(250 + 200 * round));
+    kill(pid, SIGKILL);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    if (!fs::exists(bank)) continue;  // killed before the first commit: nothing to check yet
+    auto chk = run_hashwall("check --bank " + q(bank));
+    INFO(chk.out << chk.err);
+    CHECK(chk.exit_code == 0);
+  }
+  auto rerun = run_hashwall("index " + q(corpus) + " --bank " + q(bank) + " -q --json");
+  INFO(rerun.err);
+  REQUIRE(rerun.exit_code == 0);
+  auto st = json::parse(run_hashwall("stats --bank " + q(bank) + " --json").out);
+  CHECK(st["entries"].get<int>() == 300);
+  CHECK(run_hashwall("check --bank " + q(bank)).exit_code == 0);
+}
+
+TEST_CASE("hash prints Meta's format and matches the reference on the vectors", "[cli][shared]") {
+  HW_REQUIRE_SHARED(shared);
+  const auto dir = shared / "pdq-vectors";
+  auto r = run_hashwall("hash " + q(dir / "images" / "aaa-orig.jpg") + " " + q(dir / "images" / "wee.jpg"));
+  REQUIRE(r.exit_code == 0);
+  CHECK(r.out.find("d8f8f0cee0f4a84f0637022a078f67f0b36e2ed596621e1d33e6339c4e9c9b22,100,") == 0);
+  CHECK(r.out.find("6227401f601ff4ccafcc9fad4b0d95d371a2eb7265a3285234d228ca94deeb2d,100,") != std::string::npos);
+  auto d = run_hashwall("hash --dihedral " + q(dir / "images" / "aaa-orig.jpg"));
+  std::ifstream in(dir / "expected-dihedral.csv");
+  std::string expected;
+  std::getline(in, expected);
+  CHECK(d.out.substr(0, 64 * 8 + 8 + 4) == expected.substr(0, 64 * 8 + 8 + 4));
+}

@@ -1,0 +1,147 @@
+// Image loading: formats, bad input, limits, EXIF orientation.
+#include <catch2/catch.hpp>
+
+#include <fstream>
+
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "core/error.hpp"
+#include "image/load.hpp"
+#include "support.hpp"
+
+using namespace hashwall;
+
+namespace {
+
+std::vector<std::uint8_t> encode(const cv::Mat& img, const std::string& ext, std::vector<int> params = {}) {
+  std::vector<std::uint8_t> buf;
+  REQUIRE(cv::imencode(ext, img, buf, params));
+  return buf;
+}
+
+cv::Mat gradient(int w, int h) {
+  cv::Mat img(h, w, CV_8UC3);
+  for (int y = 0; y < h; ++y)
+    for (int x = 0; x < w; ++x) img.at<cv::Vec3b>(y, x) = cv::Vec3b(x * 255 / w, y * 255 / h, 100);
+  return img;
+}
+
+ErrorKind error_kind_of(const std::vector<std::uint8_t>& bytes, LoadOptions opt = {}) {
+  try {
+    decode_image(bytes, "x", opt);
+  } catch (const Error& e) {
+    CHECK(e.file() == "x");
+    CHECK_FALSE(e.reason().empty());
+    return e.kind();
+  }
+  FAIL("no error thrown");
+  return ErrorKind::Usage;
+}
+
+// A big-endian EXIF APP1 segment holding only the orientation tag.
+std::vector<std::uint8_t> with_orientation(std::vector<std::uint8_t> jpeg, int orientation) {
+  const std::uint8_t app1[] = {0xFF, 0xE1, 0x00, 34, 'E', 'x', 'i', 'f', 0, 0, 'M', 'M', 0, 42, 0, 0, 0, 8,
+                               0, 1, 0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, static_cast<std::uint8_t>(orientation), 0, 0,
+                               0, 0, 0, 0};
+  jpeg.insert(jpeg.begin() + 2, std::begin(app1), std::end(app1));
+  return jpeg;
+}
+
+}  // namespace
+
+TEST_CASE("JPEG, PNG, WebP, TIFF, BMP and PNM images decode to the same size", "[image]") {
+  const cv::Mat img = gradient(120, 80);
+  for (const std::string ext : {".jpg", ".png", ".webp", ".tiff", ".bmp", ".ppm"}) {
+    INFO(ext);
+    LoadOptions opt;
+    opt.mode = DecodeMode::Exact;
+    const auto r = decode_image(encode(img, ext), "x" + ext, opt);
+    CHECK(r.width == 120);
+    CHECK(r.height == 80);
+    CHECK(r.pixels.cols == 120);
+    CHECK(r.sha256.size() == 64);
+  }
+}
+
+TEST_CASE("grey, 16-bit, alpha and 1x1 images are accepted", "[image]") {
+  cv::Mat grey(50, 60, CV_8UC1, cv::Scalar(90));
+  CHECK(decode_image(encode(grey, ".png"), "g", {}).pixels.channels() == 1);
+  cv::Mat deep(50, 60, CV_16UC3, cv::Scalar(1000, 30000, 60000));
+  CHECK(decode_image(encode(deep, ".png"), "d", {}).pixels.depth() == CV_8U);
+  cv::Mat alpha(50, 60, CV_8UC4, cv::Scalar(1, 2, 3, 4));
+  CHECK(decode_image(encode(alpha, ".png"), "a", {}).pixels.channels() == 3);
+  cv::Mat one(1, 1, CV_8UC3, cv::Scalar(5, 6, 7));
+  CHECK(decode_image(encode(one, ".png"), "1", {}).width == 1);
+}
+
+TEST_CASE("an empty file and a text file are refused as not images", "[image]") {
+  CHECK(error_kind_of({}) == ErrorKind::Format);
+  const std::string text = "hello, I am not a JPEG\n";
+  CHECK(error_kind_of(std::vector<std::uint8_t>(text.begin(), text.end())) == ErrorKind::Format);
+}
+
+TEST_CASE("a truncated JPEG is refused at every cut, never padded with grey", "[image]") {
+  const auto full = encode(gradient(200, 150), ".jpg");
+  REQUIRE(decode_image(full, "ok", {}).width == 200);
+  for (std::size_t cut : {std::size_t{3}, std::size_t{20}, full.size() / 4, full.size() / 2, full.size() - 2}) {
+    INFO("cut at " << cut);
+    std::vector<std::uint8_t> part(full.begin(), full.begin() + static_cast<std::ptrdiff_t>(cut));
+    CHECK(error_kind_of(part) == ErrorKind::Corrupt);
+  }
+}
+
+TEST_CASE("a truncated PNG is refused", "[image]") {
+  const auto full = encode(gradient(200, 150), ".png");
+  std::vector<std::uint8_t> part(full.begin(), full.begin() + static_cast<std::ptrdiff_t>(full.size() / 2));
+  CHECK(error_kind_of(part) == ErrorKind::Corrupt);
+}
+
+TEST_CASE("a decompression bomb is refused from its header before decoding", "[image]") {
+  // A PNG header declaring 100,000 x 100,000 pixels followed by a tiny IDAT and IEND.
+  auto png = encode(gradient(4, 4), ".png");
+  // IHDR width/height live at bytes 16..23 (big-endian).
+  const std::uint32_t big = 100000;
+  for (int k = 0; k < 2; ++k)
+    for (int b = 0; b < 4; ++b) png[16 + 4 * k + b] = static_cast<std::uint8_t>(big >> (24 - 8 * b));
+  CHECK(error_kind_of(png) == ErrorKind::TooLarge);
+  LoadOptions small;
+  small.max_pixels = 100;
+  CHECK(error_kind_of(encode(gradient(20, 20), ".jpg"), small) == ErrorKind::TooLarge);
+}
+
+TEST_CASE("EXIF orientation is applied unless switched off", "[image]") {
+  const auto jpeg = with_orientation(encode(gradient(120, 80), ".jpg"), 6);
+  LoadOptions opt;
+  opt.mode = DecodeMode::Exact;
+  const auto rotated = decode_image(jpeg, "r", opt);
+  CHECK(rotated.probe.orientation == 6);
+  CHECK(rotated.pixels.cols == 80);
+  CHECK(rotated.pixels.rows == 120);
+  CHECK(rotated.width == 80);
+  opt.exif_orientation = false;
+  const auto stored = decode_image(jpeg, "r", opt);
+  CHECK(stored.pixels.cols == 120);
+  // An absurd orientation value is ignored, not trusted.
+  CHECK(decode_image(with_orientation(encode(gradient(120, 80), ".jpg"), 200), "r", {}).probe.orientation == 1);
+}
+
+TEST_CASE("fast mode decodes a large JPEG at reduced scale", "[image]") {
+  const auto jpeg = encode(gradient(2400, 1600), ".jpg");
+  LoadOptions fast;
+  const auto r = decode_image(jpeg, "big", fast);
+  CHECK(r.width == 2400);
+  CHECK(r.pixels.cols == 600);  // 1/4 scale: 1/8 would leave the short side under 256 px
+  CHECK(r.pixels.channels() == 1);
+}
+
+TEST_CASE("files are read with clear errors for missing paths and directories", "[image]") {
+  hwtest::TempDir tmp;
+  CHECK_THROWS_AS(load_image(tmp / "nope.jpg", {}), Error);
+  try {
+    load_image(tmp.path(), {});
+    FAIL("a directory was read as an image");
+  } catch (const Error& e) {
+    CHECK(e.reason() == "is a directory");
+  }
+}
