@@ -35,9 +35,6 @@ constexpr int kSubHashes = 16;
 constexpr int kSubBits = 16;
 // Above this many flips (d >= 48) the probes cost more than a scan of the storage.
 constexpr int kMaxFlips = 2;
-// FAISS IndexBinaryMultiHash::add reads 8 bytes at the byte offset of each sub-hash,
-// i.e. up to 6 bytes past the end of the last vector: give it slack.
-constexpr std::size_t kFaissReadSlack = 8;
 
 constexpr char kMagic[8] = {'H', 'W', 'P', 'D', 'Q', 'I', 'X', '1'};
 constexpr std::size_t kMaxTypeLength = 64;
@@ -59,8 +56,8 @@ void sort_hits(std::vector<IndexHit>& hits) {
   });
 }
 
-std::vector<std::uint8_t> pack(std::span<const Hash256> hashes, std::size_t slack = 0) {
-  std::vector<std::uint8_t> out(hashes.size() * kCode + slack, 0);
+std::vector<std::uint8_t> pack(std::span<const Hash256> hashes) {
+  std::vector<std::uint8_t> out(hashes.size() * kCode);
   for (std::size_t i = 0; i < hashes.size(); ++i)
     std::memcpy(out.data() + i * kCode, hashes[i].bytes.data(), kCode);
   return out;
@@ -134,7 +131,7 @@ class BinaryIndexBase : public PdqIndex {
     if (ids.size() != hashes.size())
       throw Error(ErrorKind::Usage, "", "PdqIndex::add: ids and hashes differ in length");
     if (ids.empty()) return;
-    const auto bytes = pack(hashes, kFaissReadSlack);
+    const auto bytes = pack(hashes);
     add_raw(ids, bytes.data());
   }
 
@@ -156,7 +153,7 @@ class BinaryIndexBase : public PdqIndex {
     write_file_atomically(file, out);
   }
 
-  // codes: ids.size() * 32 bytes followed by kFaissReadSlack readable bytes.
+  // codes: ids.size() hashes of 32 bytes, row after row.
   virtual void add_raw(std::span<const std::int64_t> ids, const std::uint8_t* codes) = 0;
 
  protected:
@@ -220,16 +217,40 @@ class FlatPdqIndex final : public BinaryIndexBase {
 // IndexBinaryMultiHash::range_search in FAISS 1.7.3 (a) updates the global
 // indexBinaryHash_stats without synchronisation, a data race when worker threads search
 // concurrently, (b) reads 8 bytes at each sub-hash offset, past the end of a 32-byte
-// query, and (c) uses one shared nflip, whereas the number of flips needed for an exact
-// answer depends on the radius of each search.
+// query (its add does the same past the last vector), and (c) uses one shared nflip,
+// whereas the number of flips needed for an exact answer depends on the radius of each
+// search.
 class MultiHashPdqIndex final : public BinaryIndexBase {
  public:
   MultiHashPdqIndex() { mh_.nflip = 1; }
 
   std::string type() const override { return "multihash"; }
 
+  // Fills the FAISS structure as IndexBinaryMultiHash::add would (same keys, same row
+  // numbers), but one map at a time with the lists sized first: FAISS's add touches all
+  // 16 maps per vector and grows every list one push at a time, 14x slower at 1M hashes
+  // (docs/BANK_FORMAT.md), which is what a cache load or a rebuild costs.
   void add_raw(std::span<const std::int64_t> ids, const std::uint8_t* codes) override {
-    mh_.add(static_cast<faiss_idx>(ids.size()), codes);
+    const std::size_t n = ids.size();
+    const auto first = static_cast<faiss_idx>(ids_.size());
+    mh_.storage->add(static_cast<faiss_idx>(n), codes);
+    std::vector<std::uint32_t> counts(std::size_t{1} << kSubBits);
+    for (int h = 0; h < kSubHashes; ++h) {
+      auto& map = mh_.maps[static_cast<std::size_t>(h)];
+      std::fill(counts.begin(), counts.end(), 0);
+      std::size_t new_keys = 0;
+      for (std::size_t i = 0; i < n; ++i) new_keys += counts[sub_hash(codes + i * kCode, h)]++ == 0;
+      map.reserve(map.size() + new_keys);
+      for (std::size_t k = 0; k < counts.size(); ++k) {
+        if (counts[k] == 0) continue;
+        auto& list = map[static_cast<faiss_idx>(k)];
+        if (list.capacity() < list.size() + counts[k])
+          list.reserve(std::max(list.size() + counts[k], 2 * list.size()));
+      }
+      for (std::size_t i = 0; i < n; ++i)
+        map[sub_hash(codes + i * kCode, h)].push_back(first + static_cast<faiss_idx>(i));
+    }
+    mh_.ntotal += static_cast<faiss_idx>(n);
     ids_.insert(ids_.end(), ids.begin(), ids.end());
   }
 
@@ -278,9 +299,13 @@ class MultiHashPdqIndex final : public BinaryIndexBase {
  private:
   // Same sub-hash layout as IndexBinaryMultiHash::add: sub-hash h is the little-endian
   // 16-bit word at bytes 2h, 2h+1.
+  static std::size_t sub_hash(const std::uint8_t* code, int h) noexcept {
+    return static_cast<std::size_t>(code[2 * h] | (code[2 * h + 1] << 8));
+  }
+
   void probe(int h, const std::uint8_t* q, int flips, std::vector<faiss_idx>& out) const {
     const auto& map = mh_.maps[static_cast<std::size_t>(h)];
-    const faiss_idx key = q[2 * h] | (q[2 * h + 1] << 8);
+    const auto key = static_cast<faiss_idx>(sub_hash(q, h));
     const auto take = [&](faiss_idx k) {
       if (auto it = map.find(k); it != map.end())
         out.insert(out.end(), it->second.begin(), it->second.end());
@@ -346,8 +371,6 @@ std::unique_ptr<PdqIndex> load_pdq_index(const std::filesystem::path& file,
     std::vector<std::int64_t> ids(n);
     for (std::size_t i = 0; i < n; ++i, pos += 8)
       ids[i] = static_cast<std::int64_t>(get_u64(buf.data() + pos));
-    // Hashes are followed by the checksum, which covers FAISS's read slack.
-    static_assert(kFaissReadSlack <= 8);
     auto index = make_pdq_index(type);
     if (n > 0) static_cast<BinaryIndexBase&>(*index).add_raw(ids, buf.data() + pos);
     if (generation) *generation = gen;

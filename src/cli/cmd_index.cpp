@@ -138,11 +138,6 @@ int run_index(const IndexArgs& a) {
 void register_index(CLI::App& app, int& exit_code) {
   auto a = std::make_shared<IndexArgs>();
   auto* cmd = app.add_subcommand("index", "Fingerprint known photos into a bank");
-  cmd->description(
-      "Fingerprint image files (directories are walked recursively) and add them to the bank,\n"
-      "creating it if needed. Files already in the bank (same SHA-256) are skipped without\n"
-      "decoding, so an interrupted run can simply be started again. Work is committed in\n"
-      "batches: Ctrl-C or a crash keeps every committed batch and nothing half-written.");
   cmd->add_option("paths", a->paths, "Image files or directories")->required();
   cmd->add_option("-b,--bank", a->bank, "Bank file (created if missing)")->required()->envname("HASHWALL_BANK");
   cmd->add_option("-l,--label", a->label, "Label stored with every new entry (e.g. a case id)");
@@ -153,8 +148,11 @@ void register_index(CLI::App& app, int& exit_code) {
   cmd->add_flag("--no-exif-orientation", a->no_exif, "Ignore EXIF orientation tags");
   cmd->add_flag("-q,--quiet", a->quiet, "No progress bar");
   cmd->add_option("--max-pixels", a->max_pixels, "Refuse images with more pixels than this")->capture_default_str();
-  cmd->footer(
-      "Examples:\n"
+  cmd->footer(std::string("Fingerprint image files (directories are walked recursively) and add them to the bank,\n"
+      "creating it if needed. Files already in the bank (same SHA-256) are skipped without\n"
+      "decoding, so an interrupted run can simply be started again. Work is committed in\n"
+      "batches: Ctrl-C or a crash keeps every committed batch and nothing half-written.") +
+              "\n\n" + "Examples:\n"
       "  hashwall index known/ --bank cases.db --label case-17\n"
       "  hashwall index a.jpg b.png --bank cases.db --json\n\n"
       "Exit codes: 0 every file indexed (or already present), 3 finished but some files were\n"

@@ -120,16 +120,15 @@ int run_export(const ListArgs& a) {
 void register_import(CLI::App& app, int& exit_code) {
   auto a = std::make_shared<ListArgs>();
   auto* cmd = app.add_subcommand("import", "Import a hash list from another organisation");
-  cmd->description(
-      "Add every hash of a list to the bank (created if missing), in one transaction: a\n"
-      "single bad line (reported with its line number) imports nothing. Imported entries\n"
-      "have no SHA-256 and no pixels; identical hashes from the same source are skipped.");
   cmd->add_option("file", a->file, "Hash list file, or - for standard input")->required();
   cmd->add_option("-b,--bank", a->bank, "Bank file")->required()->envname("HASHWALL_BANK");
   cmd->add_option("-f,--format", a->format, "pdq-csv, hma or hex")->required();
   cmd->add_option("-l,--label", a->label, "Label stored with every imported entry");
   cmd->add_flag("--json", a->json_out, "Print the summary as JSON");
-  cmd->footer(std::string(kFormatsHelp) +
+  cmd->footer(std::string("Add every hash of a list to the bank (created if missing), in one transaction: a\n"
+      "single bad line (reported with its line number) imports nothing. Imported entries\n"
+      "have no SHA-256 and no pixels; identical hashes from the same source are skipped.") +
+              "\n\n" + std::string(kFormatsHelp) +
               "\nExamples:\n"
               "  hashwall import partner.csv --bank cases.db --format pdq-csv --label partner-x\n"
               "  cat signals.txt | hashwall import - --bank cases.db --format hma\n\n"

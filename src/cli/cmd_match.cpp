@@ -135,16 +135,14 @@ int run_scan(const MatchArgs& a) {
 void register_query(CLI::App& app, int& exit_code) {
   auto a = std::make_shared<MatchArgs>();
   auto* cmd = app.add_subcommand("query", "Check one image against a bank, with details");
-  cmd->description(
-      "Check one image against the bank: every matching entry with its id, label, source,\n"
-      "PDQ distance, which rotation/flip of the query matched, and whether the file is a\n"
-      "byte-identical copy. A query whose PDQ quality is below the minimum is reported as\n"
-      "too low quality to decide, never as a silent 'no match'.");
   cmd->add_option("file", a->paths, "Image file")->required()->expected(1);
   add_match_options(cmd, *a);
   cmd->add_flag("--json", a->json_out, "Print one JSON document");
-  cmd->footer(
-      "Examples:\n"
+  cmd->footer(std::string("Check one image against the bank: every matching entry with its id, label, source,\n"
+      "PDQ distance, which rotation/flip of the query matched, and whether the file is a\n"
+      "byte-identical copy. A query whose PDQ quality is below the minimum is reported as\n"
+      "too low quality to decide, never as a silent 'no match'.") +
+              "\n\n" + "Examples:\n"
       "  hashwall query upload.jpg --bank cases.db\n"
       "  hashwall query upload.jpg --bank cases.db --threshold 40 --json\n\n"
       "Exit codes: 0 no match, 1 match, 2 error (unreadable image or bank), 3 too low quality\n"
@@ -155,9 +153,6 @@ void register_query(CLI::App& app, int& exit_code) {
 void register_scan(CLI::App& app, int& exit_code) {
   auto a = std::make_shared<MatchArgs>();
   auto* cmd = app.add_subcommand("scan", "Check files or folders against a bank and write a report");
-  cmd->description(
-      "Check every image under the given paths against the bank, in parallel, writing one\n"
-      "record per file in input order. Unreadable files are reported and the scan goes on.");
   cmd->add_option("paths", a->paths, "Image files or directories (walked recursively)")->required();
   add_match_options(cmd, *a);
   cmd->add_flag("--jsonl", a->jsonl,
@@ -169,8 +164,9 @@ void register_scan(CLI::App& app, int& exit_code) {
   cmd->add_flag("--all-files", a->all_files, "In directories, try every file, not only image extensions");
   cmd->add_option("-j,--jobs", a->jobs, "Threads (default: all cores)");
   cmd->add_flag("-q,--quiet", a->quiet, "No progress and no summary on stderr");
-  cmd->footer(
-      "Examples:\n"
+  cmd->footer(std::string("Check every image under the given paths against the bank, in parallel, writing one\n"
+      "record per file in input order. Unreadable files are reported and the scan goes on.") +
+              "\n\n" + "Examples:\n"
       "  hashwall scan uploads/ --bank cases.db\n"
       "  hashwall scan uploads/ --bank cases.db --jsonl -o report.jsonl\n"
       "  hashwall scan a.jpg b.jpg --bank cases.db --csv --only-matches\n\n"
