@@ -145,3 +145,13 @@ TEST_CASE("files are read with clear errors for missing paths and directories", 
     CHECK(e.reason() == "is a directory");
   }
 }
+
+TEST_CASE("a GIF is decoded from its first frame", "[image]") {
+  // A 1x1 GIF89a.
+  const std::uint8_t gif[] = {'G', 'I', 'F', '8', '9', 'a', 1, 0, 1, 0, 0x80, 0, 0, 0xff, 0xff, 0xff, 0, 0, 0,
+                              '!', 0xf9, 4, 1, 0, 0, 0, 0, ',', 0, 0, 0, 0, 1, 0, 1, 0, 0, 2, 2, 'D', 1, 0, ';'};
+  const auto r = decode_image(std::vector<std::uint8_t>(std::begin(gif), std::end(gif)), "one.gif", {});
+  CHECK(r.width == 1);
+  CHECK(r.height == 1);
+  CHECK(r.probe.format == ImageFormat::Gif);
+}

@@ -12,11 +12,22 @@ namespace {
 
 struct AdminArgs {
   std::string bank;
+  BankConfig config;
   bool json_out = false;
   std::vector<std::int64_t> ids;
   std::vector<std::string> labels;
   std::vector<std::string> sha256s;
 };
+
+int run_init(const AdminArgs& a) {
+  if (fs::exists(a.bank))
+    throw Error(ErrorKind::Usage, a.bank, "already exists; its settings are fixed when it is created");
+  const auto bank = Bank::open(a.bank, OpenMode::Create, a.config);
+  const BankConfig& c = bank->config();
+  std::fprintf(stderr, "created bank %s: PDQ threshold %d, min quality %d, index %s\n", a.bank.c_str(),
+               c.pdq_threshold, c.min_quality, c.index_type.c_str());
+  return kExitOk;
+}
 
 int run_stats(const AdminArgs& a) {
   const auto bank = Bank::open(a.bank, OpenMode::ReadOnly);
@@ -88,6 +99,31 @@ int run_check(const AdminArgs& a) {
 }  // namespace
 
 void register_admin(CLI::App& app, int& exit_code) {
+  {
+    auto a = std::make_shared<AdminArgs>();
+    auto* cmd = app.add_subcommand("init", "Create an empty bank with chosen settings");
+    cmd->add_option("-b,--bank", a->bank, "Bank file to create")->required()->envname("HASHWALL_BANK");
+    cmd->add_option("--pdq-threshold", a->config.pdq_threshold, "PDQ match distance recorded in the bank")
+        ->capture_default_str()
+        ->check(CLI::Range(0, 256));
+    cmd->add_option("--min-quality", a->config.min_quality, "Minimum PDQ quality for a match, on both sides")
+        ->capture_default_str()
+        ->check(CLI::Range(0, 100));
+    cmd->add_option("--index", a->config.index_type,
+                    "PDQ search index: flat (exact scan), multihash (exact up to distance 31, "
+                    "sub-linear), auto (flat below --multihash-from entries)")
+        ->capture_default_str()
+        ->check(CLI::IsMember({"auto", "flat", "multihash"}));
+    cmd->add_option("--multihash-from", a->config.multihash_min_entries, "With --index auto: entries from which multihash is used")
+        ->capture_default_str();
+    cmd->footer(
+        "A bank records the settings that built it, so it is never queried with other ones by\n"
+        "accident ('query --threshold' still overrides for one query, and says so in its output).\n"
+        "'index' and 'import' create a bank with the defaults when it does not exist.\n\n"
+        "Example:\n  hashwall init --bank strict.db --pdq-threshold 24 --index multihash\n\n"
+        "Exit codes: 0 created, 2 error (e.g. the file exists).");
+    cmd->callback([a, &exit_code] { exit_code = run_init(*a); });
+  }
   {
     auto a = std::make_shared<AdminArgs>();
     auto* cmd = app.add_subcommand("stats", "Show what a bank holds and how it is configured");

@@ -1,4 +1,6 @@
 // hashwall query (one file, detailed) and hashwall scan (many files, a report).
+#include <unistd.h>
+
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -100,7 +102,8 @@ int run_scan(const MatchArgs& a) {
     else print_human(out, r, false);
   }
   std::vector<FileReport> reports(files.size());
-  Progress progress("scanning", files.size(), !a.quiet && !a.output.empty());
+  // Progress only when the report does not go to the same terminal.
+  Progress progress("scanning", files.size(), !a.quiet && (!a.output.empty() || !::isatty(STDOUT_FILENO)));
   std::size_t done = 0;
   ordered_parallel(
       files.size(), a.jobs > 0 ? a.jobs : default_jobs(),

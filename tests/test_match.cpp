@@ -1,0 +1,143 @@
+// The matching decision: thresholds, quality gates, exact files, dihedral variants.
+#include <catch2/catch.hpp>
+
+#include <random>
+
+#include "bank/bank.hpp"
+#include "match/matcher.hpp"
+#include "support.hpp"
+
+using namespace hashwall;
+
+namespace {
+
+Hash256 random_hash(std::mt19937_64& rng) {
+  Hash256 h;
+  for (auto& b : h.bytes) b = static_cast<std::uint8_t>(rng());
+  return h;
+}
+
+Hash256 flip_bits(Hash256 h, int n, std::mt19937_64& rng) {
+  std::vector<int> bits(256);
+  for (int i = 0; i < 256; ++i) bits[i] = i;
+  std::shuffle(bits.begin(), bits.end(), rng);
+  for (int i = 0; i < n; ++i) h.bytes[bits[i] / 8] ^= static_cast<std::uint8_t>(1u << (bits[i] % 8));
+  return h;
+}
+
+Fingerprint query_of(const Hash256& h, int quality, std::string sha = "") {
+  Fingerprint f;
+  f.sha256 = std::move(sha);
+  f.pdq.quality = quality;
+  std::mt19937_64 rng(99);
+  for (auto& v : f.pdq.hashes) v = random_hash(rng);  // variants far from everything
+  f.pdq.hashes[0] = h;
+  return f;
+}
+
+struct Fixture {
+  hwtest::TempDir tmp;
+  std::unique_ptr<Bank> bank;
+  std::mt19937_64 rng{42};
+  Hash256 a, low;
+  Fixture() {
+    bank = Bank::open(tmp / "b.db", OpenMode::Create);
+    a = random_hash(rng);
+    low = random_hash(rng);
+    std::vector<NewEntry> es(3);
+    es[0].pdq = a;
+    es[0].quality = 100;
+    es[0].sha256 = std::string(64, 'a');
+    es[0].label = "known";
+    es[1].pdq = low;
+    es[1].quality = 20;  // too featureless to trust
+    es[1].sha256 = std::string(64, 'b');
+    es[2].pdq = random_hash(rng);
+    es[2].origin = Origin::Imported;  // no quality: trusted as shared
+    bank->add(es);
+  }
+};
+
+}  // namespace
+
+TEST_CASE("a query within the threshold matches and one beyond it does not", "[match]") {
+  Fixture f;
+  const Matcher m(*f.bank, {});
+  const auto near = m.match(query_of(flip_bits(f.a, 31, f.rng), 100));
+  REQUIRE(near.verdict == Verdict::Match);
+  CHECK(near.hits.at(0).distance == 31);
+  CHECK(near.hits[0].entry.label == "known");
+  CHECK_FALSE(near.hits[0].exact);
+  CHECK(near.threshold == 31);
+  CHECK(m.match(query_of(flip_bits(f.a, 32, f.rng), 100)).verdict == Verdict::NoMatch);
+  MatchOptions loose;
+  loose.threshold = 40;
+  CHECK(Matcher(*f.bank, loose).match(query_of(flip_bits(f.a, 32, f.rng), 100)).verdict == Verdict::Match);
+}
+
+TEST_CASE("a low-quality query is undecided, never a silent no-match", "[match]") {
+  Fixture f;
+  const Matcher m(*f.bank, {});
+  const auto r = m.match(query_of(f.a, 49));
+  CHECK(r.verdict == Verdict::LowQuality);
+  CHECK(r.hits.empty());
+}
+
+TEST_CASE("a low-quality entry is never matched by PDQ; an imported one without quality is", "[match]") {
+  Fixture f;
+  const Matcher m(*f.bank, {});
+  CHECK(m.match(query_of(f.low, 100)).verdict == Verdict::NoMatch);
+  Hash256 imported;
+  f.bank->for_each([&](const Entry& e) {
+    if (e.origin == Origin::Imported) imported = e.pdq;
+    return true;
+  });
+  CHECK(m.match(query_of(imported, 100)).verdict == Verdict::Match);
+}
+
+TEST_CASE("a byte-identical file matches as exact whatever its quality", "[match]") {
+  Fixture f;
+  const Matcher m(*f.bank, {});
+  const auto r = m.match(query_of(random_hash(f.rng), 10, std::string(64, 'b')));
+  REQUIRE(r.verdict == Verdict::Match);
+  CHECK(r.hits.at(0).exact);
+  const auto r2 = m.match(query_of(f.a, 100, std::string(64, 'a')));
+  REQUIRE(r2.hits.size() == 1);  // the exact hit and the PDQ hit are one entry
+  CHECK(r2.hits[0].exact);
+  CHECK(r2.hits[0].distance == 0);
+}
+
+TEST_CASE("the nearest dihedral variant decides and is named", "[match]") {
+  Fixture f;
+  Fingerprint q = query_of(random_hash(f.rng), 100);
+  q.pdq.hashes[static_cast<int>(Dihedral::FlipY)] = flip_bits(f.a, 5, f.rng);
+  const auto r = Matcher(*f.bank, {}).match(q);
+  REQUIRE(r.verdict == Verdict::Match);
+  CHECK(r.hits[0].variant == Dihedral::FlipY);
+  CHECK(r.hits[0].distance == 5);
+  MatchOptions no_dihedral;
+  no_dihedral.dihedral = false;
+  CHECK(Matcher(*f.bank, no_dihedral).match(q).verdict == Verdict::NoMatch);
+}
+
+TEST_CASE("at most top hits are reported, nearest first", "[match]") {
+  hwtest::TempDir tmp;
+  auto bank = Bank::open(tmp / "b.db", OpenMode::Create);
+  std::mt19937_64 rng(5);
+  const Hash256 centre = random_hash(rng);
+  std::vector<NewEntry> es;
+  for (int d = 20; d >= 1; --d) {
+    NewEntry e;
+    e.pdq = flip_bits(centre, d, rng);
+    e.quality = 90;
+    e.sha256 = std::string(63, 'c') + static_cast<char>('a' + d % 6);
+    e.sha256->replace(0, 2, std::to_string(10 + d));
+    es.push_back(e);
+  }
+  bank->add(es);
+  MatchOptions o;
+  o.top = 5;
+  const auto r = Matcher(*bank, o).match(query_of(centre, 100));
+  REQUIRE(r.hits.size() == 5);
+  for (std::size_t i = 0; i < r.hits.size(); ++i) CHECK(r.hits[i].distance == static_cast<int>(i) + 1);
+}
