@@ -52,7 +52,7 @@ int run_stats(const AdminArgs& a) {
     j["index_cache_bytes"] = s.index_cache_bytes;
     j["index_memory_bytes"] = s.index_memory_bytes;
     j["bytes_per_entry"] = s.entries ? static_cast<double>(s.db_bytes) / static_cast<double>(s.entries) : 0.0;
-    std::cout << j.dump(2) << '\n';
+    std::cout << dump_json(j, 2) << '\n';
   } else {
     std::cout << "bank            " << a.bank << " (format " << s.format_version << ")\n"
               << "entries         " << s.entries << " (" << s.indexed << " indexed, " << s.imported << " imported)\n"
@@ -78,7 +78,7 @@ int run_remove(const AdminArgs& a) {
   for (const auto& s : a.sha256s) removed += bank->remove_sha256(s);
   bank->flush_index();
   if (a.json_out)
-    std::cout << json{{"removed", removed}, {"bank_entries", bank->stats().entries}}.dump(2) << '\n';
+    std::cout << dump_json(json{{"removed", removed}, {"bank_entries", bank->stats().entries}}, 2) << '\n';
   else
     std::fprintf(stderr, "removed %lld entr%s\n", static_cast<long long>(removed), removed == 1 ? "y" : "ies");
   return kExitOk;
@@ -88,7 +88,7 @@ int run_check(const AdminArgs& a) {
   const auto bank = Bank::open(a.bank, OpenMode::ReadOnly);
   const CheckReport r = bank->check();
   if (a.json_out) {
-    std::cout << json{{"bank", a.bank}, {"ok", r.ok}, {"problems", r.problems}}.dump(2) << '\n';
+    std::cout << dump_json(json{{"bank", a.bank}, {"ok", r.ok}, {"problems", r.problems}}, 2) << '\n';
   } else {
     for (const auto& p : r.problems) std::cout << "problem: " << p << '\n';
     std::cout << a.bank << ": " << (r.ok ? "ok" : "DAMAGED") << " (" << bank->stats().entries << " entries)\n";

@@ -75,7 +75,7 @@ int run_hash(const HashArgs& a) {
           std::cout << f.pdq.hashes[0].hex() << ',' << f.pdq.quality << ',' << name << '\n';
         }
       });
-  if (a.json_out) std::cout << all.dump(2) << '\n';
+  if (a.json_out) std::cout << dump_json(all, 2) << '\n';
   std::cout.flush();
   if (stop_requested()) return kExitInterrupted;
   return errors ? kExitError : kExitOk;

@@ -119,7 +119,7 @@ int run_index(const IndexArgs& a) {
     j["files_per_second"] = secs > 0 ? static_cast<double>(done) / secs : 0.0;
     j["bank_entries"] = st.entries;
     j["interrupted"] = interrupted;
-    std::cout << j.dump(2) << '\n';
+    std::cout << dump_json(j, 2) << '\n';
   } else {
     std::fprintf(stderr,
                  "%s %zu of %zu files in %s (%.1f files/s): %lld added, %lld exact duplicates skipped, "

@@ -74,7 +74,7 @@ int run_import(const ListArgs& a) {
     j["added"] = r.added;
     j["duplicates"] = r.duplicates;
     j["bank_entries"] = bank->stats().entries;
-    std::cout << j.dump(2) << '\n';
+    std::cout << dump_json(j, 2) << '\n';
   } else {
     std::fprintf(stderr, "imported %s (%s): %lld added, %lld duplicates skipped\n", a.file.c_str(),
                  list_format_name(fmt), static_cast<long long>(r.added), static_cast<long long>(r.duplicates));

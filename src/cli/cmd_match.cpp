@@ -62,7 +62,7 @@ int run_query(const MatchArgs& a) {
   const Matcher matcher(*bank, match_options(a));
   const FileReport r = check_file(a.paths.at(0), load_options(false, a.no_exif, a.max_pixels), matcher);
   if (a.json_out) {
-    std::cout << report_json(r).dump(2) << '\n';
+    std::cout << dump_json(report_json(r), 2) << '\n';
   } else if (!r.error.empty()) {
     std::fprintf(stderr, "hashwall: %s\n", r.error.c_str());
   } else {
@@ -97,7 +97,7 @@ int run_scan(const MatchArgs& a) {
     r.file = m.substr(0, m.find(':'));
     r.error = m;
     tally.add(r);
-    if (a.jsonl) out << report_json(r).dump() << '\n';
+    if (a.jsonl) out << dump_json(report_json(r)) << '\n';
     else if (a.csv) print_csv(out, r);
     else print_human(out, r, false);
   }
@@ -114,7 +114,7 @@ int run_scan(const MatchArgs& a) {
         ++done;
         const bool show = !a.only_matches || r.result.verdict == Verdict::Match || !r.error.empty();
         if (show) {
-          if (a.jsonl) out << report_json(r).dump() << '\n';
+          if (a.jsonl) out << dump_json(report_json(r)) << '\n';
           else if (a.csv) print_csv(out, r);
           else print_human(out, r, false);
         }

@@ -191,6 +191,10 @@ LoadOptions load_options(bool exact, bool no_exif, std::uint64_t max_pixels) {
   return o;
 }
 
+std::string dump_json(const json& j, int indent) {
+  return j.dump(indent, ' ', false, json::error_handler_t::replace);
+}
+
 json entry_json(const Entry& e) {
   json j;
   j["id"] = e.id;

@@ -68,6 +68,9 @@ int default_jobs();
 std::string format_duration(double seconds);
 LoadOptions load_options(bool exact, bool no_exif, std::uint64_t max_pixels);
 
+// File names need not be UTF-8; invalid bytes become U+FFFD instead of aborting output.
+std::string dump_json(const json& j, int indent = -1);
+
 json entry_json(const Entry& e);
 json hit_json(const MatchHit& h);
 
