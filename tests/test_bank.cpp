@@ -1,11 +1,10 @@
 // The bank: records in SQLite, deduplication, transactions, its configuration, and the
 // PDQ index cache that must never outlive the records it was built from.
-#include <catch2/catch.hpp>
-
 #include <sqlite3.h>
 
 #include <algorithm>
 #include <atomic>
+#include <catch2/catch.hpp>
 #include <cctype>
 #include <cstdio>
 #include <fstream>
@@ -90,7 +89,8 @@ TEST_CASE("a new bank keeps its entries after it is closed and reopened", "[bank
   const auto path = dir / "bank.db";
   std::mt19937_64 rng(1);
   std::vector<NewEntry> batch;
-  for (int i = 0; i < 10; ++i) batch.push_back(indexed(i, random_hash(rng), i % 2 ? "odd" : "even"));
+  for (int i = 0; i < 10; ++i)
+    batch.push_back(indexed(i, random_hash(rng), i % 2 ? "odd" : "even"));
   batch[3].quality.reset();
   std::vector<std::int64_t> ids;
   {
@@ -149,7 +149,8 @@ TEST_CASE("a file whose SHA-256 is already in the bank is not added again", "[ba
   hwtest::TempDir dir;
   auto bank = Bank::open(dir / "bank.db", OpenMode::Create);
   std::mt19937_64 rng(2);
-  const auto first = bank->add(std::vector{indexed(1, random_hash(rng)), indexed(2, random_hash(rng))});
+  const auto first =
+      bank->add(std::vector{indexed(1, random_hash(rng)), indexed(2, random_hash(rng))});
   REQUIRE(first.added == 2);
 
   // Same SHA-256 (even spelt in capitals), other PDQ: still the same file.
@@ -157,7 +158,8 @@ TEST_CASE("a file whose SHA-256 is already in the bank is not added again", "[ba
   again.sha256 = sha_of(2);
   std::transform(again.sha256->begin(), again.sha256->end(), again.sha256->begin(), ::toupper);
   auto fresh = indexed(3, random_hash(rng));
-  const auto r = bank->add(std::vector{again, fresh, indexed(3, random_hash(rng)), indexed(1, random_hash(rng))});
+  const auto r = bank->add(
+      std::vector{again, fresh, indexed(3, random_hash(rng)), indexed(1, random_hash(rng))});
   CHECK(r.added == 1);
   CHECK(r.duplicates == 3);
   REQUIRE(r.ids.size() == 4);
@@ -180,7 +182,8 @@ TEST_CASE("imported hashes are duplicates only with the same hash from the same 
   auto bank = Bank::open(dir / "bank.db", OpenMode::Create);
   std::mt19937_64 rng(3);
   const Hash256 a = random_hash(rng), b = random_hash(rng);
-  const auto r1 = bank->add(std::vector{imported(a, "ncmec.csv"), imported(a, "ncmec.csv"), imported(b, "ncmec.csv")});
+  const auto r1 = bank->add(
+      std::vector{imported(a, "ncmec.csv"), imported(a, "ncmec.csv"), imported(b, "ncmec.csv")});
   CHECK(r1.added == 2);
   CHECK(r1.duplicates == 1);
   CHECK(r1.ids[1] == r1.ids[0]);
@@ -216,8 +219,9 @@ TEST_CASE("removed entries are no longer found, also after reopening", "[bank]")
   std::vector<std::int64_t> ids;
   {
     auto bank = Bank::open(path, OpenMode::Create);
-    ids = bank->add(std::vector{indexed(0, h[0], "keep"), indexed(1, h[1], "drop"), indexed(2, h[2], "drop"),
-                                indexed(3, h[3], "keep"), indexed(4, h[4], "keep"), indexed(5, h[5], "keep")})
+    ids = bank->add(std::vector{indexed(0, h[0], "keep"), indexed(1, h[1], "drop"),
+                                indexed(2, h[2], "drop"), indexed(3, h[3], "keep"),
+                                indexed(4, h[4], "keep"), indexed(5, h[5], "keep")})
               .ids;
     auto gen = bank->stats().generation;
 
@@ -379,11 +383,13 @@ TEST_CASE("a batch with one invalid entry is rolled back as a whole", "[bank]") 
   sqlite3* h = nullptr;
   REQUIRE(sqlite3_open(path.c_str(), &h) == SQLITE_OK);
   sqlite3_busy_timeout(h, 5000);
-  for (const char* sql : {
-           "INSERT INTO entries(pdq, quality, origin, added_at) VALUES(zeroblob(32), 500, 'indexed', 0)",
-           "INSERT INTO entries(pdq, origin, added_at) VALUES(zeroblob(31), 'indexed', 0)",
-           "INSERT INTO entries(pdq, origin, added_at) VALUES(zeroblob(32), 'stolen', 0)",
-           "INSERT INTO entries(sha256, pdq, origin, added_at) VALUES('abc', zeroblob(32), 'indexed', 0)"}) {
+  for (const char* sql :
+       {"INSERT INTO entries(pdq, quality, origin, added_at) VALUES(zeroblob(32), 500, 'indexed', "
+        "0)",
+        "INSERT INTO entries(pdq, origin, added_at) VALUES(zeroblob(31), 'indexed', 0)",
+        "INSERT INTO entries(pdq, origin, added_at) VALUES(zeroblob(32), 'stolen', 0)",
+        "INSERT INTO entries(sha256, pdq, origin, added_at) VALUES('abc', zeroblob(32), 'indexed', "
+        "0)"}) {
     INFO(sql);
     CHECK(sqlite3_exec(h, sql, nullptr, nullptr, nullptr) != SQLITE_OK);
   }
@@ -407,7 +413,8 @@ TEST_CASE("search keeps one row per entry with its best distance and the first q
   auto bank = Bank::open(dir / "bank.db", OpenMode::Create);
   std::mt19937_64 rng(8);
   const Hash256 x = random_hash(rng), y = random_hash(rng);
-  const auto ids = bank->add(std::vector{indexed(1, x), indexed(2, y), indexed(3, flip_bits(x, 2))}).ids;
+  const auto ids =
+      bank->add(std::vector{indexed(1, x), indexed(2, y), indexed(3, flip_bits(x, 2))}).ids;
   // Query 0 is 5 from x, queries 1 and 2 are both 2 from x; query 3 is y itself.
   const std::vector<Hash256> queries{flip_bits(x, 5), flip_bits(x, 2), flip_bits(x, 2), y};
   const auto m = bank->search_pdq(queries, 10);
@@ -465,7 +472,8 @@ TEST_CASE("the index cache is written on close and trusted when it is fresh", "[
     CHECK_FALSE(rep.ok);
     REQUIRE_FALSE(rep.problems.empty());
     bool cache_named = false;
-    for (const auto& p : rep.problems) cache_named = cache_named || p.find("index cache") != std::string::npos;
+    for (const auto& p : rep.problems)
+      cache_named = cache_named || p.find("index cache") != std::string::npos;
     CHECK(cache_named);
   }
   // Deleting the cache makes the next open rebuild it from the records.
@@ -492,9 +500,9 @@ TEST_CASE("a stale index cache is rebuilt and searches stay correct", "[bank]") 
   REQUIRE(cache_gen == 1);
 
   SECTION("another writer adds entries and bumps the generation") {
-    raw_exec(path,
-             "INSERT INTO entries(sha256, pdq, origin, added_at) VALUES('" + sha_of(2) + "', x'" + b.hex() +
-                 "', 'indexed', 0); UPDATE meta SET value = '2' WHERE key = 'generation';");
+    raw_exec(path, "INSERT INTO entries(sha256, pdq, origin, added_at) VALUES('" + sha_of(2) +
+                       "', x'" + b.hex() +
+                       "', 'indexed', 0); UPDATE meta SET value = '2' WHERE key = 'generation';");
     {
       // The old cache is noted, not a problem: it is simply out of date.
       auto bank = Bank::open(path, OpenMode::ReadWrite);
@@ -508,8 +516,8 @@ TEST_CASE("a stale index cache is rebuilt and searches stay correct", "[bank]") 
     CHECK(cache_gen == 2);
   }
   SECTION("another writer forgets to bump the generation") {
-    raw_exec(path, "INSERT INTO entries(sha256, pdq, origin, added_at) VALUES('" + sha_of(2) + "', x'" +
-                       b.hex() + "', 'indexed', 0)");
+    raw_exec(path, "INSERT INTO entries(sha256, pdq, origin, added_at) VALUES('" + sha_of(2) +
+                       "', x'" + b.hex() + "', 'indexed', 0)");
     auto bank = Bank::open(path, OpenMode::ReadOnly);
     CHECK(found_ids(*bank, b, 0).size() == 1);
   }
@@ -592,20 +600,25 @@ TEST_CASE("check passes on a healthy bank and reports corrupted rows", "[bank]")
   }
   const auto victim = std::to_string(ids[17]);
   SECTION("a PDQ blob of 31 bytes") {
-    raw_exec(path, "PRAGMA ignore_check_constraints = ON; UPDATE entries SET pdq = zeroblob(31) WHERE id = " +
-                       victim + "; UPDATE meta SET value = '2' WHERE key = 'generation';");
+    raw_exec(
+        path,
+        "PRAGMA ignore_check_constraints = ON; UPDATE entries SET pdq = zeroblob(31) WHERE id = " +
+            victim + "; UPDATE meta SET value = '2' WHERE key = 'generation';");
     auto bank = Bank::open(path, OpenMode::ReadOnly);  // still opens, to be inspected
     const auto rep = bank->check();
     CHECK_FALSE(rep.ok);
     bool named = false;
     for (const auto& p : rep.problems)
-      named = named || (p.find("entry " + victim) != std::string::npos && p.find("31 bytes") != std::string::npos);
+      named = named || (p.find("entry " + victim) != std::string::npos &&
+                        p.find("31 bytes") != std::string::npos);
     CHECK(named);
     CHECK_THROWS_AS(bank->get(ids[17]), Error);
     CHECK(bank->get(ids[18]));
   }
   SECTION("a quality of 500") {
-    raw_exec(path, "PRAGMA ignore_check_constraints = ON; UPDATE entries SET quality = 500 WHERE id = " + victim);
+    raw_exec(path,
+             "PRAGMA ignore_check_constraints = ON; UPDATE entries SET quality = 500 WHERE id = " +
+                 victim);
     const auto rep = Bank::open(path, OpenMode::ReadOnly)->check();
     CHECK_FALSE(rep.ok);
     REQUIRE(rep.problems.size() == 1);

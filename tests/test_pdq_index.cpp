@@ -1,15 +1,14 @@
 // PdqIndex: every implementation must return exactly what brute force returns, and its
 // cache file must never be trusted when damaged.
-#include <catch2/catch.hpp>
+#include <faiss/IndexBinaryFlat.h>
+#include <faiss/impl/AuxIndexStructures.h>
 
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cstring>
 #include <fstream>
 #include <random>
 #include <sstream>
-
-#include <faiss/IndexBinaryFlat.h>
-#include <faiss/impl/AuxIndexStructures.h>
 
 #include "bank/pdq_index.hpp"
 #include "core/error.hpp"
@@ -67,7 +66,8 @@ std::vector<Hash256> read_hashes(const std::filesystem::path& file) {
 
 std::vector<std::vector<IndexHit>> brute_force(const std::vector<std::int64_t>& ids,
                                                const std::vector<Hash256>& hashes,
-                                               const std::vector<Hash256>& queries, int max_distance) {
+                                               const std::vector<Hash256>& queries,
+                                               int max_distance) {
   std::vector<std::vector<IndexHit>> out(queries.size());
   for (std::size_t q = 0; q < queries.size(); ++q) {
     for (std::size_t i = 0; i < hashes.size(); ++i) {
@@ -201,7 +201,8 @@ TEST_CASE("both indexes agree with brute force on random hashes with planted nea
   }
   std::shuffle(hashes.begin(), hashes.end(), rng);
   std::vector<std::int64_t> ids(hashes.size());
-  for (std::size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<std::int64_t>(ids.size() - i) * 3;
+  for (std::size_t i = 0; i < ids.size(); ++i)
+    ids[i] = static_cast<std::int64_t>(ids.size() - i) * 3;
 
   std::unique_ptr<PdqIndex> indexes[] = {make_pdq_index("flat"), make_pdq_index("multihash")};
   for (auto& index : indexes) {
@@ -215,7 +216,8 @@ TEST_CASE("both indexes agree with brute force on random hashes with planted nea
   for (const int threshold : {0, 10, 31, 32, 45, 64, 256}) {
     const auto want = brute_force(ids, hashes, queries, threshold);
     // Each query has two planted copies at every distance up to 40.
-    const std::size_t planted = queries.size() * 2 * static_cast<std::size_t>(std::min(threshold, 40) + 1);
+    const std::size_t planted =
+        queries.size() * 2 * static_cast<std::size_t>(std::min(threshold, 40) + 1);
     REQUIRE(total(want) >= planted);
     for (auto& index : indexes) {
       INFO(index->type() << " at threshold " << threshold);
@@ -279,7 +281,8 @@ TEST_CASE("a saved index loads back with its generation, type and hits", "[pdq_i
     ids[i] = 1000 + static_cast<std::int64_t>(i);
   }
   std::vector<Hash256> queries;
-  for (int i = 0; i < 20; ++i) queries.push_back(flip_random(hashes[static_cast<std::size_t>(i * 7)], i, rng));
+  for (int i = 0; i < 20; ++i)
+    queries.push_back(flip_random(hashes[static_cast<std::size_t>(i * 7)], i, rng));
 
   for (const char* type : kTypes) {
     INFO(type);
@@ -367,7 +370,5 @@ TEST_CASE("a truncated or corrupted index cache is rejected, never trusted", "[p
     spit(bad, forge(4, "hnsw", 1));
     CHECK_FALSE(load_pdq_index(bad, &gen));
   }
-  SECTION("not a file") {
-    CHECK_FALSE(load_pdq_index(dir.path(), &gen));
-  }
+  SECTION("not a file") { CHECK_FALSE(load_pdq_index(dir.path(), &gen)); }
 }

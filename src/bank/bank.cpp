@@ -28,7 +28,8 @@ namespace {
 
 constexpr int kFormatVersion = 1;
 constexpr int kBusyTimeoutMs = 5000;
-constexpr const char* kNoBank = "no bank here (create one with 'hashwall index' or 'hashwall import')";
+constexpr const char* kNoBank =
+    "no bank here (create one with 'hashwall index' or 'hashwall import')";
 // Rows per round trip when reading the whole table (for_each, index rebuilds).
 constexpr std::size_t kChunk = 4096;
 // check(): how many entries are re-searched by brute force, and how many problem lines
@@ -81,8 +82,9 @@ std::string lower(std::string s) {
 }
 
 bool is_sha256_hex(std::string_view s) {
-  return s.size() == 64 &&
-         std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+  return s.size() == 64 && std::all_of(s.begin(), s.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+         });
 }
 
 std::uintmax_t file_size_or_zero(const fs::path& p) {
@@ -152,7 +154,8 @@ class Stmt {
   std::int64_t i64(int col) const { return sqlite3_column_int64(s_, col); }
   std::string text(int col) const {
     const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(s_, col));
-    return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(s_, col))) : std::string();
+    return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(s_, col)))
+             : std::string();
   }
   std::string_view blob(int col) const {
     const void* p = sqlite3_column_blob(s_, col);
@@ -177,8 +180,7 @@ std::optional<Hash256> hash_from_blob(std::string_view b) {
   return h;
 }
 
-constexpr const char* kEntryColumns =
-    "id, sha256, pdq, quality, label, source, origin, added_at";
+constexpr const char* kEntryColumns = "id, sha256, pdq, quality, label, source, origin, added_at";
 
 Entry entry_from_row(const Conn& c, const Stmt& s) {
   Entry e;
@@ -219,7 +221,9 @@ class Transaction {
 
 }  // namespace
 
-const char* origin_name(Origin o) noexcept { return o == Origin::Imported ? "imported" : "indexed"; }
+const char* origin_name(Origin o) noexcept {
+  return o == Origin::Imported ? "imported" : "indexed";
+}
 
 fs::path pdq_index_path(const fs::path& bank) { return fs::path(bank.string() + ".pdq-index"); }
 
@@ -253,15 +257,17 @@ struct Bank::Impl {
   }
 
   void set_meta(const char* key, const std::string& value) const {
-    Stmt s(conn, "INSERT INTO meta(key, value) VALUES(?1, ?2) "
-                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value");
+    Stmt s(conn,
+           "INSERT INTO meta(key, value) VALUES(?1, ?2) "
+           "ON CONFLICT(key) DO UPDATE SET value = excluded.value");
     s.bind(1, std::string_view(key)).bind(2, std::string_view(value));
     s.step();
   }
 
   [[noreturn]] void bad_meta(const char* key) const {
     throw Error(ErrorKind::Bank, conn.path,
-                std::string("corrupt bank: meta '") + key + "' is missing or invalid (run 'hashwall check')");
+                std::string("corrupt bank: meta '") + key +
+                    "' is missing or invalid (run 'hashwall check')");
   }
 
   std::uint64_t read_generation() const {
@@ -395,12 +401,13 @@ struct Bank::Impl {
   void read_config() {
     const auto fv = meta("format_version");
     const auto v = fv ? parse_int(*fv) : std::nullopt;
-    if (!v) throw Error(ErrorKind::Bank, conn.path, "not a hashwall bank: meta has no format_version");
+    if (!v)
+      throw Error(ErrorKind::Bank, conn.path, "not a hashwall bank: meta has no format_version");
     if (*v > kFormatVersion)
       throw Error(ErrorKind::Bank, conn.path,
                   "bank format version " + std::to_string(*v) +
-                      " is newer than this hashwall understands (" + std::to_string(kFormatVersion) +
-                      "); upgrade hashwall");
+                      " is newer than this hashwall understands (" +
+                      std::to_string(kFormatVersion) + "); upgrade hashwall");
     if (*v < 1) bad_meta("format_version");
     format_version = static_cast<int>(*v);
     const auto int_meta = [&](const char* key, std::int64_t lo, std::int64_t hi) {
@@ -423,7 +430,8 @@ struct Bank::Impl {
     // Someone may have created it between our look and our lock.
     if (count("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'") == 0) {
       if (count("SELECT count(*) FROM sqlite_master") != 0)
-        throw Error(ErrorKind::Bank, conn.path, "not a hashwall bank: an SQLite database without a meta table");
+        throw Error(ErrorKind::Bank, conn.path,
+                    "not a hashwall bank: an SQLite database without a meta table");
       conn.exec(kSchema);
       set_meta("format_version", std::to_string(kFormatVersion));
       set_meta("created_at", std::to_string(static_cast<std::int64_t>(std::time(nullptr))));
@@ -449,7 +457,8 @@ Bank::~Bank() {
   }
 }
 
-std::unique_ptr<Bank> Bank::open(const fs::path& path, OpenMode mode, const BankConfig& config_for_new_bank) {
+std::unique_ptr<Bank> Bank::open(const fs::path& path, OpenMode mode,
+                                 const BankConfig& config_for_new_bank) {
   std::error_code ec;
   const bool exists = fs::exists(path, ec);
   if (!exists && mode != OpenMode::Create) throw Error(ErrorKind::Bank, path.string(), kNoBank);
@@ -462,7 +471,8 @@ std::unique_ptr<Bank> Bank::open(const fs::path& path, OpenMode mode, const Bank
     if (c.min_quality < 0 || c.min_quality > 100)
       throw Error(ErrorKind::Usage, "", "minimum quality must be within 0..100");
     if (!valid_index_type(c.index_type))
-      throw Error(ErrorKind::Usage, "", "index type must be auto, flat or multihash, not '" + c.index_type + "'");
+      throw Error(ErrorKind::Usage, "",
+                  "index type must be auto, flat or multihash, not '" + c.index_type + "'");
     if (c.multihash_min_entries < 0)
       throw Error(ErrorKind::Usage, "", "multihash_min_entries must not be negative");
   }
@@ -541,7 +551,8 @@ AddResult Bank::add(std::span<const NewEntry> entries) {
       if (e.sha256) {
         sha = lower(*e.sha256);
         if (!is_sha256_hex(*sha))
-          throw Error(ErrorKind::Bank, m.conn.path, where() + "'" + *e.sha256 + "' is not a SHA-256 (64 hex characters)");
+          throw Error(ErrorKind::Bank, m.conn.path,
+                      where() + "'" + *e.sha256 + "' is not a SHA-256 (64 hex characters)");
       }
       std::optional<std::int64_t> existing;
       Stmt& look = sha ? by_sha : by_hash;
@@ -549,7 +560,9 @@ AddResult Bank::add(std::span<const NewEntry> entries) {
       if (sha) {
         by_sha.bind(1, std::string_view(*sha));
       } else {
-        by_hash.bind(1, std::string_view(e.source)).bind(2, e.pdq).bind(3, std::string_view(origin_name(e.origin)));
+        by_hash.bind(1, std::string_view(e.source))
+            .bind(2, e.pdq)
+            .bind(3, std::string_view(origin_name(e.origin)));
       }
       if (look.step()) existing = look.i64(0);
       if (existing) {
@@ -559,11 +572,15 @@ AddResult Bank::add(std::span<const NewEntry> entries) {
         continue;
       }
       insert.reset();
-      if (sha) insert.bind(1, std::string_view(*sha));
-      else insert.bind_null(1);
+      if (sha)
+        insert.bind(1, std::string_view(*sha));
+      else
+        insert.bind_null(1);
       insert.bind(2, e.pdq);
-      if (e.quality) insert.bind(3, static_cast<std::int64_t>(*e.quality));
-      else insert.bind_null(3);
+      if (e.quality)
+        insert.bind(3, static_cast<std::int64_t>(*e.quality));
+      else
+        insert.bind_null(3);
       insert.bind(4, std::string_view(e.label))
           .bind(5, std::string_view(e.source))
           .bind(6, std::string_view(origin_name(e.origin)))
@@ -639,7 +656,8 @@ std::int64_t Bank::remove_sha256(const std::string& sha256_hex) {
 
 std::optional<Entry> Bank::get(std::int64_t id) const {
   std::lock_guard lock(impl_->db_mu);
-  Stmt s(impl_->conn, (std::string("SELECT ") + kEntryColumns + " FROM entries WHERE id = ?1").c_str());
+  Stmt s(impl_->conn,
+         (std::string("SELECT ") + kEntryColumns + " FROM entries WHERE id = ?1").c_str());
   s.bind(1, id);
   if (!s.step()) return std::nullopt;
   return entry_from_row(impl_->conn, s);
@@ -647,7 +665,8 @@ std::optional<Entry> Bank::get(std::int64_t id) const {
 
 std::optional<Entry> Bank::find_sha256(const std::string& sha256_hex) const {
   std::lock_guard lock(impl_->db_mu);
-  Stmt s(impl_->conn, (std::string("SELECT ") + kEntryColumns + " FROM entries WHERE sha256 = ?1").c_str());
+  Stmt s(impl_->conn,
+         (std::string("SELECT ") + kEntryColumns + " FROM entries WHERE sha256 = ?1").c_str());
   s.bind(1, std::string_view(lower(sha256_hex)));
   if (!s.step()) return std::nullopt;
   return entry_from_row(impl_->conn, s);
@@ -656,9 +675,8 @@ std::optional<Entry> Bank::find_sha256(const std::string& sha256_hex) const {
 void Bank::for_each(const std::function<bool(const Entry&)>& fn) const {
   // Page through by id so that fn runs without the lock held (it may call get(), or
   // take its time while worker threads search).
-  const std::string sql =
-      std::string("SELECT ") + kEntryColumns + " FROM entries WHERE id > ?1 ORDER BY id LIMIT " +
-      std::to_string(kChunk);
+  const std::string sql = std::string("SELECT ") + kEntryColumns +
+                          " FROM entries WHERE id > ?1 ORDER BY id LIMIT " + std::to_string(kChunk);
   std::int64_t after = std::numeric_limits<std::int64_t>::min();
   for (;;) {
     std::vector<Entry> page;
@@ -711,7 +729,8 @@ BankStats Bank::stats() const {
   {
     Transaction read(m.conn, "BEGIN");
     Stmt s(m.conn,
-           "SELECT count(*), coalesce(sum(origin = 'indexed'), 0), coalesce(sum(origin = 'imported'), 0), "
+           "SELECT count(*), coalesce(sum(origin = 'indexed'), 0), coalesce(sum(origin = "
+           "'imported'), 0), "
            "coalesce(sum(quality < ?1), 0) FROM entries");
     s.bind(1, static_cast<std::int64_t>(m.config.min_quality));
     s.step();
@@ -826,7 +845,9 @@ CheckReport Bank::check() const {
   std::vector<std::pair<std::int64_t, Hash256>> rows;
   std::int64_t total = 0;
   {
-    Stmt s(m.conn, "SELECT id, pdq, typeof(pdq), quality, typeof(quality), origin, sha256 FROM entries ORDER BY id");
+    Stmt s(m.conn,
+           "SELECT id, pdq, typeof(pdq), quality, typeof(quality), origin, sha256 FROM entries "
+           "ORDER BY id");
     ProblemList list{P};
     while (s.step()) {
       ++total;
@@ -834,8 +855,8 @@ CheckReport Bank::check() const {
       if (const auto h = hash_from_blob(s.blob(1)); h && s.text(2) == "blob")
         rows.emplace_back(s.i64(0), *h);
       else
-        list.add("entry " + id + ": PDQ hash is a " + s.text(2) + " of " + std::to_string(s.blob(1).size()) +
-                 " bytes (expected a 32-byte blob)");
+        list.add("entry " + id + ": PDQ hash is a " + s.text(2) + " of " +
+                 std::to_string(s.blob(1).size()) + " bytes (expected a 32-byte blob)");
       if (!s.null(3) && (s.text(4) != "integer" || s.i64(3) < 0 || s.i64(3) > 100))
         list.add("entry " + id + ": quality '" + s.text(3) + "' is not an integer in 0..100");
       if (const auto o = s.text(5); o != "indexed" && o != "imported")
@@ -850,8 +871,8 @@ CheckReport Bank::check() const {
   {
     std::shared_lock ilock(m.index_mu);
     if (m.index->size() != static_cast<std::size_t>(total))
-      P.push_back("the PDQ index holds " + std::to_string(m.index->size()) + " hashes but the bank has " +
-                  std::to_string(total) + " entries");
+      P.push_back("the PDQ index holds " + std::to_string(m.index->size()) +
+                  " hashes but the bank has " + std::to_string(total) + " entries");
     if (const auto why = verify_sample(*m.index, rows, m.config.pdq_threshold); !why.empty())
       P.push_back("the PDQ index disagrees with the records: " + why);
   }
@@ -864,11 +885,13 @@ CheckReport Bank::check() const {
     std::uint64_t cache_gen = 0;
     const auto cached = load_pdq_index(cache, &cache_gen);
     if (!cached) {
-      rep.notes.push_back("the index cache " + cache.string() +
-                          " is unreadable or damaged; it is rebuilt from the records at the next open");
+      rep.notes.push_back(
+          "the index cache " + cache.string() +
+          " is unreadable or damaged; it is rebuilt from the records at the next open");
     } else if (cache_gen < bank_gen) {
-      rep.notes.push_back("the index cache is at generation " + std::to_string(cache_gen) + ", the bank at " +
-                          std::to_string(bank_gen) + ": it is rebuilt at the next open");
+      rep.notes.push_back("the index cache is at generation " + std::to_string(cache_gen) +
+                          ", the bank at " + std::to_string(bank_gen) +
+                          ": it is rebuilt at the next open");
     } else if (cache_gen > bank_gen) {
       rep.notes.push_back("the index cache claims generation " + std::to_string(cache_gen) +
                           ", newer than the bank's " + std::to_string(bank_gen) +
@@ -876,8 +899,8 @@ CheckReport Bank::check() const {
     } else {
       std::string why;
       if (cached->size() != rows.size())
-        why = "it holds " + std::to_string(cached->size()) + " hashes for " + std::to_string(rows.size()) +
-              " entries";
+        why = "it holds " + std::to_string(cached->size()) + " hashes for " +
+              std::to_string(rows.size()) + " entries";
       else
         why = verify_sample(*cached, rows, m.config.pdq_threshold);
       if (!why.empty())

@@ -2,6 +2,9 @@
 // (docs/BANK_FORMAT.md, "Index cache file").
 #include "bank/pdq_index.hpp"
 
+#include <faiss/IndexBinaryFlat.h>
+#include <faiss/IndexBinaryHash.h>
+#include <faiss/impl/AuxIndexStructures.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -12,10 +15,6 @@
 #include <cstring>
 #include <fstream>
 #include <system_error>
-
-#include <faiss/IndexBinaryFlat.h>
-#include <faiss/IndexBinaryHash.h>
-#include <faiss/impl/AuxIndexStructures.h>
 
 #include "core/error.hpp"
 
@@ -167,8 +166,8 @@ class BinaryIndexBase : public PdqIndex {
       auto& hits = out[q];
       hits.reserve(res.lims[q + 1] - res.lims[q]);
       for (std::size_t k = res.lims[q]; k < res.lims[q + 1]; ++k)
-        hits.push_back({ids_[static_cast<std::size_t>(res.labels[k])],
-                        static_cast<int>(res.distances[k])});
+        hits.push_back(
+            {ids_[static_cast<std::size_t>(res.labels[k])], static_cast<int>(res.distances[k])});
       sort_hits(hits);
     }
     return out;
