@@ -59,7 +59,8 @@ TEST_CASE("every command answers --help with examples and exit codes", "[cli]") 
   auto top = run_hashwall("--help");
   CHECK(top.exit_code == 0);
   CHECK(top.out.find("Exit codes") != std::string::npos);
-  for (const std::string cmd : {"hash", "index", "query", "scan", "import", "export", "stats", "remove", "check", "init"}) {
+  for (const std::string cmd : {"hash", "index", "query", "scan", "import", "export", "stats", "remove", "check", "init", "serve",
+                                "bench", "bench robustness", "bench speed"}) {
     INFO(cmd);
     auto r = run_hashwall(cmd + " --help");
     CHECK(r.exit_code == 0);

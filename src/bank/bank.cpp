@@ -774,6 +774,26 @@ std::set<std::int64_t> ids_within(const std::vector<std::pair<std::int64_t, Hash
   return out;
 }
 
+// Does `index` hold exactly the records' (id, hash) pairs? `rows` is in id order.
+// Returns a description of the first difference, or an empty string.
+std::string compare_contents(const PdqIndex& index,
+                             const std::vector<std::pair<std::int64_t, Hash256>>& rows) {
+  auto held = index.contents();
+  std::sort(held.begin(), held.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::size_t i = 0;
+  for (; i < held.size() && i < rows.size(); ++i) {
+    if (held[i].first != rows[i].first)
+      return "entry " + std::to_string(std::min(held[i].first, rows[i].first)) +
+             " is in one of them only";
+    if (held[i].second != rows[i].second)
+      return "entry " + std::to_string(rows[i].first) + " has another hash than its record";
+  }
+  if (held.size() != rows.size())
+    return "it holds " + std::to_string(held.size()) + " hashes for " + std::to_string(rows.size()) +
+           " entries";
+  return {};
+}
+
 // Does `index` agree with brute force over `rows` for a sample of entries?
 // Returns a description of the first disagreement, or an empty string.
 std::string verify_sample(const PdqIndex& index,
@@ -873,8 +893,9 @@ CheckReport Bank::check() const {
     if (m.index->size() != static_cast<std::size_t>(total))
       P.push_back("the PDQ index holds " + std::to_string(m.index->size()) +
                   " hashes but the bank has " + std::to_string(total) + " entries");
-    if (const auto why = verify_sample(*m.index, rows, m.config.pdq_threshold); !why.empty())
-      P.push_back("the PDQ index disagrees with the records: " + why);
+    std::string why = compare_contents(*m.index, rows);
+    if (why.empty()) why = verify_sample(*m.index, rows, m.config.pdq_threshold);
+    if (!why.empty()) P.push_back("the PDQ index disagrees with the records: " + why);
   }
 
   // The cache file: a derived file, only a problem if it would be trusted while wrong.
@@ -897,12 +918,8 @@ CheckReport Bank::check() const {
                           ", newer than the bank's " + std::to_string(bank_gen) +
                           " (bank restored from a backup?); it is ignored and rewritten");
     } else {
-      std::string why;
-      if (cached->size() != rows.size())
-        why = "it holds " + std::to_string(cached->size()) + " hashes for " +
-              std::to_string(rows.size()) + " entries";
-      else
-        why = verify_sample(*cached, rows, m.config.pdq_threshold);
+      std::string why = compare_contents(*cached, rows);
+      if (why.empty()) why = verify_sample(*cached, rows, m.config.pdq_threshold);
       if (!why.empty())
         P.push_back("the index cache " + cache.string() +
                     " carries the bank's generation but disagrees with the records (" + why +

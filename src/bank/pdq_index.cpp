@@ -136,6 +136,16 @@ class BinaryIndexBase : public PdqIndex {
 
   std::size_t size() const override { return ids_.size(); }
 
+  std::vector<std::pair<std::int64_t, Hash256>> contents() const override {
+    std::vector<std::pair<std::int64_t, Hash256>> out(ids_.size());
+    const std::uint8_t* codes = codes_data();
+    for (std::size_t i = 0; i < ids_.size(); ++i) {
+      out[i].first = ids_[i];
+      std::memcpy(out[i].second.bytes.data(), codes + i * kCode, kCode);
+    }
+    return out;
+  }
+
   void save(const std::filesystem::path& file, std::uint64_t generation) const override {
     const std::string t = type();
     const std::uint8_t* codes = codes_data();

@@ -35,6 +35,9 @@ class PdqIndex {
                                                           int max_distance) const = 0;
   // Approximate memory held by the index, in bytes.
   virtual std::size_t memory_bytes() const = 0;
+  // Every (bank id, hash) pair held, in insertion order: lets `check` compare the whole
+  // index with the records, not only a sample of searches.
+  virtual std::vector<std::pair<std::int64_t, Hash256>> contents() const = 0;
 
   // Cache file: magic, generation, ids and the FAISS index, written to a temp file and
   // renamed, so a crash never leaves a half-written cache.

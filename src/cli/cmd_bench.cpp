@@ -15,6 +15,8 @@
 #include "cli/common.hpp"
 #include "core/error.hpp"
 
+#include <opencv2/imgproc.hpp>
+
 namespace hashwall::cli {
 
 namespace {
@@ -119,6 +121,7 @@ struct RobustArgs {
   std::string out;
   bool json_out = false;
   bool list_edits = false;
+  std::string examples;
   bool quiet = false;
 };
 
@@ -129,6 +132,30 @@ int run_robustness_cmd(const RobustArgs& a) {
     return kExitOk;
   }
   if (a.corpus.empty()) throw Error(ErrorKind::Usage, "", "--corpus is required");
+  if (!a.examples.empty()) {
+    // Every edit of one photo (the first of the corpus), as the uploads the bench makes.
+    const auto files = corpus_files(a.corpus);
+    if (files.empty()) throw Error(ErrorKind::Usage, "", "the corpus holds no image");
+    LoadOptions lo;
+    lo.mode = DecodeMode::Exact;
+    lo.want_color = true;
+    cv::Mat src = load_image(files.front(), lo).pixels;
+    if (src.channels() == 1) cv::cvtColor(src, src, cv::COLOR_GRAY2BGR);
+    std::vector<cv::Mat> others;
+    for (std::size_t i = 1; i < files.size() && others.size() < 3; ++i) {
+      cv::Mat o = load_image(files[i], lo).pixels;
+      if (o.channels() == 1) cv::cvtColor(o, o, cv::COLOR_GRAY2BGR);
+      others.push_back(o);
+    }
+    const fs::path dir = prepare_out(a.examples);
+    for (const auto& e : bench::edit_registry()) {
+      const auto bytes = bench::encode_upload(bench::apply_edit(src, e, a.seed, others), e);
+      write_text(dir / (e.family + "--" + e.name + ".jpg"), std::string(bytes.begin(), bytes.end()));
+    }
+    std::fprintf(stderr, "wrote %zu edits of %s into %s\n", bench::edit_registry().size(),
+                 files.front().string().c_str(), a.examples.c_str());
+    return kExitOk;
+  }
   WorkDir work;
   bench::RobustnessOptions o;
   o.files = corpus_files(a.corpus);
@@ -142,14 +169,12 @@ int run_robustness_cmd(const RobustArgs& a) {
   o.work_dir = work.path();
   o.stop = &stop_requested();
   auto progress = std::make_shared<Progress>("bench", 0, !a.quiet);
-  std::size_t last_total = 0;
-  o.progress = [&](std::size_t done, std::size_t total) {
-    if (total != last_total) {
+  std::string last_phase;
+  o.progress = [&](const char* phase, std::size_t done, std::size_t total) {
+    if (phase != last_phase) {
       progress->finish();
-      progress = std::make_shared<Progress>(total == static_cast<std::size_t>(std::min<std::int64_t>(a.known, static_cast<std::int64_t>(o.files.size())))
-                                                ? "indexing known photos" : "editing and querying photos",
-                                            total, !a.quiet);
-      last_total = total;
+      progress = std::make_shared<Progress>(phase, total, !a.quiet);
+      last_phase = phase;
     }
     progress->update(done);
   };
@@ -182,6 +207,7 @@ struct SpeedArgs {
   std::string sizes = "10k,100k,1M";
   std::string index_types = "flat,multihash";
   int queries = 500;
+  std::int64_t sqlite_max = 100'000;
   double max_seconds = 15;
   int jobs = 0;
   std::uint64_t seed = 1;
@@ -232,6 +258,7 @@ int run_speed_cmd(const SpeedArgs& a) {
   o.index_types = split_list(a.index_types);
   for (const auto& t : o.index_types) (void)make_pdq_index(t);  // Error{Usage} for a bad name
   o.queries = a.queries;
+  o.sqlite_max = a.sqlite_max;
   o.max_seconds_per_case = a.max_seconds;
   o.jobs = a.jobs > 0 ? a.jobs : default_jobs();
   o.seed = a.seed;
@@ -301,6 +328,7 @@ void register_bench(CLI::App& app, int& exit_code) {
   rob->add_option("-o,--out", r->out, "Also write robustness.md and robustness.json into this folder");
   rob->add_flag("--json", r->json_out, "Print the JSON report on stdout instead of Markdown");
   rob->add_flag("--list-edits", r->list_edits, "List the edits (family, name, upload JPEG quality) and exit");
+  rob->add_option("--save-examples", r->examples, "Write every edit of the corpus's first photo into this folder and exit");
   rob->add_flag("-q,--quiet", r->quiet, "No progress bar");
   rob->footer(
       "Splits the corpus (seeded) into known photos, indexed into a temporary bank, and\n"
@@ -323,6 +351,7 @@ void register_bench(CLI::App& app, int& exit_code) {
   sp->add_option("--sizes", s->sizes, "Synthetic bank sizes (k = 1000, M = 1000000)")->capture_default_str();
   sp->add_option("--index-types", s->index_types, "Index types to time")->capture_default_str();
   sp->add_option("--queries", s->queries, "Latency samples per bank size and index")->capture_default_str();
+  sp->add_option("--sqlite-max", s->sqlite_max, "Build real SQLite banks only up to this size")->capture_default_str();
   sp->add_option("--max-seconds", s->max_seconds, "Stop sampling one case after this long")->capture_default_str();
   sp->add_option("-j,--jobs", s->jobs, "Threads for the all-threads numbers (default: all cores)");
   sp->add_option("--seed", s->seed, "Seed of the synthetic hashes")->capture_default_str();
@@ -334,7 +363,7 @@ void register_bench(CLI::App& app, int& exit_code) {
       "Hashing: each corpus folder's files are read into memory, then timed one by one on one\n"
       "thread (decoder alone, decode_image, decode + PDQ; fast and exact modes), and on all\n"
       "threads. Search: random PDQ hashes plus planted near-duplicates (which must be found)\n"
-      "for each size and index type, in memory; SQLite banks up to 100k entries for import\n"
+      "for each size and index type, in memory; SQLite banks up to --sqlite-max entries for import\n"
       "rate, open time and on-disk size. Sizes that would not fit in half the free memory are\n"
       "skipped and said so.\n\n"
       "Examples:\n"

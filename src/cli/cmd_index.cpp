@@ -1,6 +1,9 @@
 // hashwall index: fingerprint a corpus into a bank, in committed batches.
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <iostream>
+#include <memory>
 
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
@@ -21,6 +24,7 @@ struct IndexArgs {
   bool no_exif = false;
   bool quiet = false;
   std::uint64_t max_pixels = 200'000'000;
+  std::string commit_log;
 };
 
 struct Item {
@@ -35,6 +39,13 @@ int run_index(const IndexArgs& a) {
   std::vector<std::string> missing;
   const auto files = collect_files(a.paths, a.all_files, missing);
   auto bank = Bank::open(a.bank, OpenMode::Create);
+  // Written only after a batch is committed, and flushed, so every SHA-256 in it is in
+  // the bank even if the process is killed the next instant (tests/test_crash_safety).
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> commit_log(nullptr, std::fclose);
+  if (!a.commit_log.empty()) {
+    commit_log.reset(std::fopen(a.commit_log.c_str(), "a"));
+    if (!commit_log) throw Error(ErrorKind::Io, a.commit_log, std::string("cannot open: ") + std::strerror(errno));
+  }
   const LoadOptions opt = load_options(false, a.no_exif, a.max_pixels);
 
   std::vector<Item> items(files.size());
@@ -50,6 +61,10 @@ int run_index(const IndexArgs& a) {
     const AddResult r = bank->add(pending);
     added += r.added;
     duplicates += r.duplicates;
+    if (commit_log) {
+      for (const auto& e : pending) std::fprintf(commit_log.get(), "%s\n", e.sha256->c_str());
+      std::fflush(commit_log.get());
+    }
     pending.clear();
     last_commit = clock::now();
   };
@@ -148,6 +163,8 @@ void register_index(CLI::App& app, int& exit_code) {
   cmd->add_flag("--no-exif-orientation", a->no_exif, "Ignore EXIF orientation tags");
   cmd->add_flag("-q,--quiet", a->quiet, "No progress bar");
   cmd->add_option("--max-pixels", a->max_pixels, "Refuse images with more pixels than this")->capture_default_str();
+  cmd->add_option("--commit-log", a->commit_log,
+                  "After each committed batch, append the SHA-256 of each of its files to this file");
   cmd->footer(std::string("Fingerprint image files (directories are walked recursively) and add them to the bank,\n"
       "creating it if needed. Files already in the bank (same SHA-256) are skipped without\n"
       "decoding, so an interrupted run can simply be started again. Work is committed in\n"

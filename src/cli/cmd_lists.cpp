@@ -3,6 +3,7 @@
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <set>
 #include <sstream>
 
 #include "cli/commands.hpp"
@@ -55,7 +56,15 @@ int run_import(const ListArgs& a) {
   auto bank = Bank::open(a.bank, OpenMode::Create);
   std::vector<NewEntry> entries;
   entries.reserve(parsed.items.size());
+  // A line repeated in the list (same hash, same name) is one entry, not one per line:
+  // unnamed items get their line number as source, which would make every copy new.
+  std::set<std::pair<Hash256, std::string>> seen;
+  std::int64_t repeated = 0;
   for (const auto& it : parsed.items) {
+    if (!seen.emplace(it.hash, it.name).second) {
+      ++repeated;
+      continue;
+    }
     NewEntry e;
     e.pdq = it.hash;
     e.quality = it.quality;
@@ -72,12 +81,13 @@ int run_import(const ListArgs& a) {
     j["format"] = list_format_name(fmt);
     j["lines"] = parsed.items.size();
     j["added"] = r.added;
-    j["duplicates"] = r.duplicates;
+    j["duplicates"] = r.duplicates + repeated;
     j["bank_entries"] = bank->stats().entries;
     std::cout << dump_json(j, 2) << '\n';
   } else {
     std::fprintf(stderr, "imported %s (%s): %lld added, %lld duplicates skipped\n", a.file.c_str(),
-                 list_format_name(fmt), static_cast<long long>(r.added), static_cast<long long>(r.duplicates));
+                 list_format_name(fmt), static_cast<long long>(r.added),
+                 static_cast<long long>(r.duplicates + repeated));
   }
   return kExitOk;
 }

@@ -52,6 +52,10 @@ bool has_image_extension(const fs::path& p) {
 void install_signal_handlers() {
   std::signal(SIGINT, on_signal);
   std::signal(SIGTERM, on_signal);
+  // Over a file-size limit (ulimit -f) the kernel sends SIGXFSZ, which kills the process
+  // before SQLite sees the failed write. Ignored, the write fails with EFBIG: the batch
+  // is rolled back and reported like a full disk.
+  std::signal(SIGXFSZ, SIG_IGN);
 }
 
 std::vector<fs::path> collect_files(const std::vector<std::string>& paths, bool all_files,
@@ -155,13 +159,21 @@ std::size_t ordered_parallel(std::size_t n, int jobs, const std::function<void(s
   std::vector<std::thread> threads;
   for (int t = 0; t < jobs; ++t) threads.emplace_back(worker);
   std::size_t emitted = 0;
-  for (std::size_t i = 0; i < n; ++i) {
-    std::unique_lock lock(mu);
-    cv.wait(lock, [&] { return ready[i] != 0; });
-    if (ready[i] == 2) break;
-    lock.unlock();
-    emit(i);
-    ++emitted;
+  try {
+    for (std::size_t i = 0; i < n; ++i) {
+      std::unique_lock lock(mu);
+      cv.wait(lock, [&] { return ready[i] != 0; });
+      if (ready[i] == 2) break;
+      lock.unlock();
+      emit(i);
+      ++emitted;
+    }
+  } catch (...) {
+    // emit failed (e.g. a commit on a full disk): let the workers run out of items
+    // before the error leaves, since destroying joinable threads would abort.
+    next = n;
+    for (auto& t : threads) t.join();
+    throw;
   }
   for (auto& t : threads) t.join();
   return emitted;

@@ -30,6 +30,8 @@ int main(int argc, char** argv) {
   register_import(app, exit_code);
   register_export(app, exit_code);
   register_admin(app, exit_code);
+  register_bench(app, exit_code);
+  register_serve(app, exit_code);
   install_signal_handlers();
   try {
     app.parse(argc, argv);

@@ -1,5 +1,6 @@
 #include "image/probe.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <string_view>
 
@@ -162,6 +163,34 @@ void probe_webp(Bytes b, ImageProbe& p) {
   }
 }
 
+// TIFF: ImageWidth (256) and ImageLength (257) from the first IFD, the page OpenCV
+// decodes. Without them a few-KB file could declare 30000x30000 pixels, under OpenCV's
+// own limit of 2^30, and have them allocated and inflated before any check of ours.
+void probe_tiff(Bytes b, ImageProbe& p) {
+  const bool le = b[0] == 'I';
+  auto u16 = [&](std::size_t off) { return le ? le16(&b[off]) : be16(&b[off]); };
+  auto u32 = [&](std::size_t off) { return le ? le32(&b[off]) : be32(&b[off]); };
+  if (b.size() < 8) {
+    p.defect = "truncated TIFF";
+    return;
+  }
+  const std::size_t ifd = u32(4);
+  if (ifd > b.size() || b.size() - ifd < 2) {
+    p.defect = "corrupt TIFF: the first directory lies outside the file";
+    return;
+  }
+  const std::size_t count = u16(ifd);
+  for (std::size_t i = 0; i < count; ++i) {
+    const std::size_t e = ifd + 2 + 12 * i;
+    if (e + 12 > b.size()) break;
+    const std::uint32_t tag = u16(e), type = u16(e + 2);
+    if (tag != 256 && tag != 257) continue;
+    // SHORT values sit in the first two bytes of the value field, LONG in all four.
+    const std::uint32_t v = type == 3 ? u16(e + 8) : type == 4 ? u32(e + 8) : 0;
+    (tag == 256 ? p.width : p.height) = static_cast<int>(std::min<std::uint32_t>(v, 0x7fffffff));
+  }
+}
+
 void probe_bmp(Bytes b, ImageProbe& p) {
   if (b.size() < 26) {
     p.defect = "truncated BMP";
@@ -210,7 +239,8 @@ ImageProbe probe_image(std::span<const std::uint8_t> b) noexcept {
     p.format = ImageFormat::WebP;
     probe_webp(b, p);
   } else if (starts_with(b, "II*\0") || starts_with(b, "MM\0*")) {
-    p.format = ImageFormat::Tiff;  // size: left to the decoder (OpenCV's own limits apply)
+    p.format = ImageFormat::Tiff;
+    probe_tiff(b, p);
   } else if (starts_with(b, "BM")) {
     p.format = ImageFormat::Bmp;
     probe_bmp(b, p);

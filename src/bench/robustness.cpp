@@ -1,0 +1,553 @@
+#include "bench/robustness.hpp"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <mutex>
+#include <numeric>
+#include <random>
+#include <sstream>
+#include <thread>
+
+#include <opencv2/img_hash.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "bank/bank.hpp"
+#include "bench/edits.hpp"
+#include "core/error.hpp"
+#include "image/load.hpp"
+#include "match/fingerprint.hpp"
+#include "match/matcher.hpp"
+
+namespace hashwall::bench {
+
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::ordered_json;
+
+// Predictions kept per query and signal for the ranked metrics. Each query has at most one
+// true reference, so deeper ranks only ever add false pairs at the tail of the list.
+constexpr std::size_t kTopPerQuery = 10;
+
+struct Reference {
+  Hash256 pdq;
+  cv::Mat phash;  // 8 bytes, cv::img_hash::PHash
+  std::int64_t bank_id = 0;
+};
+
+// What one edited upload looks like to the signals.
+struct Query {
+  const Fingerprint& fp;
+  const cv::Mat& pixels;  // as decoded for hashing (fast mode)
+};
+
+struct Outcome {
+  bool declared = false;  // matched something at the default threshold
+  bool right = false;     // ... and that includes the true reference
+  std::vector<std::pair<int, float>> top;  // (reference, score), best first
+};
+
+// A signal as the benchmark sees it: a score for every reference (higher = more alike)
+// and the default decision. A new signal (embedding, local features) is one more class
+// here and one line in make_signals(); the tables and plots pick it up.
+class BenchSignal {
+ public:
+  virtual ~BenchSignal() = default;
+  virtual SignalInfo info() const = 0;
+  virtual Outcome evaluate(const Query& q, int truth) const = 0;
+};
+
+// Scores every reference with score(i), keeps the best kTopPerQuery, declares those with
+// accept(score).
+template <class Score, class Accept>
+Outcome rank_refs(std::size_t nrefs, int truth, Score score, Accept accept) {
+  Outcome o;
+  std::vector<std::pair<int, float>> all(nrefs);
+  for (std::size_t i = 0; i < nrefs; ++i) all[i] = {static_cast<int>(i), score(i)};
+  const std::size_t k = std::min(kTopPerQuery, all.size());
+  std::partial_sort(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(k), all.end(),
+                    [](const auto& a, const auto& b) { return a.second > b.second || (a.second == b.second && a.first < b.first); });
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    if (!accept(all[i].second)) continue;
+    o.declared = true;
+    if (all[i].first == truth) o.right = true;
+  }
+  all.resize(k);
+  o.top = std::move(all);
+  return o;
+}
+
+class PdqSignal final : public BenchSignal {
+ public:
+  PdqSignal(const std::vector<Reference>& refs, int threshold, bool dihedral)
+      : refs_(refs), threshold_(threshold), dihedral_(dihedral) {}
+  SignalInfo info() const override {
+    return {dihedral_ ? "PDQ+dihedral" : "PDQ",
+            "distance <= " + std::to_string(threshold_) + " of 256" + (dihedral_ ? ", best of the 8 variants" : ""),
+            "-(Hamming distance)"};
+  }
+  Outcome evaluate(const Query& q, int truth) const override {
+    const int n = dihedral_ ? kDihedralCount : 1;
+    return rank_refs(
+        refs_.size(), truth,
+        [&](std::size_t i) {
+          int d = 256;
+          for (int v = 0; v < n; ++v) d = std::min(d, hamming(q.fp.pdq.hashes[static_cast<std::size_t>(v)], refs_[i].pdq));
+          return static_cast<float>(-d);
+        },
+        [&](float s) { return -s <= threshold_; });
+  }
+
+ private:
+  const std::vector<Reference>& refs_;
+  int threshold_;
+  bool dihedral_;
+};
+
+class PhashSignal final : public BenchSignal {
+ public:
+  PhashSignal(const std::vector<Reference>& refs, int threshold) : refs_(refs), threshold_(threshold) {}
+  SignalInfo info() const override {
+    return {"PHash (baseline)", "distance <= " + std::to_string(threshold_) + " of 64 (OpenCV img_hash)",
+            "-(Hamming distance)"};
+  }
+  Outcome evaluate(const Query& q, int truth) const override {
+    cv::Mat h;
+    cv::img_hash::pHash(q.pixels, h);  // the free function: no shared state between threads
+    return rank_refs(
+        refs_.size(), truth,
+        [&](std::size_t i) { return static_cast<float>(-cv::norm(h, refs_[i].phash, cv::NORM_HAMMING)); },
+        [&](float s) { return -s <= threshold_; });
+  }
+
+ private:
+  const std::vector<Reference>& refs_;
+  int threshold_;
+};
+
+// The real decision: hashwall's Matcher over the real bank (thresholds and quality
+// gates as recorded in the bank). It only reports hits within its threshold, so its
+// ranked metrics cover that range only.
+class MatcherSignal final : public BenchSignal {
+ public:
+  MatcherSignal(const Matcher& m, const Bank& bank, std::vector<int> ref_of_id)
+      : matcher_(m), bank_(bank), ref_of_id_(std::move(ref_of_id)) {}
+  SignalInfo info() const override {
+    return {"combined", "hashwall's Matcher: PDQ+dihedral <= " + std::to_string(bank_.config().pdq_threshold) +
+                            ", both sides PDQ quality >= " + std::to_string(bank_.config().min_quality),
+            "-(distance) of its hits"};
+  }
+  Outcome evaluate(const Query& q, int truth) const override {
+    Outcome o;
+    const MatchResult r = matcher_.match(q.fp);
+    for (const MatchHit& h : r.hits) {
+      const auto id = static_cast<std::size_t>(h.entry.id);
+      const int ref = id < ref_of_id_.size() ? ref_of_id_[id] : -1;
+      if (ref < 0) continue;
+      o.declared = true;
+      if (ref == truth) o.right = true;
+      if (o.top.size() < kTopPerQuery) o.top.push_back({ref, static_cast<float>(-h.distance)});
+    }
+    return o;
+  }
+
+ private:
+  const Matcher& matcher_;
+  const Bank& bank_;
+  std::vector<int> ref_of_id_;
+};
+
+cv::Mat cap_side(const cv::Mat& img, int max_side) {
+  if (max_side <= 0 || std::max(img.cols, img.rows) <= max_side) return img;
+  const double s = static_cast<double>(max_side) / std::max(img.cols, img.rows);
+  cv::Mat out;
+  cv::resize(img, out, cv::Size(std::max(1, static_cast<int>(img.cols * s)), std::max(1, static_cast<int>(img.rows * s))),
+             0, 0, cv::INTER_AREA);
+  return out;
+}
+
+// Full-resolution colour pixels, orientation applied: the photo a user would edit.
+cv::Mat load_colour(const fs::path& file, int max_side) {
+  LoadOptions opt;
+  opt.mode = DecodeMode::Exact;
+  opt.want_color = true;
+  cv::Mat px = load_image(file, opt).pixels;
+  if (px.channels() == 1) cv::cvtColor(px, px, cv::COLOR_GRAY2BGR);
+  if (px.channels() == 4) cv::cvtColor(px, px, cv::COLOR_BGRA2BGR);
+  if (px.depth() != CV_8U) px.convertTo(px, CV_8U, px.depth() == CV_16U ? 1.0 / 257 : 1.0);
+  return cap_side(px, max_side);
+}
+
+// Runs fn(i) for i in [0, n) on `jobs` threads; the calling thread reports progress.
+void parallel_for(const char* phase, std::size_t n, int jobs, const RobustnessOptions& opt,
+                  const std::function<void(std::size_t)>& fn) {
+  const int nthreads = std::max(1, jobs);
+  std::atomic<std::size_t> next{0}, done{0};
+  std::atomic<int> running{nthreads};
+  std::mutex err_mu;
+  std::exception_ptr first_error;
+  auto worker = [&] {
+    for (std::size_t i; (i = next++) < n;) {
+      if (opt.stop && opt.stop->load()) break;
+      try {
+        fn(i);
+      } catch (...) {
+        std::lock_guard lock(err_mu);
+        if (!first_error) first_error = std::current_exception();
+        next = n;
+      }
+      ++done;
+    }
+    --running;
+  };
+  std::vector<std::thread> threads;
+  for (int t = 0; t < nthreads; ++t) threads.emplace_back(worker);
+  while (running.load() > 0) {
+    if (opt.progress) opt.progress(phase, done.load(), n);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  for (auto& th : threads) th.join();
+  if (opt.progress) opt.progress(phase, done.load(), n);
+  if (first_error) std::rethrow_exception(first_error);
+  if (opt.stop && opt.stop->load()) throw Error(ErrorKind::Interrupted, "", "benchmark interrupted");
+}
+
+struct QueryRecord {
+  int truth = -1;  // reference index, -1 for a distractor
+  std::size_t edit = 0;
+  std::vector<Outcome> outcomes;  // per signal
+};
+
+SignalScore score_rows(const std::vector<const QueryRecord*>& rows, std::size_t s, double precision) {
+  SignalScore sc;
+  GroundTruth truth;
+  std::vector<Prediction> preds;
+  truth.reserve(rows.size());
+  for (std::size_t q = 0; q < rows.size(); ++q) {
+    const QueryRecord& r = *rows[q];
+    const Outcome& o = r.outcomes[s];
+    truth.push_back(r.truth);
+    if (r.truth >= 0) {
+      ++sc.positives;
+      sc.caught += o.right;
+    } else {
+      ++sc.negatives;
+      sc.false_matches += o.declared;
+    }
+    for (const auto& [ref, score] : o.top) preds.push_back({static_cast<std::int64_t>(q), ref, score});
+  }
+  sc.recall = sc.positives ? static_cast<double>(sc.caught) / static_cast<double>(sc.positives) : 0;
+  sc.at_precision = recall_at_precision(preds, truth, precision);
+  sc.micro_ap = micro_ap(preds, truth);
+  return sc;
+}
+
+}  // namespace
+
+RobustnessReport run_robustness(const RobustnessOptions& opt) {
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<EditSpec> edits;
+  if (opt.edits.empty()) {
+    edits = edit_registry();
+  } else {
+    for (const auto& n : opt.edits) {
+      const EditSpec* e = find_edit(n);
+      if (!e) throw Error(ErrorKind::Usage, "", "unknown edit '" + n + "'");
+      edits.push_back(*e);
+    }
+  }
+  if (opt.known < 1) throw Error(ErrorKind::Usage, "", "--known must be at least 1");
+  if (opt.files.size() < 2) throw Error(ErrorKind::Usage, "", "the corpus needs at least 2 photos");
+
+  // The split: a seeded shuffle, known photos first.
+  std::vector<fs::path> files = opt.files;
+  std::sort(files.begin(), files.end());
+  std::mt19937_64 rng(opt.seed);
+  std::shuffle(files.begin(), files.end(), rng);
+  const std::size_t nknown = std::min<std::size_t>(static_cast<std::size_t>(opt.known), files.size() - 1);
+  std::size_t ndis = files.size() - nknown;
+  if (opt.distractors >= 0) ndis = std::min(ndis, static_cast<std::size_t>(opt.distractors));
+  files.resize(nknown + ndis);
+
+  RobustnessReport rep;
+  rep.seed = opt.seed;
+  rep.max_side = opt.max_side;
+  rep.precision_target = opt.precision_target;
+
+  // The known photos go into a real bank, as `hashwall index` puts them.
+  const fs::path bank_path = opt.work_dir / "bench-known.db";
+  std::vector<std::optional<NewEntry>> entries(nknown);
+  std::vector<cv::Mat> phashes(nknown);
+  std::vector<std::string> errors(files.size());
+  LoadOptions fast;  // the defaults: what index/query use
+  parallel_for("indexing known photos", nknown, opt.jobs, opt, [&](std::size_t i) {
+    try {
+      const LoadedImage img = load_image(files[i], fast);
+      const Fingerprint f = fingerprint(img, fast.mode);
+      NewEntry e;
+      e.sha256 = f.sha256;
+      e.pdq = f.pdq.hashes[0];
+      e.quality = f.pdq.quality;
+      e.label = "bench";
+      e.source = files[i].string();
+      entries[i] = std::move(e);
+      cv::img_hash::pHash(img.pixels, phashes[i]);
+    } catch (const Error& e) {
+      errors[i] = e.what();
+    }
+  });
+  auto bank = Bank::open(bank_path, OpenMode::Create);
+  std::vector<NewEntry> to_add;
+  std::vector<int> ref_of_file(files.size(), -1);
+  std::vector<Reference> refs;
+  for (std::size_t i = 0; i < nknown; ++i) {
+    if (!entries[i]) continue;
+    ref_of_file[i] = static_cast<int>(refs.size());
+    refs.push_back({entries[i]->pdq, phashes[i], 0});
+    if (*entries[i]->quality < bank->config().min_quality) ++rep.known_low_quality;
+    to_add.push_back(*entries[i]);
+  }
+  const AddResult added = bank->add(to_add);
+  std::vector<int> ref_of_id;
+  for (std::size_t r = 0; r < refs.size(); ++r) {
+    refs[r].bank_id = added.ids[r];
+    const auto id = static_cast<std::size_t>(added.ids[r]);
+    if (ref_of_id.size() <= id) ref_of_id.resize(id + 1, -1);
+    // Two known files with the same bytes share one entry: the first one keeps it.
+    if (ref_of_id[id] < 0) ref_of_id[id] = static_cast<int>(r);
+  }
+
+  const Matcher matcher(*bank, MatchOptions{});
+  std::vector<std::unique_ptr<BenchSignal>> signals;
+  signals.push_back(std::make_unique<PdqSignal>(refs, bank->config().pdq_threshold, false));
+  signals.push_back(std::make_unique<PdqSignal>(refs, bank->config().pdq_threshold, true));
+  signals.push_back(std::make_unique<PhashSignal>(refs, opt.phash_threshold));
+  signals.push_back(std::make_unique<MatcherSignal>(matcher, *bank, ref_of_id));
+  for (const auto& s : signals) rep.signals.push_back(s->info());
+
+  // Other photos to paste into collages and over photos: distractors only, so a known
+  // photo never appears inside another query.
+  std::vector<cv::Mat> pool;
+  for (std::size_t i = nknown; i < files.size() && pool.size() < 8; ++i) {
+    try {
+      pool.push_back(load_colour(files[i], 1024));
+    } catch (const Error&) {
+    }
+  }
+
+  std::vector<std::vector<QueryRecord>> records(files.size());
+  parallel_for("editing and querying photos", files.size(), opt.jobs, opt, [&](std::size_t i) {
+    if (!errors[i].empty()) return;
+    if (i < nknown && ref_of_file[i] < 0) return;
+    cv::Mat src;
+    try {
+      src = load_colour(files[i], opt.max_side);
+    } catch (const Error& e) {
+      errors[i] = e.what();
+      return;
+    }
+    const int truth = ref_of_file[i];
+    std::vector<cv::Mat> others;
+    for (std::size_t k = 0; k < pool.size() && others.size() < 3; ++k) {
+      const cv::Mat& o = pool[(i + k) % pool.size()];
+      others.push_back(o);
+    }
+    auto& out = records[i];
+    for (std::size_t e = 0; e < edits.size(); ++e) {
+      const std::uint64_t seed = opt.seed * 0x9E3779B97F4A7C15ull + i * 1000003ull + e;
+      const cv::Mat edited = apply_edit(src, edits[e], seed, others);
+      const auto bytes = encode_upload(edited, edits[e]);
+      const LoadedImage img = decode_image(bytes, edits[e].name, fast);
+      const Fingerprint fp = fingerprint(img, fast.mode);
+      const Query q{fp, img.pixels};
+      QueryRecord rec;
+      rec.truth = truth;
+      rec.edit = e;
+      for (const auto& s : signals) rec.outcomes.push_back(s->evaluate(q, truth));
+      out.push_back(std::move(rec));
+    }
+  });
+
+  for (std::size_t i = 0; i < files.size(); ++i) {
+    if (!errors[i].empty()) rep.skipped.push_back(errors[i]);
+    else if (i < nknown) ++rep.known;
+    else ++rep.distractors;
+  }
+
+  std::vector<const QueryRecord*> all;
+  std::vector<std::vector<const QueryRecord*>> by_edit(edits.size());
+  for (const auto& v : records)
+    for (const auto& r : v) {
+      all.push_back(&r);
+      by_edit[r.edit].push_back(&r);
+    }
+  rep.queries = static_cast<std::int64_t>(all.size());
+  auto make_row = [&](std::string name, std::string family, const std::vector<const QueryRecord*>& rows) {
+    ResultRow row{std::move(name), std::move(family), {}};
+    for (std::size_t s = 0; s < signals.size(); ++s) row.signals.push_back(score_rows(rows, s, opt.precision_target));
+    return row;
+  };
+  std::vector<std::string> families;
+  for (const auto& e : edits)
+    if (std::find(families.begin(), families.end(), e.family) == families.end()) families.push_back(e.family);
+  for (std::size_t e = 0; e < edits.size(); ++e) rep.edits.push_back(make_row(edits[e].name, edits[e].family, by_edit[e]));
+  for (const auto& f : families) {
+    std::vector<const QueryRecord*> rows;
+    for (std::size_t e = 0; e < edits.size(); ++e)
+      if (edits[e].family == f) rows.insert(rows.end(), by_edit[e].begin(), by_edit[e].end());
+    rep.families.push_back(make_row(f, f, rows));
+  }
+  rep.overall = make_row("all", "", all);
+  for (std::size_t s = 0; s < signals.size(); ++s) {
+    GroundTruth truth;
+    std::vector<Prediction> preds;
+    for (std::size_t q = 0; q < all.size(); ++q) {
+      truth.push_back(all[q]->truth);
+      for (const auto& [ref, score] : all[q]->outcomes[s].top) preds.push_back({static_cast<std::int64_t>(q), ref, score});
+    }
+    rep.pr_curves.push_back(thin_curve(pr_curve(preds, truth), 300));
+  }
+  bank.reset();
+  std::error_code ec;
+  fs::remove(bank_path, ec);
+  fs::remove(pdq_index_path(bank_path), ec);
+  for (const char* suffix : {"-wal", "-shm"}) fs::remove(bank_path.string() + suffix, ec);
+  rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return rep;
+}
+
+// ---- output ---------------------------------------------------------------------------
+
+namespace {
+
+json score_json(const SignalScore& s) {
+  json j;
+  j["positives"] = s.positives;
+  j["caught"] = s.caught;
+  j["recall"] = s.recall;
+  j["negatives"] = s.negatives;
+  j["false_matches"] = s.false_matches;
+  j["recall_at_precision"] = s.at_precision.reached ? json(s.at_precision.recall) : json(nullptr);
+  j["threshold_at_precision"] = s.at_precision.reached ? json(s.at_precision.score) : json(nullptr);
+  j["micro_ap"] = s.micro_ap;
+  return j;
+}
+
+json row_json(const RobustnessReport& rep, const ResultRow& r) {
+  json j;
+  j["name"] = r.name;
+  if (!r.family.empty()) j["family"] = r.family;
+  json sig = json::object();
+  for (std::size_t s = 0; s < r.signals.size(); ++s) sig[rep.signals[s].name] = score_json(r.signals[s]);
+  j["signals"] = sig;
+  return j;
+}
+
+std::string pct(double v) {
+  char b[16];
+  std::snprintf(b, sizeof b, "%.1f", 100 * v);
+  return b;
+}
+
+std::string fixed3(double v) {
+  char b[16];
+  std::snprintf(b, sizeof b, "%.3f", v);
+  return b;
+}
+
+std::string header(const RobustnessReport& rep, const std::string& first) {
+  std::string h = "| " + first + " |", sep = "|---|";
+  for (const auto& s : rep.signals) {
+    h += " " + s.name + " |";
+    sep += "---:|";
+  }
+  return h + "\n" + sep + "\n";
+}
+
+template <class Cell>
+std::string table(const RobustnessReport& rep, const std::vector<ResultRow>& rows, const std::string& first,
+                  bool family_col, Cell cell) {
+  std::string t = header(rep, family_col ? first + " | family" : first);
+  if (family_col) t.insert(t.find('\n') + 1, "|---");
+  for (const auto& r : rows) {
+    t += "| " + r.name + " |";
+    if (family_col) t += " " + r.family + " |";
+    for (const auto& s : r.signals) t += " " + cell(s) + " |";
+    t += "\n";
+  }
+  return t;
+}
+
+}  // namespace
+
+json robustness_json(const RobustnessReport& rep) {
+  json j;
+  j["known"] = rep.known;
+  j["distractors"] = rep.distractors;
+  j["queries"] = rep.queries;
+  j["known_low_quality"] = rep.known_low_quality;
+  j["seed"] = rep.seed;
+  j["max_side"] = rep.max_side;
+  j["precision_target"] = rep.precision_target;
+  j["seconds"] = rep.seconds;
+  json sig = json::array();
+  for (std::size_t s = 0; s < rep.signals.size(); ++s) {
+    json p = json::array();
+    for (const auto& pt : rep.pr_curves[s]) p.push_back({pt.score, pt.precision, pt.recall});
+    sig.push_back({{"name", rep.signals[s].name},
+                   {"rule", rep.signals[s].rule},
+                   {"score", rep.signals[s].score},
+                   {"pr_curve", {{"columns", {"score", "precision", "recall"}}, {"points", p}}}});
+  }
+  j["signals"] = sig;
+  j["overall"] = row_json(rep, rep.overall);
+  j["families"] = json::array();
+  for (const auto& r : rep.families) j["families"].push_back(row_json(rep, r));
+  j["edits"] = json::array();
+  for (const auto& r : rep.edits) j["edits"].push_back(row_json(rep, r));
+  j["skipped"] = rep.skipped;
+  return j;
+}
+
+std::string robustness_markdown(const RobustnessReport& rep) {
+  std::ostringstream o;
+  const std::string p = pct(rep.precision_target);
+  o << "Known photos: " << rep.known << " (" << rep.known_low_quality
+    << " of them under the bank's minimum PDQ quality); distractors: " << rep.distractors
+    << "; edited queries: " << rep.queries << " (every photo of both sets under every edit); seed "
+    << rep.seed << "; photos edited at most " << rep.max_side << " px on the long side; "
+    << rep.skipped.size() << " unreadable files skipped; " << std::lround(rep.seconds) << " s.\n\n";
+  o << "Signals and their default decisions:\n\n";
+  for (const auto& s : rep.signals) o << "- **" << s.name << "**: " << s.rule << "; ranked by " << s.score << "\n";
+  o << "\n#### Overall\n\n";
+  o << "| signal | recall at default | false matches (distractor queries) | recall at " << p
+    << " % precision (threshold) | µAP |\n|---|---:|---:|---:|---:|\n";
+  for (std::size_t s = 0; s < rep.signals.size(); ++s) {
+    const auto& sc = rep.overall.signals[s];
+    o << "| " << rep.signals[s].name << " | " << pct(sc.recall) << " % | " << sc.false_matches << " of "
+      << sc.negatives << " | "
+      << (sc.at_precision.reached ? pct(sc.at_precision.recall) + " % (score >= " + fixed3(sc.at_precision.score) + ")"
+                                  : std::string("not reached"))
+      << " | " << fixed3(sc.micro_ap) << " |\n";
+  }
+  o << "\n#### Recall at the default thresholds, per family (%)\n\n"
+    << table(rep, rep.families, "family", false, [](const SignalScore& s) { return pct(s.recall); });
+  o << "\n#### False matches among edited distractors, per family\n\n"
+    << table(rep, rep.families, "family", false,
+             [](const SignalScore& s) { return std::to_string(s.false_matches) + " / " + std::to_string(s.negatives); });
+  o << "\n#### µAP per family\n\n"
+    << table(rep, rep.families, "family", false, [](const SignalScore& s) { return fixed3(s.micro_ap); });
+  o << "\n#### Recall at the default thresholds, per edit (%)\n\n"
+    << table(rep, rep.edits, "edit", true, [](const SignalScore& s) { return pct(s.recall); });
+  o << "\n#### Recall at " << p << " % precision, per edit (%)\n\n"
+    << table(rep, rep.edits, "edit", true, [](const SignalScore& s) {
+         return s.at_precision.reached ? pct(s.at_precision.recall) : std::string("–");
+       });
+  o << "\n#### False matches among edited distractors, per edit\n\n"
+    << table(rep, rep.edits, "edit", true, [](const SignalScore& s) { return std::to_string(s.false_matches); });
+  return o.str();
+}
+
+}  // namespace hashwall::bench

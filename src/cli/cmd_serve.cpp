@@ -1,0 +1,193 @@
+// hashwall serve: the bank as an HTTP matching service (src/server).
+#include <sys/stat.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "cli/commands.hpp"
+#include "cli/common.hpp"
+#include "core/error.hpp"
+#include "server/server.hpp"
+
+namespace hashwall::cli {
+
+namespace {
+
+struct ServeArgs {
+  std::string bank;
+  std::string listen = "127.0.0.1:8080";
+  int threads = 0;
+  std::string token_file;
+  bool no_auth = false;
+  bool read_only = false;
+  std::uint64_t max_body = 25'000'000;
+  std::uint64_t max_pixels = 200'000'000;
+  std::size_t max_hashes = 10'000;
+  std::size_t queue = 64;
+  int queue_wait_ms = 1000;
+  int timeout_s = 10;
+  bool access_log = false;
+};
+
+void parse_listen(const std::string& text, std::string& host, int& port) {
+  std::string port_text;
+  if (!text.empty() && text.front() == '[') {  // [v6]:port
+    const auto close = text.find(']');
+    if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':')
+      throw Error(ErrorKind::Usage, "", "--listen: expected [ADDRESS]:PORT, got '" + text + "'");
+    host = text.substr(1, close - 1);
+    port_text = text.substr(close + 2);
+  } else if (const auto colon = text.rfind(':'); colon != std::string::npos) {
+    host = text.substr(0, colon);
+    port_text = text.substr(colon + 1);
+  } else {
+    host = "127.0.0.1";
+    port_text = text;
+  }
+  if (host.empty()) host = "127.0.0.1";
+  try {
+    std::size_t used = 0;
+    port = std::stoi(port_text, &used);
+    if (used != port_text.size() || port < 0 || port > 65535) throw std::out_of_range("port");
+  } catch (const std::exception&) {
+    throw Error(ErrorKind::Usage, "", "--listen: '" + port_text + "' is not a port number (0-65535)");
+  }
+}
+
+bool is_loopback(const std::string& host) {
+  return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+}
+
+std::string read_token(const std::string& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw Error(ErrorKind::Io, file, "cannot read the token file");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string token = ss.str();
+  const auto b = token.find_first_not_of(" \t\r\n");
+  const auto e = token.find_last_not_of(" \t\r\n");
+  token = b == std::string::npos ? "" : token.substr(b, e - b + 1);
+  if (token.empty()) throw Error(ErrorKind::Usage, file, "the token file is empty");
+  if (token.find_first_of(" \t\r\n") != std::string::npos)
+    throw Error(ErrorKind::Usage, file, "the token must be one line without spaces");
+  if (token.size() < 16) throw Error(ErrorKind::Usage, file, "the token is too short (at least 16 characters)");
+  struct stat st {};
+  if (::stat(file.c_str(), &st) == 0 && (st.st_mode & 077))
+    std::fprintf(stderr, "hashwall serve: warning: %s is readable by other users (chmod 600 it)\n", file.c_str());
+  return token;
+}
+
+int run_serve(const ServeArgs& a) {
+  const auto t0 = std::chrono::steady_clock::now();
+  server::ServerOptions o;
+  parse_listen(a.listen, o.host, o.port);
+  o.writable = !a.read_only;
+  if (o.writable) {
+    if (!a.token_file.empty() && a.no_auth)
+      throw Error(ErrorKind::Usage, "", "--token-file and --no-auth exclude each other");
+    if (!a.token_file.empty()) {
+      o.token = read_token(a.token_file);
+    } else if (!a.no_auth) {
+      throw Error(ErrorKind::Usage, "",
+                  "writes (POST/DELETE /v1/entries) need a bearer token: give --token-file FILE, or --read-only, "
+                  "or --no-auth (loopback only)");
+    } else if (!is_loopback(o.host)) {
+      throw Error(ErrorKind::Usage, "", "--no-auth is refused on a non-loopback address (" + o.host + ")");
+    }
+  }
+  o.threads = a.threads;
+  o.max_queue = a.queue;
+  o.max_queue_wait = std::chrono::milliseconds(a.queue_wait_ms);
+  o.timeout = std::chrono::seconds(a.timeout_s);
+  o.limits.max_body_bytes = a.max_body;
+  o.limits.max_pixels = a.max_pixels;
+  o.limits.max_hashes = a.max_hashes;
+  if (a.access_log)
+    o.access_log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
+
+  const auto bank = Bank::open(a.bank, o.writable ? OpenMode::ReadWrite : OpenMode::ReadOnly);
+  const auto entries = bank->stats().entries;
+  server::HttpServer srv(*bank, o);
+  const int port = srv.bind();
+  const std::string shown_host = o.host.find(':') != std::string::npos ? "[" + o.host + "]" : o.host;
+  std::fprintf(stderr, "hashwall serve: listening on http://%s:%d (bank %s, %lld entries, writes: %s)\n",
+               shown_host.c_str(), port, a.bank.c_str(), static_cast<long long>(entries),
+               !o.writable ? "off (read-only)" : o.token ? "bearer token" : "no auth (loopback)");
+  std::fflush(stderr);
+
+  std::atomic<bool> done{false};
+  // SIGTERM/SIGINT only set a flag (common.cpp); this thread turns it into a graceful stop:
+  // no new connections, in-flight requests answered, then the bank is flushed and closed.
+  std::thread watcher([&] {
+    while (!done) {
+      if (stop_requested()) srv.stop();
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  });
+  try {
+    srv.run();
+  } catch (...) {
+    done = true;
+    watcher.join();
+    throw;
+  }
+  done = true;
+  watcher.join();
+  bank->flush_index();
+  std::uint64_t served = 0;
+  for (int e = 0; e < server::kEndpointCount; ++e) served += srv.metrics().requests(static_cast<server::Endpoint>(e));
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::fprintf(stderr, "hashwall serve: stopped after %s and %llu requests; bank flushed\n",
+               format_duration(secs).c_str(), static_cast<unsigned long long>(served));
+  return kExitOk;
+}
+
+}  // namespace
+
+void register_serve(CLI::App& app, int& exit_code) {
+  auto a = std::make_shared<ServeArgs>();
+  auto* cmd = app.add_subcommand("serve", "Run an HTTP matching service on a bank");
+  cmd->add_option("-b,--bank", a->bank, "Bank file")->required()->envname("HASHWALL_BANK");
+  cmd->add_option("--listen", a->listen, "ADDRESS:PORT to listen on (port 0: any free port)")->capture_default_str();
+  cmd->add_option("--threads", a->threads, "Connection worker threads (default: max(8, 2 x cores))")
+      ->check(CLI::Range(0, 1024));
+  cmd->add_option("--token-file", a->token_file, "File holding the bearer token that writes must present");
+  cmd->add_flag("--no-auth", a->no_auth, "Allow writes without a token (refused unless listening on loopback)");
+  cmd->add_flag("--read-only", a->read_only, "Disable POST/DELETE /v1/entries; open the bank read-only");
+  cmd->add_option("--max-body", a->max_body, "Largest request body; larger gets 413 (suffixes: KB, MB)")
+      ->transform(CLI::AsSizeValue(true))
+      ->capture_default_str();
+  cmd->add_option("--max-pixels", a->max_pixels, "Refuse images with more pixels than this (413)")->capture_default_str();
+  cmd->add_option("--max-hashes", a->max_hashes, "Most hashes in one request body")->capture_default_str();
+  cmd->add_option("--queue", a->queue, "Connections that may wait for a worker; more get 503 + Retry-After")
+      ->capture_default_str()
+      ->check(CLI::Range(std::size_t{1}, std::size_t{100000}));
+  cmd->add_option("--queue-wait", a->queue_wait_ms, "Milliseconds a connection may wait for a worker before 503")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 600000));
+  cmd->add_option("--timeout", a->timeout_s, "Seconds to read a request or write a response")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 3600));
+  cmd->add_flag("--access-log", a->access_log, "One line per request on stderr (method, path, status, time; never bodies)");
+  cmd->footer(std::string(
+      "Serve the bank over HTTP for upload pipelines. Endpoints (see docs/API.md):\n"
+      "  POST   /v1/match          image bytes (raw or multipart 'image') -> decision, matches,\n"
+      "                            the query's PDQ hash and quality\n"
+      "  POST   /v1/match/hash     PDQ hex hashes (JSON or text) -> decision per hash\n"
+      "  POST   /v1/entries        image or hashes, ?label=  (bearer token)\n"
+      "  DELETE /v1/entries/ID     (bearer token)\n"
+      "  GET    /v1/health, /v1/stats, /metrics (Prometheus)\n"
+      "Listens on 127.0.0.1 unless told otherwise. SIGTERM or Ctrl-C stops gracefully: no new\n"
+      "connections, requests in flight are answered, the bank is flushed.\n\n"
+      "Examples:\n"
+      "  hashwall serve --bank cases.db --token-file /etc/hashwall/token\n"
+      "  hashwall serve --bank cases.db --read-only --listen 127.0.0.1:9000 --threads 16\n"
+      "  curl --data-binary @upload.jpg http://127.0.0.1:8080/v1/match\n\n"
+      "Exit codes: 0 stopped by SIGTERM/SIGINT after a clean shutdown, 2 error (unusable bank,\n"
+      "address in use, missing token, bad option)."));
+  cmd->callback([a, &exit_code] { exit_code = run_serve(*a); });
+}
+
+}  // namespace hashwall::cli

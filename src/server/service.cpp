@@ -1,0 +1,407 @@
+#include "server/service.hpp"
+
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
+
+#include <algorithm>
+#include <charconv>
+#include <chrono>
+
+#include "cli/report.hpp"  // report_json/hit_json: one JSON shape for CLI and service
+#include "core/error.hpp"
+#include "hashlist/hashlist.hpp"
+#include "image/load.hpp"
+#include "match/fingerprint.hpp"
+#include "match/matcher.hpp"
+
+namespace hashwall::server {
+
+Reply error_reply(int status, std::string message) {
+  Reply r;
+  r.status = status;
+  r.body = json{{"error", std::move(message)}, {"code", status}};
+  return r;
+}
+
+namespace {
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
+  return out;
+}
+
+std::optional<std::int64_t> parse_int(std::string_view s) {
+  std::int64_t v = 0;
+  const auto* end = s.data() + s.size();
+  const auto [p, ec] = std::from_chars(s.data(), end, v);
+  if (ec != std::errc() || p != end || s.empty()) return std::nullopt;
+  return v;
+}
+
+// The matcher's options from the query string; an error message when one is malformed.
+std::optional<std::string> match_options(const Params& params, MatchOptions& o) {
+  auto int_param = [&](const char* key, int lo, int hi, std::optional<int>& out) -> std::optional<std::string> {
+    auto it = params.find(key);
+    if (it == params.end()) return std::nullopt;
+    const auto v = parse_int(it->second);
+    if (!v || *v < lo || *v > hi)
+      return std::string("parameter ") + key + " must be an integer from " + std::to_string(lo) + " to " +
+             std::to_string(hi) + ", got '" + it->second.substr(0, 40) + "'";
+    out = static_cast<int>(*v);
+    return std::nullopt;
+  };
+  if (auto e = int_param("threshold", 0, 256, o.threshold)) return e;
+  if (auto e = int_param("min_quality", 0, 100, o.min_quality)) return e;
+  std::optional<int> top;
+  if (auto e = int_param("top", 1, 1000, top)) return e;
+  if (top) o.top = *top;
+  if (auto it = params.find("dihedral"); it != params.end()) {
+    const std::string v = lower(it->second);
+    if (v == "1" || v == "true" || v == "yes") o.dihedral = true;
+    else if (v == "0" || v == "false" || v == "no") o.dihedral = false;
+    else return "parameter dihedral must be true or false, got '" + it->second.substr(0, 40) + "'";
+  }
+  return std::nullopt;
+}
+
+int status_for(const Error& e) {
+  switch (e.kind()) {
+    case ErrorKind::Format:
+    case ErrorKind::Corrupt:
+    case ErrorKind::Usage: return 400;
+    case ErrorKind::TooLarge: return 413;
+    case ErrorKind::Bank: return 503;  // busy/locked bank: try again
+    case ErrorKind::Io:
+    case ErrorKind::Interrupted: break;
+  }
+  return 500;
+}
+
+Reply reply_for(const Error& e, int retry_after) {
+  Reply r = error_reply(status_for(e), e.what());
+  if (r.status == 503) r.headers.emplace_back("Retry-After", std::to_string(retry_after));
+  return r;
+}
+
+LoadOptions load_options(const ServiceLimits& l) {
+  LoadOptions o;  // fast decode, EXIF orientation: as `hashwall query` and `scan`
+  o.max_pixels = l.max_pixels;
+  o.max_file_bytes = l.max_body_bytes;
+  return o;
+}
+
+std::optional<std::string> parse_hash_json_item(const json& v, HashItem& out) {
+  const json* hex = nullptr;
+  if (v.is_string()) {
+    hex = &v;
+  } else if (v.is_object()) {
+    for (const char* key : {"pdq", "hash"})
+      if (auto it = v.find(key); it != v.end()) hex = &*it;
+    if (auto it = v.find("quality"); it != v.end() && !it->is_null()) {
+      if (!it->is_number_integer() || it->get<std::int64_t>() < 0 || it->get<std::int64_t>() > 100)
+        return "quality must be an integer from 0 to 100";
+      out.quality = it->get<int>();
+    }
+    if (auto it = v.find("name"); it != v.end() && !it->is_null()) {
+      if (!it->is_string()) return "name must be a string";
+      out.name = it->get<std::string>();
+    }
+  } else {
+    return "expected a hex string or an object {\"pdq\": hex}";
+  }
+  if (!hex || !hex->is_string()) return "missing the PDQ hash (\"pdq\": 64 hex characters)";
+  const auto& s = hex->get_ref<const std::string&>();
+  auto h = Hash256::from_hex(s);
+  if (!h)
+    return "not a PDQ hash: expected 64 hex characters, got " + std::to_string(s.size()) + " characters";
+  out.hash = *h;
+  return std::nullopt;
+}
+
+}  // namespace
+
+ParsedHashes parse_hash_body(std::string_view body, std::string_view content_type, std::size_t max_items) {
+  ParsedHashes r;
+  const std::string ct = lower(content_type.substr(0, content_type.find(';')));
+  std::size_t first = body.find_first_not_of(" \t\r\n");
+  const bool looks_json = first != std::string_view::npos && (body[first] == '{' || body[first] == '[');
+  if (first == std::string_view::npos) {
+    r.error = "empty body: send one or more PDQ hashes";
+    return r;
+  }
+  if (ct == "application/json" || (ct.empty() && looks_json) || (ct == "application/x-www-form-urlencoded" && looks_json)) {
+    const json j = json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded()) {
+      r.error = "malformed JSON";
+      return r;
+    }
+    const json* list = nullptr;
+    json single;
+    if (j.is_array()) {
+      list = &j;
+    } else if (j.is_object()) {
+      for (const char* key : {"label", "source"}) {
+        if (auto it = j.find(key); it != j.end() && !it->is_null()) {
+          if (!it->is_string()) {
+            r.error = std::string(key) + " must be a string";
+            return r;
+          }
+          (std::string_view(key) == "label" ? r.label : r.source) = it->get<std::string>();
+        }
+      }
+      if (auto it = j.find("hashes"); it != j.end()) {
+        if (!it->is_array()) {
+          r.error = "\"hashes\" must be an array";
+          return r;
+        }
+        list = &*it;
+      } else if (j.contains("hash") || j.contains("pdq")) {
+        single = json::array({j});
+        list = &single;
+      } else {
+        r.error = "expected {\"hash\": hex} or {\"hashes\": [hex, ...]}";
+        return r;
+      }
+    } else {
+      r.error = "expected a JSON object or array";
+      return r;
+    }
+    if (list->size() > max_items) {
+      r.error = "too many hashes: " + std::to_string(list->size()) + " (at most " + std::to_string(max_items) + ")";
+      return r;
+    }
+    for (std::size_t i = 0; i < list->size(); ++i) {
+      HashItem item;
+      if (auto e = parse_hash_json_item((*list)[i], item)) {
+        r.error = "hash " + std::to_string(i + 1) + ": " + *e;
+        r.items.clear();
+        return r;
+      }
+      r.items.push_back(std::move(item));
+    }
+  } else {
+    const ListFormat fmt = ct == "text/csv" ? ListFormat::PdqCsv : ListFormat::Hex;
+    ParsedList list = parse_hash_list(body, fmt);
+    if (!list.errors.empty()) {
+      r.error = "line " + std::to_string(list.errors.front().line) + ": " + list.errors.front().reason;
+      return r;
+    }
+    if (list.items.size() > max_items) {
+      r.error = "too many hashes: " + std::to_string(list.items.size()) + " (at most " + std::to_string(max_items) + ")";
+      return r;
+    }
+    for (auto& li : list.items) r.items.push_back(HashItem{li.hash, li.quality, std::move(li.name)});
+  }
+  if (r.items.empty()) r.error = "no hashes in the body";
+  return r;
+}
+
+Service::Service(Bank& bank, ServiceLimits limits, Metrics& metrics, bool writable)
+    : bank_(bank), limits_(limits), metrics_(metrics), writable_(writable) {}
+
+Reply Service::match_image(std::span<const std::uint8_t> bytes, const std::string& name, const Params& params) const {
+  MatchOptions mo;
+  if (auto e = match_options(params, mo)) return error_reply(400, *e);
+  if (bytes.empty()) return error_reply(400, "empty body: send the image bytes (raw body or multipart field 'image')");
+  const auto t0 = std::chrono::steady_clock::now();
+  cli::FileReport rep;
+  rep.file = name;
+  try {
+    const LoadOptions lo = load_options(limits_);
+    rep.fp = fingerprint(decode_image(bytes, name, lo), lo.mode);
+    rep.result = Matcher(bank_, mo).match(*rep.fp);
+  } catch (const Error& e) {
+    return reply_for(e, limits_.retry_after_seconds);
+  }
+  metrics_.record_verdict(rep.result.verdict == Verdict::Match);
+  Reply r;
+  r.body = cli::report_json(rep);
+  r.body.erase("error");
+  r.body["width"] = rep.fp->width;
+  r.body["height"] = rep.fp->height;
+  r.body["bytes"] = bytes.size();
+  r.body["dihedral"] = mo.dihedral;
+  r.body["elapsed_ms"] =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
+Reply Service::match_hashes(std::string_view body, std::string_view content_type, const Params& params) const {
+  MatchOptions mo;
+  if (auto e = match_options(params, mo)) return error_reply(400, *e);
+  // A bare hash has no pixels to rotate: the client sends each variant it wants tried.
+  mo.dihedral = false;
+  ParsedHashes parsed = parse_hash_body(body, content_type, limits_.max_hashes);
+  if (!parsed.error.empty()) return error_reply(400, parsed.error);
+  const Matcher matcher(bank_, mo);
+  json results = json::array();
+  bool any = false;
+  MatchResult last;
+  try {
+    for (const auto& item : parsed.items) {
+      Fingerprint fp;
+      fp.pdq.hashes.fill(item.hash);
+      fp.pdq.quality = item.quality.value_or(100);  // unknown quality: trusted, as imports
+      const MatchResult m = matcher.match(fp);
+      metrics_.record_verdict(m.verdict == Verdict::Match);
+      any = any || m.verdict == Verdict::Match;
+      json j;
+      j["pdq"] = item.hash.hex();
+      j["quality"] = item.quality ? json(*item.quality) : json(nullptr);
+      if (!item.name.empty()) j["name"] = item.name;
+      j["status"] = verdict_name(m.verdict);
+      j["match"] = m.verdict == Verdict::Match;
+      json hits = json::array();
+      for (const auto& h : m.hits) hits.push_back(cli::hit_json(h));
+      j["matches"] = std::move(hits);
+      results.push_back(std::move(j));
+      last = m;
+    }
+  } catch (const Error& e) {
+    return reply_for(e, limits_.retry_after_seconds);
+  }
+  Reply r;
+  r.body["match"] = any;
+  r.body["threshold"] = last.threshold;
+  r.body["min_quality"] = last.min_quality;
+  r.body["results"] = std::move(results);
+  return r;
+}
+
+Reply Service::add_image(std::span<const std::uint8_t> bytes, const std::string& name, const std::string& label,
+                         const std::string& source) {
+  if (!writable_) return error_reply(403, "this service is read-only (started with --read-only)");
+  if (bytes.empty()) return error_reply(400, "empty body: send the image bytes (raw body or multipart field 'image')");
+  try {
+    const LoadOptions lo = load_options(limits_);
+    const Fingerprint f = fingerprint(decode_image(bytes, name, lo), lo.mode);
+    NewEntry e;
+    e.sha256 = f.sha256;
+    e.pdq = f.pdq.hashes[0];
+    e.quality = f.pdq.quality;
+    e.label = label;
+    e.source = source.empty() ? name : source;
+    e.origin = Origin::Indexed;
+    AddResult added;
+    {
+      std::lock_guard lock(write_mu_);
+      added = bank_.add(std::span(&e, 1));
+    }
+    Reply r;
+    r.status = added.added ? 201 : 200;
+    r.body["added"] = added.added;
+    r.body["duplicates"] = added.duplicates;
+    json entries = json::array();
+    if (auto stored = bank_.get(added.ids.at(0))) entries.push_back(cli::entry_json(*stored));
+    r.body["entries"] = std::move(entries);
+    r.body["ids"] = added.ids;
+    r.body["pdq"] = f.pdq.hashes[0].hex();
+    r.body["quality"] = f.pdq.quality;
+    r.body["sha256"] = f.sha256;
+    return r;
+  } catch (const Error& e) {
+    return reply_for(e, limits_.retry_after_seconds);
+  }
+}
+
+Reply Service::add_hashes(std::string_view body, std::string_view content_type, const std::string& label,
+                          const std::string& source) {
+  if (!writable_) return error_reply(403, "this service is read-only (started with --read-only)");
+  ParsedHashes parsed = parse_hash_body(body, content_type, limits_.max_hashes);
+  if (!parsed.error.empty()) return error_reply(400, parsed.error);
+  const std::string lbl = parsed.label.empty() ? label : parsed.label;
+  const std::string src = parsed.source.empty() ? (source.empty() ? std::string("api") : source) : parsed.source;
+  std::vector<NewEntry> entries;
+  entries.reserve(parsed.items.size());
+  for (const auto& item : parsed.items) {
+    NewEntry e;
+    e.pdq = item.hash;
+    e.quality = item.quality;
+    e.label = lbl;
+    e.source = item.name.empty() ? src : item.name;
+    e.origin = Origin::Imported;
+    entries.push_back(std::move(e));
+  }
+  try {
+    AddResult added;
+    {
+      std::lock_guard lock(write_mu_);
+      added = bank_.add(entries);
+    }
+    Reply r;
+    r.status = added.added ? 201 : 200;
+    r.body["added"] = added.added;
+    r.body["duplicates"] = added.duplicates;
+    r.body["ids"] = added.ids;
+    return r;
+  } catch (const Error& e) {
+    return reply_for(e, limits_.retry_after_seconds);
+  }
+}
+
+Reply Service::remove_entry(std::string_view id_text) {
+  if (!writable_) return error_reply(403, "this service is read-only (started with --read-only)");
+  const auto id = parse_int(id_text);
+  if (!id || *id <= 0)
+    return error_reply(400, "entry id must be a positive integer, got '" + std::string(id_text.substr(0, 40)) + "'");
+  try {
+    std::int64_t removed = 0;
+    {
+      std::lock_guard lock(write_mu_);
+      removed = bank_.remove_ids(std::span(&*id, 1));
+    }
+    if (removed == 0) return error_reply(404, "no entry with id " + std::to_string(*id));
+    Reply r;
+    r.body["removed"] = removed;
+    r.body["id"] = *id;
+    return r;
+  } catch (const Error& e) {
+    return reply_for(e, limits_.retry_after_seconds);
+  }
+}
+
+Reply Service::health() const {
+  Reply r;
+  r.body["status"] = "ok";
+  r.body["writable"] = writable_;
+  return r;
+}
+
+Reply Service::stats(const json& extra) const {
+  try {
+    const BankStats s = bank_.stats();
+    const BankConfig& c = bank_.config();
+    Reply r;
+    r.body["entries"] = s.entries;
+    r.body["indexed"] = s.indexed;
+    r.body["imported"] = s.imported;
+    r.body["labels"] = s.labels;
+    r.body["low_quality"] = s.low_quality;
+    r.body["generation"] = s.generation;
+    r.body["format_version"] = s.format_version;
+    r.body["signals"] = json::array({json{{"name", "pdq"},
+                                          {"model", "pdq-256 (Meta PDQ, hashwall " HASHWALL_VERSION ")"},
+                                          {"threshold", c.pdq_threshold},
+                                          {"min_quality", c.min_quality},
+                                          {"index_type", s.index_type},
+                                          {"index_config", c.index_type},
+                                          {"index_memory_bytes", s.index_memory_bytes}}});
+    r.body["index_types"] = json{{"pdq", s.index_type}};
+    r.body["model"] = "pdq";
+    r.body["db_bytes"] = s.db_bytes;
+    for (auto it = extra.begin(); it != extra.end(); ++it) r.body[it.key()] = it.value();
+    return r;
+  } catch (const Error& e) {
+    return reply_for(e, limits_.retry_after_seconds);
+  }
+}
+
+bool token_matches(std::string_view presented, std::string_view expected) noexcept {
+  unsigned char a[SHA256_DIGEST_LENGTH], b[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(presented.data()), presented.size(), a);
+  SHA256(reinterpret_cast<const unsigned char*>(expected.data()), expected.size(), b);
+  return !expected.empty() && CRYPTO_memcmp(a, b, sizeof a) == 0;
+}
+
+}  // namespace hashwall::server

@@ -1,0 +1,102 @@
+// What the HTTP service does, without HTTP: each endpoint is a function from the request's
+// bytes and parameters to a status and a JSON body. The transport (server.cpp) only moves
+// bytes, enforces the queue and authentication, and counts. Tests call this directly.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "bank/bank.hpp"
+#include "hash/hash256.hpp"
+#include "server/metrics.hpp"
+
+namespace hashwall::server {
+
+using json = nlohmann::ordered_json;
+using Params = std::multimap<std::string, std::string>;  // URL query parameters
+
+struct Reply {
+  int status = 200;
+  json body;
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+// {"error": message, "code": status}
+Reply error_reply(int status, std::string message);
+
+struct ServiceLimits {
+  std::uint64_t max_pixels = 200'000'000;  // as the CLI's --max-pixels
+  std::uint64_t max_body_bytes = 25'000'000;
+  std::size_t max_hashes = 10'000;  // hashes in one /v1/match/hash or /v1/entries body
+  int retry_after_seconds = 1;      // sent with 503
+};
+
+// One hash sent by a client that hashes on its side (StopNCII model).
+struct HashItem {
+  Hash256 hash;
+  std::optional<int> quality;  // unknown: trusted, as imported lists are
+  std::string name;            // client's reference, echoed back / stored as source
+};
+
+struct ParsedHashes {
+  std::vector<HashItem> items;
+  std::string label;   // JSON bodies: "label"
+  std::string source;  // JSON bodies: "source"
+  std::string error;   // non-empty: the body is malformed, and why
+};
+
+// Pure parser of a hash request body (fuzzed). Accepted forms:
+//   JSON:  {"hash": "<hex>", "quality": 90}
+//          {"hashes": ["<hex>", {"pdq": "<hex>", "quality": 80, "name": "x"}], "label": ..}
+//          ["<hex>", ...]
+//   text/csv: Meta's pdq-photo-hasher CSV (hash,quality,name)
+//   other text: one hex hash per line ('#' comments, blank lines ignored)
+// At most max_items hashes; none is an error.
+ParsedHashes parse_hash_body(std::string_view body, std::string_view content_type, std::size_t max_items);
+
+class Service {
+ public:
+  // The bank must outlive the service. `writable`: the bank was opened read-write.
+  Service(Bank& bank, ServiceLimits limits, Metrics& metrics, bool writable);
+
+  // POST /v1/match: one image's bytes. Parameters: threshold, min_quality, top, dihedral.
+  Reply match_image(std::span<const std::uint8_t> bytes, const std::string& name, const Params& params) const;
+  // POST /v1/match/hash
+  Reply match_hashes(std::string_view body, std::string_view content_type, const Params& params) const;
+  // POST /v1/entries with an image
+  Reply add_image(std::span<const std::uint8_t> bytes, const std::string& name, const std::string& label,
+                  const std::string& source);
+  // POST /v1/entries with hashes (JSON or text, as parse_hash_body)
+  Reply add_hashes(std::string_view body, std::string_view content_type, const std::string& label,
+                   const std::string& source);
+  // DELETE /v1/entries/{id}
+  Reply remove_entry(std::string_view id_text);
+  Reply health() const;
+  // `extra` (server settings, uptime) is merged into the body.
+  Reply stats(const json& extra) const;
+
+  Bank& bank() { return bank_; }
+  const ServiceLimits& limits() const { return limits_; }
+
+ private:
+  Bank& bank_;
+  ServiceLimits limits_;
+  Metrics& metrics_;
+  bool writable_;
+  std::mutex write_mu_;  // one API write at a time (SQLite takes one writer anyway)
+};
+
+// Constant-time comparison of a presented bearer token with the configured one: both
+// are hashed first, so neither the content nor the length leaks through timing.
+bool token_matches(std::string_view presented, std::string_view expected) noexcept;
+
+}  // namespace hashwall::server

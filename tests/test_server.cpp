@@ -1,0 +1,577 @@
+// hashwall serve: the real binary on a free loopback port, driven over HTTP; plus the
+// service's pure pieces (body parser, token check, metrics) in-process.
+#include <catch2/catch.hpp>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <fstream>
+#include <random>
+#include <regex>
+#include <sstream>
+#include <thread>
+
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+#include "server/metrics.hpp"
+#include "server/service.hpp"
+#include "support.hpp"
+
+using hwtest::TempDir;
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+const char* const kToken = "test-token-0123456789abcdef";
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+fs::path samples() { return hwtest::source_dir() / "samples"; }
+
+// `hashwall serve` as a child process on 127.0.0.1 with port 0; the destructor stops it
+// (SIGTERM, then SIGKILL) so no test leaves a server behind, even when it fails.
+class ServerProcess {
+ public:
+  ServerProcess(const fs::path& dir, const std::vector<std::string>& args) : log_(dir / "serve.log") {
+    std::vector<std::string> argv = {hwtest::hashwall_binary().string(), "serve", "--listen", "127.0.0.1:0"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    pid_ = fork();
+    if (pid_ == 0) {
+      const int fd = ::open(log_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      if (fd >= 0) {
+        dup2(fd, STDERR_FILENO);
+        dup2(fd, STDOUT_FILENO);
+      }
+      std::vector<char*> cargs;
+      for (auto& a : argv) cargs.push_back(a.data());
+      cargs.push_back(nullptr);
+      execv(cargs[0], cargs.data());
+      _exit(127);
+    }
+    // Wait for the "listening on http://127.0.0.1:PORT" line (or an early exit).
+    const std::regex re(R"(listening on http://127\.0\.0\.1:(\d+))");
+    for (int i = 0; i < 300 && port_ == 0; ++i) {
+      std::smatch m;
+      const std::string text = slurp(log_);
+      if (std::regex_search(text, m, re)) port_ = std::stoi(m[1]);
+      else if (exited()) break;
+      else std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+  ~ServerProcess() {
+    if (pid_ <= 0 || exited()) return;
+    kill(pid_, SIGTERM);
+    for (int i = 0; i < 100 && !exited(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    if (!exited()) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, &status_, 0);
+    }
+  }
+  ServerProcess(const ServerProcess&) = delete;
+  ServerProcess& operator=(const ServerProcess&) = delete;
+
+  int port() const { return port_; }
+  std::string log() const { return slurp(log_); }
+  httplib::Client client() const {
+    httplib::Client c("127.0.0.1", port_);
+    c.set_read_timeout(30, 0);
+    c.set_connection_timeout(5, 0);
+    return c;
+  }
+  void terminate() { kill(pid_, SIGTERM); }
+  // Waits up to `seconds` for the process to end; its exit code, or -1 if still running.
+  int wait_exit(double seconds) {
+    for (int i = 0; i < seconds * 20; ++i) {
+      if (exited()) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    if (!exited()) return -1;
+    return WIFEXITED(status_) ? WEXITSTATUS(status_) : 128 + WTERMSIG(status_);
+  }
+
+ private:
+  bool exited() {
+    if (reaped_) return true;
+    if (waitpid(pid_, &status_, WNOHANG) == pid_) reaped_ = true;
+    return reaped_;
+  }
+  fs::path log_;
+  pid_t pid_ = -1;
+  int port_ = 0;
+  int status_ = 0;
+  bool reaped_ = false;
+};
+
+// A bank of samples/bank and a token file in `tmp`.
+fs::path make_bank(const TempDir& tmp) {
+  const auto bank = tmp / "bank.db";
+  auto r = hwtest::run_hashwall("index '" + (samples() / "bank").string() + "' --bank '" + bank.string() +
+                                "' --label samples");
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  std::ofstream(tmp / "token") << kToken << "\n";
+  fs::permissions(tmp / "token", fs::perms::owner_read | fs::perms::owner_write);
+  return bank;
+}
+
+std::vector<std::string> writable_args(const TempDir& tmp, const fs::path& bank) {
+  return {"--bank", bank.string(), "--token-file", (tmp / "token").string()};
+}
+
+json post_file(httplib::Client& c, const std::string& path, const fs::path& file, int* status = nullptr) {
+  const std::string body = slurp(file);
+  auto res = c.Post(path.c_str(), body, "application/octet-stream");
+  REQUIRE(res);
+  if (status) *status = res->status;
+  return json::parse(res->body);
+}
+
+}  // namespace
+
+TEST_CASE("an edited upload matches over HTTP and the reply carries the query's own hash", "[server]") {
+  TempDir tmp;
+  const auto bank = make_bank(tmp);
+  ServerProcess srv(tmp.path(), {"--bank", bank.string(), "--read-only"});
+  INFO(srv.log());
+  REQUIRE(srv.port() > 0);
+  auto c = srv.client();
+
+  auto health = c.Get("/v1/health");
+  REQUIRE(health);
+  CHECK(health->status == 200);
+  CHECK(json::parse(health->body)["status"] == "ok");
+
+  int status = 0;
+  json j = post_file(c, "/v1/match", samples() / "uploads" / "mate_Aqua--jpeg30.jpg", &status);
+  CHECK(status == 200);
+  CHECK(j["match"] == true);
+  CHECK(j["status"] == "match");
+  CHECK(j["pdq"].get<std::string>().size() == 64);
+  CHECK(j["quality"].is_number_integer());
+  CHECK(j["sha256"].get<std::string>().size() == 64);
+  REQUIRE(!j["matches"].empty());
+  const json& hit = j["matches"][0];
+  CHECK(hit["label"] == "samples");
+  CHECK(hit["source"].get<std::string>().find("mate_Aqua.jpg") != std::string::npos);
+  CHECK(hit["sha256"].get<std::string>().size() == 64);
+  CHECK(hit["signal"] == "pdq");
+  CHECK(hit["distance"].get<int>() <= j["threshold"].get<int>());
+  CHECK(hit.contains("variant"));
+
+  j = post_file(c, "/v1/match", samples() / "uploads" / "unrelated--mate_Storm.jpg", &status);
+  CHECK(status == 200);
+  CHECK(j["match"] == false);
+  CHECK(j["matches"].empty());
+  CHECK(j["pdq"].get<std::string>().size() == 64);
+
+  // Multipart, as an HTML form or `curl -F image=@...` sends it; a rotated copy.
+  httplib::MultipartFormDataItems form = {
+      {"image", slurp(samples() / "uploads" / "mate_LadyBird--rotated90.jpg"), "rotated.jpg", "image/jpeg"}};
+  auto res = c.Post("/v1/match", form);
+  REQUIRE(res);
+  CHECK(res->status == 200);
+  j = json::parse(res->body);
+  CHECK(j["match"] == true);
+  CHECK(j["file"] == "rotated.jpg");
+  REQUIRE(!j["matches"].empty());
+  CHECK(j["matches"][0]["variant"] != "original");
+
+  // The byte-identical file is decided by its SHA-256.
+  j = post_file(c, "/v1/match", samples() / "bank" / "mate_Aqua.jpg");
+  REQUIRE(!j["matches"].empty());
+  CHECK(j["matches"][0]["exact"] == true);
+  CHECK(j["matches"][0]["signal"] == "sha256");
+
+  // Read-only: writes are refused whatever the token.
+  res = c.Delete("/v1/entries/1");
+  REQUIRE(res);
+  CHECK(res->status == 403);
+}
+
+TEST_CASE("hash-only lookups match without the photo, and bad hex is a 400 naming the problem", "[server]") {
+  TempDir tmp;
+  const auto bank = make_bank(tmp);
+  ServerProcess srv(tmp.path(), {"--bank", bank.string(), "--read-only"});
+  INFO(srv.log());
+  REQUIRE(srv.port() > 0);
+  auto c = srv.client();
+  const std::string pdq = post_file(c, "/v1/match", samples() / "uploads" / "mate_Aqua--jpeg30.jpg")["pdq"];
+
+  auto res = c.Post("/v1/match/hash", json{{"hash", pdq}}.dump(), "application/json");
+  REQUIRE(res);
+  CHECK(res->status == 200);
+  json j = json::parse(res->body);
+  CHECK(j["match"] == true);
+  REQUIRE(j["results"].size() == 1);
+  CHECK(j["results"][0]["pdq"] == pdq);
+  CHECK(j["results"][0]["matches"][0]["label"] == "samples");
+
+  // Many hashes at once, as plain text; the second is far from everything.
+  const std::string other(64, '0');
+  res = c.Post("/v1/match/hash", pdq + "\n" + other + "\n", "text/plain");
+  REQUIRE(res);
+  CHECK(res->status == 200);
+  j = json::parse(res->body);
+  REQUIRE(j["results"].size() == 2);
+  CHECK(j["results"][0]["match"] == true);
+  CHECK(j["results"][1]["match"] == false);
+
+  // A hash sent with a quality below the minimum is undecided, not "no match".
+  res = c.Post("/v1/match/hash", json{{"hashes", {{{"pdq", other}, {"quality", 10}}}}}.dump(), "application/json");
+  REQUIRE(res);
+  CHECK(json::parse(res->body)["results"][0]["status"] == "low-quality");
+
+  for (const auto& [body, type, words] : std::vector<std::tuple<std::string, std::string, std::string>>{
+           {json{{"hash", "abc"}}.dump(), "application/json", "64 hex"},
+           {"{\"hash\": ", "application/json", "malformed JSON"},
+           {std::string(63, 'f') + "g\n", "text/plain", "line 1"},
+           {"", "text/plain", "empty"},
+           {json{{"hashes", 5}}.dump(), "application/json", "array"}}) {
+    INFO(body);
+    res = c.Post("/v1/match/hash", body, type.c_str());
+    REQUIRE(res);
+    CHECK(res->status == 400);
+    j = json::parse(res->body);
+    CHECK(j["code"] == 400);
+    CHECK(j["error"].get<std::string>().find(words) != std::string::npos);
+  }
+  res = c.Post("/v1/match/hash?threshold=abc", json{{"hash", pdq}}.dump(), "application/json");
+  REQUIRE(res);
+  CHECK(res->status == 400);
+}
+
+TEST_CASE("writes need the bearer token; an entry added over the API is matched by the next request", "[server]") {
+  TempDir tmp;
+  const auto bank = make_bank(tmp);
+  ServerProcess srv(tmp.path(), writable_args(tmp, bank));
+  INFO(srv.log());
+  REQUIRE(srv.port() > 0);
+  auto c = srv.client();
+  const auto photo = samples() / "uploads" / "unrelated--skimage_coffee.jpg";
+  const std::string bytes = slurp(photo);
+  CHECK(post_file(c, "/v1/match", photo)["match"] == false);
+
+  auto res = c.Post("/v1/entries?label=case-9", bytes, "image/jpeg");
+  REQUIRE(res);
+  CHECK(res->status == 401);
+  CHECK(json::parse(res->body)["code"] == 401);
+  CHECK(res->has_header("WWW-Authenticate"));
+  res = c.Post("/v1/entries?label=case-9", {{"Authorization", "Bearer wrong-token-xxxxxxxx"}}, bytes, "image/jpeg");
+  REQUIRE(res);
+  CHECK(res->status == 401);
+
+  const httplib::Headers auth = {{"Authorization", std::string("Bearer ") + kToken}};
+  res = c.Post("/v1/entries?label=case-9", auth, bytes, "image/jpeg");
+  REQUIRE(res);
+  INFO(res->body);
+  CHECK(res->status == 201);
+  json j = json::parse(res->body);
+  CHECK(j["added"] == 1);
+  const std::int64_t id = j["ids"][0];
+
+  j = post_file(c, "/v1/match", photo);
+  CHECK(j["match"] == true);
+  CHECK(j["matches"][0]["id"] == id);
+  CHECK(j["matches"][0]["label"] == "case-9");
+
+  // The CLI reads the same bank file while the server has it open.
+  auto q = hwtest::run_hashwall("query '" + photo.string() + "' --bank '" + bank.string() + "' --json");
+  CHECK(q.exit_code == 1);
+
+  // Hashes without photos, as a partner shares them.
+  const std::string h(64, 'a');
+  res = c.Post("/v1/entries", auth, json{{"hashes", {h}}, {"label", "partner"}, {"source", "list-7"}}.dump(),
+               "application/json");
+  REQUIRE(res);
+  CHECK(res->status == 201);
+  res = c.Post("/v1/match/hash", json{{"hash", h}}.dump(), "application/json");
+  REQUIRE(res);
+  CHECK(json::parse(res->body)["results"][0]["matches"][0]["label"] == "partner");
+
+  res = c.Delete(("/v1/entries/" + std::to_string(id)).c_str());
+  REQUIRE(res);
+  CHECK(res->status == 401);
+  res = c.Delete(("/v1/entries/" + std::to_string(id)).c_str(), auth);
+  REQUIRE(res);
+  CHECK(res->status == 200);
+  CHECK(post_file(c, "/v1/match", photo)["match"] == false);
+  res = c.Delete(("/v1/entries/" + std::to_string(id)).c_str(), auth);
+  REQUIRE(res);
+  CHECK(res->status == 404);
+  res = c.Delete("/v1/entries/abc", auth);
+  REQUIRE(res);
+  CHECK(res->status == 400);
+
+  auto stats = c.Get("/v1/stats");
+  REQUIRE(stats);
+  j = json::parse(stats->body);
+  CHECK(j["entries"] == 7);
+  CHECK(j["index_types"]["pdq"].is_string());
+  CHECK(j["uptime_seconds"].get<double>() >= 0);
+}
+
+TEST_CASE("the service refuses to start with writes and no token, and --no-auth off loopback", "[server]") {
+  TempDir tmp;
+  const auto bank = make_bank(tmp);
+  auto r = hwtest::run_hashwall("serve --bank '" + bank.string() + "' --listen 127.0.0.1:0");
+  CHECK(r.exit_code == 2);
+  CHECK(r.err.find("token") != std::string::npos);
+  r = hwtest::run_hashwall("serve --bank '" + bank.string() + "' --no-auth --listen 0.0.0.0:0");
+  CHECK(r.exit_code == 2);
+  CHECK(r.err.find("loopback") != std::string::npos);
+  std::ofstream(tmp / "empty-token") << "\n";
+  r = hwtest::run_hashwall("serve --bank '" + bank.string() + "' --token-file '" + (tmp / "empty-token").string() + "'");
+  CHECK(r.exit_code == 2);
+  r = hwtest::run_hashwall("serve --bank '" + (tmp / "missing.db").string() + "' --read-only");
+  CHECK(r.exit_code == 2);
+}
+
+TEST_CASE("oversized bodies get 413, garbage bytes 400, and the server stays up", "[server]") {
+  TempDir tmp;
+  const auto bank = make_bank(tmp);
+  ServerProcess srv(tmp.path(), {"--bank", bank.string(), "--read-only", "--max-body", "100KB"});
+  INFO(srv.log());
+  REQUIRE(srv.port() > 0);
+  auto c = srv.client();
+  auto res = c.Post("/v1/match", std::string(300'000, 'x'), "application/octet-stream");
+  REQUIRE(res);
+  CHECK(res->status == 413);
+  CHECK(json::parse(res->body)["code"] == 413);
+
+  auto c2 = srv.client();
+  res = c2.Post("/v1/match", std::string("this is not an image at all"), "application/octet-stream");
+  REQUIRE(res);
+  CHECK(res->status == 400);
+  json j = json::parse(res->body);
+  CHECK(j["code"] == 400);
+  CHECK(!j["error"].get<std::string>().empty());
+  res = c2.Post("/v1/match", slurp(samples() / "uploads" / "broken-truncated.jpg"), "image/jpeg");
+  REQUIRE(res);
+  CHECK((res->status == 400 || res->status == 200));
+  res = c2.Post("/v1/match", std::string(), "image/jpeg");
+  REQUIRE(res);
+  CHECK(res->status == 400);
+  res = c2.Get("/v1/nothing-here");
+  REQUIRE(res);
+  CHECK(res->status == 404);
+  CHECK(json::parse(res->body)["code"] == 404);
+  res = c2.Get("/v1/health");
+  REQUIRE(res);
+  CHECK(res->status == 200);
+}
+
+TEST_CASE("a full request queue answers 503 with Retry-After instead of piling up", "[server]") {
+  TempDir tmp;
+  const auto bank = make_bank(tmp);
+  ServerProcess srv(tmp.path(), {"--bank", bank.string(), "--read-only", "--threads", "1", "--queue", "1",
+                                 "--queue-wait", "200", "--timeout", "1"});
+  INFO(srv.log());
+  REQUIRE(srv.port() > 0);
+  // Two idle connections: the first holds the only worker (until the 1 s read timeout),
+  // the second fills the queue.
+  auto idle = [&] {
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<std::uint16_t>(srv.port()));
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    return fd;
+  };
+  const int a = idle();
+  const int b = idle();
+  auto c = srv.client();
+  auto res = c.Get("/v1/stats");
+  REQUIRE(res);
+  CHECK(res->status == 503);
+  CHECK(res->get_header_value("Retry-After") == "1");
+  CHECK(json::parse(res->body)["code"] == 503);
+  // Monitoring still gets through while overloaded.
+  auto c2 = srv.client();
+  res = c2.Get("/metrics");
+  REQUIRE(res);
+  CHECK(res->status == 200);
+  CHECK(res->body.find("hashwall_rejected_total{reason=\"queue_full\"} 1") != std::string::npos);
+  close(a);
+  close(b);
+  // Once the idle connections are gone, requests are served again.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  auto c3 = srv.client();
+  res = c3.Get("/v1/stats");
+  REQUIRE(res);
+  CHECK(res->status == 200);
+}
+
+TEST_CASE("concurrent clients all get answers, and /metrics counts them", "[server]") {
+  TempDir tmp;
+  const auto bank = make_bank(tmp);
+  ServerProcess srv(tmp.path(), writable_args(tmp, bank));
+  INFO(srv.log());
+  REQUIRE(srv.port() > 0);
+  const std::string match_photo = slurp(samples() / "uploads" / "mate_Aqua--jpeg30.jpg");
+  const std::string other_photo = slurp(samples() / "uploads" / "unrelated--mate_Storm.jpg");
+  std::atomic<int> ok{0}, bad{0}, matched{0};
+  std::vector<std::thread> clients;
+  for (int t = 0; t < 6; ++t) {
+    clients.emplace_back([&, t] {
+      httplib::Client c("127.0.0.1", srv.port());
+      c.set_keep_alive(true);
+      c.set_read_timeout(30, 0);
+      std::mt19937 rng(static_cast<unsigned>(t));
+      for (int i = 0; i < 25; ++i) {
+        const int kind = (i + t) % 5;
+        auto request = [&]() -> httplib::Result {
+          if (kind == 0) return c.Post("/v1/match", match_photo, "image/jpeg");
+          if (kind == 1) return c.Post("/v1/match", other_photo, "image/jpeg");
+          std::string h;
+          for (int k = 0; k < 64; ++k) h += "0123456789abcdef"[rng() % 16];
+          if (kind == 4 && t == 0)
+            return c.Post("/v1/entries", {{"Authorization", std::string("Bearer ") + kToken}},
+                          json{{"hash", h}}.dump(), "application/json");
+          return c.Post("/v1/match/hash", json{{"hash", h}}.dump(), "application/json");
+        };
+        httplib::Result res = request();
+        if (res && (res->status == 200 || res->status == 201)) {
+          ++ok;
+          if (kind == 0 && json::parse(res->body)["match"] == true) ++matched;
+        } else {
+          ++bad;
+        }
+      }
+    });
+  }
+  for (auto& t : clients) t.join();
+  CHECK(bad == 0);
+  CHECK(ok == 150);
+  CHECK(matched == 30);
+  auto c = srv.client();
+  auto res = c.Get("/metrics");
+  REQUIRE(res);
+  CHECK(res->body.find("hashwall_requests_total{endpoint=\"/v1/match\",code=\"200\"} 60") != std::string::npos);
+  CHECK(res->body.find("hashwall_request_duration_seconds_bucket{endpoint=\"/v1/match\",le=\"+Inf\"} 60") !=
+        std::string::npos);
+  CHECK(res->body.find("hashwall_queue_depth") != std::string::npos);
+  CHECK(res->body.find("hashwall_matches_total") != std::string::npos);
+}
+
+TEST_CASE("SIGTERM during load: in-flight requests finish, the process exits 0, the bank checks ok", "[server]") {
+  TempDir tmp;
+  const auto bank = make_bank(tmp);
+  ServerProcess srv(tmp.path(), writable_args(tmp, bank));
+  INFO(srv.log());
+  REQUIRE(srv.port() > 0);
+  const std::string photo = slurp(samples() / "uploads" / "mate_Aqua--jpeg30.jpg");
+  std::atomic<bool> stop{false};
+  std::atomic<int> answered{0}, wrong{0};
+  std::vector<std::thread> clients;
+  for (int t = 0; t < 4; ++t) {
+    clients.emplace_back([&, t] {
+      httplib::Client c("127.0.0.1", srv.port());
+      c.set_read_timeout(10, 0);
+      c.set_connection_timeout(1, 0);
+      std::mt19937 rng(static_cast<unsigned>(t + 100));
+      for (int i = 0; i < 400 && !stop; ++i) {
+        auto request = [&]() -> httplib::Result {
+          if (t != 0) return c.Post("/v1/match", photo, "image/jpeg");
+          std::string h;
+          for (int k = 0; k < 64; ++k) h += "0123456789abcdef"[rng() % 16];
+          return c.Post("/v1/entries", {{"Authorization", std::string("Bearer ") + kToken}},
+                        json{{"hash", h}}.dump(), "application/json");
+        };
+        httplib::Result res = request();
+        if (!res) continue;  // connection refused or closed: the server is going away
+        // Every answer that arrives is a whole, well-formed one.
+        if (res->status >= 500 && res->status != 503) ++wrong;
+        else if (json::parse(res->body, nullptr, false).is_discarded()) ++wrong;
+        else ++answered;
+      }
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));
+  srv.terminate();
+  const int code = srv.wait_exit(15);
+  stop = true;
+  for (auto& t : clients) t.join();
+  CHECK(code == 0);
+  CHECK(answered > 0);
+  CHECK(wrong == 0);
+  CHECK(srv.log().find("stopped") != std::string::npos);
+  auto check = hwtest::run_hashwall("check --bank '" + bank.string() + "'");
+  INFO(check.out << check.err);
+  CHECK(check.exit_code == 0);
+}
+
+TEST_CASE("hash request bodies: JSON, text and CSV forms parse; malformed ones say why", "[server]") {
+  using hashwall::server::parse_hash_body;
+  const std::string h(64, 'a'), H(64, 'B');
+  auto r = parse_hash_body("{\"hash\": \"" + h + "\", \"quality\": 70}", "application/json", 10);
+  REQUIRE(r.error.empty());
+  REQUIRE(r.items.size() == 1);
+  CHECK(r.items[0].quality == 70);
+  r = parse_hash_body("[\"" + h + "\", {\"pdq\": \"" + H + "\", \"name\": \"x\"}]", "", 10);
+  REQUIRE(r.error.empty());
+  CHECK(r.items.size() == 2);
+  CHECK(r.items[1].name == "x");
+  r = parse_hash_body(h + "\r\n# comment\n\n" + H + "\n", "text/plain; charset=utf-8", 10);
+  REQUIRE(r.error.empty());
+  CHECK(r.items.size() == 2);
+  r = parse_hash_body(h + ",80,photo.jpg\n", "text/csv", 10);
+  REQUIRE(r.error.empty());
+  CHECK(r.items[0].quality == 80);
+  CHECK(r.items[0].name == "photo.jpg");
+
+  CHECK(parse_hash_body(h + "\n" + h + "\n" + h + "\n", "text/plain", 2).error.find("too many") != std::string::npos);
+  CHECK(!parse_hash_body("{\"hash\": 5}", "application/json", 10).error.empty());
+  CHECK(!parse_hash_body("{\"hash\": \"" + h + "\", \"quality\": 101}", "application/json", 10).error.empty());
+  CHECK(!parse_hash_body("{\"hashes\": [null]}", "application/json", 10).error.empty());
+  CHECK(!parse_hash_body("{\"label\": 3, \"hash\": \"" + h + "\"}", "application/json", 10).error.empty());
+  CHECK(!parse_hash_body("\x00\xff\xfe", "application/octet-stream", 10).error.empty());
+  CHECK(!parse_hash_body("{\"hashes\": []}", "application/json", 10).error.empty());
+  CHECK(!parse_hash_body("   \n", "text/plain", 10).error.empty());
+}
+
+TEST_CASE("the token check compares digests and refuses an empty expected token", "[server]") {
+  using hashwall::server::token_matches;
+  CHECK(token_matches("secret-token-1234", "secret-token-1234"));
+  CHECK_FALSE(token_matches("secret-token-1235", "secret-token-1234"));
+  CHECK_FALSE(token_matches("secret", "secret-token-1234"));
+  CHECK_FALSE(token_matches("", ""));
+}
+
+TEST_CASE("metrics render as a Prometheus histogram with cumulative buckets", "[server]") {
+  using namespace hashwall::server;
+  Metrics m;
+  m.record(Endpoint::MatchHash, 200, 0.0004);
+  m.record(Endpoint::MatchHash, 200, 0.003);
+  m.record(Endpoint::MatchHash, 400, 20.0);
+  m.record_verdict(true);
+  CHECK(classify("POST", "/v1/match/hash") == Endpoint::MatchHash);
+  CHECK(classify("DELETE", "/v1/entries/12") == Endpoint::EntriesRemove);
+  CHECK(classify("GET", "/v1/match") == Endpoint::Other);
+  const std::string text = m.prometheus(MetricsSnapshot{3, 1, 10, 5.0});
+  CHECK(text.find("hashwall_requests_total{endpoint=\"/v1/match/hash\",code=\"200\"} 2") != std::string::npos);
+  CHECK(text.find("hashwall_errors_total{endpoint=\"/v1/match/hash\"} 1") != std::string::npos);
+  CHECK(text.find("hashwall_request_duration_seconds_bucket{endpoint=\"/v1/match/hash\",le=\"0.0005\"} 1") !=
+        std::string::npos);
+  CHECK(text.find("hashwall_request_duration_seconds_bucket{endpoint=\"/v1/match/hash\",le=\"0.005\"} 2") !=
+        std::string::npos);
+  CHECK(text.find("hashwall_request_duration_seconds_bucket{endpoint=\"/v1/match/hash\",le=\"+Inf\"} 3") !=
+        std::string::npos);
+  CHECK(text.find("hashwall_queue_depth 3") != std::string::npos);
+  CHECK(text.find("hashwall_matches_total 1") != std::string::npos);
+}
