@@ -3,6 +3,9 @@
 #include "bank/bank.hpp"
 
 #include <sqlite3.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 #include <algorithm>
 #include <charconv>
@@ -457,8 +460,9 @@ Bank::~Bank() {
   }
 }
 
-std::unique_ptr<Bank> Bank::open(const fs::path& path, OpenMode mode,
+std::unique_ptr<Bank> Bank::open(const fs::path& path_in, OpenMode mode_in,
                                  const BankConfig& config_for_new_bank) {
+  auto open_file = [&](const fs::path& path, OpenMode mode) -> std::unique_ptr<Bank> {
   std::error_code ec;
   const bool exists = fs::exists(path, ec);
   if (!exists && mode != OpenMode::Create) throw Error(ErrorKind::Bank, path.string(), kNoBank);
@@ -513,6 +517,27 @@ std::unique_ptr<Bank> Bank::open(const fs::path& path, OpenMode mode,
   impl->read_config();
   impl->load_or_build_index();
   return std::unique_ptr<Bank>(new Bank(std::move(impl)));
+  };
+  std::error_code ec;
+  if (mode_in != OpenMode::Create || fs::exists(path_in, ec)) return open_file(path_in, mode_in);
+  // A new bank is made complete under a temporary name and then linked into place, so a
+  // crash during creation never leaves an empty database where the bank should be.
+  const fs::path dir = path_in.has_parent_path() ? path_in.parent_path() : fs::path(".");
+  const fs::path tmp = dir / ("." + path_in.filename().string() + ".creating-" + std::to_string(::getpid()));
+  for (const char* suffix : {"", "-wal", "-shm", "-journal"}) fs::remove(tmp.string() + suffix, ec);
+  open_file(tmp, OpenMode::Create).reset();
+  fs::remove(pdq_index_path(tmp), ec);
+  if (::link(tmp.c_str(), path_in.c_str()) != 0 && errno != EEXIST) {
+    // Filesystems without hard links: a rename (which could replace a bank created by
+    // another process in the same instant; link() above is the no-clobber path).
+    if (::rename(tmp.c_str(), path_in.c_str()) != 0) {
+      const int e = errno;
+      fs::remove(tmp, ec);
+      throw Error(ErrorKind::Io, path_in.string(), std::string("cannot create the bank: ") + std::strerror(e));
+    }
+  }
+  for (const char* suffix : {"", "-wal", "-shm", "-journal"}) fs::remove(tmp.string() + suffix, ec);
+  return open_file(path_in, OpenMode::ReadWrite);
 }
 
 const fs::path& Bank::path() const { return impl_->path; }
@@ -535,8 +560,10 @@ AddResult Bank::add(std::span<const NewEntry> entries) {
     // Rows inserted earlier in this transaction are visible to these look-ups, so a
     // duplicate within the batch is caught the same way as one already in the bank.
     Stmt by_sha(m.conn, "SELECT id FROM entries WHERE sha256 = ?1");
+    // INDEXED BY: left to itself, SQLite walks the sha256 UNIQUE index over every
+    // imported (NULL) row, which makes large imports quadratic.
     Stmt by_hash(m.conn,
-                 "SELECT id FROM entries WHERE sha256 IS NULL AND source = ?1 AND pdq = ?2 "
+                 "SELECT id FROM entries INDEXED BY entries_unhashed WHERE sha256 IS NULL AND source = ?1 AND pdq = ?2 "
                  "AND origin = ?3 ORDER BY id LIMIT 1");
     Stmt insert(m.conn,
                 "INSERT INTO entries(sha256, pdq, quality, label, source, origin, added_at) "

@@ -90,7 +90,9 @@ std::vector<fs::path> collect_files(const std::vector<std::string>& paths, bool 
         it.disable_recursion_pending();
         continue;
       }
-      if (!it->is_regular_file(e2) && !it->is_symlink(e2)) continue;
+      // Special files (FIFOs, sockets, devices) with an image name are reported by the
+      // reader as 'not a regular file' rather than silently passed over.
+      if (it->is_directory(e2)) continue;
       if (all_files || has_image_extension(it->path())) found.push_back(it->path());
     }
     std::sort(found.begin(), found.end());
