@@ -132,7 +132,7 @@ TEST_CASE("the bad-input corpus is complete and small", "[bad-input]") {
   for (const auto& name : accepted_images()) CHECK(fs::exists(bad_dir() / name));
 }
 
-TEST_CASE("truncated, empty, bomb and animated-WebP files are refused naming file and reason",
+TEST_CASE("truncated empty bomb and animated-WebP files are refused naming file and reason",
           "[bad-input]") {
   for (const auto& [name, reason] : refused_images()) {
     const fs::path file = bad_dir() / name;
@@ -145,7 +145,7 @@ TEST_CASE("truncated, empty, bomb and animated-WebP files are refused naming fil
   CHECK(max_child_rss_kib() < kMaxRssKiB);
 }
 
-TEST_CASE("16-bit, alpha, palette, CMYK and misnamed images hash like the plain picture",
+TEST_CASE("16-bit alpha palette CMYK and misnamed images hash like the plain picture",
           "[bad-input]") {
   const auto png = hash_of(bad_dir() / "png-named.jpg");  // a plain 8-bit BGR PNG
   CHECK(png.quality == 100);
@@ -176,7 +176,7 @@ TEST_CASE("16-bit, alpha, palette, CMYK and misnamed images hash like the plain 
   CHECK(max_child_rss_kib() < kMaxRssKiB);
 }
 
-TEST_CASE("absurd EXIF orientations and offsets are ignored, a valid tag still applies",
+TEST_CASE("absurd EXIF orientations and offsets are ignored a valid tag still applies",
           "[bad-input]") {
   const auto plain = hash_of(bad_dir() / "jpeg-named.png");  // the same JPEG without EXIF
   for (const char* name : {"exif-orientation-0.jpg", "exif-orientation-9.jpg",
@@ -214,7 +214,7 @@ TEST_CASE("indexing the bad corpus adds the valid images and names every refused
   CHECK(max_child_rss_kib() < kMaxRssKiB);
 }
 
-TEST_CASE("symlink loops, FIFOs, unreadable and non-UTF-8 names in an indexed folder",
+TEST_CASE("symlink loops FIFOs unreadable and non-UTF-8 names in an indexed folder",
           "[bad-input]") {
   TempDir tmp;
   const auto dir = tmp / "corpus";
@@ -292,7 +292,7 @@ TEST_CASE("malformed hash lists are refused line by line and leave the bank unch
   }
 }
 
-TEST_CASE("CRLF, BOM and repeated lines in hash lists import the right entries", "[bad-input]") {
+TEST_CASE("CRLF BOM and repeated lines in hash lists import the right entries", "[bad-input]") {
   TempDir tmp;
   const auto bank = tmp / "bank.db";
   const auto import = [&](const char* file, const char* format) {

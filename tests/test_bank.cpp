@@ -210,7 +210,7 @@ TEST_CASE("imported hashes are duplicates only with the same hash from the same 
   CHECK(found_ids(*bank, a, 0).size() == 3);
 }
 
-TEST_CASE("removed entries are no longer found, also after reopening", "[bank]") {
+TEST_CASE("removed entries are no longer found also after reopening", "[bank]") {
   hwtest::TempDir dir;
   const auto path = dir / "bank.db";
   std::mt19937_64 rng(4);

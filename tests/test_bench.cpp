@@ -69,7 +69,7 @@ TEST_CASE("ties are ranked pessimistically and missing queries lower micro-AP", 
   CHECK(micro_ap(preds, GroundTruth{-1, -1}) == 0.0);
 }
 
-TEST_CASE("every edit makes a valid image of plausible size, the same for the same seed", "[bench]") {
+TEST_CASE("every edit makes a valid image of plausible size the same for the same seed", "[bench]") {
   const cv::Mat img = test_image();
   const std::vector<cv::Mat> others = {test_image(200, 300), test_image(300, 300), test_image(240, 160)};
   std::vector<std::string> names;
@@ -103,7 +103,7 @@ TEST_CASE("every edit makes a valid image of plausible size, the same for the sa
   CHECK_THROWS_AS(apply_edit(cv::Mat(), *noise, 1), hashwall::Error);
 }
 
-TEST_CASE("a tiny robustness run reports every signal, edit and family", "[bench]") {
+TEST_CASE("a tiny robustness run reports every signal edit and family", "[bench]") {
   hwtest::TempDir tmp;
   RobustnessOptions o;
   o.files = sample_bank();

@@ -71,7 +71,7 @@ TEST_CASE("every command answers --help with examples and exit codes", "[cli]") 
   CHECK(run_hashwall("query").exit_code == 2);
 }
 
-TEST_CASE("the samples: edited uploads match their originals, unrelated photos do not", "[cli]") {
+TEST_CASE("the samples: edited uploads match their originals unrelated photos do not", "[cli]") {
   const auto samples = hwtest::source_dir() / "samples";
   REQUIRE(fs::is_directory(samples / "bank"));
   TempDir tmp;
@@ -114,7 +114,7 @@ TEST_CASE("the samples: edited uploads match their originals, unrelated photos d
   CHECK(errors == 1);
 }
 
-TEST_CASE("100 indexed photos: edited copies match, 100 unrelated photos do not", "[cli][shared]") {
+TEST_CASE("100 indexed photos: edited copies match 100 unrelated photos do not", "[cli][shared]") {
   HW_REQUIRE_SHARED(shared);
   const auto all = photos_in(shared / "photos" / "bsds500");
   REQUIRE(all.size() >= 200);
@@ -204,7 +204,7 @@ TEST_CASE("a truncated JPEG and a text file named .jpg are reported and skipped"
   CHECK_FALSE(fs::exists(tmp / "nobank.db"));
 }
 
-TEST_CASE("hash lists round-trip through export and import; a bad list imports nothing", "[cli]") {
+TEST_CASE("hash lists round-trip through export and import and a bad list imports nothing", "[cli]") {
   const auto samples = hwtest::source_dir() / "samples" / "bank";
   TempDir tmp;
   const auto bank = tmp / "a.db", bank2 = tmp / "b.db";
@@ -232,7 +232,7 @@ TEST_CASE("hash lists round-trip through export and import; a bad list imports n
   CHECK_FALSE(fs::exists(bank2));
 }
 
-TEST_CASE("remove by label makes entries unmatchable; stats and check report the bank", "[cli]") {
+TEST_CASE("remove by label makes entries unmatchable and stats and check report the bank", "[cli]") {
   const auto samples = hwtest::source_dir() / "samples" / "bank";
   const auto photo = photos_in(samples)[0];
   TempDir tmp;

@@ -147,7 +147,7 @@ TEST_CASE("a bank killed with SIGKILL at 100 random moments of index stays whole
   CHECK(hwtest::run_hashwall("check --bank " + q(bank)).exit_code == 0);
 }
 
-TEST_CASE("a full disk fails the batch, says so, and leaves the bank as it was", "[crash]") {
+TEST_CASE("a full disk fails the batch says so and leaves the bank as it was", "[crash]") {
   TempDir tmp;
   make_corpus(tmp / "first", 10, 2);
   make_corpus(tmp / "second", 150, 3);
@@ -188,7 +188,7 @@ TEST_CASE("a full disk fails the batch, says so, and leaves the bank as it was",
   CHECK(chk.exit_code == 0);
 }
 
-TEST_CASE("two index runs into one bank at once: no corruption, nothing lost", "[crash]") {
+TEST_CASE("two index runs into one bank at once: no corruption nothing lost", "[crash]") {
   TempDir tmp;
   make_corpus(tmp / "a", 60, 4);
   make_corpus(tmp / "b", 60, 5);

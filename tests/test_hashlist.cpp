@@ -43,7 +43,7 @@ TEST_CASE("list format names round-trip and unknown names are refused", "[hashli
   CHECK_FALSE(parse_list_format(""));
 }
 
-TEST_CASE("a pdq-photo-hasher line gives hash, quality and file name", "[hashlist]") {
+TEST_CASE("a pdq-photo-hasher line gives hash quality and file name", "[hashlist]") {
   const auto list = parse_hash_list(kHashA + ",100,aaa-orig.jpg\n", ListFormat::PdqCsv);
   REQUIRE(list.errors.empty());
   REQUIRE(list.items.size() == 1);
@@ -80,7 +80,7 @@ TEST_CASE("an empty pdq-csv quality field reads as an unknown quality", "[hashli
   CHECK(list.items[0].name == "x.jpg");
 }
 
-TEST_CASE("pdq-csv round-trips, with an unknown quality written as an empty field", "[hashlist]") {
+TEST_CASE("pdq-csv round-trips with an unknown quality written as an empty field", "[hashlist]") {
   const std::vector<ListItem> items = {
       {H(kHashA), 100, "aaa-orig.jpg", 1},
       {H(kHashB), std::nullopt, "no quality, with comma.png", 2},
@@ -162,7 +162,7 @@ TEST_CASE("upper-case hex is accepted and written back in lower case", "[hashlis
   }
 }
 
-TEST_CASE("a BOM, CRLF line ends, blank lines, comments and padding are tolerated", "[hashlist]") {
+TEST_CASE("a BOM CRLF line ends blank lines comments and padding are tolerated", "[hashlist]") {
   const std::string text = "\xEF\xBB\xBF# exported 2024-05-01\r\n" + kHashA + ",100,a.jpg\r\n" +
                            "\r\n" + "   \t \r\n" + "  # indented comment\r\n" + "  " + kHashB +
                            ",77,b.jpg  \r\n" + kHashC + ",5,c.jpg";  // no final line end
@@ -199,7 +199,7 @@ TEST_CASE("empty input and comment-only input give an empty list without errors"
   CHECK(write(ListFormat::PdqCsv, {}).empty());
 }
 
-TEST_CASE("duplicate lines are all kept, for the bank to deduplicate", "[hashlist]") {
+TEST_CASE("duplicate lines are all kept for the bank to deduplicate", "[hashlist]") {
   const auto list = parse_hash_list(kHashA + "\n" + kHashA + "\n", ListFormat::Hex);
   REQUIRE(list.errors.empty());
   CHECK(list.items.size() == 2);
@@ -290,7 +290,7 @@ TEST_CASE("an hma line with text after the hash is reported", "[hashlist]") {
                        "unexpected text 'extra' after the hash at column 70");
 }
 
-TEST_CASE("every bad line is reported, and the good lines are still read", "[hashlist]") {
+TEST_CASE("every bad line is reported and the good lines are still read", "[hashlist]") {
   const std::string text = kHashA + ",100,good1.jpg\n" +        // 1 ok
                            kHashA.substr(1) + ",100,x.jpg\n" +  // 2 short
                            "# comment\n" +                      // 3

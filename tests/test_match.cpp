@@ -75,7 +75,7 @@ TEST_CASE("a query within the threshold matches and one beyond it does not", "[m
   CHECK(Matcher(*f.bank, loose).match(query_of(flip_bits(f.a, 32, f.rng), 100)).verdict == Verdict::Match);
 }
 
-TEST_CASE("a low-quality query is undecided, never a silent no-match", "[match]") {
+TEST_CASE("a low-quality query is undecided never a silent no-match", "[match]") {
   Fixture f;
   const Matcher m(*f.bank, {});
   const auto r = m.match(query_of(f.a, 49));
@@ -83,7 +83,7 @@ TEST_CASE("a low-quality query is undecided, never a silent no-match", "[match]"
   CHECK(r.hits.empty());
 }
 
-TEST_CASE("a low-quality entry is never matched by PDQ; an imported one without quality is", "[match]") {
+TEST_CASE("a low-quality entry is never matched by PDQ and an imported one without quality is", "[match]") {
   Fixture f;
   const Matcher m(*f.bank, {});
   CHECK(m.match(query_of(f.low, 100)).verdict == Verdict::NoMatch);
@@ -120,7 +120,7 @@ TEST_CASE("the nearest dihedral variant decides and is named", "[match]") {
   CHECK(Matcher(*f.bank, no_dihedral).match(q).verdict == Verdict::NoMatch);
 }
 
-TEST_CASE("at most top hits are reported, nearest first", "[match]") {
+TEST_CASE("at most top hits are reported nearest first", "[match]") {
   hwtest::TempDir tmp;
   auto bank = Bank::open(tmp / "b.db", OpenMode::Create);
   std::mt19937_64 rng(5);

@@ -226,7 +226,7 @@ TEST_CASE("both indexes agree with brute force on random hashes with planted nea
   }
 }
 
-TEST_CASE("searching an empty index, or with a negative radius, finds nothing", "[pdq_index]") {
+TEST_CASE("searching an empty index or with a negative radius finds nothing", "[pdq_index]") {
   std::mt19937_64 rng(3);
   const Hash256 q = random_hash(rng);
   for (const char* type : kTypes) {
@@ -271,7 +271,7 @@ TEST_CASE("memory use is reported and grows with the index", "[pdq_index]") {
   }
 }
 
-TEST_CASE("a saved index loads back with its generation, type and hits", "[pdq_index]") {
+TEST_CASE("a saved index loads back with its generation type and hits", "[pdq_index]") {
   hwtest::TempDir dir;
   std::mt19937_64 rng(11);
   std::vector<Hash256> hashes(500);
@@ -308,7 +308,7 @@ TEST_CASE("a saved index loads back with its generation, type and hits", "[pdq_i
   CHECK(gen == 7);
 }
 
-TEST_CASE("a truncated or corrupted index cache is rejected, never trusted", "[pdq_index]") {
+TEST_CASE("a truncated or corrupted index cache is rejected never trusted", "[pdq_index]") {
   hwtest::TempDir dir;
   std::mt19937_64 rng(13);
   std::vector<Hash256> hashes(8);

@@ -202,7 +202,7 @@ TEST_CASE("an edited upload matches over HTTP and the reply carries the query's 
   CHECK(res->status == 403);
 }
 
-TEST_CASE("hash-only lookups match without the photo, and bad hex is a 400 naming the problem", "[server]") {
+TEST_CASE("hash-only lookups match without the photo and bad hex is a 400 naming the problem", "[server]") {
   TempDir tmp;
   const auto bank = make_bank(tmp);
   ServerProcess srv(tmp.path(), {"--bank", bank.string(), "--read-only"});
@@ -254,7 +254,7 @@ TEST_CASE("hash-only lookups match without the photo, and bad hex is a 400 namin
   CHECK(res->status == 400);
 }
 
-TEST_CASE("writes need the bearer token; an entry added over the API is matched by the next request", "[server]") {
+TEST_CASE("writes need the bearer token and an entry added over the API is matched by the next request", "[server]") {
   TempDir tmp;
   const auto bank = make_bank(tmp);
   ServerProcess srv(tmp.path(), writable_args(tmp, bank));
@@ -324,7 +324,7 @@ TEST_CASE("writes need the bearer token; an entry added over the API is matched 
   CHECK(j["uptime_seconds"].get<double>() >= 0);
 }
 
-TEST_CASE("the service refuses to start with writes and no token, and --no-auth off loopback", "[server]") {
+TEST_CASE("the service refuses to start with writes and no token and --no-auth off loopback", "[server]") {
   TempDir tmp;
   const auto bank = make_bank(tmp);
   auto r = hwtest::run_hashwall("serve --bank '" + bank.string() + "' --listen 127.0.0.1:0");
@@ -340,7 +340,7 @@ TEST_CASE("the service refuses to start with writes and no token, and --no-auth 
   CHECK(r.exit_code == 2);
 }
 
-TEST_CASE("oversized bodies get 413, garbage bytes 400, and the server stays up", "[server]") {
+TEST_CASE("oversized bodies get 413 garbage bytes 400 and the server stays up", "[server]") {
   TempDir tmp;
   const auto bank = make_bank(tmp);
   ServerProcess srv(tmp.path(), {"--bank", bank.string(), "--read-only", "--max-body", "100KB"});
@@ -417,7 +417,7 @@ TEST_CASE("a full request queue answers 503 with Retry-After instead of piling u
   CHECK(res->status == 200);
 }
 
-TEST_CASE("concurrent clients all get answers, and /metrics counts them", "[server]") {
+TEST_CASE("concurrent clients all get answers and /metrics counts them", "[server]") {
   TempDir tmp;
   const auto bank = make_bank(tmp);
   ServerProcess srv(tmp.path(), writable_args(tmp, bank));
@@ -469,7 +469,7 @@ TEST_CASE("concurrent clients all get answers, and /metrics counts them", "[serv
   CHECK(res->body.find("hashwall_matches_total") != std::string::npos);
 }
 
-TEST_CASE("SIGTERM during load: in-flight requests finish, the process exits 0, the bank checks ok", "[server]") {
+TEST_CASE("SIGTERM during load: in-flight requests finish the process exits 0 the bank checks ok", "[server]") {
   TempDir tmp;
   const auto bank = make_bank(tmp);
   ServerProcess srv(tmp.path(), writable_args(tmp, bank));
@@ -516,7 +516,7 @@ TEST_CASE("SIGTERM during load: in-flight requests finish, the process exits 0, 
   CHECK(check.exit_code == 0);
 }
 
-TEST_CASE("hash request bodies: JSON, text and CSV forms parse; malformed ones say why", "[server]") {
+TEST_CASE("hash request bodies: JSON text and CSV forms parse and malformed ones say why", "[server]") {
   using hashwall::server::parse_hash_body;
   const std::string h(64, 'a'), H(64, 'B');
   auto r = parse_hash_body("{\"hash\": \"" + h + "\", \"quality\": 70}", "application/json", 10);
