@@ -25,52 +25,59 @@ constexpr float kLumaR = 0.299f, kLumaG = 0.587f, kLumaB = 0.114f;
 // pixel: ceil(old / (2 * new)).
 int jarosz_window(int old_dim, int new_dim) { return (old_dim + 2 * new_dim - 1) / (2 * new_dim); }
 
-// One box-filter pass along a strided vector. Four phases keep the window centred and
-// shrink it at both ends, exactly as the reference does (its division by the running
-// window size is part of the hash).
-void box_1d(const float* in, float* out, int length, int stride, int window) {
+// One box-filter pass along many lines ("lanes") in lockstep. Per lane it is the
+// reference's box1DFloat: four phases keep the window centred and shrink it at both ends,
+// and the division by the running window size is part of the hash. All lanes share the
+// window size and do their operations in the reference's order, so the result is
+// bit-identical to filtering the lanes one by one, but the lanes' running
+// sums are independent chains the CPU can overlap, and columns are read row by row
+// instead of one cache line per pixel. Lane l, step k is at l * lane_stride + k * step.
+void box_lanes(const float* in, float* out, int lanes, int steps, std::ptrdiff_t lane_stride,
+               std::ptrdiff_t step, int window, std::vector<float>& sum) {
   const int half = (window + 2) / 2;
   const int phase1 = half - 1;
   const int phase2 = window - half + 1;
-  const int phase3 = length - window;
+  const int phase3 = steps - window;
   const int phase4 = half - 1;
-  int li = 0, ri = 0, oi = 0;
-  float sum = 0.0f, current = 0.0f;
-  for (int i = 0; i < phase1; ++i) {
-    sum += in[ri];
+  sum.assign(static_cast<std::size_t>(lanes), 0.0f);
+  float* s = sum.data();
+  std::ptrdiff_t li = 0, ri = 0, oi = 0;
+  float current = 0.0f;
+  for (int i = 0; i < phase1; ++i, ri += step) {
+    for (int l = 0; l < lanes; ++l) s[l] += in[ri + l * lane_stride];
     current++;
-    ri += stride;
   }
-  for (int i = 0; i < phase2; ++i) {
-    sum += in[ri];
+  for (int i = 0; i < phase2; ++i, ri += step, oi += step) {
     current++;
-    out[oi] = sum / current;
-    ri += stride;
-    oi += stride;
+    for (int l = 0; l < lanes; ++l) {
+      s[l] += in[ri + l * lane_stride];
+      out[oi + l * lane_stride] = s[l] / current;
+    }
   }
-  for (int i = 0; i < phase3; ++i) {
-    sum += in[ri];
-    sum -= in[li];
-    out[oi] = sum / current;
-    li += stride;
-    ri += stride;
-    oi += stride;
+  for (int i = 0; i < phase3; ++i, li += step, ri += step, oi += step) {
+    for (int l = 0; l < lanes; ++l) {
+      s[l] += in[ri + l * lane_stride];
+      s[l] -= in[li + l * lane_stride];
+      out[oi + l * lane_stride] = s[l] / current;
+    }
   }
-  for (int i = 0; i < phase4; ++i) {
-    sum -= in[li];
+  for (int i = 0; i < phase4; ++i, li += step, oi += step) {
     current--;
-    out[oi] = sum / current;
-    li += stride;
-    oi += stride;
+    for (int l = 0; l < lanes; ++l) {
+      s[l] -= in[li + l * lane_stride];
+      out[oi + l * lane_stride] = s[l] / current;
+    }
   }
 }
 
 void jarosz_filter(float* a, float* b, int rows, int cols, int win_along_rows, int win_along_cols) {
+  std::vector<float> sums;
   for (int pass = 0; pass < kJaroszPasses; ++pass) {
-    for (int i = 0; i < rows; ++i) box_1d(&a[i * cols], &b[i * cols], cols, 1, win_along_rows);
-    for (int j = 0; j < cols; ++j) box_1d(&b[j], &a[j], rows, cols, win_along_cols);
+    box_lanes(a, b, rows, cols, cols, 1, win_along_rows, sums);  // along each row
+    box_lanes(b, a, cols, rows, 1, cols, win_along_cols, sums);  // down each column
   }
 }
+
 
 // Sample the blurred image at the centres of a 64x64 grid.
 void decimate(const float* in, int rows, int cols, float out[kBuf][kBuf]) {
