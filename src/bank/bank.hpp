@@ -38,7 +38,10 @@ struct BankConfig {
   int pdq_threshold = 31;  // Meta's recommended PDQ match distance
   int min_quality = 50;    // PDQ: quality below 50 is not trusted (Meta's pdq README)
   std::string index_type = "auto";  // "auto", "flat" or "multihash"
-  std::int64_t multihash_min_entries = 200000;  // "auto" switches to multihash from here
+  // "auto" switches to multihash from here: at 10k entries an 8-hash query costs 1.1 ms
+  // flat vs 0.07 ms multihash, at 100k 10.7 ms vs 0.5 ms (docs/BENCHMARKS.md), while
+  // multihash holds about 0.8-1.2 kB per entry at these sizes.
+  std::int64_t multihash_min_entries = 20000;
 };
 
 struct AddResult {
