@@ -81,7 +81,7 @@ int run_index(const IndexArgs& a) {
             it.already_in_bank = true;
             return;
           }
-          const LoadedImage img = decode_image(bytes, files[i].string(), opt);
+          const LoadedImage img = decode_image(bytes, files[i].string(), opt, sha);
           const Fingerprint f = fingerprint(img, opt.mode);
           NewEntry e;
           e.sha256 = f.sha256;

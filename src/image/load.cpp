@@ -128,7 +128,7 @@ cv::Mat apply_orientation(const cv::Mat& img, int orientation) {
 }
 
 LoadedImage decode_image(std::span<const std::uint8_t> bytes, const std::string& name,
-                         const LoadOptions& opt) {
+                         const LoadOptions& opt, std::string known_sha256) {
   silence_opencv_logging();
   if (bytes.empty()) throw Error(ErrorKind::Format, name, "empty file");
   LoadedImage out;
@@ -145,7 +145,7 @@ LoadedImage decode_image(std::span<const std::uint8_t> bytes, const std::string&
                 "image is " + std::to_string(p.width) + "x" + std::to_string(p.height) + " (" +
                     std::to_string(declared / 1'000'000) + " MP), over the limit of " +
                     std::to_string(opt.max_pixels / 1'000'000) + " MP");
-  out.sha256 = sha256_hex(bytes);
+  out.sha256 = known_sha256.empty() ? sha256_hex(bytes) : std::move(known_sha256);
 
   cv::Mat pixels;
   try {

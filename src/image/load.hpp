@@ -44,8 +44,10 @@ struct LoadedImage {
 
 // Throws hashwall::Error naming `name` and the reason (not an image, unsupported format,
 // truncated, too many pixels, unreadable file).
+// `known_sha256`: the caller's SHA-256 of these bytes, when it already computed it (e.g.
+// `index` hashes first to skip files already in the bank); empty: computed here.
 LoadedImage decode_image(std::span<const std::uint8_t> bytes, const std::string& name,
-                         const LoadOptions& options);
+                         const LoadOptions& options, std::string known_sha256 = {});
 LoadedImage load_image(const std::filesystem::path& file, const LoadOptions& options);
 
 // Reads a whole regular file (throws Error{Io} with strerror on failure).
