@@ -20,6 +20,7 @@
 
 #include <httplib.h>
 #include <nlohmann/json.hpp>
+#include <opencv2/imgcodecs.hpp>
 
 #include "server/metrics.hpp"
 #include "server/service.hpp"
@@ -190,6 +191,16 @@ TEST_CASE("an edited upload matches over HTTP and the reply carries the query's 
   REQUIRE(!j["matches"].empty());
   CHECK(j["matches"][0]["variant"] != "original");
 
+  // A captioned copy: PDQ misses it, the bank's other signals (on by default) catch it,
+  // and the reply says which decided and where the photo sits in the upload.
+  j = post_file(c, "/v1/match", samples() / "uploads" / "skimage_chelsea--caption.jpg");
+  CHECK(j["match"] == true);
+  REQUIRE(!j["matches"].empty());
+  CHECK(j["matches"][0]["signal"] != "pdq");
+  CHECK(j["matches"][0]["distance"].get<int>() > j["threshold"].get<int>());
+  CHECK(j["matches"][0]["inliers"].get<int>() >= j["local_min_inliers"].get<int>());
+  CHECK(j["matches"][0]["region"].size() == 4);
+
   // The byte-identical file is decided by its SHA-256.
   j = post_file(c, "/v1/match", samples() / "bank" / "mate_Aqua.jpg");
   REQUIRE(!j["matches"].empty());
@@ -287,6 +298,24 @@ TEST_CASE("writes need the bearer token and an entry added over the API is match
   CHECK(j["match"] == true);
   CHECK(j["matches"][0]["id"] == id);
   CHECK(j["matches"][0]["label"] == "case-9");
+
+  // The entry added over the API carries the bank's local features: a crop of the photo
+  // (which PDQ misses) is found through them.
+  {
+    cv::Mat img = cv::imread(photo.string(), cv::IMREAD_COLOR);
+    REQUIRE_FALSE(img.empty());
+    const cv::Mat crop = img(cv::Rect(img.cols / 5, img.rows / 5, img.cols * 3 / 5, img.rows * 3 / 5)).clone();
+    std::vector<std::uint8_t> jpg;
+    cv::imencode(".jpg", crop, jpg, {cv::IMWRITE_JPEG_QUALITY, 80});
+    auto cr = c.Post("/v1/match", std::string(jpg.begin(), jpg.end()), "image/jpeg");
+    REQUIRE(cr);
+    const json cj = json::parse(cr->body);
+    INFO(cr->body);
+    CHECK(cj["match"] == true);
+    REQUIRE(!cj["matches"].empty());
+    CHECK(cj["matches"][0]["id"] == id);
+    CHECK(cj["matches"][0]["inliers"].get<int>() >= cj["local_min_inliers"].get<int>());
+  }
 
   // The CLI reads the same bank file while the server has it open.
   auto q = hwtest::run_hashwall("query '" + photo.string() + "' --bank '" + bank.string() + "' --json");

@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
+#include <cstdlib>
 
 #include <algorithm>
 #include <charconv>
@@ -18,6 +20,8 @@
 #include <unordered_map>
 
 #include "core/error.hpp"
+#include "embed/embed_index.hpp"
+#include "local/local_index.hpp"
 
 #ifndef HASHWALL_VERSION
 #define HASHWALL_VERSION "unknown"
@@ -29,7 +33,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-constexpr int kFormatVersion = 1;
+// 1: PDQ only. 2: adds the local_features and embeddings tables (a version-1 bank opened
+// for writing is upgraded in place; read-only, it simply has neither).
+constexpr int kFormatVersion = 2;
 constexpr int kBusyTimeoutMs = 5000;
 constexpr const char* kNoBank =
     "no bank here (create one with 'hashwall index' or 'hashwall import')";
@@ -59,6 +65,56 @@ CREATE TABLE entries(
 CREATE INDEX entries_label ON entries(label);
 CREATE INDEX entries_unhashed ON entries(source, pdq) WHERE sha256 IS NULL;
 )sql";
+
+constexpr const char* kSignalSchema = R"sql(
+CREATE TABLE IF NOT EXISTS local_features(
+  entry_id    INTEGER PRIMARY KEY,
+  keypoints   BLOB NOT NULL,
+  descriptors BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS embeddings(
+  entry_id INTEGER PRIMARY KEY,
+  vector   BLOB NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS entries_delete_signals AFTER DELETE ON entries BEGIN
+  DELETE FROM local_features WHERE entry_id = old.id;
+  DELETE FROM embeddings WHERE entry_id = old.id;
+END;
+)sql";
+
+constexpr const char* kKnownSignals[] = {"pdq", "local", "embed"};
+
+std::vector<std::string> split_signals(std::string_view s) {
+  std::vector<std::string> out;
+  std::size_t at = 0;
+  while (at <= s.size()) {
+    const auto comma = s.find(',', at);
+    const auto part = s.substr(at, comma == std::string_view::npos ? std::string_view::npos : comma - at);
+    if (!part.empty()) out.emplace_back(part);
+    if (comma == std::string_view::npos) break;
+    at = comma + 1;
+  }
+  return out;
+}
+
+std::string join_signals(const std::vector<std::string>& v) {
+  std::string out;
+  for (const auto& x : v) out += (out.empty() ? "" : ",") + x;
+  return out;
+}
+
+// The signals in canonical order, or why they are not acceptable.
+std::string validate_signals(const std::vector<std::string>& v) {
+  for (const auto& x : v)
+    if (std::find(std::begin(kKnownSignals), std::end(kKnownSignals), x) == std::end(kKnownSignals))
+      return "unknown signal '" + x + "' (known: pdq, local, embed)";
+  if (std::find(v.begin(), v.end(), "pdq") == v.end()) return "every bank holds the pdq signal";
+  return {};
+}
+
+std::string float_blob(std::span<const float> v) {
+  return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float));
+}
 
 std::optional<std::int64_t> parse_int(std::string_view s) {
   std::int64_t v = 0;
@@ -140,6 +196,9 @@ class Stmt {
                                    SQLITE_TRANSIENT));
   }
   Stmt& bind_null(int i) { return check(sqlite3_bind_null(s_, i)); }
+  Stmt& bind_blob(int i, std::string_view v) {
+    return check(sqlite3_bind_blob(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
+  }
 
   // True while there is a row.
   bool step() {
@@ -228,6 +287,10 @@ const char* origin_name(Origin o) noexcept {
   return o == Origin::Imported ? "imported" : "indexed";
 }
 
+bool BankConfig::has(std::string_view signal) const {
+  return std::find(signals.begin(), signals.end(), signal) != signals.end();
+}
+
 fs::path pdq_index_path(const fs::path& bank) { return fs::path(bank.string() + ".pdq-index"); }
 
 struct Bank::Impl {
@@ -245,6 +308,16 @@ struct Bank::Impl {
   mutable std::uint64_t generation = 0;  // the bank generation `index` reflects
   mutable bool dirty = false;            // `index` differs from the cache file
   mutable std::int64_t data_version = -1;
+
+  // The other signals' indexes: built at the first search that needs them, extended by
+  // add(), rebuilt when the generation moved on (removals, other writers).
+  bool signal_tables = false;  // false: a version-1 bank opened read-only
+  mutable std::shared_mutex signals_mu;
+  mutable std::unique_ptr<LocalIndex> local_index;
+  mutable std::uint64_t local_gen = ~std::uint64_t{0};
+  mutable std::unique_ptr<EmbedIndex> embed_index;
+  mutable std::uint64_t embed_gen = ~std::uint64_t{0};
+  int embed_dim = 0;  // from the first stored vector; 0 while none
 
   ~Impl() {
     if (conn.db) sqlite3_close_v2(conn.db);
@@ -401,6 +474,48 @@ struct Bank::Impl {
     return removed;
   }
 
+  // Expects db_mu held.
+  std::unique_ptr<LocalIndex> build_local(std::uint64_t* gen) const {
+    auto idx = std::make_unique<LocalIndex>();
+    if (!signal_tables) return idx;
+    Transaction read(conn, "BEGIN");
+    *gen = read_generation();
+    Stmt s(conn, "SELECT entry_id, keypoints, descriptors FROM local_features ORDER BY entry_id");
+    while (s.step()) {
+      try {
+        idx->add(s.i64(0), decode_local(s.blob(1), s.blob(2), conn.path));
+      } catch (const Error&) {
+        // Damaged rows are left out here; check() names them.
+      }
+    }
+    read.commit();
+    idx->prepare();
+    return idx;
+  }
+
+  std::unique_ptr<EmbedIndex> build_embed(std::uint64_t* gen) const {
+    Transaction read(conn, "BEGIN");
+    *gen = read_generation();
+    std::unique_ptr<EmbedIndex> idx;
+    if (signal_tables) {
+      Stmt s(conn, "SELECT entry_id, vector FROM embeddings ORDER BY entry_id");
+      while (s.step()) {
+        const auto b = s.blob(1);
+        if (b.empty() || b.size() % sizeof(float) != 0) continue;
+        const int dim = static_cast<int>(b.size() / sizeof(float));
+        if (!idx) idx = std::make_unique<EmbedIndex>(dim);
+        if (dim != idx->dim()) continue;
+        std::vector<float> v(static_cast<std::size_t>(dim));
+        std::memcpy(v.data(), b.data(), b.size());
+        idx->add(s.i64(0), v);
+      }
+    }
+    read.commit();
+    if (!idx) idx = std::make_unique<EmbedIndex>(std::max(embed_dim, 1));
+    idx->prepare();
+    return idx;
+  }
+
   void read_config() {
     const auto fv = meta("format_version");
     const auto v = fv ? parse_int(*fv) : std::nullopt;
@@ -426,6 +541,33 @@ struct Bank::Impl {
     if (!t || !valid_index_type(*t)) bad_meta("index_type");
     config.index_type = *t;
     read_generation();  // validates it
+    // Version-1 banks predate these keys: PDQ only.
+    if (const auto sg = meta("signals")) {
+      config.signals = split_signals(*sg);
+      if (!validate_signals(config.signals).empty()) bad_meta("signals");
+    }
+    if (meta("local_min_inliers")) config.local_min_inliers = static_cast<int>(int_meta("local_min_inliers", 3, 100000));
+    if (const auto m = meta("embed_model")) config.embed_model = *m;
+    if (const auto t2 = meta("embed_threshold")) {
+      char* end = nullptr;
+      config.embed_threshold = std::strtod(t2->c_str(), &end);
+      if (end == t2->c_str() || *end != '\0' || !(config.embed_threshold >= -1 && config.embed_threshold <= 1))
+        bad_meta("embed_threshold");
+    }
+    if (config.has("embed") && config.embed_model.empty()) bad_meta("embed_model");
+    signal_tables =
+        count("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'local_features'") > 0;
+  }
+
+  // A version-1 bank opened for writing gains the signal tables.
+  void upgrade_if_old() {
+    if (format_version >= 2 || mode == OpenMode::ReadOnly) return;
+    Transaction tx(conn, "BEGIN IMMEDIATE");
+    conn.exec(kSignalSchema);
+    set_meta("format_version", std::to_string(kFormatVersion));
+    tx.commit();
+    format_version = kFormatVersion;
+    signal_tables = true;
   }
 
   void create_schema(const BankConfig& cfg) {
@@ -436,11 +578,19 @@ struct Bank::Impl {
         throw Error(ErrorKind::Bank, conn.path,
                     "not a hashwall bank: an SQLite database without a meta table");
       conn.exec(kSchema);
+      conn.exec(kSignalSchema);
       set_meta("format_version", std::to_string(kFormatVersion));
       set_meta("created_at", std::to_string(static_cast<std::int64_t>(std::time(nullptr))));
       set_meta("created_by", std::string("hashwall ") + HASHWALL_VERSION);
       set_meta("generation", "0");
-      set_meta("signals", "pdq");
+      set_meta("signals", join_signals(cfg.signals));
+      set_meta("local_min_inliers", std::to_string(cfg.local_min_inliers));
+      if (cfg.has("embed")) {
+        set_meta("embed_model", cfg.embed_model);
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%.6f", cfg.embed_threshold);
+        set_meta("embed_threshold", buf);
+      }
       set_meta("pdq_threshold", std::to_string(cfg.pdq_threshold));
       set_meta("min_quality", std::to_string(cfg.min_quality));
       set_meta("index_type", cfg.index_type);
@@ -479,6 +629,10 @@ std::unique_ptr<Bank> Bank::open(const fs::path& path_in, OpenMode mode_in,
                   "index type must be auto, flat or multihash, not '" + c.index_type + "'");
     if (c.multihash_min_entries < 0)
       throw Error(ErrorKind::Usage, "", "multihash_min_entries must not be negative");
+    if (const auto why = validate_signals(c.signals); !why.empty()) throw Error(ErrorKind::Usage, "", why);
+    if (c.has("embed") && c.embed_model.empty())
+      throw Error(ErrorKind::Usage, "", "the embed signal needs a model");
+    if (c.local_min_inliers < 3) throw Error(ErrorKind::Usage, "", "local_min_inliers must be at least 3");
   }
 
   auto impl = std::make_unique<Impl>();
@@ -515,6 +669,7 @@ std::unique_ptr<Bank> Bank::open(const fs::path& path_in, OpenMode mode_in,
   }
   if (create) impl->create_schema(config_for_new_bank);
   impl->read_config();
+  impl->upgrade_if_old();
   impl->load_or_build_index();
   return std::unique_ptr<Bank>(new Bank(std::move(impl)));
   };
@@ -552,6 +707,7 @@ AddResult Bank::add(std::span<const NewEntry> entries) {
   r.was_duplicate.reserve(entries.size());
   std::vector<std::int64_t> new_ids;
   std::vector<Hash256> new_hashes;
+  std::vector<std::size_t> new_inputs;  // which input each new id came from
   std::uint64_t gen_before = 0;
   try {
     Transaction tx(m.conn, "BEGIN IMMEDIATE");
@@ -568,6 +724,11 @@ AddResult Bank::add(std::span<const NewEntry> entries) {
     Stmt insert(m.conn,
                 "INSERT INTO entries(sha256, pdq, quality, label, source, origin, added_at) "
                 "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+    std::optional<Stmt> insert_local, insert_embed;
+    if (m.signal_tables && m.config.has("local"))
+      insert_local.emplace(m.conn, "INSERT INTO local_features(entry_id, keypoints, descriptors) VALUES(?1, ?2, ?3)");
+    if (m.signal_tables && m.config.has("embed"))
+      insert_embed.emplace(m.conn, "INSERT INTO embeddings(entry_id, vector) VALUES(?1, ?2)");
     for (std::size_t i = 0; i < entries.size(); ++i) {
       const NewEntry& e = entries[i];
       const auto where = [&] { return "entry " + std::to_string(i + 1) + " of the batch: "; };
@@ -614,11 +775,32 @@ AddResult Bank::add(std::span<const NewEntry> entries) {
           .bind(7, now);
       insert.step();
       const std::int64_t id = sqlite3_last_insert_rowid(m.conn.db);
+      if (insert_local && e.local) {
+        const cv::Mat d = e.local->descriptors.isContinuous() ? e.local->descriptors : e.local->descriptors.clone();
+        if (d.rows != static_cast<int>(e.local->points.size()) || (d.rows > 0 && d.cols != kOrbBytes))
+          throw Error(ErrorKind::Bank, m.conn.path, where() + "local features with mismatched descriptors");
+        insert_local->reset();
+        insert_local->bind(1, id)
+            .bind_blob(2, encode_points(*e.local))
+            .bind_blob(3, std::string_view(reinterpret_cast<const char*>(d.data), d.total()));
+        insert_local->step();
+      }
+      if (insert_embed && !e.embedding.empty()) {
+        if (m.embed_dim == 0) m.embed_dim = static_cast<int>(e.embedding.size());
+        if (static_cast<int>(e.embedding.size()) != m.embed_dim)
+          throw Error(ErrorKind::Bank, m.conn.path,
+                      where() + "embedding of " + std::to_string(e.embedding.size()) + " values, the bank holds " +
+                          std::to_string(m.embed_dim));
+        insert_embed->reset();
+        insert_embed->bind(1, id).bind_blob(2, float_blob(e.embedding));
+        insert_embed->step();
+      }
       r.ids.push_back(id);
       r.was_duplicate.push_back(false);
       ++r.added;
       new_ids.push_back(id);
       new_hashes.push_back(e.pdq);
+      new_inputs.push_back(i);
     }
     if (r.added > 0) m.set_meta("generation", std::to_string(gen_before + 1));
     tx.commit();
@@ -644,6 +826,32 @@ AddResult Bank::add(std::span<const NewEntry> entries) {
     m.index->add(new_ids, new_hashes);
     m.generation = gen_before + 1;
     m.dirty = true;
+  }
+  // Extend the other signals' indexes when they were current; otherwise the next search
+  // rebuilds them.
+  {
+    std::unique_lock write(m.signals_mu);
+    if (m.local_index && m.local_gen == gen_before) {
+      for (std::size_t k = 0; k < new_ids.size(); ++k)
+        if (const auto& f = entries[new_inputs[k]].local) m.local_index->add(new_ids[k], *f);
+      m.local_index->prepare();
+      m.local_gen = gen_before + 1;
+    }
+    if (m.embed_index && m.embed_gen == gen_before) {
+      bool ok = true;
+      for (std::size_t k = 0; k < new_ids.size() && ok; ++k) {
+        const auto& v = entries[new_inputs[k]].embedding;
+        if (v.empty()) continue;
+        if (static_cast<int>(v.size()) != m.embed_index->dim()) ok = false;
+        else m.embed_index->add(new_ids[k], v);
+      }
+      if (ok) {
+        m.embed_index->prepare();
+        m.embed_gen = gen_before + 1;
+      } else {
+        m.embed_index.reset();
+      }
+    }
   }
   return r;
 }
@@ -748,6 +956,80 @@ std::vector<PdqMatch> Bank::search_pdq(std::span<const Hash256> queries, int max
   return out;
 }
 
+std::vector<LocalMatch> Bank::search_local(const LocalFeatures& query, const LocalVerifyParams& params) const {
+  auto& m = *impl_;
+  std::vector<LocalMatch> out;
+  if (!m.config.has("local") || query.size() == 0) return out;
+  std::uint64_t gen = 0;
+  {
+    std::lock_guard lock(m.db_mu);
+    m.refresh_if_changed();
+    gen = m.generation;
+  }
+  bool fresh;
+  {
+    std::shared_lock read(m.signals_mu);
+    fresh = m.local_index && m.local_gen == gen;
+  }
+  if (!fresh) {
+    std::uint64_t built_gen = 0;
+    std::unique_ptr<LocalIndex> idx;
+    {
+      std::lock_guard lock(m.db_mu);
+      idx = m.build_local(&built_gen);
+    }
+    std::unique_lock write(m.signals_mu);
+    m.local_index = std::move(idx);
+    m.local_gen = built_gen;
+  }
+  std::shared_lock read(m.signals_mu);
+  for (const LocalCandidate& c : m.local_index->candidates(query)) {
+    const auto f = m.local_index->features(c.id);
+    if (!f) continue;
+    out.push_back({c.id, c.votes, verify_local(query, *f, params)});
+  }
+  std::sort(out.begin(), out.end(), [](const LocalMatch& a, const LocalMatch& b) {
+    return a.verification.inliers != b.verification.inliers ? a.verification.inliers > b.verification.inliers
+                                                            : a.id < b.id;
+  });
+  return out;
+}
+
+std::vector<EmbedMatch> Bank::search_embed(std::span<const float> query, int k, float min_similarity) const {
+  auto& m = *impl_;
+  std::vector<EmbedMatch> out;
+  if (!m.config.has("embed") || query.empty()) return out;
+  std::uint64_t gen = 0;
+  {
+    std::lock_guard lock(m.db_mu);
+    m.refresh_if_changed();
+    gen = m.generation;
+  }
+  bool fresh;
+  {
+    std::shared_lock read(m.signals_mu);
+    fresh = m.embed_index && m.embed_gen == gen;
+  }
+  if (!fresh) {
+    std::uint64_t built_gen = 0;
+    std::unique_ptr<EmbedIndex> idx;
+    {
+      std::lock_guard lock(m.db_mu);
+      idx = m.build_embed(&built_gen);
+    }
+    std::unique_lock write(m.signals_mu);
+    m.embed_index = std::move(idx);
+    m.embed_gen = built_gen;
+  }
+  std::shared_lock read(m.signals_mu);
+  if (static_cast<int>(query.size()) != m.embed_index->dim() && m.embed_index->size() > 0)
+    throw Error(ErrorKind::Usage, m.conn.path,
+                "the query embedding has " + std::to_string(query.size()) + " values, the bank's " +
+                    std::to_string(m.embed_index->dim()));
+  for (const auto& h : m.embed_index->search(query, k, min_similarity)) out.push_back({h.id, h.similarity});
+  return out;
+}
+
 BankStats Bank::stats() const {
   auto& m = *impl_;
   std::lock_guard lock(m.db_mu);
@@ -767,7 +1049,29 @@ BankStats Bank::stats() const {
     st.low_quality = s.i64(3);
     st.labels = m.count("SELECT count(DISTINCT label) FROM entries WHERE label <> ''");
     st.generation = m.read_generation();
+    if (m.signal_tables) {
+      Stmt l(m.conn,
+             "SELECT count(*), coalesce(sum(length(keypoints) / 4 - 1), 0), "
+             "coalesce(sum(length(keypoints) + length(descriptors) + 16), 0) FROM local_features");
+      l.step();
+      st.local_entries = l.i64(0);
+      st.local_keypoints = l.i64(1);
+      st.local_db_bytes = static_cast<std::uintmax_t>(l.i64(2));
+      Stmt e(m.conn, "SELECT count(*), coalesce(sum(length(vector) + 16), 0) FROM embeddings");
+      e.step();
+      st.embed_entries = e.i64(0);
+      st.embed_db_bytes = static_cast<std::uintmax_t>(e.i64(1));
+    }
     read.commit();
+  }
+  st.signals = m.config.signals;
+  st.embed_model = m.config.embed_model;
+  {
+    std::shared_lock slock(m.signals_mu);
+    if (m.local_index) {
+      st.local_memory_bytes = m.local_index->memory_bytes();
+      st.local_index_type = m.local_index->type();
+    }
   }
   st.format_version = m.format_version;
   st.db_bytes = file_size_or_zero(m.path) + file_size_or_zero(fs::path(m.path.string() + "-wal"));

@@ -13,6 +13,7 @@
 
 #include "bank/pdq_index.hpp"
 #include "hash/hash256.hpp"
+#include "local/local_features.hpp"
 
 namespace hashwall {
 
@@ -26,6 +27,10 @@ struct NewEntry {
   std::string label;
   std::string source;  // file path, or the name given in an imported list
   Origin origin = Origin::Indexed;
+  // Further signals, present when the bank records them and the entry was made from an
+  // image (imported hash lists carry PDQ only).
+  std::optional<LocalFeatures> local;
+  std::vector<float> embedding;  // L2-normalised; empty: none
 };
 
 struct Entry : NewEntry {
@@ -42,6 +47,14 @@ struct BankConfig {
   // flat vs 0.07 ms multihash, at 100k 10.7 ms vs 0.5 ms (docs/BENCHMARKS.md), while
   // multihash holds about 0.8-1.2 kB per entry at these sizes.
   std::int64_t multihash_min_entries = 20000;
+  // Which signals entries carry: "pdq" always; "local" (ORB keypoints, src/local) and
+  // "embed" (learned embedding, src/embed) on request.
+  std::vector<std::string> signals = {"pdq"};
+  int local_min_inliers = 12;  // geometric inliers for a local-feature match
+  std::string embed_model;     // "<file name>@<sha256 of the model file>" when embed is on
+  double embed_threshold = 0;  // cosine similarity for an embedding match
+
+  bool has(std::string_view signal) const;
 };
 
 struct AddResult {
@@ -63,12 +76,32 @@ struct BankStats {
   std::uintmax_t index_cache_bytes = 0;
   std::size_t index_memory_bytes = 0;
   int format_version = 0;
+  std::vector<std::string> signals;
+  std::int64_t local_entries = 0;     // entries with local features
+  std::int64_t local_keypoints = 0;   // over all of them
+  std::uintmax_t local_db_bytes = 0;  // their share of the database
+  std::size_t local_memory_bytes = 0; // the local index, when built (0 until a query needs it)
+  std::string local_index_type;       // "" until built
+  std::int64_t embed_entries = 0;
+  std::uintmax_t embed_db_bytes = 0;
+  std::string embed_model;
 };
 
 struct CheckReport {
   bool ok = true;
   std::vector<std::string> problems;  // empty when ok
   std::vector<std::string> notes;     // harmless findings, e.g. an older index cache
+};
+
+struct LocalMatch {
+  std::int64_t id;
+  int votes;  // query descriptors that found one of the entry's among their neighbours
+  LocalVerification verification;
+};
+
+struct EmbedMatch {
+  std::int64_t id;
+  float similarity;  // cosine
 };
 
 struct PdqMatch {
@@ -106,6 +139,13 @@ class Bank {
   // Every entry within max_distance of any query hash, one row per entry carrying its
   // best distance and which query produced it; nearest first, ties by id. Thread-safe.
   std::vector<PdqMatch> search_pdq(std::span<const Hash256> queries, int max_distance) const;
+
+  // Local features: candidates by descriptor votes, each verified by a RANSAC fit; every
+  // verified candidate is returned (matched or not), most inliers first. Empty when the
+  // bank has no local signal. Thread-safe; the index is built at the first call.
+  std::vector<LocalMatch> search_local(const LocalFeatures& query, const LocalVerifyParams& params) const;
+  // Embeddings: the k most similar entries with similarity >= min_similarity.
+  std::vector<EmbedMatch> search_embed(std::span<const float> query, int k, float min_similarity) const;
 
   BankStats stats() const;
   // SQLite integrity_check, schema, and index cache vs records.

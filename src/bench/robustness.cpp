@@ -16,6 +16,7 @@
 #include "bank/bank.hpp"
 #include "bench/edits.hpp"
 #include "core/error.hpp"
+#include "embed/embedder.hpp"
 #include "image/load.hpp"
 #include "match/fingerprint.hpp"
 #include "match/matcher.hpp"
@@ -135,9 +136,11 @@ class MatcherSignal final : public BenchSignal {
   MatcherSignal(const Matcher& m, const Bank& bank, std::vector<int> ref_of_id)
       : matcher_(m), bank_(bank), ref_of_id_(std::move(ref_of_id)) {}
   SignalInfo info() const override {
-    return {"combined", "hashwall's Matcher: PDQ+dihedral <= " + std::to_string(bank_.config().pdq_threshold) +
-                            ", both sides PDQ quality >= " + std::to_string(bank_.config().min_quality),
-            "-(distance) of its hits"};
+    std::string rule = "hashwall's Matcher: PDQ+dihedral <= " + std::to_string(bank_.config().pdq_threshold) +
+                       " (both sides PDQ quality >= " + std::to_string(bank_.config().min_quality) + ")";
+    if (bank_.config().has("embed")) rule += ", or embed";
+    if (bank_.config().has("local")) rule += ", or local";
+    return {"combined", rule, "-(PDQ distance) of its hits"};
   }
   Outcome evaluate(const Query& q, int truth) const override {
     Outcome o;
@@ -157,6 +160,85 @@ class MatcherSignal final : public BenchSignal {
   const Matcher& matcher_;
   const Bank& bank_;
   std::vector<int> ref_of_id_;
+};
+
+// Local features alone: the bank's descriptor index proposes entries, a RANSAC fit
+// verifies them; the score is the number of geometric inliers.
+class LocalSignal final : public BenchSignal {
+ public:
+  LocalSignal(const Bank& bank, std::vector<int> ref_of_id, int min_inliers)
+      : bank_(bank), ref_of_id_(std::move(ref_of_id)), min_inliers_(min_inliers) {}
+  SignalInfo info() const override {
+    return {"local", ">= " + std::to_string(min_inliers_) + " RANSAC inliers (ORB keypoints, mirror tried when the photo as given finds nothing)",
+            "inliers of the verified candidates"};
+  }
+  Outcome evaluate(const Query& q, int truth) const override {
+    Outcome o;
+    if (!q.fp.local) return o;
+    LocalVerifyParams vp;
+    vp.min_inliers = min_inliers_;
+    std::vector<LocalMatch> found = bank_.search_local(*q.fp.local, vp);
+    const bool any = std::any_of(found.begin(), found.end(), [](const LocalMatch& m) { return m.verification.matched; });
+    if (!any && q.fp.local_mirror) {
+      auto more = bank_.search_local(*q.fp.local_mirror, vp);
+      found.insert(found.end(), more.begin(), more.end());
+    }
+    std::vector<std::pair<int, float>> scores;
+    for (const LocalMatch& m : found) {
+      const auto id = static_cast<std::size_t>(m.id);
+      const int ref = id < ref_of_id_.size() ? ref_of_id_[id] : -1;
+      if (ref < 0) continue;
+      if (m.verification.matched) {
+        o.declared = true;
+        if (ref == truth) o.right = true;
+      }
+      auto it = std::find_if(scores.begin(), scores.end(), [&](const auto& p) { return p.first == ref; });
+      const float s = static_cast<float>(m.verification.inliers);
+      if (it == scores.end()) scores.push_back({ref, s});
+      else it->second = std::max(it->second, s);
+    }
+    std::sort(scores.begin(), scores.end(), [](const auto& a, const auto& b) { return a.second > b.second || (a.second == b.second && a.first < b.first); });
+    if (scores.size() > kTopPerQuery) scores.resize(kTopPerQuery);
+    o.top = std::move(scores);
+    return o;
+  }
+
+ private:
+  const Bank& bank_;
+  std::vector<int> ref_of_id_;
+  int min_inliers_;
+};
+
+// The learned embedding alone: cosine similarity over the bank's embedding index.
+class EmbedSignal final : public BenchSignal {
+ public:
+  EmbedSignal(const Bank& bank, std::vector<int> ref_of_id, double threshold)
+      : bank_(bank), ref_of_id_(std::move(ref_of_id)), threshold_(threshold) {}
+  SignalInfo info() const override {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "cosine similarity >= %.3f", threshold_);
+    return {"embed", buf, "cosine similarity"};
+  }
+  Outcome evaluate(const Query& q, int truth) const override {
+    Outcome o;
+    if (q.fp.embedding.empty()) return o;
+    for (const EmbedMatch& m : bank_.search_embed(q.fp.embedding, static_cast<int>(kTopPerQuery), -1.f)) {
+      const auto id = static_cast<std::size_t>(m.id);
+      const int ref = id < ref_of_id_.size() ? ref_of_id_[id] : -1;
+      if (ref < 0) continue;
+      if (m.similarity >= threshold_) {
+        o.declared = true;
+        if (ref == truth) o.right = true;
+      }
+      o.top.push_back({ref, m.similarity});
+    }
+    return o;
+  }
+
+ private:
+  const Bank& bank_;
+  std::vector<int> ref_of_id_;
+  double threshold_;
 };
 
 cv::Mat cap_side(const cv::Mat& img, int max_side) {
@@ -281,15 +363,31 @@ RobustnessReport run_robustness(const RobustnessOptions& opt) {
   std::vector<std::optional<NewEntry>> entries(nknown);
   std::vector<cv::Mat> phashes(nknown);
   std::vector<std::string> errors(files.size());
+  BankConfig bank_cfg;
+  bank_cfg.signals = opt.signals;
+  bank_cfg.local_min_inliers = opt.local_min_inliers;
+  const bool has_local = bank_cfg.has("local"), has_embed = bank_cfg.has("embed");
+  if (has_embed) {
+    if (!opt.embedder) throw Error(ErrorKind::Usage, "", "the embed signal needs a model");
+    bank_cfg.embed_model = opt.embedder->model_id();
+    bank_cfg.embed_threshold = opt.embedder->config().threshold;
+  }
   LoadOptions fast;  // the defaults: what index/query use
+  fast.want_color = has_embed;
+  FingerprintOptions entry_fp, query_fp;
+  entry_fp.local = query_fp.local = has_local;
+  entry_fp.for_query = false;
+  if (has_embed) entry_fp.embedder = query_fp.embedder = opt.embedder;
   parallel_for("indexing known photos", nknown, opt.jobs, opt, [&](std::size_t i) {
     try {
       const LoadedImage img = load_image(files[i], fast);
-      const Fingerprint f = fingerprint(img, fast.mode);
+      const Fingerprint f = fingerprint(img, fast.mode, entry_fp);
       NewEntry e;
       e.sha256 = f.sha256;
       e.pdq = f.pdq.hashes[0];
       e.quality = f.pdq.quality;
+      e.local = f.local;
+      e.embedding = f.embedding;
       e.label = "bench";
       e.source = files[i].string();
       entries[i] = std::move(e);
@@ -298,7 +396,9 @@ RobustnessReport run_robustness(const RobustnessOptions& opt) {
       errors[i] = e.what();
     }
   });
-  auto bank = Bank::open(bank_path, OpenMode::Create);
+  auto bank = Bank::open(bank_path, OpenMode::Create, bank_cfg);
+  rep.bank_signals = bank_cfg.signals;
+  rep.embed_model = bank_cfg.embed_model;
   std::vector<NewEntry> to_add;
   std::vector<int> ref_of_file(files.size(), -1);
   std::vector<Reference> refs;
@@ -324,6 +424,8 @@ RobustnessReport run_robustness(const RobustnessOptions& opt) {
   signals.push_back(std::make_unique<PdqSignal>(refs, bank->config().pdq_threshold, false));
   signals.push_back(std::make_unique<PdqSignal>(refs, bank->config().pdq_threshold, true));
   signals.push_back(std::make_unique<PhashSignal>(refs, opt.phash_threshold));
+  if (has_embed) signals.push_back(std::make_unique<EmbedSignal>(*bank, ref_of_id, bank_cfg.embed_threshold));
+  if (has_local) signals.push_back(std::make_unique<LocalSignal>(*bank, ref_of_id, bank_cfg.local_min_inliers));
   signals.push_back(std::make_unique<MatcherSignal>(matcher, *bank, ref_of_id));
   for (const auto& s : signals) rep.signals.push_back(s->info());
 
@@ -360,7 +462,7 @@ RobustnessReport run_robustness(const RobustnessOptions& opt) {
       const cv::Mat edited = apply_edit(src, edits[e], seed, others);
       const auto bytes = encode_upload(edited, edits[e]);
       const LoadedImage img = decode_image(bytes, edits[e].name, fast);
-      const Fingerprint fp = fingerprint(img, fast.mode);
+      const Fingerprint fp = fingerprint(img, fast.mode, query_fp);
       const Query q{fp, img.pixels};
       QueryRecord rec;
       rec.truth = truth;
@@ -384,6 +486,13 @@ RobustnessReport run_robustness(const RobustnessOptions& opt) {
       by_edit[r.edit].push_back(&r);
     }
   rep.queries = static_cast<std::int64_t>(all.size());
+  rep.max_distractor_score.assign(signals.size(), -1e9);
+  for (const QueryRecord* r : all) {
+    if (r->truth >= 0) continue;
+    for (std::size_t k = 0; k < signals.size(); ++k)
+      if (!r->outcomes[k].top.empty())
+        rep.max_distractor_score[k] = std::max(rep.max_distractor_score[k], static_cast<double>(r->outcomes[k].top.front().second));
+  }
   auto make_row = [&](std::string name, std::string family, const std::vector<const QueryRecord*>& rows) {
     ResultRow row{std::move(name), std::move(family), {}};
     for (std::size_t s = 0; s < signals.size(); ++s) row.signals.push_back(score_rows(rows, s, opt.precision_target));
@@ -492,6 +601,8 @@ json robustness_json(const RobustnessReport& rep) {
   j["max_side"] = rep.max_side;
   j["precision_target"] = rep.precision_target;
   j["seconds"] = rep.seconds;
+  j["bank_signals"] = rep.bank_signals;
+  j["embed_model"] = rep.embed_model;
   json sig = json::array();
   for (std::size_t s = 0; s < rep.signals.size(); ++s) {
     json p = json::array();
@@ -499,6 +610,7 @@ json robustness_json(const RobustnessReport& rep) {
     sig.push_back({{"name", rep.signals[s].name},
                    {"rule", rep.signals[s].rule},
                    {"score", rep.signals[s].score},
+                   {"max_distractor_score", s < rep.max_distractor_score.size() ? json(rep.max_distractor_score[s]) : json(nullptr)},
                    {"pr_curve", {{"columns", {"score", "precision", "recall"}}, {"points", p}}}});
   }
   j["signals"] = sig;
@@ -522,12 +634,14 @@ std::string robustness_markdown(const RobustnessReport& rep) {
   o << "Signals and their default decisions:\n\n";
   for (const auto& s : rep.signals) o << "- **" << s.name << "**: " << s.rule << "; ranked by " << s.score << "\n";
   o << "\n#### Overall\n\n";
-  o << "| signal | recall at default | false matches (distractor queries) | recall at " << p
-    << " % precision (threshold) | µAP |\n|---|---:|---:|---:|---:|\n";
+  o << "| signal | recall at default | false matches (distractor queries) | best distractor score | recall at " << p
+    << " % precision (threshold) | µAP |\n|---|---:|---:|---:|---:|---:|\n";
   for (std::size_t s = 0; s < rep.signals.size(); ++s) {
     const auto& sc = rep.overall.signals[s];
     o << "| " << rep.signals[s].name << " | " << pct(sc.recall) << " % | " << sc.false_matches << " of "
       << sc.negatives << " | "
+      << (s < rep.max_distractor_score.size() && rep.max_distractor_score[s] > -1e8 ? fixed3(rep.max_distractor_score[s]) : std::string("–"))
+      << " | "
       << (sc.at_precision.reached ? pct(sc.at_precision.recall) + " % (score >= " + fixed3(sc.at_precision.score) + ")"
                                   : std::string("not reached"))
       << " | " << fixed3(sc.micro_ap) << " |\n";

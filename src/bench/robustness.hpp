@@ -16,6 +16,10 @@
 
 #include "bench/metrics.hpp"
 
+namespace hashwall {
+class Embedder;
+}
+
 namespace hashwall::bench {
 
 struct RobustnessOptions {
@@ -28,6 +32,11 @@ struct RobustnessOptions {
   // few 5120x2880 wallpapers do not dominate the run time. The bank holds the full file.
   int max_side = 2048;
   int phash_threshold = 10;  // of 64 bits: the PHash baseline's match rule
+  // The signals the temporary bank records (and the combined decision uses): "pdq"
+  // always, "local", "embed" (needs `embedder`).
+  std::vector<std::string> signals = {"pdq", "local"};
+  const Embedder* embedder = nullptr;
+  int local_min_inliers = 12;
   double precision_target = 0.999;
   int jobs = 1;
   std::filesystem::path work_dir;  // the temporary bank goes here (must exist)
@@ -65,6 +74,11 @@ struct RobustnessReport {
   std::uint64_t seed = 0;
   int max_side = 0;
   double precision_target = 0;
+  std::vector<std::string> bank_signals;
+  std::string embed_model;
+  // Largest score any distractor query reached per signal (e.g. local inliers), so a
+  // threshold's margin is visible.
+  std::vector<double> max_distractor_score;
   std::vector<SignalInfo> signals;
   std::vector<ResultRow> edits, families;
   ResultRow overall;

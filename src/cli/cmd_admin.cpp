@@ -29,6 +29,13 @@ int run_init(const AdminArgs& a) {
   return kExitOk;
 }
 
+// The local index holds each descriptor twice (its rows for verification, FAISS's copy),
+// a row -> entry map and the keypoint coordinates (src/local/local_index.cpp).
+std::uintmax_t local_memory_estimate(const BankStats& s) {
+  return static_cast<std::uintmax_t>(s.local_keypoints) * (2 * kOrbBytes + sizeof(std::int64_t) + 2 * sizeof(float)) +
+         static_cast<std::uintmax_t>(s.local_entries) * 96;
+}
+
 int run_stats(const AdminArgs& a) {
   const auto bank = Bank::open(a.bank, OpenMode::ReadOnly);
   const BankStats s = bank->stats();
@@ -42,7 +49,23 @@ int run_stats(const AdminArgs& a) {
     j["imported"] = s.imported;
     j["labels"] = s.labels;
     j["low_quality"] = s.low_quality;
-    j["signals"] = json::array({"pdq"});
+    j["signals"] = s.signals;
+    if (c.has("local")) {
+      j["local"] = {{"entries", s.local_entries},
+                    {"keypoints", s.local_keypoints},
+                    {"min_inliers", c.local_min_inliers},
+                    {"db_bytes", s.local_db_bytes},
+                    {"db_bytes_per_entry", s.local_entries ? static_cast<double>(s.local_db_bytes) / static_cast<double>(s.local_entries) : 0.0},
+                    {"memory_bytes_estimate", local_memory_estimate(s)},
+                    {"memory_bytes_per_entry", s.local_entries ? static_cast<double>(local_memory_estimate(s)) / static_cast<double>(s.local_entries) : 0.0}};
+    }
+    if (c.has("embed")) {
+      j["embed"] = {{"entries", s.embed_entries},
+                    {"model", c.embed_model},
+                    {"threshold", c.embed_threshold},
+                    {"db_bytes", s.embed_db_bytes},
+                    {"db_bytes_per_entry", s.embed_entries ? static_cast<double>(s.embed_db_bytes) / static_cast<double>(s.embed_entries) : 0.0}};
+    }
     j["pdq_threshold"] = c.pdq_threshold;
     j["min_quality"] = c.min_quality;
     j["index_type"] = s.index_type;
@@ -58,7 +81,22 @@ int run_stats(const AdminArgs& a) {
               << "entries         " << s.entries << " (" << s.indexed << " indexed, " << s.imported << " imported)\n"
               << "labels          " << s.labels << "\n"
               << "low quality     " << s.low_quality << " (below " << c.min_quality << ", never matched by PDQ)\n"
-              << "signals         pdq (threshold " << c.pdq_threshold << ", min quality " << c.min_quality << ")\n"
+              << "signals         pdq (threshold " << c.pdq_threshold << ", min quality " << c.min_quality << ")\n";
+    if (c.has("local")) {
+      std::cout << "                local: " << s.local_entries << " entries, " << s.local_keypoints
+                << " keypoints, match at >= " << c.local_min_inliers << " inliers; "
+                << (s.local_entries ? s.local_db_bytes / static_cast<std::uintmax_t>(s.local_entries) : 0)
+                << " bytes/entry on disk, ~"
+                << (s.local_entries ? local_memory_estimate(s) / static_cast<std::uintmax_t>(s.local_entries) : 0)
+                << " bytes/entry in memory when loaded\n";
+    }
+    if (c.has("embed")) {
+      std::cout << "                embed: " << s.embed_entries << " entries, model " << c.embed_model
+                << ", match at similarity >= " << c.embed_threshold << "; "
+                << (s.embed_entries ? s.embed_db_bytes / static_cast<std::uintmax_t>(s.embed_entries) : 0)
+                << " bytes/entry on disk\n";
+    }
+    std::cout
               << "index           " << s.index_type << " (config: " << c.index_type << "), "
               << s.index_memory_bytes / 1024 << " KiB in memory\n"
               << "on disk         " << s.db_bytes << " bytes SQLite";

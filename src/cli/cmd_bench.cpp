@@ -10,6 +10,7 @@
 
 #include "bench/edits.hpp"
 #include "bench/robustness.hpp"
+#include "cli/signals.hpp"
 #include "bench/speed.hpp"
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
@@ -123,6 +124,9 @@ struct RobustArgs {
   bool list_edits = false;
   std::string examples;
   bool quiet = false;
+  std::string signals = kDefaultSignals;
+  std::string model;
+  int min_inliers = 12;
 };
 
 int run_robustness_cmd(const RobustArgs& a) {
@@ -165,6 +169,13 @@ int run_robustness_cmd(const RobustArgs& a) {
   o.seed = a.seed;
   o.max_side = a.max_side;
   o.phash_threshold = a.phash_threshold;
+  o.signals = parse_signals(a.signals);
+  o.local_min_inliers = a.min_inliers;
+  std::unique_ptr<Embedder> model;
+  if (std::find(o.signals.begin(), o.signals.end(), "embed") != o.signals.end()) {
+    model = load_model(a.model);
+    o.embedder = model.get();
+  }
   o.jobs = a.jobs > 0 ? a.jobs : default_jobs();
   o.work_dir = work.path();
   o.stop = &stop_requested();
@@ -324,6 +335,9 @@ void register_bench(CLI::App& app, int& exit_code) {
   rob->add_option("--seed", r->seed, "Seed of the split and of the random edits")->capture_default_str();
   rob->add_option("--max-side", r->max_side, "Edit photos at most this large on the long side (0: full size)")->capture_default_str();
   rob->add_option("--phash-threshold", r->phash_threshold, "PHash baseline match distance, of 64 bits")->capture_default_str();
+  rob->add_option("--signals", r->signals, "Signals of the benchmark's bank (and so of the combined decision)")->capture_default_str();
+  rob->add_option("--model", r->model, "Embedding model (default: the shipped one)");
+  rob->add_option("--min-inliers", r->min_inliers, "Local features: geometric inliers for a match")->capture_default_str()->check(CLI::Range(3, 100000));
   rob->add_option("-j,--jobs", r->jobs, "Threads (default: all cores)");
   rob->add_option("-o,--out", r->out, "Also write robustness.md and robustness.json into this folder");
   rob->add_flag("--json", r->json_out, "Print the JSON report on stdout instead of Markdown");

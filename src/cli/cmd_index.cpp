@@ -8,6 +8,7 @@
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
 #include "core/error.hpp"
+#include "cli/signals.hpp"
 #include "match/fingerprint.hpp"
 
 namespace hashwall::cli {
@@ -25,6 +26,9 @@ struct IndexArgs {
   bool quiet = false;
   std::uint64_t max_pixels = 200'000'000;
   std::string commit_log;
+  std::string signals;  // empty: the bank's, or kDefaultSignals for a new bank
+  std::string model;
+  std::optional<int> min_inliers;
 };
 
 struct Item {
@@ -38,7 +42,28 @@ int run_index(const IndexArgs& a) {
   const auto t0 = clock::now();
   std::vector<std::string> missing;
   const auto files = collect_files(a.paths, a.all_files, missing);
-  auto bank = Bank::open(a.bank, OpenMode::Create);
+  std::error_code ec;
+  std::unique_ptr<Bank> bank;
+  if (fs::exists(a.bank, ec)) {
+    bank = Bank::open(a.bank, OpenMode::ReadWrite);
+    if (!a.signals.empty() && parse_signals(a.signals) != bank->config().signals) {
+      std::string have;
+      for (const auto& h : bank->config().signals) have += (have.empty() ? "" : ",") + h;
+      throw Error(ErrorKind::Usage, a.bank,
+                  "the bank was built with --signals " + have + "; its entries all carry the same signals");
+    }
+  } else {
+    BankConfig cfg;
+    cfg.signals = parse_signals(a.signals.empty() ? kDefaultSignals : a.signals);
+    if (a.min_inliers) cfg.local_min_inliers = *a.min_inliers;
+    if (cfg.has("embed")) {
+      const auto model = load_model(a.model);
+      cfg.embed_model = model->model_id();
+      cfg.embed_threshold = model->config().threshold;
+    }
+    bank = Bank::open(a.bank, OpenMode::Create, cfg);
+  }
+  const SignalSetup sig = signal_setup(*bank, {}, a.model, false);
   // Written only after a batch is committed, and flushed, so every SHA-256 in it is in
   // the bank even if the process is killed the next instant (tests/test_crash_safety).
   std::unique_ptr<std::FILE, int (*)(std::FILE*)> commit_log(nullptr, std::fclose);
@@ -46,7 +71,8 @@ int run_index(const IndexArgs& a) {
     commit_log.reset(std::fopen(a.commit_log.c_str(), "a"));
     if (!commit_log) throw Error(ErrorKind::Io, a.commit_log, std::string("cannot open: ") + std::strerror(errno));
   }
-  const LoadOptions opt = load_options(false, a.no_exif, a.max_pixels);
+  LoadOptions opt = load_options(false, a.no_exif, a.max_pixels);
+  sig.apply(opt);
 
   std::vector<Item> items(files.size());
   std::vector<NewEntry> pending;
@@ -82,11 +108,8 @@ int run_index(const IndexArgs& a) {
             return;
           }
           const LoadedImage img = decode_image(bytes, files[i].string(), opt, sha);
-          const Fingerprint f = fingerprint(img, opt.mode);
-          NewEntry e;
-          e.sha256 = f.sha256;
-          e.pdq = f.pdq.hashes[0];
-          e.quality = f.pdq.quality;
+          const Fingerprint f = fingerprint(img, opt.mode, sig.fingerprint);
+          NewEntry e = entry_from(f);
           e.label = a.label;
           e.source = fs::absolute(files[i]).lexically_normal().string();
           e.origin = Origin::Indexed;
@@ -165,13 +188,21 @@ void register_index(CLI::App& app, int& exit_code) {
   cmd->add_option("--max-pixels", a->max_pixels, "Refuse images with more pixels than this")->capture_default_str();
   cmd->add_option("--commit-log", a->commit_log,
                   "After each committed batch, append the SHA-256 of each of its files to this file");
+  cmd->add_option("--signals", a->signals,
+                  std::string("Signals a new bank records, comma-separated (default: ") + kDefaultSignals + ")");
+  cmd->add_option("--model", a->model, "Embedding model (default: the shipped models/hashwall-embed-v1.onnx)");
+  cmd->add_option("--min-inliers", a->min_inliers,
+                  "New bank: geometric inliers a local-feature match needs (default 12, calibrated)")
+      ->check(CLI::Range(3, 100000));
   cmd->footer(std::string("Fingerprint image files (directories are walked recursively) and add them to the bank,\n"
       "creating it if needed. Files already in the bank (same SHA-256) are skipped without\n"
       "decoding, so an interrupted run can simply be started again. Work is committed in\n"
-      "batches: Ctrl-C or a crash keeps every committed batch and nothing half-written.") +
+      "batches: Ctrl-C or a crash keeps every committed batch and nothing half-written.\n\n") +
+              kSignalsHelp +
               "\n\n" + "Examples:\n"
       "  hashwall index known/ --bank cases.db --label case-17\n"
-      "  hashwall index a.jpg b.png --bank cases.db --json\n\n"
+      "  hashwall index a.jpg b.png --bank cases.db --json\n"
+      "  hashwall index known/ --bank big.db --signals pdq,embed   # no local features\n\n"
       "Exit codes: 0 every file indexed (or already present), 3 finished but some files were\n"
       "skipped as unreadable (each is named on stderr), 2 error, 130 interrupted.");
   cmd->callback([a, &exit_code] { exit_code = run_index(*a); });

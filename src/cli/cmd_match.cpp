@@ -8,6 +8,7 @@
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
 #include "cli/report.hpp"
+#include "cli/signals.hpp"
 #include "core/error.hpp"
 
 namespace hashwall::cli {
@@ -23,6 +24,10 @@ struct MatchArgs {
   bool no_dihedral = false;
   bool no_exif = false;
   std::uint64_t max_pixels = 200'000'000;
+  std::string signals;  // empty: all the bank has
+  std::string model;
+  std::optional<int> min_inliers;
+  std::optional<double> embed_threshold;
   // query
   bool json_out = false;
   // scan
@@ -41,6 +46,9 @@ MatchOptions match_options(const MatchArgs& a) {
   o.min_quality = a.min_quality;
   o.top = a.top;
   o.dihedral = !a.no_dihedral;
+  if (!a.signals.empty()) o.signals = parse_signals(a.signals);
+  o.local_min_inliers = a.min_inliers;
+  o.embed_threshold = a.embed_threshold;
   return o;
 }
 
@@ -55,12 +63,28 @@ void add_match_options(CLI::App* cmd, MatchArgs& a) {
   cmd->add_flag("--no-dihedral", a.no_dihedral, "Do not try the rotated/flipped variants of the query");
   cmd->add_flag("--no-exif-orientation", a.no_exif, "Ignore EXIF orientation tags");
   cmd->add_option("--max-pixels", a.max_pixels, "Refuse images with more pixels than this")->capture_default_str();
+  cmd->add_option("--signals", a.signals, "Only these of the bank's signals decide, e.g. pdq or pdq,embed (default: all it has)");
+  cmd->add_option("--model", a.model, "Embedding model (default: the shipped one; must be the bank's)");
+  cmd->add_option("--min-inliers", a.min_inliers, "Local features: geometric inliers for a match (default: the bank's)")
+      ->check(CLI::Range(3, 100000));
+  cmd->add_option("--embed-threshold", a.embed_threshold,
+                  "Embedding: cosine similarity for a match (default: the bank's, calibrated)")
+      ->check(CLI::Range(-1.0, 1.0));
+}
+
+SignalSetup setup_for(const Bank& bank, const MatchArgs& a, LoadOptions& opt) {
+  SignalSetup s = signal_setup(bank, a.signals.empty() ? std::vector<std::string>{} : parse_signals(a.signals),
+                               a.model, true);
+  s.apply(opt);
+  return s;
 }
 
 int run_query(const MatchArgs& a) {
   const auto bank = Bank::open(a.bank, OpenMode::ReadOnly);
   const Matcher matcher(*bank, match_options(a));
-  const FileReport r = check_file(a.paths.at(0), load_options(false, a.no_exif, a.max_pixels), matcher);
+  LoadOptions opt = load_options(false, a.no_exif, a.max_pixels);
+  const SignalSetup sig = setup_for(*bank, a, opt);
+  const FileReport r = check_file(a.paths.at(0), opt, matcher, sig.fingerprint);
   if (a.json_out) {
     std::cout << dump_json(report_json(r), 2) << '\n';
   } else if (!r.error.empty()) {
@@ -81,7 +105,8 @@ int run_scan(const MatchArgs& a) {
   const Matcher matcher(*bank, match_options(a));
   std::vector<std::string> missing;
   const auto files = collect_files(a.paths, a.all_files, missing);
-  const LoadOptions opt = load_options(false, a.no_exif, a.max_pixels);
+  LoadOptions opt = load_options(false, a.no_exif, a.max_pixels);
+  const SignalSetup sig = setup_for(*bank, a, opt);
 
   std::ofstream file_out;
   if (!a.output.empty()) {
@@ -107,7 +132,7 @@ int run_scan(const MatchArgs& a) {
   std::size_t done = 0;
   ordered_parallel(
       files.size(), a.jobs > 0 ? a.jobs : default_jobs(),
-      [&](std::size_t i) { reports[i] = check_file(files[i], opt, matcher); },
+      [&](std::size_t i) { reports[i] = check_file(files[i], opt, matcher, sig.fingerprint); },
       [&](std::size_t i) {
         FileReport r = std::move(reports[i]);
         tally.add(r);

@@ -8,6 +8,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
+#include "cli/signals.hpp"
 #include "core/error.hpp"
 #include "server/server.hpp"
 
@@ -29,6 +30,8 @@ struct ServeArgs {
   int queue_wait_ms = 1000;
   int timeout_s = 10;
   bool access_log = false;
+  std::string signals;
+  std::string model;
 };
 
 void parse_listen(const std::string& text, std::string& host, int& port) {
@@ -109,11 +112,21 @@ int run_serve(const ServeArgs& a) {
 
   const auto bank = Bank::open(a.bank, o.writable ? OpenMode::ReadWrite : OpenMode::ReadOnly);
   const auto entries = bank->stats().entries;
+  // Images sent to /v1/match and /v1/entries get every signal the bank records (or those
+  // --signals keeps); the model is checked against the bank's before the port opens.
+  const SignalSetup query_sig = signal_setup(*bank, a.signals.empty() ? std::vector<std::string>{} : parse_signals(a.signals),
+                                             a.model, true);
+  const SignalSetup add_sig = signal_setup(*bank, {}, a.model, false);
+  o.signals.query = query_sig.fingerprint;
+  o.signals.add = add_sig.fingerprint;
+  o.signals.want_color = query_sig.want_color || add_sig.want_color;
+  std::string sig_text;
+  for (const auto& sname : query_sig.signals) sig_text += (sig_text.empty() ? "" : ",") + sname;
   server::HttpServer srv(*bank, o);
   const int port = srv.bind();
   const std::string shown_host = o.host.find(':') != std::string::npos ? "[" + o.host + "]" : o.host;
-  std::fprintf(stderr, "hashwall serve: listening on http://%s:%d (bank %s, %lld entries, writes: %s)\n",
-               shown_host.c_str(), port, a.bank.c_str(), static_cast<long long>(entries),
+  std::fprintf(stderr, "hashwall serve: listening on http://%s:%d (bank %s, %lld entries, signals %s, writes: %s)\n",
+               shown_host.c_str(), port, a.bank.c_str(), static_cast<long long>(entries), sig_text.c_str(),
                !o.writable ? "off (read-only)" : o.token ? "bearer token" : "no auth (loopback)");
   std::fflush(stderr);
 
@@ -171,6 +184,8 @@ void register_serve(CLI::App& app, int& exit_code) {
       ->capture_default_str()
       ->check(CLI::Range(1, 3600));
   cmd->add_flag("--access-log", a->access_log, "One line per request on stderr (method, path, status, time; never bodies)");
+  cmd->add_option("--signals", a->signals, "Signals that may decide a match (default: all the bank records)");
+  cmd->add_option("--model", a->model, "Embedding model (default: the shipped one; must be the bank's)");
   cmd->footer(std::string(
       "Serve the bank over HTTP for upload pipelines. Endpoints (see docs/API.md):\n"
       "  POST   /v1/match          image bytes (raw or multipart 'image') -> decision, matches,\n"

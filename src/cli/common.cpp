@@ -231,7 +231,19 @@ json hit_json(const MatchHit& h) {
   j["distance"] = h.distance;
   j["variant"] = std::string(dihedral_name(h.variant));
   j["exact"] = h.exact;
-  j["signal"] = h.exact ? "sha256" : "pdq";
+  j["signal"] = h.signal;
+  j["signals_matched"] = h.signals_matched;
+  j["similarity"] = h.similarity ? json(*h.similarity) : json(nullptr);
+  if (h.inliers) {
+    j["inliers"] = *h.inliers;
+    j["mirrored"] = h.local_mirrored;
+    json region = json::array();
+    if (h.region)
+      for (const auto& p : *h.region) region.push_back({p.x, p.y});
+    j["region"] = region;
+  } else {
+    j["inliers"] = nullptr;
+  }
   j["entry_pdq"] = h.entry.pdq.hex();
   j["entry_quality"] = h.entry.quality ? json(*h.entry.quality) : json(nullptr);
   return j;

@@ -1,14 +1,18 @@
 #include "cli/report.hpp"
 
+#include <algorithm>
+#include <cstdio>
+
 #include "core/error.hpp"
 
 namespace hashwall::cli {
 
-FileReport check_file(const fs::path& file, const LoadOptions& opt, const Matcher& matcher) {
+FileReport check_file(const fs::path& file, const LoadOptions& opt, const Matcher& matcher,
+                      const FingerprintOptions& fpo) {
   FileReport r;
   r.file = file.string();
   try {
-    r.fp = fingerprint(load_image(file, opt), opt.mode);
+    r.fp = fingerprint(load_image(file, opt), opt.mode, fpo);
     r.result = matcher.match(*r.fp);
   } catch (const Error& e) {
     r.error = e.what();
@@ -38,6 +42,13 @@ json report_json(const FileReport& r) {
   j["sha256"] = r.fp->sha256;
   j["threshold"] = r.result.threshold;
   j["min_quality"] = r.result.min_quality;
+  j["signals"] = r.result.signals;
+  if (std::find(r.result.signals.begin(), r.result.signals.end(), "local") != r.result.signals.end()) {
+    j["local_min_inliers"] = r.result.local_min_inliers;
+    j["local_keypoints"] = r.fp->local ? static_cast<std::int64_t>(r.fp->local->size()) : 0;
+  }
+  if (std::find(r.result.signals.begin(), r.result.signals.end(), "embed") != r.result.signals.end())
+    j["embed_threshold"] = r.result.embed_threshold;
   j["error"] = nullptr;
   return j;
 }
@@ -47,10 +58,27 @@ std::string describe_hit(const MatchHit& h) {
   std::string s = "#" + std::to_string(h.entry.id);
   if (!h.entry.label.empty()) s += " [" + h.entry.label + "]";
   s += " " + (h.entry.source.empty() ? std::string("(no source)") : h.entry.source);
-  if (h.exact)
-    s += "  exact file (same SHA-256)";
-  else
-    s += "  PDQ distance " + std::to_string(h.distance) + " (" + std::string(dihedral_name(h.variant)) + ")";
+  if (h.exact) s += "  exact file (same SHA-256);";
+  s += "  PDQ distance " + std::to_string(h.distance) + " (" + std::string(dihedral_name(h.variant)) + ")";
+  if (h.similarity) {
+    char buf[48];
+    std::snprintf(buf, sizeof buf, ", embedding similarity %.3f", static_cast<double>(*h.similarity));
+    s += buf;
+  }
+  if (h.inliers) {
+    s += ", " + std::to_string(*h.inliers) + " keypoint inliers" + (h.local_mirrored ? " (mirrored)" : "");
+    if (h.region) {
+      float x0 = 1, y0 = 1, x1 = 0, y1 = 0;
+      for (const auto& p : *h.region) {
+        x0 = std::min(x0, p.x), y0 = std::min(y0, p.y), x1 = std::max(x1, p.x), y1 = std::max(y1, p.y);
+      }
+      char buf[96];
+      std::snprintf(buf, sizeof buf, " at x %.0f-%.0f%%, y %.0f-%.0f%% of the image", 100.0 * std::max(0.f, x0),
+                    100.0 * std::min(1.f, x1), 100.0 * std::max(0.f, y0), 100.0 * std::min(1.f, y1));
+      s += buf;
+    }
+  }
+  s += "  [decided by " + h.signal + "]";
   return s;
 }
 

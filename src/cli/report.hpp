@@ -16,7 +16,8 @@ struct FileReport {
   std::string error;  // non-empty when the file could not be checked
 };
 
-FileReport check_file(const fs::path& file, const LoadOptions& opt, const Matcher& matcher);
+FileReport check_file(const fs::path& file, const LoadOptions& opt, const Matcher& matcher,
+                      const FingerprintOptions& fp = {});
 
 json report_json(const FileReport& r);
 // Human-readable: one headline per file, then one indented line per hit (up to max_hits).

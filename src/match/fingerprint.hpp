@@ -2,21 +2,38 @@
 // New signals add a field here and their computation in fingerprint.cpp.
 #pragma once
 
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "hash/pdq.hpp"
 #include "image/load.hpp"
+#include "local/local_features.hpp"
 
 namespace hashwall {
+
+class Embedder;
 
 struct Fingerprint {
   std::string sha256;         // of the file bytes
   int width = 0, height = 0;  // full size as a viewer sees it
   PdqDihedralResult pdq;      // hashes[0] is the image as given
+  // Local features (when asked for): of the image as given and, for queries, of its
+  // mirror image (binary descriptors are not mirror-invariant).
+  std::optional<LocalFeatures> local;
+  std::optional<LocalFeatures> local_mirror;
+  std::vector<float> embedding;  // L2-normalised; empty when not asked for
+};
+
+struct FingerprintOptions {
+  bool local = false;
+  bool for_query = true;              // queries: more keypoints, and the mirror image too
+  LocalParams local_params;
+  const Embedder* embedder = nullptr;  // non-null: compute the embedding
 };
 
 // Fast-mode images are prepared with PDQ's fast preprocessing, exact ones as Meta's
 // reference does.
-Fingerprint fingerprint(const LoadedImage& image, DecodeMode mode);
+Fingerprint fingerprint(const LoadedImage& image, DecodeMode mode, const FingerprintOptions& options = {});
 
 }  // namespace hashwall

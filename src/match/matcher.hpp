@@ -1,7 +1,10 @@
 // The decision: does a query image match the bank, with which entries, and why.
 #pragma once
 
+#include <array>
 #include <optional>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "bank/bank.hpp"
@@ -15,6 +18,11 @@ struct MatchOptions {
   std::optional<int> min_quality;  // default: the bank's recorded minimum
   int top = 10;                    // at most this many hits are reported
   bool dihedral = true;            // also try the 7 rotated/flipped variants
+  // Which of the bank's signals may decide ("pdq", "local", "embed"); empty: all it has.
+  // An exact file match (same SHA-256) always counts.
+  std::vector<std::string> signals;
+  std::optional<int> local_min_inliers;   // default: the bank's recorded value
+  std::optional<double> embed_threshold;  // default: the bank's recorded value
 };
 
 enum class Verdict {
@@ -26,15 +34,28 @@ const char* verdict_name(Verdict) noexcept;  // "no-match", "match", "low-qualit
 
 struct MatchHit {
   Entry entry;
-  int distance = 0;             // PDQ Hamming distance (0 for an exact file match)
-  Dihedral variant = Dihedral::Original;  // which transform of the query matched
+  // Which signal decided: "sha256" (byte-identical file), "pdq", "embed" or "local"
+  // (the first of these that matched, in that order); the others' evidence is filled in
+  // where they were computed.
+  std::string signal;
+  int distance = 0;             // PDQ Hamming distance, best over the variants tried
+  Dihedral variant = Dihedral::Original;  // which transform of the query came nearest
   bool exact = false;           // same SHA-256: byte-identical file
+  std::optional<float> similarity;  // embedding cosine similarity
+  // Local features: geometric inliers, and where the known photo sits in the query.
+  std::optional<int> inliers;
+  bool local_mirrored = false;
+  std::optional<std::array<cv::Point2f, 4>> region;
+  std::vector<std::string> signals_matched;  // every signal that matched this entry
 };
 
 struct MatchResult {
   Verdict verdict = Verdict::NoMatch;
   int threshold = 0;    // the thresholds the decision used
   int min_quality = 0;
+  std::vector<std::string> signals;  // the signals that took part
+  int local_min_inliers = 0;
+  double embed_threshold = 0;
   std::vector<MatchHit> hits;  // nearest first; exact matches first of all
 };
 
@@ -47,8 +68,11 @@ class Matcher {
  private:
   const Bank& bank_;
   MatchOptions options_;
+  bool use(std::string_view signal) const;
   int threshold_;
   int min_quality_;
+  int local_min_inliers_;
+  double embed_threshold_;
 };
 
 }  // namespace hashwall

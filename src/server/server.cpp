@@ -205,7 +205,7 @@ bool is_hash_content_type(const std::string& content_type) {
 
 struct HttpServer::Impl {
   Impl(Bank& b, ServerOptions o)
-      : bank(b), opt(std::move(o)), service(b, opt.limits, metrics, opt.writable), started(Clock::now()) {}
+      : bank(b), opt(std::move(o)), service(b, opt.limits, metrics, opt.writable, opt.signals), started(Clock::now()) {}
 
   Bank& bank;
   ServerOptions opt;

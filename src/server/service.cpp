@@ -197,8 +197,8 @@ ParsedHashes parse_hash_body(std::string_view body, std::string_view content_typ
   return r;
 }
 
-Service::Service(Bank& bank, ServiceLimits limits, Metrics& metrics, bool writable)
-    : bank_(bank), limits_(limits), metrics_(metrics), writable_(writable) {}
+Service::Service(Bank& bank, ServiceLimits limits, Metrics& metrics, bool writable, ServiceSignals signals)
+    : bank_(bank), limits_(limits), metrics_(metrics), writable_(writable), signals_(std::move(signals)) {}
 
 Reply Service::match_image(std::span<const std::uint8_t> bytes, const std::string& name, const Params& params) const {
   MatchOptions mo;
@@ -208,8 +208,9 @@ Reply Service::match_image(std::span<const std::uint8_t> bytes, const std::strin
   cli::FileReport rep;
   rep.file = name;
   try {
-    const LoadOptions lo = load_options(limits_);
-    rep.fp = fingerprint(decode_image(bytes, name, lo), lo.mode);
+    LoadOptions lo = load_options(limits_);
+    lo.want_color = signals_.want_color;
+    rep.fp = fingerprint(decode_image(bytes, name, lo), lo.mode, signals_.query);
     rep.result = Matcher(bank_, mo).match(*rep.fp);
   } catch (const Error& e) {
     return reply_for(e, limits_.retry_after_seconds);
@@ -274,12 +275,15 @@ Reply Service::add_image(std::span<const std::uint8_t> bytes, const std::string&
   if (!writable_) return error_reply(403, "this service is read-only (started with --read-only)");
   if (bytes.empty()) return error_reply(400, "empty body: send the image bytes (raw body or multipart field 'image')");
   try {
-    const LoadOptions lo = load_options(limits_);
-    const Fingerprint f = fingerprint(decode_image(bytes, name, lo), lo.mode);
+    LoadOptions lo = load_options(limits_);
+    lo.want_color = signals_.want_color;
+    const Fingerprint f = fingerprint(decode_image(bytes, name, lo), lo.mode, signals_.add);
     NewEntry e;
     e.sha256 = f.sha256;
     e.pdq = f.pdq.hashes[0];
     e.quality = f.pdq.quality;
+    e.local = f.local;
+    e.embedding = f.embedding;
     e.label = label;
     e.source = source.empty() ? name : source;
     e.origin = Origin::Indexed;
@@ -387,7 +391,26 @@ Reply Service::stats(const json& extra) const {
                                           {"index_type", s.index_type},
                                           {"index_config", c.index_type},
                                           {"index_memory_bytes", s.index_memory_bytes}}});
-    r.body["index_types"] = json{{"pdq", s.index_type}};
+    json index_types = json{{"pdq", s.index_type}};
+    if (c.has("local")) {
+      r.body["signals"].push_back(json{{"name", "local"},
+                                       {"model", "orb-256 (ORB keypoints, RANSAC similarity fit)"},
+                                       {"min_inliers", c.local_min_inliers},
+                                       {"entries", s.local_entries},
+                                       {"keypoints", s.local_keypoints},
+                                       {"db_bytes", s.local_db_bytes},
+                                       {"index_type", s.local_index_type},
+                                       {"index_memory_bytes", s.local_memory_bytes}});
+      index_types["local"] = s.local_index_type;
+    }
+    if (c.has("embed")) {
+      r.body["signals"].push_back(json{{"name", "embed"},
+                                       {"model", c.embed_model},
+                                       {"threshold", c.embed_threshold},
+                                       {"entries", s.embed_entries},
+                                       {"db_bytes", s.embed_db_bytes}});
+    }
+    r.body["index_types"] = std::move(index_types);
     r.body["model"] = "pdq";
     r.body["db_bytes"] = s.db_bytes;
     for (auto it = extra.begin(); it != extra.end(); ++it) r.body[it.key()] = it.value();

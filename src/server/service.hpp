@@ -18,6 +18,7 @@
 
 #include "bank/bank.hpp"
 #include "hash/hash256.hpp"
+#include "match/fingerprint.hpp"
 #include "server/metrics.hpp"
 
 namespace hashwall::server {
@@ -38,6 +39,15 @@ struct ServiceLimits {
   std::uint64_t max_body_bytes = 25'000'000;
   std::size_t max_hashes = 10'000;  // hashes in one /v1/match/hash or /v1/entries body
   int retry_after_seconds = 1;      // sent with 503
+};
+
+// Which signals images are fingerprinted with (cli::signal_setup builds them from the
+// bank): queries take more keypoints and the mirror image, entries the bank's share.
+// The embedder they point to must outlive the service.
+struct ServiceSignals {
+  FingerprintOptions query;
+  FingerprintOptions add;
+  bool want_color = false;  // the embedding needs colour pixels
 };
 
 // One hash sent by a client that hashes on its side (StopNCII model).
@@ -66,7 +76,7 @@ ParsedHashes parse_hash_body(std::string_view body, std::string_view content_typ
 class Service {
  public:
   // The bank must outlive the service. `writable`: the bank was opened read-write.
-  Service(Bank& bank, ServiceLimits limits, Metrics& metrics, bool writable);
+  Service(Bank& bank, ServiceLimits limits, Metrics& metrics, bool writable, ServiceSignals signals = {});
 
   // POST /v1/match: one image's bytes. Parameters: threshold, min_quality, top, dihedral.
   Reply match_image(std::span<const std::uint8_t> bytes, const std::string& name, const Params& params) const;
@@ -92,6 +102,7 @@ class Service {
   ServiceLimits limits_;
   Metrics& metrics_;
   bool writable_;
+  ServiceSignals signals_;
   std::mutex write_mu_;  // one API write at a time (SQLite takes one writer anyway)
 };
 

@@ -1,0 +1,88 @@
+#include "cli/signals.hpp"
+
+#include <algorithm>
+
+#include "core/error.hpp"
+
+namespace hashwall::cli {
+
+const char* const kSignalsHelp =
+    "Signals: pdq (Meta's PDQ hash and its 8 rotations/flips: re-encodes, resizes, filters),\n"
+    "local (ORB keypoints verified by a RANSAC fit: crops, borders, captions, stickers,\n"
+    "screenshots, collages, small rotations) and embed (a learned embedding,\n"
+    "models/hashwall-embed-v1.onnx). A bank records the signals it was built with; PDQ\n"
+    "lists imported from other organisations carry PDQ only.";
+
+std::vector<std::string> parse_signals(const std::string& list) {
+  std::vector<std::string> out;
+  std::size_t at = 0;
+  while (at <= list.size()) {
+    auto comma = list.find(',', at);
+    if (comma == std::string::npos) comma = list.size();
+    std::string s = list.substr(at, comma - at);
+    s.erase(0, s.find_first_not_of(' '));
+    s.erase(s.find_last_not_of(' ') + 1);
+    if (!s.empty()) {
+      if (s != "pdq" && s != "local" && s != "embed")
+        throw Error(ErrorKind::Usage, "", "unknown signal '" + s + "' in --signals (known: pdq, local, embed)");
+      if (std::find(out.begin(), out.end(), s) == out.end()) out.push_back(s);
+    }
+    at = comma + 1;
+  }
+  if (out.empty()) throw Error(ErrorKind::Usage, "", "--signals names no signal");
+  // Canonical order, as banks record them.
+  std::vector<std::string> sorted;
+  for (const char* s : {"pdq", "local", "embed"})
+    if (std::find(out.begin(), out.end(), s) != out.end()) sorted.emplace_back(s);
+  return sorted;
+}
+
+std::unique_ptr<Embedder> load_model(const std::string& model) {
+  std::filesystem::path p = model;
+  if (p.empty()) p = default_model_path();
+  if (p.empty())
+    throw Error(ErrorKind::Usage, "",
+                "the embed signal needs its model: models/hashwall-embed-v1.onnx was not found next to the "
+                "executable; pass --model FILE, set HASHWALL_MODEL, or leave embed out of --signals");
+  return Embedder::load(p);
+}
+
+SignalSetup signal_setup(const Bank& bank, const std::vector<std::string>& only, const std::string& model,
+                         bool for_query) {
+  SignalSetup s;
+  const BankConfig& c = bank.config();
+  for (const auto& sig : only)
+    if (!c.has(sig)) {
+      std::string have;
+      for (const auto& h : c.signals) have += (have.empty() ? "" : ",") + h;
+      throw Error(ErrorKind::Usage, bank.path().string(),
+                  "the bank has no '" + sig + "' signal (it was built with " + have + ")");
+    }
+  for (const auto& sig : c.signals)
+    if (only.empty() || std::find(only.begin(), only.end(), sig) != only.end()) s.signals.push_back(sig);
+  const auto has = [&](const char* x) { return std::find(s.signals.begin(), s.signals.end(), x) != s.signals.end(); };
+  s.fingerprint.for_query = for_query;
+  s.fingerprint.local = has("local");
+  if (has("embed")) {
+    s.embedder = load_model(model);
+    if (!same_model(c.embed_model, *s.embedder))
+      throw Error(ErrorKind::Bank, bank.path().string(),
+                  "the bank's embeddings were made by model " + c.embed_model + ", not by " + s.embedder->model_id() +
+                      "; use that model (--model) or leave embed out (--signals pdq,local)");
+    s.fingerprint.embedder = s.embedder.get();
+    s.want_color = true;
+  }
+  return s;
+}
+
+NewEntry entry_from(const Fingerprint& f) {
+  NewEntry e;
+  e.sha256 = f.sha256;
+  e.pdq = f.pdq.hashes[0];
+  e.quality = f.pdq.quality;
+  e.local = f.local;
+  e.embedding = f.embedding;
+  return e;
+}
+
+}  // namespace hashwall::cli

@@ -1,0 +1,43 @@
+// Which signals a command computes: the bank's (or, for a new bank, --signals), narrowed
+// by --signals on queries, with the embedding model found and checked against the bank.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "bank/bank.hpp"
+#include "embed/embedder.hpp"
+#include "image/load.hpp"
+#include "match/fingerprint.hpp"
+
+namespace hashwall::cli {
+
+inline constexpr const char* kDefaultSignals = "pdq,local,embed";
+extern const char* const kSignalsHelp;
+
+// "pdq,local" -> {"pdq", "local"}; throws Error{Usage} on unknown names.
+std::vector<std::string> parse_signals(const std::string& list);
+
+// Loads --model, or the shipped model when `model` is empty (Error{Usage} naming the
+// places looked at when it is not found).
+std::unique_ptr<Embedder> load_model(const std::string& model);
+
+struct SignalSetup {
+  std::vector<std::string> signals;  // what is computed (and may decide)
+  std::unique_ptr<Embedder> embedder;
+  FingerprintOptions fingerprint;
+  bool want_color = false;  // the embedding needs colour pixels
+  void apply(LoadOptions& o) const { o.want_color = o.want_color || want_color; }
+};
+
+// For adding to `bank`: all the signals it records. For queries: those it records,
+// narrowed to `only` when given (a signal the bank lacks is an error). Throws
+// Error{Bank} when the bank's embeddings came from another model than the one found.
+SignalSetup signal_setup(const Bank& bank, const std::vector<std::string>& only, const std::string& model,
+                         bool for_query);
+
+// Entry to store for an indexed file.
+NewEntry entry_from(const Fingerprint& f);
+
+}  // namespace hashwall::cli

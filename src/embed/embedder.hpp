@@ -1,0 +1,74 @@
+// The learned embedding signal: an ONNX model (trained by tools/train, shipped in models/)
+// run with OpenCV's dnn module. Preprocessing is exactly the training script's
+// (models/hashwall-embed-v1.md): whole image resized to S x S with INTER_AREA, BGR->RGB,
+// /255, ImageNet mean/std; the output is L2-normalised here.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <opencv2/core.hpp>
+#include <opencv2/dnn/version.hpp>
+
+namespace cv::dnn {
+CV__DNN_INLINE_NS_BEGIN
+class Net;
+CV__DNN_INLINE_NS_END
+}  // namespace cv::dnn
+
+namespace hashwall {
+
+// Read from the model's sidecar file (models/hashwall-embed-v1.json) when present.
+struct EmbedderConfig {
+  int input_size = 160;     // S
+  double threshold = 0.9;   // calibrated cosine similarity for a match (model card)
+};
+
+class Embedder {
+ public:
+  // Throws Error{Io} when the file cannot be read, Error{Format} when OpenCV cannot load it
+  // or it does not produce a vector.
+  // The sidecar "<model>.json" ({"input_size": S, "threshold": t}) overrides `config`.
+  static std::unique_ptr<Embedder> load(const std::filesystem::path& onnx, EmbedderConfig config = {});
+  ~Embedder();
+  Embedder(const Embedder&) = delete;
+  Embedder& operator=(const Embedder&) = delete;
+
+  // Grey, BGR or BGRA 8-bit pixels. Thread-safe: each thread borrows a network of its own
+  // from a pool (a cv::dnn::Net must not run two forwards at once).
+  std::vector<float> embed(const cv::Mat& pixels) const;
+  // Preprocessing alone (exposed for the parity test): 1 x 3 x S x S float blob.
+  cv::Mat blob(const cv::Mat& pixels) const;
+
+  // "<file name>@<sha256 of the file>": what a bank records and compares.
+  const std::string& model_id() const { return id_; }
+  const std::string& sha256() const { return sha_; }
+  int dim() const { return dim_; }
+  const EmbedderConfig& config() const { return config_; }
+
+ private:
+  Embedder() = default;
+  std::unique_ptr<cv::dnn::Net> borrow() const;
+  void give_back(std::unique_ptr<cv::dnn::Net> net) const;
+
+  EmbedderConfig config_;
+  std::vector<std::uint8_t> onnx_;
+  std::string id_, sha_;
+  int dim_ = 0;
+  mutable std::mutex pool_mu_;
+  mutable std::vector<std::unique_ptr<cv::dnn::Net>> pool_;
+};
+
+// Where the shipped model is looked for when no --model is given: $HASHWALL_MODEL, then
+// models/hashwall-embed-v1.onnx (or share/hashwall/models/...) in the executable's
+// directory and up to three above it (a build directory inside the source tree, an
+// installed prefix). Empty when not found.
+std::filesystem::path default_model_path();
+
+// Compares a bank's recorded model with a loaded one by their SHA-256.
+bool same_model(const std::string& bank_model_id, const Embedder& e);
+
+}  // namespace hashwall

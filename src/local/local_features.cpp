@@ -1,0 +1,210 @@
+#include "local/local_features.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <unordered_map>
+
+#include <opencv2/calib3d.hpp>
+#include <opencv2/features2d.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "core/error.hpp"
+
+namespace hashwall {
+
+namespace {
+
+// ORB's own defaults (Rublee et al. 2011): 8 levels a factor 1.2 apart cover a copy shown
+// at half or double the size; a 31 px patch and border.
+constexpr float kScaleFactor = 1.2f;
+constexpr int kLevels = 8;
+constexpr int kPatch = 31;
+constexpr int kFastThreshold = 20;
+// Below this, ORB finds no keypoints worth keeping (the border alone eats 31 px a side).
+constexpr int kMinSide = 3 * kPatch;
+
+void put_u16(std::string& out, unsigned v) {
+  out.push_back(static_cast<char>(v & 0xff));
+  out.push_back(static_cast<char>((v >> 8) & 0xff));
+}
+
+unsigned get_u16(std::string_view s, std::size_t at) {
+  return static_cast<unsigned char>(s[at]) | (static_cast<unsigned>(static_cast<unsigned char>(s[at + 1])) << 8);
+}
+
+}  // namespace
+
+LocalFeatures extract_local(const cv::Mat& pixels, int max_keypoints, int max_side, bool mirror,
+                            int grid) {
+  LocalFeatures f;
+  f.mirrored = mirror;
+  f.descriptors = cv::Mat(0, kOrbBytes, CV_8U);
+  if (pixels.empty()) return f;
+  cv::Mat grey;
+  if (pixels.channels() == 3)
+    cv::cvtColor(pixels, grey, cv::COLOR_BGR2GRAY);
+  else if (pixels.channels() == 4)
+    cv::cvtColor(pixels, grey, cv::COLOR_BGRA2GRAY);
+  else
+    grey = pixels;
+  if (grey.depth() != CV_8U) grey.convertTo(grey, CV_8U, grey.depth() == CV_16U ? 1.0 / 257 : 1.0);
+  const int long_side = std::max(grey.cols, grey.rows);
+  if (max_side > 0 && long_side > max_side) {
+    const double s = static_cast<double>(max_side) / long_side;
+    cv::Mat small;
+    cv::resize(grey, small,
+               cv::Size(std::max(1, static_cast<int>(std::lround(grey.cols * s))),
+                        std::max(1, static_cast<int>(std::lround(grey.rows * s)))),
+               0, 0, cv::INTER_AREA);
+    grey = small;
+  }
+  if (mirror) {
+    cv::Mat m;
+    cv::flip(grey, m, 1);
+    grey = m;
+  }
+  f.width = grey.cols;
+  f.height = grey.rows;
+  if (std::min(grey.cols, grey.rows) < kMinSide || max_keypoints <= 0) return f;
+
+  // grid > 1: half the keypoints from the whole image, half tile by tile (grid x grid).
+  // ORB ranks corners over the whole image, so one busy region (another tile of a collage,
+  // a screenshot's UI text) would otherwise take them all; the whole-image half keeps the
+  // strongest corners, which are also the ones the bank entry kept. Tiles overlap by a
+  // patch, so no keypoint is lost to a tile's border; a tile keeps those in its core.
+  grid = std::clamp(grid, 1, 4);
+  if (std::min(grey.cols, grey.rows) / grid < 2 * kPatch) grid = 1;
+  std::vector<cv::Mat> descs;
+  const auto detect = [&](const cv::Rect& outer, const cv::Rect& core, int n) {
+    auto orb = cv::ORB::create(std::max(1, n), kScaleFactor, kLevels, kPatch, 0, 2,
+                               cv::ORB::HARRIS_SCORE, kPatch, kFastThreshold);
+    std::vector<cv::KeyPoint> kps;
+    cv::Mat desc;
+    orb->detectAndCompute(grey(outer), cv::noArray(), kps, desc);
+    for (std::size_t i = 0; i < kps.size() && static_cast<int>(i) < desc.rows; ++i) {
+      const cv::Point2f p(kps[i].pt.x + static_cast<float>(outer.x), kps[i].pt.y + static_cast<float>(outer.y));
+      if (!core.contains(p)) continue;
+      f.points.emplace_back(std::clamp(p.x / static_cast<float>(grey.cols), 0.f, 1.f),
+                            std::clamp(p.y / static_cast<float>(grey.rows), 0.f, 1.f));
+      descs.push_back(desc.row(static_cast<int>(i)));
+    }
+  };
+  const cv::Rect whole(0, 0, grey.cols, grey.rows);
+  if (grid == 1) {
+    detect(whole, whole, max_keypoints);
+  } else {
+    detect(whole, whole, max_keypoints / 2);
+    const int per_tile = std::max(1, max_keypoints / 2 / (grid * grid));
+    const int margin = kPatch + 1;
+    for (int ty = 0; ty < grid; ++ty) {
+      for (int tx = 0; tx < grid; ++tx) {
+        const cv::Rect core(cv::Point(grey.cols * tx / grid, grey.rows * ty / grid),
+                            cv::Point(grey.cols * (tx + 1) / grid, grey.rows * (ty + 1) / grid));
+        const cv::Rect outer = cv::Rect(core.x - margin, core.y - margin, core.width + 2 * margin,
+                                        core.height + 2 * margin) & whole;
+        detect(outer, core, per_tile);
+      }
+    }
+  }
+  if (f.points.empty()) return f;
+  cv::vconcat(descs, f.descriptors);
+  return f;
+}
+
+std::string encode_points(const LocalFeatures& f) {
+  std::string out;
+  out.reserve(4 + 4 * f.points.size());
+  put_u16(out, static_cast<unsigned>(std::clamp(f.width, 0, 65535)));
+  put_u16(out, static_cast<unsigned>(std::clamp(f.height, 0, 65535)));
+  for (const auto& p : f.points) {
+    put_u16(out, static_cast<unsigned>(std::lround(std::clamp(p.x, 0.f, 1.f) * 65535.f)));
+    put_u16(out, static_cast<unsigned>(std::lround(std::clamp(p.y, 0.f, 1.f) * 65535.f)));
+  }
+  return out;
+}
+
+LocalFeatures decode_local(std::string_view points_blob, std::string_view descriptors_blob,
+                           const std::string& what) {
+  const auto bad = [&](const std::string& why) {
+    return Error(ErrorKind::Corrupt, what, "local features are corrupt: " + why + " (run 'hashwall check')");
+  };
+  if (points_blob.size() < 4 || points_blob.size() % 4 != 0)
+    throw bad("keypoint blob of " + std::to_string(points_blob.size()) + " bytes");
+  const std::size_t n = points_blob.size() / 4 - 1;
+  if (descriptors_blob.size() != n * kOrbBytes)
+    throw bad(std::to_string(n) + " keypoints but " + std::to_string(descriptors_blob.size()) +
+              " descriptor bytes");
+  LocalFeatures f;
+  f.width = static_cast<int>(get_u16(points_blob, 0));
+  f.height = static_cast<int>(get_u16(points_blob, 2));
+  if (n > 0 && (f.width == 0 || f.height == 0)) throw bad("zero working size");
+  f.points.reserve(n);
+  for (std::size_t i = 0; i < n; ++i)
+    f.points.emplace_back(static_cast<float>(get_u16(points_blob, 4 + 4 * i)) / 65535.f,
+                          static_cast<float>(get_u16(points_blob, 6 + 4 * i)) / 65535.f);
+  f.descriptors = cv::Mat(static_cast<int>(n), kOrbBytes, CV_8U);
+  if (n > 0) std::memcpy(f.descriptors.data, descriptors_blob.data(), descriptors_blob.size());
+  return f;
+}
+
+LocalVerification verify_local(const LocalFeatures& query, const LocalFeatures& entry,
+                               const LocalVerifyParams& params) {
+  LocalVerification v;
+  if (query.size() < 2 || entry.size() < 2) return v;
+
+  // Correspondences: each query keypoint's nearest entry keypoint, kept when clearly
+  // nearer than the second (Lowe's ratio test) and near in absolute terms; an entry
+  // keypoint claimed twice keeps its best partner, so one texture cannot vote many times.
+  cv::BFMatcher bf(cv::NORM_HAMMING);
+  std::vector<std::vector<cv::DMatch>> knn;
+  bf.knnMatch(query.descriptors, entry.descriptors, knn, 2);
+  std::unordered_map<int, cv::DMatch> best_for_entry;
+  for (const auto& m : knn) {
+    if (m.empty()) continue;
+    const cv::DMatch& a = m[0];
+    if (a.distance > static_cast<float>(params.max_descriptor_distance)) continue;
+    if (m.size() > 1 && a.distance >= params.ratio * m[1].distance) continue;
+    auto [it, fresh] = best_for_entry.try_emplace(a.trainIdx, a);
+    if (!fresh && a.distance < it->second.distance) it->second = a;
+  }
+  v.correspondences = static_cast<int>(best_for_entry.size());
+  if (v.correspondences < 3) return v;
+
+  // Similarity fit in pixel units of each side's working image.
+  std::vector<cv::Point2f> from, to;
+  from.reserve(best_for_entry.size());
+  to.reserve(best_for_entry.size());
+  for (const auto& [e, m] : best_for_entry) {
+    const auto& pe = entry.points[static_cast<std::size_t>(m.trainIdx)];
+    const auto& pq = query.points[static_cast<std::size_t>(m.queryIdx)];
+    from.emplace_back(pe.x * entry.width, pe.y * entry.height);
+    to.emplace_back(pq.x * query.width, pq.y * query.height);
+  }
+  const double tol = params.reprojection * std::max(query.width, query.height);
+  std::vector<uchar> inlier_mask;
+  const cv::Mat M = cv::estimateAffinePartial2D(from, to, inlier_mask, cv::RANSAC, tol, 2000, 0.995, 10);
+  if (M.empty()) return v;
+  v.inliers = static_cast<int>(std::count(inlier_mask.begin(), inlier_mask.end(), uchar{1}));
+  const double a = M.at<double>(0, 0), b = M.at<double>(1, 0);
+  v.scale = std::hypot(a, b);
+  v.rotation_deg = std::atan2(b, a) * 180.0 / CV_PI;
+
+  const cv::Point2f corners[4] = {{0.f, 0.f},
+                                  {static_cast<float>(entry.width), 0.f},
+                                  {static_cast<float>(entry.width), static_cast<float>(entry.height)},
+                                  {0.f, static_cast<float>(entry.height)}};
+  for (int i = 0; i < 4; ++i) {
+    const double x = M.at<double>(0, 0) * corners[i].x + M.at<double>(0, 1) * corners[i].y + M.at<double>(0, 2);
+    const double y = M.at<double>(1, 0) * corners[i].x + M.at<double>(1, 1) * corners[i].y + M.at<double>(1, 2);
+    float nx = static_cast<float>(x / query.width), ny = static_cast<float>(y / query.height);
+    if (query.mirrored) nx = 1.f - nx;  // back into the query as the user gave it
+    v.region[static_cast<std::size_t>(i)] = {nx, ny};
+  }
+  // A copy is shown between 1/20 and 20 times the size of the known photo (in working
+  // pixels); outside that the "fit" is a degenerate one through a few clustered points.
+  v.matched = v.inliers >= params.min_inliers && v.scale > 0.05 && v.scale < 20.0;
+  return v;
+}
+
+}  // namespace hashwall

@@ -1,0 +1,79 @@
+// The local-feature signal: ORB keypoints and binary descriptors, and the geometric check
+// (RANSAC similarity fit) that tells a partial copy from a photo that merely looks alike.
+// Pure: pixels in, values out. Storage and search live in src/bank.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <opencv2/core.hpp>
+
+namespace hashwall {
+
+constexpr int kOrbBytes = 32;  // ORB descriptors are 256 bits
+
+struct LocalParams {
+  // Bank entries keep at most this many keypoints (about 9 kB each, see docs/BANK_FORMAT.md);
+  // queries extract more, since the known photo may fill only part of them.
+  int entry_keypoints = 256;
+  int query_keypoints = 1024;
+  // Images are brought to this long side (down only) before detection: bounded cost, and
+  // keypoints at comparable scales for the copy and the original.
+  int entry_side = 640;
+  int query_side = 800;
+  // Queries take half their keypoints tile by tile (2 x 2), so a known photo shown in one
+  // corner of a collage or screenshot gets its share (measured: docs/BENCHMARKS.md).
+  int query_grid = 2;
+};
+
+struct LocalFeatures {
+  // Keypoint centres normalised to [0, 1] of the image width and height, so that the
+  // matched region can be reported in the query's own coordinates whatever its size.
+  std::vector<cv::Point2f> points;
+  cv::Mat descriptors;  // CV_8U, points.size() x kOrbBytes
+  int width = 0, height = 0;  // of the image the features were taken from (working size)
+  bool mirrored = false;      // taken from the horizontally mirrored image
+
+  std::size_t size() const { return points.size(); }
+};
+
+// max_keypoints: LocalParams::entry_keypoints or query_keypoints. Grey or BGR input.
+// grid > 1: half the keypoints from the whole image, half from grid x grid tiles.
+LocalFeatures extract_local(const cv::Mat& pixels, int max_keypoints, int max_side,
+                            bool mirror = false, int grid = 1);
+
+// Bank storage: the working width and height, then each point as two little-endian
+// uint16 (1/65535 of a side); descriptors as raw bytes. decode throws Error{Corrupt} on
+// malformed blobs (`what` names the entry in the message).
+std::string encode_points(const LocalFeatures& f);
+LocalFeatures decode_local(std::string_view points_blob, std::string_view descriptors_blob,
+                           const std::string& what);
+
+struct LocalVerifyParams {
+  int max_descriptor_distance = 64;  // of 256 bits, for a correspondence
+  float ratio = 0.8f;                // Lowe's ratio test, nearest vs second nearest
+  float reprojection = 0.012f;       // RANSAC tolerance, fraction of the query's long side
+  int min_inliers = 12;              // calibrated on bench robustness distractors
+};
+
+struct LocalVerification {
+  int correspondences = 0;  // after the ratio test
+  int inliers = 0;          // consistent with one similarity transform
+  double scale = 0;         // of the fitted transform, known photo -> query
+  double rotation_deg = 0;
+  // The known photo's corners (top-left, top-right, bottom-right, bottom-left) mapped into
+  // the query, normalised to the query's width and height: where the photo sits.
+  std::array<cv::Point2f, 4> region{};
+  bool matched = false;     // inliers >= min_inliers and a plausible transform
+};
+
+// Fits a similarity (rotation, uniform scale, shift) from the entry's keypoints to the
+// query's with RANSAC.
+LocalVerification verify_local(const LocalFeatures& query, const LocalFeatures& entry,
+                               const LocalVerifyParams& params);
+
+}  // namespace hashwall

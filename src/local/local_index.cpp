@@ -1,0 +1,151 @@
+#include "local/local_index.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <random>
+
+#include <faiss/IndexBinaryFlat.h>
+#include <faiss/IndexBinaryIVF.h>
+
+namespace hashwall {
+
+namespace {
+
+using faiss_idx = faiss::Index::idx_t;
+
+// IVF lists: about 2 sqrt(rows), a power of two, so a list holds ~sqrt(rows)/2 rows and
+// a query descriptor scans nprobe of them plus the nlist centroids.
+std::size_t nlist_for(std::size_t rows) {
+  const double target = 2.0 * std::sqrt(static_cast<double>(rows));
+  std::size_t n = 64;
+  while (n * 2 <= target && n < 8192) n *= 2;
+  return n;
+}
+
+}  // namespace
+
+LocalIndex::LocalIndex(LocalIndexParams params) : params_(params) {}
+LocalIndex::~LocalIndex() = default;
+
+void LocalIndex::add(std::int64_t id, LocalFeatures f) {
+  Stored s;
+  s.first_row = row_entry_.size();
+  s.points = std::move(f.points);
+  s.width = f.width;
+  s.height = f.height;
+  const std::size_t n = s.points.size();
+  if (f.descriptors.rows != static_cast<int>(n) || (n > 0 && f.descriptors.cols != kOrbBytes)) return;
+  const cv::Mat d = f.descriptors.isContinuous() ? f.descriptors : f.descriptors.clone();
+  codes_.insert(codes_.end(), d.data, d.data + n * kOrbBytes);
+  row_entry_.insert(row_entry_.end(), n, id);
+  stored_[id] = std::move(s);
+}
+
+std::string LocalIndex::type() const {
+  if (rows() < params_.ivf_min_rows) return "flat";
+  return "ivf" + std::to_string(nlist_for(rows()));
+}
+
+std::size_t LocalIndex::memory_bytes() const {
+  std::size_t b = codes_.capacity() + row_entry_.capacity() * sizeof(std::int64_t);
+  for (const auto& [id, s] : stored_) b += sizeof(s) + 32 + s.points.capacity() * sizeof(cv::Point2f);
+  // The FAISS index holds a second copy of the codes (and, for IVF, an id per row).
+  b += indexed_rows_ * kOrbBytes;
+  if (dynamic_cast<const faiss::IndexBinaryIVF*>(index_.get())) b += indexed_rows_ * sizeof(faiss_idx);
+  return b;
+}
+
+void LocalIndex::prepare() const {
+  const bool want_ivf = rows() >= params_.ivf_min_rows;
+  const bool is_ivf = dynamic_cast<const faiss::IndexBinaryIVF*>(index_.get()) != nullptr;
+  if (index_ && want_ivf == is_ivf) {
+    // Same kind: append what was added since (an IVF keeps its centroids; they were drawn
+    // from the rows it was built with, which is fine while the bank grows by less than
+    // the factor that would change nlist).
+    if (indexed_rows_ < rows()) {
+      index_->add(static_cast<faiss_idx>(rows() - indexed_rows_), codes_.data() + indexed_rows_ * kOrbBytes);
+      indexed_rows_ = rows();
+    }
+    if (!want_ivf || nlist_for(rows()) == static_cast<const faiss::IndexBinaryIVF*>(index_.get())->nlist) return;
+  }
+  index_.reset();
+  quantizer_.reset();
+  indexed_rows_ = 0;
+  const int dbits = kOrbBytes * 8;
+  if (!want_ivf) {
+    auto flat = std::make_unique<faiss::IndexBinaryFlat>(dbits);
+    index_ = std::move(flat);
+  } else {
+    // Centroids are descriptors drawn at random from the bank (seeded): binary k-means
+    // (FAISS trains it in float, 256-d) costs minutes at millions of rows for little
+    // gain in a coarse quantizer whose only job is to split the rows into lists.
+    const std::size_t nlist = nlist_for(rows());
+    quantizer_ = std::make_unique<faiss::IndexBinaryFlat>(dbits);
+    std::vector<std::size_t> pick(rows());
+    for (std::size_t i = 0; i < pick.size(); ++i) pick[i] = i;
+    std::mt19937_64 rng(0x6c6f63616cull);
+    for (std::size_t i = 0; i < nlist; ++i) {
+      std::uniform_int_distribution<std::size_t> u(i, pick.size() - 1);
+      std::swap(pick[i], pick[u(rng)]);
+    }
+    std::vector<std::uint8_t> cent(nlist * kOrbBytes);
+    for (std::size_t i = 0; i < nlist; ++i)
+      std::memcpy(cent.data() + i * kOrbBytes, codes_.data() + pick[i] * kOrbBytes, kOrbBytes);
+    quantizer_->add(static_cast<faiss_idx>(nlist), cent.data());
+    auto ivf = std::make_unique<faiss::IndexBinaryIVF>(quantizer_.get(), dbits, nlist);
+    ivf->is_trained = true;
+    ivf->nprobe = static_cast<std::size_t>(std::max(1, params_.nprobe));
+    index_ = std::move(ivf);
+  }
+  if (rows() > 0) index_->add(static_cast<faiss_idx>(rows()), codes_.data());
+  indexed_rows_ = rows();
+}
+
+std::vector<LocalCandidate> LocalIndex::candidates(const LocalFeatures& query) const {
+  std::vector<LocalCandidate> out;
+  if (query.size() == 0 || rows() == 0) return out;
+  prepare();
+  const auto nq = static_cast<faiss_idx>(query.size());
+  const int k = std::max(1, params_.neighbours);
+  std::vector<std::int32_t> dist(static_cast<std::size_t>(nq) * static_cast<std::size_t>(k));
+  std::vector<faiss_idx> lab(dist.size());
+  const cv::Mat q = query.descriptors.isContinuous() ? query.descriptors : query.descriptors.clone();
+  index_->search(nq, q.data, k, dist.data(), lab.data());
+
+  std::unordered_map<std::int64_t, int> votes;
+  std::vector<std::int64_t> seen;
+  for (faiss_idx i = 0; i < nq; ++i) {
+    seen.clear();
+    for (int j = 0; j < k; ++j) {
+      const std::size_t at = static_cast<std::size_t>(i) * static_cast<std::size_t>(k) + static_cast<std::size_t>(j);
+      if (lab[at] < 0 || dist[at] > params_.vote_distance) continue;
+      const std::int64_t id = row_entry_[static_cast<std::size_t>(lab[at])];
+      // One vote per query descriptor and entry.
+      if (std::find(seen.begin(), seen.end(), id) != seen.end()) continue;
+      seen.push_back(id);
+      ++votes[id];
+    }
+  }
+  for (const auto& [id, v] : votes)
+    if (v >= params_.min_votes) out.push_back({id, v});
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.votes > b.votes || (a.votes == b.votes && a.id < b.id); });
+  if (out.size() > static_cast<std::size_t>(std::max(0, params_.max_candidates)))
+    out.resize(static_cast<std::size_t>(std::max(0, params_.max_candidates)));
+  return out;
+}
+
+std::optional<LocalFeatures> LocalIndex::features(std::int64_t id) const {
+  const auto it = stored_.find(id);
+  if (it == stored_.end()) return std::nullopt;
+  const Stored& s = it->second;
+  LocalFeatures f;
+  f.points = s.points;
+  f.width = s.width;
+  f.height = s.height;
+  f.descriptors = cv::Mat(static_cast<int>(s.points.size()), kOrbBytes, CV_8U,
+                          const_cast<std::uint8_t*>(codes_.data() + s.first_row * kOrbBytes));
+  return f;
+}
+
+}  // namespace hashwall

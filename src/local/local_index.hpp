@@ -1,0 +1,76 @@
+// Retrieval for the local-feature signal: every bank entry's ORB descriptors in one FAISS
+// binary index (each row knows its entry). A query's descriptors vote for entries; the
+// best-voted entries are then verified geometrically (local_features.hpp). Derived data:
+// always rebuilt from the bank's records.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "local/local_features.hpp"
+
+namespace faiss {
+struct IndexBinary;
+}
+
+namespace hashwall {
+
+struct LocalCandidate {
+  std::int64_t id;  // bank entry
+  int votes;        // query descriptors whose near neighbours include one of the entry's
+};
+
+struct LocalIndexParams {
+  // Up to this many descriptor rows an exhaustive IndexBinaryFlat; beyond, an
+  // IndexBinaryIVF (docs/BENCHMARKS.md has the cost of each).
+  std::size_t ivf_min_rows = 200'000;
+  int neighbours = 4;        // per query descriptor
+  int vote_distance = 56;    // of 256 bits: a neighbour further away does not vote
+  int min_votes = 4;         // an entry with fewer is not worth verifying
+  int max_candidates = 8;    // verified per query (per mirror side)
+  int nprobe = 16;           // IVF lists visited per query descriptor
+};
+
+class LocalIndex {
+ public:
+  explicit LocalIndex(LocalIndexParams params = {});
+  ~LocalIndex();
+  LocalIndex(const LocalIndex&) = delete;
+  LocalIndex& operator=(const LocalIndex&) = delete;
+
+  // Entries with no keypoints are kept (they can never be verified) but add no rows.
+  void add(std::int64_t id, LocalFeatures features);
+  std::size_t entries() const { return stored_.size(); }
+  std::size_t rows() const { return row_entry_.size(); }
+  std::string type() const;  // "flat" or "ivf<nlist>"
+  std::size_t memory_bytes() const;
+
+  // Builds or extends the FAISS index; call after add() and before concurrent searches.
+  void prepare() const;
+  // The entries with the most votes, best first. Not thread-safe against add().
+  std::vector<LocalCandidate> candidates(const LocalFeatures& query) const;
+  // The entry's features; the descriptors point into the index's own storage and stay
+  // valid until the next add().
+  std::optional<LocalFeatures> features(std::int64_t id) const;
+  const LocalIndexParams& params() const { return params_; }
+
+ private:
+  LocalIndexParams params_;
+  struct Stored {
+    std::size_t first_row = 0;
+    std::vector<cv::Point2f> points;
+    int width = 0, height = 0;
+  };
+  std::unordered_map<std::int64_t, Stored> stored_;
+  std::vector<std::uint8_t> codes_;       // all descriptors, row-major (kept for rebuilds)
+  std::vector<std::int64_t> row_entry_;   // row -> entry id
+  mutable std::unique_ptr<faiss::IndexBinary> index_;
+  mutable std::unique_ptr<faiss::IndexBinary> quantizer_;
+  mutable std::size_t indexed_rows_ = 0;  // rows already in index_
+};
+
+}  // namespace hashwall

@@ -1,0 +1,162 @@
+// The learned embedding: the shipped ONNX model loads in OpenCV, computes what the
+// training script computed, and a bank refuses queries made with another model.
+#include <catch2/catch.hpp>
+
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "bank/bank.hpp"
+#include "core/error.hpp"
+#include "embed/embedder.hpp"
+#include "image/load.hpp"
+#include "support.hpp"
+
+using namespace hashwall;
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+fs::path shipped_model() { return hwtest::source_dir() / "models" / "hashwall-embed-v1.onnx"; }
+
+float dot(const std::vector<float>& a, const std::vector<float>& b) {
+  float s = 0;
+  for (std::size_t i = 0; i < a.size() && i < b.size(); ++i) s += a[i] * b[i];
+  return s;
+}
+
+std::vector<float> embed_file(const Embedder& e, const fs::path& p) {
+  LoadOptions o;
+  o.mode = DecodeMode::Exact;
+  return e.embed(load_image(p, o).pixels);
+}
+
+}  // namespace
+
+TEST_CASE("the shipped model loads with OpenCV and matches the training script's embeddings", "[embed]") {
+  const auto model = shipped_model();
+  REQUIRE(fs::exists(model));
+  const auto e = Embedder::load(model);
+  const fs::path ref_file = hwtest::source_dir() / "tests" / "data" / "embed" / "reference.txt";
+  std::ifstream in(ref_file);
+  REQUIRE(in);
+  std::string header;
+  std::getline(in, header);
+  // The reference was written for this very file: a retrained model needs new references.
+  CHECK_THAT(header, Catch::Contains("model=" + e->sha256()));
+  CHECK_THAT(header, Catch::Contains("size=" + std::to_string(e->config().input_size)));
+  CHECK(e->model_id() == "hashwall-embed-v1.onnx@" + e->sha256());
+
+  int photos = 0;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.empty() || line[0] == '#') continue;
+    std::istringstream ls(line);
+    std::string rel;
+    ls >> rel;
+    std::vector<float> want;
+    for (float v; ls >> v;) want.push_back(v);
+    const auto got = embed_file(*e, hwtest::source_dir() / "samples" / rel);
+    INFO(rel);
+    REQUIRE(got.size() == want.size());
+    REQUIRE(static_cast<int>(got.size()) == e->dim());
+    float worst = 0;
+    for (std::size_t i = 0; i < got.size(); ++i) worst = std::max(worst, std::abs(got[i] - want[i]));
+    CHECK(worst < 1e-3f);
+    CHECK(dot(got, got) == Approx(1.0).epsilon(1e-4));
+    ++photos;
+  }
+  CHECK(photos >= 3);
+}
+
+TEST_CASE("embeddings of an edited copy stay closer than those of other photos", "[embed]") {
+  const auto e = Embedder::load(shipped_model());
+  const auto bank_dir = hwtest::source_dir() / "samples" / "bank";
+  const auto uploads = hwtest::source_dir() / "samples" / "uploads";
+  const auto original = embed_file(*e, bank_dir / "mate_Aqua.jpg");
+  const auto copy = embed_file(*e, uploads / "mate_Aqua--jpeg30.jpg");
+  const float same = dot(original, copy);
+  CHECK(same >= static_cast<float>(e->config().threshold));
+  for (const char* other : {"mate_LadyBird.jpg", "skimage_chelsea.jpg", "lomiri_Bridge_by_Sander_Klootwijk.jpg"}) {
+    INFO(other);
+    const float s = dot(original, embed_file(*e, bank_dir / other));
+    CHECK(s < static_cast<float>(e->config().threshold));
+    CHECK(s < same);
+  }
+  // Grey input works too (the model sees three equal channels).
+  cv::Mat grey(200, 300, CV_8UC1, cv::Scalar(128));
+  CHECK(static_cast<int>(e->embed(grey).size()) == e->dim());
+}
+
+TEST_CASE("a file that is not a model is refused with a clear error", "[embed]") {
+  hwtest::TempDir tmp;
+  const auto bad = tmp / "not-a-model.onnx";
+  std::ofstream(bad) << "this is not protobuf";
+  CHECK_THROWS_AS(Embedder::load(bad), Error);
+  CHECK_THROWS_AS(Embedder::load(tmp / "missing.onnx"), Error);
+}
+
+TEST_CASE("the bank searches embeddings and keeps them across reopening", "[embed][bank]") {
+  hwtest::TempDir tmp;
+  BankConfig cfg;
+  cfg.signals = {"pdq", "embed"};
+  cfg.embed_model = "test@0000";
+  cfg.embed_threshold = 0.5;
+  std::vector<std::vector<float>> vecs = {{1, 0, 0, 0}, {0, 1, 0, 0}, {0, 0, 0.6f, 0.8f}};
+  {
+    auto bank = Bank::open(tmp / "b.db", OpenMode::Create, cfg);
+    std::vector<NewEntry> es;
+    for (std::size_t i = 0; i < vecs.size(); ++i) {
+      NewEntry e;
+      e.sha256 = std::string(64, static_cast<char>('a' + i));
+      e.label = "v" + std::to_string(i);
+      e.embedding = vecs[i];
+      es.push_back(std::move(e));
+    }
+    bank->add(es);
+  }
+  auto bank = Bank::open(tmp / "b.db", OpenMode::ReadOnly);
+  CHECK(bank->config().embed_model == "test@0000");
+  CHECK(bank->stats().embed_entries == 3);
+  const std::vector<float> q = {0, 0, 0.8f, 0.6f};
+  const auto found = bank->search_embed(q, 5, 0.5f);
+  REQUIRE(found.size() == 1);
+  CHECK(bank->get(found[0].id)->label == "v2");
+  CHECK(found[0].similarity == Approx(0.96f).epsilon(1e-4));
+  CHECK(bank->search_embed(q, 5, 0.97f).empty());
+}
+
+TEST_CASE("a bank built with one model refuses queries with another", "[embed][cli]") {
+  const auto samples = hwtest::source_dir() / "samples";
+  hwtest::TempDir tmp;
+  const auto q = [](const fs::path& p) { return "'" + p.string() + "'"; };
+  const auto bank = tmp / "bank.db";
+  auto idx = hwtest::run_hashwall("index " + q(samples / "bank") + " --bank " + q(bank) +
+                                  " --signals pdq,embed --model " + q(shipped_model()) + " -q");
+  INFO(idx.err);
+  REQUIRE(idx.exit_code == 0);
+  const auto upload = samples / "uploads" / "mate_Aqua--jpeg30.jpg";
+  auto ok = hwtest::run_hashwall("query " + q(upload) + " --bank " + q(bank) + " --json");
+  INFO(ok.out << ok.err);
+  REQUIRE(ok.exit_code == 1);  // 1: a match
+  const json j = json::parse(ok.out);
+  CHECK(j["matches"][0]["similarity"].get<double>() >= j["embed_threshold"].get<double>());
+
+  // The same network under another file (a retrained v2 would be this): other bytes,
+  // other SHA-256, so the bank refuses rather than compare vectors of two models.
+  const auto other = tmp / "hashwall-embed-v2.onnx";
+  fs::copy_file(shipped_model(), other);
+  { std::ofstream(other, std::ios::app | std::ios::binary) << std::string("\xa0\x06\x01", 3); }  // an unknown protobuf field
+  auto refused = hwtest::run_hashwall("query " + q(upload) + " --bank " + q(bank) + " --model " + q(other));
+  CHECK(refused.exit_code == 2);
+  CHECK_THAT(refused.err, Catch::Contains("model"));
+  CHECK_THAT(refused.err, Catch::Contains("hashwall-embed-v1.onnx"));
+
+  // PDQ alone still answers with that bank, whatever model is around.
+  auto pdq = hwtest::run_hashwall("query " + q(upload) + " --bank " + q(bank) + " --signals pdq --model " + q(other));
+  CHECK(pdq.exit_code == 1);
+}

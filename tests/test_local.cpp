@@ -1,0 +1,231 @@
+// The local-feature signal: ORB keypoints, their storage, and the geometric check that
+// finds a known photo inside a crop, a captioned copy or a screenshot.
+#include <catch2/catch.hpp>
+
+#include <nlohmann/json.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "bank/bank.hpp"
+#include "core/error.hpp"
+#include "local/local_features.hpp"
+#include "match/matcher.hpp"
+#include "support.hpp"
+
+using namespace hashwall;
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+cv::Mat sample(const std::string& name) {
+  const auto p = hwtest::source_dir() / "samples" / "bank" / name;
+  cv::Mat m = cv::imread(p.string(), cv::IMREAD_COLOR);
+  REQUIRE_FALSE(m.empty());
+  return m;
+}
+
+// The photo's centre keeping `keep` of each side, shown under a white caption bar a
+// quarter of its height, the whole re-encoded as JPEG quality 70 (a typical meme repost).
+cv::Mat captioned_crop(const cv::Mat& photo, double keep) {
+  const int w = static_cast<int>(photo.cols * keep), h = static_cast<int>(photo.rows * keep);
+  const cv::Mat crop = photo(cv::Rect((photo.cols - w) / 2, (photo.rows - h) / 2, w, h));
+  cv::Mat out(h + h / 4, w, CV_8UC3, cv::Scalar(255, 255, 255));
+  crop.copyTo(out(cv::Rect(0, h / 4, w, h)));
+  cv::putText(out, "WHEN THE CAT SEES IT", cv::Point(10, h / 6), cv::FONT_HERSHEY_DUPLEX, 1.2,
+              cv::Scalar(0, 0, 0), 2);
+  std::vector<std::uint8_t> jpg;
+  cv::imencode(".jpg", out, jpg, {cv::IMWRITE_JPEG_QUALITY, 70});
+  return cv::imdecode(jpg, cv::IMREAD_COLOR);
+}
+
+LocalFeatures entry_features(const cv::Mat& m) {
+  const LocalParams p;
+  return extract_local(m, p.entry_keypoints, p.entry_side);
+}
+
+LocalFeatures query_features(const cv::Mat& m, bool mirror = false) {
+  const LocalParams p;
+  return extract_local(m, p.query_keypoints, p.query_side, mirror, p.query_grid);
+}
+
+}  // namespace
+
+TEST_CASE("ORB features are bounded and survive the bank's encoding", "[local]") {
+  const cv::Mat photo = sample("skimage_chelsea.jpg");
+  const LocalFeatures f = entry_features(photo);
+  CHECK(f.size() > 100);
+  CHECK(f.size() <= 256);
+  CHECK(f.descriptors.rows == static_cast<int>(f.size()));
+  CHECK(f.descriptors.cols == kOrbBytes);
+  CHECK(std::max(f.width, f.height) <= 640);
+
+  const std::string points = encode_points(f);
+  const std::string_view desc(reinterpret_cast<const char*>(f.descriptors.data), f.size() * kOrbBytes);
+  const LocalFeatures back = decode_local(points, desc, "entry 1");
+  REQUIRE(back.size() == f.size());
+  CHECK(back.width == f.width);
+  CHECK(back.height == f.height);
+  for (std::size_t i = 0; i < f.size(); ++i) {
+    CHECK(std::abs(back.points[i].x - f.points[i].x) < 1e-4f);
+    CHECK(std::abs(back.points[i].y - f.points[i].y) < 1e-4f);
+  }
+  CHECK(cv::norm(back.descriptors, f.descriptors, cv::NORM_HAMMING) == 0);
+
+  // Queries take more keypoints, spread over the image (half of them tile by tile).
+  const LocalFeatures qf = query_features(photo);
+  CHECK(qf.size() > f.size());
+  CHECK(qf.size() <= 1024);
+  int quadrants[4] = {0, 0, 0, 0};
+  for (const auto& p : qf.points) ++quadrants[(p.x >= 0.5f ? 1 : 0) + (p.y >= 0.5f ? 2 : 0)];
+  for (int n : quadrants) CHECK(n >= 64);
+
+  // Tiny images have no keypoints, and say so by being empty rather than failing.
+  const cv::Mat tiny(40, 40, CV_8UC3, cv::Scalar(10, 20, 30));
+  CHECK(entry_features(tiny).size() == 0);
+}
+
+TEST_CASE("malformed local-feature blobs are reported as corrupt", "[local]") {
+  const std::string points_ok = std::string(4, '\x10') + std::string(8, '\x01');  // 2 points
+  const std::string desc_ok(2 * kOrbBytes, '\x55');
+  CHECK(decode_local(points_ok, desc_ok, "entry 7").size() == 2);
+  for (const auto& [pts, desc] : std::vector<std::pair<std::string, std::string>>{
+           {"", ""},
+           {std::string(7, '\x01'), ""},
+           {points_ok, std::string(kOrbBytes, '\x55')},
+           {std::string(4, '\0') + std::string(4, '\x01'), std::string(kOrbBytes, '\x55')}}) {
+    try {
+      decode_local(pts, desc, "entry 7");
+      FAIL("expected an Error");
+    } catch (const Error& e) {
+      CHECK(e.kind() == ErrorKind::Corrupt);
+      CHECK_THAT(e.what(), Catch::Contains("entry 7"));
+    }
+  }
+}
+
+TEST_CASE("a captioned crop is verified and located; unrelated photos are not", "[local]") {
+  const cv::Mat photo = sample("skimage_chelsea.jpg");
+  const LocalFeatures entry = entry_features(photo);
+  const cv::Mat meme = captioned_crop(photo, 0.7);
+  const LocalVerifyParams params;
+
+  const LocalVerification v = verify_local(query_features(meme), entry, params);
+  INFO("inliers " << v.inliers << " of " << v.correspondences);
+  REQUIRE(v.matched);
+  CHECK(v.inliers >= params.min_inliers);
+  CHECK(v.rotation_deg == Approx(0).margin(2));
+  // The known photo, cropped to 70 %, shown 1:1 in the meme: its full frame maps to
+  // 1/0.7 of the meme's width, centred; the top edge sits above the caption's bottom.
+  // Query height H = 1.25 h with h = 0.7 R (R the photo's height); the crop starts h/4
+  // down, so the full photo's top edge is at (h/4 - 0.15 R) / H and it spans R / H.
+  const double R = photo.rows, h = static_cast<int>(photo.rows * 0.7), H = meme.rows;
+  const double full_w = 1.0 / 0.7;
+  CHECK(v.region[0].x == Approx(0.5 - full_w / 2).margin(0.03));
+  CHECK(v.region[1].x == Approx(0.5 + full_w / 2).margin(0.03));
+  CHECK(v.region[0].y == Approx((h / 4 - 0.15 * R) / H).margin(0.03));
+  CHECK(v.region[3].y - v.region[0].y == Approx(R / H).margin(0.03));
+
+  // Unrelated photos: the geometric check keeps them far below the threshold.
+  for (const char* other : {"mate_Aqua.jpg", "lomiri_Bridge_by_Sander_Klootwijk.jpg", "skimage_camera.png"}) {
+    const LocalVerification u = verify_local(query_features(meme), entry_features(sample(other)), params);
+    INFO(other << ": inliers " << u.inliers);
+    CHECK_FALSE(u.matched);
+    CHECK(u.inliers < params.min_inliers);
+  }
+}
+
+TEST_CASE("the bank stores local features and finds a mirrored crop among its entries", "[local][bank]") {
+  hwtest::TempDir tmp;
+  BankConfig cfg;
+  cfg.signals = {"pdq", "local"};
+  const std::vector<std::string> names = {"skimage_chelsea.jpg", "mate_Aqua.jpg", "mate_LadyBird.jpg",
+                                          "lomiri_Bridge_by_Sander_Klootwijk.jpg"};
+  {
+    auto bank = Bank::open(tmp / "b.db", OpenMode::Create, cfg);
+    std::vector<NewEntry> es;
+    for (const auto& n : names) {
+      NewEntry e;
+      e.sha256 = std::string(64, static_cast<char>('a' + es.size()));
+      e.quality = 100;
+      e.label = n;
+      e.local = entry_features(sample(n));
+      es.push_back(std::move(e));
+    }
+    bank->add(es);
+  }
+  // Reopened: the features come back from SQLite, not from memory.
+  auto bank = Bank::open(tmp / "b.db", OpenMode::ReadOnly);
+  CHECK(bank->config().has("local"));
+  CHECK(bank->stats().local_entries == static_cast<std::int64_t>(names.size()));
+
+  cv::Mat flipped;
+  cv::flip(captioned_crop(sample("mate_LadyBird.jpg"), 0.75), flipped, 1);
+  const LocalVerifyParams params;
+  // As given, the mirrored copy finds nothing; its mirror image finds the ladybird.
+  for (const auto& m : bank->search_local(query_features(flipped), params)) CHECK_FALSE(m.verification.matched);
+  const auto found = bank->search_local(query_features(flipped, true), params);
+  REQUIRE_FALSE(found.empty());
+  REQUIRE(found[0].verification.matched);
+  CHECK(bank->get(found[0].id)->label == "mate_LadyBird.jpg");
+
+  // The matcher does the same on its own and says which signal decided.
+  Fingerprint fp;
+  fp.pdq.quality = 100;
+  for (auto& h : fp.pdq.hashes) h.bytes.fill(0x5a);  // far from every entry's PDQ (all zero)
+  fp.local = query_features(flipped);
+  fp.local_mirror = query_features(flipped, true);
+  const MatchResult r = Matcher(*bank, {}).match(fp);
+  REQUIRE(r.verdict == Verdict::Match);
+  REQUIRE(r.hits.size() >= 1);
+  CHECK(r.hits[0].signal == "local");
+  CHECK(r.hits[0].local_mirrored);
+  CHECK(r.hits[0].inliers.value_or(0) >= r.local_min_inliers);
+  CHECK(r.hits[0].entry.label == "mate_LadyBird.jpg");
+
+  // Restricted to PDQ, the same query is not a match.
+  MatchOptions only_pdq;
+  only_pdq.signals = {"pdq"};
+  CHECK(Matcher(*bank, only_pdq).match(fp).verdict == Verdict::NoMatch);
+}
+
+TEST_CASE("query reports the local evidence and --signals pdq turns it off", "[local][cli]") {
+  const auto samples = hwtest::source_dir() / "samples";
+  hwtest::TempDir tmp;
+  const auto q = [](const fs::path& p) { return "'" + p.string() + "'"; };
+  const auto bank = tmp / "bank.db";
+  auto idx = hwtest::run_hashwall("index " + q(samples / "bank") + " --bank " + q(bank) + " --signals pdq,local -q");
+  INFO(idx.err);
+  REQUIRE(idx.exit_code == 0);
+  const auto meme = samples / "uploads" / "skimage_chelsea--caption.jpg";
+
+  auto r = hwtest::run_hashwall("query " + q(meme) + " --bank " + q(bank) + " --json");
+  INFO(r.out << r.err);
+  REQUIRE(r.exit_code == 1);  // 1: a match
+  const json j = json::parse(r.out);
+  REQUIRE(j["match"].get<bool>());
+  const json& hit = j["matches"][0];
+  CHECK(hit["signal"] == "local");
+  CHECK(fs::path(hit["source"].get<std::string>()).filename() == "skimage_chelsea.jpg");
+  CHECK(hit["inliers"].get<int>() >= j["local_min_inliers"].get<int>());
+  REQUIRE(hit["region"].size() == 4);
+  // The caption bar sits on top: the photo's top edge is well below the query's.
+  CHECK(hit["region"][0][1].get<double>() > 0.1);
+
+  auto pdq_only = hwtest::run_hashwall("query " + q(meme) + " --bank " + q(bank) + " --signals pdq --json");
+  CHECK(pdq_only.exit_code == 0);
+  CHECK_FALSE(json::parse(pdq_only.out)["match"].get<bool>());
+
+  // A bank made without local features says so when asked for them.
+  const auto plain = tmp / "plain.db";
+  REQUIRE(hwtest::run_hashwall("index " + q(samples / "bank") + " --bank " + q(plain) + " --signals pdq -q").exit_code == 0);
+  auto refuse = hwtest::run_hashwall("query " + q(meme) + " --bank " + q(plain) + " --signals pdq,local");
+  CHECK(refuse.exit_code == 2);
+  CHECK_THAT(refuse.err, Catch::Contains("local"));
+  auto st = hwtest::run_hashwall("stats --bank " + q(bank) + " --json");
+  REQUIRE(st.exit_code == 0);
+  const json s = json::parse(st.out);
+  INFO(st.out);
+  CHECK(s["local"]["entries"].get<int>() == 6);
+  CHECK(s["local"]["db_bytes_per_entry"].get<double>() > 1000);
+}
