@@ -197,6 +197,8 @@ class Stmt {
   }
   Stmt& bind_null(int i) { return check(sqlite3_bind_null(s_, i)); }
   Stmt& bind_blob(int i, std::string_view v) {
+    // An empty view may have a null data pointer, which SQLite would store as NULL.
+    if (v.empty()) return check(sqlite3_bind_zeroblob(s_, i, 0));
     return check(sqlite3_bind_blob(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
   }
 

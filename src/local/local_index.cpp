@@ -1,11 +1,16 @@
 #include "local/local_index.hpp"
 
+#include "core/popcount.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
 
+#include <omp.h>
+
 #include <faiss/IndexBinaryFlat.h>
+#include <faiss/IndexBinaryHNSW.h>
 #include <faiss/IndexBinaryIVF.h>
 
 namespace hashwall {
@@ -14,18 +19,21 @@ namespace {
 
 using faiss_idx = faiss::Index::idx_t;
 
-// IVF lists: about 2 sqrt(rows), a power of two, so a list holds ~sqrt(rows)/2 rows and
-// a query descriptor scans nprobe of them plus the nlist centroids.
-std::size_t nlist_for(std::size_t rows) {
-  const double target = 2.0 * std::sqrt(static_cast<double>(rows));
+// IVF lists: a query descriptor compares with the centroids (through an HNSW graph when
+// there are many) and then with the rows of nprobe lists, so nlist ~ sqrt(nprobe x rows)
+// balances the two; a power of two, capped.
+std::size_t nlist_for(std::size_t rows, int nprobe) {
+  const double target = std::sqrt(static_cast<double>(std::max(1, nprobe)) * static_cast<double>(rows));
   std::size_t n = 64;
-  while (n * 2 <= target && n < 8192) n *= 2;
+  while (n * 2 <= target * 1.4 && n < 16384) n *= 2;
   return n;
 }
 
+constexpr std::size_t kHnswQuantizerFrom = 1024;  // lists; fewer are scanned exhaustively
+
 }  // namespace
 
-LocalIndex::LocalIndex(LocalIndexParams params) : params_(params) {}
+LocalIndex::LocalIndex(LocalIndexParams params) : params_(params) { (void)popcount_native(); }
 LocalIndex::~LocalIndex() = default;
 
 void LocalIndex::add(std::int64_t id, LocalFeatures f) {
@@ -44,7 +52,7 @@ void LocalIndex::add(std::int64_t id, LocalFeatures f) {
 
 std::string LocalIndex::type() const {
   if (rows() < params_.ivf_min_rows) return "flat";
-  return "ivf" + std::to_string(nlist_for(rows()));
+  return "ivf" + std::to_string(nlist_for(rows(), params_.nprobe));
 }
 
 std::size_t LocalIndex::memory_bytes() const {
@@ -67,7 +75,7 @@ void LocalIndex::prepare() const {
       index_->add(static_cast<faiss_idx>(rows() - indexed_rows_), codes_.data() + indexed_rows_ * kOrbBytes);
       indexed_rows_ = rows();
     }
-    if (!want_ivf || nlist_for(rows()) == static_cast<const faiss::IndexBinaryIVF*>(index_.get())->nlist) return;
+    if (!want_ivf || nlist_for(rows(), params_.nprobe) == static_cast<const faiss::IndexBinaryIVF*>(index_.get())->nlist) return;
   }
   index_.reset();
   quantizer_.reset();
@@ -80,8 +88,16 @@ void LocalIndex::prepare() const {
     // Centroids are descriptors drawn at random from the bank (seeded): binary k-means
     // (FAISS trains it in float, 256-d) costs minutes at millions of rows for little
     // gain in a coarse quantizer whose only job is to split the rows into lists.
-    const std::size_t nlist = nlist_for(rows());
-    quantizer_ = std::make_unique<faiss::IndexBinaryFlat>(dbits);
+    const std::size_t nlist = nlist_for(rows(), params_.nprobe);
+    // Many lists: the centroids go into an HNSW graph, so assigning millions of rows (and
+    // each query descriptor) costs a graph walk rather than nlist comparisons.
+    if (nlist >= kHnswQuantizerFrom) {
+      auto hnsw = std::make_unique<faiss::IndexBinaryHNSW>(dbits, 16);
+      hnsw->hnsw.efSearch = std::max(64, 2 * params_.nprobe);
+      quantizer_ = std::move(hnsw);
+    } else {
+      quantizer_ = std::make_unique<faiss::IndexBinaryFlat>(dbits);
+    }
     std::vector<std::size_t> pick(rows());
     for (std::size_t i = 0; i < pick.size(); ++i) pick[i] = i;
     std::mt19937_64 rng(0x6c6f63616cull);
@@ -111,6 +127,10 @@ std::vector<LocalCandidate> LocalIndex::candidates(const LocalFeatures& query) c
   std::vector<std::int32_t> dist(static_cast<std::size_t>(nq) * static_cast<std::size_t>(k));
   std::vector<faiss_idx> lab(dist.size());
   const cv::Mat q = query.descriptors.isContinuous() ? query.descriptors : query.descriptors.clone();
+  // One thread: hashwall parallelises over files and requests; FAISS's own OpenMP team
+  // on top of that oversubscribes the cores and spins (measured: half the CPU time of a
+  // scan went to libgomp's wait loop). Affects only this thread's later parallel regions.
+  if (omp_get_max_threads() > 1) omp_set_num_threads(1);
   index_->search(nq, q.data, k, dist.data(), lab.data());
 
   std::unordered_map<std::int64_t, int> votes;

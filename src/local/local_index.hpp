@@ -25,9 +25,9 @@ struct LocalCandidate {
 };
 
 struct LocalIndexParams {
-  // Up to this many descriptor rows an exhaustive IndexBinaryFlat; beyond, an
-  // IndexBinaryIVF (docs/BENCHMARKS.md has the cost of each).
-  std::size_t ivf_min_rows = 200'000;
+  // Up to this many descriptor rows (about 64 entries) an exhaustive IndexBinaryFlat;
+  // beyond, an IndexBinaryIVF (docs/BENCHMARKS.md has the cost of each).
+  std::size_t ivf_min_rows = 16'384;
   int neighbours = 4;        // per query descriptor
   int vote_distance = 56;    // of 256 bits: a neighbour further away does not vote
   int min_votes = 4;         // an entry with fewer is not worth verifying
