@@ -116,12 +116,17 @@ TEST_CASE("a tiny robustness run reports every signal edit and family", "[bench]
   CHECK(r.known == 3);
   CHECK(r.distractors == static_cast<std::int64_t>(o.files.size()) - 3);
   CHECK(r.queries == 3 * static_cast<std::int64_t>(o.files.size()));
-  REQUIRE(r.signals.size() == 4);
+  // PDQ, PDQ+dihedral, PHash, local (the default bank signals are pdq,local), combined.
+  REQUIRE(r.signals.size() == 5);
   CHECK(r.signals[0].name == "PDQ");
-  CHECK(r.signals[3].name == "combined");
+  CHECK(r.signals[3].name == "local");
+  CHECK(r.signals[4].name == "combined");
   REQUIRE(r.edits.size() == 3);
   CHECK(r.families.size() == 3);  // jpeg, dihedral, crop
-  REQUIRE(r.pr_curves.size() == 4);
+  REQUIRE(r.pr_curves.size() == 5);
+  // The local features find the mirrored copy (mirror side) and the re-encoded one.
+  CHECK(r.edits[0].signals[3].recall == 1.0);
+  CHECK(r.edits[1].signals[3].recall == 1.0);
   // A re-encoded copy is caught by every PDQ signal; a mirrored one only with dihedral.
   CHECK(r.edits[0].signals[0].recall == 1.0);
   CHECK(r.edits[1].signals[0].caught == 0);
@@ -163,6 +168,13 @@ TEST_CASE("a tiny speed run finds every planted near-duplicate", "[bench]") {
     CHECK(t.samples == 20);
     CHECK(t.index_bytes_per_entry >= 32);
   }
+  // Signals: ORB per photo timed; the local search needs 40 photos, and says so.
+  REQUIRE(r.signal_costs.size() == 1);
+  CHECK(r.signal_costs[0].files == 2);
+  CHECK(r.signal_costs[0].local_entry_ms > 0);
+  CHECK(r.signal_costs[0].local_query_ms > r.signal_costs[0].local_entry_ms);
+  CHECK(r.local.empty());
+  CHECK(std::any_of(r.notes.begin(), r.notes.end(), [](const std::string& n) { return n.find("40 corpus photos") != std::string::npos; }));
   REQUIRE(r.banks.size() == 1);
   CHECK(r.banks[0].planted_found == r.banks[0].planted);
   CHECK(r.banks[0].import_hashes_per_s > 0);
@@ -187,4 +199,32 @@ TEST_CASE("bench robustness on the samples writes Markdown and JSON", "[bench]")
   CHECK(hwtest::run_hashwall("bench robustness --corpus '" + (hwtest::source_dir() / "samples").string() +
                              "' --edits no-such-edit -q").exit_code == 2);
   CHECK(hwtest::run_hashwall("bench speed --sizes 10q --no-index-run").exit_code == 2);
+}
+
+TEST_CASE("local-feature search timing finds planted copies among fillers and no unrelated photo", "[bench][shared]") {
+  HW_REQUIRE_SHARED(shared);
+  hwtest::TempDir tmp;
+  SpeedOptions o;
+  std::vector<fs::path> files;
+  for (const auto& e : fs::directory_iterator(shared / "photos" / "bsds500")) files.push_back(e.path());
+  std::sort(files.begin(), files.end());
+  files.resize(std::min<std::size_t>(files.size(), 80));
+  o.hash_sets = {{"bsds500", files}};
+  o.sizes = {};
+  o.local_sizes = {2'000};
+  o.signal_photos = 5;
+  o.work_dir = tmp.path();
+  const SpeedReport r = run_speed(o);
+  REQUIRE(r.local.size() == 1);
+  const LocalTiming& t = r.local[0];
+  INFO(t.skipped);
+  REQUIRE(t.skipped.empty());
+  CHECK(t.planted == 20);
+  CHECK(t.planted_found >= 18);  // crop to 70 % under a caption bar
+  CHECK(t.unrelated == 20);
+  CHECK(t.false_matches == 0);
+  CHECK(t.blob_bytes_per_entry > 4000);
+  CHECK(t.memory_bytes_per_entry > t.blob_bytes_per_entry);
+  const auto md = speed_markdown(r);
+  CHECK(md.find("Local-feature search") != std::string::npos);
 }

@@ -367,6 +367,7 @@ SpeedReport run_speed(const SpeedOptions& o) {
       rep.banks.push_back(time_bank(s, o));
     }
   }
+  time_signals(o, rep);
   rep.seconds = ms_since(t0) / 1000.0;
   return rep;
 }
@@ -415,6 +416,26 @@ json speed_json(const SpeedReport& r) {
                           {"open_cached_s", b.open_cached_s}, {"open_rebuild_s", b.open_rebuild_s},
                           {"db_bytes_per_entry", b.db_bytes_per_entry}, {"p50_ms", b.p50_ms}, {"p99_ms", b.p99_ms},
                           {"planted", b.planted}, {"planted_found", b.planted_found}});
+  j["signal_costs"] = json::array();
+  for (const auto& c : r.signal_costs)
+    j["signal_costs"].push_back({{"set", c.label}, {"files", c.files}, {"local_entry_ms", c.local_entry_ms},
+                                 {"local_query_ms", c.local_query_ms}, {"embed_ms", c.embed_ms},
+                                 {"local_keypoints", c.local_keypoints}});
+  j["local"] = json::array();
+  for (const auto& t : r.local) {
+    json x{{"size", t.size}};
+    if (!t.skipped.empty()) {
+      x["skipped"] = t.skipped;
+    } else {
+      x.update({{"index_type", t.index_type}, {"build_s", t.build_s},
+                {"memory_bytes_per_entry", t.memory_bytes_per_entry}, {"blob_bytes_per_entry", t.blob_bytes_per_entry},
+                {"samples", t.samples}, {"copy_p50_ms", t.copy_p50_ms}, {"copy_p99_ms", t.copy_p99_ms},
+                {"unrelated_p50_ms", t.unrelated_p50_ms}, {"unrelated_p99_ms", t.unrelated_p99_ms},
+                {"query_extract_ms", t.extract_ms}, {"planted", t.planted}, {"planted_found", t.planted_found},
+                {"unrelated", t.unrelated}, {"false_matches", t.false_matches}});
+    }
+    j["local"].push_back(x);
+  }
   j["notes"] = r.notes;
   return j;
 }
@@ -457,6 +478,36 @@ std::string speed_markdown(const SpeedReport& r) {
         << num(b.open_cached_s, 3) << " | " << num(b.open_rebuild_s, 3) << " | " << num(b.db_bytes_per_entry, 1)
         << " | " << num(b.p50_ms, 3) << " | " << num(b.p99_ms, 3) << " | " << b.planted_found << " / " << b.planted
         << " |\n";
+    o << "\n";
+  }
+  if (!r.signal_costs.empty()) {
+    o << "#### Local features and embedding (per photo, one thread, fast-decoded pixels)\n\n"
+      << "| set | photos | ORB entry ms | keypoints | ORB query ms (photo + mirror) | embedding ms |\n"
+      << "|---|---:|---:|---:|---:|---:|\n";
+    for (const auto& c : r.signal_costs)
+      o << "| " << c.label << " | " << c.files << " | " << num(c.local_entry_ms, 2) << " | " << num(c.local_keypoints, 0)
+        << " | " << num(c.local_query_ms, 2) << " | " << (c.embed_ms > 0 ? num(c.embed_ms, 2) : std::string("–"))
+        << " |\n";
+    o << "\n";
+  }
+  if (!r.local.empty()) {
+    o << "#### Local-feature search (synthetic banks of real descriptors; one thread; extraction not included)\n\n"
+      << "| entries | index | build s | memory B/entry | stored B/entry | edited copy p50 ms | p99 ms | unrelated p50 ms | p99 ms | copies found | false matches | samples |\n"
+      << "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+    for (const auto& t : r.local) {
+      o << "| " << human_count(t.size) << " | ";
+      if (!t.skipped.empty()) {
+        o << "skipped: " << t.skipped << " |||||||||||\n";
+        continue;
+      }
+      o << t.index_type << " | " << num(t.build_s, 2) << " | " << num(t.memory_bytes_per_entry, 0) << " | "
+        << num(t.blob_bytes_per_entry, 0) << " | " << num(t.copy_p50_ms, 1) << " | " << num(t.copy_p99_ms, 1) << " | "
+        << num(t.unrelated_p50_ms, 1) << " | " << num(t.unrelated_p99_ms, 1) << " | " << t.planted_found << " / "
+        << t.planted << " | " << t.false_matches << " / " << t.unrelated << " | " << t.samples << " |\n";
+    }
+    if (!r.local.empty() && r.local.front().extract_ms > 0)
+      o << "\nThe query's own ORB extraction (photo and mirror, 1024 keypoints each) adds "
+        << num(r.local.front().extract_ms, 1) << " ms (p50) to each query.\n";
     o << "\n";
   }
   for (const auto& n : r.notes) o << "- " << n << "\n";

@@ -13,6 +13,10 @@
 
 #include <nlohmann/json.hpp>
 
+namespace hashwall {
+class Embedder;
+}
+
 namespace hashwall::bench {
 
 struct HashSet {
@@ -33,6 +37,11 @@ struct SpeedOptions {
   int jobs = 1;                       // "all threads" for the hashing throughput
   std::uint64_t seed = 1;
   std::filesystem::path work_dir;  // temporary banks (must exist)
+  // Local features and embedding: per-photo cost on the corpus, and local-feature search
+  // against synthetic banks of these sizes (built from the corpus's own descriptors).
+  const Embedder* embedder = nullptr;  // null: no embedding timings
+  std::vector<std::int64_t> local_sizes = {1'000, 10'000, 100'000};
+  int signal_photos = 100;  // photos per corpus set timed for the signals
   std::function<void(const std::string&)> progress;  // what runs now
   const std::atomic<bool>* stop = nullptr;
 };
@@ -75,15 +84,47 @@ struct BankTiming {
   int planted = 0, planted_found = 0;
 };
 
+// Per photo, one thread, on fast-decoded pixels (as index and query compute them).
+struct SignalCost {
+  std::string label;
+  int files = 0;
+  double local_entry_ms = 0;  // ORB for a bank entry (256 keypoints)
+  double local_query_ms = 0;  // ORB for a query: the photo and its mirror (1024 each)
+  double embed_ms = 0;        // the embedding network, preprocessing included (0: no model)
+  double local_keypoints = 0; // mean keypoints per entry
+};
+
+// A query against a synthetic bank of `size` entries: local-feature retrieval (FAISS
+// binary index, votes) and geometric verification of the candidates, one thread.
+struct LocalTiming {
+  std::int64_t size = 0;
+  std::string index_type;
+  std::string skipped;
+  double build_s = 0;                // FAISS index over all descriptors
+  double memory_bytes_per_entry = 0; // LocalIndex::memory_bytes()
+  double blob_bytes_per_entry = 0;   // what the bank stores (keypoints + descriptors)
+  int samples = 0;
+  double copy_p50_ms = 0, copy_p99_ms = 0;            // edited copies of planted photos
+  double unrelated_p50_ms = 0, unrelated_p99_ms = 0;  // unrelated photos (mirror tried too)
+  double extract_ms = 0;  // the query's own ORB extraction (both sides), for reference
+  int planted = 0, planted_found = 0;
+  int unrelated = 0, false_matches = 0;
+};
+
 struct SpeedReport {
   std::vector<HashTiming> hashing;
   std::vector<IndexTiming> indexes;
   std::vector<BankTiming> banks;
+  std::vector<SignalCost> signal_costs;
+  std::vector<LocalTiming> local;
   std::vector<std::string> notes;
   double seconds = 0;
 };
 
 SpeedReport run_speed(const SpeedOptions& options);
+
+// speed_signals.cpp: the local-feature and embedding parts of run_speed.
+void time_signals(const SpeedOptions& options, SpeedReport& report);
 
 nlohmann::ordered_json speed_json(const SpeedReport& report);
 std::string speed_markdown(const SpeedReport& report);

@@ -226,6 +226,9 @@ struct SpeedArgs {
   bool json_out = false;
   bool no_index_run = false;
   bool quiet = false;
+  std::string local_sizes = "1k,10k,100k";
+  std::string model;
+  int signal_photos = 100;
 };
 
 std::string shell_quote(const std::string& s) {
@@ -275,6 +278,16 @@ int run_speed_cmd(const SpeedArgs& a) {
   o.seed = a.seed;
   o.work_dir = work.path();
   o.stop = &stop_requested();
+  o.local_sizes = a.local_sizes == "0" || a.local_sizes.empty() ? std::vector<std::int64_t>{} : parse_sizes(a.local_sizes);
+  o.signal_photos = a.signal_photos;
+  std::unique_ptr<Embedder> embedder;
+  try {
+    embedder = load_model(a.model);
+    o.embedder = embedder.get();
+  } catch (const Error& e) {
+    if (!a.model.empty()) throw;
+    std::fprintf(stderr, "hashwall bench speed: no embedding timings: %s\n", e.what());
+  }
   const bool tty = !a.quiet && ::isatty(STDERR_FILENO);
   o.progress = [tty](const std::string& what) {
     if (tty) std::fprintf(stderr, "\r\033[Kbench: %s...", what.c_str());
@@ -373,13 +386,21 @@ void register_bench(CLI::App& app, int& exit_code) {
   sp->add_flag("--json", s->json_out, "Print the JSON report on stdout instead of Markdown");
   sp->add_flag("--no-index-run", s->no_index_run, "Skip timing `hashwall index` end to end on each corpus");
   sp->add_flag("-q,--quiet", s->quiet, "No progress line");
+  sp->add_option("--local-sizes", s->local_sizes, "Bank sizes for the local-feature search (0: skip)")
+      ->capture_default_str();
+  sp->add_option("--signal-photos", s->signal_photos, "Photos per corpus timed for ORB and the embedding")
+      ->capture_default_str();
+  sp->add_option("--model", s->model, "Embedding model to time (default: the shipped one)");
   sp->footer(
       "Hashing: each corpus folder's files are read into memory, then timed one by one on one\n"
       "thread (decoder alone, decode_image, decode + PDQ; fast and exact modes), and on all\n"
       "threads. Search: random PDQ hashes plus planted near-duplicates (which must be found)\n"
       "for each size and index type, in memory; SQLite banks up to --sqlite-max entries for import\n"
       "rate, open time and on-disk size. Sizes that would not fit in half the free memory are\n"
-      "skipped and said so.\n\n"
+      "skipped and said so. Signals: ORB extraction and the embedding network per photo\n"
+      "(--signal-photos of each corpus), and local-feature queries against banks of\n"
+      "--local-sizes entries made of the corpus's own descriptors, with planted edited copies\n"
+      "(must be found) and unrelated photos (must not match).\n\n"
       "Examples:\n"
       "  hashwall bench speed --corpus ../shared/photos/bsds500 --corpus ../shared/photos/debian\n"
       "  hashwall bench speed --sizes 10k,100k,1M,10M --index-types flat --no-index-run\n\n"
