@@ -46,7 +46,7 @@ LocalFeatures entry_features(const cv::Mat& m) {
 
 LocalFeatures query_features(const cv::Mat& m, bool mirror = false) {
   const LocalParams p;
-  return extract_local(m, p.query_keypoints, p.query_side, mirror, p.query_grid);
+  return extract_local(m, p.query_keypoints, query_long_side(m.cols, m.rows, p.query_side), mirror, p.query_grid);
 }
 
 }  // namespace
@@ -211,6 +211,18 @@ TEST_CASE("query reports the local evidence and --signals pdq turns it off", "[l
   REQUIRE(hit["region"].size() == 4);
   // The caption bar sits on top: the photo's top edge is well below the query's.
   CHECK(hit["region"][0][1].get<double>() > 0.1);
+
+  // --draw: the query next to the entry's source file, inliers joined by lines.
+  const auto picture = tmp / "why.png";
+  auto drawn = hwtest::run_hashwall("query " + q(meme) + " --bank " + q(bank) + " --draw " + q(picture));
+  INFO(drawn.err);
+  CHECK(drawn.exit_code == 1);
+  CHECK_THAT(drawn.err, Catch::Contains("drew the match"));
+  const cv::Mat pic = cv::imread(picture.string(), cv::IMREAD_COLOR);
+  REQUIRE_FALSE(pic.empty());
+  const cv::Mat query_img = cv::imread(meme.string(), cv::IMREAD_COLOR);
+  // Two panels at one height: wider than the query alone would be at that height.
+  CHECK(pic.cols > query_img.cols * (pic.rows - 40) / query_img.rows + 100);
 
   auto pdq_only = hwtest::run_hashwall("query " + q(meme) + " --bank " + q(bank) + " --signals pdq --json");
   CHECK(pdq_only.exit_code == 0);

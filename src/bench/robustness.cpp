@@ -378,6 +378,7 @@ RobustnessReport run_robustness(const RobustnessOptions& opt) {
   entry_fp.local = query_fp.local = has_local;
   entry_fp.for_query = false;
   if (has_embed) entry_fp.embedder = query_fp.embedder = opt.embedder;
+  prepare_load(fast, query_fp);
   parallel_for("indexing known photos", nknown, opt.jobs, opt, [&](std::size_t i) {
     try {
       const LoadedImage img = load_image(files[i], fast);

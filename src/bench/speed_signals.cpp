@@ -63,6 +63,7 @@ struct OneThread {
 cv::Mat load_pixels(const std::filesystem::path& f) {
   LoadOptions o;
   o.want_color = true;  // as index/query load when the embedding is on
+  o.fast_min_side = LocalParams{}.min_decode_side;
   return load_image(f, o).pixels;
 }
 
@@ -85,8 +86,9 @@ struct Query {
 };
 
 Query query_of(const cv::Mat& pixels, const LocalParams& p) {
-  return {extract_local(pixels, p.query_keypoints, p.query_side, false, p.query_grid),
-          extract_local(pixels, p.query_keypoints, p.query_side, true, p.query_grid)};
+  const int side = query_long_side(pixels.cols, pixels.rows, p.query_side);
+  return {extract_local(pixels, p.query_keypoints, side, false, p.query_grid),
+          extract_local(pixels, p.query_keypoints, side, true, p.query_grid)};
 }
 
 // As the Matcher does: candidates of the query as given, verified; the mirror image only

@@ -8,6 +8,7 @@
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
 #include "cli/report.hpp"
+#include "cli/draw.hpp"
 #include "cli/signals.hpp"
 #include "core/error.hpp"
 
@@ -30,6 +31,7 @@ struct MatchArgs {
   std::optional<double> embed_threshold;
   // query
   bool json_out = false;
+  std::string draw;
   // scan
   bool jsonl = false;
   bool csv = false;
@@ -85,6 +87,12 @@ int run_query(const MatchArgs& a) {
   LoadOptions opt = load_options(false, a.no_exif, a.max_pixels);
   const SignalSetup sig = setup_for(*bank, a, opt);
   const FileReport r = check_file(a.paths.at(0), opt, matcher, sig.fingerprint);
+  if (!a.draw.empty()) {
+    if (r.result.hits.empty())
+      std::fprintf(stderr, "hashwall: --draw: no match to draw\n");
+    else
+      std::fprintf(stderr, "%s\n", draw_match(a.paths.at(0), r.result.hits.front(), a.draw).c_str());
+  }
   if (a.json_out) {
     std::cout << dump_json(report_json(r), 2) << '\n';
   } else if (!r.error.empty()) {
@@ -166,6 +174,9 @@ void register_query(CLI::App& app, int& exit_code) {
   cmd->add_option("file", a->paths, "Image file")->required()->expected(1);
   add_match_options(cmd, *a);
   cmd->add_flag("--json", a->json_out, "Print one JSON document");
+  cmd->add_option("--draw", a->draw,
+                  "Write a picture of the best match: the known photo's region and keypoint inliers in the "
+                  "query, next to the entry's source file when it is readable (PNG or JPEG by extension)");
   cmd->footer(std::string("Check one image against the bank: every matching entry with its id, label, source,\n"
       "PDQ distance, which rotation/flip of the query matched, and whether the file is a\n"
       "byte-identical copy. A query whose PDQ quality is below the minimum is reported as\n"

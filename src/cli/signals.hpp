@@ -28,7 +28,10 @@ struct SignalSetup {
   std::unique_ptr<Embedder> embedder;
   FingerprintOptions fingerprint;
   bool want_color = false;  // the embedding needs colour pixels
-  void apply(LoadOptions& o) const { o.want_color = o.want_color || want_color; }
+  void apply(LoadOptions& o) const {
+    o.want_color = o.want_color || want_color;
+    prepare_load(o, fingerprint);
+  }
 };
 
 // For adding to `bank`: all the signals it records. For queries: those it records,

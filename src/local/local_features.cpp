@@ -112,6 +112,12 @@ LocalFeatures extract_local(const cv::Mat& pixels, int max_keypoints, int max_si
   return f;
 }
 
+int query_long_side(int width, int height, int side) {
+  if (width <= 0 || height <= 0) return side;
+  const double l = std::max(width, height), s = std::min(width, height);
+  return static_cast<int>(std::min(2.0 * side, side * std::sqrt(l / s)));
+}
+
 std::string encode_points(const LocalFeatures& f) {
   std::string out;
   out.reserve(4 + 4 * f.points.size());
@@ -186,6 +192,13 @@ LocalVerification verify_local(const LocalFeatures& query, const LocalFeatures& 
   const cv::Mat M = cv::estimateAffinePartial2D(from, to, inlier_mask, cv::RANSAC, tol, 2000, 0.995, 10);
   if (M.empty()) return v;
   v.inliers = static_cast<int>(std::count(inlier_mask.begin(), inlier_mask.end(), uchar{1}));
+  for (std::size_t i = 0; i < inlier_mask.size() && i < from.size(); ++i) {
+    if (!inlier_mask[i]) continue;
+    float qx = to[i].x / static_cast<float>(query.width);
+    if (query.mirrored) qx = 1.f - qx;
+    v.inlier_pairs.push_back({{from[i].x / static_cast<float>(entry.width), from[i].y / static_cast<float>(entry.height)},
+                              {qx, to[i].y / static_cast<float>(query.height)}});
+  }
   const double a = M.at<double>(0, 0), b = M.at<double>(1, 0);
   v.scale = std::hypot(a, b);
   v.rotation_deg = std::atan2(b, a) * 180.0 / CV_PI;

@@ -28,6 +28,11 @@ struct LocalParams {
   // Queries take half their keypoints tile by tile (2 x 2), so a known photo shown in one
   // corner of a collage or screenshot gets its share (measured: docs/BENCHMARKS.md).
   int query_grid = 2;
+  // Queries are brought to at most query_side^2 pixels (not a long side), so a tall phone
+  // screenshot keeps enough pixels on the photo inside it.
+  // Fast decoding (DCT scaling) keeps at least this many pixels on the short side when
+  // local features are computed: PDQ is content with 256, ORB on a screenshot is not.
+  int min_decode_side = 512;
 };
 
 struct LocalFeatures {
@@ -45,6 +50,10 @@ struct LocalFeatures {
 // grid > 1: half the keypoints from the whole image, half from grid x grid tiles.
 LocalFeatures extract_local(const cv::Mat& pixels, int max_keypoints, int max_side,
                             bool mirror = false, int grid = 1);
+
+// The long side that brings a width x height query to at most side^2 pixels (never above
+// 2 x side): the max_side a query's extract_local gets.
+int query_long_side(int width, int height, int side);
 
 // Bank storage: the working width and height, then each point as two little-endian
 // uint16 (1/65535 of a side); descriptors as raw bytes. decode throws Error{Corrupt} on
@@ -68,6 +77,9 @@ struct LocalVerification {
   // The known photo's corners (top-left, top-right, bottom-right, bottom-left) mapped into
   // the query, normalised to the query's width and height: where the photo sits.
   std::array<cv::Point2f, 4> region{};
+  // The inlier correspondences, (entry point, query point), each normalised to its image
+  // (the query's as the user gave it, mirror undone): what a reviewer is shown.
+  std::vector<std::pair<cv::Point2f, cv::Point2f>> inlier_pairs;
   bool matched = false;     // inliers >= min_inliers and a plausible transform
 };
 

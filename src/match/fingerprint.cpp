@@ -1,8 +1,16 @@
 #include "match/fingerprint.hpp"
 
+#include <algorithm>
+#include <cmath>
+
 #include "embed/embedder.hpp"
 
 namespace hashwall {
+
+void prepare_load(LoadOptions& load, const FingerprintOptions& o) {
+  if (o.embedder) load.want_color = true;
+  if (o.local) load.fast_min_side = std::max(load.fast_min_side, o.local_params.min_decode_side);
+}
 
 Fingerprint fingerprint(const LoadedImage& image, DecodeMode mode, const FingerprintOptions& o) {
   Fingerprint f;
@@ -14,8 +22,9 @@ Fingerprint fingerprint(const LoadedImage& image, DecodeMode mode, const Fingerp
   if (o.local) {
     const LocalParams& p = o.local_params;
     if (o.for_query) {
-      f.local = extract_local(image.pixels, p.query_keypoints, p.query_side, false, p.query_grid);
-      f.local_mirror = extract_local(image.pixels, p.query_keypoints, p.query_side, true, p.query_grid);
+      const int side = query_long_side(image.pixels.cols, image.pixels.rows, p.query_side);
+      f.local = extract_local(image.pixels, p.query_keypoints, side, false, p.query_grid);
+      f.local_mirror = extract_local(image.pixels, p.query_keypoints, side, true, p.query_grid);
     } else {
       f.local = extract_local(image.pixels, p.entry_keypoints, p.entry_side, false);
     }

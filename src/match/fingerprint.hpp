@@ -32,6 +32,10 @@ struct FingerprintOptions {
   const Embedder* embedder = nullptr;  // non-null: compute the embedding
 };
 
+// What decoding these signals need: colour for the embedding, more pixels for the local
+// features (LocalParams::min_decode_side).
+void prepare_load(LoadOptions& load, const FingerprintOptions& options);
+
 // Fast-mode images are prepared with PDQ's fast preprocessing, exact ones as Meta's
 // reference does.
 Fingerprint fingerprint(const LoadedImage& image, DecodeMode mode, const FingerprintOptions& options = {});

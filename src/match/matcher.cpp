@@ -146,6 +146,7 @@ MatchResult Matcher::match(const Fingerprint& q) const {
         if (!h) continue;
         h->inliers = m.verification.inliers;
         h->region = m.verification.region;
+        h->inlier_pairs = m.verification.inlier_pairs;
         h->local_mirrored = f.mirrored;
         if (std::find(h->signals_matched.begin(), h->signals_matched.end(), "local") == h->signals_matched.end())
           h->signals_matched.emplace_back("local");

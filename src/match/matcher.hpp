@@ -46,6 +46,7 @@ struct MatchHit {
   std::optional<int> inliers;
   bool local_mirrored = false;
   std::optional<std::array<cv::Point2f, 4>> region;
+  std::vector<std::pair<cv::Point2f, cv::Point2f>> inlier_pairs;  // (entry, query), normalised
   std::vector<std::string> signals_matched;  // every signal that matched this entry
 };
 

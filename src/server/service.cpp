@@ -210,6 +210,7 @@ Reply Service::match_image(std::span<const std::uint8_t> bytes, const std::strin
   try {
     LoadOptions lo = load_options(limits_);
     lo.want_color = signals_.want_color;
+    prepare_load(lo, signals_.query);
     rep.fp = fingerprint(decode_image(bytes, name, lo), lo.mode, signals_.query);
     rep.result = Matcher(bank_, mo).match(*rep.fp);
   } catch (const Error& e) {
@@ -277,6 +278,7 @@ Reply Service::add_image(std::span<const std::uint8_t> bytes, const std::string&
   try {
     LoadOptions lo = load_options(limits_);
     lo.want_color = signals_.want_color;
+    prepare_load(lo, signals_.add);
     const Fingerprint f = fingerprint(decode_image(bytes, name, lo), lo.mode, signals_.add);
     NewEntry e;
     e.sha256 = f.sha256;
