@@ -268,7 +268,7 @@ int run_speed_cmd(const SpeedArgs& a) {
                                ? fs::path(c).lexically_normal().parent_path().filename().string()
                                : fs::path(c).lexically_normal().filename().string(),
                            corpus_files({c})});
-  o.sizes = parse_sizes(a.sizes);
+  o.sizes = a.sizes == "0" ? std::vector<std::int64_t>{} : parse_sizes(a.sizes);
   o.index_types = split_list(a.index_types);
   for (const auto& t : o.index_types) (void)make_pdq_index(t);  // Error{Usage} for a bad name
   o.queries = a.queries;
@@ -375,7 +375,7 @@ void register_bench(CLI::App& app, int& exit_code) {
   auto s = std::make_shared<SpeedArgs>();
   auto* sp = bench->add_subcommand("speed", "Hashing throughput, search latency, memory per entry");
   sp->add_option("-c,--corpus", s->corpus, "Folder of photos to time hashing on; repeatable (one row each)");
-  sp->add_option("--sizes", s->sizes, "Synthetic bank sizes (k = 1000, M = 1000000)")->capture_default_str();
+  sp->add_option("--sizes", s->sizes, "Synthetic PDQ bank sizes (k = 1000, M = 1000000; 0: skip)")->capture_default_str();
   sp->add_option("--index-types", s->index_types, "Index types to time")->capture_default_str();
   sp->add_option("--queries", s->queries, "Latency samples per bank size and index")->capture_default_str();
   sp->add_option("--sqlite-max", s->sqlite_max, "Build real SQLite banks only up to this size")->capture_default_str();

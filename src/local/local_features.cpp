@@ -1,6 +1,7 @@
 #include "local/local_features.hpp"
 
 #include <algorithm>
+#include <bitset>
 #include <cmath>
 #include <cstring>
 #include <unordered_map>
@@ -10,6 +11,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include "core/error.hpp"
+#include "core/popcount.hpp"
 
 namespace hashwall {
 
@@ -21,8 +23,48 @@ constexpr float kScaleFactor = 1.2f;
 constexpr int kLevels = 8;
 constexpr int kPatch = 31;
 constexpr int kFastThreshold = 20;
+// A similarity needs 2 points: with 10 % inliers, 500 draws miss an all-inlier pair with
+// probability 0.99^500 < 1 %; true copies have far more and stop early.
+constexpr int kRansacIters = 500;
 // Below this, ORB finds no keypoints worth keeping (the border alone eats 31 px a side).
 constexpr int kMinSide = 3 * kPatch;
+
+// Nearest and second-nearest of a 256-bit descriptor among n (Lowe's ratio test). The
+// POPCNT instruction where the CPU has it (see core/popcount.cpp): this loop is most of
+// a verification's cost.
+struct Nearest2 {
+  int best = 1 << 30, second = 1 << 30, best_index = -1;
+};
+
+template <typename Pop>
+Nearest2 nearest2_with(const std::uint64_t* q, const std::uint64_t* rows, int n, Pop pop) {
+  Nearest2 r;
+  for (int j = 0; j < n; ++j) {
+    const std::uint64_t* e = rows + 4 * static_cast<std::size_t>(j);
+    const int d = pop(q[0] ^ e[0]) + pop(q[1] ^ e[1]) + pop(q[2] ^ e[2]) + pop(q[3] ^ e[3]);
+    if (d < r.best) {
+      r.second = r.best;
+      r.best = d;
+      r.best_index = j;
+    } else if (d < r.second) {
+      r.second = d;
+    }
+  }
+  return r;
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("popcnt"))) Nearest2 nearest2_popcnt(const std::uint64_t* q, const std::uint64_t* rows, int n) {
+  return nearest2_with(q, rows, n, [](std::uint64_t x) { return __builtin_popcountll(x); });
+}
+#endif
+
+Nearest2 nearest2(const std::uint64_t* q, const std::uint64_t* rows, int n) {
+#if defined(__x86_64__) && defined(__GNUC__)
+  if (popcount_native()) return nearest2_popcnt(q, rows, n);
+#endif
+  return nearest2_with(q, rows, n, [](std::uint64_t x) { return static_cast<int>(std::bitset<64>(x).count()); });
+}
 
 void put_u16(std::string& out, unsigned v) {
   out.push_back(static_cast<char>(v & 0xff));
@@ -162,20 +204,21 @@ LocalVerification verify_local(const LocalFeatures& query, const LocalFeatures& 
   // Correspondences: each query keypoint's nearest entry keypoint, kept when clearly
   // nearer than the second (Lowe's ratio test) and near in absolute terms; an entry
   // keypoint claimed twice keeps its best partner, so one texture cannot vote many times.
-  cv::BFMatcher bf(cv::NORM_HAMMING);
-  std::vector<std::vector<cv::DMatch>> knn;
-  bf.knnMatch(query.descriptors, entry.descriptors, knn, 2);
   std::unordered_map<int, cv::DMatch> best_for_entry;
-  for (const auto& m : knn) {
-    if (m.empty()) continue;
-    const cv::DMatch& a = m[0];
-    if (a.distance > static_cast<float>(params.max_descriptor_distance)) continue;
-    if (m.size() > 1 && a.distance >= params.ratio * m[1].distance) continue;
+  const cv::Mat qd = query.descriptors.isContinuous() ? query.descriptors : query.descriptors.clone();
+  const cv::Mat ed = entry.descriptors.isContinuous() ? entry.descriptors : entry.descriptors.clone();
+  const int ne = ed.rows;
+  for (int i = 0; i < qd.rows; ++i) {
+    const Nearest2 m = nearest2(qd.ptr<std::uint64_t>(i), ed.ptr<std::uint64_t>(0), ne);
+    if (m.best_index < 0 || m.best > params.max_descriptor_distance) continue;
+    if (ne > 1 && static_cast<float>(m.best) >= params.ratio * static_cast<float>(m.second)) continue;
+    const cv::DMatch a(i, m.best_index, static_cast<float>(m.best));
     auto [it, fresh] = best_for_entry.try_emplace(a.trainIdx, a);
     if (!fresh && a.distance < it->second.distance) it->second = a;
   }
   v.correspondences = static_cast<int>(best_for_entry.size());
-  if (v.correspondences < 3) return v;
+  // Fewer correspondences than the inliers a match needs: no fit can make it one.
+  if (v.correspondences < std::max(3, params.min_inliers)) return v;
 
   // Similarity fit in pixel units of each side's working image.
   std::vector<cv::Point2f> from, to;
@@ -189,7 +232,7 @@ LocalVerification verify_local(const LocalFeatures& query, const LocalFeatures& 
   }
   const double tol = params.reprojection * std::max(query.width, query.height);
   std::vector<uchar> inlier_mask;
-  const cv::Mat M = cv::estimateAffinePartial2D(from, to, inlier_mask, cv::RANSAC, tol, 2000, 0.995, 10);
+  const cv::Mat M = cv::estimateAffinePartial2D(from, to, inlier_mask, cv::RANSAC, tol, kRansacIters, 0.995, 10);
   if (M.empty()) return v;
   v.inliers = static_cast<int>(std::count(inlier_mask.begin(), inlier_mask.end(), uchar{1}));
   for (std::size_t i = 0; i < inlier_mask.size() && i < from.size(); ++i) {

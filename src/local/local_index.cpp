@@ -29,7 +29,10 @@ std::size_t nlist_for(std::size_t rows, int nprobe) {
   return n;
 }
 
-constexpr std::size_t kHnswQuantizerFrom = 1024;  // lists; fewer are scanned exhaustively
+constexpr std::size_t kHnswQuantizerFrom = 4096;  // lists; fewer are scanned exhaustively
+// HNSW breadth when assigning bank rows to lists (one nearest list each): a wrong list
+// now and then costs little, and adding millions of rows is the slow part of a build.
+constexpr int kAddEf = 16;
 
 }  // namespace
 
@@ -64,6 +67,10 @@ std::size_t LocalIndex::memory_bytes() const {
   return b;
 }
 
+void LocalIndex::set_hnsw_ef(int ef) const {
+  if (auto* hnsw = dynamic_cast<faiss::IndexBinaryHNSW*>(quantizer_.get())) hnsw->hnsw.efSearch = ef;
+}
+
 void LocalIndex::prepare() const {
   const bool want_ivf = rows() >= params_.ivf_min_rows;
   const bool is_ivf = dynamic_cast<const faiss::IndexBinaryIVF*>(index_.get()) != nullptr;
@@ -72,7 +79,9 @@ void LocalIndex::prepare() const {
     // from the rows it was built with, which is fine while the bank grows by less than
     // the factor that would change nlist).
     if (indexed_rows_ < rows()) {
+      set_hnsw_ef(kAddEf);
       index_->add(static_cast<faiss_idx>(rows() - indexed_rows_), codes_.data() + indexed_rows_ * kOrbBytes);
+      set_hnsw_ef(std::max(32, 2 * params_.nprobe));
       indexed_rows_ = rows();
     }
     if (!want_ivf || nlist_for(rows(), params_.nprobe) == static_cast<const faiss::IndexBinaryIVF*>(index_.get())->nlist) return;
@@ -93,7 +102,6 @@ void LocalIndex::prepare() const {
     // each query descriptor) costs a graph walk rather than nlist comparisons.
     if (nlist >= kHnswQuantizerFrom) {
       auto hnsw = std::make_unique<faiss::IndexBinaryHNSW>(dbits, 16);
-      hnsw->hnsw.efSearch = std::max(64, 2 * params_.nprobe);
       quantizer_ = std::move(hnsw);
     } else {
       quantizer_ = std::make_unique<faiss::IndexBinaryFlat>(dbits);
@@ -114,7 +122,9 @@ void LocalIndex::prepare() const {
     ivf->nprobe = static_cast<std::size_t>(std::max(1, params_.nprobe));
     index_ = std::move(ivf);
   }
+  set_hnsw_ef(kAddEf);
   if (rows() > 0) index_->add(static_cast<faiss_idx>(rows()), codes_.data());
+  set_hnsw_ef(std::max(32, 2 * params_.nprobe));
   indexed_rows_ = rows();
 }
 
@@ -122,11 +132,19 @@ std::vector<LocalCandidate> LocalIndex::candidates(const LocalFeatures& query) c
   std::vector<LocalCandidate> out;
   if (query.size() == 0 || rows() == 0) return out;
   prepare();
-  const auto nq = static_cast<faiss_idx>(query.size());
+  cv::Mat q = query.descriptors.isContinuous() ? query.descriptors : query.descriptors.clone();
+  const bool ivf = dynamic_cast<const faiss::IndexBinaryIVF*>(index_.get()) != nullptr;
+  const auto limit = static_cast<std::size_t>(std::max(1, params_.retrieval_descriptors));
+  if (ivf && query.size() > limit) {
+    cv::Mat sub(static_cast<int>(limit), kOrbBytes, CV_8U);
+    for (std::size_t i = 0; i < limit; ++i)
+      q.row(static_cast<int>(i * query.size() / limit)).copyTo(sub.row(static_cast<int>(i)));
+    q = sub;
+  }
+  const auto nq = static_cast<faiss_idx>(q.rows);
   const int k = std::max(1, params_.neighbours);
   std::vector<std::int32_t> dist(static_cast<std::size_t>(nq) * static_cast<std::size_t>(k));
   std::vector<faiss_idx> lab(dist.size());
-  const cv::Mat q = query.descriptors.isContinuous() ? query.descriptors : query.descriptors.clone();
   // One thread: hashwall parallelises over files and requests; FAISS's own OpenMP team
   // on top of that oversubscribes the cores and spins (measured: half the CPU time of a
   // scan went to libgomp's wait loop). Affects only this thread's later parallel regions.

@@ -32,7 +32,10 @@ struct LocalIndexParams {
   int vote_distance = 56;    // of 256 bits: a neighbour further away does not vote
   int min_votes = 4;         // an entry with fewer is not worth verifying
   int max_candidates = 8;    // verified per query (per mirror side)
-  int nprobe = 16;           // IVF lists visited per query descriptor
+  int nprobe = 8;            // IVF lists visited per query descriptor
+  // IVF only: the query votes with this many of its descriptors (an even spread of them);
+  // verification still uses all. Bounds the cost of large banks (docs/BENCHMARKS.md).
+  int retrieval_descriptors = 384;
 };
 
 class LocalIndex {
@@ -60,6 +63,7 @@ class LocalIndex {
 
  private:
   LocalIndexParams params_;
+  void set_hnsw_ef(int ef) const;
   struct Stored {
     std::size_t first_row = 0;
     std::vector<cv::Point2f> points;
