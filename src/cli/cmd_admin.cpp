@@ -4,6 +4,7 @@
 
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
+#include "cli/signals.hpp"
 #include "core/error.hpp"
 
 namespace hashwall::cli {
@@ -13,6 +14,8 @@ namespace {
 struct AdminArgs {
   std::string bank;
   BankConfig config;
+  std::string signals, model;
+  std::optional<int> min_inliers;
   bool json_out = false;
   std::vector<std::int64_t> ids;
   std::vector<std::string> labels;
@@ -22,10 +25,13 @@ struct AdminArgs {
 int run_init(const AdminArgs& a) {
   if (fs::exists(a.bank))
     throw Error(ErrorKind::Usage, a.bank, "already exists; its settings are fixed when it is created");
-  const auto bank = Bank::open(a.bank, OpenMode::Create, a.config);
+  const auto bank =
+      Bank::open(a.bank, OpenMode::Create, new_bank_config(a.config, a.signals, a.model, a.min_inliers));
   const BankConfig& c = bank->config();
-  std::fprintf(stderr, "created bank %s: PDQ threshold %d, min quality %d, index %s\n", a.bank.c_str(),
-               c.pdq_threshold, c.min_quality, c.index_type.c_str());
+  std::string sig;
+  for (const auto& s : c.signals) sig += (sig.empty() ? "" : ",") + s;
+  std::fprintf(stderr, "created bank %s: signals %s, PDQ threshold %d, min quality %d, index %s\n", a.bank.c_str(),
+               sig.c_str(), c.pdq_threshold, c.min_quality, c.index_type.c_str());
   return kExitOk;
 }
 
@@ -154,6 +160,10 @@ void register_admin(CLI::App& app, int& exit_code) {
         ->check(CLI::IsMember({"auto", "flat", "multihash"}));
     cmd->add_option("--multihash-from", a->config.multihash_min_entries, "With --index auto: entries from which multihash is used")
         ->capture_default_str();
+    cmd->add_option("--signals", a->signals, std::string("Signals the bank's entries carry (default: ") + kDefaultSignals + ")");
+    cmd->add_option("--model", a->model, "Embedding model (default: the shipped models/hashwall-embed-v1.onnx)");
+    cmd->add_option("--min-inliers", a->min_inliers, "Geometric inliers a local-feature match needs (default 12)")
+        ->check(CLI::Range(3, 100000));
     cmd->footer(
         "A bank records the settings that built it, so it is never queried with other ones by\n"
         "accident ('query --threshold' still overrides for one query, and says so in its output).\n"

@@ -53,15 +53,7 @@ int run_index(const IndexArgs& a) {
                   "the bank was built with --signals " + have + "; its entries all carry the same signals");
     }
   } else {
-    BankConfig cfg;
-    cfg.signals = parse_signals(a.signals.empty() ? kDefaultSignals : a.signals);
-    if (a.min_inliers) cfg.local_min_inliers = *a.min_inliers;
-    if (cfg.has("embed")) {
-      const auto model = load_model(a.model);
-      cfg.embed_model = model->model_id();
-      cfg.embed_threshold = model->config().threshold;
-    }
-    bank = Bank::open(a.bank, OpenMode::Create, cfg);
+    bank = Bank::open(a.bank, OpenMode::Create, new_bank_config({}, a.signals, a.model, a.min_inliers));
   }
   const SignalSetup sig = signal_setup(*bank, {}, a.model, false);
   // Written only after a batch is committed, and flushed, so every SHA-256 in it is in

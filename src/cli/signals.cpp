@@ -75,6 +75,18 @@ SignalSetup signal_setup(const Bank& bank, const std::vector<std::string>& only,
   return s;
 }
 
+BankConfig new_bank_config(BankConfig cfg, const std::string& signals, const std::string& model,
+                           std::optional<int> min_inliers) {
+  cfg.signals = parse_signals(signals.empty() ? kDefaultSignals : signals);
+  if (min_inliers) cfg.local_min_inliers = *min_inliers;
+  if (cfg.has("embed")) {
+    const auto m = load_model(model);
+    cfg.embed_model = m->model_id();
+    cfg.embed_threshold = m->config().threshold;
+  }
+  return cfg;
+}
+
 NewEntry entry_from(const Fingerprint& f) {
   NewEntry e;
   e.sha256 = f.sha256;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -39,6 +40,11 @@ struct SignalSetup {
 // Error{Bank} when the bank's embeddings came from another model than the one found.
 SignalSetup signal_setup(const Bank& bank, const std::vector<std::string>& only, const std::string& model,
                          bool for_query);
+
+// Settings of a new bank from --signals (empty: kDefaultSignals), --model and
+// --min-inliers: the model's id and calibrated threshold are recorded when embed is on.
+BankConfig new_bank_config(BankConfig base, const std::string& signals, const std::string& model,
+                           std::optional<int> min_inliers);
 
 // Entry to store for an indexed file.
 NewEntry entry_from(const Fingerprint& f);
