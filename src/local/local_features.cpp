@@ -115,8 +115,14 @@ LocalFeatures extract_local(const cv::Mat& pixels, int max_keypoints, int max_si
   // a screenshot's UI text) would otherwise take them all; the whole-image half keeps the
   // strongest corners, which are also the ones the bank entry kept. Tiles overlap by a
   // patch, so no keypoint is lost to a tile's border; a tile keeps those in its core.
+  // Tiles are about square: `grid` along the short side, proportionally more along the
+  // long one (a tall phone screenshot gets more rows), at most 8.
   grid = std::clamp(grid, 1, 4);
   if (std::min(grey.cols, grey.rows) / grid < 2 * kPatch) grid = 1;
+  const double aspect = static_cast<double>(std::max(grey.cols, grey.rows)) / std::max(1, std::min(grey.cols, grey.rows));
+  const int along_long = std::clamp(static_cast<int>(std::lround(grid * aspect)), grid, 8);
+  const int gx = grey.cols >= grey.rows ? along_long : grid;
+  const int gy = grey.cols >= grey.rows ? grid : along_long;
   std::vector<cv::Mat> descs;
   const auto detect = [&](const cv::Rect& outer, const cv::Rect& core, int n) {
     auto orb = cv::ORB::create(std::max(1, n), kScaleFactor, kLevels, kPatch, 0, 2,
@@ -137,12 +143,12 @@ LocalFeatures extract_local(const cv::Mat& pixels, int max_keypoints, int max_si
     detect(whole, whole, max_keypoints);
   } else {
     detect(whole, whole, max_keypoints / 2);
-    const int per_tile = std::max(1, max_keypoints / 2 / (grid * grid));
+    const int per_tile = std::max(1, max_keypoints / 2 / (gx * gy));
     const int margin = kPatch + 1;
-    for (int ty = 0; ty < grid; ++ty) {
-      for (int tx = 0; tx < grid; ++tx) {
-        const cv::Rect core(cv::Point(grey.cols * tx / grid, grey.rows * ty / grid),
-                            cv::Point(grey.cols * (tx + 1) / grid, grey.rows * (ty + 1) / grid));
+    for (int ty = 0; ty < gy; ++ty) {
+      for (int tx = 0; tx < gx; ++tx) {
+        const cv::Rect core(cv::Point(grey.cols * tx / gx, grey.rows * ty / gy),
+                            cv::Point(grey.cols * (tx + 1) / gx, grey.rows * (ty + 1) / gy));
         const cv::Rect outer = cv::Rect(core.x - margin, core.y - margin, core.width + 2 * margin,
                                         core.height + 2 * margin) & whole;
         detect(outer, core, per_tile);

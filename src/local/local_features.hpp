@@ -27,7 +27,7 @@ struct LocalParams {
   int query_side = 800;
   // Queries take half their keypoints tile by tile (2 x 2), so a known photo shown in one
   // corner of a collage or screenshot gets its share (measured: docs/BENCHMARKS.md).
-  int query_grid = 2;
+  int query_grid = 3;
   // Queries are brought to at most query_side^2 pixels (not a long side), so a tall phone
   // screenshot keeps enough pixels on the photo inside it.
   // Fast decoding (DCT scaling) keeps at least this many pixels on the short side when
