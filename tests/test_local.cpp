@@ -104,7 +104,7 @@ TEST_CASE("malformed local-feature blobs are reported as corrupt", "[local]") {
   }
 }
 
-TEST_CASE("a captioned crop is verified and located; unrelated photos are not", "[local]") {
+TEST_CASE("a captioned crop is verified and located and unrelated photos are not", "[local]") {
   const cv::Mat photo = sample("skimage_chelsea.jpg");
   const LocalFeatures entry = entry_features(photo);
   const cv::Mat meme = captioned_crop(photo, 0.7);
