@@ -63,8 +63,9 @@ struct OneThread {
 cv::Mat load_pixels(const std::filesystem::path& f) {
   LoadOptions o;
   o.want_color = true;  // as index/query load when the embedding is on
-  o.fast_min_side = LocalParams{}.min_decode_side;
-  return load_image(f, o).pixels;
+  o.detail_min_side = LocalParams{}.min_decode_side;
+  LoadedImage img = load_image(f, o);
+  return img.detail.empty() ? img.pixels : img.detail;
 }
 
 // The copy that is searched for: centre crop keeping 70 % of each side, under a white

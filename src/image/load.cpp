@@ -147,7 +147,7 @@ LoadedImage decode_image(std::span<const std::uint8_t> bytes, const std::string&
                     std::to_string(opt.max_pixels / 1'000'000) + " MP");
   out.sha256 = known_sha256.empty() ? sha256_hex(bytes) : std::move(known_sha256);
 
-  cv::Mat pixels;
+  cv::Mat pixels, detail;
   try {
     const cv::Mat buf(1, static_cast<int>(bytes.size()), CV_8UC1, const_cast<std::uint8_t*>(bytes.data()));
     if (p.format == ImageFormat::Gif) {
@@ -156,6 +156,15 @@ LoadedImage decode_image(std::span<const std::uint8_t> bytes, const std::string&
       int denom = 1;
       while (denom < 8 && std::min(p.width, p.height) / (denom * 2) >= opt.fast_min_side) denom *= 2;
       pixels = cv::imdecode(buf, reduced_flag(denom, opt.want_color) | cv::IMREAD_IGNORE_ORIENTATION);
+      if (opt.detail_min_side > opt.fast_min_side && denom > 1) {
+        int d2 = 1;
+        while (d2 < 8 && std::min(p.width, p.height) / (d2 * 2) >= opt.detail_min_side) d2 *= 2;
+        if (d2 < denom) {
+          const int flag = d2 == 1 ? (opt.want_color ? cv::IMREAD_COLOR : cv::IMREAD_GRAYSCALE)
+                                   : reduced_flag(d2, opt.want_color);
+          detail = cv::imdecode(buf, flag | cv::IMREAD_IGNORE_ORIENTATION);
+        }
+      }
     } else {
       // ANYCOLOR keeps grey images grey (the reference hashes their single channel);
       // without ANYDEPTH, 16-bit images come out as 8-bit; alpha is dropped.
@@ -179,6 +188,7 @@ LoadedImage decode_image(std::span<const std::uint8_t> bytes, const std::string&
   out.width = w;
   out.height = h;
   out.pixels = apply_orientation(pixels, orientation);
+  if (!detail.empty() && detail.depth() == CV_8U) out.detail = apply_orientation(detail, orientation);
   return out;
 }
 

@@ -31,6 +31,11 @@ struct LoadOptions {
   std::uint64_t max_file_bytes = 512ull << 20;
   int fast_min_side = 256;
   bool want_color = false;  // fast mode: keep colour (signals that need it say so)
+  // Fast mode: when > fast_min_side, a JPEG that fast decoding reduced below this short
+  // side is decoded a second time at a scale that keeps it, into LoadedImage::detail
+  // (local features need more pixels than PDQ; PDQ keeps its own, so a bank's PDQ
+  // hashes do not depend on which other signals it holds).
+  int detail_min_side = 0;
 };
 
 struct LoadedImage {
@@ -40,6 +45,7 @@ struct LoadedImage {
   int width = 0;         // full-resolution size, after orientation
   int height = 0;
   cv::Mat pixels;        // CV_8UC1 or CV_8UC3 (BGR), orientation applied; reduced in fast mode
+  cv::Mat detail;        // larger decode for LoadOptions::detail_min_side; empty: use pixels
 };
 
 // Throws hashwall::Error naming `name` and the reason (not an image, unsupported format,

@@ -30,8 +30,9 @@ struct LocalParams {
   int query_grid = 3;
   // Queries are brought to at most query_side^2 pixels (not a long side), so a tall phone
   // screenshot keeps enough pixels on the photo inside it.
-  // Fast decoding (DCT scaling) keeps at least this many pixels on the short side when
-  // local features are computed: PDQ is content with 256, ORB on a screenshot is not.
+  // Local features are computed on a decode that keeps at least this many pixels on the
+  // short side (LoadOptions::detail_min_side): PDQ is content with 256, ORB on a
+  // screenshot is not.
   int min_decode_side = 512;
 };
 

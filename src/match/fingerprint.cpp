@@ -9,7 +9,7 @@ namespace hashwall {
 
 void prepare_load(LoadOptions& load, const FingerprintOptions& o) {
   if (o.embedder) load.want_color = true;
-  if (o.local) load.fast_min_side = std::max(load.fast_min_side, o.local_params.min_decode_side);
+  if (o.local) load.detail_min_side = std::max(load.detail_min_side, o.local_params.min_decode_side);
 }
 
 Fingerprint fingerprint(const LoadedImage& image, DecodeMode mode, const FingerprintOptions& o) {
@@ -21,12 +21,13 @@ Fingerprint fingerprint(const LoadedImage& image, DecodeMode mode, const Fingerp
                                                                     : PdqPreprocess::Fast);
   if (o.local) {
     const LocalParams& p = o.local_params;
+    const cv::Mat& px = image.detail.empty() ? image.pixels : image.detail;
     if (o.for_query) {
-      const int side = query_long_side(image.pixels.cols, image.pixels.rows, p.query_side);
-      f.local = extract_local(image.pixels, p.query_keypoints, side, false, p.query_grid);
-      f.local_mirror = extract_local(image.pixels, p.query_keypoints, side, true, p.query_grid);
+      const int side = query_long_side(px.cols, px.rows, p.query_side);
+      f.local = extract_local(px, p.query_keypoints, side, false, p.query_grid);
+      f.local_mirror = extract_local(px, p.query_keypoints, side, true, p.query_grid);
     } else {
-      f.local = extract_local(image.pixels, p.entry_keypoints, p.entry_side, false);
+      f.local = extract_local(px, p.entry_keypoints, p.entry_side, false);
     }
   }
   if (o.embedder) f.embedding = o.embedder->embed(image.pixels);
