@@ -477,6 +477,31 @@ struct Bank::Impl {
   }
 
   // Expects db_mu held.
+  // Rebuilds a derived signal index (local, embed) from the records when the bank has
+  // changed since it was built; callers then search it under a shared signals_mu lock.
+  template <typename Index, typename Build>
+  void make_fresh(std::unique_ptr<Index>& slot, std::uint64_t& slot_gen, Build build) {
+    std::uint64_t gen = 0;
+    {
+      std::lock_guard lock(db_mu);
+      refresh_if_changed();
+      gen = generation;
+    }
+    {
+      std::shared_lock read(signals_mu);
+      if (slot && slot_gen == gen) return;
+    }
+    std::uint64_t built_gen = 0;
+    std::unique_ptr<Index> idx;
+    {
+      std::lock_guard lock(db_mu);
+      idx = build(&built_gen);
+    }
+    std::unique_lock write(signals_mu);
+    slot = std::move(idx);
+    slot_gen = built_gen;
+  }
+
   std::unique_ptr<LocalIndex> build_local(std::uint64_t* gen) const {
     auto idx = std::make_unique<LocalIndex>();
     if (!signal_tables) return idx;
@@ -962,28 +987,7 @@ std::vector<LocalMatch> Bank::search_local(const LocalFeatures& query, const Loc
   auto& m = *impl_;
   std::vector<LocalMatch> out;
   if (!m.config.has("local") || query.size() == 0) return out;
-  std::uint64_t gen = 0;
-  {
-    std::lock_guard lock(m.db_mu);
-    m.refresh_if_changed();
-    gen = m.generation;
-  }
-  bool fresh;
-  {
-    std::shared_lock read(m.signals_mu);
-    fresh = m.local_index && m.local_gen == gen;
-  }
-  if (!fresh) {
-    std::uint64_t built_gen = 0;
-    std::unique_ptr<LocalIndex> idx;
-    {
-      std::lock_guard lock(m.db_mu);
-      idx = m.build_local(&built_gen);
-    }
-    std::unique_lock write(m.signals_mu);
-    m.local_index = std::move(idx);
-    m.local_gen = built_gen;
-  }
+  m.make_fresh(m.local_index, m.local_gen, [&](std::uint64_t* g) { return m.build_local(g); });
   std::shared_lock read(m.signals_mu);
   for (const LocalCandidate& c : m.local_index->candidates(query)) {
     const auto f = m.local_index->features(c.id);
@@ -1001,28 +1005,7 @@ std::vector<EmbedMatch> Bank::search_embed(std::span<const float> query, int k, 
   auto& m = *impl_;
   std::vector<EmbedMatch> out;
   if (!m.config.has("embed") || query.empty()) return out;
-  std::uint64_t gen = 0;
-  {
-    std::lock_guard lock(m.db_mu);
-    m.refresh_if_changed();
-    gen = m.generation;
-  }
-  bool fresh;
-  {
-    std::shared_lock read(m.signals_mu);
-    fresh = m.embed_index && m.embed_gen == gen;
-  }
-  if (!fresh) {
-    std::uint64_t built_gen = 0;
-    std::unique_ptr<EmbedIndex> idx;
-    {
-      std::lock_guard lock(m.db_mu);
-      idx = m.build_embed(&built_gen);
-    }
-    std::unique_lock write(m.signals_mu);
-    m.embed_index = std::move(idx);
-    m.embed_gen = built_gen;
-  }
+  m.make_fresh(m.embed_index, m.embed_gen, [&](std::uint64_t* g) { return m.build_embed(g); });
   std::shared_lock read(m.signals_mu);
   if (static_cast<int>(query.size()) != m.embed_index->dim() && m.embed_index->size() > 0)
     throw Error(ErrorKind::Usage, m.conn.path,

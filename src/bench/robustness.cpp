@@ -373,7 +373,6 @@ RobustnessReport run_robustness(const RobustnessOptions& opt) {
     bank_cfg.embed_threshold = opt.embedder->config().threshold;
   }
   LoadOptions fast;  // the defaults: what index/query use
-  fast.want_color = has_embed;
   FingerprintOptions entry_fp, query_fp;
   entry_fp.local = query_fp.local = has_local;
   entry_fp.for_query = false;
@@ -383,12 +382,7 @@ RobustnessReport run_robustness(const RobustnessOptions& opt) {
     try {
       const LoadedImage img = load_image(files[i], fast);
       const Fingerprint f = fingerprint(img, fast.mode, entry_fp);
-      NewEntry e;
-      e.sha256 = f.sha256;
-      e.pdq = f.pdq.hashes[0];
-      e.quality = f.pdq.quality;
-      e.local = f.local;
-      e.embedding = f.embedding;
+      NewEntry e = entry_from(f);
       e.label = "bench";
       e.source = files[i].string();
       entries[i] = std::move(e);

@@ -119,7 +119,6 @@ int run_serve(const ServeArgs& a) {
   const SignalSetup add_sig = signal_setup(*bank, {}, a.model, false);
   o.signals.query = query_sig.fingerprint;
   o.signals.add = add_sig.fingerprint;
-  o.signals.want_color = query_sig.want_color || add_sig.want_color;
   std::string sig_text;
   for (const auto& sname : query_sig.signals) sig_text += (sig_text.empty() ? "" : ",") + sname;
   server::HttpServer srv(*bank, o);

@@ -70,7 +70,6 @@ SignalSetup signal_setup(const Bank& bank, const std::vector<std::string>& only,
                   "the bank's embeddings were made by model " + c.embed_model + ", not by " + s.embedder->model_id() +
                       "; use that model (--model) or leave embed out (--signals pdq,local)");
     s.fingerprint.embedder = s.embedder.get();
-    s.want_color = true;
   }
   return s;
 }
@@ -85,16 +84,6 @@ BankConfig new_bank_config(BankConfig cfg, const std::string& signals, const std
     cfg.embed_threshold = m->config().threshold;
   }
   return cfg;
-}
-
-NewEntry entry_from(const Fingerprint& f) {
-  NewEntry e;
-  e.sha256 = f.sha256;
-  e.pdq = f.pdq.hashes[0];
-  e.quality = f.pdq.quality;
-  e.local = f.local;
-  e.embedding = f.embedding;
-  return e;
 }
 
 }  // namespace hashwall::cli

@@ -28,11 +28,8 @@ struct SignalSetup {
   std::vector<std::string> signals;  // what is computed (and may decide)
   std::unique_ptr<Embedder> embedder;
   FingerprintOptions fingerprint;
-  bool want_color = false;  // the embedding needs colour pixels
-  void apply(LoadOptions& o) const {
-    o.want_color = o.want_color || want_color;
-    prepare_load(o, fingerprint);
-  }
+  // Colour for the embedding, a larger decode for local features.
+  void apply(LoadOptions& o) const { prepare_load(o, fingerprint); }
 };
 
 // For adding to `bank`: all the signals it records. For queries: those it records,
@@ -46,7 +43,5 @@ SignalSetup signal_setup(const Bank& bank, const std::vector<std::string>& only,
 BankConfig new_bank_config(BankConfig base, const std::string& signals, const std::string& model,
                            std::optional<int> min_inliers);
 
-// Entry to store for an indexed file.
-NewEntry entry_from(const Fingerprint& f);
 
 }  // namespace hashwall::cli

@@ -12,6 +12,16 @@ void prepare_load(LoadOptions& load, const FingerprintOptions& o) {
   if (o.local) load.detail_min_side = std::max(load.detail_min_side, o.local_params.min_decode_side);
 }
 
+NewEntry entry_from(const Fingerprint& f) {
+  NewEntry e;
+  e.sha256 = f.sha256;
+  e.pdq = f.pdq.hashes[0];
+  e.quality = f.pdq.quality;
+  e.local = f.local;
+  e.embedding = f.embedding;
+  return e;
+}
+
 Fingerprint fingerprint(const LoadedImage& image, DecodeMode mode, const FingerprintOptions& o) {
   Fingerprint f;
   f.sha256 = image.sha256;

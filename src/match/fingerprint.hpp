@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "bank/bank.hpp"
 #include "hash/pdq.hpp"
 #include "image/load.hpp"
 #include "local/local_features.hpp"
@@ -35,6 +36,10 @@ struct FingerprintOptions {
 // What decoding these signals need: colour for the embedding, more pixels for the local
 // features (LocalParams::min_decode_side).
 void prepare_load(LoadOptions& load, const FingerprintOptions& options);
+
+// The bank entry for an indexed image: its SHA-256, PDQ hash and quality, and whatever
+// other signals were computed (label, source and origin are the caller's).
+NewEntry entry_from(const Fingerprint& f);
 
 // Fast-mode images are prepared with PDQ's fast preprocessing, exact ones as Meta's
 // reference does.

@@ -209,7 +209,6 @@ Reply Service::match_image(std::span<const std::uint8_t> bytes, const std::strin
   rep.file = name;
   try {
     LoadOptions lo = load_options(limits_);
-    lo.want_color = signals_.want_color;
     prepare_load(lo, signals_.query);
     rep.fp = fingerprint(decode_image(bytes, name, lo), lo.mode, signals_.query);
     rep.result = Matcher(bank_, mo).match(*rep.fp);
@@ -277,15 +276,9 @@ Reply Service::add_image(std::span<const std::uint8_t> bytes, const std::string&
   if (bytes.empty()) return error_reply(400, "empty body: send the image bytes (raw body or multipart field 'image')");
   try {
     LoadOptions lo = load_options(limits_);
-    lo.want_color = signals_.want_color;
     prepare_load(lo, signals_.add);
     const Fingerprint f = fingerprint(decode_image(bytes, name, lo), lo.mode, signals_.add);
-    NewEntry e;
-    e.sha256 = f.sha256;
-    e.pdq = f.pdq.hashes[0];
-    e.quality = f.pdq.quality;
-    e.local = f.local;
-    e.embedding = f.embedding;
+    NewEntry e = entry_from(f);
     e.label = label;
     e.source = source.empty() ? name : source;
     e.origin = Origin::Indexed;

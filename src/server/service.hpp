@@ -47,7 +47,6 @@ struct ServiceLimits {
 struct ServiceSignals {
   FingerprintOptions query;
   FingerprintOptions add;
-  bool want_color = false;  // the embedding needs colour pixels
 };
 
 // One hash sent by a client that hashes on its side (StopNCII model).
