@@ -584,6 +584,52 @@ TEST_CASE("an auto bank switches to multihash once it is large enough", "[bank]"
   }
 }
 
+TEST_CASE("removals on a multihash bank stay correct in this and in other connections",
+          "[bank]") {
+  hwtest::TempDir dir;
+  const auto path = dir / "bank.db";
+  BankConfig cfg;
+  cfg.index_type = "multihash";
+  std::mt19937_64 rng(31);
+  std::vector<Hash256> h;
+  std::vector<NewEntry> batch;
+  for (int i = 0; i < 3000; ++i) {
+    h.push_back(random_hash(rng));
+    batch.push_back(indexed(i, h.back(), i % 10 == 0 ? "tenth" : ""));
+  }
+  std::vector<std::int64_t> ids;
+  {
+    auto bank = Bank::open(path, OpenMode::Create, cfg);
+    ids = bank->add(batch).ids;
+    auto other = Bank::open(path, OpenMode::ReadWrite);
+    CHECK(found_ids(*other, h[7], 0) == std::set{ids[7]});
+
+    // Removed here: gone from this connection at once, and from the other at its next search.
+    const std::int64_t drop[] = {ids[1], ids[2], ids[3]};
+    CHECK(bank->remove_ids(drop) == 3);
+    CHECK(bank->remove_label("tenth") == 300);
+    for (const auto* b : {bank.get(), other.get()}) {
+      CHECK(found_ids(*b, h[2], 0).empty());
+      CHECK(found_ids(*b, h[20], 0).empty());
+      CHECK(found_ids(*b, flip_bits(h[4], 9), 31) == std::set{ids[4]});
+      CHECK(found_ids(*b, h[2999], 0) == std::set{ids[2999]});
+    }
+    // Removed by the other connection: this one learns of it too.
+    const std::int64_t drop2[] = {ids[4]};
+    CHECK(other->remove_ids(drop2) == 1);
+    CHECK(found_ids(*bank, h[4], 0).empty());
+    CHECK(bank->stats().entries == 3000 - 304);
+    CHECK(bank->check().ok);
+  }
+  // The index cache written on close holds the live entries only, and check agrees.
+  auto bank = Bank::open(path, OpenMode::ReadOnly);
+  const auto rep = bank->check();
+  CHECK(rep.ok);
+  CHECK(rep.notes.empty());
+  CHECK(found_ids(*bank, h[30], 0).empty());
+  CHECK(found_ids(*bank, h[31], 0) == std::set{ids[31]});
+}
+
 TEST_CASE("check passes on a healthy bank and reports corrupted rows", "[bank]") {
   hwtest::TempDir dir;
   const auto path = dir / "bank.db";

@@ -372,3 +372,76 @@ TEST_CASE("a truncated or corrupted index cache is rejected never trusted", "[pd
   }
   SECTION("not a file") { CHECK_FALSE(load_pdq_index(dir.path(), &gen)); }
 }
+
+TEST_CASE("removed entries are never found again and the rest still match brute force",
+          "[pdq_index]") {
+  std::mt19937_64 rng(77);
+  std::vector<Hash256> queries(30);
+  for (auto& q : queries) q = random_hash(rng);
+  std::vector<Hash256> hashes;
+  for (int i = 0; i < 4000; ++i) hashes.push_back(random_hash(rng));
+  for (const auto& q : queries)
+    for (int d = 0; d <= 31; d += 2) hashes.push_back(flip_spread(q, d, rng));
+  std::vector<std::int64_t> ids(hashes.size());
+  for (std::size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<std::int64_t>(i) + 1;
+
+  for (const char* type : kTypes) {
+    INFO(type);
+    auto index = make_pdq_index(type);
+    // Half in one batch, the rest one at a time: rows both in the posting lists and in
+    // the not-yet-listed tail.
+    const std::size_t half = hashes.size() / 2;
+    index->add(std::span(ids).first(half), std::span(hashes).first(half));
+    for (std::size_t i = half; i < hashes.size(); ++i)
+      index->add(std::span(ids).subspan(i, 1), std::span(hashes).subspan(i, 1));
+
+    std::vector<std::int64_t> live_ids = ids;
+    std::vector<Hash256> live = hashes;
+    // Rounds of removals: small ones leave tombstones, the later ones force compaction.
+    for (const double fraction : {0.01, 0.05, 0.3, 0.5}) {
+      std::vector<std::int64_t> gone;
+      std::vector<std::int64_t> kept_ids;
+      std::vector<Hash256> kept;
+      std::bernoulli_distribution pick(fraction);
+      for (std::size_t i = 0; i < live.size(); ++i) {
+        if (pick(rng)) {
+          gone.push_back(live_ids[i]);
+        } else {
+          kept_ids.push_back(live_ids[i]);
+          kept.push_back(live[i]);
+        }
+      }
+      gone.push_back(999999);  // not in the index: ignored
+      CHECK(index->remove(gone) == gone.size() - 1);
+      CHECK(index->remove(gone) == 0);  // already gone
+      live_ids = kept_ids;
+      live = kept;
+      REQUIRE(index->size() == live.size());
+      const auto want = brute_force(live_ids, live, queries, 31);
+      require_same(index->range_search(queries, 31), want);
+      require_same(index->range_search(queries, 64), brute_force(live_ids, live, queries, 64));
+      const auto held = index->contents();
+      REQUIRE(held.size() == live.size());
+      for (std::size_t i = 0; i < held.size(); ++i) {
+        REQUIRE(held[i].first == live_ids[i]);
+        REQUIRE(held[i].second == live[i]);
+      }
+    }
+
+    // Removed rows do not come back through the cache file, and adding after removing works.
+    hwtest::TempDir dir;
+    index->save(dir / "x.pdq-index", 3);
+    std::uint64_t gen = 0;
+    auto loaded = load_pdq_index(dir / "x.pdq-index", &gen);
+    REQUIRE(loaded);
+    CHECK(loaded->size() == live.size());
+    require_same(loaded->range_search(queries, 31), brute_force(live_ids, live, queries, 31));
+    const std::int64_t fresh_id = 424242;
+    const Hash256 fresh = random_hash(rng);
+    index->add(std::span(&fresh_id, 1), std::span(&fresh, 1));
+    CHECK(index->size() == live.size() + 1);
+    const auto hit = index->range_search(std::span(&fresh, 1), 0);
+    REQUIRE(hit.at(0).size() == 1);
+    CHECK(hit[0][0].id == fresh_id);
+  }
+}

@@ -381,25 +381,21 @@ struct Bank::Impl {
   std::unique_ptr<PdqIndex> build_index(std::uint64_t* gen) const {
     Transaction read(conn, "BEGIN");
     *gen = read_generation();
-    auto idx = make_pdq_index(type_for(count("SELECT count(*) FROM entries")));
+    const auto total = count("SELECT count(*) FROM entries");
+    auto idx = make_pdq_index(type_for(total));
     Stmt s(conn, "SELECT id, pdq FROM entries ORDER BY id");
+    // One add for the whole table: the multihash index builds its posting lists once.
     std::vector<std::int64_t> ids;
     std::vector<Hash256> hashes;
-    ids.reserve(kChunk);
-    hashes.reserve(kChunk);
-    const auto flush = [&] {
-      idx->add(ids, hashes);
-      ids.clear();
-      hashes.clear();
-    };
+    ids.reserve(static_cast<std::size_t>(total));
+    hashes.reserve(static_cast<std::size_t>(total));
     while (s.step()) {
       const auto h = hash_from_blob(s.blob(1));
       if (!h) continue;
       ids.push_back(s.i64(0));
       hashes.push_back(*h);
-      if (ids.size() == kChunk) flush();
     }
-    flush();
+    idx->add(ids, hashes);
     read.commit();
     return idx;
   }
@@ -455,25 +451,43 @@ struct Bank::Impl {
     dirty = false;
   }
 
-  // Runs a write transaction that deletes rows; bumps the generation if any went.
+  // Runs a write transaction whose body deletes rows and returns their ids; bumps the
+  // generation if any went.
   template <class Body>
   std::int64_t remove_where(Body&& body) {
     require_writable();
     std::lock_guard lock(db_mu);
-    std::int64_t removed = 0;
+    std::vector<std::int64_t> removed;
+    std::uint64_t gen_before = 0;
     try {
       Transaction tx(conn, "BEGIN IMMEDIATE");
+      gen_before = read_generation();
       removed = body();
-      if (removed > 0) set_meta("generation", std::to_string(read_generation() + 1));
+      if (!removed.empty()) set_meta("generation", std::to_string(gen_before + 1));
       tx.commit();
     } catch (const Error&) {
       throw;
     } catch (const std::exception& e) {
       throw Error(ErrorKind::Bank, conn.path, e.what());
     }
-    // Removals are rare: rebuild rather than teach every index type to delete.
-    if (removed > 0) rebuild_index();
-    return removed;
+    if (removed.empty()) return 0;
+    const auto total = count("SELECT count(*) FROM entries");
+    bool current;
+    {
+      std::shared_lock read(index_mu);
+      current = generation == gen_before && index->type() == type_for(total);
+    }
+    if (current) {
+      // Tombstones: milliseconds at 1M entries, where a rebuild from SQLite takes seconds.
+      std::unique_lock write(index_mu);
+      index->remove(removed);
+      generation = gen_before + 1;
+      dirty = true;
+    } else {
+      // Our index misses another writer's rows, or "auto" just went back to flat.
+      rebuild_index();
+    }
+    return static_cast<std::int64_t>(removed.size());
   }
 
   // Expects db_mu held.
@@ -885,34 +899,35 @@ AddResult Bank::add(std::span<const NewEntry> entries) {
 
 std::int64_t Bank::remove_ids(std::span<const std::int64_t> ids) {
   return impl_->remove_where([&] {
-    Stmt s(impl_->conn, "DELETE FROM entries WHERE id = ?1");
-    std::int64_t n = 0;
+    Stmt s(impl_->conn, "DELETE FROM entries WHERE id = ?1 RETURNING id");
+    std::vector<std::int64_t> gone;
     for (const auto id : ids) {
       s.reset();
       s.bind(1, id);
-      s.step();
-      n += sqlite3_changes(impl_->conn.db);
+      while (s.step()) gone.push_back(s.i64(0));
     }
-    return n;
+    return gone;
   });
 }
 
 std::int64_t Bank::remove_label(const std::string& label) {
   return impl_->remove_where([&] {
-    Stmt s(impl_->conn, "DELETE FROM entries WHERE label = ?1");
+    Stmt s(impl_->conn, "DELETE FROM entries WHERE label = ?1 RETURNING id");
     s.bind(1, std::string_view(label));
-    s.step();
-    return static_cast<std::int64_t>(sqlite3_changes(impl_->conn.db));
+    std::vector<std::int64_t> gone;
+    while (s.step()) gone.push_back(s.i64(0));
+    return gone;
   });
 }
 
 std::int64_t Bank::remove_sha256(const std::string& sha256_hex) {
   const std::string sha = lower(sha256_hex);
   return impl_->remove_where([&] {
-    Stmt s(impl_->conn, "DELETE FROM entries WHERE sha256 = ?1");
+    Stmt s(impl_->conn, "DELETE FROM entries WHERE sha256 = ?1 RETURNING id");
     s.bind(1, std::string_view(sha));
-    s.step();
-    return static_cast<std::int64_t>(sqlite3_changes(impl_->conn.db));
+    std::vector<std::int64_t> gone;
+    while (s.step()) gone.push_back(s.i64(0));
+    return gone;
   });
 }
 

@@ -3,17 +3,18 @@
 #include "bank/pdq_index.hpp"
 
 #include <faiss/IndexBinaryFlat.h>
-#include <faiss/IndexBinaryHash.h>
 #include <faiss/impl/AuxIndexStructures.h>
 #include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <bit>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <system_error>
 
 #include "core/error.hpp"
@@ -37,17 +38,6 @@ constexpr int kMaxFlips = 2;
 
 constexpr char kMagic[8] = {'H', 'W', 'P', 'D', 'Q', 'I', 'X', '1'};
 constexpr std::size_t kMaxTypeLength = 64;
-
-int popcount_distance(const std::uint8_t* a, const std::uint8_t* b) noexcept {
-  int d = 0;
-  for (std::size_t i = 0; i < kCode; i += 8) {
-    std::uint64_t x, y;
-    std::memcpy(&x, a + i, 8);
-    std::memcpy(&y, b + i, 8);
-    d += std::popcount(x ^ y);
-  }
-  return d;
-}
 
 void sort_hits(std::vector<IndexHit>& hits) {
   std::sort(hits.begin(), hits.end(), [](const IndexHit& a, const IndexHit& b) {
@@ -123,7 +113,37 @@ void write_file_atomically(const std::filesystem::path& file, const std::string&
   }
 }
 
-// Shared by both implementations: the bank ids of the rows, and how to save them.
+// Tombstones, shared by both implementations: a removed row stays in the structure,
+// marked dead, until dead rows reach a quarter of the live ones; then the index is
+// compacted (rebuilt from its live rows). A DELETE on a 1M-entry bank so costs a scan of
+// the ids (milliseconds), not a rebuild from SQLite (seconds).
+class Tombstones {
+ public:
+  bool dead(std::size_t row) const noexcept {
+    return row / 64 < bits_.size() && (bits_[row / 64] >> (row % 64) & 1u);
+  }
+  // True when the row was live.
+  bool kill(std::size_t row) {
+    if (dead(row)) return false;
+    if (bits_.size() <= row / 64) bits_.resize(row / 64 + 1, 0);
+    bits_[row / 64] |= std::uint64_t{1} << (row % 64);
+    ++count_;
+    return true;
+  }
+  std::size_t count() const noexcept { return count_; }
+  std::size_t memory_bytes() const noexcept { return bits_.capacity() * 8; }
+  void clear() noexcept {
+    bits_.clear();
+    bits_.shrink_to_fit();
+    count_ = 0;
+  }
+
+ private:
+  std::vector<std::uint64_t> bits_;
+  std::size_t count_ = 0;
+};
+
+// Shared by both implementations: the bank ids of the rows, removal, and the cache file.
 class BinaryIndexBase : public PdqIndex {
  public:
   void add(std::span<const std::int64_t> ids, std::span<const Hash256> hashes) override {
@@ -134,30 +154,49 @@ class BinaryIndexBase : public PdqIndex {
     add_raw(ids, bytes.data());
   }
 
-  std::size_t size() const override { return ids_.size(); }
+  std::size_t remove(std::span<const std::int64_t> ids) override {
+    if (ids.empty() || ids_.empty()) return 0;
+    std::vector<std::int64_t> gone(ids.begin(), ids.end());
+    std::sort(gone.begin(), gone.end());
+    std::size_t removed = 0;
+    for (std::size_t row = 0; row < ids_.size(); ++row)
+      if (std::binary_search(gone.begin(), gone.end(), ids_[row])) removed += dead_.kill(row);
+    if (dead_.count() > 0 && dead_.count() * 4 > size()) compact();
+    return removed;
+  }
+
+  std::size_t size() const override { return ids_.size() - dead_.count(); }
 
   std::vector<std::pair<std::int64_t, Hash256>> contents() const override {
-    std::vector<std::pair<std::int64_t, Hash256>> out(ids_.size());
+    std::vector<std::pair<std::int64_t, Hash256>> out;
+    out.reserve(size());
     const std::uint8_t* codes = codes_data();
     for (std::size_t i = 0; i < ids_.size(); ++i) {
-      out[i].first = ids_[i];
-      std::memcpy(out[i].second.bytes.data(), codes + i * kCode, kCode);
+      if (dead_.dead(i)) continue;
+      auto& [id, hash] = out.emplace_back();
+      id = ids_[i];
+      std::memcpy(hash.bytes.data(), codes + i * kCode, kCode);
     }
     return out;
   }
 
   void save(const std::filesystem::path& file, std::uint64_t generation) const override {
+    // Live rows only: a loaded cache starts without tombstones.
     const std::string t = type();
     const std::uint8_t* codes = codes_data();
+    const std::size_t n = size();
     std::string out;
-    out.reserve(8 + 8 + 8 + t.size() + 8 + ids_.size() * (8 + kCode) + 8);
+    out.reserve(8 + 8 + 8 + t.size() + 8 + n * (8 + kCode) + 8);
     out.append(kMagic, sizeof kMagic);
     put_u64(out, generation);
     put_u64(out, t.size());
     out.append(t);
-    put_u64(out, ids_.size());
-    for (const std::int64_t id : ids_) put_u64(out, static_cast<std::uint64_t>(id));
-    out.append(reinterpret_cast<const char*>(codes), ids_.size() * kCode);
+    put_u64(out, n);
+    for (std::size_t i = 0; i < ids_.size(); ++i)
+      if (!dead_.dead(i)) put_u64(out, static_cast<std::uint64_t>(ids_[i]));
+    for (std::size_t i = 0; i < ids_.size(); ++i)
+      if (!dead_.dead(i))
+        out.append(reinterpret_cast<const char*>(codes + i * kCode), kCode);
     put_u64(out, fnv1a(reinterpret_cast<const std::uint8_t*>(out.data()), out.size()));
     write_file_atomically(file, out);
   }
@@ -166,8 +205,29 @@ class BinaryIndexBase : public PdqIndex {
   virtual void add_raw(std::span<const std::int64_t> ids, const std::uint8_t* codes) = 0;
 
  protected:
-  // The stored hashes, row after row, in the order of ids_.
+  // The stored hashes, row after row, in the order of ids_ (dead rows included).
   virtual const std::uint8_t* codes_data() const = 0;
+  // Drops every row (the structure becomes empty, as constructed).
+  virtual void clear_rows() = 0;
+
+  // Rebuilds the structure from its live rows, in their order.
+  void compact() {
+    std::vector<std::int64_t> ids;
+    std::vector<std::uint8_t> codes;
+    ids.reserve(size());
+    codes.reserve(size() * kCode);
+    const std::uint8_t* all = codes_data();
+    for (std::size_t i = 0; i < ids_.size(); ++i) {
+      if (dead_.dead(i)) continue;
+      ids.push_back(ids_[i]);
+      codes.insert(codes.end(), all + i * kCode, all + (i + 1) * kCode);
+    }
+    clear_rows();
+    ids_.clear();
+    ids_.shrink_to_fit();
+    dead_.clear();
+    if (!ids.empty()) add_raw(ids, codes.data());
+  }
 
   std::vector<std::vector<IndexHit>> to_hits(const faiss::RangeSearchResult& res,
                                              std::size_t nq) const {
@@ -175,15 +235,17 @@ class BinaryIndexBase : public PdqIndex {
     for (std::size_t q = 0; q < nq; ++q) {
       auto& hits = out[q];
       hits.reserve(res.lims[q + 1] - res.lims[q]);
-      for (std::size_t k = res.lims[q]; k < res.lims[q + 1]; ++k)
-        hits.push_back(
-            {ids_[static_cast<std::size_t>(res.labels[k])], static_cast<int>(res.distances[k])});
+      for (std::size_t k = res.lims[q]; k < res.lims[q + 1]; ++k) {
+        const auto row = static_cast<std::size_t>(res.labels[k]);
+        if (!dead_.dead(row)) hits.push_back({ids_[row], static_cast<int>(res.distances[k])});
+      }
       sort_hits(hits);
     }
     return out;
   }
 
   std::vector<std::int64_t> ids_;  // row -> bank id
+  Tombstones dead_;
 };
 
 // Exhaustive search; FAISS's range search over IndexBinaryFlat.
@@ -209,58 +271,85 @@ class FlatPdqIndex final : public BinaryIndexBase {
   }
 
   std::size_t memory_bytes() const override {
-    return sizeof(*this) + flat_.xb.capacity() + ids_.capacity() * sizeof(std::int64_t);
+    return sizeof(*this) + flat_.xb.capacity() + ids_.capacity() * sizeof(std::int64_t) +
+           dead_.memory_bytes();
   }
 
  protected:
   const std::uint8_t* codes_data() const override { return flat_.xb.data(); }
+  void clear_rows() override {
+    flat_.reset();
+    flat_.xb.shrink_to_fit();
+  }
 
  private:
   faiss::IndexBinaryFlat flat_{kBits};
 };
 
-// Multi-index hashing over FAISS IndexBinaryMultiHash (16 sub-hashes of 16 bits).
+// Same sub-hash layout as FAISS's IndexBinaryMultiHash: sub-hash h is the little-endian
+// 16-bit word at bytes 2h, 2h+1.
+inline std::uint32_t sub_hash(const std::uint8_t* code, int h) noexcept {
+  return static_cast<std::uint32_t>(code[2 * h] | (code[2 * h + 1] << 8));
+}
+
+// The candidate check, the hot loop of a multi-hash search: the distance from q to each
+// listed row, keeping those within max_distance. Compiled twice (POPCNT and baseline
+// x86-64, chosen once by the loader) because Debian builds for the baseline.
+__attribute__((target_clones("popcnt", "default"))) void check_rows(
+    const std::uint8_t* q, const std::uint8_t* codes, const std::uint32_t* rows,
+    std::size_t count, int max_distance, std::vector<std::pair<std::uint32_t, int>>& out) {
+  std::uint64_t qw[4];
+  std::memcpy(qw, q, kCode);
+  for (std::size_t k = 0; k < count; ++k) {
+    // Rows are scattered over the codes: fetch a few ahead so the misses overlap.
+    if (k + 8 < count) __builtin_prefetch(codes + std::size_t{rows[k + 8]} * kCode);
+    const std::uint8_t* c = codes + std::size_t{rows[k]} * kCode;
+    std::uint64_t w[4];
+    std::memcpy(w, c, kCode);
+    const int d = std::popcount(qw[0] ^ w[0]) + std::popcount(qw[1] ^ w[1]) +
+                  std::popcount(qw[2] ^ w[2]) + std::popcount(qw[3] ^ w[3]);
+    if (d <= max_distance) out.emplace_back(rows[k], d);
+  }
+}
+
+// Same, over a contiguous range of rows [first, last).
+__attribute__((target_clones("popcnt", "default"))) void check_range(
+    const std::uint8_t* q, const std::uint8_t* codes, std::size_t first, std::size_t last,
+    int max_distance, std::vector<std::pair<std::uint32_t, int>>& out) {
+  std::uint64_t qw[4];
+  std::memcpy(qw, q, kCode);
+  for (std::size_t row = first; row < last; ++row) {
+    std::uint64_t w[4];
+    std::memcpy(w, codes + row * kCode, kCode);
+    const int d = std::popcount(qw[0] ^ w[0]) + std::popcount(qw[1] ^ w[1]) +
+                  std::popcount(qw[2] ^ w[2]) + std::popcount(qw[3] ^ w[3]);
+    if (d <= max_distance) out.emplace_back(static_cast<std::uint32_t>(row), d);
+  }
+}
+
+// Multi-index hashing (Norouzi et al.), 16 sub-hashes of 16 bits, with its posting lists
+// stored compactly: for each sub-hash, one array of row numbers grouped by key and an
+// offset per key (CSR). That is 16 x 4 bytes per entry plus a fixed 4 MB of offsets.
+// FAISS's IndexBinaryMultiHash (one std::unordered_map<key, std::vector> per sub-hash,
+// used until this change) took 200-240 bytes per entry and, in 1.7.3, (a) updates the
+// global indexBinaryHash_stats without synchronisation, a data race under concurrent
+// searches, (b) reads 8 bytes at each sub-hash offset, past the end of a 32-byte code,
+// and (c) uses one shared nflip, whereas an exact answer needs a number of flips that
+// depends on each search's radius.
 //
-// FAISS builds the structure (its `storage` IndexBinaryFlat and one hash map per
-// sub-hash), but the candidate generation is done here, from its maps, because
-// IndexBinaryMultiHash::range_search in FAISS 1.7.3 (a) updates the global
-// indexBinaryHash_stats without synchronisation, a data race when worker threads search
-// concurrently, (b) reads 8 bytes at each sub-hash offset, past the end of a 32-byte
-// query (its add does the same past the last vector), and (c) uses one shared nflip,
-// whereas the number of flips needed for an exact answer depends on the radius of each
-// search.
+// The CSR arrays cover rows [0, indexed_); rows added since (the tail) are scanned
+// linearly and folded in once the tail outgrows kTailRows + size/256, so adding one entry
+// at a time stays cheap and a query never scans more than a sliver of the bank.
 class MultiHashPdqIndex final : public BinaryIndexBase {
  public:
-  MultiHashPdqIndex() { mh_.nflip = 1; }
-
   std::string type() const override { return "multihash"; }
 
-  // Fills the FAISS structure as IndexBinaryMultiHash::add would (same keys, same row
-  // numbers), but one map at a time with the lists sized first: FAISS's add touches all
-  // 16 maps per vector and grows every list one push at a time, 14x slower at 1M hashes
-  // (docs/BANK_FORMAT.md), which is what a cache load or a rebuild costs.
   void add_raw(std::span<const std::int64_t> ids, const std::uint8_t* codes) override {
-    const std::size_t n = ids.size();
-    const auto first = static_cast<faiss_idx>(ids_.size());
-    mh_.storage->add(static_cast<faiss_idx>(n), codes);
-    std::vector<std::uint32_t> counts(std::size_t{1} << kSubBits);
-    for (int h = 0; h < kSubHashes; ++h) {
-      auto& map = mh_.maps[static_cast<std::size_t>(h)];
-      std::fill(counts.begin(), counts.end(), 0);
-      std::size_t new_keys = 0;
-      for (std::size_t i = 0; i < n; ++i) new_keys += counts[sub_hash(codes + i * kCode, h)]++ == 0;
-      map.reserve(map.size() + new_keys);
-      for (std::size_t k = 0; k < counts.size(); ++k) {
-        if (counts[k] == 0) continue;
-        auto& list = map[static_cast<faiss_idx>(k)];
-        if (list.capacity() < list.size() + counts[k])
-          list.reserve(std::max(list.size() + counts[k], 2 * list.size()));
-      }
-      for (std::size_t i = 0; i < n; ++i)
-        map[sub_hash(codes + i * kCode, h)].push_back(first + static_cast<faiss_idx>(i));
-    }
-    mh_.ntotal += static_cast<faiss_idx>(n);
+    if (ids_.size() + ids.size() > std::numeric_limits<std::uint32_t>::max())
+      throw Error(ErrorKind::Usage, "", "multihash index: more than 2^32 - 1 entries");
+    codes_.insert(codes_.end(), codes, codes + ids.size() * kCode);
     ids_.insert(ids_.end(), ids.begin(), ids.end());
+    if (ids_.size() - indexed_ > kTailRows + ids_.size() / 256) rebuild_lists();
   }
 
   std::vector<std::vector<IndexHit>> range_search(std::span<const Hash256> queries,
@@ -268,67 +357,91 @@ class MultiHashPdqIndex final : public BinaryIndexBase {
     std::vector<std::vector<IndexHit>> out(queries.size());
     if (queries.empty() || ids_.empty() || max_distance < 0) return out;
     const int flips = max_distance / kSubBits;
-    const std::uint8_t* xb = mh_.storage->xb.data();
-    const std::size_t n = ids_.size();
-    std::vector<faiss_idx> candidates;
+    const std::uint8_t* codes = codes_.data();
+    std::vector<std::pair<std::uint32_t, int>> found;  // (row, distance)
     for (std::size_t qi = 0; qi < queries.size(); ++qi) {
       const std::uint8_t* q = queries[qi].bytes.data();
-      auto& hits = out[qi];
-      const auto consider = [&](std::size_t row) {
-        const int d = popcount_distance(q, xb + row * kCode);
-        if (d <= max_distance) hits.push_back({ids_[row], d});
-      };
-      if (flips > kMaxFlips) {
-        for (std::size_t row = 0; row < n; ++row) consider(row);
+      found.clear();
+      if (flips > kMaxFlips || indexed_ == 0) {
+        check_range(q, codes, 0, ids_.size(), max_distance, found);
       } else {
-        candidates.clear();
-        for (int h = 0; h < kSubHashes; ++h) probe(h, q, flips, candidates);
-        std::sort(candidates.begin(), candidates.end());
-        candidates.erase(std::unique(candidates.begin(), candidates.end()), candidates.end());
-        for (const faiss_idx row : candidates) consider(static_cast<std::size_t>(row));
+        for (int h = 0; h < kSubHashes; ++h) probe(h, q, flips, max_distance, found);
+        check_range(q, codes, indexed_, ids_.size(), max_distance, found);
+        // A near copy shares several sub-hashes with the query: one hit per row.
+        std::sort(found.begin(), found.end());
+        found.erase(std::unique(found.begin(), found.end()), found.end());
       }
+      auto& hits = out[qi];
+      for (const auto& [row, d] : found)
+        if (!dead_.dead(row)) hits.push_back({ids_[row], d});
       sort_hits(hits);
     }
     return out;
   }
 
   std::size_t memory_bytes() const override {
-    // Hash-map nodes (key, vector header, next pointer, allocator overhead), buckets, and
-    // one row number per vector per map.
-    std::size_t maps = 0;
-    for (const auto& m : mh_.maps)
-      maps += m.size() * 64 + m.bucket_count() * sizeof(void*) + ids_.size() * sizeof(faiss_idx);
-    return sizeof(*this) + mh_.storage->xb.capacity() + ids_.capacity() * sizeof(std::int64_t) +
-           maps;
+    std::size_t lists = 0;
+    for (const auto& t : tables_) lists += (t.start.capacity() + t.rows.capacity()) * 4;
+    return sizeof(*this) + codes_.capacity() + ids_.capacity() * sizeof(std::int64_t) + lists +
+           dead_.memory_bytes();
   }
 
  protected:
-  const std::uint8_t* codes_data() const override { return mh_.storage->xb.data(); }
-
- private:
-  // Same sub-hash layout as IndexBinaryMultiHash::add: sub-hash h is the little-endian
-  // 16-bit word at bytes 2h, 2h+1.
-  static std::size_t sub_hash(const std::uint8_t* code, int h) noexcept {
-    return static_cast<std::size_t>(code[2 * h] | (code[2 * h + 1] << 8));
+  const std::uint8_t* codes_data() const override { return codes_.data(); }
+  void clear_rows() override {
+    codes_.clear();
+    codes_.shrink_to_fit();
+    for (auto& t : tables_) t = Table{};
+    indexed_ = 0;
   }
 
-  void probe(int h, const std::uint8_t* q, int flips, std::vector<faiss_idx>& out) const {
-    const auto& map = mh_.maps[static_cast<std::size_t>(h)];
-    const auto key = static_cast<faiss_idx>(sub_hash(q, h));
-    const auto take = [&](faiss_idx k) {
-      if (auto it = map.find(k); it != map.end())
-        out.insert(out.end(), it->second.begin(), it->second.end());
+ private:
+  static constexpr std::size_t kTailRows = 1024;
+  static constexpr std::size_t kKeys = std::size_t{1} << kSubBits;
+
+  struct Table {
+    std::vector<std::uint32_t> start;  // kKeys + 1 offsets into rows
+    std::vector<std::uint32_t> rows;   // row numbers, grouped by key, ascending within one
+  };
+
+  // Counting sort of every row by each sub-hash: O(16 n), no per-key allocation.
+  void rebuild_lists() {
+    const std::size_t n = ids_.size();
+    for (int h = 0; h < kSubHashes; ++h) {
+      Table& t = tables_[static_cast<std::size_t>(h)];
+      t.start.assign(kKeys + 1, 0);
+      for (std::size_t row = 0; row < n; ++row) ++t.start[sub_hash(&codes_[row * kCode], h) + 1];
+      for (std::size_t k = 0; k < kKeys; ++k) t.start[k + 1] += t.start[k];
+      std::vector<std::uint32_t> fill(t.start.begin(), t.start.end() - 1);
+      t.rows.resize(n);
+      t.rows.shrink_to_fit();
+      for (std::size_t row = 0; row < n; ++row)
+        t.rows[fill[sub_hash(&codes_[row * kCode], h)]++] = static_cast<std::uint32_t>(row);
+    }
+    indexed_ = n;
+  }
+
+  // Every row whose sub-hash h is within `flips` bits of the query's.
+  void probe(int h, const std::uint8_t* q, int flips, int max_distance,
+             std::vector<std::pair<std::uint32_t, int>>& out) const {
+    const Table& t = tables_[static_cast<std::size_t>(h)];
+    const std::uint32_t key = sub_hash(q, h);
+    const auto take = [&](std::uint32_t k) {
+      const std::uint32_t b = t.start[k], e = t.start[k + 1];
+      if (b != e) check_rows(q, codes_.data(), t.rows.data() + b, e - b, max_distance, out);
     };
     take(key);
     if (flips < 1) return;
     for (int i = 0; i < kSubBits; ++i) {
-      take(key ^ (faiss_idx{1} << i));
+      take(key ^ (1u << i));
       if (flips < 2) continue;
-      for (int j = i + 1; j < kSubBits; ++j) take(key ^ (faiss_idx{1} << i) ^ (faiss_idx{1} << j));
+      for (int j = i + 1; j < kSubBits; ++j) take(key ^ (1u << i) ^ (1u << j));
     }
   }
 
-  faiss::IndexBinaryMultiHash mh_{kBits, kSubHashes, kSubBits};
+  std::vector<std::uint8_t> codes_;  // row after row, 32 bytes each
+  std::array<Table, kSubHashes> tables_;
+  std::size_t indexed_ = 0;  // rows [0, indexed_) are in the tables
 };
 
 }  // namespace

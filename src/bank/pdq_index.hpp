@@ -20,13 +20,17 @@ struct IndexHit {
   int distance;     // Hamming distance
 };
 
-// One interface, several implementations (FAISS IndexBinaryFlat, IndexBinaryMultiHash).
+// One interface, several implementations (FAISS IndexBinaryFlat; multi-index hashing).
 class PdqIndex {
  public:
   virtual ~PdqIndex() = default;
   // The configuration string that rebuilds this index: "flat" or "multihash".
   virtual std::string type() const = 0;
   virtual void add(std::span<const std::int64_t> ids, std::span<const Hash256> hashes) = 0;
+  // Removes every row holding one of these bank ids; returns how many rows went. Rows are
+  // marked dead and skipped at once; the structure compacts itself when they pile up.
+  virtual std::size_t remove(std::span<const std::int64_t> ids) = 0;
+  // Live rows.
   virtual std::size_t size() const = 0;
   // For each query, every indexed entry within max_distance (inclusive), nearest first.
   // Exact for every implementation: MultiHash parameters guarantee no miss up to
@@ -35,7 +39,7 @@ class PdqIndex {
                                                           int max_distance) const = 0;
   // Approximate memory held by the index, in bytes.
   virtual std::size_t memory_bytes() const = 0;
-  // Every (bank id, hash) pair held, in insertion order: lets `check` compare the whole
+  // Every live (bank id, hash) pair held, in insertion order: lets `check` compare the whole
   // index with the records, not only a sample of searches.
   virtual std::vector<std::pair<std::int64_t, Hash256>> contents() const = 0;
 

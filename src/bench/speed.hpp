@@ -68,7 +68,9 @@ struct IndexTiming {
   int samples = 0;
   double p50_ms = 0, p99_ms = 0;                    // one hash per query, one thread
   double dihedral_p50_ms = 0, dihedral_p99_ms = 0;  // 8 hashes per query, as the matcher sends
-  double batch_ms_per_query = 0;                    // `batch` queries per call, one thread
+  int batch_size = 0;                               // queries per batched call
+  double batch_p50_ms = 0, batch_p99_ms = 0;        // one batched call, one thread
+  double batch_ms_per_query = 0;                    // batch p50 / batch_size
   int planted = 0, planted_found = 0;
   std::int64_t random_hits = 0;  // hits for random (unplanted) queries: expected 0
 };
