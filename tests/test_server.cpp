@@ -22,6 +22,7 @@
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
 
+#include "bank/bank.hpp"
 #include "server/metrics.hpp"
 #include "server/service.hpp"
 #include "support.hpp"
@@ -543,6 +544,89 @@ TEST_CASE("SIGTERM during load: in-flight requests finish the process exits 0 th
   auto check = hwtest::run_hashwall("check --bank '" + bank.string() + "'");
   INFO(check.out << check.err);
   CHECK(check.exit_code == 0);
+}
+
+TEST_CASE("at SIGTERM connections already queued are answered and later ones get 503", "[server]") {
+  TempDir tmp;
+  const auto bank = make_bank(tmp);
+  // One worker, held by an idle connection until the 2 s read timeout: whatever connects
+  // meanwhile waits in the queue.
+  ServerProcess srv(tmp.path(), {"--bank", bank.string(), "--read-only", "--threads", "1", "--queue", "16",
+                                 "--queue-wait", "20000", "--timeout", "2"});
+  INFO(srv.log());
+  REQUIRE(srv.port() > 0);
+  const int idle = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<std::uint16_t>(srv.port()));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(connect(idle, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+
+  const auto ask = [&](std::atomic<int>& status, std::string& body) {
+    httplib::Client c("127.0.0.1", srv.port());
+    c.set_read_timeout(20, 0);
+    auto res = c.Post("/v1/match/hash", json{{"hash", std::string(64, 'a')}}.dump(), "application/json");
+    if (res) {
+      body = res->body;
+      status = res->status;
+    } else {
+      status = -1;
+    }
+  };
+  std::atomic<int> queued_status[3] = {0, 0, 0};
+  std::string queued_body[3];
+  std::vector<std::thread> early;
+  for (int i = 0; i < 3; ++i) early.emplace_back([&, i] { ask(queued_status[i], queued_body[i]); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  srv.terminate();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  std::atomic<int> late_status{0};
+  std::string late_body;
+  std::thread late([&] { ask(late_status, late_body); });
+  for (auto& t : early) t.join();
+  late.join();
+  for (int i = 0; i < 3; ++i) {
+    INFO("queued request " << i << ": " << queued_body[i]);
+    CHECK(queued_status[i] == 200);
+    CHECK(json::parse(queued_body[i], nullptr, false)["results"].size() == 1);
+  }
+  INFO("late request: " << late_body);
+  CHECK(late_status == 503);
+  CHECK(late_body.find("shutting down") != std::string::npos);
+  CHECK(srv.wait_exit(15) == 0);
+  close(idle);
+}
+
+TEST_CASE("work past the processing limit gets 503 and writes nothing", "[server]") {
+  TempDir tmp;
+  const auto bank_path = make_bank(tmp);
+  auto bank = hashwall::Bank::open(bank_path, hashwall::OpenMode::ReadWrite);
+  const auto before = bank->stats().entries;
+  hashwall::server::Metrics metrics;
+  hashwall::server::ServiceLimits limits;
+  limits.max_processing = std::chrono::microseconds(1);
+  hashwall::server::Service service(*bank, limits, metrics, true);
+  const std::string photo = slurp(samples() / "uploads" / "mate_Aqua--jpeg30.jpg");
+  const auto bytes = std::span(reinterpret_cast<const std::uint8_t*>(photo.data()), photo.size());
+
+  auto r = service.match_image(bytes, "upload.jpg", {});
+  CHECK(r.status == 503);
+  CHECK(r.body["error"].get<std::string>().find("processing took longer") != std::string::npos);
+  r = service.add_image(bytes, "upload.jpg", "late", "");
+  CHECK(r.status == 503);
+  std::string hashes;  // enough of them that the work outlasts a microsecond
+  for (int i = 0; i < 2000; ++i) hashes += std::string(63, 'a') + "0123456789abcdef"[i % 16] + "\n";
+  r = service.match_hashes(hashes, "text/plain", {});
+  CHECK(r.status == 503);
+  CHECK(bank->stats().entries == before);
+  CHECK(metrics.prometheus({}).find("hashwall_rejected_total{reason=\"timeout\"} 3") != std::string::npos);
+
+  // Without a limit the same requests are served.
+  limits.max_processing = std::chrono::microseconds(0);
+  hashwall::server::Service relaxed(*bank, limits, metrics, true);
+  CHECK(relaxed.match_image(bytes, "upload.jpg", {}).status == 200);
+  CHECK(relaxed.match_hashes(hashes, "text/plain", {}).status == 200);
 }
 
 TEST_CASE("hash request bodies: JSON text and CSV forms parse and malformed ones say why", "[server]") {

@@ -104,6 +104,7 @@ int run_serve(const ServeArgs& a) {
   o.max_queue = a.queue;
   o.max_queue_wait = std::chrono::milliseconds(a.queue_wait_ms);
   o.timeout = std::chrono::seconds(a.timeout_s);
+  o.limits.max_processing = std::chrono::seconds(a.timeout_s);
   o.limits.max_body_bytes = a.max_body;
   o.limits.max_pixels = a.max_pixels;
   o.limits.max_hashes = a.max_hashes;
@@ -179,7 +180,7 @@ void register_serve(CLI::App& app, int& exit_code) {
   cmd->add_option("--queue-wait", a->queue_wait_ms, "Milliseconds a connection may wait for a worker before 503")
       ->capture_default_str()
       ->check(CLI::Range(1, 600000));
-  cmd->add_option("--timeout", a->timeout_s, "Seconds to read a request or write a response")
+  cmd->add_option("--timeout", a->timeout_s, "Seconds to read a request, to process it (503 beyond, nothing written), and to write the answer")
       ->capture_default_str()
       ->check(CLI::Range(1, 3600));
   cmd->add_flag("--access-log", a->access_log, "One line per request on stderr (method, path, status, time; never bodies)");

@@ -125,12 +125,16 @@ std::string Metrics::prometheus(const MetricsSnapshot& g) const {
   out += "# HELP hashwall_matches_total Images and hashes that matched the bank.\n";
   out += "# TYPE hashwall_matches_total counter\n";
   out += "hashwall_matches_total " + std::to_string(matches()) + "\n";
-  out += "# HELP hashwall_rejected_total Requests refused with 503 by the bounded queue.\n";
+  out += "# HELP hashwall_rejected_total Requests refused with 503: queue full, queue wait, shutting down, processing timeout.\n";
   out += "# TYPE hashwall_rejected_total counter\n";
   out += "hashwall_rejected_total{reason=\"queue_full\"} " +
          std::to_string(rejected_full_.load(std::memory_order_relaxed)) + "\n";
   out += "hashwall_rejected_total{reason=\"queue_wait\"} " +
          std::to_string(rejected_wait_.load(std::memory_order_relaxed)) + "\n";
+  out += "hashwall_rejected_total{reason=\"stopping\"} " +
+         std::to_string(rejected_stopping_.load(std::memory_order_relaxed)) + "\n";
+  out += "hashwall_rejected_total{reason=\"timeout\"} " +
+         std::to_string(rejected_timeout_.load(std::memory_order_relaxed)) + "\n";
   out += "# HELP hashwall_queue_depth Connections accepted and waiting for a worker thread.\n";
   out += "# TYPE hashwall_queue_depth gauge\n";
   out += "hashwall_queue_depth " + std::to_string(g.queue_depth) + "\n";

@@ -38,6 +38,8 @@ class Metrics {
   void record_verdict(bool match) noexcept;
   void record_rejected_queue_full() noexcept { rejected_full_.fetch_add(1, std::memory_order_relaxed); }
   void record_rejected_queue_wait() noexcept { rejected_wait_.fetch_add(1, std::memory_order_relaxed); }
+  void record_rejected_stopping() noexcept { rejected_stopping_.fetch_add(1, std::memory_order_relaxed); }
+  void record_rejected_timeout() noexcept { rejected_timeout_.fetch_add(1, std::memory_order_relaxed); }
 
   std::uint64_t requests(Endpoint e) const noexcept;
   std::uint64_t requests_with_status(Endpoint e, int status) const noexcept;
@@ -58,7 +60,7 @@ class Metrics {
   };
   std::array<PerEndpoint, kEndpointCount> ep_{};
   std::atomic<std::uint64_t> matches_{0}, queries_{0};
-  std::atomic<std::uint64_t> rejected_full_{0}, rejected_wait_{0};
+  std::atomic<std::uint64_t> rejected_full_{0}, rejected_wait_{0}, rejected_stopping_{0}, rejected_timeout_{0};
 };
 
 }  // namespace hashwall::server

@@ -217,6 +217,30 @@ struct HttpServer::Impl {
   Clock::time_point started;
   std::atomic<bool> stopping{false};
   bool bound = false;
+  // Graceful stop (stop() while running): connections accepted before it are served,
+  // later ones get 503, every answer closes its connection; once the queue is empty and
+  // nothing is in flight (or the drain deadline passed) the listener is stopped.
+  std::atomic<bool> draining{false};
+  std::atomic<std::int64_t> drain_started_ns{0};  // steady_clock, since its epoch
+  std::mutex drain_mu;
+  std::thread drainer;
+
+  bool enqueued_after_drain() const {
+    const auto since = drain_started_ns.load();
+    return since != 0 && tls_conn.enqueued.time_since_epoch() >= std::chrono::nanoseconds(since);
+  }
+
+  void drain() {
+    const auto deadline = Clock::now() + std::max<Clock::duration>(opt.timeout, std::chrono::seconds(1));
+    const auto idle = [&] { return depth.load() == 0 && in_flight.load() == 0; };
+    // Two idle looks 20 ms apart: a connection accepted just now reaches the queue first.
+    int quiet = 0;
+    while (Clock::now() < deadline && quiet < 2) {
+      quiet = idle() ? quiet + 1 : 0;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    svr.stop();
+  }
 
   double uptime() const { return std::chrono::duration<double>(Clock::now() - started).count(); }
 
@@ -243,6 +267,13 @@ struct HttpServer::Impl {
       metrics.record_rejected_queue_full();
       Reply r = error_reply(503, "server busy: the request queue is full (" + std::to_string(opt.max_queue) +
                                      " waiting); retry later");
+      r.headers.emplace_back("Retry-After", std::to_string(opt.limits.retry_after_seconds));
+      r.headers.emplace_back("Connection", "close");
+      return r;
+    }
+    if (first && draining && enqueued_after_drain()) {
+      metrics.record_rejected_stopping();
+      Reply r = error_reply(503, "server is shutting down; retry later (another instance may take over)");
       r.headers.emplace_back("Retry-After", std::to_string(opt.limits.retry_after_seconds));
       r.headers.emplace_back("Connection", "close");
       return r;
@@ -373,6 +404,10 @@ struct HttpServer::Impl {
       res.set_content(metrics.prometheus(g), "text/plain; version=0.0.4");
     });
 
+    // While draining every answer closes its connection, so keep-alive clients move on.
+    svr.set_post_routing_handler([this](const httplib::Request&, httplib::Response& res) {
+      if (draining) res.set_header("Connection", "close");
+    });
     svr.set_pre_routing_handler([](const httplib::Request&, httplib::Response&) {
       tls_conn.request_start = Clock::now();
       tls_conn.have_start = true;
@@ -428,7 +463,11 @@ HttpServer::HttpServer(Bank& bank, ServerOptions options) : impl_(std::make_uniq
   impl_->routes();
 }
 
-HttpServer::~HttpServer() { stop(); }
+HttpServer::~HttpServer() {
+  stop();
+  std::lock_guard lock(impl_->drain_mu);
+  if (impl_->drainer.joinable()) impl_->drainer.join();
+}
 
 int HttpServer::bind() {
   auto& o = impl_->opt;
@@ -449,11 +488,19 @@ void HttpServer::run() {
   if (!impl_->bound) bind();
   if (impl_->stopping) return;
   impl_->svr.listen_after_bind();
+  std::lock_guard lock(impl_->drain_mu);
+  if (impl_->drainer.joinable()) impl_->drainer.join();
 }
 
 void HttpServer::stop() {
+  std::lock_guard lock(impl_->drain_mu);
   impl_->stopping = true;
-  if (impl_->svr.is_running()) impl_->svr.stop();
+  // Not listening yet: run() sees `stopping` and returns. (A stop() that races with run()
+  // starting to listen can miss; the CLI's watcher calls stop() again every 50 ms.)
+  if (impl_->draining || !impl_->svr.is_running()) return;
+  impl_->drain_started_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
+  impl_->draining = true;
+  impl_->drainer = std::thread([impl = impl_.get()] { impl->drain(); });
 }
 
 Metrics& HttpServer::metrics() { return impl_->metrics; }

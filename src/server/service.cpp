@@ -84,6 +84,27 @@ Reply reply_for(const Error& e, int retry_after) {
   return r;
 }
 
+// The processing deadline of one request, looked at between its stages: a stage already
+// running (one decode, one search) is not interrupted, but no further work is started.
+class Deadline {
+ public:
+  explicit Deadline(std::chrono::microseconds limit)
+      : limit_(limit), end_(std::chrono::steady_clock::now() + limit) {}
+  bool passed() const { return limit_.count() > 0 && std::chrono::steady_clock::now() > end_; }
+  Reply reply(Metrics& metrics, int retry_after) const {
+    metrics.record_rejected_timeout();
+    Reply r = error_reply(503, "processing took longer than the " +
+                                   std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(limit_).count()) +
+                                   " ms limit (serve --timeout); nothing was written; retry later");
+    r.headers.emplace_back("Retry-After", std::to_string(retry_after));
+    return r;
+  }
+
+ private:
+  std::chrono::microseconds limit_;
+  std::chrono::steady_clock::time_point end_;
+};
+
 LoadOptions load_options(const ServiceLimits& l) {
   LoadOptions o;  // fast decode, EXIF orientation: as `hashwall query` and `scan`
   o.max_pixels = l.max_pixels;
@@ -205,12 +226,16 @@ Reply Service::match_image(std::span<const std::uint8_t> bytes, const std::strin
   if (auto e = match_options(params, mo)) return error_reply(400, *e);
   if (bytes.empty()) return error_reply(400, "empty body: send the image bytes (raw body or multipart field 'image')");
   const auto t0 = std::chrono::steady_clock::now();
+  const Deadline deadline(limits_.max_processing);
   cli::FileReport rep;
   rep.file = name;
   try {
     LoadOptions lo = load_options(limits_);
     prepare_load(lo, signals_.query);
-    rep.fp = fingerprint(decode_image(bytes, name, lo), lo.mode, signals_.query);
+    const LoadedImage img = decode_image(bytes, name, lo);
+    if (deadline.passed()) return deadline.reply(metrics_, limits_.retry_after_seconds);
+    rep.fp = fingerprint(img, lo.mode, signals_.query);
+    if (deadline.passed()) return deadline.reply(metrics_, limits_.retry_after_seconds);
     rep.result = Matcher(bank_, mo).match(*rep.fp);
   } catch (const Error& e) {
     return reply_for(e, limits_.retry_after_seconds);
@@ -229,6 +254,7 @@ Reply Service::match_image(std::span<const std::uint8_t> bytes, const std::strin
 }
 
 Reply Service::match_hashes(std::string_view body, std::string_view content_type, const Params& params) const {
+  const Deadline deadline(limits_.max_processing);
   MatchOptions mo;
   if (auto e = match_options(params, mo)) return error_reply(400, *e);
   // A bare hash has no pixels to rotate: the client sends each variant it wants tried.
@@ -241,6 +267,7 @@ Reply Service::match_hashes(std::string_view body, std::string_view content_type
   MatchResult last;
   try {
     for (const auto& item : parsed.items) {
+      if (deadline.passed()) return deadline.reply(metrics_, limits_.retry_after_seconds);
       Fingerprint fp;
       fp.pdq.hashes.fill(item.hash);
       fp.pdq.quality = item.quality.value_or(100);  // unknown quality: trusted, as imports
@@ -274,10 +301,14 @@ Reply Service::add_image(std::span<const std::uint8_t> bytes, const std::string&
                          const std::string& source) {
   if (!writable_) return error_reply(403, "this service is read-only (started with --read-only)");
   if (bytes.empty()) return error_reply(400, "empty body: send the image bytes (raw body or multipart field 'image')");
+  const Deadline deadline(limits_.max_processing);
   try {
     LoadOptions lo = load_options(limits_);
     prepare_load(lo, signals_.add);
-    const Fingerprint f = fingerprint(decode_image(bytes, name, lo), lo.mode, signals_.add);
+    const LoadedImage img = decode_image(bytes, name, lo);
+    if (deadline.passed()) return deadline.reply(metrics_, limits_.retry_after_seconds);
+    const Fingerprint f = fingerprint(img, lo.mode, signals_.add);
+    if (deadline.passed()) return deadline.reply(metrics_, limits_.retry_after_seconds);
     NewEntry e = entry_from(f);
     e.label = label;
     e.source = source.empty() ? name : source;

@@ -39,6 +39,9 @@ struct ServiceLimits {
   std::uint64_t max_body_bytes = 25'000'000;
   std::size_t max_hashes = 10'000;  // hashes in one /v1/match/hash or /v1/entries body
   int retry_after_seconds = 1;      // sent with 503
+  // Work on one request (decode, fingerprint, search) past this gets 503 at the next
+  // stage boundary, before anything is written; zero: no limit. `serve --timeout`.
+  std::chrono::microseconds max_processing{std::chrono::seconds(10)};
 };
 
 // Which signals images are fingerprinted with (cli::signal_setup builds them from the
