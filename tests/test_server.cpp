@@ -658,6 +658,21 @@ TEST_CASE("hash request bodies: JSON text and CSV forms parse and malformed ones
   CHECK(!parse_hash_body("   \n", "text/plain", 10).error.empty());
 }
 
+TEST_CASE("a body of deeply nested JSON is refused without exhausting the stack", "[server]") {
+  using hashwall::server::parse_hash_body;
+  // 2 MB of brackets, well inside the 25 MB body limit: a million levels is far past any
+  // recursion the stack could hold, so a recursive parser or destructor would crash here.
+  const std::size_t depth = 1'000'000;
+  const std::string open(depth, '['), close(depth, ']');
+  auto r = parse_hash_body(open + close, "application/json", 10);
+  CHECK_THAT(r.error, Catch::Contains("hash 1"));
+  CHECK(r.items.empty());
+  r = parse_hash_body(open, "application/json", 10);  // never closed
+  CHECK(r.error == "malformed JSON");
+  r = parse_hash_body("{\"hashes\": " + open + close + "}", "application/json", 10);
+  CHECK_FALSE(r.error.empty());
+}
+
 TEST_CASE("the token check compares digests and refuses an empty expected token", "[server]") {
   using hashwall::server::token_matches;
   CHECK(token_matches("secret-token-1234", "secret-token-1234"));

@@ -19,6 +19,7 @@
 #include "bank/bank.hpp"
 #include "hash/hash256.hpp"
 #include "match/fingerprint.hpp"
+#include "server/hash_body.hpp"
 #include "server/metrics.hpp"
 
 namespace hashwall::server {
@@ -51,29 +52,6 @@ struct ServiceSignals {
   FingerprintOptions query;
   FingerprintOptions add;
 };
-
-// One hash sent by a client that hashes on its side (StopNCII model).
-struct HashItem {
-  Hash256 hash;
-  std::optional<int> quality;  // unknown: trusted, as imported lists are
-  std::string name;            // client's reference, echoed back / stored as source
-};
-
-struct ParsedHashes {
-  std::vector<HashItem> items;
-  std::string label;   // JSON bodies: "label"
-  std::string source;  // JSON bodies: "source"
-  std::string error;   // non-empty: the body is malformed, and why
-};
-
-// Pure parser of a hash request body (fuzzed). Accepted forms:
-//   JSON:  {"hash": "<hex>", "quality": 90}
-//          {"hashes": ["<hex>", {"pdq": "<hex>", "quality": 80, "name": "x"}], "label": ..}
-//          ["<hex>", ...]
-//   text/csv: Meta's pdq-photo-hasher CSV (hash,quality,name)
-//   other text: one hex hash per line ('#' comments, blank lines ignored)
-// At most max_items hashes; none is an error.
-ParsedHashes parse_hash_body(std::string_view body, std::string_view content_type, std::size_t max_items);
 
 class Service {
  public:

@@ -2,11 +2,15 @@
 //   even: the "<bank>.pdq-index" cache next to a valid 64-entry bank. Its FNV-1a
 //         checksum is fixed up first, so that mutations reach the parser behind it
 //         (a torn or flipped cache is already refused by the checksum).
-//   odd:  the SQLite bank file itself (seeds: real banks).
-// Open read-only, check(), search, stats and a full read must report damage by throwing
-// hashwall::Error or through check(); never crash, hang or leak.
+//   odd:  the SQLite bank file itself (seeds: real banks; the fixture's first 8 entries
+//         carry local features and embeddings, whose blobs the local and embedding
+//         indexes parse when they build).
+// Open read-only, check(), stats, PDQ, local and embedding search and a full read must
+// report damage by throwing hashwall::Error or through check(); never crash, hang or leak.
+#include <omp.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
@@ -27,13 +31,20 @@ namespace {
 struct Fixture {
   fs::path dir, bank, good_bank_copy;
   std::vector<Hash256> hashes;
+  LocalFeatures local_query;
+  std::vector<float> embed_query;
   Fixture() {
+    // FAISS's OpenMP workers spin between searches: on 64 entries that spinning was most
+    // of each run's time. One thread, as the searches here are tiny.
+    omp_set_num_threads(1);
     const fs::path base = fs::exists("/dev/shm") ? fs::path("/dev/shm") : fs::temp_directory_path();
     dir = base / ("hashwall-fuzz-bank-" + std::to_string(::getpid()));
     fs::create_directories(dir);
     bank = dir / "bank.db";
     good_bank_copy = dir / "good.db";
     std::mt19937_64 rng(7);
+    std::uniform_real_distribution<float> unit(0.0f, 1.0f);
+    std::normal_distribution<float> gauss;
     std::vector<NewEntry> batch;
     for (int i = 0; i < 64; ++i) {
       NewEntry e;
@@ -41,11 +52,38 @@ struct Fixture {
       e.quality = 100;
       e.source = "seed-" + std::to_string(i);
       e.origin = Origin::Imported;
+      if (i < 8) {
+        e.origin = Origin::Indexed;
+        e.sha256 = std::string(63, '0') + "0123456789abcdef"[i];
+        LocalFeatures f;
+        f.width = 640;
+        f.height = 480;
+        f.descriptors.create(48, 32, CV_8U);
+        for (int k = 0; k < 48; ++k) {
+          f.points.emplace_back(unit(rng), unit(rng));
+          for (int c = 0; c < 32; ++c) f.descriptors.at<std::uint8_t>(k, c) = static_cast<std::uint8_t>(rng());
+        }
+        e.local = f;
+        double norm = 0;
+        for (int d = 0; d < 16; ++d) {
+          e.embedding.push_back(gauss(rng));
+          norm += double{e.embedding.back()} * e.embedding.back();
+        }
+        for (auto& v : e.embedding) v = static_cast<float>(v / std::sqrt(norm));
+        if (i == 0) {
+          local_query = f;
+          embed_query = e.embedding;
+        }
+      }
       hashes.push_back(e.pdq);
       batch.push_back(e);
     }
     {
-      auto b = Bank::open(good_bank_copy, OpenMode::Create);
+      BankConfig cfg;
+      cfg.signals = {"pdq", "local", "embed"};
+      cfg.embed_model = "fuzz.onnx@0";
+      cfg.embed_threshold = 0.75;
+      auto b = Bank::open(good_bank_copy, OpenMode::Create, cfg);
       b->add(batch);
       b->flush_index();
     }
@@ -100,6 +138,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     (void)bank->check();
     (void)bank->stats();
     (void)bank->search_pdq(std::span(fx.hashes.data(), 4), 31);
+    (void)bank->search_local(fx.local_query, LocalVerifyParams{});
+    (void)bank->search_embed(fx.embed_query, 5, 0.5f);
     std::size_t n = 0;
     bank->for_each([&](const Entry&) { return ++n < 10000; });
   } catch (const Error&) {

@@ -1,30 +1,66 @@
-// libFuzzer: image bytes -> probe -> decode -> PDQ, as `index`, `query` and `scan` do
-// for every file. Library code reports bad input by throwing hashwall::Error; anything
-// else escaping (or a sanitizer report, a hang, an allocation over -rss_limit_mb) is a
-// finding.
+// libFuzzer: image bytes -> probe -> decode -> fingerprint, as `index`, `query`, `scan`
+// and `serve` do for every file. The last byte's low bits pick the decode mode and which
+// further signals run: ORB local features (as a query, with tiles and the mirror image)
+// and the shipped embedding network. Library code reports bad input by throwing
+// hashwall::Error; anything else escaping (or a sanitizer report, a hang, an allocation
+// over -rss_limit_mb) is a finding.
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <span>
 
 #include "core/error.hpp"
+#include "embed/embedder.hpp"
 #include "image/load.hpp"
 #include "match/fingerprint.hpp"
 
 using namespace hashwall;
 
+namespace {
+const Embedder* embedder() {
+  static const std::unique_ptr<Embedder> e = [] {
+    try {
+      return Embedder::load(HASHWALL_FUZZ_MODEL);
+    } catch (const Error&) {
+      __builtin_trap();  // the model ships with the source: its absence is a setup error
+    }
+  }();
+  return e.get();
+}
+}  // namespace
+
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::span<const std::uint8_t> bytes(data, size);
   (void)probe_image(bytes);  // noexcept: must survive anything on its own
+  const std::uint8_t flags = size > 0 ? data[size - 1] : 0;
   LoadOptions opt;
   // A smaller pixel limit than the CLI's 200 MP keeps each run fast and inside
   // libFuzzer's RSS limit; the limit check itself is the same code.
   opt.max_pixels = 4'000'000;
-  opt.mode = (size > 0 && (data[size - 1] & 1)) ? DecodeMode::Exact : DecodeMode::Fast;
+  opt.mode = (flags & 1) ? DecodeMode::Exact : DecodeMode::Fast;
+  FingerprintOptions fo;
+  fo.local = (flags & 2) != 0;
+  fo.for_query = (flags & 8) == 0;
+  if (flags & 4) fo.embedder = embedder();
+  prepare_load(opt, fo);
   try {
     const LoadedImage img = decode_image(bytes, "fuzz", opt);
     if (img.pixels.empty() || img.pixels.depth() != CV_8U) __builtin_trap();
-    const Fingerprint f = fingerprint(img, opt.mode);
+    const Fingerprint f = fingerprint(img, opt.mode, fo);
     if (f.pdq.quality < 0 || f.pdq.quality > 100) __builtin_trap();
+    if (f.local) {
+      const auto& l = *f.local;
+      if (l.descriptors.rows != static_cast<int>(l.points.size())) __builtin_trap();
+      for (const auto& p : l.points)
+        if (!(p.x >= 0 && p.x <= 1 && p.y >= 0 && p.y <= 1)) __builtin_trap();
+    }
+    if (fo.embedder) {
+      if (static_cast<int>(f.embedding.size()) != fo.embedder->dim()) __builtin_trap();
+      double norm = 0;
+      for (const float v : f.embedding) norm += double{v} * v;
+      if (!(std::abs(norm - 1.0) < 1e-3)) __builtin_trap();  // L2-normalised, never NaN
+    }
   } catch (const Error&) {
   }
   return 0;
