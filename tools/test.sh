@@ -3,7 +3,9 @@
 # normal build (build/), then the same suite built with AddressSanitizer + UBSan
 # (build-asan/, CONVENTIONS.md), where any sanitizer report fails the run.
 # Tests that need ../shared (Meta's PDQ vectors, the photo corpus) skip visibly without it.
-# HASHWALL_SANITIZE=0 skips the sanitizer pass (a quick local run; CI always does both).
+# Then a short libFuzzer run of every target in tests/fuzz/ (tools/fuzz.sh, 30 s each).
+# HASHWALL_SANITIZE=0 skips the sanitizer pass and HASHWALL_FUZZ=0 the fuzz run (quick
+# local runs; CI always does all three).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -19,4 +21,8 @@ if [[ "${HASHWALL_SANITIZE:-1}" != 0 ]]; then
   export LSAN_OPTIONS=suppressions=$ROOT/tests/sanitizer/lsan.supp:print_suppressions=0
   export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:suppressions=$ROOT/tests/sanitizer/ubsan.supp
   (cd build-asan && ctest --output-on-failure -j "${JOBS:-$(nproc)}" "$@")
+fi
+
+if [[ "${HASHWALL_FUZZ:-1}" != 0 ]]; then
+  tools/fuzz.sh "${HASHWALL_FUZZ_SECONDS:-30}"
 fi

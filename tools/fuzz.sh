@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer targets (tests/fuzz/, Debian's clang) in build-fuzz/ and runs each
+# for a short time on a scratch copy of its seed corpus; any finding fails the run.
+# CI runs it with 30 s per target (tools/test.sh); the long runs documented in
+# docs/SECURITY.md use the same binaries with -runs=1000000.
+#
+#   tools/fuzz.sh [SECONDS_PER_TARGET]        (default: 30)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECS=${1:-30}
+tools/deps.sh clang libclang-rt-14-dev
+cmake -S . -B build-fuzz -DHASHWALL_FUZZ=ON -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build-fuzz -j "${JOBS:-$(nproc)}"
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/hashwall-fuzz.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+# target, seed corpus, max input length, per-input timeout (s)
+run() {
+  local target=$1 corpus=$2 max_len=$3 timeout=$4
+  mkdir -p "$WORK/$target"
+  echo "fuzz: $target for ${SECS} s" >&2
+  if ! "build-fuzz/$target" -max_total_time="$SECS" -max_len="$max_len" -timeout="$timeout" \
+      -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$WORK/$target-" \
+      "$WORK/$target" "tests/fuzz/corpus/$corpus" >"$WORK/$target.log" 2>&1; then
+    tail -n 60 "$WORK/$target.log" >&2
+    mkdir -p fuzz-findings && cp "$WORK/$target"-* fuzz-findings/ 2>/dev/null || true
+    echo "fuzz: $target FOUND A PROBLEM (inputs copied to fuzz-findings/)" >&2
+    return 1
+  fi
+  grep -E "^stat::number_of_executed_units|^stat::peak_rss_mb" "$WORK/$target.log" |
+    sed "s/^/fuzz: $target /" >&2
+}
+status=0
+run fuzz_http http 4096 10 || status=1
+run fuzz_hashlist hashlist 4096 10 || status=1
+run fuzz_image image 2048 20 || status=1
+run fuzz_bank bank 65536 20 || status=1
+exit $status
