@@ -629,6 +629,85 @@ TEST_CASE("work past the processing limit gets 503 and writes nothing", "[server
   CHECK(relaxed.match_hashes(hashes, "text/plain", {}).status == 200);
 }
 
+TEST_CASE("serve and the CLI write one bank at once: nothing lost and each sees the other", "[server]") {
+  TempDir tmp;
+  const auto bank = make_bank(tmp);
+  ServerProcess srv(tmp.path(), writable_args(tmp, bank));
+  INFO(srv.log());
+  REQUIRE(srv.port() > 0);
+  std::mt19937_64 rng(2024);
+  const auto random_hex = [&] {
+    std::string h;
+    for (int k = 0; k < 64; ++k) h += "0123456789abcdef"[rng() % 16];
+    return h;
+  };
+  // The API's writes, made while CLI imports run against the same file.
+  std::vector<std::string> api_hashes(120);
+  for (auto& h : api_hashes) h = random_hex();
+  std::vector<std::vector<std::string>> cli_lists(6, std::vector<std::string>(40));
+  for (auto& list : cli_lists)
+    for (auto& h : list) h = random_hex();
+  std::atomic<int> api_failures{0};
+  std::vector<std::string> api_removed;
+  std::thread api([&] {
+    httplib::Client c("127.0.0.1", srv.port());
+    c.set_read_timeout(30, 0);
+    const httplib::Headers auth{{"Authorization", std::string("Bearer ") + kToken}};
+    for (std::size_t i = 0; i < api_hashes.size(); ++i) {
+      auto res = c.Post("/v1/entries", auth, json{{"hash", api_hashes[i]}, {"label", "api"}}.dump(), "application/json");
+      if (!res || res->status != 201) {
+        ++api_failures;
+        continue;
+      }
+      if (i % 10 == 9) {  // and remove every tenth again
+        const auto id = json::parse(res->body)["ids"][0].get<std::int64_t>();
+        auto del = c.Delete(("/v1/entries/" + std::to_string(id)).c_str(), auth);
+        if (!del || del->status != 200) ++api_failures;
+        else api_removed.push_back(api_hashes[i]);
+      }
+    }
+  });
+  int cli_failures = 0;
+  for (std::size_t k = 0; k < cli_lists.size(); ++k) {
+    const auto file = tmp / ("list" + std::to_string(k) + ".txt");
+    std::ofstream out(file);
+    for (const auto& h : cli_lists[k]) out << h << "\n";
+    out.close();
+    const auto r = hwtest::run_hashwall("import '" + file.string() + "' --bank '" + bank.string() +
+                                        "' --format hex --label cli");
+    if (r.exit_code != 0) {
+      ++cli_failures;
+      UNSCOPED_INFO("import " << k << ": " << r.err);
+    }
+  }
+  api.join();
+  CHECK(api_failures == 0);
+  CHECK(cli_failures == 0);
+
+  // The server finds what the CLI imported; the CLI's export holds what the API added.
+  auto c = srv.client();
+  for (const auto& list : cli_lists) {
+    auto res = c.Post("/v1/match/hash", json{{"hash", list.back()}}.dump(), "application/json");
+    REQUIRE(res);
+    CHECK(json::parse(res->body)["match"] == true);
+  }
+  const auto exported = hwtest::run_hashwall("export --bank '" + bank.string() + "' --format hex");
+  REQUIRE(exported.exit_code == 0);
+  for (const auto& h : api_hashes) {
+    const bool removed = std::find(api_removed.begin(), api_removed.end(), h) != api_removed.end();
+    CHECK((exported.out.find(h) != std::string::npos) == !removed);
+  }
+  for (const auto& list : cli_lists)
+    for (const auto& h : list) CHECK(exported.out.find(h) != std::string::npos);
+  const auto stats = json::parse(hwtest::run_hashwall("stats --json --bank '" + bank.string() + "'").out);
+  CHECK(stats["entries"] == 6 + 120 - 12 + 6 * 40);
+  srv.terminate();
+  CHECK(srv.wait_exit(15) == 0);
+  const auto check = hwtest::run_hashwall("check --bank '" + bank.string() + "'");
+  INFO(check.out << check.err);
+  CHECK(check.exit_code == 0);
+}
+
 TEST_CASE("hash request bodies: JSON text and CSV forms parse and malformed ones say why", "[server]") {
   using hashwall::server::parse_hash_body;
   const std::string h(64, 'a'), H(64, 'B');
