@@ -160,3 +160,38 @@ TEST_CASE("a bank built with one model refuses queries with another", "[embed][c
   auto pdq = hwtest::run_hashwall("query " + q(upload) + " --bank " + q(bank) + " --signals pdq --model " + q(other));
   CHECK(pdq.exit_code == 1);
 }
+
+TEST_CASE("without --model a bank finds the model file it recorded not the newest default", "[embed][cli]") {
+  const auto samples = hwtest::source_dir() / "samples";
+  hwtest::TempDir tmp;
+  const auto q = [](const fs::path& p) { return "'" + p.string() + "'"; };
+  // A retrained model under its own file name (other bytes, other SHA-256).
+  const auto v2 = tmp / "hashwall-embed-v2.onnx";
+  fs::copy_file(shipped_model(), v2);
+  { std::ofstream(v2, std::ios::app | std::ios::binary) << std::string("\xa0\x06\x01", 3); }
+  const auto bank = tmp / "bank.db";
+  auto idx = hwtest::run_hashwall("index " + q(samples / "bank") + " --bank " + q(bank) +
+                                  " --signals pdq,embed --model " + q(v2) + " -q");
+  INFO(idx.err);
+  REQUIRE(idx.exit_code == 0);
+  const auto upload = samples / "uploads" / "mate_Aqua--jpeg30.jpg";
+  // Not next to the executable: the error names the bank's model, not the shipped v1.
+  auto missing = hwtest::run_hashwall("query " + q(upload) + " --bank " + q(bank));
+  CHECK(missing.exit_code == 2);
+  CHECK_THAT(missing.err, Catch::Contains("hashwall-embed-v2.onnx"));
+  // Found through HASHWALL_MODEL by its file name, and used.
+  auto found = hwtest::run_shell("HASHWALL_MODEL=" + q(v2) + " '" + hwtest::hashwall_binary().string() +
+                                 "' query " + q(upload) + " --bank " + q(bank) + " --json");
+  INFO(found.err);
+  CHECK(found.exit_code == 1);
+}
+
+TEST_CASE("a model name recorded in a bank never becomes a path to open", "[embed]") {
+  CHECK(hashwall::default_model_path("../../etc/passwd").empty());
+  CHECK(hashwall::default_model_path("/etc/passwd").empty());
+  CHECK(hashwall::default_model_path("..").empty());
+  CHECK(hashwall::default_model_path("").empty());
+  CHECK(hashwall::default_model_path("x/hashwall-embed-v1.onnx").empty());
+  CHECK(hashwall::default_model_path("no-such-model.onnx").empty());
+}
+

@@ -117,7 +117,7 @@ int run_serve(const ServeArgs& a) {
   // --signals keeps); the model is checked against the bank's before the port opens.
   const SignalSetup query_sig = signal_setup(*bank, a.signals.empty() ? std::vector<std::string>{} : parse_signals(a.signals),
                                              a.model, true);
-  const SignalSetup add_sig = signal_setup(*bank, {}, a.model, false);
+  const SignalSetup add_sig = signal_setup(*bank, {}, a.model, false, query_sig.embedder);
   o.signals.query = query_sig.fingerprint;
   o.signals.add = add_sig.fingerprint;
   std::string sig_text;

@@ -37,18 +37,21 @@ std::vector<std::string> parse_signals(const std::string& list) {
   return sorted;
 }
 
-std::unique_ptr<Embedder> load_model(const std::string& model) {
+std::unique_ptr<Embedder> load_model(const std::string& model, const std::string& bank_model) {
   std::filesystem::path p = model;
-  if (p.empty()) p = default_model_path();
+  std::string name = kDefaultModel;
+  if (p.empty() && !bank_model.empty()) name = bank_model.substr(0, bank_model.rfind('@'));
+  if (p.empty()) p = default_model_path(name);
   if (p.empty())
     throw Error(ErrorKind::Usage, "",
-                "the embed signal needs its model: models/hashwall-embed-v1.onnx was not found next to the "
-                "executable; pass --model FILE, set HASHWALL_MODEL, or leave embed out of --signals");
+                "the embed signal needs its model: models/" + name +
+                    " was not found next to the executable; pass --model FILE, set HASHWALL_MODEL, or leave "
+                    "embed out of --signals");
   return Embedder::load(p);
 }
 
 SignalSetup signal_setup(const Bank& bank, const std::vector<std::string>& only, const std::string& model,
-                         bool for_query) {
+                         bool for_query, std::shared_ptr<const Embedder> reuse) {
   SignalSetup s;
   const BankConfig& c = bank.config();
   for (const auto& sig : only)
@@ -64,7 +67,7 @@ SignalSetup signal_setup(const Bank& bank, const std::vector<std::string>& only,
   s.fingerprint.for_query = for_query;
   s.fingerprint.local = has("local");
   if (has("embed")) {
-    s.embedder = load_model(model);
+    s.embedder = reuse ? std::move(reuse) : std::shared_ptr<const Embedder>(load_model(model, c.embed_model));
     if (!same_model(c.embed_model, *s.embedder))
       throw Error(ErrorKind::Bank, bank.path().string(),
                   "the bank's embeddings were made by model " + c.embed_model + ", not by " + s.embedder->model_id() +

@@ -20,13 +20,14 @@ extern const char* const kSignalsHelp;
 // "pdq,local" -> {"pdq", "local"}; throws Error{Usage} on unknown names.
 std::vector<std::string> parse_signals(const std::string& list);
 
-// Loads --model, or the shipped model when `model` is empty (Error{Usage} naming the
-// places looked at when it is not found).
-std::unique_ptr<Embedder> load_model(const std::string& model);
+// Loads --model, or when `model` is empty the model file named `bank_model` (a bank's
+// recorded "<file name>@<sha256>"; empty: the shipped default), with Error{Usage} naming
+// the places looked at when it is not found.
+std::unique_ptr<Embedder> load_model(const std::string& model, const std::string& bank_model = "");
 
 struct SignalSetup {
   std::vector<std::string> signals;  // what is computed (and may decide)
-  std::unique_ptr<Embedder> embedder;
+  std::shared_ptr<const Embedder> embedder;
   FingerprintOptions fingerprint;
   // Colour for the embedding, a larger decode for local features.
   void apply(LoadOptions& o) const { prepare_load(o, fingerprint); }
@@ -35,8 +36,9 @@ struct SignalSetup {
 // For adding to `bank`: all the signals it records. For queries: those it records,
 // narrowed to `only` when given (a signal the bank lacks is an error). Throws
 // Error{Bank} when the bank's embeddings came from another model than the one found.
+// `reuse`: an embedder already loaded for this bank (serve's query and add setups share one).
 SignalSetup signal_setup(const Bank& bank, const std::vector<std::string>& only, const std::string& model,
-                         bool for_query);
+                         bool for_query, std::shared_ptr<const Embedder> reuse = nullptr);
 
 // Settings of a new bank from --signals (empty: kDefaultSignals), --model and
 // --min-inliers: the model's id and calibrated threshold are recorded when embed is on.

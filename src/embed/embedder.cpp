@@ -1,5 +1,7 @@
 #include "embed/embedder.hpp"
 
+#include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdlib>
 
@@ -135,12 +137,19 @@ std::vector<float> Embedder::embed(const cv::Mat& pixels) const {
   return v;
 }
 
-fs::path default_model_path() {
-  if (const char* env = std::getenv("HASHWALL_MODEL"); env && *env) return env;
+fs::path default_model_path(const std::string& file_name) {
+  const bool plain = !file_name.empty() && file_name.size() <= 128 && file_name.front() != '.' &&
+                     std::all_of(file_name.begin(), file_name.end(), [](unsigned char c) {
+                       return std::isalnum(c) || c == '.' || c == '_' || c == '-';
+                     });
+  if (!plain) return {};
+  if (const char* env = std::getenv("HASHWALL_MODEL");
+      env && *env && (file_name == kDefaultModel || fs::path(env).filename() == file_name))
+    return env;
   std::error_code ec;
   const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
   if (ec) return {};
-  const fs::path name = "hashwall-embed-v1.onnx";
+  const fs::path name = file_name;
   fs::path dir = exe.parent_path();
   for (int up = 0; up < 4 && !dir.empty(); ++up, dir = dir.parent_path()) {
     for (const fs::path& cand : {dir / "models" / name, dir / "share" / "hashwall" / "models" / name})

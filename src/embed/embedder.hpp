@@ -62,11 +62,15 @@ class Embedder {
   mutable std::vector<std::unique_ptr<cv::dnn::Net>> pool_;
 };
 
-// Where the shipped model is looked for when no --model is given: $HASHWALL_MODEL, then
-// models/hashwall-embed-v1.onnx (or share/hashwall/models/...) in the executable's
-// directory and up to three above it (a build directory inside the source tree, an
-// installed prefix). Empty when not found.
-std::filesystem::path default_model_path();
+// Where a model is looked for when no --model is given: kDefaultModel for a new bank, or
+// the bare file name a bank records (so a bank built with v1 keeps finding v1 after the
+// default moves on). First $HASHWALL_MODEL when its file name is that name (or the
+// default is asked for), then models/NAME or share/hashwall/models/NAME in the
+// executable's folder and up to three above it (a build folder inside the source tree, an
+// installed prefix). Empty when not found, or when `file_name` is not a plain name: a
+// bank from elsewhere never makes hashwall open a path of its choosing.
+inline constexpr const char* kDefaultModel = "hashwall-embed-v1.onnx";
+std::filesystem::path default_model_path(const std::string& file_name = kDefaultModel);
 
 // Compares a bank's recorded model with a loaded one by their SHA-256.
 bool same_model(const std::string& bank_model_id, const Embedder& e);
