@@ -2,6 +2,9 @@
 // finds a known photo inside a crop, a captioned copy or a screenshot.
 #include <catch2/catch.hpp>
 
+#include <fstream>
+#include <iterator>
+
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
@@ -37,6 +40,11 @@ cv::Mat captioned_crop(const cv::Mat& photo, double keep) {
   std::vector<std::uint8_t> jpg;
   cv::imencode(".jpg", out, jpg, {cv::IMWRITE_JPEG_QUALITY, 70});
   return cv::imdecode(jpg, cv::IMREAD_COLOR);
+}
+
+std::string slurp(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
 LocalFeatures entry_features(const cv::Mat& m) {
@@ -187,6 +195,85 @@ TEST_CASE("the bank stores local features and finds a mirrored crop among its en
   MatchOptions only_pdq;
   only_pdq.signals = {"pdq"};
   CHECK(Matcher(*bank, only_pdq).match(fp).verdict == Verdict::NoMatch);
+}
+
+TEST_CASE("the local IVF layout is cached next to the bank and a damaged cache is rebuilt", "[local][bank]") {
+  hwtest::TempDir tmp;
+  const auto path = tmp / "b.db";
+  const auto cache = fs::path(path.string() + ".local-index");
+  BankConfig cfg;
+  cfg.signals = {"pdq", "local"};
+  {
+    // Four real photos plus 76 entries of random descriptors: 20k rows, an IVF index.
+    auto bank = Bank::open(path, OpenMode::Create, cfg);
+    std::vector<NewEntry> es;
+    for (const char* n : {"skimage_chelsea.jpg", "mate_Aqua.jpg", "mate_LadyBird.jpg", "skimage_camera.png"}) {
+      NewEntry e;
+      e.sha256 = std::string(63, '0') + static_cast<char>('a' + es.size());
+      e.label = n;
+      e.local = entry_features(sample(n));
+      es.push_back(std::move(e));
+    }
+    cv::RNG rng(5);
+    for (int i = 0; i < 76; ++i) {
+      NewEntry e;
+      e.sha256 = std::string(62, '1') + std::to_string(10 + i);
+      LocalFeatures f;
+      f.width = 640;
+      f.height = 480;
+      f.descriptors.create(256, kOrbBytes, CV_8U);
+      rng.fill(f.descriptors, cv::RNG::UNIFORM, 0, 256);
+      for (int k = 0; k < 256; ++k) f.points.emplace_back(rng.uniform(0.f, 1.f), rng.uniform(0.f, 1.f));
+      e.local = std::move(f);
+      es.push_back(std::move(e));
+    }
+    bank->add(es);
+  }
+  cv::Mat flipped;
+  cv::flip(captioned_crop(sample("mate_LadyBird.jpg"), 0.75), flipped, 1);
+  const LocalFeatures query = query_features(flipped, true);
+  const auto search = [&](const Bank& b) {
+    const auto found = b.search_local(query, LocalVerifyParams{});
+    REQUIRE_FALSE(found.empty());
+    CHECK(found[0].verification.matched);
+    CHECK(b.get(found[0].id)->label == "mate_LadyBird.jpg");
+    return std::make_pair(found[0].votes, found[0].verification.inliers);
+  };
+
+  // First search: the full build; closing writes the layout.
+  std::pair<int, int> built;
+  {
+    auto bank = Bank::open(path, OpenMode::ReadOnly);
+    built = search(*bank);
+    CHECK(bank->stats().local_index_type.rfind("ivf", 0) == 0);
+  }
+  REQUIRE(fs::exists(cache));
+  const std::string written = slurp(cache);
+  const auto stamp = fs::last_write_time(cache);
+
+  // A new process restores it: the same lists, so the same votes, and nothing to rewrite.
+  {
+    auto bank = Bank::open(path, OpenMode::ReadOnly);
+    CHECK(search(*bank) == built);
+  }
+  CHECK(fs::last_write_time(cache) == stamp);
+
+  // A flipped byte: the checksum refuses the file, the index is built again (same
+  // answer) and a good cache replaces the damaged one.
+  std::string damaged = written;
+  damaged[damaged.size() / 2] = static_cast<char>(damaged[damaged.size() / 2] ^ 0x10);
+  std::ofstream(cache, std::ios::binary | std::ios::trunc) << damaged;
+  {
+    auto bank = Bank::open(path, OpenMode::ReadOnly);
+    CHECK(search(*bank) == built);
+  }
+  CHECK(slurp(cache) == written);
+
+  // A new bank under the same name never inherits the old bank's cache.
+  fs::remove(path);
+  for (const char* suffix : {"-wal", "-shm"}) fs::remove(path.string() + suffix);
+  Bank::open(path, OpenMode::Create, cfg).reset();
+  CHECK_FALSE(fs::exists(cache));
 }
 
 TEST_CASE("query reports the local evidence and --signals pdq turns it off", "[local][cli]") {

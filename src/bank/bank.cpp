@@ -13,6 +13,8 @@
 #include <charconv>
 #include <cstring>
 #include <ctime>
+#include <fstream>
+#include <iterator>
 #include <limits>
 #include <mutex>
 #include <set>
@@ -20,6 +22,7 @@
 #include <unordered_map>
 
 #include "core/error.hpp"
+#include "core/file.hpp"
 #include "embed/embed_index.hpp"
 #include "local/local_index.hpp"
 
@@ -295,6 +298,43 @@ bool BankConfig::has(std::string_view signal) const {
 
 fs::path pdq_index_path(const fs::path& bank) { return fs::path(bank.string() + ".pdq-index"); }
 
+namespace {
+
+fs::path local_layout_path(const fs::path& bank) { return fs::path(bank.string() + ".local-index"); }
+
+constexpr char kLocalMagic[8] = {'H', 'W', 'L', 'O', 'C', 'I', 'X', '1'};
+
+// The local-feature IVF layout cache: magic, u64 generation, the layout, u64 FNV-1a of
+// all before it (docs/BANK_FORMAT.md). Empty when missing, damaged or of another
+// generation.
+std::string read_local_layout(const fs::path& bank, std::uint64_t generation) {
+  std::ifstream in(local_layout_path(bank), std::ios::binary);
+  if (!in) return {};
+  std::string b((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (b.size() < 24 || b.compare(0, 8, kLocalMagic, 8) != 0) return {};
+  const auto u64 = [&](std::size_t at) {
+    std::uint64_t v = 0;
+    for (int i = 7; i >= 0; --i) v = v << 8 | static_cast<std::uint8_t>(b[at + static_cast<std::size_t>(i)]);
+    return v;
+  };
+  if (u64(b.size() - 8) != fnv1a(reinterpret_cast<const std::uint8_t*>(b.data()), b.size() - 8)) return {};
+  if (u64(8) != generation) return {};
+  return b.substr(16, b.size() - 24);
+}
+
+void write_local_layout(const fs::path& bank, std::uint64_t generation, const std::string& layout) {
+  std::string out(kLocalMagic, 8);
+  const auto put = [&](std::uint64_t v) {
+    for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+  };
+  put(generation);
+  out += layout;
+  put(fnv1a(reinterpret_cast<const std::uint8_t*>(out.data()), out.size()));
+  write_file_atomically(local_layout_path(bank), out);
+}
+
+}  // namespace
+
 struct Bank::Impl {
   fs::path path;
   OpenMode mode = OpenMode::ReadOnly;
@@ -317,6 +357,7 @@ struct Bank::Impl {
   mutable std::shared_mutex signals_mu;
   mutable std::unique_ptr<LocalIndex> local_index;
   mutable std::uint64_t local_gen = ~std::uint64_t{0};
+  mutable bool local_dirty = false;  // local_index's IVF layout differs from its cache file
   mutable std::unique_ptr<EmbedIndex> embed_index;
   mutable std::uint64_t embed_gen = ~std::uint64_t{0};
   int embed_dim = 0;  // from the first stored vector; 0 while none
@@ -530,8 +571,21 @@ struct Bank::Impl {
       }
     }
     read.commit();
-    idx->prepare();
+    // The IVF layout of this generation from the cache file, when there is one; else the
+    // full build (the slow part: every row assigned to a list).
+    const bool restored = idx->restore_layout(read_local_layout(path, *gen));
+    if (!restored) idx->prepare();
+    local_dirty = !restored && idx->type() != "flat";
     return idx;
+  }
+
+  // Expects db_mu held.
+  void save_local_layout() {
+    std::shared_lock read(signals_mu);
+    if (!local_dirty || !local_index || local_gen != read_generation()) return;
+    const std::string layout = local_index->layout();
+    if (!layout.empty()) write_local_layout(path, local_gen, layout);
+    local_dirty = false;
   }
 
   std::unique_ptr<EmbedIndex> build_embed(std::uint64_t* gen) const {
@@ -723,7 +777,8 @@ std::unique_ptr<Bank> Bank::open(const fs::path& path_in, OpenMode mode_in,
   for (const char* suffix : {"", "-wal", "-shm", "-journal"}) fs::remove(tmp.string() + suffix, ec);
   open_file(tmp, OpenMode::Create).reset();
   fs::remove(pdq_index_path(tmp), ec);
-  if (::link(tmp.c_str(), path_in.c_str()) != 0 && errno != EEXIST) {
+  bool created = ::link(tmp.c_str(), path_in.c_str()) == 0;
+  if (!created && errno != EEXIST) {
     // Filesystems without hard links: a rename (which could replace a bank created by
     // another process in the same instant; link() above is the no-clobber path).
     if (::rename(tmp.c_str(), path_in.c_str()) != 0) {
@@ -731,7 +786,12 @@ std::unique_ptr<Bank> Bank::open(const fs::path& path_in, OpenMode mode_in,
       fs::remove(tmp, ec);
       throw Error(ErrorKind::Io, path_in.string(), std::string("cannot create the bank: ") + std::strerror(e));
     }
+    created = true;
   }
+  // Cache files left by an earlier bank of the same name describe other records; a new
+  // bank starts at generation 0 again, so they must not be mistaken for its own.
+  if (created)
+    for (const auto& stale : {pdq_index_path(path_in), local_layout_path(path_in)}) fs::remove(stale, ec);
   for (const char* suffix : {"", "-wal", "-shm", "-journal"}) fs::remove(tmp.string() + suffix, ec);
   return open_file(path_in, OpenMode::ReadWrite);
 }
@@ -877,6 +937,7 @@ AddResult Bank::add(std::span<const NewEntry> entries) {
         if (const auto& f = entries[new_inputs[k]].local) m.local_index->add(new_ids[k], *f);
       m.local_index->prepare();
       m.local_gen = gen_before + 1;
+      m.local_dirty = m.local_index->type() != "flat";
     }
     if (m.embed_index && m.embed_gen == gen_before) {
       bool ok = true;
@@ -1267,6 +1328,7 @@ void Bank::flush_index() {
   std::lock_guard lock(m.db_mu);
   try {
     m.save_index_locked();
+    m.save_local_layout();
   } catch (...) {
     // A read-only bank may sit where we cannot write; its cache is a courtesy.
     if (m.mode != OpenMode::ReadOnly) throw;

@@ -3,20 +3,16 @@
 #include "bank/pdq_index.hpp"
 
 #include <faiss/IndexBinaryFlat.h>
-#include <fcntl.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <array>
-#include <atomic>
 #include <bit>
-#include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <limits>
-#include <system_error>
 
 #include "core/error.hpp"
+#include "core/file.hpp"
 
 namespace hashwall {
 
@@ -61,55 +57,6 @@ std::uint64_t get_u64(const std::uint8_t* p) noexcept {
   std::uint64_t v = 0;
   for (int i = 7; i >= 0; --i) v = v << 8 | p[i];
   return v;
-}
-
-// FNV-1a, 64 bit: catches a flipped or torn byte anywhere in the cache. Not a defence
-// against tampering (the cache is derived data; the SQLite file is the truth).
-std::uint64_t fnv1a(const std::uint8_t* p, std::size_t n) noexcept {
-  std::uint64_t h = 0xcbf29ce484222325ull;
-  for (std::size_t i = 0; i < n; ++i) {
-    h ^= p[i];
-    h *= 0x100000001b3ull;
-  }
-  return h;
-}
-
-void write_file_atomically(const std::filesystem::path& file, const std::string& bytes) {
-  static std::atomic<unsigned> counter{0};
-  const auto tmp = std::filesystem::path(file.string() + ".tmp." + std::to_string(::getpid()) +
-                                         "." + std::to_string(counter++));
-  const auto fail = [&](const char* what) {
-    const int err = errno;
-    ::unlink(tmp.c_str());
-    throw Error(ErrorKind::Io, file.string(),
-                std::string(what) + ": " + std::generic_category().message(err));
-  };
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) fail("cannot write the index cache");
-  std::size_t done = 0;
-  while (done < bytes.size()) {
-    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      ::close(fd);
-      fail("cannot write the index cache");
-    }
-    done += static_cast<std::size_t>(n);
-  }
-  // fsync before rename: after a crash the cache is either the old file or the whole new one.
-  if (::fsync(fd) != 0) {
-    ::close(fd);
-    fail("cannot sync the index cache");
-  }
-  if (::close(fd) != 0) fail("cannot write the index cache");
-  if (::rename(tmp.c_str(), file.c_str()) != 0) fail("cannot rename the index cache");
-  // Make the rename itself durable; best effort (some file systems refuse to fsync dirs).
-  auto dir = file.parent_path();
-  if (dir.empty()) dir = ".";
-  if (const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
-    (void)::fsync(dfd);
-    ::close(dfd);
-  }
 }
 
 // Tombstones, shared by both implementations: a removed row stays in the structure,

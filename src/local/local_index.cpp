@@ -12,6 +12,7 @@
 #include <faiss/IndexBinaryFlat.h>
 #include <faiss/IndexBinaryHNSW.h>
 #include <faiss/IndexBinaryIVF.h>
+#include <faiss/invlists/InvertedLists.h>
 
 namespace hashwall {
 
@@ -88,6 +89,7 @@ void LocalIndex::prepare() const {
   }
   index_.reset();
   quantizer_.reset();
+  centroids_.clear();
   indexed_rows_ = 0;
   const int dbits = kOrbBytes * 8;
   if (!want_ivf) {
@@ -98,14 +100,6 @@ void LocalIndex::prepare() const {
     // (FAISS trains it in float, 256-d) costs minutes at millions of rows for little
     // gain in a coarse quantizer whose only job is to split the rows into lists.
     const std::size_t nlist = nlist_for(rows(), params_.nprobe);
-    // Many lists: the centroids go into an HNSW graph, so assigning millions of rows (and
-    // each query descriptor) costs a graph walk rather than nlist comparisons.
-    if (nlist >= kHnswQuantizerFrom) {
-      auto hnsw = std::make_unique<faiss::IndexBinaryHNSW>(dbits, 16);
-      quantizer_ = std::move(hnsw);
-    } else {
-      quantizer_ = std::make_unique<faiss::IndexBinaryFlat>(dbits);
-    }
     std::vector<std::size_t> pick(rows());
     for (std::size_t i = 0; i < pick.size(); ++i) pick[i] = i;
     std::mt19937_64 rng(0x6c6f63616cull);
@@ -116,16 +110,96 @@ void LocalIndex::prepare() const {
     std::vector<std::uint8_t> cent(nlist * kOrbBytes);
     for (std::size_t i = 0; i < nlist; ++i)
       std::memcpy(cent.data() + i * kOrbBytes, codes_.data() + pick[i] * kOrbBytes, kOrbBytes);
-    quantizer_->add(static_cast<faiss_idx>(nlist), cent.data());
-    auto ivf = std::make_unique<faiss::IndexBinaryIVF>(quantizer_.get(), dbits, nlist);
-    ivf->is_trained = true;
-    ivf->nprobe = static_cast<std::size_t>(std::max(1, params_.nprobe));
-    index_ = std::move(ivf);
+    make_ivf(nlist, cent);
   }
   set_hnsw_ef(kAddEf);
   if (rows() > 0) index_->add(static_cast<faiss_idx>(rows()), codes_.data());
   set_hnsw_ef(std::max(32, 2 * params_.nprobe));
   indexed_rows_ = rows();
+}
+
+void LocalIndex::make_ivf(std::size_t nlist, const std::vector<std::uint8_t>& cent) const {
+  const int dbits = kOrbBytes * 8;
+  index_.reset();  // it may point at the quantizer about to be replaced
+  // Many lists: the centroids go into an HNSW graph, so assigning millions of rows (and
+  // each query descriptor) costs a graph walk rather than nlist comparisons.
+  if (nlist >= kHnswQuantizerFrom) {
+    quantizer_ = std::make_unique<faiss::IndexBinaryHNSW>(dbits, 16);
+  } else {
+    quantizer_ = std::make_unique<faiss::IndexBinaryFlat>(dbits);
+  }
+  quantizer_->add(static_cast<faiss_idx>(nlist), cent.data());
+  auto ivf = std::make_unique<faiss::IndexBinaryIVF>(quantizer_.get(), dbits, nlist);
+  ivf->is_trained = true;
+  ivf->nprobe = static_cast<std::size_t>(std::max(1, params_.nprobe));
+  index_ = std::move(ivf);
+  centroids_ = cent;
+}
+
+// Layout bytes: "HWLL", u32 nlist, nlist x kOrbBytes centroids, u64 rows, then each
+// row's list as u16 (nlist <= 16384), all little-endian.
+std::string LocalIndex::layout() const {
+  const auto* ivf = dynamic_cast<const faiss::IndexBinaryIVF*>(index_.get());
+  if (!ivf || indexed_rows_ != rows()) return {};
+  std::vector<std::uint16_t> list_of(rows(), 0);
+  for (std::size_t l = 0; l < ivf->nlist; ++l) {
+    const std::size_t n = ivf->invlists->list_size(l);
+    faiss::InvertedLists::ScopedIds ids(ivf->invlists, l);
+    for (std::size_t k = 0; k < n; ++k) {
+      const auto row = static_cast<std::size_t>(ids[k]);
+      if (row < list_of.size()) list_of[row] = static_cast<std::uint16_t>(l);
+    }
+  }
+  std::string out = "HWLL";
+  const auto put = [&](std::uint64_t v, int bytes) {
+    for (int i = 0; i < bytes; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+  };
+  put(ivf->nlist, 4);
+  out.append(reinterpret_cast<const char*>(centroids_.data()), centroids_.size());
+  put(rows(), 8);
+  for (const std::uint16_t l : list_of) put(l, 2);
+  return out;
+}
+
+bool LocalIndex::restore_layout(std::string_view b) {
+  const auto get = [&](std::size_t at, int bytes) {
+    std::uint64_t v = 0;
+    for (int i = bytes - 1; i >= 0; --i) v = v << 8 | static_cast<std::uint8_t>(b[at + static_cast<std::size_t>(i)]);
+    return v;
+  };
+  if (rows() < params_.ivf_min_rows || b.size() < 8 || b.substr(0, 4) != "HWLL") return false;
+  const std::size_t nlist = get(4, 4);
+  if (nlist != nlist_for(rows(), params_.nprobe)) return false;
+  const std::size_t cent_end = 8 + nlist * kOrbBytes;
+  if (b.size() != cent_end + 8 + rows() * 2 || get(cent_end, 8) != rows()) return false;
+  const char* lists = b.data() + cent_end + 8;
+  std::vector<std::size_t> count(nlist, 0);
+  for (std::size_t r = 0; r < rows(); ++r) {
+    const std::size_t l = static_cast<std::uint8_t>(lists[2 * r]) | static_cast<std::size_t>(static_cast<std::uint8_t>(lists[2 * r + 1])) << 8;
+    if (l >= nlist) return false;
+    ++count[l];
+  }
+  std::vector<std::uint8_t> cent(b.begin() + 8, b.begin() + static_cast<std::ptrdiff_t>(cent_end));
+  make_ivf(nlist, cent);
+  auto* ivf = static_cast<faiss::IndexBinaryIVF*>(index_.get());
+  // Rows grouped by list, in row order within a list, as IndexBinaryIVF::add leaves them.
+  std::vector<std::vector<faiss_idx>> ids(nlist);
+  for (std::size_t l = 0; l < nlist; ++l) ids[l].reserve(count[l]);
+  for (std::size_t r = 0; r < rows(); ++r)
+    ids[static_cast<std::uint8_t>(lists[2 * r]) | static_cast<std::size_t>(static_cast<std::uint8_t>(lists[2 * r + 1])) << 8]
+        .push_back(static_cast<faiss_idx>(r));
+  std::vector<std::uint8_t> codes;
+  for (std::size_t l = 0; l < nlist; ++l) {
+    if (ids[l].empty()) continue;
+    codes.resize(ids[l].size() * kOrbBytes);
+    for (std::size_t k = 0; k < ids[l].size(); ++k)
+      std::memcpy(codes.data() + k * kOrbBytes, codes_.data() + static_cast<std::size_t>(ids[l][k]) * kOrbBytes, kOrbBytes);
+    ivf->invlists->add_entries(l, ids[l].size(), ids[l].data(), codes.data());
+  }
+  ivf->ntotal = static_cast<faiss_idx>(rows());
+  set_hnsw_ef(std::max(32, 2 * params_.nprobe));
+  indexed_rows_ = rows();
+  return true;
 }
 
 std::vector<LocalCandidate> LocalIndex::candidates(const LocalFeatures& query) const {

@@ -1,13 +1,15 @@
 // Retrieval for the local-feature signal: every bank entry's ORB descriptors in one FAISS
 // binary index (each row knows its entry). A query's descriptors vote for entries; the
 // best-voted entries are then verified geometrically (local_features.hpp). Derived data:
-// always rebuilt from the bank's records.
+// rebuilt from the bank's records, with the IVF layout optionally restored from a cache
+// (layout()/restore_layout()) so that a new process need not assign every row again.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -56,6 +58,14 @@ class LocalIndex {
 
   // Builds or extends the FAISS index; call after add() and before concurrent searches.
   void prepare() const;
+  // The IVF layout after prepare(): its centroids and the list of every row. Empty for a
+  // flat index. Assigning rows to lists is the slow part of a build (22 s at 10k
+  // entries), so the bank caches this next to itself (docs/BANK_FORMAT.md).
+  std::string layout() const;
+  // Builds the IVF from a layout made over these same rows (same order), instead of
+  // prepare()'s assignment. False, with nothing changed, when the layout does not fit
+  // (other row count or list count, a list number out of range, wrong length).
+  bool restore_layout(std::string_view bytes);
   // The entries with the most votes, best first. Not thread-safe against add().
   std::vector<LocalCandidate> candidates(const LocalFeatures& query) const;
   // The entry's features; the descriptors point into the index's own storage and stay
@@ -66,6 +76,8 @@ class LocalIndex {
  private:
   LocalIndexParams params_;
   void set_hnsw_ef(int ef) const;
+  // An IVF over `cent` (nlist centroids), empty; the quantizer kind depends on nlist.
+  void make_ivf(std::size_t nlist, const std::vector<std::uint8_t>& cent) const;
   struct Stored {
     std::size_t first_row = 0;
     std::vector<cv::Point2f> points;
@@ -76,6 +88,7 @@ class LocalIndex {
   std::vector<std::int64_t> row_entry_;   // row -> entry id
   mutable std::unique_ptr<faiss::IndexBinary> index_;
   mutable std::unique_ptr<faiss::IndexBinary> quantizer_;
+  mutable std::vector<std::uint8_t> centroids_;  // IVF only: nlist x kOrbBytes
   mutable std::size_t indexed_rows_ = 0;  // rows already in index_
 };
 
