@@ -134,6 +134,19 @@ std::vector<std::string> writable_args(const TempDir& tmp, const fs::path& bank)
   return {"--bank", bank.string(), "--token-file", (tmp / "token").string()};
 }
 
+// A loopback connection that sends nothing: it holds a worker until the read timeout.
+// Waits `settle_ms` so that the server has accepted it before the caller goes on.
+int connect_idle(int port, int settle_ms) {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<std::uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(settle_ms));
+  return fd;
+}
+
 json post_file(httplib::Client& c, const std::string& path, const fs::path& file, int* status = nullptr) {
   const std::string body = slurp(file);
   auto res = c.Post(path.c_str(), body, "application/octet-stream");
@@ -413,18 +426,8 @@ TEST_CASE("a full request queue answers 503 with Retry-After instead of piling u
   REQUIRE(srv.port() > 0);
   // Two idle connections: the first holds the only worker (until the 1 s read timeout),
   // the second fills the queue.
-  auto idle = [&] {
-    const int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(static_cast<std::uint16_t>(srv.port()));
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    return fd;
-  };
-  const int a = idle();
-  const int b = idle();
+  const int a = connect_idle(srv.port(), 100);
+  const int b = connect_idle(srv.port(), 100);
   auto c = srv.client();
   auto res = c.Get("/v1/stats");
   REQUIRE(res);
@@ -555,13 +558,7 @@ TEST_CASE("at SIGTERM connections already queued are answered and later ones get
                                  "--queue-wait", "20000", "--timeout", "2"});
   INFO(srv.log());
   REQUIRE(srv.port() > 0);
-  const int idle = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<std::uint16_t>(srv.port()));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(connect(idle, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  const int idle = connect_idle(srv.port(), 200);
 
   const auto ask = [&](std::atomic<int>& status, std::string& body) {
     httplib::Client c("127.0.0.1", srv.port());
