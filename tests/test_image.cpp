@@ -2,12 +2,14 @@
 #include <catch2/catch.hpp>
 
 #include <fstream>
+#include <iterator>
 
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
 #include "core/error.hpp"
 #include "image/load.hpp"
+#include "image/probe.hpp"
 #include "support.hpp"
 
 using namespace hashwall;
@@ -108,6 +110,34 @@ TEST_CASE("a decompression bomb is refused from its header before decoding", "[i
   LoadOptions small;
   small.max_pixels = 100;
   CHECK(error_kind_of(encode(gradient(20, 20), ".jpg"), small) == ErrorKind::TooLarge);
+}
+
+TEST_CASE("a PNM header is read as OpenCV reads it so its size limit cannot be dodged", "[image]") {
+  // Found by fuzz_image (an out-of-memory): "P6 144464&5445 ..." is 144464 x 5445 to
+  // OpenCV, whose number reader consumes any one byte after a number. The probe once read
+  // it as 144464 x 0, which passed the pixel limit, and OpenCV then allocated 2.4 GB.
+  const auto file = hwtest::source_dir() / "tests" / "data" / "fuzz" / "pnm-size-after-nonspace-separator.ppm";
+  std::ifstream in(file, std::ios::binary);
+  const std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  REQUIRE(bytes.size() == 22);
+  const ImageProbe p = probe_image(bytes);
+  CHECK(p.width == 144464);
+  CHECK(p.height == 5445);
+  CHECK(error_kind_of(bytes) == ErrorKind::TooLarge);
+
+  // The same separators on a small image: read like OpenCV, and decoded.
+  const std::string small = "P5\n4&3 255\n" + std::string(12, '\x80');
+  const std::vector<std::uint8_t> ok(small.begin(), small.end());
+  CHECK(probe_image(ok).width == 4);
+  CHECK(probe_image(ok).height == 3);
+  CHECK(decode_image(ok, "x", {}).pixels.cols == 4);
+  // A byte OpenCV refuses before a number is a malformed header; no size at all is refused
+  // before any decoding.
+  for (const std::string bad : {"P5\n&4 3 255\n", "P5\n", "P5 # only a comment\n"}) {
+    INFO(bad);
+    const std::vector<std::uint8_t> b(bad.begin(), bad.end());
+    CHECK(error_kind_of(b) == ErrorKind::Corrupt);
+  }
 }
 
 TEST_CASE("EXIF orientation is applied unless switched off", "[image]") {

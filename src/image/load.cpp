@@ -139,6 +139,11 @@ LoadedImage decode_image(std::span<const std::uint8_t> bytes, const std::string&
   if (!p.defect.empty()) throw Error(ErrorKind::Corrupt, name, p.defect);
   if (p.animated && p.format != ImageFormat::Gif)
     throw Error(ErrorKind::Format, name, std::string("unsupported format: animated ") + image_format_name(p.format));
+  // The pixel limit below is only a defence if the header's size is known: a size the
+  // probe cannot read is refused rather than left to the decoder to allocate.
+  if (p.width <= 0 || p.height <= 0)
+    throw Error(ErrorKind::Corrupt, name,
+                std::string("malformed ") + image_format_name(p.format) + " header: no image size");
   const std::uint64_t declared = static_cast<std::uint64_t>(p.width) * static_cast<std::uint64_t>(p.height);
   if (declared > opt.max_pixels)
     throw Error(ErrorKind::TooLarge, name,

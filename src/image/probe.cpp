@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 #include <string_view>
 
 namespace hashwall {
@@ -203,20 +204,37 @@ void probe_bmp(Bytes b, ImageProbe& p) {
 }
 
 void probe_pnm(Bytes b, ImageProbe& p) {
-  // "P5 <w> <h> ..." with optional comments.
+  // "P5 <w> <h> ..." read the way OpenCV's PxM decoder reads it (ReadNumber in
+  // grfmt_pxm.cpp): before a number, whitespace and '#' comments are skipped and any
+  // other byte is an error; after a number, the one byte that ends it is consumed,
+  // whatever it is. A laxer or stricter reading here would let "P6 144464&5445" pass as
+  // 144464x0 while OpenCV allocates 144464x5445 (found by fuzz_image).
   std::size_t i = 2;
   long vals[2] = {0, 0};
   for (long& v : vals) {
-    while (i < b.size()) {
+    while (i < b.size() && !(b[i] >= '0' && b[i] <= '9')) {
       if (b[i] == '#') {
-        while (i < b.size() && b[i] != '\n') ++i;
-      } else if (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n') {
+        while (i < b.size() && b[i] != '\n' && b[i] != '\r') ++i;
+        ++i;
+      } else if (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n' || b[i] == '\v' || b[i] == '\f') {
         ++i;
       } else {
-        break;
+        p.defect = "malformed PNM header";
+        return;
       }
     }
-    while (i < b.size() && b[i] >= '0' && b[i] <= '9' && v < 1'000'000'000) v = v * 10 + (b[i++] - '0');
+    if (i >= b.size()) {
+      p.defect = "truncated PNM header";
+      return;
+    }
+    while (i < b.size() && b[i] >= '0' && b[i] <= '9') {
+      v = v * 10 + (b[i++] - '0');
+      if (v > std::numeric_limits<int>::max()) {
+        p.defect = "PNM header declares an impossible size";
+        return;
+      }
+    }
+    ++i;  // the byte that ended the number
   }
   p.width = static_cast<int>(vals[0]);
   p.height = static_cast<int>(vals[1]);
