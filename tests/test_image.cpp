@@ -140,6 +140,23 @@ TEST_CASE("a PNM header is read as OpenCV reads it so its size limit cannot be d
   }
 }
 
+TEST_CASE("a 30-byte WebP VP8X header is probed without reading past the file", "[image]") {
+  // Found by fuzz_image (ASan: heap-buffer-overflow): the 24-bit canvas height was read as
+  // a 32-bit word, one byte past the end of a 30-byte file. The bytes sit in a vector of
+  // exactly their size, so the sanitizer build catches any read beyond it.
+  const auto file = hwtest::source_dir() / "tests" / "data" / "fuzz" / "webp-vp8x-30-bytes.webp";
+  std::ifstream in(file, std::ios::binary);
+  const std::string read((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::vector<std::uint8_t> bytes(read.begin(), read.end());  // allocated to its size
+  REQUIRE(bytes.size() == 30);
+  const ImageProbe p = probe_image(bytes);
+  CHECK(p.format == ImageFormat::WebP);
+  // Canvas bytes 24..26 and 27..29, little-endian, plus one.
+  CHECK(p.width == 1 + (bytes[24] | bytes[25] << 8 | bytes[26] << 16));
+  CHECK(p.height == 1 + (bytes[27] | bytes[28] << 8 | bytes[29] << 16));
+  CHECK_THROWS_AS(decode_image(bytes, "x", {}), Error);
+}
+
 TEST_CASE("EXIF orientation is applied unless switched off", "[image]") {
   const auto jpeg = with_orientation(encode(gradient(120, 80), ".jpg"), 6);
   LoadOptions opt;

@@ -29,6 +29,7 @@ std::uint32_t be16(const std::uint8_t* p) { return std::uint32_t(p[0]) << 8 | p[
 std::uint32_t be32(const std::uint8_t* p) { return be16(p) << 16 | be16(p + 2); }
 std::uint32_t le16(const std::uint8_t* p) { return std::uint32_t(p[1]) << 8 | p[0]; }
 std::uint32_t le32(const std::uint8_t* p) { return le16(p + 2) << 16 | le16(p); }
+std::uint32_t le24(const std::uint8_t* p) { return std::uint32_t(p[2]) << 16 | le16(p); }
 
 bool starts_with(Bytes b, std::string_view magic) {
   return b.size() >= magic.size() && std::memcmp(b.data(), magic.data(), magic.size()) == 0;
@@ -159,8 +160,10 @@ void probe_webp(Bytes b, ImageProbe& p) {
     p.height = static_cast<int>(((v >> 14) & 0x3fff) + 1);
   } else if (std::memcmp(c, "VP8X", 4) == 0) {
     p.animated = (c[8] & 0x02) != 0;
-    p.width = static_cast<int>((le32(c + 12) & 0xffffff) + 1);
-    p.height = static_cast<int>((le32(c + 15) & 0xffffff) + 1);
+    // 24-bit canvas width and height minus one at chunk bytes 12..17 (file bytes 24..29).
+    // Reading them as 32-bit words read one byte past a 30-byte file (found by fuzz_image).
+    p.width = static_cast<int>(le24(c + 12) + 1);
+    p.height = static_cast<int>(le24(c + 15) + 1);
   }
 }
 
