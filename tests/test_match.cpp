@@ -141,3 +141,66 @@ TEST_CASE("at most top hits are reported nearest first", "[match]") {
   REQUIRE(r.hits.size() == 5);
   for (std::size_t i = 0; i < r.hits.size(); ++i) CHECK(r.hits[i].distance == static_cast<int>(i) + 1);
 }
+
+TEST_CASE("each signal's margin is 0 at its threshold and 1 at certainty", "[match][score]") {
+  CHECK(pdq_margin(31, 31) == Approx(0));
+  CHECK(pdq_margin(0, 31) == Approx(1));
+  CHECK(pdq_margin(62, 31) == Approx(-1));
+  CHECK(pdq_margin(200, 31) == Approx(-1));  // clipped
+  CHECK(embed_margin(0.75, 0.75) == Approx(0));
+  CHECK(embed_margin(0.875, 0.75) == Approx(0.5));
+  CHECK(embed_margin(0.5, 0.75) == Approx(-1));
+  CHECK(local_margin(12, 12) == Approx(0));
+  CHECK(local_margin(24, 12) == Approx(0.5));
+  CHECK(local_margin(6, 12) == Approx(-0.5));
+  CHECK(local_margin(1000, 12) < 1.0);
+  MatchHit h;
+  h.distance = 15;  // PDQ margin 16/31
+  h.inliers = 24;   // local margin 0.5
+  const ScoreScale scale;
+  CHECK(joint_score(h, scale, true) == Approx(16.0 / 31 + 0.05));
+  CHECK(joint_score(h, scale, false) == Approx(0.5));  // PDQ may not decide: local alone
+  h.exact = true;
+  CHECK(joint_score(h, scale, true) == Approx(1.0 + 0.1 * (16.0 / 31) + 0.05));
+}
+
+TEST_CASE("hits carry the joint score and are sorted by it", "[match][score]") {
+  Fixture f;
+  const Matcher m(*f.bank, {});
+  const auto r = m.match(query_of(flip_bits(f.a, 10, f.rng), 100));
+  REQUIRE(r.hits.size() == 1);
+  CHECK(r.hits[0].matched);
+  CHECK(r.hits[0].score == Approx(21.0 / 31));
+  const auto at_threshold = m.match(query_of(flip_bits(f.a, 31, f.rng), 100));
+  REQUIRE(at_threshold.hits.size() == 1);
+  CHECK(at_threshold.hits[0].score == Approx(0).margin(1e-12));
+  // An exact file comes first and scores at least 1.
+  const auto exact = m.match(query_of(flip_bits(f.a, 3, f.rng), 100, std::string(64, 'a')));
+  REQUIRE(exact.hits.size() == 1);
+  CHECK(exact.hits[0].exact);
+  CHECK(exact.hits[0].score >= 1.0);
+}
+
+TEST_CASE("near misses are reported with a negative score and never decide", "[match][score]") {
+  Fixture f;
+  MatchOptions o;
+  o.near_misses = true;
+  const Matcher m(*f.bank, o);
+  const auto miss = m.match(query_of(flip_bits(f.a, 40, f.rng), 100));
+  CHECK(miss.verdict == Verdict::NoMatch);
+  REQUIRE(miss.hits.size() == 1);
+  CHECK_FALSE(miss.hits[0].matched);
+  CHECK(miss.hits[0].signals_matched.empty());
+  CHECK(miss.hits[0].score == Approx(-9.0 / 31));
+  CHECK(miss.hits[0].entry.label == "known");
+  // Beyond twice the threshold nothing is reported.
+  CHECK(m.match(query_of(flip_bits(f.a, 63, f.rng), 100)).hits.empty());
+  // A match stays a match, and the low-quality entry stays out even as a near miss.
+  const auto hit = m.match(query_of(flip_bits(f.a, 31, f.rng), 100));
+  CHECK(hit.verdict == Verdict::Match);
+  REQUIRE_FALSE(hit.hits.empty());
+  CHECK(hit.hits[0].matched);
+  CHECK(m.match(query_of(flip_bits(f.low, 20, f.rng), 100)).hits.empty());
+  // Without the option the same near miss is not reported at all.
+  CHECK(Matcher(*f.bank, {}).match(query_of(flip_bits(f.a, 40, f.rng), 100)).hits.empty());
+}

@@ -129,8 +129,8 @@ class PhashSignal final : public BenchSignal {
 };
 
 // The real decision: hashwall's Matcher over the real bank (thresholds and quality
-// gates as recorded in the bank). It only reports hits within its threshold, so its
-// ranked metrics cover that range only.
+// gates as recorded in the bank), asked for near misses too so that its joint score ranks
+// beyond the thresholds. Declared = a hit that matched (not a near miss).
 class MatcherSignal final : public BenchSignal {
  public:
   MatcherSignal(const Matcher& m, const Bank& bank, std::vector<int> ref_of_id)
@@ -140,7 +140,9 @@ class MatcherSignal final : public BenchSignal {
                        " (both sides PDQ quality >= " + std::to_string(bank_.config().min_quality) + ")";
     if (bank_.config().has("embed")) rule += ", or embed";
     if (bank_.config().has("local")) rule += ", or local";
-    return {"combined", rule, "-(PDQ distance) of its hits"};
+    return {"combined", rule,
+            "joint score: the strongest signal's margin past its threshold plus a tenth of the others' "
+            "(near misses down to -1 included)"};
   }
   Outcome evaluate(const Query& q, int truth) const override {
     Outcome o;
@@ -149,9 +151,11 @@ class MatcherSignal final : public BenchSignal {
       const auto id = static_cast<std::size_t>(h.entry.id);
       const int ref = id < ref_of_id_.size() ? ref_of_id_[id] : -1;
       if (ref < 0) continue;
-      o.declared = true;
-      if (ref == truth) o.right = true;
-      if (o.top.size() < kTopPerQuery) o.top.push_back({ref, static_cast<float>(-h.distance)});
+      if (h.matched) {
+        o.declared = true;
+        if (ref == truth) o.right = true;
+      }
+      if (o.top.size() < kTopPerQuery) o.top.push_back({ref, static_cast<float>(h.score)});
     }
     return o;
   }
@@ -414,7 +418,10 @@ RobustnessReport run_robustness(const RobustnessOptions& opt) {
     if (ref_of_id[id] < 0) ref_of_id[id] = static_cast<int>(r);
   }
 
-  const Matcher matcher(*bank, MatchOptions{});
+  MatchOptions match_opt;
+  match_opt.near_misses = true;  // ranked metrics reach past the thresholds
+  match_opt.top = static_cast<int>(kTopPerQuery);
+  const Matcher matcher(*bank, match_opt);
   std::vector<std::unique_ptr<BenchSignal>> signals;
   signals.push_back(std::make_unique<PdqSignal>(refs, bank->config().pdq_threshold, false));
   signals.push_back(std::make_unique<PdqSignal>(refs, bank->config().pdq_threshold, true));

@@ -233,6 +233,8 @@ json hit_json(const MatchHit& h) {
   j["exact"] = h.exact;
   j["signal"] = h.signal;
   j["signals_matched"] = h.signals_matched;
+  j["score"] = h.score;
+  if (!h.matched) j["near_miss"] = true;
   j["similarity"] = h.similarity ? json(*h.similarity) : json(nullptr);
   if (h.inliers) {
     j["inliers"] = *h.inliers;

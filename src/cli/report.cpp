@@ -78,6 +78,9 @@ std::string describe_hit(const MatchHit& h) {
       s += buf;
     }
   }
+  char score[32];
+  std::snprintf(score, sizeof score, "  score %.2f", h.score);
+  s += score;
   s += "  [decided by " + h.signal + "]";
   return s;
 }

@@ -1,6 +1,7 @@
 #include "match/matcher.hpp"
 
 #include <algorithm>
+#include <functional>
 #include <span>
 
 #include "core/error.hpp"
@@ -49,7 +50,43 @@ void fill_pdq_distance(MatchHit& h, const Fingerprint& q, bool dihedral) {
   }
 }
 
+double clip_margin(double m) { return std::clamp(m, -1.0, 1.0); }
+
+bool has_signal(const MatchHit& h, std::string_view s) {
+  return std::find(h.signals_matched.begin(), h.signals_matched.end(), s) != h.signals_matched.end();
+}
+
 }  // namespace
+
+double pdq_margin(int distance, int threshold) {
+  if (threshold <= 0) return distance <= 0 ? 1.0 : -1.0;
+  return clip_margin(static_cast<double>(threshold - distance) / threshold);
+}
+
+double embed_margin(double similarity, double threshold) {
+  if (threshold >= 1.0) return similarity >= threshold ? 1.0 : -1.0;
+  return clip_margin((similarity - threshold) / (1.0 - threshold));
+}
+
+double local_margin(int inliers, int min_inliers) {
+  if (min_inliers <= 0) return 1.0;
+  if (inliers >= min_inliers) return inliers > 0 ? static_cast<double>(inliers - min_inliers) / inliers : 0.0;
+  return clip_margin(static_cast<double>(inliers - min_inliers) / min_inliers);
+}
+
+double joint_score(const MatchHit& h, const ScoreScale& scale, bool pdq_counts) {
+  double margins[4];
+  int n = 0;
+  if (h.exact) margins[n++] = 1.0;
+  if (pdq_counts) margins[n++] = pdq_margin(h.distance, scale.pdq_threshold);
+  if (h.similarity) margins[n++] = embed_margin(*h.similarity, scale.embed_threshold);
+  if (h.inliers) margins[n++] = local_margin(*h.inliers, scale.local_min_inliers);
+  if (n == 0) return -1.0;
+  std::sort(margins, margins + n, std::greater<>());
+  double score = margins[0];
+  for (int i = 1; i < n; ++i) score += 0.1 * std::max(0.0, margins[i]);
+  return score;
+}
 
 MatchResult Matcher::match(const Fingerprint& q) const {
   MatchResult r;
@@ -62,6 +99,15 @@ MatchResult Matcher::match(const Fingerprint& q) const {
   if (use("pdq")) r.signals.emplace_back("pdq");
   if (use("embed") && !q.embedding.empty()) r.signals.emplace_back("embed");
   if (use("local") && q.local) r.signals.emplace_back("local");
+
+  // How far each search reaches: the thresholds, or twice as far for near misses.
+  const bool near = options_.near_misses;
+  const int pdq_reach = near ? std::min(2 * threshold_, 255) : threshold_;
+  const double embed_reach = near ? std::max(-1.0, 2 * embed_threshold_ - 1) : embed_threshold_;
+  const int local_reach = near ? std::max(4, local_min_inliers_ / 2) : local_min_inliers_;
+  // With near misses, the top cut comes after scoring (a near miss found first must not
+  // push out a match found later); each signal still stops somewhere.
+  const int per_signal_cap = near ? std::max(options_.top, 1) * 4 : options_.top;
 
   const auto find_hit = [&](std::int64_t id) -> MatchHit* {
     for (auto& h : r.hits)
@@ -94,63 +140,80 @@ MatchResult Matcher::match(const Fingerprint& q) const {
   }
 
   const bool query_trusted = q.pdq.quality >= min_quality_;
-  if (query_trusted && use("pdq")) {
+  // PDQ may decide for an entry when both sides pass the quality gate. Entries imported
+  // without a quality were vetted by whoever shared them and are kept.
+  const bool pdq_on = query_trusted && use("pdq");
+  const auto entry_trusted = [&](const Entry& e) { return !e.quality || *e.quality >= min_quality_; };
+  if (pdq_on) {
     const std::size_t n = options_.dihedral ? q.pdq.hashes.size() : 1;
-    const auto found = bank_.search_pdq(std::span(q.pdq.hashes.data(), n), threshold_);
+    const auto found = bank_.search_pdq(std::span(q.pdq.hashes.data(), n), pdq_reach);
+    int taken = 0;
     for (const PdqMatch& m : found) {
-      if (static_cast<int>(r.hits.size()) >= options_.top) break;
+      if (taken >= per_signal_cap) break;
+      const bool passes = m.distance <= threshold_;
       if (MatchHit* h = find_hit(m.id)) {
         h->distance = m.distance;
         h->variant = static_cast<Dihedral>(m.query_index);
-        h->signals_matched.emplace_back("pdq");
+        if (passes && entry_trusted(h->entry)) h->signals_matched.emplace_back("pdq");
         continue;
       }
       auto e = bank_.get(m.id);
       if (!e) continue;  // removed meanwhile
-      // PDQ: quality below the minimum is not trusted on either side. Entries imported
-      // without a quality were vetted by whoever shared them and are kept.
-      if (e->quality && *e->quality < min_quality_) continue;
+      if (!entry_trusted(*e)) continue;
       MatchHit hit;
       hit.entry = std::move(*e);
       hit.signal = "pdq";
-      hit.signals_matched.emplace_back("pdq");
+      if (passes) hit.signals_matched.emplace_back("pdq");
       hit.distance = m.distance;
       hit.variant = static_cast<Dihedral>(m.query_index);
       r.hits.push_back(std::move(hit));
+      ++taken;
     }
   }
 
   if (use("embed") && !q.embedding.empty()) {
-    const auto found = bank_.search_embed(q.embedding, std::max(options_.top, 1), static_cast<float>(embed_threshold_));
+    const auto found = bank_.search_embed(q.embedding, per_signal_cap, static_cast<float>(embed_reach));
+    int taken = 0;
     for (const EmbedMatch& m : found) {
       MatchHit* h = find_hit(m.id);
-      if (!h && static_cast<int>(r.hits.size()) >= options_.top) break;
-      if (!h) h = new_hit(m.id, "embed");
+      if (!h && taken >= per_signal_cap) break;
+      if (!h && !near && static_cast<int>(r.hits.size()) >= options_.top) break;
+      if (!h) {
+        h = new_hit(m.id, "embed");
+        ++taken;
+      }
       if (!h) continue;
       h->similarity = m.similarity;
-      h->signals_matched.emplace_back("embed");
+      if (m.similarity >= static_cast<float>(embed_threshold_)) h->signals_matched.emplace_back("embed");
     }
   }
 
   if (use("local") && q.local) {
     LocalVerifyParams vp;
-    vp.min_inliers = local_min_inliers_;
+    vp.min_inliers = local_reach;
+    int taken = 0;
+    // Returns whether any entry reached the threshold (not only the near-miss reach).
     const auto run = [&](const LocalFeatures& f) {
       bool any = false;
       for (const LocalMatch& m : bank_.search_local(f, vp)) {
         if (!m.verification.matched) continue;
         MatchHit* h = find_hit(m.id);
         if (h && h->inliers && *h->inliers >= m.verification.inliers) continue;  // mirror side weaker
-        if (!h && static_cast<int>(r.hits.size()) >= options_.top) break;
-        if (!h) h = new_hit(m.id, "local");
+        if (!h && taken >= per_signal_cap) break;
+        if (!h && !near && static_cast<int>(r.hits.size()) >= options_.top) break;
+        if (!h) {
+          h = new_hit(m.id, "local");
+          ++taken;
+        }
         if (!h) continue;
         h->inliers = m.verification.inliers;
         h->region = m.verification.region;
         h->inlier_pairs = m.verification.inlier_pairs;
         h->local_mirrored = f.mirrored;
-        if (std::find(h->signals_matched.begin(), h->signals_matched.end(), "local") == h->signals_matched.end())
-          h->signals_matched.emplace_back("local");
-        any = true;
+        if (m.verification.inliers >= local_min_inliers_) {
+          if (!has_signal(*h, "local")) h->signals_matched.emplace_back("local");
+          any = true;
+        }
       }
       return any;
     };
@@ -158,9 +221,22 @@ MatchResult Matcher::match(const Fingerprint& q) const {
     // rarer than a plain one, and it doubles the search.
     if (!run(*q.local) && q.local_mirror) run(*q.local_mirror);
   }
+
+  const ScoreScale scale{threshold_, embed_threshold_, local_min_inliers_};
+  for (MatchHit& h : r.hits) {
+    h.matched = !h.signals_matched.empty();
+    // The deciding signal is the first that matched (sha256, pdq, embed, local).
+    if (h.matched) h.signal = h.signals_matched.front();
+    h.score = joint_score(h, scale, pdq_on && entry_trusted(h.entry));
+  }
+  std::stable_sort(r.hits.begin(), r.hits.end(), [](const MatchHit& a, const MatchHit& b) {
+    if (a.exact != b.exact) return a.exact;
+    return a.score > b.score;
+  });
   if (static_cast<int>(r.hits.size()) > options_.top) r.hits.resize(static_cast<std::size_t>(std::max(options_.top, 0)));
 
-  if (!r.hits.empty())
+  const bool any_match = std::any_of(r.hits.begin(), r.hits.end(), [](const MatchHit& h) { return h.matched; });
+  if (any_match)
     r.verdict = Verdict::Match;
   else
     r.verdict = query_trusted || r.signals.size() > 1 ? Verdict::NoMatch : Verdict::LowQuality;

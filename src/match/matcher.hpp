@@ -23,6 +23,11 @@ struct MatchOptions {
   std::vector<std::string> signals;
   std::optional<int> local_min_inliers;   // default: the bank's recorded value
   std::optional<double> embed_threshold;  // default: the bank's recorded value
+  // Also report near misses: entries up to twice as far from each threshold (PDQ distance
+  // up to 2x the threshold, similarity down to 2t-1, half the inliers), with matched=false
+  // and a negative score. The verdict still uses the thresholds. For ranking and
+  // calibration (bench robustness); a near miss is not a match.
+  bool near_misses = false;
 };
 
 enum class Verdict {
@@ -48,7 +53,31 @@ struct MatchHit {
   std::optional<std::array<cv::Point2f, 4>> region;
   std::vector<std::pair<cv::Point2f, cv::Point2f>> inlier_pairs;  // (entry, query), normalised
   std::vector<std::string> signals_matched;  // every signal that matched this entry
+  // One score over all signals (see joint_score); >= 0 for every match. Hits are sorted by it.
+  double score = 0;
+  bool matched = true;  // false only for a near miss (MatchOptions::near_misses)
 };
+
+// The thresholds a score is measured against.
+struct ScoreScale {
+  int pdq_threshold = 31;
+  double embed_threshold = 0.75;
+  int local_min_inliers = 12;
+};
+
+// Each signal's evidence as its margin past its own threshold, on one scale from -1 to 1:
+// 0 exactly at the threshold, 1 certain, -1 twice as far on the wrong side.
+//   PDQ:       (T - d) / T                  (d = 0 gives 1, d = 2T gives -1)
+//   embedding: (s - t) / (1 - t)            (s = 1 gives 1, s = 2t - 1 gives -1)
+//   local:     (n - m) / n if n >= m, else (n - m) / m   (n = 2m gives 0.5, n -> inf gives 1)
+//   sha256:    1
+double pdq_margin(int distance, int threshold);
+double embed_margin(double similarity, double threshold);
+double local_margin(int inliers, int min_inliers);
+// A hit's score: its strongest signal's margin plus a tenth of each other signal's positive
+// margin (agreeing signals add a little confidence). PDQ counts only where it may decide
+// (pdq_counts: the query's and the entry's quality pass the gate).
+double joint_score(const MatchHit& h, const ScoreScale& scale, bool pdq_counts);
 
 struct MatchResult {
   Verdict verdict = Verdict::NoMatch;
@@ -57,7 +86,7 @@ struct MatchResult {
   std::vector<std::string> signals;  // the signals that took part
   int local_min_inliers = 0;
   double embed_threshold = 0;
-  std::vector<MatchHit> hits;  // nearest first; exact matches first of all
+  std::vector<MatchHit> hits;  // highest score first (exact matches first of all)
 };
 
 class Matcher {
