@@ -111,16 +111,30 @@ void jarosz_sampled(float* a, float* b, int rows, int cols, float out[kBuf][kBuf
     want_col[static_cast<std::size_t>(col_at[i])] = 1;
     want_row[static_cast<std::size_t>(row_at[i])] = 1;
   }
-  // Pass 1, whole image.
-  box_lanes(a, b, rows, cols, cols, 1, win_along_rows, sums);
-  box_lanes(b, a, cols, rows, 1, cols, win_along_cols, sums);
-  // Pass 2 along rows: outputs at the sampled columns only.
-  box_lanes(a, b, rows, cols, cols, 1, win_along_rows, sums, want_col.data());
+  // Filtering along rows reads one pixel of each row per step (a strided walk); on the
+  // transposed plane the same filter reads contiguous lanes and vectorises. Transposing
+  // moves values without touching them, so every sum is the reference's.
+  thread_local std::vector<float> t;
+  t.resize(static_cast<std::size_t>(rows) * cols);
+  const cv::Mat A(rows, cols, CV_32F, a), B(rows, cols, CV_32F, b);
+  cv::Mat T(cols, rows, CV_32F, t.data());
+  // Pass 1 along rows (on the transposed plane, into b's memory as cols x rows), then down
+  // columns.
+  cv::transpose(A, T);
+  box_lanes(t.data(), b, rows, cols, 1, rows, win_along_rows, sums);
+  cv::Mat BT(cols, rows, CV_32F, b);
+  cv::transpose(BT, A);
+  box_lanes(a, b, cols, rows, 1, cols, win_along_cols, sums);
+  // Pass 2 along rows, transposed again: outputs at the sampled columns only. Row c of the
+  // result is column c of the image.
+  cv::transpose(B, T);
+  box_lanes(t.data(), a, rows, cols, 1, rows, win_along_rows, sums, want_col.data());
   // Pass 2 down the 64 sampled columns (gathered side by side), outputs at sampled rows.
   std::vector<float> gathered(static_cast<std::size_t>(rows) * kBuf), filtered(gathered.size());
-  for (int r = 0; r < rows; ++r)
-    for (int j = 0; j < kBuf; ++j)
-      gathered[static_cast<std::size_t>(r) * kBuf + j] = b[static_cast<std::size_t>(r) * cols + col_at[j]];
+  for (int j = 0; j < kBuf; ++j) {
+    const float* col = a + static_cast<std::size_t>(col_at[j]) * rows;
+    for (int r = 0; r < rows; ++r) gathered[static_cast<std::size_t>(r) * kBuf + j] = col[r];
+  }
   box_lanes(gathered.data(), filtered.data(), kBuf, rows, 1, kBuf, win_along_cols, sums, want_row.data());
   for (int i = 0; i < kBuf; ++i)
     for (int j = 0; j < kBuf; ++j) out[i][j] = filtered[static_cast<std::size_t>(row_at[i]) * kBuf + j];
