@@ -2,6 +2,7 @@
 #include <catch2/catch.hpp>
 
 #include <algorithm>
+#include <set>
 
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
@@ -139,6 +140,44 @@ TEST_CASE("a tiny robustness run reports every signal edit and family", "[bench]
   const std::string md = robustness_markdown(r);
   CHECK(md.find("| flip-h | dihedral |") != std::string::npos);
   CHECK(fs::is_empty(tmp.path()));  // the temporary bank is gone
+  CHECK(r.corpus_copies.empty());     // the samples are distinct photos
+}
+
+TEST_CASE("a photo that is a copy of another in the corpus is left out of the run", "[bench]") {
+  hwtest::TempDir tmp;
+  const fs::path corpus = tmp / "corpus", work = tmp / "work";
+  fs::create_directories(corpus);
+  fs::create_directories(work);
+  std::vector<fs::path> files;
+  for (const auto& f : sample_bank()) {
+    fs::copy_file(f, corpus / f.filename());
+    files.push_back(corpus / f.filename());
+  }
+  // A half-size re-encoded copy of the first sample: the matcher finds one in the other.
+  const cv::Mat first = cv::imread(files[0].string());
+  REQUIRE_FALSE(first.empty());
+  cv::Mat half;
+  cv::resize(first, half, cv::Size(first.cols / 2, first.rows / 2), 0, 0, cv::INTER_AREA);
+  const fs::path copy = corpus / "zz-copy.jpg";
+  REQUIRE(cv::imwrite(copy.string(), half, {cv::IMWRITE_JPEG_QUALITY, 85}));
+  files.push_back(copy);
+  RobustnessOptions o;
+  o.files = files;
+  o.known = 3;
+  o.edits = {"reencode-q90"};
+  o.max_side = 640;
+  o.jobs = 2;
+  o.work_dir = work;
+  const RobustnessReport r = run_robustness(o);
+  REQUIRE(r.corpus_copies.size() == 1);
+  const std::set<std::string> pair = {fs::path(r.corpus_copies[0].first).filename().string(),
+                                      fs::path(r.corpus_copies[0].second).filename().string()};
+  CHECK(pair == std::set<std::string>{files[0].filename().string(), "zz-copy.jpg"});
+  CHECK(r.known + r.distractors == static_cast<std::int64_t>(files.size()) - 1);
+  for (const auto& s : r.overall.signals) CHECK(s.false_matches == 0);
+  CHECK(robustness_json(r)["corpus_copies"].size() == 1);
+  CHECK(robustness_markdown(r).find("Left out as copies") != std::string::npos);
+  CHECK(fs::is_empty(work));
 }
 
 TEST_CASE("a tiny speed run finds every planted near-duplicate", "[bench]") {

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <map>
 #include <mutex>
 #include <numeric>
 #include <random>
@@ -330,6 +331,75 @@ SignalScore score_rows(const std::vector<const QueryRecord*>& rows, std::size_t 
   return sc;
 }
 
+// Photos of the corpus that the matcher finds in an earlier photo (in the shuffled order)
+// are left out: public sets share photos (Set5's "head" is Set14's "face", its
+// "butterfly" a crop of "monarch"), and a query's match to the copy would count as false.
+// Every photo is fingerprinted as an entry into a scratch bank and as a query against it.
+std::vector<fs::path> drop_corpus_copies(const std::vector<fs::path>& files, const BankConfig& cfg,
+                                         const FingerprintOptions& entry_fp, const FingerprintOptions& query_fp,
+                                         const RobustnessOptions& opt,
+                                         std::vector<std::pair<std::string, std::string>>& copies) {
+  LoadOptions fast;
+  FingerprintOptions qfp = query_fp;
+  prepare_load(fast, qfp);
+  const std::size_t n = files.size();
+  std::vector<std::optional<NewEntry>> entries(n);
+  std::vector<std::optional<Fingerprint>> queries(n);
+  parallel_for("looking for copies inside the corpus", n, opt.jobs, opt, [&](std::size_t i) {
+    try {
+      const LoadedImage img = load_image(files[i], fast);
+      entries[i] = entry_from(fingerprint(img, fast.mode, entry_fp));
+      queries[i] = fingerprint(img, fast.mode, qfp);
+    } catch (const Error&) {
+      // Unreadable: kept here, reported by the run that reads it.
+    }
+  });
+  const fs::path path = opt.work_dir / "bench-corpus.db";
+  std::vector<std::int64_t> id_of(n, -1);
+  std::map<std::int64_t, std::size_t> file_of_id;  // the first file with that entry
+  {
+    auto bank = Bank::open(path, OpenMode::Create, cfg);
+    std::vector<NewEntry> add;
+    std::vector<std::size_t> which;
+    for (std::size_t i = 0; i < n; ++i)
+      if (entries[i]) {
+        add.push_back(std::move(*entries[i]));
+        which.push_back(i);
+      }
+    const AddResult added = bank->add(add);
+    for (std::size_t k = 0; k < which.size(); ++k) {
+      id_of[which[k]] = added.ids[k];
+      file_of_id.emplace(added.ids[k], which[k]);  // keeps the first
+    }
+    // For each photo, the earlier photos it matches.
+    std::vector<std::vector<std::size_t>> earlier(n);
+    const Matcher matcher(*bank, MatchOptions{});
+    parallel_for("matching the corpus against itself", n, opt.jobs, opt, [&](std::size_t i) {
+      if (!queries[i]) return;
+      for (const MatchHit& h : matcher.match(*queries[i]).hits) {
+        const auto it = file_of_id.find(h.entry.id);
+        if (it != file_of_id.end() && it->second < i) earlier[i].push_back(it->second);
+      }
+    });
+    std::vector<bool> kept(n, true);
+    for (std::size_t i = 0; i < n; ++i)
+      for (std::size_t j : earlier[i])
+        if (kept[j]) {
+          kept[i] = false;
+          copies.emplace_back(files[i].string(), files[j].string());
+          break;
+        }
+    std::vector<fs::path> out;
+    for (std::size_t i = 0; i < n; ++i)
+      if (kept[i]) out.push_back(files[i]);
+    bank.reset();
+    std::error_code ec;
+    for (const char* suffix : {"", "-wal", "-shm", ".pdq-index", ".local-index"})
+      fs::remove(fs::path(path.string() + suffix), ec);
+    return out;
+  }
+}
+
 }  // namespace
 
 RobustnessReport run_robustness(const RobustnessOptions& opt) {
@@ -347,26 +417,11 @@ RobustnessReport run_robustness(const RobustnessOptions& opt) {
   if (opt.known < 1) throw Error(ErrorKind::Usage, "", "--known must be at least 1");
   if (opt.files.size() < 2) throw Error(ErrorKind::Usage, "", "the corpus needs at least 2 photos");
 
-  // The split: a seeded shuffle, known photos first.
-  std::vector<fs::path> files = opt.files;
-  std::sort(files.begin(), files.end());
-  std::mt19937_64 rng(opt.seed);
-  std::shuffle(files.begin(), files.end(), rng);
-  const std::size_t nknown = std::min<std::size_t>(static_cast<std::size_t>(opt.known), files.size() - 1);
-  std::size_t ndis = files.size() - nknown;
-  if (opt.distractors >= 0) ndis = std::min(ndis, static_cast<std::size_t>(opt.distractors));
-  files.resize(nknown + ndis);
-
   RobustnessReport rep;
   rep.seed = opt.seed;
   rep.max_side = opt.max_side;
   rep.precision_target = opt.precision_target;
 
-  // The known photos go into a real bank, as `hashwall index` puts them.
-  const fs::path bank_path = opt.work_dir / "bench-known.db";
-  std::vector<std::optional<NewEntry>> entries(nknown);
-  std::vector<cv::Mat> phashes(nknown);
-  std::vector<std::string> errors(files.size());
   BankConfig bank_cfg;
   bank_cfg.signals = opt.signals;
   bank_cfg.local_min_inliers = opt.local_min_inliers;
@@ -382,6 +437,25 @@ RobustnessReport run_robustness(const RobustnessOptions& opt) {
   entry_fp.for_query = false;
   if (has_embed) entry_fp.embedder = query_fp.embedder = opt.embedder;
   prepare_load(fast, query_fp);
+
+  // The split: a seeded shuffle, known photos first, after leaving out photos that are
+  // copies of an earlier one (otherwise a right match would count as a false one).
+  std::vector<fs::path> files = opt.files;
+  std::sort(files.begin(), files.end());
+  std::mt19937_64 rng(opt.seed);
+  std::shuffle(files.begin(), files.end(), rng);
+  files = drop_corpus_copies(files, bank_cfg, entry_fp, query_fp, opt, rep.corpus_copies);
+  if (files.size() < 2) throw Error(ErrorKind::Usage, "", "the corpus needs at least 2 distinct photos");
+  const std::size_t nknown = std::min<std::size_t>(static_cast<std::size_t>(opt.known), files.size() - 1);
+  std::size_t ndis = files.size() - nknown;
+  if (opt.distractors >= 0) ndis = std::min(ndis, static_cast<std::size_t>(opt.distractors));
+  files.resize(nknown + ndis);
+
+  // The known photos go into a real bank, as `hashwall index` puts them.
+  const fs::path bank_path = opt.work_dir / "bench-known.db";
+  std::vector<std::optional<NewEntry>> entries(nknown);
+  std::vector<cv::Mat> phashes(nknown);
+  std::vector<std::string> errors(files.size());
   parallel_for("indexing known photos", nknown, opt.jobs, opt, [&](std::size_t i) {
     try {
       const LoadedImage img = load_image(files[i], fast);
@@ -622,6 +696,8 @@ json robustness_json(const RobustnessReport& rep) {
   j["edits"] = json::array();
   for (const auto& r : rep.edits) j["edits"].push_back(row_json(rep, r));
   j["skipped"] = rep.skipped;
+  j["corpus_copies"] = json::array();
+  for (const auto& [file, of] : rep.corpus_copies) j["corpus_copies"].push_back({{"file", file}, {"copy_of", of}});
   return j;
 }
 
@@ -633,6 +709,13 @@ std::string robustness_markdown(const RobustnessReport& rep) {
     << "; edited queries: " << rep.queries << " (every photo of both sets under every edit); seed "
     << rep.seed << "; photos edited at most " << rep.max_side << " px on the long side; "
     << rep.skipped.size() << " unreadable files skipped; " << std::lround(rep.seconds) << " s.\n\n";
+  if (!rep.corpus_copies.empty()) {
+    o << "Left out as copies of another photo of the corpus (the matcher finds one in the other): ";
+    for (std::size_t i = 0; i < rep.corpus_copies.size(); ++i)
+      o << (i ? "; " : "") << "`" << fs::path(rep.corpus_copies[i].first).filename().string() << "` (of `"
+        << fs::path(rep.corpus_copies[i].second).filename().string() << "`)";
+    o << ".\n\n";
+  }
   o << "Signals and their default decisions:\n\n";
   for (const auto& s : rep.signals) o << "- **" << s.name << "**: " << s.rule << "; ranked by " << s.score << "\n";
   o << "\n#### Overall\n\n";

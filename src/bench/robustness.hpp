@@ -84,6 +84,9 @@ struct RobustnessReport {
   ResultRow overall;
   std::vector<std::vector<PrPoint>> pr_curves;  // per signal, all queries, thinned
   std::vector<std::string> skipped;             // unreadable files
+  // Photos left out because the matcher finds them in an earlier photo of the corpus
+  // (the same photo resized or cropped): (left out, the photo it copies).
+  std::vector<std::pair<std::string, std::string>> corpus_copies;
   double seconds = 0;
 };
 
