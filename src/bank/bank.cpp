@@ -312,11 +312,7 @@ std::string read_local_layout(const fs::path& bank, std::uint64_t generation) {
   if (!in) return {};
   std::string b((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (b.size() < 24 || b.compare(0, 8, kLocalMagic, 8) != 0) return {};
-  const auto u64 = [&](std::size_t at) {
-    std::uint64_t v = 0;
-    for (int i = 7; i >= 0; --i) v = v << 8 | static_cast<std::uint8_t>(b[at + static_cast<std::size_t>(i)]);
-    return v;
-  };
+  const auto u64 = [&](std::size_t at) { return get_le(b.data() + at); };
   if (u64(b.size() - 8) != fnv1a(reinterpret_cast<const std::uint8_t*>(b.data()), b.size() - 8)) return {};
   if (u64(8) != generation) return {};
   return b.substr(16, b.size() - 24);
@@ -324,12 +320,9 @@ std::string read_local_layout(const fs::path& bank, std::uint64_t generation) {
 
 void write_local_layout(const fs::path& bank, std::uint64_t generation, const std::string& layout) {
   std::string out(kLocalMagic, 8);
-  const auto put = [&](std::uint64_t v) {
-    for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-  };
-  put(generation);
+  put_le(out, generation);
   out += layout;
-  put(fnv1a(reinterpret_cast<const std::uint8_t*>(out.data()), out.size()));
+  put_le(out, fnv1a(reinterpret_cast<const std::uint8_t*>(out.data()), out.size()));
   write_file_atomically(local_layout_path(bank), out);
 }
 

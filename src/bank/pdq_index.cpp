@@ -47,18 +47,6 @@ std::vector<std::uint8_t> pack(std::span<const Hash256> hashes) {
   return out;
 }
 
-// ---- little-endian encoding for the cache file -------------------------------------
-
-void put_u64(std::string& out, std::uint64_t v) {
-  for (int i = 0; i < 8; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-}
-
-std::uint64_t get_u64(const std::uint8_t* p) noexcept {
-  std::uint64_t v = 0;
-  for (int i = 7; i >= 0; --i) v = v << 8 | p[i];
-  return v;
-}
-
 // Tombstones, shared by both implementations: a removed row stays in the structure,
 // marked dead, until dead rows reach a quarter of the live ones; then the index is
 // compacted (rebuilt from its live rows). A DELETE on a 1M-entry bank so costs a scan of
@@ -134,16 +122,16 @@ class BinaryIndexBase : public PdqIndex {
     std::string out;
     out.reserve(8 + 8 + 8 + t.size() + 8 + n * (8 + kCode) + 8);
     out.append(kMagic, sizeof kMagic);
-    put_u64(out, generation);
-    put_u64(out, t.size());
+    put_le(out, generation);
+    put_le(out, t.size());
     out.append(t);
-    put_u64(out, n);
+    put_le(out, n);
     for (std::size_t i = 0; i < ids_.size(); ++i)
-      if (!dead_.dead(i)) put_u64(out, static_cast<std::uint64_t>(ids_[i]));
+      if (!dead_.dead(i)) put_le(out, static_cast<std::uint64_t>(ids_[i]));
     for (std::size_t i = 0; i < ids_.size(); ++i)
       if (!dead_.dead(i))
         out.append(reinterpret_cast<const char*>(codes + i * kCode), kCode);
-    put_u64(out, fnv1a(reinterpret_cast<const std::uint8_t*>(out.data()), out.size()));
+    put_le(out, fnv1a(reinterpret_cast<const std::uint8_t*>(out.data()), out.size()));
     write_file_atomically(file, out);
   }
 
@@ -414,16 +402,16 @@ std::unique_ptr<PdqIndex> load_pdq_index(const std::filesystem::path& file,
       return nullptr;
 
     if (std::memcmp(buf.data(), kMagic, sizeof kMagic) != 0) return nullptr;
-    if (get_u64(buf.data() + size - 8) != fnv1a(buf.data(), buf.size() - 8)) return nullptr;
+    if (get_le(buf.data() + size - 8) != fnv1a(buf.data(), buf.size() - 8)) return nullptr;
     std::size_t pos = sizeof kMagic;
-    const std::uint64_t gen = get_u64(buf.data() + pos);
+    const std::uint64_t gen = get_le(buf.data() + pos);
     pos += 8;
-    const std::uint64_t type_len = get_u64(buf.data() + pos);
+    const std::uint64_t type_len = get_le(buf.data() + pos);
     pos += 8;
     if (type_len > kMaxTypeLength || type_len > size - kFixed) return nullptr;
     const std::string type(reinterpret_cast<const char*>(buf.data() + pos), type_len);
     pos += type_len;
-    const std::uint64_t count = get_u64(buf.data() + pos);
+    const std::uint64_t count = get_le(buf.data() + pos);
     pos += 8;
     // Everything left but the checksum is ids and hashes: the count must fit exactly.
     const std::uint64_t body = size - pos - 8;
@@ -433,7 +421,7 @@ std::unique_ptr<PdqIndex> load_pdq_index(const std::filesystem::path& file,
     const auto n = static_cast<std::size_t>(count);
     std::vector<std::int64_t> ids(n);
     for (std::size_t i = 0; i < n; ++i, pos += 8)
-      ids[i] = static_cast<std::int64_t>(get_u64(buf.data() + pos));
+      ids[i] = static_cast<std::int64_t>(get_le(buf.data() + pos));
     auto index = make_pdq_index(type);
     if (n > 0) static_cast<BinaryIndexBase&>(*index).add_raw(ids, buf.data() + pos);
     if (generation) *generation = gen;

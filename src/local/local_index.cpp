@@ -1,5 +1,6 @@
 #include "local/local_index.hpp"
 
+#include "core/file.hpp"
 #include "core/popcount.hpp"
 
 #include <algorithm>
@@ -151,22 +152,15 @@ std::string LocalIndex::layout() const {
     }
   }
   std::string out = "HWLL";
-  const auto put = [&](std::uint64_t v, int bytes) {
-    for (int i = 0; i < bytes; ++i) out.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
-  };
-  put(ivf->nlist, 4);
+  put_le(out, ivf->nlist, 4);
   out.append(reinterpret_cast<const char*>(centroids_.data()), centroids_.size());
-  put(rows(), 8);
-  for (const std::uint16_t l : list_of) put(l, 2);
+  put_le(out, rows(), 8);
+  for (const std::uint16_t l : list_of) put_le(out, l, 2);
   return out;
 }
 
 bool LocalIndex::restore_layout(std::string_view b) {
-  const auto get = [&](std::size_t at, int bytes) {
-    std::uint64_t v = 0;
-    for (int i = bytes - 1; i >= 0; --i) v = v << 8 | static_cast<std::uint8_t>(b[at + static_cast<std::size_t>(i)]);
-    return v;
-  };
+  const auto get = [&](std::size_t at, int bytes) { return get_le(b.data() + at, bytes); };
   if (rows() < params_.ivf_min_rows || b.size() < 8 || b.substr(0, 4) != "HWLL") return false;
   const std::size_t nlist = get(4, 4);
   if (nlist != nlist_for(rows(), params_.nprobe)) return false;
@@ -175,7 +169,7 @@ bool LocalIndex::restore_layout(std::string_view b) {
   const char* lists = b.data() + cent_end + 8;
   std::vector<std::size_t> count(nlist, 0);
   for (std::size_t r = 0; r < rows(); ++r) {
-    const std::size_t l = static_cast<std::uint8_t>(lists[2 * r]) | static_cast<std::size_t>(static_cast<std::uint8_t>(lists[2 * r + 1])) << 8;
+    const std::size_t l = get_le(lists + 2 * r, 2);
     if (l >= nlist) return false;
     ++count[l];
   }
@@ -186,8 +180,7 @@ bool LocalIndex::restore_layout(std::string_view b) {
   std::vector<std::vector<faiss_idx>> ids(nlist);
   for (std::size_t l = 0; l < nlist; ++l) ids[l].reserve(count[l]);
   for (std::size_t r = 0; r < rows(); ++r)
-    ids[static_cast<std::uint8_t>(lists[2 * r]) | static_cast<std::size_t>(static_cast<std::uint8_t>(lists[2 * r + 1])) << 8]
-        .push_back(static_cast<faiss_idx>(r));
+    ids[get_le(lists + 2 * r, 2)].push_back(static_cast<faiss_idx>(r));
   std::vector<std::uint8_t> codes;
   for (std::size_t l = 0; l < nlist; ++l) {
     if (ids[l].empty()) continue;
