@@ -705,3 +705,49 @@ TEST_CASE("concurrent searches and lookups agree with a single-threaded search",
   for (auto& w : workers) w.join();
   CHECK(mismatches == 0);
 }
+
+TEST_CASE("check reports damaged local-feature and embedding rows", "[bank]") {
+  hwtest::TempDir dir;
+  const auto path = dir / "bank.db";
+  BankConfig cfg;
+  cfg.signals = {"pdq", "local", "embed"};
+  cfg.embed_model = "test@0000";
+  std::mt19937_64 rng(3);
+  std::vector<std::int64_t> ids;
+  {
+    auto bank = Bank::open(path, OpenMode::Create, cfg);
+    std::vector<NewEntry> batch;
+    for (int i = 0; i < 4; ++i) {
+      NewEntry e = indexed(i, random_hash(rng));
+      LocalFeatures f;
+      f.width = 64;
+      f.height = 48;
+      f.descriptors.create(8, kOrbBytes, CV_8U);
+      cv::randu(f.descriptors, 0, 256);
+      for (int k = 0; k < 8; ++k) f.points.emplace_back(0.1f * static_cast<float>(k), 0.5f);
+      e.local = std::move(f);
+      e.embedding = {1.f, static_cast<float>(i), 0.f, 0.5f};
+      batch.push_back(std::move(e));
+    }
+    ids = bank->add(batch).ids;
+    const auto rep = bank->check();
+    INFO((rep.problems.empty() ? std::string() : rep.problems[0]));
+    CHECK(rep.ok);
+  }
+  const auto a = std::to_string(ids[1]), b = std::to_string(ids[2]);
+  raw_exec(path, "UPDATE local_features SET descriptors = x'00ff' WHERE entry_id = " + a +
+                     "; UPDATE embeddings SET vector = x'000000' WHERE entry_id = " + b +
+                     "; UPDATE embeddings SET vector = x'0000c07f0000803f0000803f0000803f' WHERE entry_id = " +
+                     std::to_string(ids[3]));
+  const auto rep = Bank::open(path, OpenMode::ReadOnly)->check();
+  CHECK_FALSE(rep.ok);
+  const auto named = [&](const std::string& what, const std::string& id) {
+    return std::any_of(rep.problems.begin(), rep.problems.end(), [&](const std::string& p) {
+      return p.find("entry " + id + ":") != std::string::npos && p.find(what) != std::string::npos;
+    });
+  };
+  CHECK(named("local features", a));
+  CHECK(named("3 bytes", b));
+  CHECK(named("not a finite number", std::to_string(ids[3])));
+  CHECK(rep.problems.size() == 3);
+}

@@ -11,6 +11,7 @@
 
 #include "bank/bank.hpp"
 #include "core/error.hpp"
+#include "core/file.hpp"
 #include "local/local_features.hpp"
 #include "match/matcher.hpp"
 #include "support.hpp"
@@ -258,11 +259,46 @@ TEST_CASE("the local IVF layout is cached next to the bank and a damaged cache i
   }
   CHECK(fs::last_write_time(cache) == stamp);
 
+  const auto layout_notes = [&] {
+    std::vector<std::string> out;
+    const auto rep = Bank::open(path, OpenMode::ReadOnly)->check();
+    CHECK(rep.ok);  // a cache is derived: never a problem of the bank
+    for (const auto& n : rep.notes)
+      if (n.find("local-feature layout cache") != std::string::npos) out.push_back(n);
+    return out;
+  };
+  CHECK(layout_notes().empty());
+
+  // A checksummed layout of this generation that puts a row in a list that does not
+  // exist: check says so, and the bank builds the lists again instead of trusting it.
+  {
+    std::string bad = written;
+    const std::size_t nlist = get_le(bad.data() + 16 + 4, 4);
+    const std::size_t first_row = 16 + 8 + nlist * kOrbBytes + 8;
+    bad[first_row] = bad[first_row + 1] = static_cast<char>(0xff);
+    bad.resize(bad.size() - 8);
+    put_le(bad, fnv1a(reinterpret_cast<const std::uint8_t*>(bad.data()), bad.size()));
+    std::ofstream(cache, std::ios::binary | std::ios::trunc) << bad;
+    const auto notes = layout_notes();
+    REQUIRE(notes.size() == 1);
+    CHECK_THAT(notes[0], Catch::Contains("does not fit the records") && Catch::Contains("does not exist"));
+    {
+      auto bank = Bank::open(path, OpenMode::ReadOnly);
+      CHECK(search(*bank) == built);
+    }
+    CHECK(slurp(cache) == written);
+  }
+
   // A flipped byte: the checksum refuses the file, the index is built again (same
   // answer) and a good cache replaces the damaged one.
   std::string damaged = written;
   damaged[damaged.size() / 2] = static_cast<char>(damaged[damaged.size() / 2] ^ 0x10);
   std::ofstream(cache, std::ios::binary | std::ios::trunc) << damaged;
+  {
+    const auto notes = layout_notes();
+    REQUIRE(notes.size() == 1);
+    CHECK_THAT(notes[0], Catch::Contains("damaged"));
+  }
   {
     auto bank = Bank::open(path, OpenMode::ReadOnly);
     CHECK(search(*bank) == built);

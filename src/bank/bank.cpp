@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cmath>
 #include <cstring>
 #include <ctime>
 #include <fstream>
@@ -1243,8 +1244,10 @@ CheckReport Bank::check() const {
   if (const auto sg = m.meta("signals"); !sg || sg->find("pdq") == std::string::npos)
     P.push_back("meta 'signals' is missing or does not list pdq");
   const auto gen_text = m.meta("generation");
-  const auto db_gen = gen_text ? parse_uint(*gen_text) : std::nullopt;
-  if (!db_gen) P.push_back("meta 'generation' is missing or not a number");
+  const auto db_gen_parsed = gen_text ? parse_uint(*gen_text) : std::nullopt;
+  if (!db_gen_parsed) P.push_back("meta 'generation' is missing or not a number");
+  const bool have_gen = db_gen_parsed.has_value();
+  const std::uint64_t bank_gen = db_gen_parsed.value_or(0);
 
   // Records.
   std::vector<std::pair<std::int64_t, Hash256>> rows;
@@ -1272,6 +1275,59 @@ CheckReport Bank::check() const {
     list.finish("damaged entries");
   }
 
+  // The other signals' records: each must decode as build_local()/build_embed() read it
+  // (a damaged row is left out of the search, so it is named here).
+  std::size_t local_rows = 0;
+  if (m.signal_tables) {
+    {
+      Stmt s(m.conn, "SELECT entry_id, keypoints, descriptors FROM local_features ORDER BY entry_id");
+      ProblemList list{P};
+      while (s.step()) {
+        try {
+          const LocalFeatures f = decode_local(s.blob(1), s.blob(2), m.conn.path);
+          if (f.descriptors.rows == static_cast<int>(f.size()) && (f.size() == 0 || f.descriptors.cols == kOrbBytes))
+            local_rows += f.size();
+          else
+            list.add("entry " + std::to_string(s.i64(0)) + ": local features have " + std::to_string(f.size()) +
+                     " keypoints but " + std::to_string(f.descriptors.rows) + " descriptors");
+        } catch (const Error& e) {
+          list.add("entry " + std::to_string(s.i64(0)) + ": local features: " + e.reason());
+        }
+      }
+      list.finish("damaged local-feature rows");
+    }
+    {
+      Stmt s(m.conn, "SELECT entry_id, vector FROM embeddings ORDER BY entry_id");
+      ProblemList list{P};
+      std::size_t dim = 0;
+      while (s.step()) {
+        const auto b = s.blob(1);
+        const auto id = std::to_string(s.i64(0));
+        if (b.empty() || b.size() % sizeof(float) != 0) {
+          list.add("entry " + id + ": embedding of " + std::to_string(b.size()) + " bytes (not a float vector)");
+          continue;
+        }
+        if (dim == 0) dim = b.size() / sizeof(float);
+        if (b.size() / sizeof(float) != dim) {
+          list.add("entry " + id + ": embedding of " + std::to_string(b.size() / sizeof(float)) +
+                   " dimensions where the others have " + std::to_string(dim));
+          continue;
+        }
+        std::vector<float> v(dim);
+        std::memcpy(v.data(), b.data(), b.size());
+        if (!std::all_of(v.begin(), v.end(), [](float x) { return std::isfinite(x); }))
+          list.add("entry " + id + ": embedding holds a value that is not a finite number");
+      }
+      list.finish("damaged embeddings");
+    }
+    for (const char* table : {"local_features", "embeddings"}) {
+      const std::string sql = std::string("SELECT count(*) FROM ") + table + " WHERE entry_id NOT IN (SELECT id FROM entries)";
+      Stmt s(m.conn, sql.c_str());
+      if (s.step() && s.i64(0) > 0)
+        P.push_back(std::to_string(s.i64(0)) + " rows of " + table + " belong to no entry");
+    }
+  }
+
   // The index in use against the records.
   {
     std::shared_lock ilock(m.index_mu);
@@ -1286,8 +1342,7 @@ CheckReport Bank::check() const {
   // The cache file: a derived file, only a problem if it would be trusted while wrong.
   const auto cache = pdq_index_path(m.path);
   std::error_code ec;
-  if (fs::exists(cache, ec) && db_gen) {
-    const std::uint64_t bank_gen = db_gen.value_or(0);
+  if (fs::exists(cache, ec) && have_gen) {
     std::uint64_t cache_gen = 0;
     const auto cached = load_pdq_index(cache, &cache_gen);
     if (!cached) {
@@ -1309,6 +1364,21 @@ CheckReport Bank::check() const {
         P.push_back("the index cache " + cache.string() +
                     " carries the bank's generation but disagrees with the records (" + why +
                     "); delete it to have it rebuilt");
+    }
+  }
+
+  // The local-feature layout cache: derived, checksummed and refused at load when it does
+  // not fit, so any finding here is a note: it is rebuilt at the next local search.
+  const auto layout_file = local_layout_path(m.path);
+  if (fs::exists(layout_file, ec) && have_gen) {
+    const std::string layout = read_local_layout(m.path, bank_gen);
+    if (layout.empty()) {
+      rep.notes.push_back("the local-feature layout cache " + layout_file.string() +
+                          " is damaged or of another generation; it is rebuilt at the next local search");
+    } else if (const std::string why = LocalIndex::layout_mismatch(layout, local_rows, LocalIndexParams{});
+               !why.empty()) {
+      rep.notes.push_back("the local-feature layout cache " + layout_file.string() + " does not fit the records (" +
+                          why + "); it is rebuilt at the next local search");
     }
   }
 

@@ -195,7 +195,7 @@ void register_admin(CLI::App& app, int& exit_code) {
   }
   {
     auto a = std::make_shared<AdminArgs>();
-    auto* cmd = app.add_subcommand("check", "Verify a bank's integrity (SQLite and search index)");
+    auto* cmd = app.add_subcommand("check", "Verify a bank's integrity (SQLite, every signal's records, the search index and its caches)");
     cmd->add_option("-b,--bank", a->bank, "Bank file")->required()->envname("HASHWALL_BANK");
     cmd->add_flag("--json", a->json_out, "Print the result as JSON");
     cmd->footer("Example:\n  hashwall check --bank cases.db\n\nExit codes: 0 consistent, 2 damaged or unreadable.");

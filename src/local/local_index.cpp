@@ -159,13 +159,27 @@ std::string LocalIndex::layout() const {
   return out;
 }
 
-bool LocalIndex::restore_layout(std::string_view b) {
+std::string LocalIndex::layout_mismatch(std::string_view b, std::size_t rows, const LocalIndexParams& params) {
   const auto get = [&](std::size_t at, int bytes) { return get_le(b.data() + at, bytes); };
-  if (rows() < params_.ivf_min_rows || b.size() < 8 || b.substr(0, 4) != "HWLL") return false;
+  if (rows < params.ivf_min_rows) return "the bank has too few descriptor rows for an IVF layout";
+  if (b.size() < 8 || b.substr(0, 4) != "HWLL") return "not a layout (wrong magic)";
   const std::size_t nlist = get(4, 4);
-  if (nlist != nlist_for(rows(), params_.nprobe)) return false;
+  if (nlist != nlist_for(rows, params.nprobe))
+    return std::to_string(nlist) + " lists where " + std::to_string(rows) + " rows get " +
+           std::to_string(nlist_for(rows, params.nprobe));
   const std::size_t cent_end = 8 + nlist * kOrbBytes;
-  if (b.size() != cent_end + 8 + rows() * 2 || get(cent_end, 8) != rows()) return false;
+  if (b.size() != cent_end + 8 + rows * 2 || get(cent_end, 8) != rows)
+    return "laid out for another number of rows than the bank's " + std::to_string(rows);
+  const char* lists = b.data() + cent_end + 8;
+  for (std::size_t r = 0; r < rows; ++r)
+    if (get_le(lists + 2 * r, 2) >= nlist) return "row " + std::to_string(r) + " is in a list that does not exist";
+  return {};
+}
+
+bool LocalIndex::restore_layout(std::string_view b) {
+  if (!layout_mismatch(b, rows(), params_).empty()) return false;
+  const std::size_t nlist = get_le(b.data() + 4, 4);
+  const std::size_t cent_end = 8 + nlist * kOrbBytes;
   const char* lists = b.data() + cent_end + 8;
   std::vector<std::size_t> count(nlist, 0);
   for (std::size_t r = 0; r < rows(); ++r) {

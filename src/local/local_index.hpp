@@ -66,6 +66,9 @@ class LocalIndex {
   // prepare()'s assignment. False, with nothing changed, when the layout does not fit
   // (other row count or list count, a list number out of range, wrong length).
   bool restore_layout(std::string_view bytes);
+  // Whether a layout fits an index of `rows` descriptor rows built with `params`; when it
+  // does not, why (for `hashwall check`).
+  static std::string layout_mismatch(std::string_view bytes, std::size_t rows, const LocalIndexParams& params);
   // The entries with the most votes, best first. Not thread-safe against add().
   std::vector<LocalCandidate> candidates(const LocalFeatures& query) const;
   // The entry's features; the descriptors point into the index's own storage and stay
