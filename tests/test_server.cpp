@@ -13,6 +13,7 @@
 #include <atomic>
 #include <chrono>
 #include <fstream>
+#include <future>
 #include <random>
 #include <regex>
 #include <sstream>
@@ -24,6 +25,7 @@
 
 #include "bank/bank.hpp"
 #include "server/metrics.hpp"
+#include "server/server.hpp"
 #include "server/service.hpp"
 #include "support.hpp"
 
@@ -778,4 +780,31 @@ TEST_CASE("metrics render as a Prometheus histogram with cumulative buckets", "[
         std::string::npos);
   CHECK(text.find("hashwall_queue_depth 3") != std::string::npos);
   CHECK(text.find("hashwall_matches_total 1") != std::string::npos);
+}
+
+TEST_CASE("a stop at any moment around run starting to listen ends run", "[server]") {
+  TempDir tmp;
+  auto bank = hashwall::Bank::open(make_bank(tmp), hashwall::OpenMode::ReadOnly);
+  for (int i = 0; i < 200; ++i) {
+    hashwall::server::ServerOptions o;
+    o.port = 0;
+    o.threads = 1;
+    o.writable = false;
+    hashwall::server::HttpServer srv(*bank, o);
+    srv.bind();
+    std::promise<void> ended;
+    auto f = ended.get_future();
+    std::thread t([&] {
+      srv.run();
+      ended.set_value();
+    });
+    // Stops land before, during and after run() starts to listen.
+    std::this_thread::sleep_for(std::chrono::microseconds((i % 20) * 10));
+    srv.stop();
+    const bool returned = f.wait_for(std::chrono::seconds(5)) == std::future_status::ready;
+    if (!returned) srv.stop();  // unblock it before failing
+    t.join();
+    INFO("iteration " << i);
+    REQUIRE(returned);
+  }
 }

@@ -487,7 +487,16 @@ int HttpServer::bind() {
 void HttpServer::run() {
   if (!impl_->bound) bind();
   if (impl_->stopping) return;
+  // A stop() that lands after the check above but before the listener runs finds nothing
+  // to stop; this thread waits for the listener and delivers such a stop to it.
+  std::atomic<bool> returned{false};
+  std::thread late_stop([&] {
+    while (!returned.load() && !impl_->svr.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    if (!returned.load() && impl_->stopping.load()) stop();
+  });
   impl_->svr.listen_after_bind();
+  returned = true;
+  late_stop.join();
   std::lock_guard lock(impl_->drain_mu);
   if (impl_->drainer.joinable()) impl_->drainer.join();
 }
@@ -495,8 +504,8 @@ void HttpServer::run() {
 void HttpServer::stop() {
   std::lock_guard lock(impl_->drain_mu);
   impl_->stopping = true;
-  // Not listening yet: run() sees `stopping` and returns. (A stop() that races with run()
-  // starting to listen can miss; the CLI's watcher calls stop() again every 50 ms.)
+  // Not listening yet: run() sees `stopping` before it listens, or its late_stop thread
+  // calls stop() again once the listener runs.
   if (impl_->draining || !impl_->svr.is_running()) return;
   impl_->drain_started_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
   impl_->draining = true;
