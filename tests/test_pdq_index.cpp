@@ -206,10 +206,14 @@ TEST_CASE("both indexes agree with brute force on random hashes with planted nea
 
   std::unique_ptr<PdqIndex> indexes[] = {make_pdq_index("flat"), make_pdq_index("multihash")};
   for (auto& index : indexes) {
-    // In two batches, to cover appending.
-    const std::size_t half = hashes.size() / 2;
-    index->add(std::span(ids).first(half), std::span(hashes).first(half));
-    index->add(std::span(ids).subspan(half), std::span(hashes).subspan(half));
+    // In batches, to cover appending: for multihash, the first builds the lists, small ones
+    // stay in the linearly scanned tail, and larger ones fold the tail into the lists.
+    std::size_t at = 0;
+    for (const std::size_t n : {1500, 10, 2000, 700, 1, 1200}) {
+      index->add(std::span(ids).subspan(at, n), std::span(hashes).subspan(at, n));
+      at += n;
+    }
+    index->add(std::span(ids).subspan(at), std::span(hashes).subspan(at));
     REQUIRE(index->size() == hashes.size());
   }
 

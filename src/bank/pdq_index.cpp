@@ -278,7 +278,10 @@ class MultiHashPdqIndex final : public BinaryIndexBase {
       throw Error(ErrorKind::Usage, "", "multihash index: more than 2^32 - 1 entries");
     codes_.insert(codes_.end(), codes, codes + ids.size() * kCode);
     ids_.insert(ids_.end(), ids.begin(), ids.end());
-    if (ids_.size() - indexed_ > kTailRows + ids_.size() / 256) rebuild_lists();
+    if (ids_.size() - indexed_ > kTailRows + ids_.size() / 256) {
+      if (indexed_ == 0) rebuild_lists();
+      else fold_tail();
+    }
   }
 
   std::vector<std::vector<IndexHit>> range_search(std::span<const Hash256> queries,
@@ -345,6 +348,34 @@ class MultiHashPdqIndex final : public BinaryIndexBase {
       t.rows.resize(n);
       t.rows.shrink_to_fit();
       for (std::size_t row = 0; row < n; ++row)
+        t.rows[fill[sub_hash(&codes_[row * kCode], h)]++] = static_cast<std::uint32_t>(row);
+    }
+    indexed_ = n;
+  }
+
+  // Folds the tail rows [indexed_, n) into the lists without sorting the rest again: the
+  // tail's row numbers are all larger, so each key's group keeps its rows and gains the
+  // tail's at its end. Groups move up in place (from the last key down, so none is
+  // overwritten before it moved): one memmove per table plus O(tail), instead of the
+  // counting sort's scattered writes over all n rows (seconds at 10M).
+  void fold_tail() {
+    const std::size_t n = ids_.size(), old = indexed_;
+    std::vector<std::uint32_t> added(kKeys + 1);
+    for (int h = 0; h < kSubHashes; ++h) {
+      Table& t = tables_[static_cast<std::size_t>(h)];
+      std::fill(added.begin(), added.end(), 0);
+      for (std::size_t row = old; row < n; ++row) ++added[sub_hash(&codes_[row * kCode], h) + 1];
+      for (std::size_t k = 0; k < kKeys; ++k) added[k + 1] += added[k];  // added[k]: tail rows of keys < k
+      t.rows.resize(n);
+      for (std::size_t k = kKeys; k-- > 0;) {
+        const std::uint32_t b = t.start[k], e = t.start[k + 1], shift = added[k];
+        if (shift != 0 && e > b) std::memmove(&t.rows[b + shift], &t.rows[b], (e - b) * sizeof(std::uint32_t));
+      }
+      // New offsets; each group's free slots follow its old rows.
+      std::vector<std::uint32_t> fill(kKeys);
+      for (std::size_t k = 0; k < kKeys; ++k) fill[k] = t.start[k + 1] + added[k];
+      for (std::size_t k = 0; k <= kKeys; ++k) t.start[k] += added[k];
+      for (std::size_t row = old; row < n; ++row)
         t.rows[fill[sub_hash(&codes_[row * kCode], h)]++] = static_cast<std::uint32_t>(row);
     }
     indexed_ = n;
