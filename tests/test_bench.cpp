@@ -180,6 +180,40 @@ TEST_CASE("a photo that is a copy of another in the corpus is left out of the ru
   CHECK(fs::is_empty(work));
 }
 
+TEST_CASE("a small run over a large folder fingerprints only the photos it needs", "[bench]") {
+  hwtest::TempDir tmp;
+  const fs::path corpus = tmp / "corpus", work = tmp / "work";
+  fs::create_directories(corpus);
+  fs::create_directories(work);
+  cv::RNG rng(11);
+  std::vector<fs::path> files;
+  for (int i = 0; i < 40; ++i) {
+    cv::Mat img = test_image(160, 120);
+    for (int k = 0; k < 6; ++k)
+      cv::circle(img, cv::Point(rng.uniform(0, 160), rng.uniform(0, 120)), rng.uniform(5, 40),
+                 cv::Scalar(rng.uniform(0, 256), rng.uniform(0, 256), rng.uniform(0, 256)), cv::FILLED);
+    files.push_back(corpus / ("p" + std::to_string(i) + ".png"));
+    REQUIRE(cv::imwrite(files.back().string(), img));
+  }
+  RobustnessOptions o;
+  o.files = files;
+  o.known = 2;
+  o.distractors = 1;
+  o.edits = {"reencode-q90"};
+  o.signals = {"pdq"};
+  o.work_dir = work;
+  std::size_t looked_at = 0;
+  o.progress = [&](const char* phase, std::size_t, std::size_t total) {
+    // One batch here: its size is the photos fingerprinted (3 needed plus a margin).
+    if (std::string(phase) == "looking for copies inside the corpus") looked_at = std::max(looked_at, total);
+  };
+  const RobustnessReport r = run_robustness(o);
+  CHECK(r.known == 2);
+  CHECK(r.distractors == 1);
+  CHECK(looked_at > 0);
+  CHECK(looked_at < files.size() / 2);
+}
+
 TEST_CASE("a tiny speed run finds every planted near-duplicate", "[bench]") {
   hwtest::TempDir tmp;
   SpeedOptions o;

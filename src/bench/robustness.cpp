@@ -334,8 +334,10 @@ SignalScore score_rows(const std::vector<const QueryRecord*>& rows, std::size_t 
 // Photos of the corpus that the matcher finds in an earlier photo (in the shuffled order)
 // are left out: public sets share photos (Set5's "head" is Set14's "face", its
 // "butterfly" a crop of "monarch"), and a query's match to the copy would count as false.
-// Every photo is fingerprinted as an entry into a scratch bank and as a query against it.
-std::vector<fs::path> drop_corpus_copies(const std::vector<fs::path>& files, const BankConfig& cfg,
+// Each photo is fingerprinted as an entry into a scratch bank and as a query against the
+// photos before it. Only as many photos as the run needs (`need` kept ones) are looked
+// at, a batch at a time, so a small run over a large folder stays small.
+std::vector<fs::path> drop_corpus_copies(const std::vector<fs::path>& files, std::size_t need, const BankConfig& cfg,
                                          const FingerprintOptions& entry_fp, const FingerprintOptions& query_fp,
                                          const RobustnessOptions& opt,
                                          std::vector<std::pair<std::string, std::string>>& copies) {
@@ -343,61 +345,65 @@ std::vector<fs::path> drop_corpus_copies(const std::vector<fs::path>& files, con
   FingerprintOptions qfp = query_fp;
   prepare_load(fast, qfp);
   const std::size_t n = files.size();
-  std::vector<std::optional<NewEntry>> entries(n);
-  std::vector<std::optional<Fingerprint>> queries(n);
-  parallel_for("looking for copies inside the corpus", n, opt.jobs, opt, [&](std::size_t i) {
-    try {
-      const LoadedImage img = load_image(files[i], fast);
-      entries[i] = entry_from(fingerprint(img, fast.mode, entry_fp));
-      queries[i] = fingerprint(img, fast.mode, qfp);
-    } catch (const Error&) {
-      // Unreadable: kept here, reported by the run that reads it.
-    }
-  });
   const fs::path path = opt.work_dir / "bench-corpus.db";
-  std::vector<std::int64_t> id_of(n, -1);
+  auto bank = Bank::open(path, OpenMode::Create, cfg);
+  const Matcher matcher(*bank, MatchOptions{});
   std::map<std::int64_t, std::size_t> file_of_id;  // the first file with that entry
-  {
-    auto bank = Bank::open(path, OpenMode::Create, cfg);
-    std::vector<NewEntry> add;
-    std::vector<std::size_t> which;
-    for (std::size_t i = 0; i < n; ++i)
-      if (entries[i]) {
-        add.push_back(std::move(*entries[i]));
-        which.push_back(i);
-      }
-    const AddResult added = bank->add(add);
-    for (std::size_t k = 0; k < which.size(); ++k) {
-      id_of[which[k]] = added.ids[k];
-      file_of_id.emplace(added.ids[k], which[k]);  // keeps the first
-    }
-    // For each photo, the earlier photos it matches.
-    std::vector<std::vector<std::size_t>> earlier(n);
-    const Matcher matcher(*bank, MatchOptions{});
-    parallel_for("matching the corpus against itself", n, opt.jobs, opt, [&](std::size_t i) {
-      if (!queries[i]) return;
-      for (const MatchHit& h : matcher.match(*queries[i]).hits) {
-        const auto it = file_of_id.find(h.entry.id);
-        if (it != file_of_id.end() && it->second < i) earlier[i].push_back(it->second);
+  std::vector<bool> kept;
+  std::size_t nkept = 0;
+  for (std::size_t done = 0; done < n && nkept < need;) {
+    // Enough for what is still missing, plus a margin for copies among them.
+    const std::size_t end = std::min(n, done + (need - nkept) + (need - nkept) / 10 + 8);
+    std::vector<std::optional<NewEntry>> entries(end - done);
+    std::vector<std::optional<Fingerprint>> queries(end - done);
+    parallel_for("looking for copies inside the corpus", end - done, opt.jobs, opt, [&](std::size_t k) {
+      try {
+        const LoadedImage img = load_image(files[done + k], fast);
+        entries[k] = entry_from(fingerprint(img, fast.mode, entry_fp));
+        queries[k] = fingerprint(img, fast.mode, qfp);
+      } catch (const Error&) {
+        // Unreadable: kept here, reported by the run that reads it.
       }
     });
-    std::vector<bool> kept(n, true);
-    for (std::size_t i = 0; i < n; ++i)
-      for (std::size_t j : earlier[i])
+    std::vector<NewEntry> add;
+    std::vector<std::size_t> which;
+    for (std::size_t k = 0; k < entries.size(); ++k)
+      if (entries[k]) {
+        add.push_back(std::move(*entries[k]));
+        which.push_back(done + k);
+      }
+    const AddResult added = bank->add(add);
+    for (std::size_t k = 0; k < which.size(); ++k) file_of_id.emplace(added.ids[k], which[k]);
+    // For each new photo, the earlier photos it matches.
+    std::vector<std::vector<std::size_t>> earlier(end - done);
+    parallel_for("matching the corpus against itself", end - done, opt.jobs, opt, [&](std::size_t k) {
+      if (!queries[k]) return;
+      for (const MatchHit& h : matcher.match(*queries[k]).hits) {
+        const auto it = file_of_id.find(h.entry.id);
+        if (it != file_of_id.end() && it->second < done + k) earlier[k].push_back(it->second);
+      }
+    });
+    for (std::size_t k = 0; k < earlier.size(); ++k) {
+      const std::size_t i = done + k;
+      kept.push_back(true);
+      for (std::size_t j : earlier[k])
         if (kept[j]) {
           kept[i] = false;
           copies.emplace_back(files[i].string(), files[j].string());
           break;
         }
-    std::vector<fs::path> out;
-    for (std::size_t i = 0; i < n; ++i)
-      if (kept[i]) out.push_back(files[i]);
-    bank.reset();
-    std::error_code ec;
-    for (const char* suffix : {"", "-wal", "-shm", ".pdq-index", ".local-index"})
-      fs::remove(fs::path(path.string() + suffix), ec);
-    return out;
+      nkept += kept[i];
+    }
+    done = end;
   }
+  std::vector<fs::path> out;
+  for (std::size_t i = 0; i < kept.size(); ++i)
+    if (kept[i]) out.push_back(files[i]);
+  bank.reset();
+  std::error_code ec;
+  for (const char* suffix : {"", "-wal", "-shm", ".pdq-index", ".local-index"})
+    fs::remove(fs::path(path.string() + suffix), ec);
+  return out;
 }
 
 }  // namespace
@@ -444,7 +450,11 @@ RobustnessReport run_robustness(const RobustnessOptions& opt) {
   std::sort(files.begin(), files.end());
   std::mt19937_64 rng(opt.seed);
   std::shuffle(files.begin(), files.end(), rng);
-  files = drop_corpus_copies(files, bank_cfg, entry_fp, query_fp, opt, rep.corpus_copies);
+  // As many distinct photos as the run uses: the known ones and the distractors asked for.
+  const std::size_t need = opt.distractors >= 0
+                               ? static_cast<std::size_t>(opt.known) + static_cast<std::size_t>(opt.distractors)
+                               : files.size();
+  files = drop_corpus_copies(files, need, bank_cfg, entry_fp, query_fp, opt, rep.corpus_copies);
   if (files.size() < 2) throw Error(ErrorKind::Usage, "", "the corpus needs at least 2 distinct photos");
   const std::size_t nknown = std::min<std::size_t>(static_cast<std::size_t>(opt.known), files.size() - 1);
   std::size_t ndis = files.size() - nknown;
