@@ -157,6 +157,89 @@ TEST_CASE("a 30-byte WebP VP8X header is probed without reading past the file", 
   CHECK_THROWS_AS(decode_image(bytes, "x", {}), Error);
 }
 
+namespace {
+// A little-endian, uncompressed, 8-bit grey TIFF of w x h pixels whose first directory
+// holds `extra` entries (tag, type, value) after the width and height, in that order.
+struct TiffEntry {
+  std::uint16_t tag, type;
+  std::uint32_t value;
+};
+std::vector<std::uint8_t> tiny_tiff(TiffEntry width, TiffEntry height, const std::vector<TiffEntry>& extra = {}) {
+  std::vector<TiffEntry> e = {width, height};
+  e.insert(e.end(), extra.begin(), extra.end());
+  const std::uint32_t pixels = 4 * 3;
+  const auto n = static_cast<std::uint32_t>(e.size() + 6);
+  const std::uint32_t data = 8 + 2 + 12 * n + 4;
+  for (const TiffEntry x : std::vector<TiffEntry>{{258, 3, 8}, {259, 3, 1}, {262, 3, 1}, {273, 4, data},
+                                                  {278, 4, 3}, {279, 4, pixels}})
+    e.push_back(x);
+  std::vector<std::uint8_t> out = {'I', 'I', 42, 0, 8, 0, 0, 0};
+  auto put = [&](std::uint32_t v, int bytes) {
+    for (int i = 0; i < bytes; ++i) out.push_back(static_cast<std::uint8_t>(v >> (8 * i)));
+  };
+  put(n, 2);
+  for (const TiffEntry& x : e) {
+    put(x.tag, 2);
+    put(x.type, 2);
+    put(1, 4);
+    put(x.value, 4);
+  }
+  put(0, 4);  // no next directory
+  for (std::uint32_t i = 0; i < pixels; ++i) out.push_back(static_cast<std::uint8_t>(20 * i));
+  return out;
+}
+}  // namespace
+
+TEST_CASE("a TIFF size given twice or in an odd field type cannot dodge the pixel limit", "[image]") {
+  // Found by fuzz_image (an out-of-memory in CI): ImageWidth 30005 and ImageLength 30000,
+  // then ImageWidth again as 1. libtiff keeps the first, the probe kept the last, and
+  // OpenCV allocated 30005 x 30000 x 3 bytes.
+  const auto file = hwtest::source_dir() / "tests" / "data" / "fuzz" / "tiff-duplicate-width.tif";
+  std::ifstream in(file, std::ios::binary);
+  const std::vector<std::uint8_t> found((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  REQUIRE(found.size() == 119);
+  CHECK(probe_image(found).width == 30005);
+  CHECK(probe_image(found).height == 30000);
+  CHECK(error_kind_of(found) == ErrorKind::TooLarge);
+
+  // A well-formed one decodes, with its size read from SHORT or LONG fields.
+  const auto ok = tiny_tiff({256, 3, 4}, {257, 4, 3});
+  CHECK(probe_image(ok).width == 4);
+  CHECK(probe_image(ok).height == 3);
+  const auto img = decode_image(ok, "x", {});
+  CHECK(img.pixels.cols == 4);
+  CHECK(img.pixels.rows == 3);
+  // A duplicate counts at its largest, in either order.
+  CHECK(error_kind_of(tiny_tiff({256, 4, 30005}, {256, 3, 4}, {{257, 4, 30000}})) == ErrorKind::TooLarge);
+  CHECK(error_kind_of(tiny_tiff({256, 3, 4}, {256, 4, 30005}, {{257, 4, 30000}})) == ErrorKind::TooLarge);
+  // BYTE, SBYTE, SSHORT and SLONG are read too; a negative size or a type the probe
+  // cannot read (RATIONAL, here) is refused before any decoding.
+  CHECK(probe_image(tiny_tiff({256, 1, 4}, {257, 6, 3})).width == 4);
+  CHECK(probe_image(tiny_tiff({256, 8, 30005}, {257, 9, 30000})).height == 30000);
+  CHECK(error_kind_of(tiny_tiff({256, 8, 30005}, {257, 9, 30000})) == ErrorKind::TooLarge);
+  CHECK(error_kind_of(tiny_tiff({256, 9, 0xFFFFFFFFu}, {257, 4, 3})) == ErrorKind::Corrupt);
+  CHECK(error_kind_of(tiny_tiff({256, 5, 4}, {257, 4, 3})) == ErrorKind::Corrupt);
+}
+
+TEST_CASE("an OS/2 BMP header is read with its 16-bit sizes", "[image]") {
+  // BITMAPCOREHEADER: 12 bytes, width and height as 16-bit words at file bytes 18 and 20.
+  std::vector<std::uint8_t> bmp = {'B', 'M', 0, 0, 0, 0, 0, 0, 0, 0, 26, 0, 0, 0,  // file header
+                                   12, 0, 0, 0, 2, 0, 2, 0, 1, 0, 24, 0};          // core header
+  for (int row = 0; row < 2; ++row)
+    for (const std::uint8_t v : {10, 20, 30, 40, 50, 60, 0, 0}) bmp.push_back(v);  // padded to 4
+  const ImageProbe p = probe_image(bmp);
+  CHECK(p.width == 2);
+  CHECK(p.height == 2);
+  const auto img = decode_image(bmp, "x", {});
+  CHECK(img.pixels.cols == 2);
+  CHECK(img.pixels.rows == 2);
+  // 60000 x 60000 in the same 4 bytes is over the limit before any decoding.
+  bmp[18] = bmp[20] = 0x60;
+  bmp[19] = bmp[21] = 0xEA;
+  CHECK(probe_image(bmp).width == 60000);
+  CHECK(error_kind_of(bmp) == ErrorKind::TooLarge);
+}
+
 TEST_CASE("EXIF orientation is applied unless switched off", "[image]") {
   const auto jpeg = with_orientation(encode(gradient(120, 80), ".jpg"), 6);
   LoadOptions opt;

@@ -1,6 +1,7 @@
 #include "image/probe.hpp"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <limits>
 #include <string_view>
@@ -170,6 +171,10 @@ void probe_webp(Bytes b, ImageProbe& p) {
 // TIFF: ImageWidth (256) and ImageLength (257) from the first IFD, the page OpenCV
 // decodes. Without them a few-KB file could declare 30000x30000 pixels, under OpenCV's
 // own limit of 2^30, and have them allocated and inflated before any check of ours.
+// A tag given twice counts at its largest: libtiff keeps the first and ignores later
+// duplicates, and a probe that kept the last let a file declare 30005x30000 and then
+// 1 pixel wide, which OpenCV allocated as 2.7 GB (found by fuzz_image). A size in any
+// field type libtiff accepts for it but this probe cannot read is refused.
 void probe_tiff(Bytes b, ImageProbe& p) {
   const bool le = b[0] == 'I';
   auto u16 = [&](std::size_t off) { return le ? le16(&b[off]) : be16(&b[off]); };
@@ -184,20 +189,47 @@ void probe_tiff(Bytes b, ImageProbe& p) {
     return;
   }
   const std::size_t count = u16(ifd);
+  std::int64_t size[2] = {0, 0};
   for (std::size_t i = 0; i < count; ++i) {
     const std::size_t e = ifd + 2 + 12 * i;
     if (e + 12 > b.size()) break;
     const std::uint32_t tag = u16(e), type = u16(e + 2);
     if (tag != 256 && tag != 257) continue;
-    // SHORT values sit in the first two bytes of the value field, LONG in all four.
-    const std::uint32_t v = type == 3 ? u16(e + 8) : type == 4 ? u32(e + 8) : 0;
-    (tag == 256 ? p.width : p.height) = static_cast<int>(std::min<std::uint32_t>(v, 0x7fffffff));
+    // A single value sits at the start of the value field: BYTE and SBYTE in its first
+    // byte, SHORT and SSHORT in two, LONG and SLONG in all four.
+    std::int64_t v;
+    switch (type) {
+      case 1: v = b[e + 8]; break;
+      case 6: v = static_cast<std::int8_t>(b[e + 8]); break;
+      case 3: v = u16(e + 8); break;
+      case 8: v = static_cast<std::int16_t>(u16(e + 8)); break;
+      case 4: v = u32(e + 8); break;
+      case 9: v = static_cast<std::int32_t>(u32(e + 8)); break;
+      default:
+        p.defect = "corrupt TIFF: the image size has an unsupported field type";
+        return;
+    }
+    if (v < 0) {
+      p.defect = "corrupt TIFF: negative image size";
+      return;
+    }
+    std::int64_t& s = size[tag - 256];
+    s = std::max(s, v);
   }
+  p.width = static_cast<int>(std::min<std::int64_t>(size[0], 0x7fffffff));
+  p.height = static_cast<int>(std::min<std::int64_t>(size[1], 0x7fffffff));
 }
 
 void probe_bmp(Bytes b, ImageProbe& p) {
   if (b.size() < 26) {
     p.defect = "truncated BMP";
+    return;
+  }
+  // An OS/2 BITMAPCOREHEADER (12 bytes) holds 16-bit width and height, as OpenCV reads
+  // it; every other header it accepts, 32-bit ones.
+  if (le32(&b[14]) == 12) {
+    p.width = static_cast<int>(le16(&b[18]));
+    p.height = static_cast<int>(le16(&b[20]));
     return;
   }
   const std::int32_t w = static_cast<std::int32_t>(le32(&b[18]));
