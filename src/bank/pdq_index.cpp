@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <array>
 #include <bit>
+#include <cmath>
 #include <cstring>
 #include <fstream>
 #include <limits>
@@ -77,7 +78,49 @@ class Tombstones {
   std::size_t count_ = 0;
 };
 
-// Shared by both implementations: the bank ids of the rows, removal, and the cache file.
+// Row -> bank id. Bank ids are SQLite rowids, in practice all below 2^32: they are kept
+// in 4 bytes each until one is not, and then in 8 (the whole column widens once).
+class IdColumn {
+ public:
+  std::size_t size() const noexcept { return wide_ ? wide_ids_.size() : narrow_.size(); }
+  bool empty() const noexcept { return size() == 0; }
+  std::int64_t operator[](std::size_t row) const noexcept {
+    return wide_ ? wide_ids_[row] : static_cast<std::int64_t>(narrow_[row]);
+  }
+  void append(std::span<const std::int64_t> ids) {
+    if (!wide_ && std::any_of(ids.begin(), ids.end(), [](std::int64_t id) {
+          return id < 0 || id > static_cast<std::int64_t>(std::numeric_limits<std::uint32_t>::max());
+        })) {
+      wide_ids_.assign(narrow_.begin(), narrow_.end());
+      narrow_.clear();
+      narrow_.shrink_to_fit();
+      wide_ = true;
+    }
+    if (wide_) {
+      wide_ids_.insert(wide_ids_.end(), ids.begin(), ids.end());
+    } else {
+      // Geometric growth for one-at-a-time adds; a first bulk add is sized exactly.
+      const std::size_t need = narrow_.size() + ids.size();
+      if (need > narrow_.capacity()) narrow_.reserve(std::max(need, narrow_.capacity() * 3 / 2));
+      for (const std::int64_t id : ids) narrow_.push_back(static_cast<std::uint32_t>(id));
+    }
+  }
+  void clear() noexcept {
+    narrow_.clear();
+    narrow_.shrink_to_fit();
+    wide_ids_.clear();
+    wide_ids_.shrink_to_fit();
+    wide_ = false;
+  }
+  std::size_t memory_bytes() const noexcept { return narrow_.capacity() * 4 + wide_ids_.capacity() * 8; }
+
+ private:
+  std::vector<std::uint32_t> narrow_;
+  std::vector<std::int64_t> wide_ids_;
+  bool wide_ = false;
+};
+
+// Shared by every implementation: the bank ids of the rows, removal, and the cache file.
 class BinaryIndexBase : public PdqIndex {
  public:
   void add(std::span<const std::int64_t> ids, std::span<const Hash256> hashes) override {
@@ -158,12 +201,11 @@ class BinaryIndexBase : public PdqIndex {
     }
     clear_rows();
     ids_.clear();
-    ids_.shrink_to_fit();
     dead_.clear();
     if (!ids.empty()) add_raw(ids, codes.data());
   }
 
-  std::vector<std::int64_t> ids_;  // row -> bank id
+  IdColumn ids_;  // row -> bank id
   Tombstones dead_;
 };
 
@@ -221,7 +263,7 @@ class FlatPdqIndex final : public BinaryIndexBase {
     if (ids_.size() + ids.size() > std::numeric_limits<std::uint32_t>::max())
       throw Error(ErrorKind::Usage, "", "flat index: more than 2^32 - 1 entries");
     flat_.add(static_cast<faiss_idx>(ids.size()), codes);
-    ids_.insert(ids_.end(), ids.begin(), ids.end());
+    ids_.append(ids);
   }
 
   std::vector<std::vector<IndexHit>> range_search(std::span<const Hash256> queries,
@@ -241,7 +283,7 @@ class FlatPdqIndex final : public BinaryIndexBase {
   }
 
   std::size_t memory_bytes() const override {
-    return sizeof(*this) + flat_.xb.capacity() + ids_.capacity() * sizeof(std::int64_t) +
+    return sizeof(*this) + flat_.xb.capacity() + ids_.memory_bytes() +
            dead_.memory_bytes();
   }
 
@@ -277,7 +319,7 @@ class MultiHashPdqIndex final : public BinaryIndexBase {
     if (ids_.size() + ids.size() > std::numeric_limits<std::uint32_t>::max())
       throw Error(ErrorKind::Usage, "", "multihash index: more than 2^32 - 1 entries");
     codes_.insert(codes_.end(), codes, codes + ids.size() * kCode);
-    ids_.insert(ids_.end(), ids.begin(), ids.end());
+    ids_.append(ids);
     if (ids_.size() - indexed_ > kTailRows + ids_.size() / 256) {
       if (indexed_ == 0) rebuild_lists();
       else fold_tail();
@@ -314,7 +356,7 @@ class MultiHashPdqIndex final : public BinaryIndexBase {
   std::size_t memory_bytes() const override {
     std::size_t lists = 0;
     for (const auto& t : tables_) lists += (t.start.capacity() + t.rows.capacity()) * 4;
-    return sizeof(*this) + codes_.capacity() + ids_.capacity() * sizeof(std::int64_t) + lists +
+    return sizeof(*this) + codes_.capacity() + ids_.memory_bytes() + lists +
            dead_.memory_bytes();
   }
 
@@ -404,13 +446,261 @@ class MultiHashPdqIndex final : public BinaryIndexBase {
   std::size_t indexed_ = 0;  // rows [0, indexed_) are in the tables
 };
 
+// Multi-index hashing with compressed posting lists, for large banks on little memory.
+// 8 sub-hashes of 24 bits (bytes 3h..3h+2, h < 8) cover 192 of the 256 bits. Two hashes
+// d bits apart differ in at most d of those 192, so one sub-hash differs in at most
+// floor(d / 8) bits: probing each with up to 3 flipped bits is exact up to d = 31.
+//
+// A sub-hash's list groups rows by the key's top `dir` bits (a bucket per value, with a
+// bit offset each); inside a bucket, rows ascend and each entry is the key's low bits
+// followed by the gap from the previous row, Rice-coded. That costs about 24 + 1.5 bits
+// per entry and list, so 8 lists take ~26 bytes per entry: with the 32-byte hash and a
+// 4-byte bank id, ~62 bytes in all, against 100 for `multihash`. A search decodes every
+// bucket within the flip budget of the query's top bits and checks the low bits (as a
+// Hamming distance against what is left of the budget) before fetching a candidate's hash.
+//
+// Rows added since the last build (the tail) are scanned linearly; the lists are rebuilt
+// from all rows once the tail outgrows kTailRows + size/64.
+class CompactPdqIndex final : public BinaryIndexBase {
+ public:
+  std::string type() const override { return "compact"; }
+
+  void add_raw(std::span<const std::int64_t> ids, const std::uint8_t* codes) override {
+    if (ids_.size() + ids.size() > std::numeric_limits<std::uint32_t>::max())
+      throw Error(ErrorKind::Usage, "", "compact index: more than 2^32 - 1 entries");
+    const std::size_t need = codes_.size() + ids.size() * kCode;
+    if (need > codes_.capacity()) codes_.reserve(std::max(need, codes_.capacity() * 3 / 2));
+    codes_.insert(codes_.end(), codes, codes + ids.size() * kCode);
+    ids_.append(ids);
+    if (ids_.size() - indexed_ > kTailRows + ids_.size() / 64) rebuild();
+  }
+
+  std::vector<std::vector<IndexHit>> range_search(std::span<const Hash256> queries,
+                                                  int max_distance) const override {
+    std::vector<std::vector<IndexHit>> out(queries.size());
+    if (queries.empty() || ids_.empty() || max_distance < 0) return out;
+    const int flips = max_distance / kSubHashes8;
+    const std::uint8_t* codes = codes_.data();
+    std::vector<std::uint32_t> candidates;
+    std::vector<std::pair<std::uint32_t, int>> found;  // (row, distance)
+    for (std::size_t qi = 0; qi < queries.size(); ++qi) {
+      const std::uint8_t* q = queries[qi].bytes.data();
+      found.clear();
+      if (flips > kMaxFlips8 || indexed_ == 0) {
+        check_range(q, codes, 0, ids_.size(), max_distance, found);
+      } else {
+        candidates.clear();
+        for (int h = 0; h < kSubHashes8; ++h) probe(lists_[static_cast<std::size_t>(h)], key24(q, h), flips, candidates);
+        check_rows(q, codes, candidates.data(), candidates.size(), max_distance, found);
+        check_range(q, codes, indexed_, ids_.size(), max_distance, found);
+        std::sort(found.begin(), found.end());
+        found.erase(std::unique(found.begin(), found.end()), found.end());
+      }
+      auto& hits = out[qi];
+      for (const auto& [row, d] : found)
+        if (!dead_.dead(row)) hits.push_back({ids_[row], d});
+      sort_hits(hits);
+    }
+    return out;
+  }
+
+  std::size_t memory_bytes() const override {
+    std::size_t lists = 0;
+    for (const auto& l : lists_) lists += l.base.capacity() * 8 + l.rel.capacity() * 4 + l.bits.capacity() * 8;
+    return sizeof(*this) + codes_.capacity() + ids_.memory_bytes() + lists + dead_.memory_bytes();
+  }
+
+ protected:
+  const std::uint8_t* codes_data() const override { return codes_.data(); }
+  void clear_rows() override {
+    codes_.clear();
+    codes_.shrink_to_fit();
+    for (auto& l : lists_) l = List{};
+    indexed_ = 0;
+  }
+
+ private:
+  static constexpr int kSubHashes8 = 8;
+  static constexpr int kKeyBits = 24;
+  static constexpr int kMaxFlips8 = 3;  // exact up to d = 31; beyond, a scan
+  static constexpr std::size_t kTailRows = 1024;
+  static constexpr int kBlockShift = 8;  // buckets per 64-bit base offset: 256
+  static constexpr std::uint32_t kEscape = 32;  // a Rice quotient this large is sent raw
+
+  struct List {
+    int dir = 0, low = 0, k = 0;       // top bits (bucket), low bits stored, Rice parameter
+    std::vector<std::uint64_t> base;   // bit offset of every 256th bucket
+    std::vector<std::uint32_t> rel;    // 2^dir + 1 bucket offsets, relative to their base
+    std::vector<std::uint64_t> bits;   // the entries, LSB first, plus one zero word
+    std::uint64_t begin(std::uint32_t b) const noexcept { return base[b >> kBlockShift] + rel[b]; }
+  };
+
+  static std::uint32_t key24(const std::uint8_t* code, int h) noexcept {
+    const std::uint8_t* c = code + 3 * h;
+    return static_cast<std::uint32_t>(c[0] | c[1] << 8 | c[2] << 16);
+  }
+
+  // 64 bits of the stream from bit `pos` (the stream ends with a zero word).
+  static std::uint64_t peek(const std::uint64_t* w, std::uint64_t pos) noexcept {
+    const std::size_t i = pos >> 6;
+    const unsigned off = pos & 63;
+    const std::uint64_t v = w[i] >> off;
+    return off == 0 ? v : v | w[i + 1] << (64 - off);
+  }
+
+  // Bits one entry takes: its low key bits, then the gap's Rice code.
+  static std::uint64_t entry_bits(const List& l, std::uint32_t gap) noexcept {
+    const std::uint32_t q = gap >> l.k;
+    return static_cast<std::uint64_t>(l.low) + (q < kEscape ? q + 1 + l.k : kEscape + 32);
+  }
+
+  static void put(std::vector<std::uint64_t>& w, std::uint64_t& pos, std::uint64_t v, int n) noexcept {
+    if (n == 0) return;
+    const std::size_t i = pos >> 6;
+    const unsigned off = pos & 63;
+    w[i] |= v << off;
+    if (off + static_cast<unsigned>(n) > 64) w[i + 1] |= v >> (64 - off);
+    pos += static_cast<std::uint64_t>(n);
+  }
+
+  void rebuild() {
+    const std::size_t n = ids_.size();
+    // Buckets of 24 to 48 rows on average: enough bits on top to keep them short, not so
+    // many that the offsets cost more than the entries.
+    int dir = 8;
+    while (dir < 20 && (n >> (dir + 1)) >= 24) ++dir;
+    std::vector<std::uint32_t> order(n), start((std::size_t{1} << dir) + 1);
+    for (int h = 0; h < kSubHashes8; ++h) {
+      List l;
+      l.dir = dir;
+      l.low = kKeyBits - dir;
+      const std::uint32_t buckets = std::uint32_t{1} << dir;
+      const std::uint32_t low_mask = (std::uint32_t{1} << l.low) - 1;
+      // Counting sort by bucket; rows stay ascending inside one.
+      std::fill(start.begin(), start.end(), 0);
+      for (std::size_t row = 0; row < n; ++row) ++start[(key24(&codes_[row * kCode], h) >> l.low) + 1];
+      for (std::uint32_t b = 0; b < buckets; ++b) start[b + 1] += start[b];
+      {
+        std::vector<std::uint32_t> fill(start.begin(), start.end() - 1);
+        for (std::size_t row = 0; row < n; ++row)
+          order[fill[key24(&codes_[row * kCode], h) >> l.low]++] = static_cast<std::uint32_t>(row);
+      }
+      // The Rice parameter from the mean gap: about log2(mean * ln 2) for geometric gaps.
+      std::uint64_t gap_sum = 0;
+      for (std::uint32_t b = 0; b < buckets; ++b) {
+        std::int64_t prev = -1;
+        for (std::uint32_t i = start[b]; i < start[b + 1]; ++i) {
+          gap_sum += static_cast<std::uint64_t>(order[i] - prev - 1);
+          prev = order[i];
+        }
+      }
+      const double mean = n > 0 ? static_cast<double>(gap_sum) / static_cast<double>(n) : 0;
+      l.k = 0;
+      while (l.k < 30 && std::ldexp(1.0, l.k + 1) <= mean * 0.69) ++l.k;
+      // Offsets, then the entries.
+      l.base.assign((buckets >> kBlockShift) + 1, 0);
+      l.rel.assign(std::size_t{buckets} + 1, 0);
+      std::uint64_t pos = 0;
+      for (std::uint32_t b = 0; b <= buckets; ++b) {
+        if ((b & ((1u << kBlockShift) - 1)) == 0) l.base[b >> kBlockShift] = pos;
+        const std::uint64_t rel = pos - l.base[b >> kBlockShift];
+        if (rel > std::numeric_limits<std::uint32_t>::max())
+          throw Error(ErrorKind::Usage, "", "compact index: a bucket group exceeds 2^32 bits (use multihash)");
+        l.rel[b] = static_cast<std::uint32_t>(rel);
+        if (b == buckets) break;
+        std::int64_t prev = -1;
+        for (std::uint32_t i = start[b]; i < start[b + 1]; ++i) {
+          pos += entry_bits(l, static_cast<std::uint32_t>(order[i] - prev - 1));
+          prev = order[i];
+        }
+      }
+      l.bits.assign(static_cast<std::size_t>(pos / 64) + 2, 0);
+      pos = 0;
+      for (std::uint32_t b = 0; b < buckets; ++b) {
+        std::int64_t prev = -1;
+        for (std::uint32_t i = start[b]; i < start[b + 1]; ++i) {
+          const std::uint32_t row = order[i];
+          const auto gap = static_cast<std::uint32_t>(row - prev - 1);
+          prev = row;
+          put(l.bits, pos, key24(&codes_[std::size_t{row} * kCode], h) & low_mask, l.low);
+          const std::uint32_t q = gap >> l.k;
+          if (q < kEscape) {
+            put(l.bits, pos, (std::uint64_t{1} << q) - 1, static_cast<int>(q) + 1);  // q ones, a zero
+            put(l.bits, pos, gap & ((std::uint64_t{1} << l.k) - 1), l.k);
+          } else {
+            put(l.bits, pos, (std::uint64_t{1} << kEscape) - 1, kEscape);
+            put(l.bits, pos, gap, 32);
+          }
+        }
+      }
+      lists_[static_cast<std::size_t>(h)] = std::move(l);
+    }
+    indexed_ = n;
+  }
+
+  // Every row of bucket b whose low key bits are within `budget` bits of `low`.
+  static void scan(const List& l, std::uint32_t b, std::uint32_t low, int budget,
+                   std::vector<std::uint32_t>& out) {
+    std::uint64_t pos = l.begin(b);
+    const std::uint64_t end = l.begin(b + 1);
+    const std::uint64_t* w = l.bits.data();
+    const std::uint64_t low_mask = (std::uint64_t{1} << l.low) - 1, k_mask = (std::uint64_t{1} << l.k) - 1;
+    std::int64_t prev = -1;
+    while (pos < end) {
+      const std::uint64_t v = peek(w, pos);
+      const auto key = static_cast<std::uint32_t>(v & low_mask);
+      const std::uint64_t r = v >> l.low;
+      const int q = std::countr_one(r);
+      std::uint64_t gap;
+      if (q < static_cast<int>(kEscape) && l.low + q + 1 + l.k <= 64) {
+        gap = static_cast<std::uint64_t>(q) << l.k | ((r >> (q + 1)) & k_mask);
+        pos += static_cast<std::uint64_t>(l.low + q + 1 + l.k);
+      } else if (q < static_cast<int>(kEscape)) {
+        pos += static_cast<std::uint64_t>(l.low + q + 1);
+        gap = static_cast<std::uint64_t>(q) << l.k | (peek(w, pos) & k_mask);
+        pos += static_cast<std::uint64_t>(l.k);
+      } else {
+        pos += l.low + kEscape;
+        gap = peek(w, pos) & 0xffffffffu;
+        pos += 32;
+      }
+      prev += static_cast<std::int64_t>(gap) + 1;
+      if (std::popcount(key ^ low) <= budget) out.push_back(static_cast<std::uint32_t>(prev));
+    }
+  }
+
+  // Rows whose sub-hash is within `flips` bits of `key`: buckets within f <= flips bits of
+  // the key's top bits, each with a budget of flips - f bits for the low ones.
+  static void probe(const List& l, std::uint32_t key, int flips, std::vector<std::uint32_t>& out) {
+    const std::uint32_t top = key >> l.low, low = key & ((std::uint32_t{1} << l.low) - 1);
+    scan(l, top, low, flips, out);
+    if (flips < 1) return;
+    for (int i = 0; i < l.dir; ++i) {
+      const std::uint32_t a = top ^ (1u << i);
+      scan(l, a, low, flips - 1, out);
+      if (flips < 2) continue;
+      for (int j = i + 1; j < l.dir; ++j) {
+        const std::uint32_t b = a ^ (1u << j);
+        scan(l, b, low, flips - 2, out);
+        if (flips < 3) continue;
+        for (int m = j + 1; m < l.dir; ++m) scan(l, b ^ (1u << m), low, flips - 3, out);
+      }
+    }
+  }
+
+  std::vector<std::uint8_t> codes_;  // row after row, 32 bytes each
+  std::array<List, kSubHashes8> lists_;
+  std::size_t indexed_ = 0;  // rows [0, indexed_) are in the lists
+};
+
 }  // namespace
 
 std::unique_ptr<PdqIndex> make_pdq_index(std::string_view type) {
   if (type == "flat") return std::make_unique<FlatPdqIndex>();
   if (type == "multihash") return std::make_unique<MultiHashPdqIndex>();
+  if (type == "compact") return std::make_unique<CompactPdqIndex>();
   throw Error(ErrorKind::Usage, "",
-              "unknown PDQ index type '" + std::string(type) + "' (expected flat or multihash)");
+              "unknown PDQ index type '" + std::string(type) + "' (expected flat, multihash or compact)");
 }
 
 std::unique_ptr<PdqIndex> load_pdq_index(const std::filesystem::path& file,
@@ -447,7 +737,7 @@ std::unique_ptr<PdqIndex> load_pdq_index(const std::filesystem::path& file,
     // Everything left but the checksum is ids and hashes: the count must fit exactly.
     const std::uint64_t body = size - pos - 8;
     if (count > body / (8 + kCode) || count * (8 + kCode) != body) return nullptr;
-    if (type != "flat" && type != "multihash") return nullptr;
+    if (type != "flat" && type != "multihash" && type != "compact") return nullptr;
 
     const auto n = static_cast<std::size_t>(count);
     std::vector<std::int64_t> ids(n);

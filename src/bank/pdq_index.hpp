@@ -20,11 +20,12 @@ struct IndexHit {
   int distance;     // Hamming distance
 };
 
-// One interface, several implementations (FAISS IndexBinaryFlat; multi-index hashing).
+// One interface, several implementations (FAISS IndexBinaryFlat; multi-index hashing with
+// plain or compressed posting lists).
 class PdqIndex {
  public:
   virtual ~PdqIndex() = default;
-  // The configuration string that rebuilds this index: "flat" or "multihash".
+  // The configuration string that rebuilds this index: "flat", "multihash" or "compact".
   virtual std::string type() const = 0;
   virtual void add(std::span<const std::int64_t> ids, std::span<const Hash256> hashes) = 0;
   // Removes every row holding one of these bank ids; returns how many rows went. Rows are
@@ -33,8 +34,9 @@ class PdqIndex {
   // Live rows.
   virtual std::size_t size() const = 0;
   // For each query, every indexed entry within max_distance (inclusive), nearest first.
-  // Exact for every implementation: MultiHash parameters guarantee no miss up to
-  // max_distance <= 31 (pigeonhole over its sub-hashes); larger radii fall back to a scan.
+  // Exact for every implementation: the multi-index ones probe with as many flips as
+  // pigeonhole over their sub-hashes needs (multihash up to max_distance 47, compact up
+  // to 31) and fall back to a scan for larger radii.
   virtual std::vector<std::vector<IndexHit>> range_search(std::span<const Hash256> queries,
                                                           int max_distance) const = 0;
   // Approximate memory held by the index, in bytes.
@@ -48,7 +50,7 @@ class PdqIndex {
   virtual void save(const std::filesystem::path& file, std::uint64_t generation) const = 0;
 };
 
-// "flat", "multihash" (throws Error{Usage} otherwise).
+// "flat", "multihash", "compact" (throws Error{Usage} otherwise).
 std::unique_ptr<PdqIndex> make_pdq_index(std::string_view type);
 // Loads a cache file; returns nullptr when missing, unreadable or not of this format.
 // On success, *generation receives the bank generation it was saved at.
