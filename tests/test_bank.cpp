@@ -584,6 +584,46 @@ TEST_CASE("an auto bank switches to multihash once it is large enough", "[bank]"
   }
 }
 
+TEST_CASE("a compact-index bank searches adds removes and reopens like the others", "[bank]") {
+  hwtest::TempDir dir;
+  const auto path = dir / "bank.db";
+  BankConfig cfg;
+  cfg.index_type = "compact";
+  std::mt19937_64 rng(41);
+  std::vector<Hash256> h;
+  std::vector<NewEntry> batch, more;
+  for (int i = 0; i < 4000; ++i) {
+    h.push_back(random_hash(rng));
+    (i < 3000 ? batch : more).push_back(indexed(i, h.back()));
+  }
+  std::vector<std::int64_t> ids;
+  {
+    auto bank = Bank::open(path, OpenMode::Create, cfg);
+    ids = bank->add(batch).ids;
+    const auto added = bank->add(more).ids;
+    ids.insert(ids.end(), added.begin(), added.end());
+    CHECK(bank->stats().index_type == "compact");
+    for (const std::size_t i : {std::size_t{0}, std::size_t{2999}, std::size_t{3000}, std::size_t{3999}})
+      CHECK(found_ids(*bank, flip_bits(h[i], 20), 31) == std::set{ids[i]});
+    const std::int64_t drop[] = {ids[5]};
+    CHECK(bank->remove_ids(drop) == 1);
+    CHECK(found_ids(*bank, h[5], 0).empty());
+    CHECK(bank->check().ok);
+  }
+  // From the index cache, then from the records alone.
+  for (int pass = 0; pass < 2; ++pass) {
+    INFO("pass " << pass);
+    auto bank = Bank::open(path, OpenMode::ReadOnly);
+    CHECK(bank->stats().index_type == "compact");
+    CHECK(found_ids(*bank, flip_bits(h[1234], 31), 31) == std::set{ids[1234]});
+    CHECK(found_ids(*bank, h[5], 0).empty());
+    CHECK(bank->check().ok);
+    bank.reset();
+    for (const auto& f : std::filesystem::directory_iterator(dir.path()))
+      if (f.path().string().find("index") != std::string::npos) std::filesystem::remove(f.path());
+  }
+}
+
 TEST_CASE("removals on a multihash bank stay correct in this and in other connections",
           "[bank]") {
   hwtest::TempDir dir;

@@ -231,7 +231,7 @@ TEST_CASE("a tiny speed run finds every planted near-duplicate", "[bench]") {
   CHECK(r.hashing[0].files == 2);
   CHECK(r.hashing[0].total_ms > 0);
   CHECK(r.hashing[0].images_per_s_all > 0);
-  REQUIRE(r.indexes.size() == 4);  // 2 sizes x flat, multihash
+  REQUIRE(r.indexes.size() == 6);  // 2 sizes x flat, multihash, compact
   for (const auto& t : r.indexes) {
     INFO(t.type << " " << t.size << " " << t.skipped);
     REQUIRE(t.skipped.empty());
@@ -252,8 +252,9 @@ TEST_CASE("a tiny speed run finds every planted near-duplicate", "[bench]") {
   CHECK(r.banks[0].planted_found == r.banks[0].planted);
   CHECK(r.banks[0].import_hashes_per_s > 0);
   const auto j = speed_json(r);
-  CHECK(j["indexes"].size() == 4);
+  CHECK(j["indexes"].size() == 6);
   CHECK(speed_markdown(r).find("| 10k | multihash |") != std::string::npos);
+  CHECK(speed_markdown(r).find("| 10k | compact |") != std::string::npos);
   CHECK(fs::is_empty(tmp.path()));
 }
 

@@ -136,7 +136,9 @@ std::optional<std::uint64_t> parse_uint(std::string_view s) {
   return v;
 }
 
-bool valid_index_type(std::string_view t) { return t == "auto" || t == "flat" || t == "multihash"; }
+bool valid_index_type(std::string_view t) {
+  return t == "auto" || t == "flat" || t == "multihash" || t == "compact";
+}
 
 std::string lower(std::string s) {
   for (char& c : s)

@@ -42,7 +42,7 @@ struct Entry : NewEntry {
 struct BankConfig {
   int pdq_threshold = 31;  // Meta's recommended PDQ match distance
   int min_quality = 50;    // PDQ: quality below 50 is not trusted (Meta's pdq README)
-  std::string index_type = "auto";  // "auto", "flat" or "multihash"
+  std::string index_type = "auto";  // "auto", "flat", "multihash" or "compact"
   // "auto" switches to multihash from here: at 10k entries an 8-hash query costs 0.17 ms
   // flat vs 0.012 ms multihash, at 100k 1.8 ms vs 0.08 ms (docs/BENCHMARKS.md), while
   // multihash's fixed 4 MB of key offsets is 400 B per entry at 10k (flat: 40 B).

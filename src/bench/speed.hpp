@@ -27,7 +27,7 @@ struct HashSet {
 struct SpeedOptions {
   std::vector<HashSet> hash_sets;
   std::vector<std::int64_t> sizes = {10'000, 100'000, 1'000'000};
-  std::vector<std::string> index_types = {"flat", "multihash"};
+  std::vector<std::string> index_types = {"flat", "multihash", "compact"};
   int queries = 500;   // latency samples per (size, index type), fewer if time runs out
   double max_seconds_per_case = 15;
   int batch = 100;     // queries per batched call

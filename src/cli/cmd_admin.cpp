@@ -154,10 +154,12 @@ void register_admin(CLI::App& app, int& exit_code) {
         ->capture_default_str()
         ->check(CLI::Range(0, 100));
     cmd->add_option("--index", a->config.index_type,
-                    "PDQ search index: flat (exact scan), multihash (exact up to distance 31, "
-                    "sub-linear), auto (flat below --multihash-from entries)")
+                    "PDQ search index: flat (exact scan, 36 B/entry), multihash (exact, "
+                    "sub-linear, fastest, ~100 B/entry), compact (exact, sub-linear, ~62 B/entry: "
+                    "the large-bank choice on little memory), auto (flat below --multihash-from "
+                    "entries, multihash from there)")
         ->capture_default_str()
-        ->check(CLI::IsMember({"auto", "flat", "multihash"}));
+        ->check(CLI::IsMember({"auto", "flat", "multihash", "compact"}));
     cmd->add_option("--multihash-from", a->config.multihash_min_entries, "With --index auto: entries from which multihash is used")
         ->capture_default_str();
     cmd->add_option("--signals", a->signals, std::string("Signals the bank's entries carry (default: ") + kDefaultSignals + ")");

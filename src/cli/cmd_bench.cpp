@@ -216,7 +216,7 @@ int run_robustness_cmd(const RobustArgs& a) {
 struct SpeedArgs {
   std::vector<std::string> corpus;
   std::string sizes = "10k,100k,1M";
-  std::string index_types = "flat,multihash";
+  std::string index_types = "flat,multihash,compact";
   int queries = 500;
   std::int64_t sqlite_max = 100'000;
   double max_seconds = 15;
