@@ -624,6 +624,42 @@ TEST_CASE("a compact-index bank searches adds removes and reopens like the other
   }
 }
 
+TEST_CASE("set_index records the new index type and rebuilds the index", "[bank]") {
+  hwtest::TempDir dir;
+  const auto path = dir / "bank.db";
+  std::mt19937_64 rng(43);
+  std::vector<Hash256> h;
+  std::vector<NewEntry> batch;
+  for (int i = 0; i < 1500; ++i) {
+    h.push_back(random_hash(rng));
+    batch.push_back(indexed(i, h.back()));
+  }
+  std::vector<std::int64_t> ids;
+  {
+    auto bank = Bank::open(path, OpenMode::Create);
+    ids = bank->add(batch).ids;
+    CHECK(bank->stats().index_type == "flat");
+    for (const std::string type : {"compact", "multihash", "flat"}) {
+      INFO(type);
+      bank->set_index(type);
+      CHECK(bank->config().index_type == type);
+      CHECK(bank->stats().index_type == type);
+      CHECK(found_ids(*bank, flip_bits(h[700], 25), 31) == std::set{ids[700]});
+      CHECK(bank->check().ok);
+    }
+    bank->set_index("auto", 1000);
+    CHECK(bank->stats().index_type == "multihash");
+    CHECK_THROWS_AS(bank->set_index("hnsw"), Error);
+    CHECK_THROWS_AS(bank->set_index("auto", -1), Error);
+    CHECK(bank->config().index_type == "auto");
+  }
+  auto reopened = Bank::open(path, OpenMode::ReadOnly);
+  CHECK(reopened->config().index_type == "auto");
+  CHECK(reopened->config().multihash_min_entries == 1000);
+  CHECK(reopened->stats().index_type == "multihash");
+  CHECK_THROWS_AS(reopened->set_index("flat"), Error);  // read-only
+}
+
 TEST_CASE("removals on a multihash bank stay correct in this and in other connections",
           "[bank]") {
   hwtest::TempDir dir;

@@ -59,7 +59,7 @@ TEST_CASE("every command answers --help with examples and exit codes", "[cli]") 
   auto top = run_hashwall("--help");
   CHECK(top.exit_code == 0);
   CHECK(top.out.find("Exit codes") != std::string::npos);
-  for (const std::string cmd : {"hash", "index", "query", "scan", "import", "export", "stats", "remove", "check", "init", "serve",
+  for (const std::string cmd : {"hash", "index", "query", "scan", "import", "export", "stats", "remove", "reindex", "check", "init", "serve",
                                 "bench", "bench robustness", "bench speed"}) {
     INFO(cmd);
     auto r = run_hashwall(cmd + " --help");
@@ -250,6 +250,41 @@ TEST_CASE("remove by label makes entries unmatchable and stats and check report 
   REQUIRE(run_hashwall("remove --bank " + q(bank) + " --label one").exit_code == 0);
   CHECK(run_hashwall("query " + q(photo) + " --bank " + q(bank)).exit_code == 0);
   CHECK(json::parse(run_hashwall("stats --bank " + q(bank) + " --json").out)["entries"].get<int>() == 0);
+}
+
+TEST_CASE("reindex changes the index type a bank records and what it finds stays the same", "[cli]") {
+  const auto samples = hwtest::source_dir() / "samples" / "bank";
+  // A 40 % resize: found through the PDQ index (22 bits away), not by its SHA-256.
+  const auto photo = hwtest::source_dir() / "samples" / "uploads" / "lomiri_Bridge_by_Sander_Klootwijk--resized40.jpg";
+  TempDir tmp;
+  const auto bank = tmp / "a.db";
+  REQUIRE(run_hashwall("index " + q(samples) + " --bank " + q(bank) + " --signals pdq -q").exit_code == 0);
+  const auto before = run_hashwall("query " + q(photo) + " --bank " + q(bank) + " --json");
+  REQUIRE(before.exit_code == 1);
+  REQUIRE(json::parse(before.out)["matches"].at(0)["signal"] == "pdq");
+  auto r = run_hashwall("reindex --bank " + q(bank) + " --index compact --json");
+  REQUIRE(r.exit_code == 0);
+  const auto j = json::parse(r.out);
+  CHECK(j["index_type"] == "compact");
+  CHECK(j["previous_index_config"] == "auto");
+  CHECK(j["entries"].get<int>() == static_cast<int>(photos_in(samples).size()));
+  // Recorded in the bank: a later open uses it.
+  const auto st = json::parse(run_hashwall("stats --bank " + q(bank) + " --json").out);
+  CHECK(st["index_type"] == "compact");
+  CHECK(st["index_config"] == "compact");
+  const auto after = run_hashwall("query " + q(photo) + " --bank " + q(bank) + " --json");
+  CHECK(after.exit_code == 1);
+  CHECK(json::parse(after.out)["matches"] == json::parse(before.out)["matches"]);
+  CHECK(run_hashwall("check --bank " + q(bank)).exit_code == 0);
+  // Back to auto with a threshold of 0 entries: multihash.
+  r = run_hashwall("reindex --bank " + q(bank) + " --index auto --multihash-from 0 --json");
+  REQUIRE(r.exit_code == 0);
+  CHECK(json::parse(r.out)["index_type"] == "multihash");
+  // Bad usage and a missing bank are errors, and change nothing.
+  CHECK(run_hashwall("reindex --bank " + q(bank) + " --index hnsw").exit_code == 2);
+  CHECK(run_hashwall("reindex --bank " + q(tmp / "missing.db") + " --index flat").exit_code == 2);
+  CHECK_FALSE(fs::exists(tmp / "missing.db"));
+  CHECK(json::parse(run_hashwall("stats --bank " + q(bank) + " --json").out)["index_type"] == "multihash");
 }
 
 TEST_CASE("a bank survives kill -9 during index and the rerun completes it", "[cli][shared]") {

@@ -717,7 +717,7 @@ std::unique_ptr<Bank> Bank::open(const fs::path& path_in, OpenMode mode_in,
       throw Error(ErrorKind::Usage, "", "minimum quality must be within 0..100");
     if (!valid_index_type(c.index_type))
       throw Error(ErrorKind::Usage, "",
-                  "index type must be auto, flat or multihash, not '" + c.index_type + "'");
+                  "index type must be auto, flat, multihash or compact, not '" + c.index_type + "'");
     if (c.multihash_min_entries < 0)
       throw Error(ErrorKind::Usage, "", "multihash_min_entries must not be negative");
     if (const auto why = validate_signals(c.signals); !why.empty()) throw Error(ErrorKind::Usage, "", why);
@@ -965,6 +965,25 @@ std::int64_t Bank::remove_ids(std::span<const std::int64_t> ids) {
     }
     return gone;
   });
+}
+
+void Bank::set_index(const std::string& type, std::optional<std::int64_t> multihash_min_entries) {
+  auto& m = *impl_;
+  m.require_writable();
+  if (!valid_index_type(type))
+    throw Error(ErrorKind::Usage, "", "index type must be auto, flat, multihash or compact, not '" + type + "'");
+  if (multihash_min_entries && *multihash_min_entries < 0)
+    throw Error(ErrorKind::Usage, "", "multihash_min_entries must not be negative");
+  std::lock_guard lock(m.db_mu);
+  {
+    Transaction tx(m.conn, "BEGIN IMMEDIATE");
+    m.set_meta("index_type", type);
+    if (multihash_min_entries) m.set_meta("multihash_min_entries", std::to_string(*multihash_min_entries));
+    tx.commit();
+  }
+  m.config.index_type = type;
+  if (multihash_min_entries) m.config.multihash_min_entries = *multihash_min_entries;
+  m.rebuild_index();  // marks the cache out of date: written at flush_index() or close
 }
 
 std::int64_t Bank::remove_label(const std::string& label) {
@@ -1242,7 +1261,7 @@ CheckReport Bank::check() const {
   meta_int("min_quality", 0, 100);
   meta_int("multihash_min_entries", 0, INT64_MAX);
   if (const auto t = m.meta("index_type"); !t || !valid_index_type(*t))
-    P.push_back("meta 'index_type' is missing or not auto/flat/multihash");
+    P.push_back("meta 'index_type' is missing or not auto/flat/multihash/compact");
   if (const auto sg = m.meta("signals"); !sg || sg->find("pdq") == std::string::npos)
     P.push_back("meta 'signals' is missing or does not list pdq");
   const auto gen_text = m.meta("generation");

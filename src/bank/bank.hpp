@@ -130,6 +130,12 @@ class Bank {
   std::int64_t remove_ids(std::span<const std::int64_t> ids);
   std::int64_t remove_label(const std::string& label);
   std::int64_t remove_sha256(const std::string& sha256_hex);
+  // Changes the PDQ search index ("auto", "flat", "multihash" or "compact", and with
+  // "auto" the entry count from which multihash is used, when given), records it in the
+  // bank and rebuilds the index from the records, which stay untouched. Other
+  // connections keep their index until they reopen. Not to be called while other threads
+  // use this Bank object (config() returns a reference).
+  void set_index(const std::string& type, std::optional<std::int64_t> multihash_min_entries = std::nullopt);
 
   std::optional<Entry> get(std::int64_t id) const;
   std::optional<Entry> find_sha256(const std::string& sha256_hex) const;

@@ -1,4 +1,5 @@
-// hashwall stats / remove / check.
+// hashwall init / stats / remove / reindex / check.
+#include <chrono>
 #include <cstdio>
 #include <iostream>
 
@@ -16,6 +17,7 @@ struct AdminArgs {
   BankConfig config;
   std::string signals, model;
   std::optional<int> min_inliers;
+  std::optional<std::int64_t> multihash_from;
   bool json_out = false;
   std::vector<std::int64_t> ids;
   std::vector<std::string> labels;
@@ -128,6 +130,36 @@ int run_remove(const AdminArgs& a) {
   return kExitOk;
 }
 
+int run_reindex(const AdminArgs& a) {
+  auto bank = Bank::open(a.bank, OpenMode::ReadWrite);
+  const std::string was = bank->stats().index_type, was_config = bank->config().index_type;
+  const auto t0 = std::chrono::steady_clock::now();
+  bank->set_index(a.config.index_type, a.multihash_from);
+  bank->flush_index();
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const BankStats s = bank->stats();
+  const double per = s.entries ? static_cast<double>(s.index_memory_bytes) / static_cast<double>(s.entries) : 0.0;
+  if (a.json_out) {
+    std::cout << dump_json(json{{"bank", a.bank},
+                                {"index_config", bank->config().index_type},
+                                {"index_type", s.index_type},
+                                {"previous_index_config", was_config},
+                                {"previous_index_type", was},
+                                {"multihash_min_entries", bank->config().multihash_min_entries},
+                                {"entries", s.entries},
+                                {"seconds", secs},
+                                {"index_memory_bytes", s.index_memory_bytes},
+                                {"memory_bytes_per_entry", per}},
+                           2)
+              << '\n';
+  } else {
+    std::fprintf(stderr, "%s: PDQ index %s (config %s; was %s, config %s), %lld entries, built in %.2f s, %.1f bytes/entry in memory\n",
+                 a.bank.c_str(), s.index_type.c_str(), bank->config().index_type.c_str(), was.c_str(), was_config.c_str(),
+                 static_cast<long long>(s.entries), secs, per);
+  }
+  return kExitOk;
+}
+
 int run_check(const AdminArgs& a) {
   const auto bank = Bank::open(a.bank, OpenMode::ReadOnly);
   const CheckReport r = bank->check();
@@ -194,6 +226,27 @@ void register_admin(CLI::App& app, int& exit_code) {
         "Examples:\n  hashwall remove --bank cases.db --id 12 --id 13\n"
         "  hashwall remove --bank cases.db --label case-17\n\nExit codes: 0 done (even if nothing matched), 2 error.");
     cmd->callback([a, &exit_code] { exit_code = run_remove(*a); });
+  }
+  {
+    auto a = std::make_shared<AdminArgs>();
+    auto* cmd = app.add_subcommand("reindex", "Change a bank's PDQ search index type and rebuild it (records untouched)");
+    cmd->add_option("-b,--bank", a->bank, "Bank file")->required()->envname("HASHWALL_BANK");
+    cmd->add_option("--index", a->config.index_type,
+                    "flat, multihash, compact or auto (see 'hashwall init --help' for what each costs)")
+        ->required()
+        ->check(CLI::IsMember({"auto", "flat", "multihash", "compact"}));
+    cmd->add_option("--multihash-from", a->multihash_from,
+                    "With --index auto: entries from which multihash is used (default: keep the bank's)")
+        ->check(CLI::NonNegativeNumber);
+    cmd->add_flag("--json", a->json_out, "Print the result as JSON");
+    cmd->footer(
+        "The PDQ index is derived from the records: changing it changes what a search costs in\n"
+        "time and memory, never what it finds (every type is exact). The choice is recorded in\n"
+        "the bank, and the index cache next to it is rewritten. Open connections (a running\n"
+        "'serve') keep their index until they reopen the bank.\n\n"
+        "Example:\n  hashwall reindex --bank big.db --index compact   # ~62 instead of ~100 bytes/entry\n\n"
+        "Exit codes: 0 done, 2 error (e.g. the bank is missing or read-only).");
+    cmd->callback([a, &exit_code] { exit_code = run_reindex(*a); });
   }
   {
     auto a = std::make_shared<AdminArgs>();
