@@ -182,6 +182,29 @@ class BinaryIndexBase : public PdqIndex {
   virtual void add_raw(std::span<const std::int64_t> ids, const std::uint8_t* codes) = 0;
 
  protected:
+  // The frame of every range_search: for each query, fill(query bytes, found) appends
+  // (row, distance) pairs within the radius, a row possibly more than once (a near copy
+  // shares several sub-hashes with the query); here they become one hit per live row,
+  // nearest first.
+  template <class Fill>
+  std::vector<std::vector<IndexHit>> search_each(std::span<const Hash256> queries, int max_distance,
+                                                 Fill&& fill) const {
+    std::vector<std::vector<IndexHit>> out(queries.size());
+    if (queries.empty() || ids_.empty() || max_distance < 0) return out;
+    std::vector<std::pair<std::uint32_t, int>> found;
+    for (std::size_t qi = 0; qi < queries.size(); ++qi) {
+      found.clear();
+      fill(queries[qi].bytes.data(), found);
+      std::sort(found.begin(), found.end());
+      found.erase(std::unique(found.begin(), found.end()), found.end());
+      auto& hits = out[qi];
+      for (const auto& [row, d] : found)
+        if (!dead_.dead(row)) hits.push_back({ids_[row], d});
+      sort_hits(hits);
+    }
+    return out;
+  }
+
   // The stored hashes, row after row, in the order of ids_ (dead rows included).
   virtual const std::uint8_t* codes_data() const = 0;
   // Drops every row (the structure becomes empty, as constructed).
@@ -268,18 +291,9 @@ class FlatPdqIndex final : public BinaryIndexBase {
 
   std::vector<std::vector<IndexHit>> range_search(std::span<const Hash256> queries,
                                                   int max_distance) const override {
-    std::vector<std::vector<IndexHit>> out(queries.size());
-    if (queries.empty() || ids_.empty() || max_distance < 0) return out;
-    std::vector<std::pair<std::uint32_t, int>> found;
-    for (std::size_t qi = 0; qi < queries.size(); ++qi) {
-      found.clear();
-      check_range(queries[qi].bytes.data(), flat_.xb.data(), 0, ids_.size(), max_distance, found);
-      auto& hits = out[qi];
-      for (const auto& [row, d] : found)
-        if (!dead_.dead(row)) hits.push_back({ids_[row], d});
-      sort_hits(hits);
-    }
-    return out;
+    return search_each(queries, max_distance, [&](const std::uint8_t* q, auto& found) {
+      check_range(q, flat_.xb.data(), 0, ids_.size(), max_distance, found);
+    });
   }
 
   std::size_t memory_bytes() const override {
@@ -328,29 +342,15 @@ class MultiHashPdqIndex final : public BinaryIndexBase {
 
   std::vector<std::vector<IndexHit>> range_search(std::span<const Hash256> queries,
                                                   int max_distance) const override {
-    std::vector<std::vector<IndexHit>> out(queries.size());
-    if (queries.empty() || ids_.empty() || max_distance < 0) return out;
     const int flips = max_distance / kSubBits;
-    const std::uint8_t* codes = codes_.data();
-    std::vector<std::pair<std::uint32_t, int>> found;  // (row, distance)
-    for (std::size_t qi = 0; qi < queries.size(); ++qi) {
-      const std::uint8_t* q = queries[qi].bytes.data();
-      found.clear();
+    return search_each(queries, max_distance, [&](const std::uint8_t* q, auto& found) {
       if (flips > kMaxFlips || indexed_ == 0) {
-        check_range(q, codes, 0, ids_.size(), max_distance, found);
-      } else {
-        for (int h = 0; h < kSubHashes; ++h) probe(h, q, flips, max_distance, found);
-        check_range(q, codes, indexed_, ids_.size(), max_distance, found);
-        // A near copy shares several sub-hashes with the query: one hit per row.
-        std::sort(found.begin(), found.end());
-        found.erase(std::unique(found.begin(), found.end()), found.end());
+        check_range(q, codes_.data(), 0, ids_.size(), max_distance, found);
+        return;
       }
-      auto& hits = out[qi];
-      for (const auto& [row, d] : found)
-        if (!dead_.dead(row)) hits.push_back({ids_[row], d});
-      sort_hits(hits);
-    }
-    return out;
+      for (int h = 0; h < kSubHashes; ++h) probe(h, q, flips, max_distance, found);
+      check_range(q, codes_.data(), indexed_, ids_.size(), max_distance, found);  // the tail
+    });
   }
 
   std::size_t memory_bytes() const override {
@@ -477,31 +477,19 @@ class CompactPdqIndex final : public BinaryIndexBase {
 
   std::vector<std::vector<IndexHit>> range_search(std::span<const Hash256> queries,
                                                   int max_distance) const override {
-    std::vector<std::vector<IndexHit>> out(queries.size());
-    if (queries.empty() || ids_.empty() || max_distance < 0) return out;
     const int flips = max_distance / kSubHashes8;
-    const std::uint8_t* codes = codes_.data();
     std::vector<std::uint32_t> candidates;
-    std::vector<std::pair<std::uint32_t, int>> found;  // (row, distance)
-    for (std::size_t qi = 0; qi < queries.size(); ++qi) {
-      const std::uint8_t* q = queries[qi].bytes.data();
-      found.clear();
+    return search_each(queries, max_distance, [&](const std::uint8_t* q, auto& found) {
       if (flips > kMaxFlips8 || indexed_ == 0) {
-        check_range(q, codes, 0, ids_.size(), max_distance, found);
-      } else {
-        candidates.clear();
-        for (int h = 0; h < kSubHashes8; ++h) probe(lists_[static_cast<std::size_t>(h)], key24(q, h), flips, candidates);
-        check_rows(q, codes, candidates.data(), candidates.size(), max_distance, found);
-        check_range(q, codes, indexed_, ids_.size(), max_distance, found);
-        std::sort(found.begin(), found.end());
-        found.erase(std::unique(found.begin(), found.end()), found.end());
+        check_range(q, codes_.data(), 0, ids_.size(), max_distance, found);
+        return;
       }
-      auto& hits = out[qi];
-      for (const auto& [row, d] : found)
-        if (!dead_.dead(row)) hits.push_back({ids_[row], d});
-      sort_hits(hits);
-    }
-    return out;
+      candidates.clear();
+      for (int h = 0; h < kSubHashes8; ++h)
+        probe(lists_[static_cast<std::size_t>(h)], key24(q, h), flips, candidates);
+      check_rows(q, codes_.data(), candidates.data(), candidates.size(), max_distance, found);
+      check_range(q, codes_.data(), indexed_, ids_.size(), max_distance, found);  // the tail
+    });
   }
 
   std::size_t memory_bytes() const override {
