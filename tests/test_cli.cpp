@@ -252,6 +252,36 @@ TEST_CASE("remove by label makes entries unmatchable and stats and check report 
   CHECK(json::parse(run_hashwall("stats --bank " + q(bank) + " --json").out)["entries"].get<int>() == 0);
 }
 
+TEST_CASE("query --near-misses lists entries past the threshold without matching them", "[cli]") {
+  const auto samples = hwtest::source_dir() / "samples";
+  // The flipped upload is 14-16 bits from its original: a match at 31, a near miss at 10.
+  const auto photo = samples / "uploads" / "mate_LadyBird--flipped.jpg";
+  TempDir tmp;
+  const auto bank = tmp / "a.db";
+  REQUIRE(run_hashwall("index " + q(samples / "bank") + " --bank " + q(bank) + " --signals pdq -q").exit_code == 0);
+  const std::string base = "query " + q(photo) + " --bank " + q(bank) + " --threshold 10";
+  auto plain = run_hashwall(base + " --json");
+  REQUIRE(plain.exit_code == 0);
+  CHECK(json::parse(plain.out)["matches"].empty());
+  auto near = run_hashwall(base + " --near-misses --json");
+  CHECK(near.exit_code == 0);  // a near miss never makes a match
+  const auto j = json::parse(near.out);
+  CHECK(j["status"] == "no-match");
+  REQUIRE(j["matches"].size() == 1);
+  CHECK(j["matches"][0]["near_miss"] == true);
+  CHECK(j["matches"][0]["score"].get<double>() < 0);
+  CHECK(j["matches"][0]["distance"].get<int>() > 10);
+  CHECK(j["matches"][0]["distance"].get<int>() <= 20);
+  const auto text = run_hashwall(base + " --near-misses");
+  CHECK(text.exit_code == 0);
+  CHECK(text.out.find("near miss -> ") != std::string::npos);
+  CHECK(text.out.find("not a match") != std::string::npos);
+  // At the bank's threshold the same entry is a plain match.
+  const auto at31 = run_hashwall("query " + q(photo) + " --bank " + q(bank) + " --near-misses --json");
+  CHECK(at31.exit_code == 1);
+  CHECK_FALSE(json::parse(at31.out)["matches"][0].contains("near_miss"));
+}
+
 TEST_CASE("reindex changes the index type a bank records and what it finds stays the same", "[cli]") {
   const auto samples = hwtest::source_dir() / "samples" / "bank";
   // A 40 % resize: found through the PDQ index (22 bits away), not by its SHA-256.

@@ -31,6 +31,7 @@ struct MatchArgs {
   std::optional<double> embed_threshold;
   // query
   bool json_out = false;
+  bool near_misses = false;
   std::string draw;
   // scan
   bool jsonl = false;
@@ -51,6 +52,7 @@ MatchOptions match_options(const MatchArgs& a) {
   if (!a.signals.empty()) o.signals = parse_signals(a.signals);
   o.local_min_inliers = a.min_inliers;
   o.embed_threshold = a.embed_threshold;
+  o.near_misses = a.near_misses;
   return o;
 }
 
@@ -174,6 +176,10 @@ void register_query(CLI::App& app, int& exit_code) {
   cmd->add_option("file", a->paths, "Image file")->required()->expected(1);
   add_match_options(cmd, *a);
   cmd->add_flag("--json", a->json_out, "Print one JSON document");
+  cmd->add_flag("--near-misses", a->near_misses,
+                "Also list entries just past the thresholds (PDQ distance up to twice the threshold, "
+                "similarity down to 2t-1, half the inliers), marked as near misses (JSON: near_miss, "
+                "negative score); they never make a match or change the exit code");
   cmd->add_option("--draw", a->draw,
                   "Write a picture of the best match: the known photo's region and keypoint inliers in the "
                   "query, next to the entry's source file when it is readable (PNG or JPEG by extension)");

@@ -81,7 +81,7 @@ std::string describe_hit(const MatchHit& h) {
   char score[32];
   std::snprintf(score, sizeof score, "  score %.2f", h.score);
   s += score;
-  s += "  [decided by " + h.signal + "]";
+  s += h.matched ? "  [decided by " + h.signal + "]" : "  [near miss, found by " + h.signal + "; not a match]";
   return s;
 }
 
@@ -102,10 +102,11 @@ void print_human(std::ostream& out, const FileReport& r, bool verbose) {
     return;
   }
   switch (r.result.verdict) {
-    case Verdict::Match:
-      out << "MATCH     " << r.file << "  (" << r.result.hits.size() << (r.result.hits.size() == 1 ? " entry" : " entries") << ")\n";
-      for (const auto& h : r.result.hits) out << "    -> " << describe_hit(h) << '\n';
+    case Verdict::Match: {
+      const auto n = std::count_if(r.result.hits.begin(), r.result.hits.end(), [](const MatchHit& h) { return h.matched; });
+      out << "MATCH     " << r.file << "  (" << n << (n == 1 ? " entry" : " entries") << ")\n";
       break;
+    }
     case Verdict::LowQuality:
       out << "UNDECIDED " << r.file << "  (PDQ quality " << r.fp->pdq.quality << " < " << r.result.min_quality
           << ": too featureless to decide)\n";
@@ -114,6 +115,9 @@ void print_human(std::ostream& out, const FileReport& r, bool verbose) {
       out << "ok        " << r.file << '\n';
       break;
   }
+  // Matches, then near misses (only with MatchOptions::near_misses), in score order.
+  if (r.result.verdict != Verdict::LowQuality)
+    for (const auto& h : r.result.hits) out << (h.matched ? "    -> " : "    near miss -> ") << describe_hit(h) << '\n';
   if (verbose && r.fp)
     out << "    pdq " << r.fp->pdq.hashes[0].hex() << " quality " << r.fp->pdq.quality << " sha256 " << r.fp->sha256
         << '\n';
