@@ -161,7 +161,7 @@ TEST_CASE("FAISS binary range search keeps only distances strictly below the rad
   }
 }
 
-TEST_CASE("flat and multihash indexes find exactly what brute force finds in Meta's haystack",
+TEST_CASE("every index type finds exactly what brute force finds in Meta's haystack",
           "[pdq_index]") {
   HW_REQUIRE_SHARED(shared);
   const auto haystack = read_hashes(shared / "pdq-vectors" / "haystack.txt");
@@ -185,7 +185,7 @@ TEST_CASE("flat and multihash indexes find exactly what brute force finds in Met
   }
 }
 
-TEST_CASE("both indexes agree with brute force on random hashes with planted near-duplicates",
+TEST_CASE("every index type agrees with brute force on random hashes with planted near-duplicates",
           "[pdq_index]") {
   std::mt19937_64 rng(20240601);
   std::vector<Hash256> queries(40);
