@@ -181,12 +181,8 @@ bool LocalIndex::restore_layout(std::string_view b) {
   const std::size_t nlist = get_le(b.data() + 4, 4);
   const std::size_t cent_end = 8 + nlist * kOrbBytes;
   const char* lists = b.data() + cent_end + 8;
-  std::vector<std::size_t> count(nlist, 0);
-  for (std::size_t r = 0; r < rows(); ++r) {
-    const std::size_t l = get_le(lists + 2 * r, 2);
-    if (l >= nlist) return false;
-    ++count[l];
-  }
+  std::vector<std::size_t> count(nlist, 0);  // list numbers are in range: layout_mismatch checked
+  for (std::size_t r = 0; r < rows(); ++r) ++count[get_le(lists + 2 * r, 2)];
   std::vector<std::uint8_t> cent(b.begin() + 8, b.begin() + static_cast<std::ptrdiff_t>(cent_end));
   make_ivf(nlist, cent);
   auto* ivf = static_cast<faiss::IndexBinaryIVF*>(index_.get());
