@@ -71,6 +71,14 @@ RunResult run_shell(const std::string& command) {
   return r;
 }
 
+long budget(const char* name, long fallback) {
+  const char* v = std::getenv(name);
+  if (!v || !*v) return fallback;
+  char* end = nullptr;
+  const long n = std::strtol(v, &end, 10);
+  return end && *end == '\0' && n > 0 ? n : fallback;
+}
+
 RunResult run_hashwall(const std::string& args) {
   return run_shell("'" + hashwall_binary().string() + "' " + args);
 }

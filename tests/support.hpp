@@ -45,6 +45,11 @@ struct RunResult {
 RunResult run_hashwall(const std::string& args);
 RunResult run_shell(const std::string& command);
 
+// A heavy trial's budget (rounds, seconds): the environment variable `name` when it holds
+// a positive number, else `fallback`. Defaults keep each CTest test well under its
+// timeout under ASan on two busy cores; tools/heavy_trials.sh runs the full series.
+long budget(const char* name, long fallback);
+
 }  // namespace hwtest
 
 // Skips the current test visibly when ../shared is absent. Under CTest (which runs one

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include <nlohmann/json.hpp>
+#include <sqlite3.h>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
@@ -81,12 +82,17 @@ std::string bank_snapshot(const fs::path& bank) {
 
 }  // namespace
 
-TEST_CASE("a bank killed with SIGKILL at 100 random moments of index stays whole", "[crash]") {
+TEST_CASE("a bank killed with SIGKILL at random moments of index stays whole", "[crash]") {
   TempDir tmp;
   const auto corpus = tmp / "corpus";
   constexpr int kPhotos = 120;
   make_corpus(corpus, kPhotos, 1);
   const auto bank = tmp / "bank.db", log = tmp / "commits.log";
+  // The series stops at whichever budget runs out first; it always does some rounds, and
+  // tools/heavy_trials.sh runs 100 rounds with no time budget.
+  const long max_rounds = hwtest::budget("HASHWALL_CRASH_ROUNDS", 40);
+  const double max_seconds = static_cast<double>(hwtest::budget("HASHWALL_CRASH_SECONDS", 180));
+  constexpr int kMinRounds = 10;
 
   // How long one whole run takes here (sanitizer builds are slower): kills are spread
   // uniformly over it.
@@ -99,11 +105,16 @@ TEST_CASE("a bank killed with SIGKILL at 100 random moments of index stays whole
     REQUIRE(WEXITSTATUS(status) == 0);
   }
   const auto full_ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+  const auto series_start = std::chrono::steady_clock::now();
+  const auto elapsed = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - series_start).count();
+  };
 
   std::mt19937 rng(20240601);
-  int with_bank = 0;
+  int with_bank = 0, rounds = 0;
   std::size_t verified = 0;
-  for (int round = 0; round < 100; ++round) {
+  for (int round = 0; round < max_rounds && (round < kMinRounds || elapsed() < max_seconds); ++round) {
+    ++rounds;
     // A fresh bank every 10 rounds, so that kills keep landing in the middle of work
     // rather than in re-runs that find everything already indexed.
     if (round % 10 == 0) {
@@ -136,9 +147,11 @@ TEST_CASE("a bank killed with SIGKILL at 100 random moments of index stays whole
       REQUIRE(chk.exit_code == 0);
     }
   }
-  WARN(with_bank << " of 100 kills left a bank to check; " << verified
-                 << " committed entries verified; one run takes " << full_ms << " ms");
-  CHECK(with_bank >= 50);
+  WARN(with_bank << " of " << rounds << " kills left a bank to check; " << verified
+                 << " committed entries verified; one run takes " << full_ms << " ms; series "
+                 << static_cast<int>(elapsed()) << " s");
+  // Kills fall uniformly over a whole run, and the bank exists after its first commit.
+  CHECK(with_bank * 2 >= rounds);
   // The re-run completes the last bank.
   const RunResult rerun = hwtest::run_hashwall("index " + q(corpus) + " --bank " + q(bank) + " -q --json");
   INFO(rerun.err);
@@ -220,25 +233,22 @@ TEST_CASE("a second writer waiting on a busy bank says the bank is busy", "[cras
   make_corpus(tmp / "c", 3, 6);
   REQUIRE(hwtest::run_hashwall("index " + q(tmp / "c") + " --bank " + q(bank) + " -q").exit_code == 0);
   const std::string before = bank_snapshot(bank);
-  // Hold the write lock from sqlite3's shell for longer than the 5 s busy timeout.
-  const pid_t holder = fork();
-  if (holder == 0) {
-    if (!std::freopen("/dev/null", "w", stdout) || !std::freopen("/dev/null", "w", stderr)) _exit(126);
-    execlp("sqlite3", "sqlite3", bank.c_str(), "BEGIN IMMEDIATE;", ".shell sleep 8", "COMMIT;",
-           static_cast<char*>(nullptr));
-    _exit(127);
-  }
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));
   make_corpus(tmp / "d", 3, 7);
+  // This process holds the write lock from before the writer starts until after it has
+  // returned, so the writer meets a held lock however slowly either side runs (SQLite's
+  // locks are per process: the writer, a child, cannot share ours).
+  sqlite3* holder = nullptr;
+  REQUIRE(sqlite3_open(bank.c_str(), &holder) == SQLITE_OK);
+  REQUIRE(sqlite3_exec(holder, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK);
   const RunResult r = hwtest::run_hashwall("index " + q(tmp / "d") + " --bank " + q(bank) + " -q");
-  int status = 0;
-  waitpid(holder, &status, 0);
-  REQUIRE(WIFEXITED(status));
-  REQUIRE(WEXITSTATUS(status) != 127);  // sqlite3 missing: the test proves nothing
+  CHECK(sqlite3_exec(holder, "ROLLBACK", nullptr, nullptr, nullptr) == SQLITE_OK);
+  sqlite3_close(holder);
   INFO(r.err);
   CHECK(r.exit_code == 2);
   CHECK_THAT(r.err, Catch::Contains("the bank is locked by another process (still busy after 5 s)"));
   CHECK(bank_snapshot(bank) == before);
+  // Once the lock is gone the same run goes through.
+  CHECK(hwtest::run_hashwall("index " + q(tmp / "d") + " --bank " + q(bank) + " -q").exit_code == 0);
 }
 
 TEST_CASE("check finds an index cache that disagrees with the records in one entry", "[crash]") {

@@ -5,13 +5,47 @@
 # Tests that need ../shared (Meta's PDQ vectors, the photo corpus) skip visibly without it.
 # Then a short libFuzzer run of every target in tests/fuzz/ (tools/fuzz.sh, 30 s each).
 # HASHWALL_SANITIZE=0 skips the sanitizer pass and HASHWALL_FUZZ=0 the fuzz run (quick
-# local runs; CI always does all three).
+# local runs; CI always does all three). Every pass runs even when an earlier one failed;
+# the last lines sum up each pass (tests, failures, skips, seconds), and the exit status
+# is 0 only when all passed.
+#
+# Heavy trials take budgets from the environment (tests/support.hpp, budget()):
+#   HASHWALL_CRASH_ROUNDS, HASHWALL_CRASH_SECONDS   the SIGKILL series (default 40 rounds, 180 s)
+#   HASHWALL_FUZZ_SECONDS                           seconds per fuzz target (default 30)
+# tools/heavy_trials.sh runs the full series; tools/test_loaded.sh runs this script with
+# both cores kept busy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
+LOGS=$(mktemp -d "${TMPDIR:-/tmp}/hashwall-test.XXXXXX")
+trap 'rm -rf "$LOGS"' EXIT
+SUMMARY=()
+TOTAL_PASSED=0 TOTAL_FAILED=0 TOTAL_SKIPPED=0
+status=0
+
+# ctest_pass NAME BUILD_DIR [ctest args]: runs the suite, records its summary line.
+ctest_pass() {
+  local name=$1 dir=$2 start=$SECONDS rc=0
+  shift 2
+  (cd "$dir" && ctest --output-on-failure -j "${JOBS:-$(nproc)}" "$@") 2>&1 | tee "$LOGS/$name.log" || rc=$?
+  local total failed skipped
+  total=$(sed -nE 's/.*tests failed out of ([0-9]+).*/\1/p' "$LOGS/$name.log" | tail -n 1)
+  failed=$(sed -nE 's/.*, ([0-9]+) tests? failed out of.*/\1/p' "$LOGS/$name.log" | tail -n 1)
+  skipped=$(grep -cE '^[[:space:]]*[0-9]+ - .*\(Skipped\)' "$LOGS/$name.log" || true)
+  if [[ -z $total ]]; then
+    total=0 failed=1 skipped=0  # ctest did not get to its summary
+  fi
+  ((rc == 0)) || status=1
+  local passed=$((total - failed - skipped))
+  TOTAL_PASSED=$((TOTAL_PASSED + passed)) TOTAL_FAILED=$((TOTAL_FAILED + failed))
+  TOTAL_SKIPPED=$((TOTAL_SKIPPED + skipped))
+  SUMMARY+=("$(printf 'pass %-10s %4d tests: %4d passed, %d failed, %d skipped   %5d s   %s' \
+    "$name" "$total" "$passed" "$failed" "$skipped" $((SECONDS - start)) "$([[ $rc == 0 ]] && echo ok || echo FAILED)")")
+}
+
 tools/deps.sh
 tools/build.sh
-(cd build && ctest --output-on-failure -j "${JOBS:-$(nproc)}" "$@")
+ctest_pass normal build "$@"
 
 if [[ "${HASHWALL_SANITIZE:-1}" != 0 ]]; then
   BUILD_DIR=build-asan tools/build.sh -DHASHWALL_SANITIZE=ON
@@ -20,9 +54,23 @@ if [[ "${HASHWALL_SANITIZE:-1}" != 0 ]]; then
   export ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:abort_on_error=0:detect_stack_use_after_return=0
   export LSAN_OPTIONS=suppressions=$ROOT/tests/sanitizer/lsan.supp:print_suppressions=0
   export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:suppressions=$ROOT/tests/sanitizer/ubsan.supp
-  (cd build-asan && ctest --output-on-failure -j "${JOBS:-$(nproc)}" "$@")
+  ctest_pass sanitizers build-asan "$@"
+  unset ASAN_OPTIONS LSAN_OPTIONS UBSAN_OPTIONS
 fi
 
 if [[ "${HASHWALL_FUZZ:-1}" != 0 ]]; then
-  tools/fuzz.sh "${HASHWALL_FUZZ_SECONDS:-30}"
+  start=$SECONDS rc=0
+  tools/fuzz.sh "${HASHWALL_FUZZ_SECONDS:-30}" 2>&1 | tee "$LOGS/fuzz.log" || rc=$?
+  targets=$(grep -cE '^fuzz: [a-z_]+ for [0-9]+ s' "$LOGS/fuzz.log" || true)
+  findings=$(grep -c 'FOUND A PROBLEM' "$LOGS/fuzz.log" || true)
+  execs=$(awk '/stat::number_of_executed_units/ {n += $NF} END {print n + 0}' "$LOGS/fuzz.log")
+  ((rc == 0)) || status=1
+  SUMMARY+=("$(printf 'pass %-10s %4d targets: %d findings, %d executions   %5d s   %s' \
+    fuzz "$targets" "$findings" "$execs" $((SECONDS - start)) "$([[ $rc == 0 ]] && echo ok || echo FAILED)")")
 fi
+
+echo
+echo "== hashwall tests: summary =="
+for line in "${SUMMARY[@]}"; do echo "$line"; done
+echo "tests: $TOTAL_PASSED passed, $TOTAL_FAILED failed, $TOTAL_SKIPPED skipped"
+exit $status

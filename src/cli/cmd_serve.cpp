@@ -29,6 +29,7 @@ struct ServeArgs {
   std::size_t queue = 64;
   int queue_wait_ms = 1000;
   int timeout_s = 10;
+  int keep_alive_s = 2;
   bool access_log = false;
   std::string signals;
   std::string model;
@@ -104,6 +105,7 @@ int run_serve(const ServeArgs& a) {
   o.max_queue = a.queue;
   o.max_queue_wait = std::chrono::milliseconds(a.queue_wait_ms);
   o.timeout = std::chrono::seconds(a.timeout_s);
+  o.keep_alive_seconds = a.keep_alive_s;
   o.limits.max_processing = std::chrono::seconds(a.timeout_s);
   o.limits.max_body_bytes = a.max_body;
   o.limits.max_pixels = a.max_pixels;
@@ -181,6 +183,10 @@ void register_serve(CLI::App& app, int& exit_code) {
       ->capture_default_str()
       ->check(CLI::Range(1, 600000));
   cmd->add_option("--timeout", a->timeout_s, "Seconds to read a request, to process it (503 beyond, nothing written), and to write the answer")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 3600));
+  cmd->add_option("--keep-alive", a->keep_alive_s,
+                  "Seconds a connection may sit idle (before its first request too) holding a worker")
       ->capture_default_str()
       ->check(CLI::Range(1, 3600));
   cmd->add_flag("--access-log", a->access_log, "One line per request on stderr (method, path, status, time; never bodies)");
