@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <fstream>
+#include <map>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -364,4 +365,86 @@ TEST_CASE("hash prints Meta's format and matches the reference on the vectors", 
   std::string expected;
   std::getline(in, expected);
   CHECK(d.out.substr(0, 64 * 8 + 8 + 4) == expected.substr(0, 64 * 8 + 8 + 4));
+}
+
+namespace {
+
+// Every hit's evidence from `query --json --near-misses` of each upload, keyed by
+// "upload|entry source".
+std::map<std::string, json> evidence(const fs::path& bank, const std::string& signals_flag) {
+  std::map<std::string, json> out;
+  for (const auto& upload : photos_in(hwtest::source_dir() / "samples" / "uploads")) {
+    if (upload.filename().string().rfind("broken", 0) == 0) continue;
+    const auto r = run_hashwall("query " + q(upload) + " --bank " + q(bank) + " --json --near-misses --top 50 " +
+                                signals_flag);
+    INFO(upload << ": " << r.err);
+    REQUIRE((r.exit_code == 0 || r.exit_code == 1));
+    const json doc = json::parse(r.out);
+    for (const auto& h : doc["matches"])
+      out[upload.filename().string() + "|" + fs::path(h["source"].get<std::string>()).filename().string()] = h;
+  }
+  return out;
+}
+
+bool matched_by(const json& hit, const char* signal) {
+  const auto& m = hit["signals_matched"];
+  return std::find(m.begin(), m.end(), signal) != m.end();
+}
+
+}  // namespace
+
+TEST_CASE("each signal's evidence is the same whichever other signals the bank or the query enables", "[cli]") {
+  TempDir tmp;
+  // Banks built with each set of signals, queried with all they hold; then the full bank
+  // queried with each subset.
+  struct Run {
+    std::string name;
+    bool local, embed;
+    std::map<std::string, json> hits;
+  };
+  std::vector<Run> runs;
+  for (const std::string set : {"pdq,local,embed", "pdq,local", "pdq,embed", "pdq"}) {
+    const auto bank = tmp / (set + ".db");
+    const auto r = run_hashwall("index " + q(hwtest::source_dir() / "samples" / "bank") + " --bank " + q(bank) +
+                                " --signals " + set + " -q");
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+    runs.push_back({"bank " + set, set.find("local") != std::string::npos, set.find("embed") != std::string::npos,
+                    evidence(bank, "")});
+    if (set != "pdq,local,embed")
+      runs.push_back({"query " + set, runs.back().local, runs.back().embed,
+                      evidence(tmp / "pdq,local,embed.db", "--signals " + set)});
+  }
+  std::size_t compared = 0, local_matches = 0, embed_seen = 0;
+  for (const auto& a : runs)
+    for (const auto& b : runs) {
+      for (const auto& [key, ha] : a.hits) {
+        INFO(a.name << " vs " << b.name << ": " << key);
+        const auto it = b.hits.find(key);
+        // A signal both runs use finds the same entries.
+        if (a.local && b.local && matched_by(ha, "local")) CHECK(it != b.hits.end());
+        if (a.embed && b.embed && matched_by(ha, "embed")) CHECK(it != b.hits.end());
+        if (matched_by(ha, "pdq")) CHECK(it != b.hits.end());
+        if (it == b.hits.end()) continue;
+        const json& hb = it->second;
+        ++compared;
+        CHECK(ha["distance"] == hb["distance"]);
+        CHECK(ha["variant"] == hb["variant"]);
+        CHECK(ha["entry_pdq"] == hb["entry_pdq"]);
+        CHECK(ha["entry_quality"] == hb["entry_quality"]);
+        if (a.local && b.local && !ha["inliers"].is_null() && !hb["inliers"].is_null()) {
+          CHECK(ha["inliers"] == hb["inliers"]);
+          CHECK(ha["region"] == hb["region"]);
+          local_matches += matched_by(ha, "local");
+        }
+        if (a.embed && b.embed && !ha["similarity"].is_null() && !hb["similarity"].is_null()) {
+          CHECK(ha["similarity"] == hb["similarity"]);
+          ++embed_seen;
+        }
+      }
+    }
+  // The comparison had something to compare: every signal's evidence appeared.
+  CHECK(compared > 100);
+  CHECK(local_matches > 0);
+  CHECK(embed_seen > 0);
 }

@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <fstream>
+#include <optional>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -96,8 +97,25 @@ TEST_CASE("a file that is not a model is refused with a clear error", "[embed]")
   hwtest::TempDir tmp;
   const auto bad = tmp / "not-a-model.onnx";
   std::ofstream(bad) << "this is not protobuf";
-  CHECK_THROWS_AS(Embedder::load(bad), Error);
-  CHECK_THROWS_AS(Embedder::load(tmp / "missing.onnx"), Error);
+  // The error names the file as given and says what is wrong with it.
+  const auto error_of = [](const fs::path& p) -> std::optional<Error> {
+    try {
+      Embedder::load(p);
+    } catch (const Error& e) {
+      return e;
+    }
+    return std::nullopt;
+  };
+  const auto not_model = error_of(bad);
+  REQUIRE(not_model);
+  CHECK(not_model->kind() == ErrorKind::Format);
+  CHECK(not_model->file() == bad.string());
+  CHECK_THAT(not_model->reason(), Catch::StartsWith("OpenCV could not load the ONNX model"));
+  const auto missing = error_of(tmp / "missing.onnx");
+  REQUIRE(missing);
+  CHECK(missing->kind() == ErrorKind::Io);
+  CHECK(missing->file() == (tmp / "missing.onnx").string());
+  CHECK_THAT(missing->reason(), Catch::Contains("No such file"));
 }
 
 TEST_CASE("the bank searches embeddings and keeps them across reopening", "[embed][bank]") {

@@ -1,6 +1,7 @@
 // The matching decision: thresholds, quality gates, exact files, dihedral variants.
 #include <catch2/catch.hpp>
 
+#include <cmath>
 #include <random>
 
 #include "bank/bank.hpp"
@@ -203,4 +204,143 @@ TEST_CASE("near misses are reported with a negative score and never decide", "[m
   CHECK(m.match(query_of(flip_bits(f.low, 20, f.rng), 100)).hits.empty());
   // Without the option the same near miss is not reported at all.
   CHECK(Matcher(*f.bank, {}).match(query_of(flip_bits(f.a, 40, f.rng), 100)).hits.empty());
+}
+
+namespace {
+
+// A bank with PDQ and embeddings (4-dimensional, threshold 0.5) and a query whose
+// entries are found by one signal, by both, or by an identical file.
+struct MergeFixture {
+  hwtest::TempDir tmp;
+  std::unique_ptr<Bank> bank;
+  std::mt19937_64 rng{7};
+  Fingerprint q;
+  std::int64_t both = 0, embed_only = 0, pdq_only = 0, neither = 0, exact = 0;
+  MergeFixture() {
+    BankConfig cfg;
+    cfg.signals = {"pdq", "embed"};
+    cfg.embed_model = "test@0000";
+    cfg.embed_threshold = 0.5;
+    bank = Bank::open(tmp / "b.db", OpenMode::Create, cfg);
+    q = query_of(random_hash(rng), 100, std::string(64, 'e'));
+    q.embedding = {1, 0, 0, 0};
+    std::vector<NewEntry> es(5);
+    const auto unit = [](float cos) { return std::vector<float>{cos, std::sqrt(1 - cos * cos), 0, 0}; };
+    es[0].pdq = flip_bits(q.pdq.hashes[0], 5, rng);  // PDQ margin 26/31 and embedding 1.0
+    es[0].embedding = unit(1.0f);
+    es[1].pdq = random_hash(rng);  // embedding only: margin (0.8 - 0.5) / 0.5 = 0.6
+    es[1].embedding = unit(0.8f);
+    es[2].pdq = flip_bits(q.pdq.hashes[0], 20, rng);  // PDQ only: margin 11/31
+    es[2].embedding = unit(0.0f);
+    es[3].pdq = random_hash(rng);  // nothing: far hash, similarity 0.3
+    es[3].embedding = unit(0.3f);
+    es[4].pdq = random_hash(rng);  // the very file: far hash, orthogonal embedding
+    es[4].embedding = unit(0.0f);
+    es[4].sha256 = q.sha256;
+    for (std::size_t i = 0; i < es.size(); ++i) {
+      es[i].quality = 100;
+      es[i].label = "e" + std::to_string(i);
+      if (!es[i].sha256) es[i].sha256 = std::string(64, static_cast<char>('a' + i));
+    }
+    const auto ids = bank->add(es).ids;
+    both = ids[0], embed_only = ids[1], pdq_only = ids[2], neither = ids[3], exact = ids[4];
+  }
+  const MatchHit* hit(const MatchResult& r, std::int64_t id) const {
+    for (const auto& h : r.hits)
+      if (h.entry.id == id) return &h;
+    return nullptr;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("merged hits: the first matching signal decides and every signal's evidence is kept", "[match]") {
+  MergeFixture f;
+  const MatchResult r = Matcher(*f.bank, {}).match(f.q);
+  CHECK(r.verdict == Verdict::Match);
+  CHECK(r.signals == std::vector<std::string>{"pdq", "embed"});
+  REQUIRE(r.hits.size() == 4);
+  CHECK(f.hit(r, f.neither) == nullptr);
+
+  const MatchHit* ex = f.hit(r, f.exact);
+  REQUIRE(ex);
+  CHECK(ex->exact);
+  CHECK(ex->signal == "sha256");
+  CHECK(ex->signals_matched == std::vector<std::string>{"sha256"});
+
+  const MatchHit* b = f.hit(r, f.both);
+  REQUIRE(b);
+  CHECK(b->signal == "pdq");
+  CHECK(b->signals_matched == std::vector<std::string>{"pdq", "embed"});
+  CHECK(b->distance == 5);
+  REQUIRE(b->similarity);
+  CHECK(*b->similarity == Approx(1.0));
+  // Strongest margin (the embedding's, 1) plus a tenth of the other (PDQ's 26/31).
+  CHECK(b->score == Approx(1.0 + 0.1 * 26.0 / 31));
+
+  const MatchHit* e = f.hit(r, f.embed_only);
+  REQUIRE(e);
+  CHECK(e->signal == "embed");
+  CHECK(e->signals_matched == std::vector<std::string>{"embed"});
+  CHECK(*e->similarity == Approx(0.8).margin(1e-6));
+  // A hit found by another signal still carries its PDQ distance: the nearest of the
+  // query's 8 variants.
+  int nearest = 256;
+  for (const auto& v : f.q.pdq.hashes) nearest = std::min(nearest, hamming(v, e->entry.pdq));
+  CHECK(e->distance == nearest);
+  CHECK(e->distance > 31);
+  CHECK(e->score == Approx(0.6).margin(1e-6));
+
+  const MatchHit* p = f.hit(r, f.pdq_only);
+  REQUIRE(p);
+  CHECK(p->signal == "pdq");
+  CHECK(p->signals_matched == std::vector<std::string>{"pdq"});
+  CHECK(p->distance == 20);
+  CHECK_FALSE(p->similarity);  // below the embedding's reach: not searched up
+  CHECK(p->score == Approx(11.0 / 31));
+
+  // The identical file first, then by score.
+  CHECK(r.hits[0].entry.id == f.exact);
+  CHECK(r.hits[1].entry.id == f.both);
+  CHECK(r.hits[2].entry.id == f.embed_only);
+  CHECK(r.hits[3].entry.id == f.pdq_only);
+}
+
+TEST_CASE("a signal left out of the query neither decides nor adds evidence", "[match]") {
+  MergeFixture f;
+  MatchOptions pdq_only;
+  pdq_only.signals = {"pdq"};
+  const MatchResult r = Matcher(*f.bank, pdq_only).match(f.q);
+  CHECK(r.signals == std::vector<std::string>{"pdq"});
+  CHECK(f.hit(r, f.embed_only) == nullptr);
+  const MatchHit* b = f.hit(r, f.both);
+  REQUIRE(b);
+  CHECK(b->signals_matched == std::vector<std::string>{"pdq"});
+  CHECK_FALSE(b->similarity);
+  CHECK(b->distance == 5);
+  CHECK(b->score == Approx(26.0 / 31));
+
+  MatchOptions embed_only;
+  embed_only.signals = {"embed"};
+  const MatchResult e = Matcher(*f.bank, embed_only).match(f.q);
+  CHECK(e.signals == std::vector<std::string>{"embed"});
+  CHECK(f.hit(e, f.pdq_only) == nullptr);
+  const MatchHit* eb = f.hit(e, f.both);
+  REQUIRE(eb);
+  CHECK(eb->signal == "embed");
+  CHECK(eb->signals_matched == std::vector<std::string>{"embed"});
+  CHECK(eb->distance == 5);  // evidence, though PDQ may not decide
+  // An identical file counts whichever signals are allowed.
+  CHECK(f.hit(e, f.exact) != nullptr);
+  CHECK(e.hits.front().entry.id == f.exact);
+}
+
+TEST_CASE("a query without an embedding is matched by PDQ alone in an embedding bank", "[match]") {
+  MergeFixture f;
+  f.q.embedding.clear();  // a bare hash sent by a client
+  const MatchResult r = Matcher(*f.bank, {}).match(f.q);
+  CHECK(r.signals == std::vector<std::string>{"pdq"});
+  CHECK(f.hit(r, f.embed_only) == nullptr);
+  REQUIRE(f.hit(r, f.both));
+  CHECK(f.hit(r, f.both)->signals_matched == std::vector<std::string>{"pdq"});
 }

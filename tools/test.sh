@@ -44,6 +44,8 @@ ctest_pass() {
 }
 
 tools/deps.sh
+# Layers (docs/DESIGN.md): no #include from a lower folder of src/ into a higher one.
+tools/check_layers.sh
 tools/build.sh
 ctest_pass normal build "$@"
 

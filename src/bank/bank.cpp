@@ -527,9 +527,9 @@ struct Bank::Impl {
     return static_cast<std::int64_t>(removed.size());
   }
 
-  // Expects db_mu held.
-  // Rebuilds a derived signal index (local, embed) from the records when the bank has
-  // changed since it was built; callers then search it under a shared signals_mu lock.
+  // Takes db_mu itself (callers must not hold it). Rebuilds a derived signal index (local,
+  // embed) from the records when the bank has changed since it was built; callers then
+  // search it under a shared signals_mu lock.
   template <typename Index, typename Build>
   void make_fresh(std::unique_ptr<Index>& slot, std::uint64_t& slot_gen, Build build) {
     std::uint64_t gen = 0;

@@ -13,6 +13,7 @@
 
 #include "bank/pdq_index.hpp"
 #include "hash/hash256.hpp"
+#include "hash/pdq.hpp"
 #include "local/local_features.hpp"
 
 namespace hashwall {
@@ -40,8 +41,8 @@ struct Entry : NewEntry {
 
 // Recorded in the bank so it is never queried with other settings than built it.
 struct BankConfig {
-  int pdq_threshold = 31;  // Meta's recommended PDQ match distance
-  int min_quality = 50;    // PDQ: quality below 50 is not trusted (Meta's pdq README)
+  int pdq_threshold = kPdqMatchThreshold;
+  int min_quality = kPdqMinQuality;
   std::string index_type = "auto";  // "auto", "flat", "multihash" or "compact"
   // "auto" switches to multihash from here: at 10k entries an 8-hash query costs 0.17 ms
   // flat vs 0.012 ms multihash, at 100k 1.8 ms vs 0.08 ms (docs/BENCHMARKS.md), while
@@ -50,7 +51,7 @@ struct BankConfig {
   // Which signals entries carry: "pdq" always; "local" (ORB keypoints, src/local) and
   // "embed" (learned embedding, src/embed) on request.
   std::vector<std::string> signals = {"pdq"};
-  int local_min_inliers = 12;  // geometric inliers for a local-feature match
+  int local_min_inliers = kLocalMinInliers;  // geometric inliers for a local-feature match
   std::string embed_model;     // "<file name>@<sha256 of the model file>" when embed is on
   double embed_threshold = 0;  // cosine similarity for an embedding match
 

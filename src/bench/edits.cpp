@@ -377,13 +377,6 @@ const EditSpec* find_edit(std::string_view name) {
   return nullptr;
 }
 
-std::vector<std::string> edit_families() {
-  std::vector<std::string> f;
-  for (const auto& s : edit_registry())
-    if (std::find(f.begin(), f.end(), s.family) == f.end()) f.push_back(s.family);
-  return f;
-}
-
 cv::Mat apply_edit(const cv::Mat& bgr, const EditSpec& spec, std::uint64_t seed,
                    std::span<const cv::Mat> others) {
   if (bgr.empty()) throw Error(ErrorKind::Usage, "", "apply_edit: empty image");

@@ -28,8 +28,6 @@ struct EditSpec {
 const std::vector<EditSpec>& edit_registry();
 // nullptr when no edit has that name.
 const EditSpec* find_edit(std::string_view name);
-// The families, in report order.
-std::vector<std::string> edit_families();
 
 // bgr: 8-bit, 3 channels (1-channel input is converted). `others` are unrelated photos
 // (BGR) for the edits that paste one in; with fewer than others_needed the photo itself,

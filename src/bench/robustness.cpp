@@ -17,6 +17,7 @@
 #include "bank/bank.hpp"
 #include "bench/edits.hpp"
 #include "core/error.hpp"
+#include "core/parallel.hpp"
 #include "embed/embedder.hpp"
 #include "image/load.hpp"
 #include "match/fingerprint.hpp"
@@ -52,8 +53,8 @@ struct Outcome {
 };
 
 // A signal as the benchmark sees it: a score for every reference (higher = more alike)
-// and the default decision. A new signal (embedding, local features) is one more class
-// here and one line in make_signals(); the tables and plots pick it up.
+// and the default decision. A new signal is one more class here and one line where
+// run_robustness() lists them; the tables and plots pick it up.
 class BenchSignal {
  public:
   virtual ~BenchSignal() = default;
@@ -270,35 +271,14 @@ cv::Mat load_colour(const fs::path& file, int max_side) {
 // Runs fn(i) for i in [0, n) on `jobs` threads; the calling thread reports progress.
 void parallel_for(const char* phase, std::size_t n, int jobs, const RobustnessOptions& opt,
                   const std::function<void(std::size_t)>& fn) {
-  const int nthreads = std::max(1, jobs);
-  std::atomic<std::size_t> next{0}, done{0};
-  std::atomic<int> running{nthreads};
-  std::mutex err_mu;
-  std::exception_ptr first_error;
-  auto worker = [&] {
-    for (std::size_t i; (i = next++) < n;) {
-      if (opt.stop && opt.stop->load()) break;
-      try {
-        fn(i);
-      } catch (...) {
-        std::lock_guard lock(err_mu);
-        if (!first_error) first_error = std::current_exception();
-        next = n;
-      }
-      ++done;
-    }
-    --running;
-  };
-  std::vector<std::thread> threads;
-  for (int t = 0; t < nthreads; ++t) threads.emplace_back(worker);
-  while (running.load() > 0) {
-    if (opt.progress) opt.progress(phase, done.load(), n);
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  for (auto& th : threads) th.join();
-  if (opt.progress) opt.progress(phase, done.load(), n);
-  if (first_error) std::rethrow_exception(first_error);
-  if (opt.stop && opt.stop->load()) throw Error(ErrorKind::Interrupted, "", "benchmark interrupted");
+  std::size_t done = 0;
+  ordered_parallel(
+      n, jobs, fn,
+      [&](std::size_t) {
+        if (opt.progress) opt.progress(phase, ++done, n);
+      },
+      opt.stop);
+  if (opt.progress) opt.progress(phase, done, n);
 }
 
 struct QueryRecord {

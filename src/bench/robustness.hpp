@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "bench/metrics.hpp"
+#include "local/local_features.hpp"
 
 namespace hashwall {
 class Embedder;
@@ -36,7 +37,7 @@ struct RobustnessOptions {
   // always, "local", "embed" (needs `embedder`).
   std::vector<std::string> signals = {"pdq", "local"};
   const Embedder* embedder = nullptr;
-  int local_min_inliers = 12;
+  int local_min_inliers = kLocalMinInliers;
   double precision_target = 0.999;
   int jobs = 1;
   std::filesystem::path work_dir;  // the temporary bank goes here (must exist)

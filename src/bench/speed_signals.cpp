@@ -62,7 +62,6 @@ struct OneThread {
 
 cv::Mat load_pixels(const std::filesystem::path& f) {
   LoadOptions o;
-  o.want_color = true;  // as index/query load when the embedding is on
   o.detail_min_side = LocalParams{}.min_decode_side;
   LoadedImage img = load_image(f, o);
   return img.detail.empty() ? img.pixels : img.detail;

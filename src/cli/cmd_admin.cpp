@@ -196,7 +196,7 @@ void register_admin(CLI::App& app, int& exit_code) {
         ->capture_default_str();
     cmd->add_option("--signals", a->signals, std::string("Signals the bank's entries carry (default: ") + kDefaultSignals + ")");
     cmd->add_option("--model", a->model, "Embedding model (default: the shipped models/hashwall-embed-v1.onnx)");
-    cmd->add_option("--min-inliers", a->min_inliers, "Geometric inliers a local-feature match needs (default 12)")
+    cmd->add_option("--min-inliers", a->min_inliers, "Geometric inliers a local-feature match needs (default " + std::to_string(kLocalMinInliers) + ")")
         ->check(CLI::Range(3, 100000));
     cmd->footer(
         "A bank records the settings that built it, so it is never queried with other ones by\n"

@@ -126,7 +126,7 @@ struct RobustArgs {
   bool quiet = false;
   std::string signals = kDefaultSignals;
   std::string model;
-  int min_inliers = 12;
+  int min_inliers = kLocalMinInliers;
 };
 
 int run_robustness_cmd(const RobustArgs& a) {

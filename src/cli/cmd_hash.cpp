@@ -74,7 +74,8 @@ int run_hash(const HashArgs& a) {
         } else {
           std::cout << f.pdq.hashes[0].hex() << ',' << f.pdq.quality << ',' << name << '\n';
         }
-      });
+      },
+      &stop_requested());
   if (a.json_out) std::cout << dump_json(all, 2) << '\n';
   std::cout.flush();
   if (stop_requested()) return kExitInterrupted;

@@ -128,7 +128,8 @@ int run_index(const IndexArgs& a) {
         if (static_cast<int>(pending.size()) >= a.batch || clock::now() - last_commit > std::chrono::seconds(2))
           commit();
         progress.update(done, std::to_string(added + static_cast<std::int64_t>(pending.size())) + " new");
-      });
+      },
+      &stop_requested());
   commit();
   progress.finish();
   bank->flush_index();
@@ -184,7 +185,7 @@ void register_index(CLI::App& app, int& exit_code) {
                   std::string("Signals a new bank records, comma-separated (default: ") + kDefaultSignals + ")");
   cmd->add_option("--model", a->model, "Embedding model (default: the shipped models/hashwall-embed-v1.onnx)");
   cmd->add_option("--min-inliers", a->min_inliers,
-                  "New bank: geometric inliers a local-feature match needs (default 12, calibrated)")
+                  "New bank: geometric inliers a local-feature match needs (default " + std::to_string(kLocalMinInliers) + ", calibrated)")
       ->check(CLI::Range(3, 100000));
   cmd->footer(std::string("Fingerprint image files (directories are walked recursively) and add them to the bank,\n"
       "creating it if needed. Files already in the bank (same SHA-256) are skipped without\n"

@@ -59,7 +59,7 @@ MatchOptions match_options(const MatchArgs& a) {
 void add_match_options(CLI::App* cmd, MatchArgs& a) {
   cmd->add_option("-b,--bank", a.bank, "Bank file")->required()->envname("HASHWALL_BANK");
   cmd->add_option("-t,--threshold", a.threshold,
-                  "PDQ match distance, 0-256 (default: the bank's, normally 31 as Meta recommends)")
+                  "PDQ match distance, 0-256 (default: the bank's, normally " + std::to_string(kPdqMatchThreshold) + " as Meta recommends)")
       ->check(CLI::Range(0, 256));
   cmd->add_option("--min-quality", a.min_quality, "Minimum PDQ quality on both sides (default: the bank's, normally 50)")
       ->check(CLI::Range(0, 100));
@@ -155,7 +155,8 @@ int run_scan(const MatchArgs& a) {
         }
         if (a.output.empty()) out.flush();
         progress.update(done, std::to_string(tally.matches) + " matched");
-      });
+      },
+      &stop_requested());
   progress.finish();
   out.flush();
   if (!out) throw Error(ErrorKind::Io, a.output.empty() ? "stdout" : a.output, "writing the report failed");

@@ -133,59 +133,6 @@ void Progress::finish() {
   active_ = false;
 }
 
-std::size_t ordered_parallel(std::size_t n, int jobs, const std::function<void(std::size_t)>& work,
-                             const std::function<void(std::size_t)>& emit) {
-  jobs = std::max(1, std::min<int>(jobs, static_cast<int>(std::max<std::size_t>(n, 1))));
-  std::mutex mu;
-  std::condition_variable cv;
-  std::vector<char> ready(n, 0);
-  std::atomic<std::size_t> next{0};
-  std::atomic<std::size_t> scheduled_end{n};
-  auto worker = [&] {
-    while (true) {
-      const std::size_t i = next.fetch_add(1);
-      if (i >= n) return;
-      if (stop_requested()) {
-        std::lock_guard lock(mu);
-        scheduled_end = std::min<std::size_t>(scheduled_end, i);
-        ready[i] = 2;  // skipped
-        cv.notify_all();
-        continue;
-      }
-      work(i);
-      std::lock_guard lock(mu);
-      ready[i] = 1;
-      cv.notify_all();
-    }
-  };
-  std::vector<std::thread> threads;
-  for (int t = 0; t < jobs; ++t) threads.emplace_back(worker);
-  std::size_t emitted = 0;
-  try {
-    for (std::size_t i = 0; i < n; ++i) {
-      std::unique_lock lock(mu);
-      cv.wait(lock, [&] { return ready[i] != 0; });
-      if (ready[i] == 2) break;
-      lock.unlock();
-      emit(i);
-      ++emitted;
-    }
-  } catch (...) {
-    // emit failed (e.g. a commit on a full disk): let the workers run out of items
-    // before the error leaves, since destroying joinable threads would abort.
-    next = n;
-    for (auto& t : threads) t.join();
-    throw;
-  }
-  for (auto& t : threads) t.join();
-  return emitted;
-}
-
-int default_jobs() {
-  const unsigned hc = std::thread::hardware_concurrency();
-  return hc ? static_cast<int>(hc) : 2;
-}
-
 std::string format_duration(double s) {
   char buf[64];
   if (s < 1)
@@ -207,48 +154,6 @@ LoadOptions load_options(bool exact, bool no_exif, std::uint64_t max_pixels) {
 
 std::string dump_json(const json& j, int indent) {
   return j.dump(indent, ' ', false, json::error_handler_t::replace);
-}
-
-json entry_json(const Entry& e) {
-  json j;
-  j["id"] = e.id;
-  j["label"] = e.label;
-  j["source"] = e.source;
-  j["sha256"] = e.sha256 ? json(*e.sha256) : json(nullptr);
-  j["pdq"] = e.pdq.hex();
-  j["quality"] = e.quality ? json(*e.quality) : json(nullptr);
-  j["origin"] = origin_name(e.origin);
-  j["added_at"] = e.added_at;
-  return j;
-}
-
-json hit_json(const MatchHit& h) {
-  json j;
-  j["id"] = h.entry.id;
-  j["label"] = h.entry.label;
-  j["source"] = h.entry.source;
-  j["sha256"] = h.entry.sha256 ? json(*h.entry.sha256) : json(nullptr);
-  j["distance"] = h.distance;
-  j["variant"] = std::string(dihedral_name(h.variant));
-  j["exact"] = h.exact;
-  j["signal"] = h.signal;
-  j["signals_matched"] = h.signals_matched;
-  j["score"] = h.score;
-  if (!h.matched) j["near_miss"] = true;
-  j["similarity"] = h.similarity ? json(*h.similarity) : json(nullptr);
-  if (h.inliers) {
-    j["inliers"] = *h.inliers;
-    j["mirrored"] = h.local_mirrored;
-    json region = json::array();
-    if (h.region)
-      for (const auto& p : *h.region) region.push_back({p.x, p.y});
-    j["region"] = region;
-  } else {
-    j["inliers"] = nullptr;
-  }
-  j["entry_pdq"] = h.entry.pdq.hex();
-  j["entry_quality"] = h.entry.quality ? json(*h.entry.quality) : json(nullptr);
-  return j;
 }
 
 }  // namespace hashwall::cli

@@ -14,8 +14,10 @@
 #include <nlohmann/json.hpp>
 
 #include "bank/bank.hpp"
+#include "core/parallel.hpp"
 #include "image/load.hpp"
 #include "match/matcher.hpp"
+#include "match/report.hpp"
 
 namespace hashwall::cli {
 
@@ -58,20 +60,11 @@ class Progress {
   std::chrono::steady_clock::time_point start_, last_;
 };
 
-// Runs work(i) for i in [0, n) on `jobs` threads and calls emit(i) on the calling thread
-// in index order as results become ready. Stops scheduling new items once
-// stop_requested() is set; returns the number of items emitted.
-std::size_t ordered_parallel(std::size_t n, int jobs, const std::function<void(std::size_t)>& work,
-                             const std::function<void(std::size_t)>& emit);
-
-int default_jobs();
 std::string format_duration(double seconds);
 LoadOptions load_options(bool exact, bool no_exif, std::uint64_t max_pixels);
 
 // File names need not be UTF-8; invalid bytes become U+FFFD instead of aborting output.
 std::string dump_json(const json& j, int indent = -1);
 
-json entry_json(const Entry& e);
-json hit_json(const MatchHit& h);
 
 }  // namespace hashwall::cli

@@ -7,52 +7,6 @@
 
 namespace hashwall::cli {
 
-FileReport check_file(const fs::path& file, const LoadOptions& opt, const Matcher& matcher,
-                      const FingerprintOptions& fpo) {
-  FileReport r;
-  r.file = file.string();
-  try {
-    r.fp = fingerprint(load_image(file, opt), opt.mode, fpo);
-    r.result = matcher.match(*r.fp);
-  } catch (const Error& e) {
-    r.error = e.what();
-  } catch (const std::exception& e) {
-    r.error = r.file + ": " + e.what();
-  }
-  return r;
-}
-
-json report_json(const FileReport& r) {
-  json j;
-  j["file"] = r.file;
-  if (!r.error.empty()) {
-    j["status"] = "error";
-    j["match"] = false;
-    j["matches"] = json::array();
-    j["error"] = r.error;
-    return j;
-  }
-  j["status"] = verdict_name(r.result.verdict);
-  j["match"] = r.result.verdict == Verdict::Match;
-  json hits = json::array();
-  for (const auto& h : r.result.hits) hits.push_back(hit_json(h));
-  j["matches"] = hits;
-  j["pdq"] = r.fp->pdq.hashes[0].hex();
-  j["quality"] = r.fp->pdq.quality;
-  j["sha256"] = r.fp->sha256;
-  j["threshold"] = r.result.threshold;
-  j["min_quality"] = r.result.min_quality;
-  j["signals"] = r.result.signals;
-  if (std::find(r.result.signals.begin(), r.result.signals.end(), "local") != r.result.signals.end()) {
-    j["local_min_inliers"] = r.result.local_min_inliers;
-    j["local_keypoints"] = r.fp->local ? static_cast<std::int64_t>(r.fp->local->size()) : 0;
-  }
-  if (std::find(r.result.signals.begin(), r.result.signals.end(), "embed") != r.result.signals.end())
-    j["embed_threshold"] = r.result.embed_threshold;
-  j["error"] = nullptr;
-  return j;
-}
-
 namespace {
 std::string describe_hit(const MatchHit& h) {
   std::string s = "#" + std::to_string(h.entry.id);

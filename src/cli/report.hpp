@@ -1,4 +1,4 @@
-// One file checked against the bank, and how query/scan print it.
+// How query/scan print a checked file (match/report.hpp has the file and its JSON).
 #pragma once
 
 #include <optional>
@@ -9,17 +9,6 @@
 
 namespace hashwall::cli {
 
-struct FileReport {
-  std::string file;
-  std::optional<Fingerprint> fp;  // absent on error
-  MatchResult result;
-  std::string error;  // non-empty when the file could not be checked
-};
-
-FileReport check_file(const fs::path& file, const LoadOptions& opt, const Matcher& matcher,
-                      const FingerprintOptions& fp = {});
-
-json report_json(const FileReport& r);
 // Human-readable: one headline per file, then one indented line per hit (up to max_hits).
 void print_human(std::ostream& out, const FileReport& r, bool verbose);
 void print_csv_header(std::ostream& out);

@@ -46,7 +46,12 @@ std::unique_ptr<Embedder> Embedder::load(const fs::path& onnx, EmbedderConfig co
   e->onnx_ = read_file_bytes(onnx, kMaxModelBytes);
   e->sha_ = sha256_hex(e->onnx_);
   e->id_ = onnx.filename().string() + "@" + e->sha_;
-  auto net = e->borrow();  // loads it, and proves it runs
+  std::unique_ptr<cv::dnn::Net> net;
+  try {
+    net = e->borrow();  // loads it, and proves it runs
+  } catch (const Error& ex) {
+    throw Error(ex.kind(), onnx.string(), ex.reason());  // name the file the user gave
+  }
   cv::Mat probe(config.input_size, config.input_size, CV_8UC3, cv::Scalar(128, 128, 128));
   net->setInput(e->blob(probe));
   cv::Mat out;

@@ -22,9 +22,10 @@ CV__DNN_INLINE_NS_END
 namespace hashwall {
 
 // Read from the model's sidecar file (models/hashwall-embed-v1.json) when present.
+// The defaults are the shipped model's (models/hashwall-embed-v1.md).
 struct EmbedderConfig {
-  int input_size = 160;     // S
-  double threshold = 0.9;   // calibrated cosine similarity for a match (model card)
+  int input_size = 128;    // S
+  double threshold = 0.75;  // cosine similarity for a match (the model card's "Shipped threshold")
 };
 
 class Embedder {

@@ -21,6 +21,10 @@ namespace hashwall {
 // flip x, flip y, flip +1 (transpose), flip -1 (anti-transpose).
 enum class Dihedral { Original, Rotate90, Rotate180, Rotate270, FlipX, FlipY, FlipPlus1, FlipMinus1 };
 inline constexpr int kDihedralCount = 8;
+// Meta's recommended match distance for PDQ (pdq/README: 31 of 256 bits).
+inline constexpr int kPdqMatchThreshold = 31;
+// PDQ: quality below 50 is not trusted (Meta's pdq README).
+inline constexpr int kPdqMinQuality = 50;
 std::string_view dihedral_name(Dihedral d) noexcept;  // "original", "rotate-90", ...
 
 struct PdqResult {

@@ -152,7 +152,7 @@ LoadedImage decode_image(std::span<const std::uint8_t> bytes, const std::string&
                     std::to_string(opt.max_pixels / 1'000'000) + " MP");
   out.sha256 = known_sha256.empty() ? sha256_hex(bytes) : std::move(known_sha256);
 
-  cv::Mat pixels, detail;
+  cv::Mat pixels, detail, color;
   try {
     const cv::Mat buf(1, static_cast<int>(bytes.size()), CV_8UC1, const_cast<std::uint8_t*>(bytes.data()));
     if (p.format == ImageFormat::Gif) {
@@ -160,13 +160,15 @@ LoadedImage decode_image(std::span<const std::uint8_t> bytes, const std::string&
     } else if (opt.mode == DecodeMode::Fast && p.format == ImageFormat::Jpeg && p.width > 0 && p.height > 0) {
       int denom = 1;
       while (denom < 8 && std::min(p.width, p.height) / (denom * 2) >= opt.fast_min_side) denom *= 2;
-      pixels = cv::imdecode(buf, reduced_flag(denom, opt.want_color) | cv::IMREAD_IGNORE_ORIENTATION);
+      // Luminance straight from the DCT for PDQ and the local features, whatever else is
+      // on; the colour signals get a decode of their own at the same scale.
+      pixels = cv::imdecode(buf, reduced_flag(denom, false) | cv::IMREAD_IGNORE_ORIENTATION);
+      if (opt.want_color) color = cv::imdecode(buf, reduced_flag(denom, true) | cv::IMREAD_IGNORE_ORIENTATION);
       if (opt.detail_min_side > opt.fast_min_side && denom > 1) {
         int d2 = 1;
         while (d2 < 8 && std::min(p.width, p.height) / (d2 * 2) >= opt.detail_min_side) d2 *= 2;
         if (d2 < denom) {
-          const int flag = d2 == 1 ? (opt.want_color ? cv::IMREAD_COLOR : cv::IMREAD_GRAYSCALE)
-                                   : reduced_flag(d2, opt.want_color);
+          const int flag = d2 == 1 ? cv::IMREAD_GRAYSCALE : reduced_flag(d2, false);
           detail = cv::imdecode(buf, flag | cv::IMREAD_IGNORE_ORIENTATION);
         }
       }
@@ -194,6 +196,10 @@ LoadedImage decode_image(std::span<const std::uint8_t> bytes, const std::string&
   out.height = h;
   out.pixels = apply_orientation(pixels, orientation);
   if (!detail.empty() && detail.depth() == CV_8U) out.detail = apply_orientation(detail, orientation);
+  // A colour decode that failed (or came out in another shape) is dropped: colour() then
+  // falls back to the grey pixels, as for a grey photo.
+  if (!color.empty() && color.depth() == CV_8U && color.channels() == 3 && color.size() == pixels.size())
+    out.color = apply_orientation(color, orientation);
   return out;
 }
 

@@ -30,7 +30,10 @@ struct LoadOptions {
   std::uint64_t max_pixels = 200'000'000;
   std::uint64_t max_file_bytes = 512ull << 20;
   int fast_min_side = 256;
-  bool want_color = false;  // fast mode: keep colour (signals that need it say so)
+  // Also decode colour into LoadedImage::color for the signals that need it (the
+  // embedding). It never changes `pixels` or `detail`: each signal sees the same input
+  // whatever other signals are on.
+  bool want_color = false;
   // Fast mode: when > fast_min_side, a JPEG that fast decoding reduced below this short
   // side is decoded a second time at a scale that keeps it, into LoadedImage::detail
   // (local features need more pixels than PDQ; PDQ keeps its own, so a bank's PDQ
@@ -46,6 +49,13 @@ struct LoadedImage {
   int height = 0;
   cv::Mat pixels;        // CV_8UC1 or CV_8UC3 (BGR), orientation applied; reduced in fast mode
   cv::Mat detail;        // larger decode for LoadOptions::detail_min_side; empty: use pixels
+  // BGR pixels at the size of `pixels`, decoded when LoadOptions::want_color asked for it
+  // and `pixels` is grey from a fast JPEG decode; empty otherwise (see colour()).
+  cv::Mat color;
+
+  // What a colour signal takes: `color` when decoded, else `pixels` (already colour, or a
+  // grey image).
+  const cv::Mat& colour() const { return color.empty() ? pixels : color; }
 };
 
 // Throws hashwall::Error naming `name` and the reason (not an image, unsupported format,

@@ -1,6 +1,7 @@
 // The local-feature signal: ORB keypoints and binary descriptors, and the geometric check
 // (RANSAC similarity fit) that tells a partial copy from a photo that merely looks alike.
-// Pure: pixels in, values out. Storage and search live in src/bank.
+// Pure: pixels in, values out. The descriptor index and candidate votes are local_index.hpp;
+// the records live in src/bank.
 #pragma once
 
 #include <array>
@@ -15,6 +16,9 @@
 namespace hashwall {
 
 constexpr int kOrbBytes = 32;  // ORB descriptors are 256 bits
+// Geometric inliers for a local-feature match: calibrated on bench robustness distractors
+// (docs/BENCHMARKS.md). Banks record their own value (BankConfig::local_min_inliers).
+inline constexpr int kLocalMinInliers = 12;
 
 struct LocalParams {
   // Bank entries keep at most this many keypoints (about 9 kB each, see docs/BANK_FORMAT.md);
@@ -25,7 +29,7 @@ struct LocalParams {
   // keypoints at comparable scales for the copy and the original.
   int entry_side = 640;
   int query_side = 800;
-  // Queries take half their keypoints tile by tile (2 x 2), so a known photo shown in one
+  // Queries take half their keypoints tile by tile (query_grid x query_grid), so a known photo shown in one
   // corner of a collage or screenshot gets its share (measured: docs/BENCHMARKS.md).
   int query_grid = 3;
   // Queries are brought to at most query_side^2 pixels (not a long side), so a tall phone
@@ -67,7 +71,7 @@ struct LocalVerifyParams {
   int max_descriptor_distance = 64;  // of 256 bits, for a correspondence
   float ratio = 0.8f;                // Lowe's ratio test, nearest vs second nearest
   float reprojection = 0.012f;       // RANSAC tolerance, fraction of the query's long side
-  int min_inliers = 12;              // calibrated on bench robustness distractors
+  int min_inliers = kLocalMinInliers;
 };
 
 struct LocalVerification {

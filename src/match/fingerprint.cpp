@@ -40,7 +40,7 @@ Fingerprint fingerprint(const LoadedImage& image, DecodeMode mode, const Fingerp
       f.local = extract_local(px, p.entry_keypoints, p.entry_side, false);
     }
   }
-  if (o.embedder) f.embedding = o.embedder->embed(image.pixels);
+  if (o.embedder) f.embedding = o.embedder->embed(image.colour());
   return f;
 }
 

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "bank/bank.hpp"
+#include "embed/embedder.hpp"
 #include "hash/pdq.hpp"
 #include "match/fingerprint.hpp"
 
@@ -60,9 +61,9 @@ struct MatchHit {
 
 // The thresholds a score is measured against.
 struct ScoreScale {
-  int pdq_threshold = 31;
-  double embed_threshold = 0.75;
-  int local_min_inliers = 12;
+  int pdq_threshold = kPdqMatchThreshold;
+  double embed_threshold = EmbedderConfig{}.threshold;
+  int local_min_inliers = kLocalMinInliers;
 };
 
 // Each signal's evidence as its margin past its own threshold, on one scale from -1 to 1:

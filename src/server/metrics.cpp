@@ -63,11 +63,6 @@ std::uint64_t Metrics::requests(Endpoint e) const noexcept {
   return ep_[static_cast<std::size_t>(e)].count.load(std::memory_order_relaxed);
 }
 
-std::uint64_t Metrics::requests_with_status(Endpoint e, int status) const noexcept {
-  return ep_[static_cast<std::size_t>(e)].by_code[static_cast<std::size_t>(code_slot(status))].load(
-      std::memory_order_relaxed);
-}
-
 namespace {
 std::string fmt_double(double v) {
   char buf[64];

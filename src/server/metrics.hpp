@@ -42,7 +42,6 @@ class Metrics {
   void record_rejected_timeout() noexcept { rejected_timeout_.fetch_add(1, std::memory_order_relaxed); }
 
   std::uint64_t requests(Endpoint e) const noexcept;
-  std::uint64_t requests_with_status(Endpoint e, int status) const noexcept;
   std::uint64_t matches() const noexcept { return matches_.load(std::memory_order_relaxed); }
   std::uint64_t queries() const noexcept { return queries_.load(std::memory_order_relaxed); }
 

@@ -315,7 +315,7 @@ struct HttpServer::Impl {
       if (auto r = admit(ep)) return send(res, *r);
       if (write)
         if (auto r = authorize(req)) return send(res, *r);
-      send(res, fn(req));
+      send(res, guarded([&] { return fn(req); }, opt.limits.retry_after_seconds));
     };
   }
 
@@ -338,7 +338,7 @@ struct HttpServer::Impl {
                                                                      " bytes; see --max-body)"));
         return send(res, error_reply(400, "the request body could not be read (truncated or malformed)"));
       }
-      send(res, fn(req, body));
+      send(res, guarded([&] { return fn(req, body); }, opt.limits.retry_after_seconds));
     };
   }
 
@@ -513,6 +513,5 @@ void HttpServer::stop() {
 }
 
 Metrics& HttpServer::metrics() { return impl_->metrics; }
-std::int64_t HttpServer::queue_depth() const { return impl_->depth.load(); }
 
 }  // namespace hashwall::server

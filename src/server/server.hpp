@@ -55,7 +55,6 @@ class HttpServer {
   void stop();
 
   Metrics& metrics();
-  std::int64_t queue_depth() const;
 
  private:
   struct Impl;

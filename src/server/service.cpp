@@ -7,7 +7,7 @@
 #include <charconv>
 #include <chrono>
 
-#include "cli/report.hpp"  // report_json/hit_json: one JSON shape for CLI and service
+#include "match/report.hpp"  // report_json/hit_json: one JSON shape for CLI and service
 #include "core/error.hpp"
 #include "hashlist/hashlist.hpp"
 #include "image/load.hpp"
@@ -114,6 +114,16 @@ LoadOptions load_options(const ServiceLimits& l) {
 
 }  // namespace
 
+Reply guarded(const std::function<Reply()>& handler, int retry_after_seconds) {
+  try {
+    return handler();
+  } catch (const Error& e) {
+    return reply_for(e, retry_after_seconds);
+  } catch (const std::exception& e) {
+    return error_reply(500, std::string("internal error: ") + e.what());
+  }
+}
+
 Service::Service(Bank& bank, ServiceLimits limits, Metrics& metrics, bool writable, ServiceSignals signals)
     : bank_(bank), limits_(limits), metrics_(metrics), writable_(writable), signals_(std::move(signals)) {}
 
@@ -123,7 +133,7 @@ Reply Service::match_image(std::span<const std::uint8_t> bytes, const std::strin
   if (bytes.empty()) return error_reply(400, "empty body: send the image bytes (raw body or multipart field 'image')");
   const auto t0 = std::chrono::steady_clock::now();
   const Deadline deadline(limits_.max_processing);
-  cli::FileReport rep;
+  FileReport rep;
   rep.file = name;
   try {
     LoadOptions lo = load_options(limits_);
@@ -138,7 +148,7 @@ Reply Service::match_image(std::span<const std::uint8_t> bytes, const std::strin
   }
   metrics_.record_verdict(rep.result.verdict == Verdict::Match);
   Reply r;
-  r.body = cli::report_json(rep);
+  r.body = report_json(rep);
   r.body.erase("error");
   r.body["width"] = rep.fp->width;
   r.body["height"] = rep.fp->height;
@@ -177,7 +187,7 @@ Reply Service::match_hashes(std::string_view body, std::string_view content_type
       j["status"] = verdict_name(m.verdict);
       j["match"] = m.verdict == Verdict::Match;
       json hits = json::array();
-      for (const auto& h : m.hits) hits.push_back(cli::hit_json(h));
+      for (const auto& h : m.hits) hits.push_back(hit_json(h));
       j["matches"] = std::move(hits);
       results.push_back(std::move(j));
       last = m;
@@ -219,7 +229,7 @@ Reply Service::add_image(std::span<const std::uint8_t> bytes, const std::string&
     r.body["added"] = added.added;
     r.body["duplicates"] = added.duplicates;
     json entries = json::array();
-    if (auto stored = bank_.get(added.ids.at(0))) entries.push_back(cli::entry_json(*stored));
+    if (auto stored = bank_.get(added.ids.at(0))) entries.push_back(entry_json(*stored));
     r.body["entries"] = std::move(entries);
     r.body["ids"] = added.ids;
     r.body["pdq"] = f.pdq.hashes[0].hex();

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -34,6 +35,9 @@ struct Reply {
 };
 // {"error": message, "code": status}
 Reply error_reply(int status, std::string message);
+// Runs a handler. An Error becomes its status (400, 404, 413, 503, ...); any other
+// exception (OpenCV's, std::bad_alloc) a 500 of the same shape: a client always gets JSON.
+Reply guarded(const std::function<Reply()>& handler, int retry_after_seconds);
 
 struct ServiceLimits {
   std::uint64_t max_pixels = 200'000'000;  // as the CLI's --max-pixels

@@ -1,0 +1,100 @@
+#include "match/report.hpp"
+
+#include <algorithm>
+
+#include "core/error.hpp"
+
+namespace hashwall {
+
+using json = nlohmann::ordered_json;
+namespace fs = std::filesystem;
+
+FileReport check_file(const fs::path& file, const LoadOptions& opt, const Matcher& matcher,
+                      const FingerprintOptions& fpo) {
+  FileReport r;
+  r.file = file.string();
+  try {
+    r.fp = fingerprint(load_image(file, opt), opt.mode, fpo);
+    r.result = matcher.match(*r.fp);
+  } catch (const Error& e) {
+    r.error = e.what();
+  } catch (const std::exception& e) {
+    r.error = r.file + ": " + e.what();
+  }
+  return r;
+}
+
+json report_json(const FileReport& r) {
+  json j;
+  j["file"] = r.file;
+  if (!r.error.empty()) {
+    j["status"] = "error";
+    j["match"] = false;
+    j["matches"] = json::array();
+    j["error"] = r.error;
+    return j;
+  }
+  j["status"] = verdict_name(r.result.verdict);
+  j["match"] = r.result.verdict == Verdict::Match;
+  json hits = json::array();
+  for (const auto& h : r.result.hits) hits.push_back(hit_json(h));
+  j["matches"] = hits;
+  j["pdq"] = r.fp->pdq.hashes[0].hex();
+  j["quality"] = r.fp->pdq.quality;
+  j["sha256"] = r.fp->sha256;
+  j["threshold"] = r.result.threshold;
+  j["min_quality"] = r.result.min_quality;
+  j["signals"] = r.result.signals;
+  if (std::find(r.result.signals.begin(), r.result.signals.end(), "local") != r.result.signals.end()) {
+    j["local_min_inliers"] = r.result.local_min_inliers;
+    j["local_keypoints"] = r.fp->local ? static_cast<std::int64_t>(r.fp->local->size()) : 0;
+  }
+  if (std::find(r.result.signals.begin(), r.result.signals.end(), "embed") != r.result.signals.end())
+    j["embed_threshold"] = r.result.embed_threshold;
+  j["error"] = nullptr;
+  return j;
+}
+
+json entry_json(const Entry& e) {
+  json j;
+  j["id"] = e.id;
+  j["label"] = e.label;
+  j["source"] = e.source;
+  j["sha256"] = e.sha256 ? json(*e.sha256) : json(nullptr);
+  j["pdq"] = e.pdq.hex();
+  j["quality"] = e.quality ? json(*e.quality) : json(nullptr);
+  j["origin"] = origin_name(e.origin);
+  j["added_at"] = e.added_at;
+  return j;
+}
+
+json hit_json(const MatchHit& h) {
+  json j;
+  j["id"] = h.entry.id;
+  j["label"] = h.entry.label;
+  j["source"] = h.entry.source;
+  j["sha256"] = h.entry.sha256 ? json(*h.entry.sha256) : json(nullptr);
+  j["distance"] = h.distance;
+  j["variant"] = std::string(dihedral_name(h.variant));
+  j["exact"] = h.exact;
+  j["signal"] = h.signal;
+  j["signals_matched"] = h.signals_matched;
+  j["score"] = h.score;
+  if (!h.matched) j["near_miss"] = true;
+  j["similarity"] = h.similarity ? json(*h.similarity) : json(nullptr);
+  if (h.inliers) {
+    j["inliers"] = *h.inliers;
+    j["mirrored"] = h.local_mirrored;
+    json region = json::array();
+    if (h.region)
+      for (const auto& p : *h.region) region.push_back({p.x, p.y});
+    j["region"] = region;
+  } else {
+    j["inliers"] = nullptr;
+  }
+  j["entry_pdq"] = h.entry.pdq.hex();
+  j["entry_quality"] = h.entry.quality ? json(*h.entry.quality) : json(nullptr);
+  return j;
+}
+
+}  // namespace hashwall
