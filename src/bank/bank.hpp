@@ -14,7 +14,7 @@
 #include "bank/pdq_index.hpp"
 #include "hash/hash256.hpp"
 #include "hash/pdq.hpp"
-#include "local/local_features.hpp"
+#include "local/local_index.hpp"
 
 namespace hashwall {
 
@@ -92,12 +92,6 @@ struct CheckReport {
   bool ok = true;
   std::vector<std::string> problems;  // empty when ok
   std::vector<std::string> notes;     // harmless findings, e.g. an older index cache
-};
-
-struct LocalMatch {
-  std::int64_t id;
-  int votes;  // query descriptors that found one of the entry's among their neighbours
-  LocalVerification verification;
 };
 
 struct EmbedMatch {

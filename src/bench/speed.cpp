@@ -16,6 +16,7 @@
 
 #include "bank/bank.hpp"
 #include "bank/pdq_index.hpp"
+#include "bench/timing.hpp"
 #include "core/error.hpp"
 #include "image/load.hpp"
 #include "match/fingerprint.hpp"
@@ -26,40 +27,9 @@ namespace {
 
 namespace fs = std::filesystem;
 using json = nlohmann::ordered_json;
-using Clock = std::chrono::steady_clock;
-
-double ms_since(Clock::time_point t) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
-}
-
-void check_stop(const SpeedOptions& o) {
-  if (o.stop && o.stop->load()) throw Error(ErrorKind::Interrupted, "", "benchmark interrupted");
-}
 
 void note(const SpeedOptions& o, const std::string& what) {
   if (o.progress) o.progress(what);
-}
-
-double percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const auto k = static_cast<std::size_t>(std::ceil(p * static_cast<double>(v.size()))) ;
-  return v[std::min(v.size() - 1, k == 0 ? 0 : k - 1)];
-}
-
-// The flags decode_image's fast mode hands to cv::imdecode (image/load.cpp): the decoder
-// floor the fast path cannot go under.
-int floor_flags(const ImageProbe& p, DecodeMode mode) {
-  if (mode == DecodeMode::Fast && p.format == ImageFormat::Jpeg && p.width > 0 && p.height > 0) {
-    int denom = 1;
-    while (denom < 8 && std::min(p.width, p.height) / (denom * 2) >= LoadOptions{}.fast_min_side) denom *= 2;
-    const int f = denom == 8 ? cv::IMREAD_REDUCED_GRAYSCALE_8
-                  : denom == 4 ? cv::IMREAD_REDUCED_GRAYSCALE_4
-                  : denom == 2 ? cv::IMREAD_REDUCED_GRAYSCALE_2
-                               : cv::IMREAD_GRAYSCALE;
-    return f | cv::IMREAD_IGNORE_ORIENTATION;
-  }
-  return cv::IMREAD_ANYCOLOR | cv::IMREAD_IGNORE_ORIENTATION;
 }
 
 HashTiming time_hashing(const HashSet& set, const std::vector<std::vector<std::uint8_t>>& bytes,
@@ -72,7 +42,7 @@ HashTiming time_hashing(const HashSet& set, const std::vector<std::vector<std::u
   double floor_ms = 0, decode_ms = 0, total_ms = 0, mp = 0;
   std::vector<std::size_t> good;
   for (std::size_t i = 0; i < bytes.size(); ++i) {
-    check_stop(o);
+    check_stop(o.stop);
     try {
       const cv::Mat buf(1, static_cast<int>(bytes[i].size()), CV_8UC1, const_cast<std::uint8_t*>(bytes[i].data()));
       auto t0 = Clock::now();
@@ -82,7 +52,8 @@ HashTiming time_hashing(const HashSet& set, const std::vector<std::vector<std::u
       const Fingerprint f = fingerprint(img, mode);
       const double h = ms_since(t0);
       t0 = Clock::now();
-      const cv::Mat raw = cv::imdecode(buf, floor_flags(img.probe, mode));
+      // The bare decode decode_image does for `pixels`: the floor under the fast path.
+      const cv::Mat raw = cv::imdecode(buf, pixel_decode_flags(img.probe, opt));
       floor_ms += ms_since(t0);
       decode_ms += d;
       total_ms += d + h;
@@ -194,7 +165,7 @@ IndexTiming time_index(const Synthetic& s, const std::string& type, const SpeedO
   auto t0 = Clock::now();
   auto index = make_pdq_index(type);
   // One add, as a bank builds its index (the multihash posting lists are built once).
-  check_stop(o);
+  check_stop(o.stop);
   index->add(s.ids, s.hashes);
   t.build_s = ms_since(t0) / 1000.0;
   const std::uint64_t rss1 = resident_bytes();
@@ -214,7 +185,7 @@ IndexTiming time_index(const Synthetic& s, const std::string& type, const SpeedO
   const auto start = Clock::now();
   std::mt19937_64 rng(o.seed);
   for (int q = 0; q < o.queries; ++q) {
-    check_stop(o);
+    check_stop(o.stop);
     if (q >= 5 && ms_since(start) > 1000 * o.max_seconds_per_case) break;
     // Alternate planted and random queries; a dihedral query is the hash plus 7 others.
     const Hash256 h = q % 2 == 0 && !s.planted_queries.empty() ? s.planted_queries[static_cast<std::size_t>(q / 2) % s.planted_queries.size()]
@@ -240,7 +211,7 @@ IndexTiming time_index(const Synthetic& s, const std::string& type, const SpeedO
   std::vector<double> batches;
   const auto t2 = Clock::now();
   for (int r = 0; r < 20; ++r) {
-    check_stop(o);
+    check_stop(o.stop);
     if (r >= 3 && ms_since(t2) > 1000 * o.max_seconds_per_case) break;
     const std::size_t first = (static_cast<std::size_t>(r) * 37) % (s.random_queries.size() - nb + 1);
     const auto t3 = Clock::now();
@@ -276,7 +247,7 @@ BankTiming time_bank(const Synthetic& s, const SpeedOptions& o) {
       e.origin = Origin::Imported;
       batch.push_back(std::move(e));
       if (batch.size() == 10'000 || i + 1 == s.hashes.size()) {
-        check_stop(o);
+        check_stop(o.stop);
         bank->add(batch);
         batch.clear();
       }
@@ -356,7 +327,7 @@ SpeedReport run_speed(const SpeedOptions& o) {
     rep.hashing.push_back(time_hashing(readable, bytes, DecodeMode::Exact, o));
   }
   for (const std::int64_t n : o.sizes) {
-    check_stop(o);
+    check_stop(o.stop);
     if (n <= 0) throw Error(ErrorKind::Usage, "", "bank sizes must be positive");
     note(o, "generating " + std::to_string(n) + " random hashes");
     const Synthetic s = make_synthetic(n, o);

@@ -22,6 +22,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include "bench/speed.hpp"
+#include "bench/timing.hpp"
 #include "core/error.hpp"
 #include "embed/embedder.hpp"
 #include "image/load.hpp"
@@ -31,34 +32,6 @@
 namespace hashwall::bench {
 
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-double ms_since(Clock::time_point t) { return std::chrono::duration<double, std::milli>(Clock::now() - t).count(); }
-
-double pct(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const auto k = static_cast<std::size_t>(std::ceil(p * static_cast<double>(v.size())));
-  return v[std::min(v.size() - 1, k == 0 ? 0 : k - 1)];
-}
-
-void check_stop(const SpeedOptions& o) {
-  if (o.stop && o.stop->load()) throw Error(ErrorKind::Interrupted, "", "benchmark interrupted");
-}
-
-// One thread for OpenCV and FAISS while timing, restored after.
-struct OneThread {
-  int cv_saved, omp_saved;
-  OneThread() : cv_saved(cv::getNumThreads()), omp_saved(omp_get_max_threads()) {
-    cv::setNumThreads(1);
-    omp_set_num_threads(1);
-  }
-  ~OneThread() {
-    cv::setNumThreads(cv_saved);
-    omp_set_num_threads(omp_saved);
-  }
-};
 
 cv::Mat load_pixels(const std::filesystem::path& f) {
   LoadOptions o;
@@ -122,7 +95,7 @@ void time_signals(const SpeedOptions& o, SpeedReport& rep) {
       for (const auto& f : set.files) {
         all.push_back(f);
         if (c.files >= o.signal_photos) continue;
-        check_stop(o);
+        check_stop(o.stop);
         cv::Mat px;
         try {
           px = load_pixels(f);
@@ -173,7 +146,7 @@ void time_signals(const SpeedOptions& o, SpeedReport& rep) {
   std::vector<double> extract;
   std::vector<std::uint8_t> pool;  // descriptors, row-major
   for (std::size_t i = 0; i < n_planted + n_unrelated + n_pool; ++i) {
-    check_stop(o);
+    check_stop(o.stop);
     cv::Mat px;
     try {
       px = load_pixels(all[i]);
@@ -205,7 +178,7 @@ void time_signals(const SpeedOptions& o, SpeedReport& rep) {
 
   const LocalVerifyParams vp;
   for (const std::int64_t size : o.local_sizes) {
-    check_stop(o);
+    check_stop(o.stop);
     LocalTiming t;
     t.size = size;
     t.blob_bytes_per_entry = blob;
@@ -224,7 +197,7 @@ void time_signals(const SpeedOptions& o, SpeedReport& rep) {
     std::mt19937_64 frng(o.seed * 7 + static_cast<std::uint64_t>(size));
     std::uniform_real_distribution<float> unit(0.f, 1.f);
     for (std::int64_t id = static_cast<std::int64_t>(planted.size()) + 1; id <= size; ++id) {
-      if (id % 4096 == 0) check_stop(o);
+      if (id % 4096 == 0) check_stop(o.stop);
       LocalFeatures f;
       f.width = 640;
       f.height = 480;
@@ -255,7 +228,7 @@ void time_signals(const SpeedOptions& o, SpeedReport& rep) {
     const auto start = Clock::now();
     const std::size_t rounds = std::max(copies.size(), unrelated.size());
     for (std::size_t k = 0; k < rounds; ++k) {
-      check_stop(o);
+      check_stop(o.stop);
       if (k >= 5 && ms_since(start) > 1000 * o.max_seconds_per_case * 4) break;
       if (k < copies.size()) {
         auto t0 = Clock::now();
@@ -273,11 +246,11 @@ void time_signals(const SpeedOptions& o, SpeedReport& rep) {
       }
     }
     t.samples = static_cast<int>(copy_ms.size() + unrel_ms.size());
-    t.copy_p50_ms = pct(copy_ms, 0.5);
-    t.copy_p99_ms = pct(copy_ms, 0.99);
-    t.unrelated_p50_ms = pct(unrel_ms, 0.5);
-    t.unrelated_p99_ms = pct(unrel_ms, 0.99);
-    t.extract_ms = pct(extract, 0.5);
+    t.copy_p50_ms = percentile(copy_ms, 0.5);
+    t.copy_p99_ms = percentile(copy_ms, 0.99);
+    t.unrelated_p50_ms = percentile(unrel_ms, 0.5);
+    t.unrelated_p99_ms = percentile(unrel_ms, 0.99);
+    t.extract_ms = percentile(extract, 0.5);
     rep.local.push_back(t);
   }
 }

@@ -59,7 +59,28 @@ int reduced_flag(int denom, bool color) {
   }
 }
 
+// Fast mode: the largest libjpeg DCT scale (1/2, 1/4, 1/8) that keeps min_side pixels on
+// the short side.
+int jpeg_scale(const ImageProbe& p, int min_side) {
+  int denom = 1;
+  while (denom < 8 && std::min(p.width, p.height) / (denom * 2) >= min_side) denom *= 2;
+  return denom;
+}
+
+bool fast_jpeg(const ImageProbe& p, const LoadOptions& opt) {
+  return opt.mode == DecodeMode::Fast && p.format == ImageFormat::Jpeg && p.width > 0 && p.height > 0;
+}
+
 }  // namespace
+
+int pixel_decode_flags(const ImageProbe& p, const LoadOptions& opt) {
+  // Fast JPEGs: luminance straight from the DCT at a reduced scale, for PDQ and the local
+  // features whatever else is on (the colour signals get a decode of their own).
+  if (fast_jpeg(p, opt)) return reduced_flag(jpeg_scale(p, opt.fast_min_side), false) | cv::IMREAD_IGNORE_ORIENTATION;
+  // ANYCOLOR keeps grey images grey (the reference hashes their single channel); without
+  // ANYDEPTH, 16-bit images come out as 8-bit; alpha is dropped later.
+  return cv::IMREAD_ANYCOLOR | cv::IMREAD_IGNORE_ORIENTATION;
+}
 
 std::string sha256_hex(std::span<const std::uint8_t> bytes) {
   unsigned char digest[EVP_MAX_MD_SIZE];
@@ -157,25 +178,19 @@ LoadedImage decode_image(std::span<const std::uint8_t> bytes, const std::string&
     const cv::Mat buf(1, static_cast<int>(bytes.size()), CV_8UC1, const_cast<std::uint8_t*>(bytes.data()));
     if (p.format == ImageFormat::Gif) {
       pixels = decode_gif_first_frame(bytes, name);
-    } else if (opt.mode == DecodeMode::Fast && p.format == ImageFormat::Jpeg && p.width > 0 && p.height > 0) {
-      int denom = 1;
-      while (denom < 8 && std::min(p.width, p.height) / (denom * 2) >= opt.fast_min_side) denom *= 2;
-      // Luminance straight from the DCT for PDQ and the local features, whatever else is
-      // on; the colour signals get a decode of their own at the same scale.
-      pixels = cv::imdecode(buf, reduced_flag(denom, false) | cv::IMREAD_IGNORE_ORIENTATION);
+    } else if (fast_jpeg(p, opt)) {
+      const int denom = jpeg_scale(p, opt.fast_min_side);
+      pixels = cv::imdecode(buf, pixel_decode_flags(p, opt));
       if (opt.want_color) color = cv::imdecode(buf, reduced_flag(denom, true) | cv::IMREAD_IGNORE_ORIENTATION);
       if (opt.detail_min_side > opt.fast_min_side && denom > 1) {
-        int d2 = 1;
-        while (d2 < 8 && std::min(p.width, p.height) / (d2 * 2) >= opt.detail_min_side) d2 *= 2;
+        const int d2 = jpeg_scale(p, opt.detail_min_side);
         if (d2 < denom) {
           const int flag = d2 == 1 ? cv::IMREAD_GRAYSCALE : reduced_flag(d2, false);
           detail = cv::imdecode(buf, flag | cv::IMREAD_IGNORE_ORIENTATION);
         }
       }
     } else {
-      // ANYCOLOR keeps grey images grey (the reference hashes their single channel);
-      // without ANYDEPTH, 16-bit images come out as 8-bit; alpha is dropped.
-      pixels = cv::imdecode(buf, cv::IMREAD_ANYCOLOR | cv::IMREAD_IGNORE_ORIENTATION);
+      pixels = cv::imdecode(buf, pixel_decode_flags(p, opt));
     }
   } catch (const cv::Exception& e) {
     throw Error(ErrorKind::Corrupt, name, std::string("cannot decode ") + image_format_name(p.format) + ": " + e.err);

@@ -58,6 +58,11 @@ struct LoadedImage {
   const cv::Mat& colour() const { return color.empty() ? pixels : color; }
 };
 
+// The cv::imdecode flags decode_image uses for LoadedImage::pixels of an image with this
+// probe: in fast mode a JPEG's reduced grey decode, otherwise the full ANYCOLOR decode.
+// `bench speed` times this bare decode as the floor under the fast path.
+int pixel_decode_flags(const ImageProbe& p, const LoadOptions& opt);
+
 // Throws hashwall::Error naming `name` and the reason (not an image, unsupported format,
 // truncated, too many pixels, unreadable file).
 // `known_sha256`: the caller's SHA-256 of these bytes, when it already computed it (e.g.

@@ -263,4 +263,18 @@ std::optional<LocalFeatures> LocalIndex::features(std::int64_t id) const {
   return f;
 }
 
+std::vector<LocalMatch> LocalIndex::search(const LocalFeatures& query, const LocalVerifyParams& params) const {
+  std::vector<LocalMatch> out;
+  for (const LocalCandidate& c : candidates(query)) {
+    const auto f = features(c.id);
+    if (!f) continue;
+    out.push_back({c.id, c.votes, verify_local(query, *f, params)});
+  }
+  std::sort(out.begin(), out.end(), [](const LocalMatch& a, const LocalMatch& b) {
+    return a.verification.inliers != b.verification.inliers ? a.verification.inliers > b.verification.inliers
+                                                            : a.id < b.id;
+  });
+  return out;
+}
+
 }  // namespace hashwall

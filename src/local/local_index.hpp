@@ -26,6 +26,12 @@ struct LocalCandidate {
   int votes;        // query descriptors whose near neighbours include one of the entry's
 };
 
+struct LocalMatch {
+  std::int64_t id;
+  int votes;  // query descriptors that found one of the entry's among their neighbours
+  LocalVerification verification;
+};
+
 struct LocalIndexParams {
   // Up to this many descriptor rows (about 64 entries) an exhaustive IndexBinaryFlat;
   // beyond, an IndexBinaryIVF (docs/BENCHMARKS.md has the cost of each).
@@ -74,6 +80,9 @@ class LocalIndex {
   // The entry's features; the descriptors point into the index's own storage and stay
   // valid until the next add().
   std::optional<LocalFeatures> features(std::int64_t id) const;
+  // The candidates, each verified by a RANSAC fit (verify_local); every verified one is
+  // returned, matched or not, most inliers first (ties by id).
+  std::vector<LocalMatch> search(const LocalFeatures& query, const LocalVerifyParams& params) const;
   const LocalIndexParams& params() const { return params_; }
 
  private:

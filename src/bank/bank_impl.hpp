@@ -1,0 +1,328 @@
+// Private to src/bank: the state behind a Bank and the helpers its files share
+// (bank.cpp: lifecycle, writes, searches; indexes.cpp: the derived indexes and their cache
+// files; schema.cpp: schema, configuration and migrations; check.cpp: stats and check).
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <algorithm>
+#include <charconv>
+#include <filesystem>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <shared_mutex>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "bank/bank.hpp"
+#include "bank/sqlite.hpp"
+#include "core/error.hpp"
+#include "embed/embed_index.hpp"
+#include "local/local_index.hpp"
+
+namespace hashwall {
+
+namespace bank_detail {
+
+namespace fs = std::filesystem;
+using sqlite::Conn;
+using sqlite::Stmt;
+using sqlite::Transaction;
+using sqlite::kBusyTimeoutMs;
+
+// 1: PDQ only. 2: adds the local_features and embeddings tables (a version-1 bank opened
+// for writing is upgraded in place; read-only, it simply has neither).
+inline constexpr int kFormatVersion = 2;
+constexpr const char* kNoBank =
+    "no bank here (create one with 'hashwall index' or 'hashwall import')";
+// Rows per round trip when reading the whole table (for_each, index rebuilds).
+constexpr std::size_t kChunk = 4096;
+// check(): how many entries are re-searched by brute force, and how many problem lines
+// of one kind are listed before they are summarised.
+constexpr std::size_t kCheckSamples = 32;
+constexpr std::size_t kMaxListedProblems = 20;
+
+constexpr const char* kKnownSignals[] = {"pdq", "local", "embed"};
+
+inline std::vector<std::string> split_signals(std::string_view s) {
+  std::vector<std::string> out;
+  std::size_t at = 0;
+  while (at <= s.size()) {
+    const auto comma = s.find(',', at);
+    const auto part = s.substr(at, comma == std::string_view::npos ? std::string_view::npos : comma - at);
+    if (!part.empty()) out.emplace_back(part);
+    if (comma == std::string_view::npos) break;
+    at = comma + 1;
+  }
+  return out;
+}
+
+inline std::string join_signals(const std::vector<std::string>& v) {
+  std::string out;
+  for (const auto& x : v) out += (out.empty() ? "" : ",") + x;
+  return out;
+}
+
+// The signals in canonical order, or why they are not acceptable.
+inline std::string validate_signals(const std::vector<std::string>& v) {
+  for (const auto& x : v)
+    if (std::find(std::begin(kKnownSignals), std::end(kKnownSignals), x) == std::end(kKnownSignals))
+      return "unknown signal '" + x + "' (known: pdq, local, embed)";
+  if (std::find(v.begin(), v.end(), "pdq") == v.end()) return "every bank holds the pdq signal";
+  return {};
+}
+
+inline std::string float_blob(std::span<const float> v) {
+  return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float));
+}
+
+inline std::optional<std::int64_t> parse_int(std::string_view s) {
+  std::int64_t v = 0;
+  const auto* end = s.data() + s.size();
+  auto [p, ec] = std::from_chars(s.data(), end, v);
+  if (ec != std::errc() || p != end || s.empty()) return std::nullopt;
+  return v;
+}
+
+inline std::optional<std::uint64_t> parse_uint(std::string_view s) {
+  std::uint64_t v = 0;
+  const auto* end = s.data() + s.size();
+  auto [p, ec] = std::from_chars(s.data(), end, v);
+  if (ec != std::errc() || p != end || s.empty()) return std::nullopt;
+  return v;
+}
+
+inline bool valid_index_type(std::string_view t) {
+  return t == "auto" || t == "flat" || t == "multihash" || t == "compact";
+}
+
+inline std::string lower(std::string s) {
+  for (char& c : s)
+    if (c >= 'A' && c <= 'F') c = static_cast<char>(c - 'A' + 'a');
+  return s;
+}
+
+inline bool is_sha256_hex(std::string_view s) {
+  return s.size() == 64 && std::all_of(s.begin(), s.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+         });
+}
+
+inline std::uintmax_t file_size_or_zero(const fs::path& p) {
+  std::error_code ec;
+  const auto n = fs::file_size(p, ec);
+  return ec ? 0 : n;
+}
+inline std::optional<Hash256> hash_from_blob(std::string_view b) {
+  if (b.size() != 32) return std::nullopt;
+  Hash256 h;
+  std::memcpy(h.bytes.data(), b.data(), 32);
+  return h;
+}
+
+inline constexpr const char* kEntryColumns = "id, sha256, pdq, quality, label, source, origin, added_at";
+
+inline Entry entry_from_row(const Conn& c, const Stmt& s) {
+  Entry e;
+  e.id = s.i64(0);
+  if (!s.null(1)) e.sha256 = s.text(1);
+  const auto h = hash_from_blob(s.blob(2));
+  if (!h)
+    throw Error(ErrorKind::Bank, c.path,
+                "entry " + std::to_string(e.id) + " is corrupt: its PDQ hash is " +
+                    std::to_string(s.blob(2).size()) + " bytes, not 32 (run 'hashwall check')");
+  e.pdq = *h;
+  if (!s.null(3)) e.quality = static_cast<int>(s.i64(3));
+  e.label = s.text(4);
+  e.source = s.text(5);
+  e.origin = s.text(6) == "imported" ? Origin::Imported : Origin::Indexed;
+  e.added_at = s.i64(7);
+  return e;
+}
+
+// The local-feature IVF layout cache next to the bank (bank/indexes.cpp).
+fs::path local_layout_path(const fs::path& bank);
+std::string read_local_layout(const fs::path& bank, std::uint64_t generation);
+void write_local_layout(const fs::path& bank, std::uint64_t generation, const std::string& layout);
+
+}  // namespace bank_detail
+
+using namespace bank_detail;
+
+struct Bank::Impl {
+  fs::path path;
+  OpenMode mode = OpenMode::ReadOnly;
+  BankConfig config;
+  int format_version = 0;
+  Conn conn;
+
+  // Lock order: db_mu before index_mu. db_mu guards the connection and the fields
+  // below it; index_mu lets searches share the index while add() swaps or extends it.
+  mutable std::mutex db_mu;
+  mutable std::shared_mutex index_mu;
+  mutable std::unique_ptr<PdqIndex> index;
+  mutable std::uint64_t generation = 0;  // the bank generation `index` reflects
+  mutable bool dirty = false;            // `index` differs from the cache file
+  mutable std::int64_t data_version = -1;
+
+  // The other signals' indexes: built at the first search that needs them, extended by
+  // add(), rebuilt when the generation moved on (removals, other writers).
+  bool signal_tables = false;  // false: a version-1 bank opened read-only
+  mutable std::shared_mutex signals_mu;
+  mutable std::unique_ptr<LocalIndex> local_index;
+  mutable std::uint64_t local_gen = ~std::uint64_t{0};
+  mutable bool local_dirty = false;  // local_index's IVF layout differs from its cache file
+  mutable std::unique_ptr<EmbedIndex> embed_index;
+  mutable std::uint64_t embed_gen = ~std::uint64_t{0};
+  int embed_dim = 0;  // from the first stored vector; 0 while none
+
+  ~Impl() {
+    if (conn.db) sqlite3_close_v2(conn.db);
+  }
+
+  // ---- helpers; all expect db_mu held ---------------------------------------------
+
+  std::optional<std::string> meta(const char* key) const {
+    Stmt s(conn, "SELECT value FROM meta WHERE key = ?1");
+    s.bind(1, std::string_view(key));
+    if (!s.step() || s.null(0)) return std::nullopt;
+    return s.text(0);
+  }
+
+  void set_meta(const char* key, const std::string& value) const {
+    Stmt s(conn,
+           "INSERT INTO meta(key, value) VALUES(?1, ?2) "
+           "ON CONFLICT(key) DO UPDATE SET value = excluded.value");
+    s.bind(1, std::string_view(key)).bind(2, std::string_view(value));
+    s.step();
+  }
+
+  [[noreturn]] void bad_meta(const char* key) const {
+    throw Error(ErrorKind::Bank, conn.path,
+                std::string("corrupt bank: meta '") + key +
+                    "' is missing or invalid (run 'hashwall check')");
+  }
+
+  std::uint64_t read_generation() const {
+    const auto v = meta("generation");
+    const auto g = v ? parse_uint(*v) : std::nullopt;
+    if (!g) bad_meta("generation");
+    return *g;
+  }
+
+  std::int64_t read_data_version() const {
+    Stmt s(conn, "PRAGMA data_version");
+    s.step();
+    return s.i64(0);
+  }
+
+  std::int64_t count(const char* sql) const {
+    Stmt s(conn, sql);
+    return s.step() ? s.i64(0) : 0;
+  }
+
+  std::string type_for(std::int64_t entries) const {
+    if (config.index_type != "auto") return config.index_type;
+    return entries < config.multihash_min_entries ? "flat" : "multihash";
+  }
+
+  void require_writable() const {
+    if (mode == OpenMode::ReadOnly)
+      throw Error(ErrorKind::Bank, conn.path, "the bank was opened read-only");
+  }
+
+
+  // ---- the derived indexes (bank/indexes.cpp) ---------------------------------------
+
+  // Every well-formed record, from one snapshot. Malformed rows are left out (check()
+  // reports them) so that a damaged bank still opens and can be inspected.
+  std::unique_ptr<PdqIndex> build_index(std::uint64_t* gen) const;
+  void rebuild_index() const;
+  // Another connection (another process, or another Bank object) committed since we
+  // last looked: bring the in-memory index up to date.
+  void refresh_if_changed() const;
+  void load_or_build_index();
+  void save_index_locked();
+  std::unique_ptr<LocalIndex> build_local(std::uint64_t* gen) const;
+  // Expects db_mu held.
+  void save_local_layout();
+  std::unique_ptr<EmbedIndex> build_embed(std::uint64_t* gen) const;
+
+  // ---- schema and migrations (bank/schema.cpp) ---------------------------------------
+
+  void read_config();
+  // A version-1 bank opened for writing gains the signal tables.
+  void upgrade_if_old();
+  void create_schema(const BankConfig& cfg);
+
+
+  // Runs a write transaction whose body deletes rows and returns their ids; bumps the
+  // generation if any went.
+  template <class Body>
+  std::int64_t remove_where(Body&& body) {
+    require_writable();
+    std::lock_guard lock(db_mu);
+    std::vector<std::int64_t> removed;
+    std::uint64_t gen_before = 0;
+    try {
+      Transaction tx(conn, "BEGIN IMMEDIATE");
+      gen_before = read_generation();
+      removed = body();
+      if (!removed.empty()) set_meta("generation", std::to_string(gen_before + 1));
+      tx.commit();
+    } catch (const Error&) {
+      throw;
+    } catch (const std::exception& e) {
+      throw Error(ErrorKind::Bank, conn.path, e.what());
+    }
+    if (removed.empty()) return 0;
+    const auto total = count("SELECT count(*) FROM entries");
+    bool current;
+    {
+      std::shared_lock read(index_mu);
+      current = generation == gen_before && index->type() == type_for(total);
+    }
+    if (current) {
+      // Tombstones: milliseconds at 1M entries, where a rebuild from SQLite takes seconds.
+      std::unique_lock write(index_mu);
+      index->remove(removed);
+      generation = gen_before + 1;
+      dirty = true;
+    } else {
+      // Our index misses another writer's rows, or "auto" just went back to flat.
+      rebuild_index();
+    }
+    return static_cast<std::int64_t>(removed.size());
+  }
+
+  // Takes db_mu itself (callers must not hold it). Rebuilds a derived signal index (local,
+  // embed) from the records when the bank has changed since it was built; callers then
+  // search it under a shared signals_mu lock.
+  template <typename Index, typename Build>
+  void make_fresh(std::unique_ptr<Index>& slot, std::uint64_t& slot_gen, Build build) {
+    std::uint64_t gen = 0;
+    {
+      std::lock_guard lock(db_mu);
+      refresh_if_changed();
+      gen = generation;
+    }
+    {
+      std::shared_lock read(signals_mu);
+      if (slot && slot_gen == gen) return;
+    }
+    std::uint64_t built_gen = 0;
+    std::unique_ptr<Index> idx;
+    {
+      std::lock_guard lock(db_mu);
+      idx = build(&built_gen);
+    }
+    std::unique_lock write(signals_mu);
+    slot = std::move(idx);
+    slot_gen = built_gen;
+  }
+};
+
+}  // namespace hashwall

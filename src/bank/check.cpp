@@ -1,0 +1,311 @@
+// What a bank holds (stats) and whether it is whole (check): SQLite's integrity check,
+// meta, every record and signal row, the index in use and the cache files against the
+// records.
+#include <set>
+
+#include "bank/bank_impl.hpp"
+
+namespace hashwall {
+
+BankStats Bank::stats() const {
+  auto& m = *impl_;
+  std::lock_guard lock(m.db_mu);
+  m.refresh_if_changed();
+  BankStats st;
+  {
+    Transaction read(m.conn, "BEGIN");
+    Stmt s(m.conn,
+           "SELECT count(*), coalesce(sum(origin = 'indexed'), 0), coalesce(sum(origin = "
+           "'imported'), 0), "
+           "coalesce(sum(quality < ?1), 0) FROM entries");
+    s.bind(1, static_cast<std::int64_t>(m.config.min_quality));
+    s.step();
+    st.entries = s.i64(0);
+    st.indexed = s.i64(1);
+    st.imported = s.i64(2);
+    st.low_quality = s.i64(3);
+    st.labels = m.count("SELECT count(DISTINCT label) FROM entries WHERE label <> ''");
+    st.generation = m.read_generation();
+    if (m.signal_tables) {
+      Stmt l(m.conn,
+             "SELECT count(*), coalesce(sum(length(keypoints) / 4 - 1), 0), "
+             "coalesce(sum(length(keypoints) + length(descriptors) + 16), 0) FROM local_features");
+      l.step();
+      st.local_entries = l.i64(0);
+      st.local_keypoints = l.i64(1);
+      st.local_db_bytes = static_cast<std::uintmax_t>(l.i64(2));
+      Stmt e(m.conn, "SELECT count(*), coalesce(sum(length(vector) + 16), 0) FROM embeddings");
+      e.step();
+      st.embed_entries = e.i64(0);
+      st.embed_db_bytes = static_cast<std::uintmax_t>(e.i64(1));
+    }
+    read.commit();
+  }
+  st.signals = m.config.signals;
+  st.embed_model = m.config.embed_model;
+  {
+    std::shared_lock slock(m.signals_mu);
+    if (m.local_index) {
+      st.local_memory_bytes = m.local_index->memory_bytes();
+      st.local_index_type = m.local_index->type();
+    }
+  }
+  st.format_version = m.format_version;
+  st.db_bytes = file_size_or_zero(m.path) + file_size_or_zero(fs::path(m.path.string() + "-wal"));
+  st.index_cache_bytes = file_size_or_zero(pdq_index_path(m.path));
+  std::shared_lock ilock(m.index_mu);
+  st.index_type = m.index->type();
+  st.index_memory_bytes = m.index->memory_bytes();
+  return st;
+}
+
+namespace {
+
+// Appends problem lines of one kind, summarising beyond kMaxListedProblems.
+struct ProblemList {
+  std::vector<std::string>& out;
+  std::size_t n = 0;
+  void add(std::string line) {
+    if (n++ < kMaxListedProblems) out.push_back(std::move(line));
+  }
+  void finish(const std::string& kind) {
+    if (n > kMaxListedProblems)
+      out.push_back("... and " + std::to_string(n - kMaxListedProblems) + " more " + kind);
+  }
+};
+
+std::set<std::int64_t> ids_within(const std::vector<std::pair<std::int64_t, Hash256>>& rows,
+                                  const Hash256& q, int max_distance) {
+  std::set<std::int64_t> out;
+  for (const auto& [id, h] : rows)
+    if (hamming(q, h) <= max_distance) out.insert(id);
+  return out;
+}
+
+// Does `index` hold exactly the records' (id, hash) pairs? `rows` is in id order.
+// Returns a description of the first difference, or an empty string.
+std::string compare_contents(const PdqIndex& index,
+                             const std::vector<std::pair<std::int64_t, Hash256>>& rows) {
+  auto held = index.contents();
+  std::sort(held.begin(), held.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::size_t i = 0;
+  for (; i < held.size() && i < rows.size(); ++i) {
+    if (held[i].first != rows[i].first)
+      return "entry " + std::to_string(std::min(held[i].first, rows[i].first)) +
+             " is in one of them only";
+    if (held[i].second != rows[i].second)
+      return "entry " + std::to_string(rows[i].first) + " has another hash than its record";
+  }
+  if (held.size() != rows.size())
+    return "it holds " + std::to_string(held.size()) + " hashes for " + std::to_string(rows.size()) +
+           " entries";
+  return {};
+}
+
+// Does `index` agree with brute force over `rows` for a sample of entries?
+// Returns a description of the first disagreement, or an empty string.
+std::string verify_sample(const PdqIndex& index,
+                          const std::vector<std::pair<std::int64_t, Hash256>>& rows,
+                          int threshold) {
+  if (rows.empty()) return {};
+  const std::size_t step = std::max<std::size_t>(1, rows.size() / kCheckSamples);
+  for (std::size_t i = 0; i < rows.size(); i += step) {
+    const auto& [id, h] = rows[i];
+    const auto hits = index.range_search(std::span(&h, 1), threshold).at(0);
+    std::set<std::int64_t> got;
+    bool self = false;
+    for (const auto& hit : hits) {
+      got.insert(hit.id);
+      self = self || (hit.id == id && hit.distance == 0);
+    }
+    if (!self) return "entry " + std::to_string(id) + " is not found by its own hash";
+    const auto want = ids_within(rows, h, threshold);
+    if (got != want)
+      return "searching for entry " + std::to_string(id) + " finds " + std::to_string(got.size()) +
+             " entries, brute force over the records finds " + std::to_string(want.size());
+  }
+  return {};
+}
+
+}  // namespace
+
+CheckReport Bank::check() const {
+  auto& m = *impl_;
+  CheckReport rep;
+  auto& P = rep.problems;
+  std::lock_guard lock(m.db_mu);
+  try {
+    m.refresh_if_changed();
+  } catch (const Error& e) {
+    P.push_back(std::string("cannot read the bank: ") + e.reason());
+  }
+
+  {
+    Stmt s(m.conn, "PRAGMA integrity_check");
+    ProblemList list{P};
+    while (s.step())
+      if (s.text(0) != "ok") list.add("SQLite integrity check: " + s.text(0));
+    list.finish("SQLite integrity problems");
+  }
+
+  // Meta: re-read rather than trusting what open() parsed.
+  const auto meta_int = [&](const char* key, std::int64_t lo, std::int64_t hi) {
+    const auto v = m.meta(key);
+    const auto n = v ? parse_int(*v) : std::nullopt;
+    if (!n || *n < lo || *n > hi)
+      P.push_back(std::string("meta '") + key + "' is " + (v ? "'" + *v + "'" : "missing") +
+                  " (expected a number in " + std::to_string(lo) + ".." + std::to_string(hi) + ")");
+  };
+  meta_int("format_version", 1, kFormatVersion);
+  meta_int("created_at", 0, INT64_MAX);
+  meta_int("pdq_threshold", 0, 256);
+  meta_int("min_quality", 0, 100);
+  meta_int("multihash_min_entries", 0, INT64_MAX);
+  if (const auto t = m.meta("index_type"); !t || !valid_index_type(*t))
+    P.push_back("meta 'index_type' is missing or not auto/flat/multihash/compact");
+  if (const auto sg = m.meta("signals"); !sg || sg->find("pdq") == std::string::npos)
+    P.push_back("meta 'signals' is missing or does not list pdq");
+  const auto gen_text = m.meta("generation");
+  const auto db_gen_parsed = gen_text ? parse_uint(*gen_text) : std::nullopt;
+  if (!db_gen_parsed) P.push_back("meta 'generation' is missing or not a number");
+  const bool have_gen = db_gen_parsed.has_value();
+  const std::uint64_t bank_gen = db_gen_parsed.value_or(0);
+
+  // Records.
+  std::vector<std::pair<std::int64_t, Hash256>> rows;
+  std::int64_t total = 0;
+  {
+    Stmt s(m.conn,
+           "SELECT id, pdq, typeof(pdq), quality, typeof(quality), origin, sha256 FROM entries "
+           "ORDER BY id");
+    ProblemList list{P};
+    while (s.step()) {
+      ++total;
+      const auto id = std::to_string(s.i64(0));
+      if (const auto h = hash_from_blob(s.blob(1)); h && s.text(2) == "blob")
+        rows.emplace_back(s.i64(0), *h);
+      else
+        list.add("entry " + id + ": PDQ hash is a " + s.text(2) + " of " +
+                 std::to_string(s.blob(1).size()) + " bytes (expected a 32-byte blob)");
+      if (!s.null(3) && (s.text(4) != "integer" || s.i64(3) < 0 || s.i64(3) > 100))
+        list.add("entry " + id + ": quality '" + s.text(3) + "' is not an integer in 0..100");
+      if (const auto o = s.text(5); o != "indexed" && o != "imported")
+        list.add("entry " + id + ": origin '" + o + "' is neither indexed nor imported");
+      if (!s.null(6) && !is_sha256_hex(s.text(6)))
+        list.add("entry " + id + ": sha256 '" + s.text(6) + "' is not 64 lowercase hex characters");
+    }
+    list.finish("damaged entries");
+  }
+
+  // The other signals' records: each must decode as build_local()/build_embed() read it
+  // (a damaged row is left out of the search, so it is named here).
+  std::size_t local_rows = 0;
+  if (m.signal_tables) {
+    {
+      Stmt s(m.conn, "SELECT entry_id, keypoints, descriptors FROM local_features ORDER BY entry_id");
+      ProblemList list{P};
+      while (s.step()) {
+        try {
+          const LocalFeatures f = decode_local(s.blob(1), s.blob(2), m.conn.path);
+          if (f.descriptors.rows == static_cast<int>(f.size()) && (f.size() == 0 || f.descriptors.cols == kOrbBytes))
+            local_rows += f.size();
+          else
+            list.add("entry " + std::to_string(s.i64(0)) + ": local features have " + std::to_string(f.size()) +
+                     " keypoints but " + std::to_string(f.descriptors.rows) + " descriptors");
+        } catch (const Error& e) {
+          list.add("entry " + std::to_string(s.i64(0)) + ": local features: " + e.reason());
+        }
+      }
+      list.finish("damaged local-feature rows");
+    }
+    {
+      Stmt s(m.conn, "SELECT entry_id, vector FROM embeddings ORDER BY entry_id");
+      ProblemList list{P};
+      std::size_t dim = 0;
+      while (s.step()) {
+        const auto b = s.blob(1);
+        const auto id = std::to_string(s.i64(0));
+        if (b.empty() || b.size() % sizeof(float) != 0) {
+          list.add("entry " + id + ": embedding of " + std::to_string(b.size()) + " bytes (not a float vector)");
+          continue;
+        }
+        if (dim == 0) dim = b.size() / sizeof(float);
+        if (b.size() / sizeof(float) != dim) {
+          list.add("entry " + id + ": embedding of " + std::to_string(b.size() / sizeof(float)) +
+                   " dimensions where the others have " + std::to_string(dim));
+          continue;
+        }
+        std::vector<float> v(dim);
+        std::memcpy(v.data(), b.data(), b.size());
+        if (!std::all_of(v.begin(), v.end(), [](float x) { return std::isfinite(x); }))
+          list.add("entry " + id + ": embedding holds a value that is not a finite number");
+      }
+      list.finish("damaged embeddings");
+    }
+    for (const char* table : {"local_features", "embeddings"}) {
+      const std::string sql = std::string("SELECT count(*) FROM ") + table + " WHERE entry_id NOT IN (SELECT id FROM entries)";
+      Stmt s(m.conn, sql.c_str());
+      if (s.step() && s.i64(0) > 0)
+        P.push_back(std::to_string(s.i64(0)) + " rows of " + table + " belong to no entry");
+    }
+  }
+
+  // The index in use against the records.
+  {
+    std::shared_lock ilock(m.index_mu);
+    if (m.index->size() != static_cast<std::size_t>(total))
+      P.push_back("the PDQ index holds " + std::to_string(m.index->size()) +
+                  " hashes but the bank has " + std::to_string(total) + " entries");
+    std::string why = compare_contents(*m.index, rows);
+    if (why.empty()) why = verify_sample(*m.index, rows, m.config.pdq_threshold);
+    if (!why.empty()) P.push_back("the PDQ index disagrees with the records: " + why);
+  }
+
+  // The cache file: a derived file, only a problem if it would be trusted while wrong.
+  const auto cache = pdq_index_path(m.path);
+  std::error_code ec;
+  if (fs::exists(cache, ec) && have_gen) {
+    std::uint64_t cache_gen = 0;
+    const auto cached = load_pdq_index(cache, &cache_gen);
+    if (!cached) {
+      rep.notes.push_back(
+          "the index cache " + cache.string() +
+          " is unreadable or damaged; it is rebuilt from the records at the next open");
+    } else if (cache_gen < bank_gen) {
+      rep.notes.push_back("the index cache is at generation " + std::to_string(cache_gen) +
+                          ", the bank at " + std::to_string(bank_gen) +
+                          ": it is rebuilt at the next open");
+    } else if (cache_gen > bank_gen) {
+      rep.notes.push_back("the index cache claims generation " + std::to_string(cache_gen) +
+                          ", newer than the bank's " + std::to_string(bank_gen) +
+                          " (bank restored from a backup?); it is ignored and rewritten");
+    } else {
+      std::string why = compare_contents(*cached, rows);
+      if (why.empty()) why = verify_sample(*cached, rows, m.config.pdq_threshold);
+      if (!why.empty())
+        P.push_back("the index cache " + cache.string() +
+                    " carries the bank's generation but disagrees with the records (" + why +
+                    "); delete it to have it rebuilt");
+    }
+  }
+
+  // The local-feature layout cache: derived, checksummed and refused at load when it does
+  // not fit, so any finding here is a note: it is rebuilt at the next local search.
+  const auto layout_file = local_layout_path(m.path);
+  if (fs::exists(layout_file, ec) && have_gen) {
+    const std::string layout = read_local_layout(m.path, bank_gen);
+    if (layout.empty()) {
+      rep.notes.push_back("the local-feature layout cache " + layout_file.string() +
+                          " is damaged or of another generation; it is rebuilt at the next local search");
+    } else if (const std::string why = LocalIndex::layout_mismatch(layout, local_rows, LocalIndexParams{});
+               !why.empty()) {
+      rep.notes.push_back("the local-feature layout cache " + layout_file.string() + " does not fit the records (" +
+                          why + "); it is rebuilt at the next local search");
+    }
+  }
+
+  rep.ok = P.empty();
+  return rep;
+}
+
+}  // namespace hashwall
