@@ -55,11 +55,11 @@ long budget(const char* name, long fallback);
 // Skips the current test visibly when ../shared is absent. Under CTest (which runs one
 // test per process and sets HASHWALL_SKIP_EXIT) the process exits with 77, which CTest
 // reports as "Skipped"; run directly, the test warns and returns.
-#define HW_REQUIRE_SHARED(var)                                                   \
-  auto var##_opt = ::hwtest::shared_dir();                                       \
-  if (!var##_opt) {                                                              \
+#define HW_REQUIRE_SHARED(var)                                                        \
+  auto var##_opt = ::hwtest::shared_dir();                                            \
+  if (!var##_opt) {                                                                   \
     if (std::getenv("HASHWALL_SKIP_EXIT")) ::hwtest::hw_skip_exit("needs ../shared"); \
-    WARN("SKIPPED: needs ../shared (or HASHWALL_PHOTOS); not present here");      \
-    return;                                                                      \
-  }                                                                              \
+    WARN("SKIPPED: needs ../shared (or HASHWALL_PHOTOS); not present here");          \
+    return;                                                                           \
+  }                                                                                   \
   const auto& var = *var##_opt

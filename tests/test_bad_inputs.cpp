@@ -2,21 +2,19 @@
 // made here at run time), fed to the real binary. Every case asserts its exact outcome:
 // the error line naming the file and the reason, or the correct result; always within a
 // time bound, a memory bound, and with the bank unchanged where the operation failed.
-#include <catch2/catch.hpp>
-
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <catch2/catch.hpp>
 #include <chrono>
 #include <fstream>
 #include <map>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 #include <opencv2/videoio.hpp>
+#include <sstream>
 
 #include "hash/hash256.hpp"
 #include "support.hpp"
@@ -111,13 +109,22 @@ const std::map<std::string, std::string>& refused_images() {
 
 // The images in tests/data/bad/ that must hash (odd, but valid).
 const std::vector<std::string>& accepted_images() {
-  static const std::vector<std::string> v = {
-      "1x1.jpg",        "1x1.png",        "4x4.png",
-      "alpha.png",      "animated.gif",   "cmyk.jpg",
-      "grey-16bit.png", "palette.png",    "rgb-16bit.png",
-      "png-named.jpg",  "jpeg-named.png", "exif-orientation-0.jpg",
-      "exif-orientation-9.jpg", "exif-orientation-65535.jpg", "exif-ifd-offset-past-end.jpg",
-      "exif-ifd-count-65535.jpg"};
+  static const std::vector<std::string> v = {"1x1.jpg",
+                                             "1x1.png",
+                                             "4x4.png",
+                                             "alpha.png",
+                                             "animated.gif",
+                                             "cmyk.jpg",
+                                             "grey-16bit.png",
+                                             "palette.png",
+                                             "rgb-16bit.png",
+                                             "png-named.jpg",
+                                             "jpeg-named.png",
+                                             "exif-orientation-0.jpg",
+                                             "exif-orientation-9.jpg",
+                                             "exif-orientation-65535.jpg",
+                                             "exif-ifd-offset-past-end.jpg",
+                                             "exif-ifd-count-65535.jpg"};
   return v;
 }
 
@@ -199,7 +206,8 @@ TEST_CASE("indexing the bad corpus adds the valid images and names every refused
           "[bad-input]") {
   TempDir tmp;
   const auto bank = tmp / "bank.db";
-  const RunResult r = run_bounded("index " + q(bad_dir()) + " --bank " + q(bank) + " --json -q -j 2");
+  const RunResult r =
+      run_bounded("index " + q(bad_dir()) + " --bank " + q(bank) + " --json -q -j 2");
   INFO(r.err);
   REQUIRE(r.exit_code == 3);  // finished, some files skipped
   const json j = json::parse(r.out);
@@ -222,9 +230,9 @@ TEST_CASE("symlink loops FIFOs unreadable and non-UTF-8 names in an indexed fold
   const auto good = bad_dir() / "png-named.jpg";
   fs::copy_file(good, dir / "good.png");
   fs::create_directory_symlink("..", dir / "sub" / "loop");  // a directory cycle
-  fs::create_symlink("self.jpg", dir / "self.jpg");           // a link to itself
+  fs::create_symlink("self.jpg", dir / "self.jpg");          // a link to itself
   fs::create_symlink("nowhere.jpg", dir / "dangling.jpg");
-  REQUIRE(mkfifo((dir / "fifo.jpg").c_str(), 0644) == 0);  // would block a plain open()
+  REQUIRE(mkfifo((dir / "fifo.jpg").c_str(), 0644) == 0);    // would block a plain open()
   const fs::path latin1 = dir / std::string("caf\xe9.jpg");  // ISO-8859-1, not UTF-8
   fs::copy_file(bad_dir() / "jpeg-named.png", latin1);
   const auto locked = dir / "locked.jpg";
@@ -257,8 +265,8 @@ TEST_CASE("malformed hash lists are refused line by line and leave the bank unch
           "[bad-input]") {
   TempDir tmp;
   const auto bank = tmp / "bank.db";
-  REQUIRE(hwtest::run_hashwall("import " + q(bad_dir() / "list-crlf.hex") + " --format hex --bank " +
-                               q(bank))
+  REQUIRE(hwtest::run_hashwall("import " + q(bad_dir() / "list-crlf.hex") +
+                               " --format hex --bank " + q(bank))
               .exit_code == 0);
   const std::string before = bank_snapshot(bank);
   struct Case {
@@ -267,26 +275,30 @@ TEST_CASE("malformed hash lists are refused line by line and leave the bank unch
     std::vector<std::string> lines;  // expected "N: reason" lines, in order
   };
   const std::vector<Case> cases = {
-      {"list-wrong-length.hex", "hex",
-       {"2: hash has 63 hex characters, expected 64", "3: hash has 65 hex characters, expected 64"}},
+      {"list-wrong-length.hex",
+       "hex",
+       {"2: hash has 63 hex characters, expected 64",
+        "3: hash has 65 hex characters, expected 64"}},
       {"list-non-hex.hex", "hex", {"2: hash contains a non-hex character 'g' at column 11"}},
       {"list-0x-prefix.hex", "hex", {"1: hash contains a non-hex character 'x' at column 2"}},
       {"list-utf16.hex", "hex", {"1: hash contains a non-hex character '\\xFF' at column 1"}},
-      {"list-bad-quality.csv", "pdq-csv",
+      {"list-bad-quality.csv",
+       "pdq-csv",
        {"1: quality '101' is not an integer from 0 to 100",
         "2: quality '-1' is not an integer from 0 to 100"}},
       {"list-wrong-type.hma", "hma", {"1: signal type 'md5' is not supported, only 'pdq'"}},
       {"list-binary.hex", "hex", {"1: hash contains a non-hex character '\\x00' at column 1"}},
       // A valid list in another format is refused as a whole, not half-read.
-      {"list-crlf-bom.csv", "hex",
-       {"1: hash contains a non-hex character ',' at column 65"}},
+      {"list-crlf-bom.csv", "hex", {"1: hash contains a non-hex character ',' at column 65"}},
   };
   for (const auto& c : cases) {
     const fs::path file = bad_dir() / c.file;
-    const RunResult r = run_bounded("import " + q(file) + " --format " + c.format + " --bank " + q(bank));
+    const RunResult r =
+        run_bounded("import " + q(file) + " --format " + c.format + " --bank " + q(bank));
     INFO(c.file << ": " << r.err);
     CHECK(r.exit_code == 2);
-    for (const auto& line : c.lines) CHECK_THAT(r.err, Catch::Contains(file.string() + ":" + line + "\n"));
+    for (const auto& line : c.lines)
+      CHECK_THAT(r.err, Catch::Contains(file.string() + ":" + line + "\n"));
     CHECK_THAT(r.err, Catch::Contains("nothing imported"));
     CHECK(bank_snapshot(bank) == before);
   }
@@ -313,9 +325,11 @@ TEST_CASE("CRLF BOM and repeated lines in hash lists import the right entries", 
   const RunResult ex = hwtest::run_hashwall("export --format pdq-csv --bank " + q(bank));
   // Names survive exactly: no BOM, no CR, commas kept.
   CHECK_THAT(ex.out,
-             Catch::Contains("d8f8f0cee0f4a84f0637022a078f67f0b36e2ed596621e1d33e6339c4e9c9b22,100,a.jpg\n"));
+             Catch::Contains(
+                 "d8f8f0cee0f4a84f0637022a078f67f0b36e2ed596621e1d33e6339c4e9c9b22,100,a.jpg\n"));
   CHECK_THAT(ex.out,
-             Catch::Contains("d8f8f0cee0f4a84f0637022a078f67f0b36e2ed596621e1d33e6339c4e9c9b23,80,b,c.jpg\n"));
+             Catch::Contains(
+                 "d8f8f0cee0f4a84f0637022a078f67f0b36e2ed596621e1d33e6339c4e9c9b23,80,b,c.jpg\n"));
   CHECK(ex.out.find('\r') == std::string::npos);
   // Importing the same list again adds nothing.
   CHECK(import("list-duplicates.hex", "hex")["added"] == 0);

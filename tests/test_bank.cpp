@@ -603,7 +603,8 @@ TEST_CASE("a compact-index bank searches adds removes and reopens like the other
     const auto added = bank->add(more).ids;
     ids.insert(ids.end(), added.begin(), added.end());
     CHECK(bank->stats().index_type == "compact");
-    for (const std::size_t i : {std::size_t{0}, std::size_t{2999}, std::size_t{3000}, std::size_t{3999}})
+    for (const std::size_t i :
+         {std::size_t{0}, std::size_t{2999}, std::size_t{3000}, std::size_t{3999}})
       CHECK(found_ids(*bank, flip_bits(h[i], 20), 31) == std::set{ids[i]});
     const std::int64_t drop[] = {ids[5]};
     CHECK(bank->remove_ids(drop) == 1);
@@ -660,8 +661,7 @@ TEST_CASE("set_index records the new index type and rebuilds the index", "[bank]
   CHECK_THROWS_AS(reopened->set_index("flat"), Error);  // read-only
 }
 
-TEST_CASE("removals on a multihash bank stay correct in this and in other connections",
-          "[bank]") {
+TEST_CASE("removals on a multihash bank stay correct in this and in other connections", "[bank]") {
   hwtest::TempDir dir;
   const auto path = dir / "bank.db";
   BankConfig cfg;
@@ -811,10 +811,12 @@ TEST_CASE("check reports damaged local-feature and embedding rows", "[bank]") {
     CHECK(rep.ok);
   }
   const auto a = std::to_string(ids[1]), b = std::to_string(ids[2]);
-  raw_exec(path, "UPDATE local_features SET descriptors = x'00ff' WHERE entry_id = " + a +
-                     "; UPDATE embeddings SET vector = x'000000' WHERE entry_id = " + b +
-                     "; UPDATE embeddings SET vector = x'0000c07f0000803f0000803f0000803f' WHERE entry_id = " +
-                     std::to_string(ids[3]));
+  raw_exec(
+      path,
+      "UPDATE local_features SET descriptors = x'00ff' WHERE entry_id = " + a +
+          "; UPDATE embeddings SET vector = x'000000' WHERE entry_id = " + b +
+          "; UPDATE embeddings SET vector = x'0000c07f0000803f0000803f0000803f' WHERE entry_id = " +
+          std::to_string(ids[3]));
   const auto rep = Bank::open(path, OpenMode::ReadOnly)->check();
   CHECK_FALSE(rep.ok);
   const auto named = [&](const std::string& what, const std::string& id) {

@@ -1,12 +1,10 @@
 // The benchmark's pure parts (metrics, edits) and a tiny run of both benches.
-#include <catch2/catch.hpp>
-
 #include <algorithm>
-#include <set>
-
+#include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
+#include <set>
 
 #include "bench/edits.hpp"
 #include "bench/metrics.hpp"
@@ -25,7 +23,8 @@ cv::Mat test_image(int w = 320, int h = 240) {
   cv::Mat img(h, w, CV_8UC3);
   for (int y = 0; y < h; ++y)
     for (int x = 0; x < w; ++x)
-      img.at<cv::Vec3b>(y, x) = cv::Vec3b(static_cast<std::uint8_t>(x * 255 / w), static_cast<std::uint8_t>(y * 255 / h), 128);
+      img.at<cv::Vec3b>(y, x) = cv::Vec3b(static_cast<std::uint8_t>(x * 255 / w),
+                                          static_cast<std::uint8_t>(y * 255 / h), 128);
   cv::circle(img, cv::Point(w / 3, h / 2), h / 4, cv::Scalar(20, 200, 40), cv::FILLED);
   cv::rectangle(img, cv::Rect(w / 2, h / 5, w / 4, h / 3), cv::Scalar(250, 30, 90), cv::FILLED);
   return img;
@@ -33,7 +32,8 @@ cv::Mat test_image(int w = 320, int h = 240) {
 
 std::vector<fs::path> sample_bank() {
   std::vector<fs::path> out;
-  for (const auto& e : fs::directory_iterator(hwtest::source_dir() / "samples" / "bank")) out.push_back(e.path());
+  for (const auto& e : fs::directory_iterator(hwtest::source_dir() / "samples" / "bank"))
+    out.push_back(e.path());
   std::sort(out.begin(), out.end());
   return out;
 }
@@ -43,8 +43,11 @@ std::vector<fs::path> sample_bank() {
 TEST_CASE("micro-AP and recall at precision match a hand-computed example", "[bench]") {
   // Queries 0 and 1 have true references 10 and 20; query 2 is a distractor.
   const GroundTruth truth = {10, 20, -1};
-  const std::vector<Prediction> preds = {
-      {1, 30, 0.6}, {0, 10, 0.9}, {2, 10, 0.8}, {1, 20, 0.7}, {0, 10, 0.1} /* duplicate pair: best kept */};
+  const std::vector<Prediction> preds = {{1, 30, 0.6},
+                                         {0, 10, 0.9},
+                                         {2, 10, 0.8},
+                                         {1, 20, 0.7},
+                                         {0, 10, 0.1} /* duplicate pair: best kept */};
   // Ranked: T(0.9) F(0.8) T(0.7) F(0.6) -> AP = (1/1 + 2/3) / 2.
   CHECK(micro_ap(preds, truth) == Approx((1.0 + 2.0 / 3.0) / 2.0));
   const auto p100 = recall_at_precision(preds, truth, 1.0);
@@ -70,9 +73,11 @@ TEST_CASE("ties are ranked pessimistically and missing queries lower micro-AP", 
   CHECK(micro_ap(preds, GroundTruth{-1, -1}) == 0.0);
 }
 
-TEST_CASE("every edit makes a valid image of plausible size the same for the same seed", "[bench]") {
+TEST_CASE("every edit makes a valid image of plausible size the same for the same seed",
+          "[bench]") {
   const cv::Mat img = test_image();
-  const std::vector<cv::Mat> others = {test_image(200, 300), test_image(300, 300), test_image(240, 160)};
+  const std::vector<cv::Mat> others = {test_image(200, 300), test_image(300, 300),
+                                       test_image(240, 160)};
   std::vector<std::string> names;
   for (const auto& e : edit_registry()) {
     INFO(e.name);
@@ -140,7 +145,7 @@ TEST_CASE("a tiny robustness run reports every signal edit and family", "[bench]
   const std::string md = robustness_markdown(r);
   CHECK(md.find("| flip-h | dihedral |") != std::string::npos);
   CHECK(fs::is_empty(tmp.path()));  // the temporary bank is gone
-  CHECK(r.corpus_copies.empty());     // the samples are distinct photos
+  CHECK(r.corpus_copies.empty());   // the samples are distinct photos
 }
 
 TEST_CASE("a photo that is a copy of another in the corpus is left out of the run", "[bench]") {
@@ -191,7 +196,8 @@ TEST_CASE("a small run over a large folder fingerprints only the photos it needs
     cv::Mat img = test_image(160, 120);
     for (int k = 0; k < 6; ++k)
       cv::circle(img, cv::Point(rng.uniform(0, 160), rng.uniform(0, 120)), rng.uniform(5, 40),
-                 cv::Scalar(rng.uniform(0, 256), rng.uniform(0, 256), rng.uniform(0, 256)), cv::FILLED);
+                 cv::Scalar(rng.uniform(0, 256), rng.uniform(0, 256), rng.uniform(0, 256)),
+                 cv::FILLED);
     files.push_back(corpus / ("p" + std::to_string(i) + ".png"));
     REQUIRE(cv::imwrite(files.back().string(), img));
   }
@@ -205,7 +211,8 @@ TEST_CASE("a small run over a large folder fingerprints only the photos it needs
   std::size_t looked_at = 0;
   o.progress = [&](const char* phase, std::size_t, std::size_t total) {
     // One batch here: its size is the photos fingerprinted (3 needed plus a margin).
-    if (std::string(phase) == "looking for copies inside the corpus") looked_at = std::max(looked_at, total);
+    if (std::string(phase) == "looking for copies inside the corpus")
+      looked_at = std::max(looked_at, total);
   };
   const RobustnessReport r = run_robustness(o);
   CHECK(r.known == 2);
@@ -247,7 +254,9 @@ TEST_CASE("a tiny speed run finds every planted near-duplicate", "[bench]") {
   CHECK(r.signal_costs[0].local_entry_ms > 0);
   CHECK(r.signal_costs[0].local_query_ms > r.signal_costs[0].local_entry_ms);
   CHECK(r.local.empty());
-  CHECK(std::any_of(r.notes.begin(), r.notes.end(), [](const std::string& n) { return n.find("40 corpus photos") != std::string::npos; }));
+  CHECK(std::any_of(r.notes.begin(), r.notes.end(), [](const std::string& n) {
+    return n.find("40 corpus photos") != std::string::npos;
+  }));
   REQUIRE(r.banks.size() == 1);
   CHECK(r.banks[0].planted_found == r.banks[0].planted);
   CHECK(r.banks[0].import_hashes_per_s > 0);
@@ -260,9 +269,10 @@ TEST_CASE("a tiny speed run finds every planted near-duplicate", "[bench]") {
 
 TEST_CASE("bench robustness on the samples writes Markdown and JSON", "[bench]") {
   hwtest::TempDir tmp;
-  const auto r = hwtest::run_hashwall("bench robustness --corpus '" + (hwtest::source_dir() / "samples" / "bank").string() +
-                                      "' --known 3 --edits reencode-q90,rotate-90 --max-side 512 -q --json --out '" +
-                                      (tmp / "out").string() + "'");
+  const auto r = hwtest::run_hashwall(
+      "bench robustness --corpus '" + (hwtest::source_dir() / "samples" / "bank").string() +
+      "' --known 3 --edits reencode-q90,rotate-90 --max-side 512 -q --json --out '" +
+      (tmp / "out").string() + "'");
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
   const auto j = nlohmann::json::parse(r.out);
@@ -270,17 +280,21 @@ TEST_CASE("bench robustness on the samples writes Markdown and JSON", "[bench]")
   CHECK(fs::exists(tmp / "out" / "robustness.md"));
   CHECK(fs::exists(tmp / "out" / "robustness.json"));
   CHECK(hwtest::run_hashwall("bench robustness --corpus /nonexistent-dir -q").exit_code == 2);
-  CHECK(hwtest::run_hashwall("bench robustness --corpus '" + (hwtest::source_dir() / "samples").string() +
-                             "' --edits no-such-edit -q").exit_code == 2);
+  CHECK(hwtest::run_hashwall("bench robustness --corpus '" +
+                             (hwtest::source_dir() / "samples").string() +
+                             "' --edits no-such-edit -q")
+            .exit_code == 2);
   CHECK(hwtest::run_hashwall("bench speed --sizes 10q --no-index-run").exit_code == 2);
 }
 
-TEST_CASE("local-feature search timing finds planted copies among fillers and no unrelated photo", "[bench][shared]") {
+TEST_CASE("local-feature search timing finds planted copies among fillers and no unrelated photo",
+          "[bench][shared]") {
   HW_REQUIRE_SHARED(shared);
   hwtest::TempDir tmp;
   SpeedOptions o;
   std::vector<fs::path> files;
-  for (const auto& e : fs::directory_iterator(shared / "photos" / "bsds500")) files.push_back(e.path());
+  for (const auto& e : fs::directory_iterator(shared / "photos" / "bsds500"))
+    files.push_back(e.path());
   std::sort(files.begin(), files.end());
   files.resize(std::min<std::size_t>(files.size(), 80));
   o.hash_sets = {{"bsds500", files}};

@@ -2,22 +2,20 @@
 // two writers at once (docs/SECURITY.md, "Crash and fault safety"). These tests run the
 // real binary on generated photos and look at the bank afterwards, in-process and with
 // `hashwall check`.
-#include <catch2/catch.hpp>
-
 #include <signal.h>
+#include <sqlite3.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <catch2/catch.hpp>
 #include <chrono>
 #include <fstream>
+#include <nlohmann/json.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
 #include <random>
 #include <sstream>
 #include <thread>
-
-#include <nlohmann/json.hpp>
-#include <sqlite3.h>
-#include <opencv2/imgcodecs.hpp>
-#include <opencv2/imgproc.hpp>
 
 #include "bank/bank.hpp"
 #include "support.hpp"
@@ -64,7 +62,8 @@ pid_t spawn_index(const fs::path& corpus, const fs::path& bank, const fs::path& 
   const pid_t pid = fork();
   if (pid == 0) {
     const std::string bin = hwtest::hashwall_binary().string();
-    if (!std::freopen("/dev/null", "w", stderr) || !std::freopen("/dev/null", "w", stdout)) _exit(126);
+    if (!std::freopen("/dev/null", "w", stderr) || !std::freopen("/dev/null", "w", stdout))
+      _exit(126);
     execl(bin.c_str(), bin.c_str(), "index", corpus.c_str(), "--bank", bank.c_str(), "--batch", "4",
           "-j", "1", "-q", "--commit-log", log.c_str(), static_cast<char*>(nullptr));
     _exit(127);
@@ -104,7 +103,9 @@ TEST_CASE("a bank killed with SIGKILL at random moments of index stays whole", "
     REQUIRE(WIFEXITED(status));
     REQUIRE(WEXITSTATUS(status) == 0);
   }
-  const auto full_ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0).count();
+  const auto full_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - t0)
+          .count();
   const auto series_start = std::chrono::steady_clock::now();
   const auto elapsed = [&] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - series_start).count();
@@ -113,7 +114,8 @@ TEST_CASE("a bank killed with SIGKILL at random moments of index stays whole", "
   std::mt19937 rng(20240601);
   int with_bank = 0, rounds = 0;
   std::size_t verified = 0;
-  for (int round = 0; round < max_rounds && (round < kMinRounds || elapsed() < max_seconds); ++round) {
+  for (int round = 0; round < max_rounds && (round < kMinRounds || elapsed() < max_seconds);
+       ++round) {
     ++rounds;
     // A fresh bank every 10 rounds, so that kills keep landing in the middle of work
     // rather than in re-runs that find everything already indexed.
@@ -123,7 +125,8 @@ TEST_CASE("a bank killed with SIGKILL at random moments of index stays whole", "
     }
     const pid_t pid = spawn_index(corpus, bank, log);
     REQUIRE(pid > 0);
-    std::this_thread::sleep_for(std::chrono::milliseconds(std::uniform_int_distribution<long>(0, full_ms)(rng)));
+    std::this_thread::sleep_for(
+        std::chrono::milliseconds(std::uniform_int_distribution<long>(0, full_ms)(rng)));
     kill(pid, SIGKILL);
     int status = 0;
     waitpid(pid, &status, 0);
@@ -153,7 +156,8 @@ TEST_CASE("a bank killed with SIGKILL at random moments of index stays whole", "
   // Kills fall uniformly over a whole run, and the bank exists after its first commit.
   CHECK(with_bank * 2 >= rounds);
   // The re-run completes the last bank.
-  const RunResult rerun = hwtest::run_hashwall("index " + q(corpus) + " --bank " + q(bank) + " -q --json");
+  const RunResult rerun =
+      hwtest::run_hashwall("index " + q(corpus) + " --bank " + q(bank) + " -q --json");
   INFO(rerun.err);
   REQUIRE(rerun.exit_code == 0);
   CHECK(json::parse(rerun.out)["bank_entries"].get<int>() == kPhotos);
@@ -165,19 +169,23 @@ TEST_CASE("a full disk fails the batch says so and leaves the bank as it was", "
   make_corpus(tmp / "first", 10, 2);
   make_corpus(tmp / "second", 150, 3);
   const auto bank = tmp / "bank.db";
-  REQUIRE(hwtest::run_hashwall("index " + q(tmp / "first") + " --bank " + q(bank) + " -q").exit_code == 0);
+  REQUIRE(
+      hwtest::run_hashwall("index " + q(tmp / "first") + " --bank " + q(bank) + " -q").exit_code ==
+      0);
   const std::string before = bank_snapshot(bank);
 
   // ulimit -f (RLIMIT_FSIZE, 512-byte blocks in sh): no file may grow past 16 KiB, so the
   // write-ahead log of a 150-entry batch cannot be written.
   const std::string limit = "ulimit -f 32; ";
   SECTION("index") {
-    const RunResult r = hwtest::run_shell(limit + "exec '" + hwtest::hashwall_binary().string() + "' index " +
-                                          q(tmp / "second") + " --bank " + q(bank) + " -q --batch 1000");
+    const RunResult r =
+        hwtest::run_shell(limit + "exec '" + hwtest::hashwall_binary().string() + "' index " +
+                          q(tmp / "second") + " --bank " + q(bank) + " -q --batch 1000");
     INFO(r.err);
     CHECK(r.exit_code == 2);
     CHECK_THAT(r.err, Catch::StartsWith("hashwall: " + bank.string() + ": "));
-    CHECK_THAT(r.err, Catch::Contains("disk") || Catch::Contains("full") || Catch::Contains("too large"));
+    CHECK_THAT(r.err,
+               Catch::Contains("disk") || Catch::Contains("full") || Catch::Contains("too large"));
   }
   SECTION("import") {
     std::ofstream list(tmp / "list.hex");
@@ -189,8 +197,9 @@ TEST_CASE("a full disk fails the batch says so and leaves the bank as it was", "
       list << hex << "\n";
     }
     list.close();
-    const RunResult r = hwtest::run_shell(limit + "exec '" + hwtest::hashwall_binary().string() + "' import " +
-                                          q(tmp / "list.hex") + " --format hex --bank " + q(bank));
+    const RunResult r =
+        hwtest::run_shell(limit + "exec '" + hwtest::hashwall_binary().string() + "' import " +
+                          q(tmp / "list.hex") + " --format hex --bank " + q(bank));
     INFO(r.err);
     CHECK(r.exit_code == 2);
     CHECK_THAT(r.err, Catch::StartsWith("hashwall: " + bank.string() + ": "));
@@ -217,7 +226,8 @@ TEST_CASE("two index runs into one bank at once: no corruption nothing lost", "[
   CHECK((WEXITSTATUS(sa) == 0 || WEXITSTATUS(sa) == 2));
   CHECK((WEXITSTATUS(sb) == 0 || WEXITSTATUS(sb) == 2));
   for (const char* dir : {"a", "b"}) {
-    const RunResult r = hwtest::run_hashwall("index " + q(tmp / dir) + " --bank " + q(bank) + " -q");
+    const RunResult r =
+        hwtest::run_hashwall("index " + q(tmp / dir) + " --bank " + q(bank) + " -q");
     INFO(r.err);
     CHECK(r.exit_code == 0);
   }
@@ -231,7 +241,8 @@ TEST_CASE("a second writer waiting on a busy bank says the bank is busy", "[cras
   TempDir tmp;
   const auto bank = tmp / "bank.db";
   make_corpus(tmp / "c", 3, 6);
-  REQUIRE(hwtest::run_hashwall("index " + q(tmp / "c") + " --bank " + q(bank) + " -q").exit_code == 0);
+  REQUIRE(hwtest::run_hashwall("index " + q(tmp / "c") + " --bank " + q(bank) + " -q").exit_code ==
+          0);
   const std::string before = bank_snapshot(bank);
   make_corpus(tmp / "d", 3, 7);
   // This process holds the write lock from before the writer starts until after it has
@@ -245,10 +256,12 @@ TEST_CASE("a second writer waiting on a busy bank says the bank is busy", "[cras
   sqlite3_close(holder);
   INFO(r.err);
   CHECK(r.exit_code == 2);
-  CHECK_THAT(r.err, Catch::Contains("the bank is locked by another process (still busy after 5 s)"));
+  CHECK_THAT(r.err,
+             Catch::Contains("the bank is locked by another process (still busy after 5 s)"));
   CHECK(bank_snapshot(bank) == before);
   // Once the lock is gone the same run goes through.
-  CHECK(hwtest::run_hashwall("index " + q(tmp / "d") + " --bank " + q(bank) + " -q").exit_code == 0);
+  CHECK(hwtest::run_hashwall("index " + q(tmp / "d") + " --bank " + q(bank) + " -q").exit_code ==
+        0);
 }
 
 TEST_CASE("check finds an index cache that disagrees with the records in one entry", "[crash]") {
@@ -273,12 +286,8 @@ TEST_CASE("check finds an index cache that disagrees with the records in one ent
   REQUIRE(Bank::open(path, OpenMode::ReadOnly)->check().ok);
   // A cache with the bank's generation and size, where one entry that a sample of
   // searches would not visit carries another hash (a flipped-bit cache, or a tampered one).
-  SECTION("a wrong hash") {
-    rows[101].second.bytes[0] ^= 0xFF;
-  }
-  SECTION("a wrong id") {
-    rows[101].first = rows.back().first + 1;
-  }
+  SECTION("a wrong hash") { rows[101].second.bytes[0] ^= 0xFF; }
+  SECTION("a wrong id") { rows[101].first = rows.back().first + 1; }
   auto index = make_pdq_index("flat");
   std::vector<std::int64_t> ids;
   std::vector<Hash256> hashes;

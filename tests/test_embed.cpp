@@ -1,14 +1,12 @@
 // The learned embedding: the shipped ONNX model loads in OpenCV, computes what the
 // training script computed, and a bank refuses queries made with another model.
 #include <catch2/catch.hpp>
-
 #include <fstream>
-#include <optional>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
+#include <optional>
+#include <sstream>
 
 #include "bank/bank.hpp"
 #include "core/error.hpp"
@@ -38,7 +36,8 @@ std::vector<float> embed_file(const Embedder& e, const fs::path& p) {
 
 }  // namespace
 
-TEST_CASE("the shipped model loads with OpenCV and matches the training script's embeddings", "[embed]") {
+TEST_CASE("the shipped model loads with OpenCV and matches the training script's embeddings",
+          "[embed]") {
   const auto model = shipped_model();
   REQUIRE(fs::exists(model));
   const auto e = Embedder::load(model);
@@ -66,7 +65,8 @@ TEST_CASE("the shipped model loads with OpenCV and matches the training script's
     REQUIRE(got.size() == want.size());
     REQUIRE(static_cast<int>(got.size()) == e->dim());
     float worst = 0;
-    for (std::size_t i = 0; i < got.size(); ++i) worst = std::max(worst, std::abs(got[i] - want[i]));
+    for (std::size_t i = 0; i < got.size(); ++i)
+      worst = std::max(worst, std::abs(got[i] - want[i]));
     CHECK(worst < 1e-3f);
     CHECK(dot(got, got) == Approx(1.0).epsilon(1e-4));
     ++photos;
@@ -82,7 +82,8 @@ TEST_CASE("embeddings of an edited copy stay closer than those of other photos",
   const auto copy = embed_file(*e, uploads / "mate_Aqua--jpeg30.jpg");
   const float same = dot(original, copy);
   CHECK(same >= static_cast<float>(e->config().threshold));
-  for (const char* other : {"mate_LadyBird.jpg", "skimage_chelsea.jpg", "lomiri_Bridge_by_Sander_Klootwijk.jpg"}) {
+  for (const char* other :
+       {"mate_LadyBird.jpg", "skimage_chelsea.jpg", "lomiri_Bridge_by_Sander_Klootwijk.jpg"}) {
     INFO(other);
     const float s = dot(original, embed_file(*e, bank_dir / other));
     CHECK(s < static_cast<float>(e->config().threshold));
@@ -168,18 +169,23 @@ TEST_CASE("a bank built with one model refuses queries with another", "[embed][c
   // other SHA-256, so the bank refuses rather than compare vectors of two models.
   const auto other = tmp / "hashwall-embed-v2.onnx";
   fs::copy_file(shipped_model(), other);
-  { std::ofstream(other, std::ios::app | std::ios::binary) << std::string("\xa0\x06\x01", 3); }  // an unknown protobuf field
-  auto refused = hwtest::run_hashwall("query " + q(upload) + " --bank " + q(bank) + " --model " + q(other));
+  {
+    std::ofstream(other, std::ios::app | std::ios::binary) << std::string("\xa0\x06\x01", 3);
+  }  // an unknown protobuf field
+  auto refused =
+      hwtest::run_hashwall("query " + q(upload) + " --bank " + q(bank) + " --model " + q(other));
   CHECK(refused.exit_code == 2);
   CHECK_THAT(refused.err, Catch::Contains("model"));
   CHECK_THAT(refused.err, Catch::Contains("hashwall-embed-v1.onnx"));
 
   // PDQ alone still answers with that bank, whatever model is around.
-  auto pdq = hwtest::run_hashwall("query " + q(upload) + " --bank " + q(bank) + " --signals pdq --model " + q(other));
+  auto pdq = hwtest::run_hashwall("query " + q(upload) + " --bank " + q(bank) +
+                                  " --signals pdq --model " + q(other));
   CHECK(pdq.exit_code == 1);
 }
 
-TEST_CASE("without --model a bank finds the model file it recorded not the newest default", "[embed][cli]") {
+TEST_CASE("without --model a bank finds the model file it recorded not the newest default",
+          "[embed][cli]") {
   const auto samples = hwtest::source_dir() / "samples";
   hwtest::TempDir tmp;
   const auto q = [](const fs::path& p) { return "'" + p.string() + "'"; };
@@ -198,8 +204,9 @@ TEST_CASE("without --model a bank finds the model file it recorded not the newes
   CHECK(missing.exit_code == 2);
   CHECK_THAT(missing.err, Catch::Contains("hashwall-embed-v2.onnx"));
   // Found through HASHWALL_MODEL by its file name, and used.
-  auto found = hwtest::run_shell("HASHWALL_MODEL=" + q(v2) + " '" + hwtest::hashwall_binary().string() +
-                                 "' query " + q(upload) + " --bank " + q(bank) + " --json");
+  auto found =
+      hwtest::run_shell("HASHWALL_MODEL=" + q(v2) + " '" + hwtest::hashwall_binary().string() +
+                        "' query " + q(upload) + " --bank " + q(bank) + " --json");
   INFO(found.err);
   CHECK(found.exit_code == 1);
 }
@@ -212,4 +219,3 @@ TEST_CASE("a model name recorded in a bank never becomes a path to open", "[embe
   CHECK(hashwall::default_model_path("x/hashwall-embed-v1.onnx").empty());
   CHECK(hashwall::default_model_path("no-such-model.onnx").empty());
 }
-

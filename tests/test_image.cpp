@@ -1,9 +1,7 @@
 // Image loading: formats, bad input, limits, EXIF orientation.
 #include <catch2/catch.hpp>
-
 #include <fstream>
 #include <iterator>
-
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
@@ -16,7 +14,8 @@ using namespace hashwall;
 
 namespace {
 
-std::vector<std::uint8_t> encode(const cv::Mat& img, const std::string& ext, std::vector<int> params = {}) {
+std::vector<std::uint8_t> encode(const cv::Mat& img, const std::string& ext,
+                                 std::vector<int> params = {}) {
   std::vector<std::uint8_t> buf;
   REQUIRE(cv::imencode(ext, img, buf, params));
   return buf;
@@ -43,9 +42,11 @@ ErrorKind error_kind_of(const std::vector<std::uint8_t>& bytes, LoadOptions opt 
 
 // A big-endian EXIF APP1 segment holding only the orientation tag.
 std::vector<std::uint8_t> with_orientation(std::vector<std::uint8_t> jpeg, int orientation) {
-  const std::uint8_t app1[] = {0xFF, 0xE1, 0x00, 34, 'E', 'x', 'i', 'f', 0, 0, 'M', 'M', 0, 42, 0, 0, 0, 8,
-                               0, 1, 0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, static_cast<std::uint8_t>(orientation), 0, 0,
-                               0, 0, 0, 0};
+  const std::uint8_t app1[] = {
+      0xFF, 0xE1, 0x00, 34, 'E', 'x', 'i', 'f', 0, 0,
+      'M',  'M',  0,    42, 0,   0,   0,   8,   0, 1,
+      0x01, 0x12, 0,    3,  0,   0,   0,   1,   0, static_cast<std::uint8_t>(orientation),
+      0,    0,    0,    0,  0,   0};
   jpeg.insert(jpeg.begin() + 2, std::begin(app1), std::end(app1));
   return jpeg;
 }
@@ -86,7 +87,8 @@ TEST_CASE("an empty file and a text file are refused as not images", "[image]") 
 TEST_CASE("a truncated JPEG is refused at every cut never padded with grey", "[image]") {
   const auto full = encode(gradient(200, 150), ".jpg");
   REQUIRE(decode_image(full, "ok", {}).width == 200);
-  for (std::size_t cut : {std::size_t{3}, std::size_t{20}, full.size() / 4, full.size() / 2, full.size() - 2}) {
+  for (std::size_t cut :
+       {std::size_t{3}, std::size_t{20}, full.size() / 4, full.size() / 2, full.size() - 2}) {
     INFO("cut at " << cut);
     std::vector<std::uint8_t> part(full.begin(), full.begin() + static_cast<std::ptrdiff_t>(cut));
     CHECK(error_kind_of(part) == ErrorKind::Corrupt);
@@ -95,7 +97,8 @@ TEST_CASE("a truncated JPEG is refused at every cut never padded with grey", "[i
 
 TEST_CASE("a truncated PNG is refused", "[image]") {
   const auto full = encode(gradient(200, 150), ".png");
-  std::vector<std::uint8_t> part(full.begin(), full.begin() + static_cast<std::ptrdiff_t>(full.size() / 2));
+  std::vector<std::uint8_t> part(full.begin(),
+                                 full.begin() + static_cast<std::ptrdiff_t>(full.size() / 2));
   CHECK(error_kind_of(part) == ErrorKind::Corrupt);
 }
 
@@ -105,7 +108,8 @@ TEST_CASE("a decompression bomb is refused from its header before decoding", "[i
   // IHDR width/height live at bytes 16..23 (big-endian).
   const std::uint32_t big = 100000;
   for (int k = 0; k < 2; ++k)
-    for (int b = 0; b < 4; ++b) png[16 + 4 * k + b] = static_cast<std::uint8_t>(big >> (24 - 8 * b));
+    for (int b = 0; b < 4; ++b)
+      png[16 + 4 * k + b] = static_cast<std::uint8_t>(big >> (24 - 8 * b));
   CHECK(error_kind_of(png) == ErrorKind::TooLarge);
   LoadOptions small;
   small.max_pixels = 100;
@@ -116,9 +120,11 @@ TEST_CASE("a PNM header is read as OpenCV reads it so its size limit cannot be d
   // Found by fuzz_image (an out-of-memory): "P6 144464&5445 ..." is 144464 x 5445 to
   // OpenCV, whose number reader consumes any one byte after a number. The probe once read
   // it as 144464 x 0, which passed the pixel limit, and OpenCV then allocated 2.4 GB.
-  const auto file = hwtest::source_dir() / "tests" / "data" / "fuzz" / "pnm-size-after-nonspace-separator.ppm";
+  const auto file =
+      hwtest::source_dir() / "tests" / "data" / "fuzz" / "pnm-size-after-nonspace-separator.ppm";
   std::ifstream in(file, std::ios::binary);
-  const std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::vector<std::uint8_t> bytes((std::istreambuf_iterator<char>(in)),
+                                        std::istreambuf_iterator<char>());
   REQUIRE(bytes.size() == 22);
   const ImageProbe p = probe_image(bytes);
   CHECK(p.width == 144464);
@@ -164,14 +170,15 @@ struct TiffEntry {
   std::uint16_t tag, type;
   std::uint32_t value;
 };
-std::vector<std::uint8_t> tiny_tiff(TiffEntry width, TiffEntry height, const std::vector<TiffEntry>& extra = {}) {
+std::vector<std::uint8_t> tiny_tiff(TiffEntry width, TiffEntry height,
+                                    const std::vector<TiffEntry>& extra = {}) {
   std::vector<TiffEntry> e = {width, height};
   e.insert(e.end(), extra.begin(), extra.end());
   const std::uint32_t pixels = 4 * 3;
   const auto n = static_cast<std::uint32_t>(e.size() + 6);
   const std::uint32_t data = 8 + 2 + 12 * n + 4;
-  for (const TiffEntry x : std::vector<TiffEntry>{{258, 3, 8}, {259, 3, 1}, {262, 3, 1}, {273, 4, data},
-                                                  {278, 4, 3}, {279, 4, pixels}})
+  for (const TiffEntry x : std::vector<TiffEntry>{
+           {258, 3, 8}, {259, 3, 1}, {262, 3, 1}, {273, 4, data}, {278, 4, 3}, {279, 4, pixels}})
     e.push_back(x);
   std::vector<std::uint8_t> out = {'I', 'I', 42, 0, 8, 0, 0, 0};
   auto put = [&](std::uint32_t v, int bytes) {
@@ -190,13 +197,15 @@ std::vector<std::uint8_t> tiny_tiff(TiffEntry width, TiffEntry height, const std
 }
 }  // namespace
 
-TEST_CASE("a TIFF size given twice or in an odd field type cannot dodge the pixel limit", "[image]") {
+TEST_CASE("a TIFF size given twice or in an odd field type cannot dodge the pixel limit",
+          "[image]") {
   // Found by fuzz_image (an out-of-memory in CI): ImageWidth 30005 and ImageLength 30000,
   // then ImageWidth again as 1. libtiff keeps the first, the probe kept the last, and
   // OpenCV allocated 30005 x 30000 x 3 bytes.
   const auto file = hwtest::source_dir() / "tests" / "data" / "fuzz" / "tiff-duplicate-width.tif";
   std::ifstream in(file, std::ios::binary);
-  const std::vector<std::uint8_t> found((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::vector<std::uint8_t> found((std::istreambuf_iterator<char>(in)),
+                                        std::istreambuf_iterator<char>());
   REQUIRE(found.size() == 119);
   CHECK(probe_image(found).width == 30005);
   CHECK(probe_image(found).height == 30000);
@@ -210,8 +219,10 @@ TEST_CASE("a TIFF size given twice or in an odd field type cannot dodge the pixe
   CHECK(img.pixels.cols == 4);
   CHECK(img.pixels.rows == 3);
   // A duplicate counts at its largest, in either order.
-  CHECK(error_kind_of(tiny_tiff({256, 4, 30005}, {256, 3, 4}, {{257, 4, 30000}})) == ErrorKind::TooLarge);
-  CHECK(error_kind_of(tiny_tiff({256, 3, 4}, {256, 4, 30005}, {{257, 4, 30000}})) == ErrorKind::TooLarge);
+  CHECK(error_kind_of(tiny_tiff({256, 4, 30005}, {256, 3, 4}, {{257, 4, 30000}})) ==
+        ErrorKind::TooLarge);
+  CHECK(error_kind_of(tiny_tiff({256, 3, 4}, {256, 4, 30005}, {{257, 4, 30000}})) ==
+        ErrorKind::TooLarge);
   // BYTE, SBYTE, SSHORT and SLONG are read too; a negative size or a type the probe
   // cannot read (RATIONAL, here) is refused before any decoding.
   CHECK(probe_image(tiny_tiff({256, 1, 4}, {257, 6, 3})).width == 4);
@@ -224,7 +235,7 @@ TEST_CASE("a TIFF size given twice or in an odd field type cannot dodge the pixe
 TEST_CASE("an OS/2 BMP header is read with its 16-bit sizes", "[image]") {
   // BITMAPCOREHEADER: 12 bytes, width and height as 16-bit words at file bytes 18 and 20.
   std::vector<std::uint8_t> bmp = {'B', 'M', 0, 0, 0, 0, 0, 0, 0, 0, 26, 0, 0, 0,  // file header
-                                   12, 0, 0, 0, 2, 0, 2, 0, 1, 0, 24, 0};          // core header
+                                   12,  0,   0, 0, 2, 0, 2, 0, 1, 0, 24, 0};       // core header
   for (int row = 0; row < 2; ++row)
     for (const std::uint8_t v : {10, 20, 30, 40, 50, 60, 0, 0}) bmp.push_back(v);  // padded to 4
   const ImageProbe p = probe_image(bmp);
@@ -253,7 +264,8 @@ TEST_CASE("EXIF orientation is applied unless switched off", "[image]") {
   const auto stored = decode_image(jpeg, "r", opt);
   CHECK(stored.pixels.cols == 120);
   // An absurd orientation value is ignored, not trusted.
-  CHECK(decode_image(with_orientation(encode(gradient(120, 80), ".jpg"), 200), "r", {}).probe.orientation == 1);
+  CHECK(decode_image(with_orientation(encode(gradient(120, 80), ".jpg"), 200), "r", {})
+            .probe.orientation == 1);
 }
 
 TEST_CASE("fast mode decodes a large JPEG at reduced scale", "[image]") {
@@ -278,9 +290,12 @@ TEST_CASE("files are read with clear errors for missing paths and directories", 
 
 TEST_CASE("a GIF is decoded from its first frame", "[image]") {
   // A 1x1 GIF89a.
-  const std::uint8_t gif[] = {'G', 'I', 'F', '8', '9', 'a', 1, 0, 1, 0, 0x80, 0, 0, 0xff, 0xff, 0xff, 0, 0, 0,
-                              '!', 0xf9, 4, 1, 0, 0, 0, 0, ',', 0, 0, 0, 0, 1, 0, 1, 0, 0, 2, 2, 'D', 1, 0, ';'};
-  const auto r = decode_image(std::vector<std::uint8_t>(std::begin(gif), std::end(gif)), "one.gif", {});
+  const std::uint8_t gif[] = {'G', 'I', 'F',  '8',  '9',  'a', 1,   0, 1,   0,    0x80,
+                              0,   0,   0xff, 0xff, 0xff, 0,   0,   0, '!', 0xf9, 4,
+                              1,   0,   0,    0,    0,    ',', 0,   0, 0,   0,    1,
+                              0,   1,   0,    0,    2,    2,   'D', 1, 0,   ';'};
+  const auto r =
+      decode_image(std::vector<std::uint8_t>(std::begin(gif), std::end(gif)), "one.gif", {});
   CHECK(r.width == 1);
   CHECK(r.height == 1);
   CHECK(r.probe.format == ImageFormat::Gif);

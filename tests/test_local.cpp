@@ -1,10 +1,8 @@
 // The local-feature signal: ORB keypoints, their storage, and the geometric check that
 // finds a known photo inside a crop, a captioned copy or a screenshot.
 #include <catch2/catch.hpp>
-
 #include <fstream>
 #include <iterator>
-
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
@@ -55,7 +53,8 @@ LocalFeatures entry_features(const cv::Mat& m) {
 
 LocalFeatures query_features(const cv::Mat& m, bool mirror = false) {
   const LocalParams p;
-  return extract_local(m, p.query_keypoints, query_long_side(m.cols, m.rows, p.query_side), mirror, p.query_grid);
+  return extract_local(m, p.query_keypoints, query_long_side(m.cols, m.rows, p.query_side), mirror,
+                       p.query_grid);
 }
 
 }  // namespace
@@ -70,7 +69,8 @@ TEST_CASE("ORB features are bounded and survive the bank's encoding", "[local]")
   CHECK(std::max(f.width, f.height) <= 640);
 
   const std::string points = encode_points(f);
-  const std::string_view desc(reinterpret_cast<const char*>(f.descriptors.data), f.size() * kOrbBytes);
+  const std::string_view desc(reinterpret_cast<const char*>(f.descriptors.data),
+                              f.size() * kOrbBytes);
   const LocalFeatures back = decode_local(points, desc, "entry 1");
   REQUIRE(back.size() == f.size());
   CHECK(back.width == f.width);
@@ -136,19 +136,23 @@ TEST_CASE("a captioned crop is verified and located and unrelated photos are not
   CHECK(v.region[3].y - v.region[0].y == Approx(R / H).margin(0.03));
 
   // Unrelated photos: the geometric check keeps them far below the threshold.
-  for (const char* other : {"mate_Aqua.jpg", "lomiri_Bridge_by_Sander_Klootwijk.jpg", "skimage_camera.png"}) {
-    const LocalVerification u = verify_local(query_features(meme), entry_features(sample(other)), params);
+  for (const char* other :
+       {"mate_Aqua.jpg", "lomiri_Bridge_by_Sander_Klootwijk.jpg", "skimage_camera.png"}) {
+    const LocalVerification u =
+        verify_local(query_features(meme), entry_features(sample(other)), params);
     INFO(other << ": inliers " << u.inliers);
     CHECK_FALSE(u.matched);
     CHECK(u.inliers < params.min_inliers);
   }
 }
 
-TEST_CASE("the bank stores local features and finds a mirrored crop among its entries", "[local][bank]") {
+TEST_CASE("the bank stores local features and finds a mirrored crop among its entries",
+          "[local][bank]") {
   hwtest::TempDir tmp;
   BankConfig cfg;
   cfg.signals = {"pdq", "local"};
-  const std::vector<std::string> names = {"skimage_chelsea.jpg", "mate_Aqua.jpg", "mate_LadyBird.jpg",
+  const std::vector<std::string> names = {"skimage_chelsea.jpg", "mate_Aqua.jpg",
+                                          "mate_LadyBird.jpg",
                                           "lomiri_Bridge_by_Sander_Klootwijk.jpg"};
   {
     auto bank = Bank::open(tmp / "b.db", OpenMode::Create, cfg);
@@ -172,7 +176,8 @@ TEST_CASE("the bank stores local features and finds a mirrored crop among its en
   cv::flip(captioned_crop(sample("mate_LadyBird.jpg"), 0.75), flipped, 1);
   const LocalVerifyParams params;
   // As given, the mirrored copy finds nothing; its mirror image finds the ladybird.
-  for (const auto& m : bank->search_local(query_features(flipped), params)) CHECK_FALSE(m.verification.matched);
+  for (const auto& m : bank->search_local(query_features(flipped), params))
+    CHECK_FALSE(m.verification.matched);
   const auto found = bank->search_local(query_features(flipped, true), params);
   REQUIRE_FALSE(found.empty());
   REQUIRE(found[0].verification.matched);
@@ -198,7 +203,8 @@ TEST_CASE("the bank stores local features and finds a mirrored crop among its en
   CHECK(Matcher(*bank, only_pdq).match(fp).verdict == Verdict::NoMatch);
 }
 
-TEST_CASE("the local IVF layout is cached next to the bank and a damaged cache is rebuilt", "[local][bank]") {
+TEST_CASE("the local IVF layout is cached next to the bank and a damaged cache is rebuilt",
+          "[local][bank]") {
   hwtest::TempDir tmp;
   const auto path = tmp / "b.db";
   const auto cache = fs::path(path.string() + ".local-index");
@@ -208,7 +214,8 @@ TEST_CASE("the local IVF layout is cached next to the bank and a damaged cache i
     // Four real photos plus 76 entries of random descriptors: 20k rows, an IVF index.
     auto bank = Bank::open(path, OpenMode::Create, cfg);
     std::vector<NewEntry> es;
-    for (const char* n : {"skimage_chelsea.jpg", "mate_Aqua.jpg", "mate_LadyBird.jpg", "skimage_camera.png"}) {
+    for (const char* n :
+         {"skimage_chelsea.jpg", "mate_Aqua.jpg", "mate_LadyBird.jpg", "skimage_camera.png"}) {
       NewEntry e;
       e.sha256 = std::string(63, '0') + static_cast<char>('a' + es.size());
       e.label = n;
@@ -224,7 +231,8 @@ TEST_CASE("the local IVF layout is cached next to the bank and a damaged cache i
       f.height = 480;
       f.descriptors.create(256, kOrbBytes, CV_8U);
       rng.fill(f.descriptors, cv::RNG::UNIFORM, 0, 256);
-      for (int k = 0; k < 256; ++k) f.points.emplace_back(rng.uniform(0.f, 1.f), rng.uniform(0.f, 1.f));
+      for (int k = 0; k < 256; ++k)
+        f.points.emplace_back(rng.uniform(0.f, 1.f), rng.uniform(0.f, 1.f));
       e.local = std::move(f);
       es.push_back(std::move(e));
     }
@@ -281,7 +289,8 @@ TEST_CASE("the local IVF layout is cached next to the bank and a damaged cache i
     std::ofstream(cache, std::ios::binary | std::ios::trunc) << bad;
     const auto notes = layout_notes();
     REQUIRE(notes.size() == 1);
-    CHECK_THAT(notes[0], Catch::Contains("does not fit the records") && Catch::Contains("does not exist"));
+    CHECK_THAT(notes[0],
+               Catch::Contains("does not fit the records") && Catch::Contains("does not exist"));
     {
       auto bank = Bank::open(path, OpenMode::ReadOnly);
       CHECK(search(*bank) == built);
@@ -317,7 +326,8 @@ TEST_CASE("query reports the local evidence and --signals pdq turns it off", "[l
   hwtest::TempDir tmp;
   const auto q = [](const fs::path& p) { return "'" + p.string() + "'"; };
   const auto bank = tmp / "bank.db";
-  auto idx = hwtest::run_hashwall("index " + q(samples / "bank") + " --bank " + q(bank) + " --signals pdq,local -q");
+  auto idx = hwtest::run_hashwall("index " + q(samples / "bank") + " --bank " + q(bank) +
+                                  " --signals pdq,local -q");
   INFO(idx.err);
   REQUIRE(idx.exit_code == 0);
   const auto meme = samples / "uploads" / "skimage_chelsea--caption.jpg";
@@ -337,7 +347,8 @@ TEST_CASE("query reports the local evidence and --signals pdq turns it off", "[l
 
   // --draw: the query next to the entry's source file, inliers joined by lines.
   const auto picture = tmp / "why.png";
-  auto drawn = hwtest::run_hashwall("query " + q(meme) + " --bank " + q(bank) + " --draw " + q(picture));
+  auto drawn =
+      hwtest::run_hashwall("query " + q(meme) + " --bank " + q(bank) + " --draw " + q(picture));
   INFO(drawn.err);
   CHECK(drawn.exit_code == 1);
   CHECK_THAT(drawn.err, Catch::Contains("drew the match"));
@@ -347,14 +358,18 @@ TEST_CASE("query reports the local evidence and --signals pdq turns it off", "[l
   // Two panels at one height: wider than the query alone would be at that height.
   CHECK(pic.cols > query_img.cols * (pic.rows - 40) / query_img.rows + 100);
 
-  auto pdq_only = hwtest::run_hashwall("query " + q(meme) + " --bank " + q(bank) + " --signals pdq --json");
+  auto pdq_only =
+      hwtest::run_hashwall("query " + q(meme) + " --bank " + q(bank) + " --signals pdq --json");
   CHECK(pdq_only.exit_code == 0);
   CHECK_FALSE(json::parse(pdq_only.out)["match"].get<bool>());
 
   // A bank made without local features says so when asked for them.
   const auto plain = tmp / "plain.db";
-  REQUIRE(hwtest::run_hashwall("index " + q(samples / "bank") + " --bank " + q(plain) + " --signals pdq -q").exit_code == 0);
-  auto refuse = hwtest::run_hashwall("query " + q(meme) + " --bank " + q(plain) + " --signals pdq,local");
+  REQUIRE(hwtest::run_hashwall("index " + q(samples / "bank") + " --bank " + q(plain) +
+                               " --signals pdq -q")
+              .exit_code == 0);
+  auto refuse =
+      hwtest::run_hashwall("query " + q(meme) + " --bank " + q(plain) + " --signals pdq,local");
   CHECK(refuse.exit_code == 2);
   CHECK_THAT(refuse.err, Catch::Contains("local"));
   auto st = hwtest::run_hashwall("stats --bank " + q(bank) + " --json");

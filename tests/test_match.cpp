@@ -1,6 +1,5 @@
 // The matching decision: thresholds, quality gates, exact files, dihedral variants.
 #include <catch2/catch.hpp>
-
 #include <cmath>
 #include <random>
 
@@ -22,7 +21,8 @@ Hash256 flip_bits(Hash256 h, int n, std::mt19937_64& rng) {
   std::vector<int> bits(256);
   for (int i = 0; i < 256; ++i) bits[i] = i;
   std::shuffle(bits.begin(), bits.end(), rng);
-  for (int i = 0; i < n; ++i) h.bytes[bits[i] / 8] ^= static_cast<std::uint8_t>(1u << (bits[i] % 8));
+  for (int i = 0; i < n; ++i)
+    h.bytes[bits[i] / 8] ^= static_cast<std::uint8_t>(1u << (bits[i] % 8));
   return h;
 }
 
@@ -73,7 +73,8 @@ TEST_CASE("a query within the threshold matches and one beyond it does not", "[m
   CHECK(m.match(query_of(flip_bits(f.a, 32, f.rng), 100)).verdict == Verdict::NoMatch);
   MatchOptions loose;
   loose.threshold = 40;
-  CHECK(Matcher(*f.bank, loose).match(query_of(flip_bits(f.a, 32, f.rng), 100)).verdict == Verdict::Match);
+  CHECK(Matcher(*f.bank, loose).match(query_of(flip_bits(f.a, 32, f.rng), 100)).verdict ==
+        Verdict::Match);
 }
 
 TEST_CASE("a low-quality query is undecided never a silent no-match", "[match]") {
@@ -84,7 +85,8 @@ TEST_CASE("a low-quality query is undecided never a silent no-match", "[match]")
   CHECK(r.hits.empty());
 }
 
-TEST_CASE("a low-quality entry is never matched by PDQ and an imported one without quality is", "[match]") {
+TEST_CASE("a low-quality entry is never matched by PDQ and an imported one without quality is",
+          "[match]") {
   Fixture f;
   const Matcher m(*f.bank, {});
   CHECK(m.match(query_of(f.low, 100)).verdict == Verdict::NoMatch);
@@ -140,7 +142,8 @@ TEST_CASE("at most top hits are reported nearest first", "[match]") {
   o.top = 5;
   const auto r = Matcher(*bank, o).match(query_of(centre, 100));
   REQUIRE(r.hits.size() == 5);
-  for (std::size_t i = 0; i < r.hits.size(); ++i) CHECK(r.hits[i].distance == static_cast<int>(i) + 1);
+  for (std::size_t i = 0; i < r.hits.size(); ++i)
+    CHECK(r.hits[i].distance == static_cast<int>(i) + 1);
 }
 
 TEST_CASE("each signal's margin is 0 at its threshold and 1 at certainty", "[match][score]") {
@@ -225,7 +228,9 @@ struct MergeFixture {
     q = query_of(random_hash(rng), 100, std::string(64, 'e'));
     q.embedding = {1, 0, 0, 0};
     std::vector<NewEntry> es(5);
-    const auto unit = [](float cos) { return std::vector<float>{cos, std::sqrt(1 - cos * cos), 0, 0}; };
+    const auto unit = [](float cos) {
+      return std::vector<float>{cos, std::sqrt(1 - cos * cos), 0, 0};
+    };
     es[0].pdq = flip_bits(q.pdq.hashes[0], 5, rng);  // PDQ margin 26/31 and embedding 1.0
     es[0].embedding = unit(1.0f);
     es[1].pdq = random_hash(rng);  // embedding only: margin (0.8 - 0.5) / 0.5 = 0.6
@@ -254,7 +259,8 @@ struct MergeFixture {
 
 }  // namespace
 
-TEST_CASE("merged hits: the first matching signal decides and every signal's evidence is kept", "[match]") {
+TEST_CASE("merged hits: the first matching signal decides and every signal's evidence is kept",
+          "[match]") {
   MergeFixture f;
   const MatchResult r = Matcher(*f.bank, {}).match(f.q);
   CHECK(r.verdict == Verdict::Match);

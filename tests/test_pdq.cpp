@@ -1,12 +1,10 @@
 // PDQ: conformance with Meta's reference output, dihedral variants, hex, quality.
 #include <catch2/catch.hpp>
-
 #include <fstream>
-#include <random>
-#include <sstream>
-
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
+#include <random>
+#include <sstream>
 
 #include "hash/pdq.hpp"
 #include "image/load.hpp"
@@ -88,10 +86,14 @@ TEST_CASE("a featureless image has quality 0 and a textured one a high quality",
 TEST_CASE("the dihedral variants from the DCT match hashing the transformed image", "[pdq]") {
   // Decimation samples sit half a pixel off-centre, so a transformed image's hash can
   // differ from the variant by a few bits; far below the 31-bit match threshold.
-  const cv::Mat img = cv::imread((hwtest::source_dir() / "samples/bank/mate_LadyBird.jpg").string());
+  const cv::Mat img =
+      cv::imread((hwtest::source_dir() / "samples/bank/mate_LadyBird.jpg").string());
   REQUIRE_FALSE(img.empty());
   const auto r = pdq_hash_dihedral(img);
-  struct Case { Dihedral d; cv::Mat m; };
+  struct Case {
+    Dihedral d;
+    cv::Mat m;
+  };
   cv::Mat rot90, rot180, rot270, fx, fy, tr, atr;
   cv::rotate(img, rot90, cv::ROTATE_90_COUNTERCLOCKWISE);
   cv::rotate(img, rot180, cv::ROTATE_180);
@@ -100,8 +102,9 @@ TEST_CASE("the dihedral variants from the DCT match hashing the transformed imag
   cv::flip(img, fy, 1);
   cv::transpose(img, tr);
   cv::rotate(tr, atr, cv::ROTATE_180);
-  const Case cases[] = {{Dihedral::Rotate90, rot90}, {Dihedral::Rotate180, rot180}, {Dihedral::Rotate270, rot270},
-                        {Dihedral::FlipX, fx},       {Dihedral::FlipY, fy},         {Dihedral::FlipPlus1, tr},
+  const Case cases[] = {{Dihedral::Rotate90, rot90},   {Dihedral::Rotate180, rot180},
+                        {Dihedral::Rotate270, rot270}, {Dihedral::FlipX, fx},
+                        {Dihedral::FlipY, fy},         {Dihedral::FlipPlus1, tr},
                         {Dihedral::FlipMinus1, atr}};
   for (const auto& c : cases) {
     INFO(dihedral_name(c.d));

@@ -258,7 +258,7 @@ TEST_CASE("the compact index stays exact on skewed hashes with long and empty bu
   for (std::size_t i = 0; i < ids.size(); ++i) ids[i] = 5 + static_cast<std::int64_t>(i);
 
   auto index = make_pdq_index("compact");
-  index->add(std::span(ids).first(25000), std::span(hashes).first(25000));  // built
+  index->add(std::span(ids).first(25000), std::span(hashes).first(25000));      // built
   index->add(std::span(ids).subspan(25000), std::span(hashes).subspan(25000));  // rebuilt
   REQUIRE(index->size() == hashes.size());
   for (const int threshold : {0, 8, 24, 31, 40}) {
@@ -286,7 +286,8 @@ TEST_CASE("bank ids beyond 32 bits are kept whole by every index", "[pdq_index]"
     auto index = make_pdq_index(type);
     index->add(std::span(ids).first(2000), std::span(hashes).first(2000));
     index->add(std::span(ids).subspan(2000), std::span(hashes).subspan(2000));
-    for (const std::size_t row : {std::size_t{0}, std::size_t{1999}, std::size_t{2500}, std::size_t{2999}}) {
+    for (const std::size_t row :
+         {std::size_t{0}, std::size_t{1999}, std::size_t{2500}, std::size_t{2999}}) {
       const auto hits = index->range_search(std::span(&hashes[row], 1), 0);
       REQUIRE(hits[0].size() == 1);
       CHECK(hits[0][0].id == ids[row]);

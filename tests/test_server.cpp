@@ -1,27 +1,25 @@
 // hashwall serve: the real binary on a free loopback port, driven over HTTP; plus the
 // service's pure pieces (body parser, token check, metrics) in-process.
-#include <catch2/catch.hpp>
-
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <httplib.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
-#include <netinet/in.h>
-#include <arpa/inet.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
+#include <catch2/catch.hpp>
 #include <chrono>
 #include <fstream>
 #include <future>
+#include <nlohmann/json.hpp>
+#include <opencv2/imgcodecs.hpp>
 #include <random>
 #include <regex>
 #include <sstream>
 #include <thread>
-
-#include <httplib.h>
-#include <nlohmann/json.hpp>
-#include <opencv2/imgcodecs.hpp>
 
 #include "bank/bank.hpp"
 #include "core/error.hpp"
@@ -51,8 +49,10 @@ fs::path samples() { return hwtest::source_dir() / "samples"; }
 // (SIGTERM, then SIGKILL) so no test leaves a server behind, even when it fails.
 class ServerProcess {
  public:
-  ServerProcess(const fs::path& dir, const std::vector<std::string>& args) : log_(dir / "serve.log") {
-    std::vector<std::string> argv = {hwtest::hashwall_binary().string(), "serve", "--listen", "127.0.0.1:0"};
+  ServerProcess(const fs::path& dir, const std::vector<std::string>& args)
+      : log_(dir / "serve.log") {
+    std::vector<std::string> argv = {hwtest::hashwall_binary().string(), "serve", "--listen",
+                                     "127.0.0.1:0"};
     argv.insert(argv.end(), args.begin(), args.end());
     pid_ = fork();
     if (pid_ == 0) {
@@ -73,15 +73,19 @@ class ServerProcess {
     for (int i = 0; i < 1200 && port_ == 0; ++i) {
       std::smatch m;
       const std::string text = slurp(log_);
-      if (std::regex_search(text, m, re)) port_ = std::stoi(m[1]);
-      else if (exited()) break;
-      else std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      if (std::regex_search(text, m, re))
+        port_ = std::stoi(m[1]);
+      else if (exited())
+        break;
+      else
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
   }
   ~ServerProcess() {
     if (pid_ <= 0 || exited()) return;
     kill(pid_, SIGTERM);
-    for (int i = 0; i < 100 && !exited(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    for (int i = 0; i < 100 && !exited(); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
     if (!exited()) {
       kill(pid_, SIGKILL);
       waitpid(pid_, &status_, 0);
@@ -125,8 +129,8 @@ class ServerProcess {
 // A bank of samples/bank and a token file in `tmp`.
 fs::path make_bank(const TempDir& tmp) {
   const auto bank = tmp / "bank.db";
-  auto r = hwtest::run_hashwall("index '" + (samples() / "bank").string() + "' --bank '" + bank.string() +
-                                "' --label samples");
+  auto r = hwtest::run_hashwall("index '" + (samples() / "bank").string() + "' --bank '" +
+                                bank.string() + "' --label samples");
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
   std::ofstream(tmp / "token") << kToken << "\n";
@@ -151,7 +155,8 @@ int connect_idle(int port, int settle_ms) {
   return fd;
 }
 
-json post_file(httplib::Client& c, const std::string& path, const fs::path& file, int* status = nullptr) {
+json post_file(httplib::Client& c, const std::string& path, const fs::path& file,
+               int* status = nullptr) {
   const std::string body = slurp(file);
   auto res = c.Post(path.c_str(), body, "application/octet-stream");
   REQUIRE(res);
@@ -161,7 +166,8 @@ json post_file(httplib::Client& c, const std::string& path, const fs::path& file
 
 }  // namespace
 
-TEST_CASE("an edited upload matches over HTTP and the reply carries the query's own hash", "[server]") {
+TEST_CASE("an edited upload matches over HTTP and the reply carries the query's own hash",
+          "[server]") {
   TempDir tmp;
   const auto bank = make_bank(tmp);
   ServerProcess srv(tmp.path(), {"--bank", bank.string(), "--read-only"});
@@ -199,7 +205,8 @@ TEST_CASE("an edited upload matches over HTTP and the reply carries the query's 
 
   // Multipart, as an HTML form or `curl -F image=@...` sends it; a rotated copy.
   httplib::MultipartFormDataItems form = {
-      {"image", slurp(samples() / "uploads" / "mate_LadyBird--rotated90.jpg"), "rotated.jpg", "image/jpeg"}};
+      {"image", slurp(samples() / "uploads" / "mate_LadyBird--rotated90.jpg"), "rotated.jpg",
+       "image/jpeg"}};
   auto res = c.Post("/v1/match", form);
   REQUIRE(res);
   CHECK(res->status == 200);
@@ -231,14 +238,16 @@ TEST_CASE("an edited upload matches over HTTP and the reply carries the query's 
   CHECK(res->status == 403);
 }
 
-TEST_CASE("hash-only lookups match without the photo and bad hex is a 400 naming the problem", "[server]") {
+TEST_CASE("hash-only lookups match without the photo and bad hex is a 400 naming the problem",
+          "[server]") {
   TempDir tmp;
   const auto bank = make_bank(tmp);
   ServerProcess srv(tmp.path(), {"--bank", bank.string(), "--read-only"});
   INFO(srv.log());
   REQUIRE(srv.port() > 0);
   auto c = srv.client();
-  const std::string pdq = post_file(c, "/v1/match", samples() / "uploads" / "mate_Aqua--jpeg30.jpg")["pdq"];
+  const std::string pdq =
+      post_file(c, "/v1/match", samples() / "uploads" / "mate_Aqua--jpeg30.jpg")["pdq"];
 
   auto res = c.Post("/v1/match/hash", json{{"hash", pdq}}.dump(), "application/json");
   REQUIRE(res);
@@ -260,11 +269,13 @@ TEST_CASE("hash-only lookups match without the photo and bad hex is a 400 naming
   CHECK(j["results"][1]["match"] == false);
 
   // A hash sent with a quality below the minimum is undecided, not "no match".
-  res = c.Post("/v1/match/hash", json{{"hashes", {{{"pdq", other}, {"quality", 10}}}}}.dump(), "application/json");
+  res = c.Post("/v1/match/hash", json{{"hashes", {{{"pdq", other}, {"quality", 10}}}}}.dump(),
+               "application/json");
   REQUIRE(res);
   CHECK(json::parse(res->body)["results"][0]["status"] == "low-quality");
 
-  for (const auto& [body, type, words] : std::vector<std::tuple<std::string, std::string, std::string>>{
+  for (const auto& [body, type, words] :
+       std::vector<std::tuple<std::string, std::string, std::string>>{
            {json{{"hash", "abc"}}.dump(), "application/json", "64 hex"},
            {"{\"hash\": ", "application/json", "malformed JSON"},
            {std::string(63, 'f') + "g\n", "text/plain", "line 1"},
@@ -283,7 +294,9 @@ TEST_CASE("hash-only lookups match without the photo and bad hex is a 400 naming
   CHECK(res->status == 400);
 }
 
-TEST_CASE("writes need the bearer token and an entry added over the API is matched by the next request", "[server]") {
+TEST_CASE(
+    "writes need the bearer token and an entry added over the API is matched by the next request",
+    "[server]") {
   TempDir tmp;
   const auto bank = make_bank(tmp);
   const auto started = std::chrono::steady_clock::now();
@@ -300,7 +313,8 @@ TEST_CASE("writes need the bearer token and an entry added over the API is match
   CHECK(res->status == 401);
   CHECK(json::parse(res->body)["code"] == 401);
   CHECK(res->has_header("WWW-Authenticate"));
-  res = c.Post("/v1/entries?label=case-9", {{"Authorization", "Bearer wrong-token-xxxxxxxx"}}, bytes, "image/jpeg");
+  res = c.Post("/v1/entries?label=case-9", {{"Authorization", "Bearer wrong-token-xxxxxxxx"}},
+               bytes, "image/jpeg");
   REQUIRE(res);
   CHECK(res->status == 401);
 
@@ -323,7 +337,8 @@ TEST_CASE("writes need the bearer token and an entry added over the API is match
   {
     cv::Mat img = cv::imread(photo.string(), cv::IMREAD_COLOR);
     REQUIRE_FALSE(img.empty());
-    const cv::Mat crop = img(cv::Rect(img.cols / 5, img.rows / 5, img.cols * 3 / 5, img.rows * 3 / 5)).clone();
+    const cv::Mat crop =
+        img(cv::Rect(img.cols / 5, img.rows / 5, img.cols * 3 / 5, img.rows * 3 / 5)).clone();
     std::vector<std::uint8_t> jpg;
     cv::imencode(".jpg", crop, jpg, {cv::IMWRITE_JPEG_QUALITY, 80});
     auto cr = c.Post("/v1/match", std::string(jpg.begin(), jpg.end()), "image/jpeg");
@@ -337,12 +352,14 @@ TEST_CASE("writes need the bearer token and an entry added over the API is match
   }
 
   // The CLI reads the same bank file while the server has it open.
-  auto q = hwtest::run_hashwall("query '" + photo.string() + "' --bank '" + bank.string() + "' --json");
+  auto q =
+      hwtest::run_hashwall("query '" + photo.string() + "' --bank '" + bank.string() + "' --json");
   CHECK(q.exit_code == 1);
 
   // Hashes without photos, as a partner shares them.
   const std::string h(64, 'a');
-  res = c.Post("/v1/entries", auth, json{{"hashes", {h}}, {"label", "partner"}, {"source", "list-7"}}.dump(),
+  res = c.Post("/v1/entries", auth,
+               json{{"hashes", {h}}, {"label", "partner"}, {"source", "list-7"}}.dump(),
                "application/json");
   REQUIRE(res);
   CHECK(res->status == 201);
@@ -370,12 +387,14 @@ TEST_CASE("writes need the bearer token and an entry added over the API is match
   CHECK(j["entries"] == 7);
   CHECK(j["index_types"]["pdq"].is_string());
   // The server's age: more than nothing, and no more than since this test started it.
-  const double age = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  const double age =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   CHECK(j["uptime_seconds"].get<double>() > 0);
   CHECK(j["uptime_seconds"].get<double>() <= age);
 }
 
-TEST_CASE("the service refuses to start with writes and no token and --no-auth off loopback", "[server]") {
+TEST_CASE("the service refuses to start with writes and no token and --no-auth off loopback",
+          "[server]") {
   TempDir tmp;
   const auto bank = make_bank(tmp);
   auto r = hwtest::run_hashwall("serve --bank '" + bank.string() + "' --listen 127.0.0.1:0");
@@ -385,7 +404,8 @@ TEST_CASE("the service refuses to start with writes and no token and --no-auth o
   CHECK(r.exit_code == 2);
   CHECK(r.err.find("loopback") != std::string::npos);
   std::ofstream(tmp / "empty-token") << "\n";
-  r = hwtest::run_hashwall("serve --bank '" + bank.string() + "' --token-file '" + (tmp / "empty-token").string() + "'");
+  r = hwtest::run_hashwall("serve --bank '" + bank.string() + "' --token-file '" +
+                           (tmp / "empty-token").string() + "'");
   CHECK(r.exit_code == 2);
   r = hwtest::run_hashwall("serve --bank '" + (tmp / "missing.db").string() + "' --read-only");
   CHECK(r.exit_code == 2);
@@ -404,7 +424,8 @@ TEST_CASE("oversized bodies get 413 garbage bytes 400 and the server stays up", 
   CHECK(json::parse(res->body)["code"] == 413);
 
   auto c2 = srv.client();
-  res = c2.Post("/v1/match", std::string("this is not an image at all"), "application/octet-stream");
+  res =
+      c2.Post("/v1/match", std::string("this is not an image at all"), "application/octet-stream");
   REQUIRE(res);
   CHECK(res->status == 400);
   json j = json::parse(res->body);
@@ -431,8 +452,9 @@ TEST_CASE("a full request queue answers 503 with Retry-After instead of piling u
   // How long an idle connection holds the worker (--keep-alive) is a generous 20 s so
   // that a slow machine still sends the next request while it is held; the test does not
   // wait for it.
-  ServerProcess srv(tmp.path(), {"--bank", bank.string(), "--read-only", "--threads", "1", "--queue", "1",
-                                 "--queue-wait", "60000", "--timeout", "20", "--keep-alive", "20"});
+  ServerProcess srv(tmp.path(),
+                    {"--bank", bank.string(), "--read-only", "--threads", "1", "--queue", "1",
+                     "--queue-wait", "60000", "--timeout", "20", "--keep-alive", "20"});
   INFO(srv.log());
   REQUIRE(srv.port() > 0);
   // Two idle connections: the first holds the only worker, the second fills the queue.
@@ -509,14 +531,17 @@ TEST_CASE("concurrent clients all get answers and /metrics counts them", "[serve
   auto c = srv.client();
   auto res = c.Get("/metrics");
   REQUIRE(res);
-  CHECK(res->body.find("hashwall_requests_total{endpoint=\"/v1/match\",code=\"200\"} 60") != std::string::npos);
-  CHECK(res->body.find("hashwall_request_duration_seconds_bucket{endpoint=\"/v1/match\",le=\"+Inf\"} 60") !=
+  CHECK(res->body.find("hashwall_requests_total{endpoint=\"/v1/match\",code=\"200\"} 60") !=
+        std::string::npos);
+  CHECK(res->body.find(
+            "hashwall_request_duration_seconds_bucket{endpoint=\"/v1/match\",le=\"+Inf\"} 60") !=
         std::string::npos);
   CHECK(res->body.find("hashwall_queue_depth") != std::string::npos);
   CHECK(res->body.find("hashwall_matches_total") != std::string::npos);
 }
 
-TEST_CASE("SIGTERM during load: in-flight requests finish the process exits 0 the bank checks ok", "[server]") {
+TEST_CASE("SIGTERM during load: in-flight requests finish the process exits 0 the bank checks ok",
+          "[server]") {
   TempDir tmp;
   const auto bank = make_bank(tmp);
   ServerProcess srv(tmp.path(), writable_args(tmp, bank));
@@ -543,14 +568,18 @@ TEST_CASE("SIGTERM during load: in-flight requests finish the process exits 0 th
         httplib::Result res = request();
         if (!res) continue;  // connection refused or closed: the server is going away
         // Every answer that arrives is a whole, well-formed one.
-        if (res->status >= 500 && res->status != 503) ++wrong;
-        else if (json::parse(res->body, nullptr, false).is_discarded()) ++wrong;
-        else ++answered;
+        if (res->status >= 500 && res->status != 503)
+          ++wrong;
+        else if (json::parse(res->body, nullptr, false).is_discarded())
+          ++wrong;
+        else
+          ++answered;
       }
     });
   }
   // SIGTERM once the load is under way (some answers arrived), however slow the machine.
-  for (int i = 0; i < 600 && answered < 8; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  for (int i = 0; i < 600 && answered < 8; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
   srv.terminate();
   const int code = srv.wait_exit(60);
   stop = true;
@@ -570,8 +599,9 @@ TEST_CASE("at SIGTERM connections already queued are answered and later ones get
   // One worker, held by an idle connection until --keep-alive: whatever connects
   // meanwhile waits in the queue. 10 s leaves a slow machine time to queue the early
   // requests and send the late one while the worker is held.
-  ServerProcess srv(tmp.path(), {"--bank", bank.string(), "--read-only", "--threads", "1", "--queue", "16",
-                                 "--queue-wait", "60000", "--timeout", "10", "--keep-alive", "10"});
+  ServerProcess srv(tmp.path(),
+                    {"--bank", bank.string(), "--read-only", "--threads", "1", "--queue", "16",
+                     "--queue-wait", "60000", "--timeout", "10", "--keep-alive", "10"});
   INFO(srv.log());
   REQUIRE(srv.port() > 0);
   const int idle = connect_idle(srv.port(), 300);
@@ -579,7 +609,8 @@ TEST_CASE("at SIGTERM connections already queued are answered and later ones get
   const auto ask = [&](std::atomic<int>& status, std::string& body) {
     httplib::Client c("127.0.0.1", srv.port());
     c.set_read_timeout(60, 0);
-    auto res = c.Post("/v1/match/hash", json{{"hash", std::string(64, 'a')}}.dump(), "application/json");
+    auto res =
+        c.Post("/v1/match/hash", json{{"hash", std::string(64, 'a')}}.dump(), "application/json");
     if (res) {
       body = res->body;
       status = res->status;
@@ -633,7 +664,8 @@ TEST_CASE("work past the processing limit gets 503 and writes nothing", "[server
   r = service.match_hashes(hashes, "text/plain", {});
   CHECK(r.status == 503);
   CHECK(bank->stats().entries == before);
-  CHECK(metrics.prometheus({}).find("hashwall_rejected_total{reason=\"timeout\"} 3") != std::string::npos);
+  CHECK(metrics.prometheus({}).find("hashwall_rejected_total{reason=\"timeout\"} 3") !=
+        std::string::npos);
 
   // Without a limit the same requests are served.
   limits.max_processing = std::chrono::microseconds(0);
@@ -642,7 +674,8 @@ TEST_CASE("work past the processing limit gets 503 and writes nothing", "[server
   CHECK(relaxed.match_hashes(hashes, "text/plain", {}).status == 200);
 }
 
-TEST_CASE("serve and the CLI write one bank at once: nothing lost and each sees the other", "[server]") {
+TEST_CASE("serve and the CLI write one bank at once: nothing lost and each sees the other",
+          "[server]") {
   TempDir tmp;
   const auto bank = make_bank(tmp);
   ServerProcess srv(tmp.path(), writable_args(tmp, bank));
@@ -667,7 +700,8 @@ TEST_CASE("serve and the CLI write one bank at once: nothing lost and each sees 
     c.set_read_timeout(30, 0);
     const httplib::Headers auth{{"Authorization", std::string("Bearer ") + kToken}};
     for (std::size_t i = 0; i < api_hashes.size(); ++i) {
-      auto res = c.Post("/v1/entries", auth, json{{"hash", api_hashes[i]}, {"label", "api"}}.dump(), "application/json");
+      auto res = c.Post("/v1/entries", auth, json{{"hash", api_hashes[i]}, {"label", "api"}}.dump(),
+                        "application/json");
       if (!res || res->status != 201) {
         ++api_failures;
         continue;
@@ -675,8 +709,10 @@ TEST_CASE("serve and the CLI write one bank at once: nothing lost and each sees 
       if (i % 10 == 9) {  // and remove every tenth again
         const auto id = json::parse(res->body)["ids"][0].get<std::int64_t>();
         auto del = c.Delete(("/v1/entries/" + std::to_string(id)).c_str(), auth);
-        if (!del || del->status != 200) ++api_failures;
-        else api_removed.push_back(api_hashes[i]);
+        if (!del || del->status != 200)
+          ++api_failures;
+        else
+          api_removed.push_back(api_hashes[i]);
       }
     }
   });
@@ -712,7 +748,8 @@ TEST_CASE("serve and the CLI write one bank at once: nothing lost and each sees 
   }
   for (const auto& list : cli_lists)
     for (const auto& h : list) CHECK(exported.out.find(h) != std::string::npos);
-  const auto stats = json::parse(hwtest::run_hashwall("stats --json --bank '" + bank.string() + "'").out);
+  const auto stats =
+      json::parse(hwtest::run_hashwall("stats --json --bank '" + bank.string() + "'").out);
   CHECK(stats["entries"] == 6 + 120 - 12 + 6 * 40);
   srv.terminate();
   CHECK(srv.wait_exit(60) == 0);
@@ -721,7 +758,8 @@ TEST_CASE("serve and the CLI write one bank at once: nothing lost and each sees 
   CHECK(check.exit_code == 0);
 }
 
-TEST_CASE("hash request bodies: JSON text and CSV forms parse and malformed ones say why", "[server]") {
+TEST_CASE("hash request bodies: JSON text and CSV forms parse and malformed ones say why",
+          "[server]") {
   using hashwall::server::parse_hash_body;
   const std::string h(64, 'a'), H(64, 'B');
   auto r = parse_hash_body("{\"hash\": \"" + h + "\", \"quality\": 70}", "application/json", 10);
@@ -740,19 +778,25 @@ TEST_CASE("hash request bodies: JSON text and CSV forms parse and malformed ones
   CHECK(r.items[0].quality == 80);
   CHECK(r.items[0].name == "photo.jpg");
 
-  CHECK(parse_hash_body(h + "\n" + h + "\n" + h + "\n", "text/plain", 2).error.find("too many") != std::string::npos);
+  CHECK(parse_hash_body(h + "\n" + h + "\n" + h + "\n", "text/plain", 2).error.find("too many") !=
+        std::string::npos);
   // Each refusal names the item and what is wrong with it.
-  const auto why = [](const std::string& body, const char* type) { return parse_hash_body(body, type, 10).error; };
-  CHECK(why("{\"hash\": 5}", "application/json") == "hash 1: missing the PDQ hash (\"pdq\": 64 hex characters)");
+  const auto why = [](const std::string& body, const char* type) {
+    return parse_hash_body(body, type, 10).error;
+  };
+  CHECK(why("{\"hash\": 5}", "application/json") ==
+        "hash 1: missing the PDQ hash (\"pdq\": 64 hex characters)");
   CHECK(why("[\"" + h + "\", {\"hash\": \"" + h + "\", \"quality\": 101}]", "application/json") ==
         "hash 2: quality must be an integer from 0 to 100");
   CHECK(why("{\"hashes\": [null]}", "application/json") ==
         "hash 1: expected a hex string or an object {\"pdq\": hex}");
   CHECK(why("{\"hash\": \"abc\"}", "application/json") ==
         "hash 1: not a PDQ hash: expected 64 hex characters, got 3 characters");
-  CHECK(why("{\"label\": 3, \"hash\": \"" + h + "\"}", "application/json") == "label must be a string");
+  CHECK(why("{\"label\": 3, \"hash\": \"" + h + "\"}", "application/json") ==
+        "label must be a string");
   CHECK(why("{\"hash\": ", "application/json") == "malformed JSON");
-  CHECK_THAT(why(std::string("\x00\xff\xfe", 3), "application/octet-stream"), Catch::StartsWith("line 1: "));
+  CHECK_THAT(why(std::string("\x00\xff\xfe", 3), "application/octet-stream"),
+             Catch::StartsWith("line 1: "));
   CHECK(why(h + "\nnot-a-hash\n", "text/plain").rfind("line 2: ", 0) == 0);
   CHECK(why("{\"hashes\": []}", "application/json") == "no hashes in the body");
   CHECK(why("   \n", "text/plain") == "empty body: send one or more PDQ hashes");
@@ -792,14 +836,19 @@ TEST_CASE("metrics render as a Prometheus histogram with cumulative buckets", "[
   CHECK(classify("DELETE", "/v1/entries/12") == Endpoint::EntriesRemove);
   CHECK(classify("GET", "/v1/match") == Endpoint::Other);
   const std::string text = m.prometheus(MetricsSnapshot{3, 1, 10, 5.0});
-  CHECK(text.find("hashwall_requests_total{endpoint=\"/v1/match/hash\",code=\"200\"} 2") != std::string::npos);
+  CHECK(text.find("hashwall_requests_total{endpoint=\"/v1/match/hash\",code=\"200\"} 2") !=
+        std::string::npos);
   CHECK(text.find("hashwall_errors_total{endpoint=\"/v1/match/hash\"} 1") != std::string::npos);
-  CHECK(text.find("hashwall_request_duration_seconds_bucket{endpoint=\"/v1/match/hash\",le=\"0.0005\"} 1") !=
-        std::string::npos);
-  CHECK(text.find("hashwall_request_duration_seconds_bucket{endpoint=\"/v1/match/hash\",le=\"0.005\"} 2") !=
-        std::string::npos);
-  CHECK(text.find("hashwall_request_duration_seconds_bucket{endpoint=\"/v1/match/hash\",le=\"+Inf\"} 3") !=
-        std::string::npos);
+  CHECK(text.find("hashwall_request_duration_seconds_bucket{endpoint=\"/v1/match/"
+                  "hash\",le=\"0.0005\"} 1") != std::string::npos);
+  CHECK(
+      text.find(
+          "hashwall_request_duration_seconds_bucket{endpoint=\"/v1/match/hash\",le=\"0.005\"} 2") !=
+      std::string::npos);
+  CHECK(
+      text.find(
+          "hashwall_request_duration_seconds_bucket{endpoint=\"/v1/match/hash\",le=\"+Inf\"} 3") !=
+      std::string::npos);
   CHECK(text.find("hashwall_queue_depth 3") != std::string::npos);
   CHECK(text.find("hashwall_matches_total 1") != std::string::npos);
 }
@@ -831,7 +880,8 @@ TEST_CASE("a stop at any moment around run starting to listen ends run", "[serve
   }
 }
 
-TEST_CASE("a handler's unexpected exception is a JSON 500 and an Error keeps its status", "[server]") {
+TEST_CASE("a handler's unexpected exception is a JSON 500 and an Error keeps its status",
+          "[server]") {
   using hashwall::server::guarded;
   using hashwall::server::Reply;
   Reply r = guarded([]() -> Reply { throw std::runtime_error("out of luck"); }, 1);
@@ -841,10 +891,15 @@ TEST_CASE("a handler's unexpected exception is a JSON 500 and an Error keeps its
   r = guarded([]() -> Reply { throw std::bad_alloc(); }, 1);
   CHECK(r.status == 500);
   CHECK(r.body["code"] == 500);
-  r = guarded([]() -> Reply { throw hashwall::Error(hashwall::ErrorKind::TooLarge, "up.jpg", "too many pixels"); }, 1);
+  r = guarded(
+      []() -> Reply {
+        throw hashwall::Error(hashwall::ErrorKind::TooLarge, "up.jpg", "too many pixels");
+      },
+      1);
   CHECK(r.status == 413);
   CHECK(r.body["error"] == "up.jpg: too many pixels");
-  r = guarded([]() -> Reply { throw hashwall::Error(hashwall::ErrorKind::Bank, "b.db", "busy"); }, 7);
+  r = guarded([]() -> Reply { throw hashwall::Error(hashwall::ErrorKind::Bank, "b.db", "busy"); },
+              7);
   CHECK(r.status == 503);
   REQUIRE(r.headers.size() == 1);
   CHECK(r.headers[0] == std::pair<std::string, std::string>{"Retry-After", "7"});

@@ -15,7 +15,6 @@
 
 namespace hashwall {
 
-
 const char* origin_name(Origin o) noexcept {
   return o == Origin::Imported ? "imported" : "indexed";
 }
@@ -39,72 +38,77 @@ Bank::~Bank() {
 std::unique_ptr<Bank> Bank::open(const fs::path& path_in, OpenMode mode_in,
                                  const BankConfig& config_for_new_bank) {
   auto open_file = [&](const fs::path& path, OpenMode mode) -> std::unique_ptr<Bank> {
-  std::error_code ec;
-  const bool exists = fs::exists(path, ec);
-  if (!exists && mode != OpenMode::Create) throw Error(ErrorKind::Bank, path.string(), kNoBank);
-  if (exists && fs::is_directory(path, ec))
-    throw Error(ErrorKind::Bank, path.string(), "not a hashwall bank: it is a directory");
-  if (mode == OpenMode::Create) {
-    const auto& c = config_for_new_bank;
-    if (c.pdq_threshold < 0 || c.pdq_threshold > 256)
-      throw Error(ErrorKind::Usage, "", "PDQ threshold must be within 0..256");
-    if (c.min_quality < 0 || c.min_quality > 100)
-      throw Error(ErrorKind::Usage, "", "minimum quality must be within 0..100");
-    if (!valid_index_type(c.index_type))
-      throw Error(ErrorKind::Usage, "",
-                  "index type must be auto, flat, multihash or compact, not '" + c.index_type + "'");
-    if (c.multihash_min_entries < 0)
-      throw Error(ErrorKind::Usage, "", "multihash_min_entries must not be negative");
-    if (const auto why = validate_signals(c.signals); !why.empty()) throw Error(ErrorKind::Usage, "", why);
-    if (c.has("embed") && c.embed_model.empty())
-      throw Error(ErrorKind::Usage, "", "the embed signal needs a model");
-    if (c.local_min_inliers < 3) throw Error(ErrorKind::Usage, "", "local_min_inliers must be at least 3");
-  }
+    std::error_code ec;
+    const bool exists = fs::exists(path, ec);
+    if (!exists && mode != OpenMode::Create) throw Error(ErrorKind::Bank, path.string(), kNoBank);
+    if (exists && fs::is_directory(path, ec))
+      throw Error(ErrorKind::Bank, path.string(), "not a hashwall bank: it is a directory");
+    if (mode == OpenMode::Create) {
+      const auto& c = config_for_new_bank;
+      if (c.pdq_threshold < 0 || c.pdq_threshold > 256)
+        throw Error(ErrorKind::Usage, "", "PDQ threshold must be within 0..256");
+      if (c.min_quality < 0 || c.min_quality > 100)
+        throw Error(ErrorKind::Usage, "", "minimum quality must be within 0..100");
+      if (!valid_index_type(c.index_type))
+        throw Error(
+            ErrorKind::Usage, "",
+            "index type must be auto, flat, multihash or compact, not '" + c.index_type + "'");
+      if (c.multihash_min_entries < 0)
+        throw Error(ErrorKind::Usage, "", "multihash_min_entries must not be negative");
+      if (const auto why = validate_signals(c.signals); !why.empty())
+        throw Error(ErrorKind::Usage, "", why);
+      if (c.has("embed") && c.embed_model.empty())
+        throw Error(ErrorKind::Usage, "", "the embed signal needs a model");
+      if (c.local_min_inliers < 3)
+        throw Error(ErrorKind::Usage, "", "local_min_inliers must be at least 3");
+    }
 
-  auto impl = std::make_unique<Impl>();
-  impl->path = path;
-  impl->mode = mode;
-  impl->conn.path = path.string();
-  int flags = SQLITE_OPEN_NOMUTEX;  // Impl::db_mu serialises all use of the connection
-  flags |= mode == OpenMode::ReadOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE;
-  if (mode == OpenMode::Create) flags |= SQLITE_OPEN_CREATE;
-  const int rc = sqlite3_open_v2(path.c_str(), &impl->conn.db, flags, nullptr);
-  if (rc != SQLITE_OK) impl->conn.fail(rc, "cannot open the bank");
-  sqlite3_extended_result_codes(impl->conn.db, 1);
-  sqlite3_busy_timeout(impl->conn.db, kBusyTimeoutMs);
+    auto impl = std::make_unique<Impl>();
+    impl->path = path;
+    impl->mode = mode;
+    impl->conn.path = path.string();
+    int flags = SQLITE_OPEN_NOMUTEX;  // Impl::db_mu serialises all use of the connection
+    flags |= mode == OpenMode::ReadOnly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE;
+    if (mode == OpenMode::Create) flags |= SQLITE_OPEN_CREATE;
+    const int rc = sqlite3_open_v2(path.c_str(), &impl->conn.db, flags, nullptr);
+    if (rc != SQLITE_OK) impl->conn.fail(rc, "cannot open the bank");
+    sqlite3_extended_result_codes(impl->conn.db, 1);
+    sqlite3_busy_timeout(impl->conn.db, kBusyTimeoutMs);
 
-  std::lock_guard lock(impl->db_mu);
-  // Look before writing anything: never turn someone else's database into WAL mode.
-  const bool has_meta =
-      impl->count("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'") > 0;
-  bool create = false;
-  if (!has_meta) {
-    if (mode != OpenMode::Create || impl->count("SELECT count(*) FROM sqlite_master") != 0)
-      throw Error(ErrorKind::Bank, path.string(),
-                  impl->count("SELECT count(*) FROM sqlite_master") == 0
-                      ? "not a hashwall bank: an empty SQLite database"
-                      : "not a hashwall bank: an SQLite database without a meta table");
-    create = true;
-  }
-  if (mode != OpenMode::ReadOnly) {
-    // WAL: readers (scans, the server) never block the writer, and vice versa.
-    impl->conn.exec("PRAGMA journal_mode = WAL");
-    // FULL: a commit is on disk before add() returns, and so before an index cache
-    // labelled with the new generation can be written (docs/BANK_FORMAT.md).
-    impl->conn.exec("PRAGMA synchronous = FULL");
-  }
-  if (create) impl->create_schema(config_for_new_bank);
-  impl->read_config();
-  impl->upgrade_if_old();
-  impl->load_or_build_index();
-  return std::unique_ptr<Bank>(new Bank(std::move(impl)));
+    std::lock_guard lock(impl->db_mu);
+    // Look before writing anything: never turn someone else's database into WAL mode.
+    const bool has_meta =
+        impl->count("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'") >
+        0;
+    bool create = false;
+    if (!has_meta) {
+      if (mode != OpenMode::Create || impl->count("SELECT count(*) FROM sqlite_master") != 0)
+        throw Error(ErrorKind::Bank, path.string(),
+                    impl->count("SELECT count(*) FROM sqlite_master") == 0
+                        ? "not a hashwall bank: an empty SQLite database"
+                        : "not a hashwall bank: an SQLite database without a meta table");
+      create = true;
+    }
+    if (mode != OpenMode::ReadOnly) {
+      // WAL: readers (scans, the server) never block the writer, and vice versa.
+      impl->conn.exec("PRAGMA journal_mode = WAL");
+      // FULL: a commit is on disk before add() returns, and so before an index cache
+      // labelled with the new generation can be written (docs/BANK_FORMAT.md).
+      impl->conn.exec("PRAGMA synchronous = FULL");
+    }
+    if (create) impl->create_schema(config_for_new_bank);
+    impl->read_config();
+    impl->upgrade_if_old();
+    impl->load_or_build_index();
+    return std::unique_ptr<Bank>(new Bank(std::move(impl)));
   };
   std::error_code ec;
   if (mode_in != OpenMode::Create || fs::exists(path_in, ec)) return open_file(path_in, mode_in);
   // A new bank is made complete under a temporary name and then linked into place, so a
   // crash during creation never leaves an empty database where the bank should be.
   const fs::path dir = path_in.has_parent_path() ? path_in.parent_path() : fs::path(".");
-  const fs::path tmp = dir / ("." + path_in.filename().string() + ".creating-" + std::to_string(::getpid()));
+  const fs::path tmp =
+      dir / ("." + path_in.filename().string() + ".creating-" + std::to_string(::getpid()));
   for (const char* suffix : {"", "-wal", "-shm", "-journal"}) fs::remove(tmp.string() + suffix, ec);
   open_file(tmp, OpenMode::Create).reset();
   fs::remove(pdq_index_path(tmp), ec);
@@ -115,14 +119,16 @@ std::unique_ptr<Bank> Bank::open(const fs::path& path_in, OpenMode mode_in,
     if (::rename(tmp.c_str(), path_in.c_str()) != 0) {
       const int e = errno;
       fs::remove(tmp, ec);
-      throw Error(ErrorKind::Io, path_in.string(), std::string("cannot create the bank: ") + std::strerror(e));
+      throw Error(ErrorKind::Io, path_in.string(),
+                  std::string("cannot create the bank: ") + std::strerror(e));
     }
     created = true;
   }
   // Cache files left by an earlier bank of the same name describe other records; a new
   // bank starts at generation 0 again, so they must not be mistaken for its own.
   if (created)
-    for (const auto& stale : {pdq_index_path(path_in), local_layout_path(path_in)}) fs::remove(stale, ec);
+    for (const auto& stale : {pdq_index_path(path_in), local_layout_path(path_in)})
+      fs::remove(stale, ec);
   for (const char* suffix : {"", "-wal", "-shm", "-journal"}) fs::remove(tmp.string() + suffix, ec);
   return open_file(path_in, OpenMode::ReadWrite);
 }
@@ -151,14 +157,17 @@ AddResult Bank::add(std::span<const NewEntry> entries) {
     // INDEXED BY: left to itself, SQLite walks the sha256 UNIQUE index over every
     // imported (NULL) row, which makes large imports quadratic.
     Stmt by_hash(m.conn,
-                 "SELECT id FROM entries INDEXED BY entries_unhashed WHERE sha256 IS NULL AND source = ?1 AND pdq = ?2 "
+                 "SELECT id FROM entries INDEXED BY entries_unhashed WHERE sha256 IS NULL AND "
+                 "source = ?1 AND pdq = ?2 "
                  "AND origin = ?3 ORDER BY id LIMIT 1");
     Stmt insert(m.conn,
                 "INSERT INTO entries(sha256, pdq, quality, label, source, origin, added_at) "
                 "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)");
     std::optional<Stmt> insert_local, insert_embed;
     if (m.signal_tables && m.config.has("local"))
-      insert_local.emplace(m.conn, "INSERT INTO local_features(entry_id, keypoints, descriptors) VALUES(?1, ?2, ?3)");
+      insert_local.emplace(
+          m.conn,
+          "INSERT INTO local_features(entry_id, keypoints, descriptors) VALUES(?1, ?2, ?3)");
     if (m.signal_tables && m.config.has("embed"))
       insert_embed.emplace(m.conn, "INSERT INTO embeddings(entry_id, vector) VALUES(?1, ?2)");
     for (std::size_t i = 0; i < entries.size(); ++i) {
@@ -208,9 +217,12 @@ AddResult Bank::add(std::span<const NewEntry> entries) {
       insert.step();
       const std::int64_t id = sqlite3_last_insert_rowid(m.conn.db);
       if (insert_local && e.local) {
-        const cv::Mat d = e.local->descriptors.isContinuous() ? e.local->descriptors : e.local->descriptors.clone();
-        if (d.rows != static_cast<int>(e.local->points.size()) || (d.rows > 0 && d.cols != kOrbBytes))
-          throw Error(ErrorKind::Bank, m.conn.path, where() + "local features with mismatched descriptors");
+        const cv::Mat d = e.local->descriptors.isContinuous() ? e.local->descriptors
+                                                              : e.local->descriptors.clone();
+        if (d.rows != static_cast<int>(e.local->points.size()) ||
+            (d.rows > 0 && d.cols != kOrbBytes))
+          throw Error(ErrorKind::Bank, m.conn.path,
+                      where() + "local features with mismatched descriptors");
         insert_local->reset();
         insert_local->bind(1, id)
             .bind_blob(2, encode_points(*e.local))
@@ -221,8 +233,8 @@ AddResult Bank::add(std::span<const NewEntry> entries) {
         if (m.embed_dim == 0) m.embed_dim = static_cast<int>(e.embedding.size());
         if (static_cast<int>(e.embedding.size()) != m.embed_dim)
           throw Error(ErrorKind::Bank, m.conn.path,
-                      where() + "embedding of " + std::to_string(e.embedding.size()) + " values, the bank holds " +
-                          std::to_string(m.embed_dim));
+                      where() + "embedding of " + std::to_string(e.embedding.size()) +
+                          " values, the bank holds " + std::to_string(m.embed_dim));
         insert_embed->reset();
         insert_embed->bind(1, id).bind_blob(2, float_blob(e.embedding));
         insert_embed->step();
@@ -275,8 +287,10 @@ AddResult Bank::add(std::span<const NewEntry> entries) {
       for (std::size_t k = 0; k < new_ids.size() && ok; ++k) {
         const auto& v = entries[new_inputs[k]].embedding;
         if (v.empty()) continue;
-        if (static_cast<int>(v.size()) != m.embed_index->dim()) ok = false;
-        else m.embed_index->add(new_ids[k], v);
+        if (static_cast<int>(v.size()) != m.embed_index->dim())
+          ok = false;
+        else
+          m.embed_index->add(new_ids[k], v);
       }
       if (ok) {
         m.embed_index->prepare();
@@ -306,14 +320,16 @@ void Bank::set_index(const std::string& type, std::optional<std::int64_t> multih
   auto& m = *impl_;
   m.require_writable();
   if (!valid_index_type(type))
-    throw Error(ErrorKind::Usage, "", "index type must be auto, flat, multihash or compact, not '" + type + "'");
+    throw Error(ErrorKind::Usage, "",
+                "index type must be auto, flat, multihash or compact, not '" + type + "'");
   if (multihash_min_entries && *multihash_min_entries < 0)
     throw Error(ErrorKind::Usage, "", "multihash_min_entries must not be negative");
   std::lock_guard lock(m.db_mu);
   {
     Transaction tx(m.conn, "BEGIN IMMEDIATE");
     m.set_meta("index_type", type);
-    if (multihash_min_entries) m.set_meta("multihash_min_entries", std::to_string(*multihash_min_entries));
+    if (multihash_min_entries)
+      m.set_meta("multihash_min_entries", std::to_string(*multihash_min_entries));
     tx.commit();
   }
   m.config.index_type = type;
@@ -409,7 +425,8 @@ std::vector<PdqMatch> Bank::search_pdq(std::span<const Hash256> queries, int max
   return out;
 }
 
-std::vector<LocalMatch> Bank::search_local(const LocalFeatures& query, const LocalVerifyParams& params) const {
+std::vector<LocalMatch> Bank::search_local(const LocalFeatures& query,
+                                           const LocalVerifyParams& params) const {
   auto& m = *impl_;
   std::vector<LocalMatch> out;
   if (!m.config.has("local") || query.size() == 0) return out;
@@ -418,7 +435,8 @@ std::vector<LocalMatch> Bank::search_local(const LocalFeatures& query, const Loc
   return m.local_index->search(query, params);
 }
 
-std::vector<EmbedMatch> Bank::search_embed(std::span<const float> query, int k, float min_similarity) const {
+std::vector<EmbedMatch> Bank::search_embed(std::span<const float> query, int k,
+                                           float min_similarity) const {
   auto& m = *impl_;
   std::vector<EmbedMatch> out;
   if (!m.config.has("embed") || query.empty()) return out;
@@ -428,10 +446,10 @@ std::vector<EmbedMatch> Bank::search_embed(std::span<const float> query, int k, 
     throw Error(ErrorKind::Usage, m.conn.path,
                 "the query embedding has " + std::to_string(query.size()) + " values, the bank's " +
                     std::to_string(m.embed_index->dim()));
-  for (const auto& h : m.embed_index->search(query, k, min_similarity)) out.push_back({h.id, h.similarity});
+  for (const auto& h : m.embed_index->search(query, k, min_similarity))
+    out.push_back({h.id, h.similarity});
   return out;
 }
-
 
 void Bank::flush_index() {
   auto& m = *impl_;

@@ -78,11 +78,11 @@ struct BankStats {
   std::size_t index_memory_bytes = 0;
   int format_version = 0;
   std::vector<std::string> signals;
-  std::int64_t local_entries = 0;     // entries with local features
-  std::int64_t local_keypoints = 0;   // over all of them
-  std::uintmax_t local_db_bytes = 0;  // their share of the database
-  std::size_t local_memory_bytes = 0; // the local index, when built (0 until a query needs it)
-  std::string local_index_type;       // "" until built
+  std::int64_t local_entries = 0;      // entries with local features
+  std::int64_t local_keypoints = 0;    // over all of them
+  std::uintmax_t local_db_bytes = 0;   // their share of the database
+  std::size_t local_memory_bytes = 0;  // the local index, when built (0 until a query needs it)
+  std::string local_index_type;        // "" until built
   std::int64_t embed_entries = 0;
   std::uintmax_t embed_db_bytes = 0;
   std::string embed_model;
@@ -130,7 +130,8 @@ class Bank {
   // bank and rebuilds the index from the records, which stay untouched. Other
   // connections keep their index until they reopen. Not to be called while other threads
   // use this Bank object (config() returns a reference).
-  void set_index(const std::string& type, std::optional<std::int64_t> multihash_min_entries = std::nullopt);
+  void set_index(const std::string& type,
+                 std::optional<std::int64_t> multihash_min_entries = std::nullopt);
 
   std::optional<Entry> get(std::int64_t id) const;
   std::optional<Entry> find_sha256(const std::string& sha256_hex) const;
@@ -144,9 +145,11 @@ class Bank {
   // Local features: candidates by descriptor votes, each verified by a RANSAC fit; every
   // verified candidate is returned (matched or not), most inliers first. Empty when the
   // bank has no local signal. Thread-safe; the index is built at the first call.
-  std::vector<LocalMatch> search_local(const LocalFeatures& query, const LocalVerifyParams& params) const;
+  std::vector<LocalMatch> search_local(const LocalFeatures& query,
+                                       const LocalVerifyParams& params) const;
   // Embeddings: the k most similar entries with similarity >= min_similarity.
-  std::vector<EmbedMatch> search_embed(std::span<const float> query, int k, float min_similarity) const;
+  std::vector<EmbedMatch> search_embed(std::span<const float> query, int k,
+                                       float min_similarity) const;
 
   BankStats stats() const;
   // SQLite integrity_check, schema, and index cache vs records.

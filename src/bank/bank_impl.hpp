@@ -3,10 +3,10 @@
 // files; schema.cpp: schema, configuration and migrations; check.cpp: stats and check).
 #pragma once
 
-#include <cstdint>
-#include <cstring>
 #include <algorithm>
 #include <charconv>
+#include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <mutex>
@@ -29,9 +29,9 @@ namespace bank_detail {
 
 namespace fs = std::filesystem;
 using sqlite::Conn;
+using sqlite::kBusyTimeoutMs;
 using sqlite::Stmt;
 using sqlite::Transaction;
-using sqlite::kBusyTimeoutMs;
 
 // 1: PDQ only. 2: adds the local_features and embeddings tables (a version-1 bank opened
 // for writing is upgraded in place; read-only, it simply has neither).
@@ -52,7 +52,8 @@ inline std::vector<std::string> split_signals(std::string_view s) {
   std::size_t at = 0;
   while (at <= s.size()) {
     const auto comma = s.find(',', at);
-    const auto part = s.substr(at, comma == std::string_view::npos ? std::string_view::npos : comma - at);
+    const auto part =
+        s.substr(at, comma == std::string_view::npos ? std::string_view::npos : comma - at);
     if (!part.empty()) out.emplace_back(part);
     if (comma == std::string_view::npos) break;
     at = comma + 1;
@@ -123,7 +124,8 @@ inline std::optional<Hash256> hash_from_blob(std::string_view b) {
   return h;
 }
 
-inline constexpr const char* kEntryColumns = "id, sha256, pdq, quality, label, source, origin, added_at";
+inline constexpr const char* kEntryColumns =
+    "id, sha256, pdq, quality, label, source, origin, added_at";
 
 inline Entry entry_from_row(const Conn& c, const Stmt& s) {
   Entry e;
@@ -234,7 +236,6 @@ struct Bank::Impl {
       throw Error(ErrorKind::Bank, conn.path, "the bank was opened read-only");
   }
 
-
   // ---- the derived indexes (bank/indexes.cpp) ---------------------------------------
 
   // Every well-formed record, from one snapshot. Malformed rows are left out (check()
@@ -257,7 +258,6 @@ struct Bank::Impl {
   // A version-1 bank opened for writing gains the signal tables.
   void upgrade_if_old();
   void create_schema(const BankConfig& cfg);
-
 
   // Runs a write transaction whose body deletes rows and returns their ids; bumps the
   // generation if any went.

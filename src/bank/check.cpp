@@ -87,7 +87,8 @@ std::set<std::int64_t> ids_within(const std::vector<std::pair<std::int64_t, Hash
 std::string compare_contents(const PdqIndex& index,
                              const std::vector<std::pair<std::int64_t, Hash256>>& rows) {
   auto held = index.contents();
-  std::sort(held.begin(), held.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::sort(held.begin(), held.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
   std::size_t i = 0;
   for (; i < held.size() && i < rows.size(); ++i) {
     if (held[i].first != rows[i].first)
@@ -97,8 +98,8 @@ std::string compare_contents(const PdqIndex& index,
       return "entry " + std::to_string(rows[i].first) + " has another hash than its record";
   }
   if (held.size() != rows.size())
-    return "it holds " + std::to_string(held.size()) + " hashes for " + std::to_string(rows.size()) +
-           " entries";
+    return "it holds " + std::to_string(held.size()) + " hashes for " +
+           std::to_string(rows.size()) + " entries";
   return {};
 }
 
@@ -202,16 +203,19 @@ CheckReport Bank::check() const {
   std::size_t local_rows = 0;
   if (m.signal_tables) {
     {
-      Stmt s(m.conn, "SELECT entry_id, keypoints, descriptors FROM local_features ORDER BY entry_id");
+      Stmt s(m.conn,
+             "SELECT entry_id, keypoints, descriptors FROM local_features ORDER BY entry_id");
       ProblemList list{P};
       while (s.step()) {
         try {
           const LocalFeatures f = decode_local(s.blob(1), s.blob(2), m.conn.path);
-          if (f.descriptors.rows == static_cast<int>(f.size()) && (f.size() == 0 || f.descriptors.cols == kOrbBytes))
+          if (f.descriptors.rows == static_cast<int>(f.size()) &&
+              (f.size() == 0 || f.descriptors.cols == kOrbBytes))
             local_rows += f.size();
           else
-            list.add("entry " + std::to_string(s.i64(0)) + ": local features have " + std::to_string(f.size()) +
-                     " keypoints but " + std::to_string(f.descriptors.rows) + " descriptors");
+            list.add("entry " + std::to_string(s.i64(0)) + ": local features have " +
+                     std::to_string(f.size()) + " keypoints but " +
+                     std::to_string(f.descriptors.rows) + " descriptors");
         } catch (const Error& e) {
           list.add("entry " + std::to_string(s.i64(0)) + ": local features: " + e.reason());
         }
@@ -226,7 +230,8 @@ CheckReport Bank::check() const {
         const auto b = s.blob(1);
         const auto id = std::to_string(s.i64(0));
         if (b.empty() || b.size() % sizeof(float) != 0) {
-          list.add("entry " + id + ": embedding of " + std::to_string(b.size()) + " bytes (not a float vector)");
+          list.add("entry " + id + ": embedding of " + std::to_string(b.size()) +
+                   " bytes (not a float vector)");
           continue;
         }
         if (dim == 0) dim = b.size() / sizeof(float);
@@ -243,7 +248,8 @@ CheckReport Bank::check() const {
       list.finish("damaged embeddings");
     }
     for (const char* table : {"local_features", "embeddings"}) {
-      const std::string sql = std::string("SELECT count(*) FROM ") + table + " WHERE entry_id NOT IN (SELECT id FROM entries)";
+      const std::string sql = std::string("SELECT count(*) FROM ") + table +
+                              " WHERE entry_id NOT IN (SELECT id FROM entries)";
       Stmt s(m.conn, sql.c_str());
       if (s.step() && s.i64(0) > 0)
         P.push_back(std::to_string(s.i64(0)) + " rows of " + table + " belong to no entry");
@@ -295,12 +301,15 @@ CheckReport Bank::check() const {
   if (fs::exists(layout_file, ec) && have_gen) {
     const std::string layout = read_local_layout(m.path, bank_gen);
     if (layout.empty()) {
-      rep.notes.push_back("the local-feature layout cache " + layout_file.string() +
-                          " is damaged or of another generation; it is rebuilt at the next local search");
-    } else if (const std::string why = LocalIndex::layout_mismatch(layout, local_rows, LocalIndexParams{});
+      rep.notes.push_back(
+          "the local-feature layout cache " + layout_file.string() +
+          " is damaged or of another generation; it is rebuilt at the next local search");
+    } else if (const std::string why =
+                   LocalIndex::layout_mismatch(layout, local_rows, LocalIndexParams{});
                !why.empty()) {
-      rep.notes.push_back("the local-feature layout cache " + layout_file.string() + " does not fit the records (" +
-                          why + "); it is rebuilt at the next local search");
+      rep.notes.push_back("the local-feature layout cache " + layout_file.string() +
+                          " does not fit the records (" + why +
+                          "); it is rebuilt at the next local search");
     }
   }
 

@@ -11,7 +11,9 @@ namespace hashwall {
 
 namespace bank_detail {
 
-fs::path local_layout_path(const fs::path& bank) { return fs::path(bank.string() + ".local-index"); }
+fs::path local_layout_path(const fs::path& bank) {
+  return fs::path(bank.string() + ".local-index");
+}
 
 constexpr char kLocalMagic[8] = {'H', 'W', 'L', 'O', 'C', 'I', 'X', '1'};
 
@@ -24,7 +26,8 @@ std::string read_local_layout(const fs::path& bank, std::uint64_t generation) {
   std::string b((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (b.size() < 24 || b.compare(0, 8, kLocalMagic, 8) != 0) return {};
   const auto u64 = [&](std::size_t at) { return get_le(b.data() + at); };
-  if (u64(b.size() - 8) != fnv1a(reinterpret_cast<const std::uint8_t*>(b.data()), b.size() - 8)) return {};
+  if (u64(b.size() - 8) != fnv1a(reinterpret_cast<const std::uint8_t*>(b.data()), b.size() - 8))
+    return {};
   if (u64(8) != generation) return {};
   return b.substr(16, b.size() - 24);
 }

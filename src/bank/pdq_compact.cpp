@@ -55,7 +55,8 @@ class CompactPdqIndex final : public BinaryIndexBase {
 
   std::size_t memory_bytes() const override {
     std::size_t lists = 0;
-    for (const auto& l : lists_) lists += l.base.capacity() * 8 + l.rel.capacity() * 4 + l.bits.capacity() * 8;
+    for (const auto& l : lists_)
+      lists += l.base.capacity() * 8 + l.rel.capacity() * 4 + l.bits.capacity() * 8;
     return sizeof(*this) + codes_.capacity() + ids_.memory_bytes() + lists + dead_.memory_bytes();
   }
 
@@ -73,14 +74,14 @@ class CompactPdqIndex final : public BinaryIndexBase {
   static constexpr int kKeyBits = 24;
   static constexpr int kMaxFlips8 = 3;  // exact up to d = 31; beyond, a scan
   static constexpr std::size_t kTailRows = 1024;
-  static constexpr int kBlockShift = 8;  // buckets per 64-bit base offset: 256
+  static constexpr int kBlockShift = 8;         // buckets per 64-bit base offset: 256
   static constexpr std::uint32_t kEscape = 32;  // a Rice quotient this large is sent raw
 
   struct List {
-    int dir = 0, low = 0, k = 0;       // top bits (bucket), low bits stored, Rice parameter
-    std::vector<std::uint64_t> base;   // bit offset of every 256th bucket
-    std::vector<std::uint32_t> rel;    // 2^dir + 1 bucket offsets, relative to their base
-    std::vector<std::uint64_t> bits;   // the entries, LSB first, plus one zero word
+    int dir = 0, low = 0, k = 0;      // top bits (bucket), low bits stored, Rice parameter
+    std::vector<std::uint64_t> base;  // bit offset of every 256th bucket
+    std::vector<std::uint32_t> rel;   // 2^dir + 1 bucket offsets, relative to their base
+    std::vector<std::uint64_t> bits;  // the entries, LSB first, plus one zero word
     std::uint64_t begin(std::uint32_t b) const noexcept { return base[b >> kBlockShift] + rel[b]; }
   };
 
@@ -103,7 +104,8 @@ class CompactPdqIndex final : public BinaryIndexBase {
     return static_cast<std::uint64_t>(l.low) + (q < kEscape ? q + 1 + l.k : kEscape + 32);
   }
 
-  static void put(std::vector<std::uint64_t>& w, std::uint64_t& pos, std::uint64_t v, int n) noexcept {
+  static void put(std::vector<std::uint64_t>& w, std::uint64_t& pos, std::uint64_t v,
+                  int n) noexcept {
     if (n == 0) return;
     const std::size_t i = pos >> 6;
     const unsigned off = pos & 63;
@@ -127,7 +129,8 @@ class CompactPdqIndex final : public BinaryIndexBase {
       const std::uint32_t low_mask = (std::uint32_t{1} << l.low) - 1;
       // Counting sort by bucket; rows stay ascending inside one.
       std::fill(start.begin(), start.end(), 0);
-      for (std::size_t row = 0; row < n; ++row) ++start[(key24(&codes_[row * kCode], h) >> l.low) + 1];
+      for (std::size_t row = 0; row < n; ++row)
+        ++start[(key24(&codes_[row * kCode], h) >> l.low) + 1];
       for (std::uint32_t b = 0; b < buckets; ++b) start[b + 1] += start[b];
       {
         std::vector<std::uint32_t> fill(start.begin(), start.end() - 1);
@@ -154,7 +157,8 @@ class CompactPdqIndex final : public BinaryIndexBase {
         if ((b & ((1u << kBlockShift) - 1)) == 0) l.base[b >> kBlockShift] = pos;
         const std::uint64_t rel = pos - l.base[b >> kBlockShift];
         if (rel > std::numeric_limits<std::uint32_t>::max())
-          throw Error(ErrorKind::Usage, "", "compact index: a bucket group exceeds 2^32 bits (use multihash)");
+          throw Error(ErrorKind::Usage, "",
+                      "compact index: a bucket group exceeds 2^32 bits (use multihash)");
         l.rel[b] = static_cast<std::uint32_t>(rel);
         if (b == buckets) break;
         std::int64_t prev = -1;
@@ -174,7 +178,8 @@ class CompactPdqIndex final : public BinaryIndexBase {
           put(l.bits, pos, key24(&codes_[std::size_t{row} * kCode], h) & low_mask, l.low);
           const std::uint32_t q = gap >> l.k;
           if (q < kEscape) {
-            put(l.bits, pos, (std::uint64_t{1} << q) - 1, static_cast<int>(q) + 1);  // q ones, a zero
+            put(l.bits, pos, (std::uint64_t{1} << q) - 1,
+                static_cast<int>(q) + 1);  // q ones, a zero
             put(l.bits, pos, gap & ((std::uint64_t{1} << l.k) - 1), l.k);
           } else {
             put(l.bits, pos, (std::uint64_t{1} << kEscape) - 1, kEscape);
@@ -193,7 +198,8 @@ class CompactPdqIndex final : public BinaryIndexBase {
     std::uint64_t pos = l.begin(b);
     const std::uint64_t end = l.begin(b + 1);
     const std::uint64_t* w = l.bits.data();
-    const std::uint64_t low_mask = (std::uint64_t{1} << l.low) - 1, k_mask = (std::uint64_t{1} << l.k) - 1;
+    const std::uint64_t low_mask = (std::uint64_t{1} << l.low) - 1,
+                        k_mask = (std::uint64_t{1} << l.k) - 1;
     std::int64_t prev = -1;
     while (pos < end) {
       const std::uint64_t v = peek(w, pos);
@@ -239,14 +245,16 @@ class CompactPdqIndex final : public BinaryIndexBase {
       for (int j = i + 1; flips >= 2 && j < l.dir; ++j) {
         const std::uint32_t b = a ^ (1u << j);
         visits.push_back({b, flips - 2});
-        for (int m = j + 1; flips >= 3 && m < l.dir; ++m) visits.push_back({b ^ (1u << m), flips - 3});
+        for (int m = j + 1; flips >= 3 && m < l.dir; ++m)
+          visits.push_back({b ^ (1u << m), flips - 3});
       }
     }
     constexpr std::size_t kAheadOffsets = 16, kAheadBits = 8;
     const std::size_t n = visits.size();
     for (std::size_t i = 0; i < n; ++i) {
       if (i + kAheadOffsets < n) __builtin_prefetch(&l.rel[visits[i + kAheadOffsets].bucket]);
-      if (i + kAheadBits < n) __builtin_prefetch(l.bits.data() + (l.begin(visits[i + kAheadBits].bucket) >> 6));
+      if (i + kAheadBits < n)
+        __builtin_prefetch(l.bits.data() + (l.begin(visits[i + kAheadBits].bucket) >> 6));
       scan(l, visits[i].bucket, low, visits[i].budget, out);
     }
   }
@@ -256,9 +264,10 @@ class CompactPdqIndex final : public BinaryIndexBase {
   std::size_t indexed_ = 0;  // rows [0, indexed_) are in the lists
 };
 
-
 }  // namespace
 
-std::unique_ptr<BinaryIndexBase> make_compact_index() { return std::make_unique<CompactPdqIndex>(); }
+std::unique_ptr<BinaryIndexBase> make_compact_index() {
+  return std::make_unique<CompactPdqIndex>();
+}
 
 }  // namespace hashwall::pdq_detail

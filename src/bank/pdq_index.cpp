@@ -14,8 +14,8 @@ namespace pdq_detail {
 // listed row, keeping those within max_distance. Compiled twice (POPCNT and baseline
 // x86-64, chosen once by the loader) because Debian builds for the baseline.
 __attribute__((target_clones("popcnt", "default"))) void check_rows(
-    const std::uint8_t* q, const std::uint8_t* codes, const std::uint32_t* rows,
-    std::size_t count, int max_distance, std::vector<std::pair<std::uint32_t, int>>& out) {
+    const std::uint8_t* q, const std::uint8_t* codes, const std::uint32_t* rows, std::size_t count,
+    int max_distance, std::vector<std::pair<std::uint32_t, int>>& out) {
   std::uint64_t qw[4];
   std::memcpy(qw, q, kCode);
   for (std::size_t k = 0; k < count; ++k) {
@@ -75,8 +75,7 @@ class FlatPdqIndex final : public BinaryIndexBase {
   }
 
   std::size_t memory_bytes() const override {
-    return sizeof(*this) + flat_.xb.capacity() + ids_.memory_bytes() +
-           dead_.memory_bytes();
+    return sizeof(*this) + flat_.xb.capacity() + ids_.memory_bytes() + dead_.memory_bytes();
   }
 
  protected:
@@ -98,8 +97,9 @@ std::unique_ptr<PdqIndex> make_pdq_index(std::string_view type) {
   if (type == "flat") return std::make_unique<FlatPdqIndex>();
   if (type == "multihash") return make_multihash_index();
   if (type == "compact") return make_compact_index();
-  throw Error(ErrorKind::Usage, "",
-              "unknown PDQ index type '" + std::string(type) + "' (expected flat, multihash or compact)");
+  throw Error(
+      ErrorKind::Usage, "",
+      "unknown PDQ index type '" + std::string(type) + "' (expected flat, multihash or compact)");
 }
 
 std::unique_ptr<PdqIndex> load_pdq_index(const std::filesystem::path& file,

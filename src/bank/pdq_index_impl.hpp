@@ -90,7 +90,8 @@ class IdColumn {
   }
   void append(std::span<const std::int64_t> ids) {
     if (!wide_ && std::any_of(ids.begin(), ids.end(), [](std::int64_t id) {
-          return id < 0 || id > static_cast<std::int64_t>(std::numeric_limits<std::uint32_t>::max());
+          return id < 0 ||
+                 id > static_cast<std::int64_t>(std::numeric_limits<std::uint32_t>::max());
         })) {
       wide_ids_.assign(narrow_.begin(), narrow_.end());
       narrow_.clear();
@@ -113,7 +114,9 @@ class IdColumn {
     wide_ids_.shrink_to_fit();
     wide_ = false;
   }
-  std::size_t memory_bytes() const noexcept { return narrow_.capacity() * 4 + wide_ids_.capacity() * 8; }
+  std::size_t memory_bytes() const noexcept {
+    return narrow_.capacity() * 4 + wide_ids_.capacity() * 8;
+  }
 
  private:
   std::vector<std::uint32_t> narrow_;
@@ -173,8 +176,7 @@ class BinaryIndexBase : public PdqIndex {
     for (std::size_t i = 0; i < ids_.size(); ++i)
       if (!dead_.dead(i)) put_le(out, static_cast<std::uint64_t>(ids_[i]));
     for (std::size_t i = 0; i < ids_.size(); ++i)
-      if (!dead_.dead(i))
-        out.append(reinterpret_cast<const char*>(codes + i * kCode), kCode);
+      if (!dead_.dead(i)) out.append(reinterpret_cast<const char*>(codes + i * kCode), kCode);
     put_le(out, fnv1a(reinterpret_cast<const std::uint8_t*>(out.data()), out.size()));
     write_file_atomically(file, out);
   }
@@ -239,14 +241,15 @@ inline std::uint32_t sub_hash(const std::uint8_t* code, int h) noexcept {
   return static_cast<std::uint32_t>(code[2 * h] | (code[2 * h + 1] << 8));
 }
 
-
 // The candidate check, the hot loop of a multi-hash search: the distance from q to each
 // listed row, keeping those within max_distance (pdq_index.cpp).
-void check_rows(const std::uint8_t* q, const std::uint8_t* codes, const std::uint32_t* rows, std::size_t count,
-                int max_distance, std::vector<std::pair<std::uint32_t, int>>& out);
+void check_rows(const std::uint8_t* q, const std::uint8_t* codes, const std::uint32_t* rows,
+                std::size_t count, int max_distance,
+                std::vector<std::pair<std::uint32_t, int>>& out);
 // Same, over a contiguous range of rows [first, last).
-void check_range(const std::uint8_t* q, const std::uint8_t* codes, std::size_t first, std::size_t last,
-                 int max_distance, std::vector<std::pair<std::uint32_t, int>>& out);
+void check_range(const std::uint8_t* q, const std::uint8_t* codes, std::size_t first,
+                 std::size_t last, int max_distance,
+                 std::vector<std::pair<std::uint32_t, int>>& out);
 
 std::unique_ptr<BinaryIndexBase> make_multihash_index();
 std::unique_ptr<BinaryIndexBase> make_compact_index();

@@ -28,8 +28,10 @@ class MultiHashPdqIndex final : public BinaryIndexBase {
     codes_.insert(codes_.end(), codes, codes + ids.size() * kCode);
     ids_.append(ids);
     if (ids_.size() - indexed_ > kTailRows + ids_.size() / 256) {
-      if (indexed_ == 0) rebuild_lists();
-      else fold_tail();
+      if (indexed_ == 0)
+        rebuild_lists();
+      else
+        fold_tail();
     }
   }
 
@@ -49,8 +51,7 @@ class MultiHashPdqIndex final : public BinaryIndexBase {
   std::size_t memory_bytes() const override {
     std::size_t lists = 0;
     for (const auto& t : tables_) lists += (t.start.capacity() + t.rows.capacity()) * 4;
-    return sizeof(*this) + codes_.capacity() + ids_.memory_bytes() + lists +
-           dead_.memory_bytes();
+    return sizeof(*this) + codes_.capacity() + ids_.memory_bytes() + lists + dead_.memory_bytes();
   }
 
  protected:
@@ -100,11 +101,13 @@ class MultiHashPdqIndex final : public BinaryIndexBase {
       Table& t = tables_[static_cast<std::size_t>(h)];
       std::fill(added.begin(), added.end(), 0);
       for (std::size_t row = old; row < n; ++row) ++added[sub_hash(&codes_[row * kCode], h) + 1];
-      for (std::size_t k = 0; k < kKeys; ++k) added[k + 1] += added[k];  // added[k]: tail rows of keys < k
+      for (std::size_t k = 0; k < kKeys; ++k)
+        added[k + 1] += added[k];  // added[k]: tail rows of keys < k
       t.rows.resize(n);
       for (std::size_t k = kKeys; k-- > 0;) {
         const std::uint32_t b = t.start[k], e = t.start[k + 1], shift = added[k];
-        if (shift != 0 && e > b) std::memmove(&t.rows[b + shift], &t.rows[b], (e - b) * sizeof(std::uint32_t));
+        if (shift != 0 && e > b)
+          std::memmove(&t.rows[b + shift], &t.rows[b], (e - b) * sizeof(std::uint32_t));
       }
       // New offsets; each group's free slots follow its old rows.
       std::vector<std::uint32_t> fill(kKeys);
@@ -139,9 +142,10 @@ class MultiHashPdqIndex final : public BinaryIndexBase {
   std::size_t indexed_ = 0;  // rows [0, indexed_) are in the tables
 };
 
-
 }  // namespace
 
-std::unique_ptr<BinaryIndexBase> make_multihash_index() { return std::make_unique<MultiHashPdqIndex>(); }
+std::unique_ptr<BinaryIndexBase> make_multihash_index() {
+  return std::make_unique<MultiHashPdqIndex>();
+}
 
 }  // namespace hashwall::pdq_detail

@@ -60,8 +60,8 @@ void Bank::Impl::read_config() {
   if (*v > kFormatVersion)
     throw Error(ErrorKind::Bank, conn.path,
                 "bank format version " + std::to_string(*v) +
-                    " is newer than this hashwall understands (" +
-                    std::to_string(kFormatVersion) + "); upgrade hashwall");
+                    " is newer than this hashwall understands (" + std::to_string(kFormatVersion) +
+                    "); upgrade hashwall");
   if (*v < 1) bad_meta("format_version");
   format_version = static_cast<int>(*v);
   const auto int_meta = [&](const char* key, std::int64_t lo, std::int64_t hi) {
@@ -82,17 +82,20 @@ void Bank::Impl::read_config() {
     config.signals = split_signals(*sg);
     if (!validate_signals(config.signals).empty()) bad_meta("signals");
   }
-  if (meta("local_min_inliers")) config.local_min_inliers = static_cast<int>(int_meta("local_min_inliers", 3, 100000));
+  if (meta("local_min_inliers"))
+    config.local_min_inliers = static_cast<int>(int_meta("local_min_inliers", 3, 100000));
   if (const auto m = meta("embed_model")) config.embed_model = *m;
   if (const auto t2 = meta("embed_threshold")) {
     char* end = nullptr;
     config.embed_threshold = std::strtod(t2->c_str(), &end);
-    if (end == t2->c_str() || *end != '\0' || !(config.embed_threshold >= -1 && config.embed_threshold <= 1))
+    if (end == t2->c_str() || *end != '\0' ||
+        !(config.embed_threshold >= -1 && config.embed_threshold <= 1))
       bad_meta("embed_threshold");
   }
   if (config.has("embed") && config.embed_model.empty()) bad_meta("embed_model");
   signal_tables =
-      count("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'local_features'") > 0;
+      count("SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'local_features'") >
+      0;
 }
 
 void Bank::Impl::upgrade_if_old() {

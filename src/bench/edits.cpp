@@ -4,11 +4,10 @@
 #include <array>
 #include <cmath>
 #include <functional>
-#include <random>
-#include <unordered_map>
-
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
+#include <random>
+#include <unordered_map>
 
 #include "core/error.hpp"
 
@@ -33,7 +32,8 @@ int at_least_1(double v) { return std::max(1, static_cast<int>(std::lround(v)));
 cv::Mat scale(const cv::Mat& img, double fx, double fy) {
   cv::Mat out;
   const int interp = fx * fy < 1.0 ? cv::INTER_AREA : cv::INTER_LINEAR;
-  cv::resize(img, out, cv::Size(at_least_1(img.cols * fx), at_least_1(img.rows * fy)), 0, 0, interp);
+  cv::resize(img, out, cv::Size(at_least_1(img.cols * fx), at_least_1(img.rows * fy)), 0, 0,
+             interp);
   return out;
 }
 
@@ -76,7 +76,8 @@ cv::Mat letterbox(const cv::Mat& img, double aw, double ah, bool blurred) {
   } else {
     out = cv::Mat(canvas, CV_8UC3, cv::Scalar::all(0));
   }
-  img.copyTo(out(cv::Rect((canvas.width - img.cols) / 2, (canvas.height - img.rows) / 2, img.cols, img.rows)));
+  img.copyTo(out(
+      cv::Rect((canvas.width - img.cols) / 2, (canvas.height - img.rows) / 2, img.cols, img.rows)));
   return out;
 }
 
@@ -91,7 +92,8 @@ cv::Mat rotate_small(const cv::Mat& img, double degrees) {
   const cv::Point2f c(img.cols / 2.0f, img.rows / 2.0f);
   const cv::Mat m = cv::getRotationMatrix2D(c, degrees, 1.0);
   cv::Mat out;
-  cv::warpAffine(img, out, m, img.size(), cv::INTER_LINEAR, cv::BORDER_CONSTANT, cv::Scalar::all(0));
+  cv::warpAffine(img, out, m, img.size(), cv::INTER_LINEAR, cv::BORDER_CONSTANT,
+                 cv::Scalar::all(0));
   return out;
 }
 
@@ -118,8 +120,9 @@ cv::Mat hsv_edit(const cv::Mat& img, int hue_shift, double sat_mul) {
   return out;
 }
 
-const std::array<const char*, 12> kWords = {"when", "the", "monday", "hits", "different", "lol",
-                                            "me", "explaining", "why", "nobody", "asked", "2024"};
+const std::array<const char*, 12> kWords = {"when",      "the",    "monday", "hits",
+                                            "different", "lol",    "me",     "explaining",
+                                            "why",       "nobody", "asked",  "2024"};
 
 std::string words(Rng& rng, int n) {
   std::string s;
@@ -135,7 +138,8 @@ void put_text(cv::Mat& img, const std::string& text, cv::Point org, double heigh
               cv::Scalar fill = cv::Scalar::all(255), cv::Scalar outline = cv::Scalar::all(0)) {
   const double s = std::max(0.3, height_px / 22.0);  // Hershey simplex: ~22 px at scale 1
   const int t = std::max(1, static_cast<int>(s * 2));
-  cv::putText(img, text, org, cv::FONT_HERSHEY_SIMPLEX, s, outline, t + 2 * std::max(1, t / 2), cv::LINE_AA);
+  cv::putText(img, text, org, cv::FONT_HERSHEY_SIMPLEX, s, outline, t + 2 * std::max(1, t / 2),
+              cv::LINE_AA);
   cv::putText(img, text, org, cv::FONT_HERSHEY_SIMPLEX, s, fill, t, cv::LINE_AA);
 }
 
@@ -182,9 +186,12 @@ cv::Mat sticker(const cv::Mat& src, Rng& rng, double area_frac) {
   const int rad = std::min(r.width, r.height) / 2;
   cv::circle(img, c, rad, cv::Scalar(0, 215, 255), cv::FILLED, cv::LINE_AA);  // a yellow face
   cv::circle(img, c, rad, cv::Scalar(0, 0, 0), std::max(1, rad / 20), cv::LINE_AA);
-  cv::circle(img, c + cv::Point(-rad / 3, -rad / 4), std::max(1, rad / 8), cv::Scalar::all(0), cv::FILLED);
-  cv::circle(img, c + cv::Point(rad / 3, -rad / 4), std::max(1, rad / 8), cv::Scalar::all(0), cv::FILLED);
-  cv::ellipse(img, c, cv::Size(rad / 2, rad / 3), 0, 20, 160, cv::Scalar::all(0), std::max(1, rad / 15));
+  cv::circle(img, c + cv::Point(-rad / 3, -rad / 4), std::max(1, rad / 8), cv::Scalar::all(0),
+             cv::FILLED);
+  cv::circle(img, c + cv::Point(rad / 3, -rad / 4), std::max(1, rad / 8), cv::Scalar::all(0),
+             cv::FILLED);
+  cv::ellipse(img, c, cv::Size(rad / 2, rad / 3), 0, 20, 160, cv::Scalar::all(0),
+              std::max(1, rad / 15));
   return img;
 }
 
@@ -195,7 +202,8 @@ const cv::Mat& other(const cv::Mat& self, std::span<const cv::Mat> others, std::
   return fallback;
 }
 
-cv::Mat paste_photo(const cv::Mat& src, Rng& rng, double area_frac, std::span<const cv::Mat> others) {
+cv::Mat paste_photo(const cv::Mat& src, Rng& rng, double area_frac,
+                    std::span<const cv::Mat> others) {
   cv::Mat img = src.clone(), fb;
   const cv::Mat& o = other(src, others, 0, fb);
   const cv::Rect r = random_box(img.size(), area_frac, static_cast<double>(o.cols) / o.rows, rng);
@@ -210,14 +218,18 @@ cv::Mat screenshot(const cv::Mat& img, Rng& rng) {
   const int h = at_least_1(w * 19.5 / 9.0);
   cv::Mat out(h, w, CV_8UC3, cv::Scalar::all(250));
   const double t = w / 30.0;
-  put_text(out, "9:41", cv::Point(static_cast<int>(t), static_cast<int>(1.6 * t)), t * 0.8, cv::Scalar::all(20), cv::Scalar::all(250));
-  put_text(out, "@" + words(rng, 1) + "_" + words(rng, 1), cv::Point(static_cast<int>(t), static_cast<int>(4 * t)), t, cv::Scalar::all(20), cv::Scalar::all(250));
+  put_text(out, "9:41", cv::Point(static_cast<int>(t), static_cast<int>(1.6 * t)), t * 0.8,
+           cv::Scalar::all(20), cv::Scalar::all(250));
+  put_text(out, "@" + words(rng, 1) + "_" + words(rng, 1),
+           cv::Point(static_cast<int>(t), static_cast<int>(4 * t)), t, cv::Scalar::all(20),
+           cv::Scalar::all(250));
   const cv::Mat photo = fit(img, cv::Size(w, static_cast<int>(h * 0.6)));
   const int y = static_cast<int>(5.5 * t);
   photo.copyTo(out(cv::Rect((w - photo.cols) / 2, y, photo.cols, photo.rows)));
   int ty = y + photo.rows + static_cast<int>(2 * t);
   for (int i = 0; i < 4 && ty < h - t; ++i, ty += static_cast<int>(2 * t))
-    put_text(out, words(rng, 5), cv::Point(static_cast<int>(t), ty), t * 0.8, cv::Scalar::all(20), cv::Scalar::all(250));
+    put_text(out, words(rng, 5), cv::Point(static_cast<int>(t), ty), t * 0.8, cv::Scalar::all(20),
+             cv::Scalar::all(250));
   return out;
 }
 
@@ -229,7 +241,8 @@ cv::Mat collage(const cv::Mat& img, Rng& rng, std::span<const cv::Mat> others) {
   for (int i = 0; i < 4; ++i) {
     cv::Mat fb;
     const cv::Mat& src = i == mine ? img : other(img, others, k++, fb);
-    cover(src, tile).copyTo(out(cv::Rect((i % 2) * tile.width, (i / 2) * tile.height, tile.width, tile.height)));
+    cover(src, tile).copyTo(
+        out(cv::Rect((i % 2) * tile.width, (i / 2) * tile.height, tile.width, tile.height)));
   }
   return out;
 }
@@ -237,9 +250,10 @@ cv::Mat collage(const cv::Mat& img, Rng& rng, std::span<const cv::Mat> others) {
 cv::Mat watermark(const cv::Mat& src) {
   cv::Mat layer = src.clone();
   const double h = std::min(src.cols, src.rows) / 12.0;
-  for (int y = static_cast<int>(h * 1.5), row = 0; y < src.rows; y += static_cast<int>(h * 3), ++row)
-    put_text(layer, "(c) stockphotos sample", cv::Point(static_cast<int>((row % 2) * h * 2 - h), y), h,
-             cv::Scalar::all(255), cv::Scalar::all(255));
+  for (int y = static_cast<int>(h * 1.5), row = 0; y < src.rows;
+       y += static_cast<int>(h * 3), ++row)
+    put_text(layer, "(c) stockphotos sample", cv::Point(static_cast<int>((row % 2) * h * 2 - h), y),
+             h, cv::Scalar::all(255), cv::Scalar::all(255));
   cv::Mat out;
   cv::addWeighted(src, 0.65, layer, 0.35, 0, out);  // 35 % opaque
   return out;
@@ -259,7 +273,9 @@ cv::Mat perspective(const cv::Mat& img) {
 cv::Mat pixelate(const cv::Mat& img) {
   const int block = std::max(2, std::min(img.cols, img.rows) / 60);
   cv::Mat small, out;
-  cv::resize(img, small, cv::Size(at_least_1(img.cols / double(block)), at_least_1(img.rows / double(block))), 0, 0, cv::INTER_AREA);
+  cv::resize(img, small,
+             cv::Size(at_least_1(img.cols / double(block)), at_least_1(img.rows / double(block))),
+             0, 0, cv::INTER_AREA);
   cv::resize(small, out, img.size(), 0, 0, cv::INTER_NEAREST);
   return out;
 }
@@ -294,27 +310,65 @@ std::vector<Registered> build_registry() {
   for (int k : {90, 70, 50})
     add("crop-" + std::to_string(k), "crop",
         [k](const cv::Mat& m, Rng& g, auto) { return crop(m, k / 100.0, g, true); });
-  add("crop-70-offcentre", "crop", [](const cv::Mat& m, Rng& g, auto) { return crop(m, 0.7, g, false); });
-  add("border-black-5pct", "border", [](const cv::Mat& m, Rng&, auto) { return border(m, 0.05, cv::Scalar::all(0)); });
-  add("border-white-20pct", "border", [](const cv::Mat& m, Rng&, auto) { return border(m, 0.2, cv::Scalar::all(255)); });
-  add("letterbox-16x9-black", "border", [](const cv::Mat& m, Rng&, auto) { return letterbox(m, 16, 9, false); });
-  add("letterbox-9x16-black", "border", [](const cv::Mat& m, Rng&, auto) { return letterbox(m, 9, 16, false); });
-  add("letterbox-16x9-blurred", "border", [](const cv::Mat& m, Rng&, auto) { return letterbox(m, 16, 9, true); });
-  add("letterbox-9x16-blurred", "border", [](const cv::Mat& m, Rng&, auto) { return letterbox(m, 9, 16, true); });
-  add("rotate-90", "dihedral", [](const cv::Mat& m, Rng&, auto) { cv::Mat o; cv::rotate(m, o, cv::ROTATE_90_CLOCKWISE); return o; });
-  add("rotate-180", "dihedral", [](const cv::Mat& m, Rng&, auto) { cv::Mat o; cv::rotate(m, o, cv::ROTATE_180); return o; });
-  add("rotate-270", "dihedral", [](const cv::Mat& m, Rng&, auto) { cv::Mat o; cv::rotate(m, o, cv::ROTATE_90_COUNTERCLOCKWISE); return o; });
-  add("flip-h", "dihedral", [](const cv::Mat& m, Rng&, auto) { cv::Mat o; cv::flip(m, o, 1); return o; });
-  add("flip-v", "dihedral", [](const cv::Mat& m, Rng&, auto) { cv::Mat o; cv::flip(m, o, 0); return o; });
+  add("crop-70-offcentre", "crop",
+      [](const cv::Mat& m, Rng& g, auto) { return crop(m, 0.7, g, false); });
+  add("border-black-5pct", "border",
+      [](const cv::Mat& m, Rng&, auto) { return border(m, 0.05, cv::Scalar::all(0)); });
+  add("border-white-20pct", "border",
+      [](const cv::Mat& m, Rng&, auto) { return border(m, 0.2, cv::Scalar::all(255)); });
+  add("letterbox-16x9-black", "border",
+      [](const cv::Mat& m, Rng&, auto) { return letterbox(m, 16, 9, false); });
+  add("letterbox-9x16-black", "border",
+      [](const cv::Mat& m, Rng&, auto) { return letterbox(m, 9, 16, false); });
+  add("letterbox-16x9-blurred", "border",
+      [](const cv::Mat& m, Rng&, auto) { return letterbox(m, 16, 9, true); });
+  add("letterbox-9x16-blurred", "border",
+      [](const cv::Mat& m, Rng&, auto) { return letterbox(m, 9, 16, true); });
+  add("rotate-90", "dihedral", [](const cv::Mat& m, Rng&, auto) {
+    cv::Mat o;
+    cv::rotate(m, o, cv::ROTATE_90_CLOCKWISE);
+    return o;
+  });
+  add("rotate-180", "dihedral", [](const cv::Mat& m, Rng&, auto) {
+    cv::Mat o;
+    cv::rotate(m, o, cv::ROTATE_180);
+    return o;
+  });
+  add("rotate-270", "dihedral", [](const cv::Mat& m, Rng&, auto) {
+    cv::Mat o;
+    cv::rotate(m, o, cv::ROTATE_90_COUNTERCLOCKWISE);
+    return o;
+  });
+  add("flip-h", "dihedral", [](const cv::Mat& m, Rng&, auto) {
+    cv::Mat o;
+    cv::flip(m, o, 1);
+    return o;
+  });
+  add("flip-v", "dihedral", [](const cv::Mat& m, Rng&, auto) {
+    cv::Mat o;
+    cv::flip(m, o, 0);
+    return o;
+  });
   for (int d : {3, 8, 15})
     add("rotate-" + std::to_string(d) + "deg", "small-rotation",
         [d](const cv::Mat& m, Rng&, auto) { return rotate_small(m, d); });
-  add("brightness+50", "colour", [](const cv::Mat& m, Rng&, auto) { return lut(m, [](double v) { return v + 50; }); });
-  add("contrast-1.6", "colour", [](const cv::Mat& m, Rng&, auto) { return lut(m, [](double v) { return 128 + (v - 128) * 1.6; }); });
-  add("gamma-0.5", "colour", [](const cv::Mat& m, Rng&, auto) { return lut(m, [](double v) { return 255 * std::pow(v / 255, 0.5); }); });
+  add("brightness+50", "colour",
+      [](const cv::Mat& m, Rng&, auto) { return lut(m, [](double v) { return v + 50; }); });
+  add("contrast-1.6", "colour", [](const cv::Mat& m, Rng&, auto) {
+    return lut(m, [](double v) { return 128 + (v - 128) * 1.6; });
+  });
+  add("gamma-0.5", "colour", [](const cv::Mat& m, Rng&, auto) {
+    return lut(m, [](double v) { return 255 * std::pow(v / 255, 0.5); });
+  });
   add("saturation-2x", "colour", [](const cv::Mat& m, Rng&, auto) { return hsv_edit(m, 0, 2.0); });
-  add("hue-shift-40", "colour", [](const cv::Mat& m, Rng&, auto) { return hsv_edit(m, 20, 1.0); });  // 20 of 180 = 40 deg
-  add("greyscale", "colour", [](const cv::Mat& m, Rng&, auto) { cv::Mat g, o; cv::cvtColor(m, g, cv::COLOR_BGR2GRAY); cv::cvtColor(g, o, cv::COLOR_GRAY2BGR); return o; });
+  add("hue-shift-40", "colour",
+      [](const cv::Mat& m, Rng&, auto) { return hsv_edit(m, 20, 1.0); });  // 20 of 180 = 40 deg
+  add("greyscale", "colour", [](const cv::Mat& m, Rng&, auto) {
+    cv::Mat g, o;
+    cv::cvtColor(m, g, cv::COLOR_BGR2GRAY);
+    cv::cvtColor(g, o, cv::COLOR_GRAY2BGR);
+    return o;
+  });
   add("sepia", "colour", [](const cv::Mat& m, Rng&, auto) {
     // The usual sepia matrix, rows/columns in OpenCV's BGR order.
     const cv::Matx33f k(0.131f, 0.534f, 0.272f, 0.168f, 0.686f, 0.349f, 0.189f, 0.769f, 0.393f);
@@ -322,29 +376,69 @@ std::vector<Registered> build_registry() {
     cv::transform(m, o, k);
     return o;
   });
-  add("blur-gauss-s3", "filter", [](const cv::Mat& m, Rng&, auto) { cv::Mat o; cv::GaussianBlur(m, o, cv::Size(0, 0), 3); return o; });
-  add("noise-gauss-s20", "filter", [](const cv::Mat& m, Rng& g, auto) { return noise(m, g(), 20); });
-  add("sharpen", "filter", [](const cv::Mat& m, Rng&, auto) { cv::Mat b, o; cv::GaussianBlur(m, b, cv::Size(0, 0), 2); cv::addWeighted(m, 1.8, b, -0.8, 0, o); return o; });
-  add("median-5", "filter", [](const cv::Mat& m, Rng&, auto) { cv::Mat o; cv::medianBlur(m, o, 5); return o; });
+  add("blur-gauss-s3", "filter", [](const cv::Mat& m, Rng&, auto) {
+    cv::Mat o;
+    cv::GaussianBlur(m, o, cv::Size(0, 0), 3);
+    return o;
+  });
+  add("noise-gauss-s20", "filter",
+      [](const cv::Mat& m, Rng& g, auto) { return noise(m, g(), 20); });
+  add("sharpen", "filter", [](const cv::Mat& m, Rng&, auto) {
+    cv::Mat b, o;
+    cv::GaussianBlur(m, b, cv::Size(0, 0), 2);
+    cv::addWeighted(m, 1.8, b, -0.8, 0, o);
+    return o;
+  });
+  add("median-5", "filter", [](const cv::Mat& m, Rng&, auto) {
+    cv::Mat o;
+    cv::medianBlur(m, o, 5);
+    return o;
+  });
   add("pixelate", "filter", [](const cv::Mat& m, Rng&, auto) { return pixelate(m); });
-  add("text-small-1", "text", [](const cv::Mat& m, Rng& g, auto) { return text_overlay(m, g, 0.04, 1, false); });
-  add("text-medium-3", "text", [](const cv::Mat& m, Rng& g, auto) { return text_overlay(m, g, 0.07, 3, false); });
-  add("text-large-centre", "text", [](const cv::Mat& m, Rng& g, auto) { return text_overlay(m, g, 0.12, 2, true); });
+  add("text-small-1", "text",
+      [](const cv::Mat& m, Rng& g, auto) { return text_overlay(m, g, 0.04, 1, false); });
+  add("text-medium-3", "text",
+      [](const cv::Mat& m, Rng& g, auto) { return text_overlay(m, g, 0.07, 3, false); });
+  add("text-large-centre", "text",
+      [](const cv::Mat& m, Rng& g, auto) { return text_overlay(m, g, 0.12, 2, true); });
   add("watermark", "text", [](const cv::Mat& m, Rng&, auto) { return watermark(m); });
   add("caption-meme", "composite", [](const cv::Mat& m, Rng& g, auto) { return caption(m, g); });
-  add("sticker-10pct", "overlay", [](const cv::Mat& m, Rng& g, auto) { return sticker(m, g, 0.10); });
-  add("sticker-25pct", "overlay", [](const cv::Mat& m, Rng& g, auto) { return sticker(m, g, 0.25); });
-  add("photo-over-15pct", "overlay", [](const cv::Mat& m, Rng& g, auto o) { return paste_photo(m, g, 0.15, o); }, 90, 1);
-  add("photo-over-30pct", "overlay", [](const cv::Mat& m, Rng& g, auto o) { return paste_photo(m, g, 0.30, o); }, 90, 1);
-  add("phone-screenshot", "composite", [](const cv::Mat& m, Rng& g, auto) { return screenshot(m, g); });
-  add("collage-2x2", "composite", [](const cv::Mat& m, Rng& g, auto o) { return collage(m, g, o); }, 90, 3);
+  add("sticker-10pct", "overlay",
+      [](const cv::Mat& m, Rng& g, auto) { return sticker(m, g, 0.10); });
+  add("sticker-25pct", "overlay",
+      [](const cv::Mat& m, Rng& g, auto) { return sticker(m, g, 0.25); });
+  add(
+      "photo-over-15pct", "overlay",
+      [](const cv::Mat& m, Rng& g, auto o) { return paste_photo(m, g, 0.15, o); }, 90, 1);
+  add(
+      "photo-over-30pct", "overlay",
+      [](const cv::Mat& m, Rng& g, auto o) { return paste_photo(m, g, 0.30, o); }, 90, 1);
+  add("phone-screenshot", "composite",
+      [](const cv::Mat& m, Rng& g, auto) { return screenshot(m, g); });
+  add(
+      "collage-2x2", "composite", [](const cv::Mat& m, Rng& g, auto o) { return collage(m, g, o); },
+      90, 3);
   add("perspective-tilt", "geometry", [](const cv::Mat& m, Rng&, auto) { return perspective(m); });
-  add("crop-80+jpeg-q50", "combination", [](const cv::Mat& m, Rng& g, auto) { return crop(m, 0.8, g, true); }, 50);
-  add("caption+downscale-0.5", "combination", [](const cv::Mat& m, Rng& g, auto) { return scale(caption(m, g), 0.5, 0.5); });
-  add("flip-h+jpeg-q50", "combination", [](const cv::Mat& m, Rng&, auto) { cv::Mat o; cv::flip(m, o, 1); return o; }, 50);
-  add("letterbox-16x9+downscale-0.5", "combination", [](const cv::Mat& m, Rng&, auto) { return scale(letterbox(m, 16, 9, false), 0.5, 0.5); });
-  add("rotate-3deg+crop-90", "combination", [](const cv::Mat& m, Rng& g, auto) { return crop(rotate_small(m, 3), 0.9, g, true); });
-  add("text-medium+jpeg-q50", "combination", [](const cv::Mat& m, Rng& g, auto) { return text_overlay(m, g, 0.07, 2, false); }, 50);
+  add(
+      "crop-80+jpeg-q50", "combination",
+      [](const cv::Mat& m, Rng& g, auto) { return crop(m, 0.8, g, true); }, 50);
+  add("caption+downscale-0.5", "combination",
+      [](const cv::Mat& m, Rng& g, auto) { return scale(caption(m, g), 0.5, 0.5); });
+  add(
+      "flip-h+jpeg-q50", "combination",
+      [](const cv::Mat& m, Rng&, auto) {
+        cv::Mat o;
+        cv::flip(m, o, 1);
+        return o;
+      },
+      50);
+  add("letterbox-16x9+downscale-0.5", "combination",
+      [](const cv::Mat& m, Rng&, auto) { return scale(letterbox(m, 16, 9, false), 0.5, 0.5); });
+  add("rotate-3deg+crop-90", "combination",
+      [](const cv::Mat& m, Rng& g, auto) { return crop(rotate_small(m, 3), 0.9, g, true); });
+  add(
+      "text-medium+jpeg-q50", "combination",
+      [](const cv::Mat& m, Rng& g, auto) { return text_overlay(m, g, 0.07, 2, false); }, 50);
   return r;
 }
 

@@ -6,12 +6,11 @@
 #pragma once
 
 #include <cstdint>
+#include <opencv2/core.hpp>
 #include <span>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <opencv2/core.hpp>
 
 namespace hashwall::bench {
 

@@ -25,7 +25,8 @@ std::vector<Ranked> rank(std::span<const Prediction> predictions, const GroundTr
   for (std::size_t i = 0; i < p.size(); ++i) {
     if (i > 0 && p[i].query == p[i - 1].query && p[i].ref == p[i - 1].ref) continue;
     const bool known_query = p[i].query >= 0 && static_cast<std::size_t>(p[i].query) < truth.size();
-    out.push_back({p[i].score, known_query && truth[static_cast<std::size_t>(p[i].query)] == p[i].ref &&
+    out.push_back({p[i].score, known_query &&
+                                   truth[static_cast<std::size_t>(p[i].query)] == p[i].ref &&
                                    p[i].ref >= 0});
   }
   std::sort(out.begin(), out.end(), [](const Ranked& a, const Ranked& b) {
@@ -70,8 +71,8 @@ std::vector<PrPoint> pr_curve(std::span<const Prediction> predictions, const Gro
   return curve;
 }
 
-OperatingPoint recall_at_precision(std::span<const Prediction> predictions, const GroundTruth& truth,
-                                   double precision) {
+OperatingPoint recall_at_precision(std::span<const Prediction> predictions,
+                                   const GroundTruth& truth, double precision) {
   OperatingPoint best;
   for (const PrPoint& p : pr_curve(predictions, truth)) {
     if (p.precision < precision) continue;

@@ -26,7 +26,7 @@ struct Prediction {
 using GroundTruth = std::vector<std::int64_t>;
 
 struct PrPoint {
-  double score;      // threshold: predictions with score >= this are accepted
+  double score;  // threshold: predictions with score >= this are accepted
   double precision;
   double recall;
 };
@@ -47,8 +47,8 @@ struct OperatingPoint {
   bool reached = false;  // false when no threshold reaches the target precision
 };
 // Only thresholds between distinct scores count: a threshold cannot split a tie.
-OperatingPoint recall_at_precision(std::span<const Prediction> predictions, const GroundTruth& truth,
-                                   double precision);
+OperatingPoint recall_at_precision(std::span<const Prediction> predictions,
+                                   const GroundTruth& truth, double precision);
 
 // A thinned copy of a curve (at most max_points, the first and last kept) for plots.
 std::vector<PrPoint> thin_curve(const std::vector<PrPoint>& curve, std::size_t max_points);

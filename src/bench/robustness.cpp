@@ -7,12 +7,11 @@
 #include <map>
 #include <mutex>
 #include <numeric>
+#include <opencv2/img_hash.hpp>
+#include <opencv2/imgproc.hpp>
 #include <random>
 #include <sstream>
 #include <thread>
-
-#include <opencv2/img_hash.hpp>
-#include <opencv2/imgproc.hpp>
 
 #include "bank/bank.hpp"
 #include "bench/edits.hpp"
@@ -47,8 +46,8 @@ struct Query {
 };
 
 struct Outcome {
-  bool declared = false;  // matched something at the default threshold
-  bool right = false;     // ... and that includes the true reference
+  bool declared = false;                   // matched something at the default threshold
+  bool right = false;                      // ... and that includes the true reference
   std::vector<std::pair<int, float>> top;  // (reference, score), best first
 };
 
@@ -71,7 +70,9 @@ Outcome rank_refs(std::size_t nrefs, int truth, Score score, Accept accept) {
   for (std::size_t i = 0; i < nrefs; ++i) all[i] = {static_cast<int>(i), score(i)};
   const std::size_t k = std::min(kTopPerQuery, all.size());
   std::partial_sort(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(k), all.end(),
-                    [](const auto& a, const auto& b) { return a.second > b.second || (a.second == b.second && a.first < b.first); });
+                    [](const auto& a, const auto& b) {
+                      return a.second > b.second || (a.second == b.second && a.first < b.first);
+                    });
   for (std::size_t i = 0; i < all.size(); ++i) {
     if (!accept(all[i].second)) continue;
     o.declared = true;
@@ -88,7 +89,8 @@ class PdqSignal final : public BenchSignal {
       : refs_(refs), threshold_(threshold), dihedral_(dihedral) {}
   SignalInfo info() const override {
     return {dihedral_ ? "PDQ+dihedral" : "PDQ",
-            "distance <= " + std::to_string(threshold_) + " of 256" + (dihedral_ ? ", best of the 8 variants" : ""),
+            "distance <= " + std::to_string(threshold_) + " of 256" +
+                (dihedral_ ? ", best of the 8 variants" : ""),
             "-(Hamming distance)"};
   }
   Outcome evaluate(const Query& q, int truth) const override {
@@ -97,7 +99,8 @@ class PdqSignal final : public BenchSignal {
         refs_.size(), truth,
         [&](std::size_t i) {
           int d = 256;
-          for (int v = 0; v < n; ++v) d = std::min(d, hamming(q.fp.pdq.hashes[static_cast<std::size_t>(v)], refs_[i].pdq));
+          for (int v = 0; v < n; ++v)
+            d = std::min(d, hamming(q.fp.pdq.hashes[static_cast<std::size_t>(v)], refs_[i].pdq));
           return static_cast<float>(-d);
         },
         [&](float s) { return -s <= threshold_; });
@@ -111,9 +114,11 @@ class PdqSignal final : public BenchSignal {
 
 class PhashSignal final : public BenchSignal {
  public:
-  PhashSignal(const std::vector<Reference>& refs, int threshold) : refs_(refs), threshold_(threshold) {}
+  PhashSignal(const std::vector<Reference>& refs, int threshold)
+      : refs_(refs), threshold_(threshold) {}
   SignalInfo info() const override {
-    return {"PHash (baseline)", "distance <= " + std::to_string(threshold_) + " of 64 (OpenCV img_hash)",
+    return {"PHash (baseline)",
+            "distance <= " + std::to_string(threshold_) + " of 64 (OpenCV img_hash)",
             "-(Hamming distance)"};
   }
   Outcome evaluate(const Query& q, int truth) const override {
@@ -121,7 +126,9 @@ class PhashSignal final : public BenchSignal {
     cv::img_hash::pHash(q.pixels, h);  // the free function: no shared state between threads
     return rank_refs(
         refs_.size(), truth,
-        [&](std::size_t i) { return static_cast<float>(-cv::norm(h, refs_[i].phash, cv::NORM_HAMMING)); },
+        [&](std::size_t i) {
+          return static_cast<float>(-cv::norm(h, refs_[i].phash, cv::NORM_HAMMING));
+        },
         [&](float s) { return -s <= threshold_; });
   }
 
@@ -138,13 +145,15 @@ class MatcherSignal final : public BenchSignal {
   MatcherSignal(const Matcher& m, const Bank& bank, std::vector<int> ref_of_id)
       : matcher_(m), bank_(bank), ref_of_id_(std::move(ref_of_id)) {}
   SignalInfo info() const override {
-    std::string rule = "hashwall's Matcher: PDQ+dihedral <= " + std::to_string(bank_.config().pdq_threshold) +
-                       " (both sides PDQ quality >= " + std::to_string(bank_.config().min_quality) + ")";
+    std::string rule =
+        "hashwall's Matcher: PDQ+dihedral <= " + std::to_string(bank_.config().pdq_threshold) +
+        " (both sides PDQ quality >= " + std::to_string(bank_.config().min_quality) + ")";
     if (bank_.config().has("embed")) rule += ", or embed";
     if (bank_.config().has("local")) rule += ", or local";
-    return {"combined", rule,
-            "joint score: the strongest signal's margin past its threshold plus a tenth of the others' "
-            "(near misses down to -1 included)"};
+    return {
+        "combined", rule,
+        "joint score: the strongest signal's margin past its threshold plus a tenth of the others' "
+        "(near misses down to -1 included)"};
   }
   Outcome evaluate(const Query& q, int truth) const override {
     Outcome o;
@@ -175,8 +184,11 @@ class LocalSignal final : public BenchSignal {
   LocalSignal(const Bank& bank, std::vector<int> ref_of_id, int min_inliers)
       : bank_(bank), ref_of_id_(std::move(ref_of_id)), min_inliers_(min_inliers) {}
   SignalInfo info() const override {
-    return {"local", ">= " + std::to_string(min_inliers_) + " RANSAC inliers (ORB keypoints, mirror tried when the photo as given finds nothing)",
-            "inliers of the verified candidates"};
+    return {
+        "local",
+        ">= " + std::to_string(min_inliers_) +
+            " RANSAC inliers (ORB keypoints, mirror tried when the photo as given finds nothing)",
+        "inliers of the verified candidates"};
   }
   Outcome evaluate(const Query& q, int truth) const override {
     Outcome o;
@@ -184,7 +196,8 @@ class LocalSignal final : public BenchSignal {
     LocalVerifyParams vp;
     vp.min_inliers = min_inliers_;
     std::vector<LocalMatch> found = bank_.search_local(*q.fp.local, vp);
-    const bool any = std::any_of(found.begin(), found.end(), [](const LocalMatch& m) { return m.verification.matched; });
+    const bool any = std::any_of(found.begin(), found.end(),
+                                 [](const LocalMatch& m) { return m.verification.matched; });
     if (!any && q.fp.local_mirror) {
       auto more = bank_.search_local(*q.fp.local_mirror, vp);
       found.insert(found.end(), more.begin(), more.end());
@@ -198,12 +211,17 @@ class LocalSignal final : public BenchSignal {
         o.declared = true;
         if (ref == truth) o.right = true;
       }
-      auto it = std::find_if(scores.begin(), scores.end(), [&](const auto& p) { return p.first == ref; });
+      auto it =
+          std::find_if(scores.begin(), scores.end(), [&](const auto& p) { return p.first == ref; });
       const float s = static_cast<float>(m.verification.inliers);
-      if (it == scores.end()) scores.push_back({ref, s});
-      else it->second = std::max(it->second, s);
+      if (it == scores.end())
+        scores.push_back({ref, s});
+      else
+        it->second = std::max(it->second, s);
     }
-    std::sort(scores.begin(), scores.end(), [](const auto& a, const auto& b) { return a.second > b.second || (a.second == b.second && a.first < b.first); });
+    std::sort(scores.begin(), scores.end(), [](const auto& a, const auto& b) {
+      return a.second > b.second || (a.second == b.second && a.first < b.first);
+    });
     if (scores.size() > kTopPerQuery) scores.resize(kTopPerQuery);
     o.top = std::move(scores);
     return o;
@@ -228,7 +246,8 @@ class EmbedSignal final : public BenchSignal {
   Outcome evaluate(const Query& q, int truth) const override {
     Outcome o;
     if (q.fp.embedding.empty()) return o;
-    for (const EmbedMatch& m : bank_.search_embed(q.fp.embedding, static_cast<int>(kTopPerQuery), -1.f)) {
+    for (const EmbedMatch& m :
+         bank_.search_embed(q.fp.embedding, static_cast<int>(kTopPerQuery), -1.f)) {
       const auto id = static_cast<std::size_t>(m.id);
       const int ref = id < ref_of_id_.size() ? ref_of_id_[id] : -1;
       if (ref < 0) continue;
@@ -251,7 +270,9 @@ cv::Mat cap_side(const cv::Mat& img, int max_side) {
   if (max_side <= 0 || std::max(img.cols, img.rows) <= max_side) return img;
   const double s = static_cast<double>(max_side) / std::max(img.cols, img.rows);
   cv::Mat out;
-  cv::resize(img, out, cv::Size(std::max(1, static_cast<int>(img.cols * s)), std::max(1, static_cast<int>(img.rows * s))),
+  cv::resize(img, out,
+             cv::Size(std::max(1, static_cast<int>(img.cols * s)),
+                      std::max(1, static_cast<int>(img.rows * s))),
              0, 0, cv::INTER_AREA);
   return out;
 }
@@ -287,7 +308,8 @@ struct QueryRecord {
   std::vector<Outcome> outcomes;  // per signal
 };
 
-SignalScore score_rows(const std::vector<const QueryRecord*>& rows, std::size_t s, double precision) {
+SignalScore score_rows(const std::vector<const QueryRecord*>& rows, std::size_t s,
+                       double precision) {
   SignalScore sc;
   GroundTruth truth;
   std::vector<Prediction> preds;
@@ -303,7 +325,8 @@ SignalScore score_rows(const std::vector<const QueryRecord*>& rows, std::size_t 
       ++sc.negatives;
       sc.false_matches += o.declared;
     }
-    for (const auto& [ref, score] : o.top) preds.push_back({static_cast<std::int64_t>(q), ref, score});
+    for (const auto& [ref, score] : o.top)
+      preds.push_back({static_cast<std::int64_t>(q), ref, score});
   }
   sc.recall = sc.positives ? static_cast<double>(sc.caught) / static_cast<double>(sc.positives) : 0;
   sc.at_precision = recall_at_precision(preds, truth, precision);
@@ -317,8 +340,9 @@ SignalScore score_rows(const std::vector<const QueryRecord*>& rows, std::size_t 
 // Each photo is fingerprinted as an entry into a scratch bank and as a query against the
 // photos before it. Only as many photos as the run needs (`need` kept ones) are looked
 // at, a batch at a time, so a small run over a large folder stays small.
-std::vector<fs::path> drop_corpus_copies(const std::vector<fs::path>& files, std::size_t need, const BankConfig& cfg,
-                                         const FingerprintOptions& entry_fp, const FingerprintOptions& query_fp,
+std::vector<fs::path> drop_corpus_copies(const std::vector<fs::path>& files, std::size_t need,
+                                         const BankConfig& cfg, const FingerprintOptions& entry_fp,
+                                         const FingerprintOptions& query_fp,
                                          const RobustnessOptions& opt,
                                          std::vector<std::pair<std::string, std::string>>& copies) {
   LoadOptions fast;
@@ -336,15 +360,16 @@ std::vector<fs::path> drop_corpus_copies(const std::vector<fs::path>& files, std
     const std::size_t end = std::min(n, done + (need - nkept) + (need - nkept) / 10 + 8);
     std::vector<std::optional<NewEntry>> entries(end - done);
     std::vector<std::optional<Fingerprint>> queries(end - done);
-    parallel_for("looking for copies inside the corpus", end - done, opt.jobs, opt, [&](std::size_t k) {
-      try {
-        const LoadedImage img = load_image(files[done + k], fast);
-        entries[k] = entry_from(fingerprint(img, fast.mode, entry_fp));
-        queries[k] = fingerprint(img, fast.mode, qfp);
-      } catch (const Error&) {
-        // Unreadable: kept here, reported by the run that reads it.
-      }
-    });
+    parallel_for("looking for copies inside the corpus", end - done, opt.jobs, opt,
+                 [&](std::size_t k) {
+                   try {
+                     const LoadedImage img = load_image(files[done + k], fast);
+                     entries[k] = entry_from(fingerprint(img, fast.mode, entry_fp));
+                     queries[k] = fingerprint(img, fast.mode, qfp);
+                   } catch (const Error&) {
+                     // Unreadable: kept here, reported by the run that reads it.
+                   }
+                 });
     std::vector<NewEntry> add;
     std::vector<std::size_t> which;
     for (std::size_t k = 0; k < entries.size(); ++k)
@@ -356,13 +381,15 @@ std::vector<fs::path> drop_corpus_copies(const std::vector<fs::path>& files, std
     for (std::size_t k = 0; k < which.size(); ++k) file_of_id.emplace(added.ids[k], which[k]);
     // For each new photo, the earlier photos it matches.
     std::vector<std::vector<std::size_t>> earlier(end - done);
-    parallel_for("matching the corpus against itself", end - done, opt.jobs, opt, [&](std::size_t k) {
-      if (!queries[k]) return;
-      for (const MatchHit& h : matcher.match(*queries[k]).hits) {
-        const auto it = file_of_id.find(h.entry.id);
-        if (it != file_of_id.end() && it->second < done + k) earlier[k].push_back(it->second);
-      }
-    });
+    parallel_for("matching the corpus against itself", end - done, opt.jobs, opt,
+                 [&](std::size_t k) {
+                   if (!queries[k]) return;
+                   for (const MatchHit& h : matcher.match(*queries[k]).hits) {
+                     const auto it = file_of_id.find(h.entry.id);
+                     if (it != file_of_id.end() && it->second < done + k)
+                       earlier[k].push_back(it->second);
+                   }
+                 });
     for (std::size_t k = 0; k < earlier.size(); ++k) {
       const std::size_t i = done + k;
       kept.push_back(true);
@@ -431,12 +458,14 @@ RobustnessReport run_robustness(const RobustnessOptions& opt) {
   std::mt19937_64 rng(opt.seed);
   std::shuffle(files.begin(), files.end(), rng);
   // As many distinct photos as the run uses: the known ones and the distractors asked for.
-  const std::size_t need = opt.distractors >= 0
-                               ? static_cast<std::size_t>(opt.known) + static_cast<std::size_t>(opt.distractors)
-                               : files.size();
+  const std::size_t need = opt.distractors >= 0 ? static_cast<std::size_t>(opt.known) +
+                                                      static_cast<std::size_t>(opt.distractors)
+                                                : files.size();
   files = drop_corpus_copies(files, need, bank_cfg, entry_fp, query_fp, opt, rep.corpus_copies);
-  if (files.size() < 2) throw Error(ErrorKind::Usage, "", "the corpus needs at least 2 distinct photos");
-  const std::size_t nknown = std::min<std::size_t>(static_cast<std::size_t>(opt.known), files.size() - 1);
+  if (files.size() < 2)
+    throw Error(ErrorKind::Usage, "", "the corpus needs at least 2 distinct photos");
+  const std::size_t nknown =
+      std::min<std::size_t>(static_cast<std::size_t>(opt.known), files.size() - 1);
   std::size_t ndis = files.size() - nknown;
   if (opt.distractors >= 0) ndis = std::min(ndis, static_cast<std::size_t>(opt.distractors));
   files.resize(nknown + ndis);
@@ -490,8 +519,10 @@ RobustnessReport run_robustness(const RobustnessOptions& opt) {
   signals.push_back(std::make_unique<PdqSignal>(refs, bank->config().pdq_threshold, false));
   signals.push_back(std::make_unique<PdqSignal>(refs, bank->config().pdq_threshold, true));
   signals.push_back(std::make_unique<PhashSignal>(refs, opt.phash_threshold));
-  if (has_embed) signals.push_back(std::make_unique<EmbedSignal>(*bank, ref_of_id, bank_cfg.embed_threshold));
-  if (has_local) signals.push_back(std::make_unique<LocalSignal>(*bank, ref_of_id, bank_cfg.local_min_inliers));
+  if (has_embed)
+    signals.push_back(std::make_unique<EmbedSignal>(*bank, ref_of_id, bank_cfg.embed_threshold));
+  if (has_local)
+    signals.push_back(std::make_unique<LocalSignal>(*bank, ref_of_id, bank_cfg.local_min_inliers));
   signals.push_back(std::make_unique<MatcherSignal>(matcher, *bank, ref_of_id));
   for (const auto& s : signals) rep.signals.push_back(s->info());
 
@@ -539,9 +570,12 @@ RobustnessReport run_robustness(const RobustnessOptions& opt) {
   });
 
   for (std::size_t i = 0; i < files.size(); ++i) {
-    if (!errors[i].empty()) rep.skipped.push_back(errors[i]);
-    else if (i < nknown) ++rep.known;
-    else ++rep.distractors;
+    if (!errors[i].empty())
+      rep.skipped.push_back(errors[i]);
+    else if (i < nknown)
+      ++rep.known;
+    else
+      ++rep.distractors;
   }
 
   std::vector<const QueryRecord*> all;
@@ -557,17 +591,22 @@ RobustnessReport run_robustness(const RobustnessOptions& opt) {
     if (r->truth >= 0) continue;
     for (std::size_t k = 0; k < signals.size(); ++k)
       if (!r->outcomes[k].top.empty())
-        rep.max_distractor_score[k] = std::max(rep.max_distractor_score[k], static_cast<double>(r->outcomes[k].top.front().second));
+        rep.max_distractor_score[k] = std::max(
+            rep.max_distractor_score[k], static_cast<double>(r->outcomes[k].top.front().second));
   }
-  auto make_row = [&](std::string name, std::string family, const std::vector<const QueryRecord*>& rows) {
+  auto make_row = [&](std::string name, std::string family,
+                      const std::vector<const QueryRecord*>& rows) {
     ResultRow row{std::move(name), std::move(family), {}};
-    for (std::size_t s = 0; s < signals.size(); ++s) row.signals.push_back(score_rows(rows, s, opt.precision_target));
+    for (std::size_t s = 0; s < signals.size(); ++s)
+      row.signals.push_back(score_rows(rows, s, opt.precision_target));
     return row;
   };
   std::vector<std::string> families;
   for (const auto& e : edits)
-    if (std::find(families.begin(), families.end(), e.family) == families.end()) families.push_back(e.family);
-  for (std::size_t e = 0; e < edits.size(); ++e) rep.edits.push_back(make_row(edits[e].name, edits[e].family, by_edit[e]));
+    if (std::find(families.begin(), families.end(), e.family) == families.end())
+      families.push_back(e.family);
+  for (std::size_t e = 0; e < edits.size(); ++e)
+    rep.edits.push_back(make_row(edits[e].name, edits[e].family, by_edit[e]));
   for (const auto& f : families) {
     std::vector<const QueryRecord*> rows;
     for (std::size_t e = 0; e < edits.size(); ++e)
@@ -580,7 +619,8 @@ RobustnessReport run_robustness(const RobustnessOptions& opt) {
     std::vector<Prediction> preds;
     for (std::size_t q = 0; q < all.size(); ++q) {
       truth.push_back(all[q]->truth);
-      for (const auto& [ref, score] : all[q]->outcomes[s].top) preds.push_back({static_cast<std::int64_t>(q), ref, score});
+      for (const auto& [ref, score] : all[q]->outcomes[s].top)
+        preds.push_back({static_cast<std::int64_t>(q), ref, score});
     }
     rep.pr_curves.push_back(thin_curve(pr_curve(preds, truth), 300));
   }

@@ -9,10 +9,9 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "bench/metrics.hpp"
 #include "local/local_features.hpp"
@@ -58,15 +57,15 @@ struct SignalScore {
 };
 
 struct ResultRow {
-  std::string name;    // an edit, a family, or "all"
-  std::string family;  // for edit rows
+  std::string name;                  // an edit, a family, or "all"
+  std::string family;                // for edit rows
   std::vector<SignalScore> signals;  // in RobustnessReport::signals order
 };
 
 struct SignalInfo {
-  std::string name;  // column header: "PDQ", "PDQ+dihedral", "PHash (baseline)", "combined"
-  std::string rule;  // the default decision, e.g. "distance <= 31"
-  std::string score; // what is ranked, e.g. "-(Hamming distance)"
+  std::string name;   // column header: "PDQ", "PDQ+dihedral", "PHash (baseline)", "combined"
+  std::string rule;   // the default decision, e.g. "distance <= 31"
+  std::string score;  // what is ranked, e.g. "-(Hamming distance)"
 };
 
 struct RobustnessReport {

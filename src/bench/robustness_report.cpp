@@ -32,7 +32,8 @@ json row_json(const RobustnessReport& rep, const ResultRow& r) {
   j["name"] = r.name;
   if (!r.family.empty()) j["family"] = r.family;
   json sig = json::object();
-  for (std::size_t s = 0; s < r.signals.size(); ++s) sig[rep.signals[s].name] = score_json(r.signals[s]);
+  for (std::size_t s = 0; s < r.signals.size(); ++s)
+    sig[rep.signals[s].name] = score_json(r.signals[s]);
   j["signals"] = sig;
   return j;
 }
@@ -59,8 +60,8 @@ std::string header(const RobustnessReport& rep, const std::string& first) {
 }
 
 template <class Cell>
-std::string table(const RobustnessReport& rep, const std::vector<ResultRow>& rows, const std::string& first,
-                  bool family_col, Cell cell) {
+std::string table(const RobustnessReport& rep, const std::vector<ResultRow>& rows,
+                  const std::string& first, bool family_col, Cell cell) {
   std::string t = header(rep, family_col ? first + " | family" : first);
   if (family_col) t.insert(t.find('\n') + 1, "|---");
   for (const auto& r : rows) {
@@ -90,11 +91,13 @@ json robustness_json(const RobustnessReport& rep) {
   for (std::size_t s = 0; s < rep.signals.size(); ++s) {
     json p = json::array();
     for (const auto& pt : rep.pr_curves[s]) p.push_back({pt.score, pt.precision, pt.recall});
-    sig.push_back({{"name", rep.signals[s].name},
-                   {"rule", rep.signals[s].rule},
-                   {"score", rep.signals[s].score},
-                   {"max_distractor_score", s < rep.max_distractor_score.size() ? json(rep.max_distractor_score[s]) : json(nullptr)},
-                   {"pr_curve", {{"columns", {"score", "precision", "recall"}}, {"points", p}}}});
+    sig.push_back(
+        {{"name", rep.signals[s].name},
+         {"rule", rep.signals[s].rule},
+         {"score", rep.signals[s].score},
+         {"max_distractor_score",
+          s < rep.max_distractor_score.size() ? json(rep.max_distractor_score[s]) : json(nullptr)},
+         {"pr_curve", {{"columns", {"score", "precision", "recall"}}, {"points", p}}}});
   }
   j["signals"] = sig;
   j["overall"] = row_json(rep, rep.overall);
@@ -104,7 +107,8 @@ json robustness_json(const RobustnessReport& rep) {
   for (const auto& r : rep.edits) j["edits"].push_back(row_json(rep, r));
   j["skipped"] = rep.skipped;
   j["corpus_copies"] = json::array();
-  for (const auto& [file, of] : rep.corpus_copies) j["corpus_copies"].push_back({{"file", file}, {"copy_of", of}});
+  for (const auto& [file, of] : rep.corpus_copies)
+    j["corpus_copies"].push_back({{"file", file}, {"copy_of", of}});
   return j;
 }
 
@@ -119,32 +123,40 @@ std::string robustness_markdown(const RobustnessReport& rep) {
   if (!rep.corpus_copies.empty()) {
     o << "Left out as copies of another photo of the corpus (the matcher finds one in the other): ";
     for (std::size_t i = 0; i < rep.corpus_copies.size(); ++i)
-      o << (i ? "; " : "") << "`" << fs::path(rep.corpus_copies[i].first).filename().string() << "` (of `"
-        << fs::path(rep.corpus_copies[i].second).filename().string() << "`)";
+      o << (i ? "; " : "") << "`" << fs::path(rep.corpus_copies[i].first).filename().string()
+        << "` (of `" << fs::path(rep.corpus_copies[i].second).filename().string() << "`)";
     o << ".\n\n";
   }
   o << "Signals and their default decisions:\n\n";
-  for (const auto& s : rep.signals) o << "- **" << s.name << "**: " << s.rule << "; ranked by " << s.score << "\n";
+  for (const auto& s : rep.signals)
+    o << "- **" << s.name << "**: " << s.rule << "; ranked by " << s.score << "\n";
   o << "\n#### Overall\n\n";
-  o << "| signal | recall at default | false matches (distractor queries) | best distractor score | recall at " << p
-    << " % precision (threshold) | µAP |\n|---|---:|---:|---:|---:|---:|\n";
+  o << "| signal | recall at default | false matches (distractor queries) | best distractor score "
+       "| recall at "
+    << p << " % precision (threshold) | µAP |\n|---|---:|---:|---:|---:|---:|\n";
   for (std::size_t s = 0; s < rep.signals.size(); ++s) {
     const auto& sc = rep.overall.signals[s];
-    o << "| " << rep.signals[s].name << " | " << pct(sc.recall) << " % | " << sc.false_matches << " of "
-      << sc.negatives << " | "
-      << (s < rep.max_distractor_score.size() && rep.max_distractor_score[s] > -1e8 ? fixed3(rep.max_distractor_score[s]) : std::string("–"))
+    o << "| " << rep.signals[s].name << " | " << pct(sc.recall) << " % | " << sc.false_matches
+      << " of " << sc.negatives << " | "
+      << (s < rep.max_distractor_score.size() && rep.max_distractor_score[s] > -1e8
+              ? fixed3(rep.max_distractor_score[s])
+              : std::string("–"))
       << " | "
-      << (sc.at_precision.reached ? pct(sc.at_precision.recall) + " % (score >= " + fixed3(sc.at_precision.score) + ")"
-                                  : std::string("not reached"))
+      << (sc.at_precision.reached
+              ? pct(sc.at_precision.recall) + " % (score >= " + fixed3(sc.at_precision.score) + ")"
+              : std::string("not reached"))
       << " | " << fixed3(sc.micro_ap) << " |\n";
   }
   o << "\n#### Recall at the default thresholds, per family (%)\n\n"
-    << table(rep, rep.families, "family", false, [](const SignalScore& s) { return pct(s.recall); });
-  o << "\n#### False matches among edited distractors, per family\n\n"
     << table(rep, rep.families, "family", false,
-             [](const SignalScore& s) { return std::to_string(s.false_matches) + " / " + std::to_string(s.negatives); });
+             [](const SignalScore& s) { return pct(s.recall); });
+  o << "\n#### False matches among edited distractors, per family\n\n"
+    << table(rep, rep.families, "family", false, [](const SignalScore& s) {
+         return std::to_string(s.false_matches) + " / " + std::to_string(s.negatives);
+       });
   o << "\n#### µAP per family\n\n"
-    << table(rep, rep.families, "family", false, [](const SignalScore& s) { return fixed3(s.micro_ap); });
+    << table(rep, rep.families, "family", false,
+             [](const SignalScore& s) { return fixed3(s.micro_ap); });
   o << "\n#### Recall at the default thresholds, per edit (%)\n\n"
     << table(rep, rep.edits, "edit", true, [](const SignalScore& s) { return pct(s.recall); });
   o << "\n#### Recall at " << p << " % precision, per edit (%)\n\n"
@@ -152,7 +164,8 @@ std::string robustness_markdown(const RobustnessReport& rep) {
          return s.at_precision.reached ? pct(s.at_precision.recall) : std::string("–");
        });
   o << "\n#### False matches among edited distractors, per edit\n\n"
-    << table(rep, rep.edits, "edit", true, [](const SignalScore& s) { return std::to_string(s.false_matches); });
+    << table(rep, rep.edits, "edit", true,
+             [](const SignalScore& s) { return std::to_string(s.false_matches); });
   return o.str();
 }
 

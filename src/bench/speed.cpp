@@ -8,11 +8,10 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <opencv2/imgcodecs.hpp>
 #include <random>
 #include <sstream>
 #include <thread>
-
-#include <opencv2/imgcodecs.hpp>
 
 #include "bank/bank.hpp"
 #include "bank/pdq_index.hpp"
@@ -44,7 +43,8 @@ HashTiming time_hashing(const HashSet& set, const std::vector<std::vector<std::u
   for (std::size_t i = 0; i < bytes.size(); ++i) {
     check_stop(o.stop);
     try {
-      const cv::Mat buf(1, static_cast<int>(bytes[i].size()), CV_8UC1, const_cast<std::uint8_t*>(bytes[i].data()));
+      const cv::Mat buf(1, static_cast<int>(bytes[i].size()), CV_8UC1,
+                        const_cast<std::uint8_t*>(bytes[i].data()));
       auto t0 = Clock::now();
       const LoadedImage img = decode_image(bytes[i], set.files[i].string(), opt);
       const double d = ms_since(t0);
@@ -98,7 +98,8 @@ Hash256 random_hash(std::mt19937_64& rng) {
   Hash256 h;
   for (std::size_t i = 0; i < 32; i += 8) {
     const std::uint64_t v = rng();
-    for (int b = 0; b < 8; ++b) h.bytes[i + static_cast<std::size_t>(b)] = static_cast<std::uint8_t>(v >> (8 * b));
+    for (int b = 0; b < 8; ++b)
+      h.bytes[i + static_cast<std::size_t>(b)] = static_cast<std::uint8_t>(v >> (8 * b));
   }
   return h;
 }
@@ -139,7 +140,8 @@ Synthetic make_synthetic(std::int64_t n, const SpeedOptions& o) {
     const int flips = static_cast<int>(rng() % static_cast<std::uint64_t>(o.threshold + 1));
     s.planted_queries.push_back(flip_bits(s.hashes[row], flips, rng));
   }
-  for (int k = 0; k < std::max(o.queries, o.batch); ++k) s.random_queries.push_back(random_hash(rng));
+  for (int k = 0; k < std::max(o.queries, o.batch); ++k)
+    s.random_queries.push_back(random_hash(rng));
   return s;
 }
 
@@ -179,7 +181,9 @@ IndexTiming time_index(const Synthetic& s, const std::string& type, const SpeedO
   for (std::size_t k = 0; k < s.planted_rows.size(); ++k) {
     const auto hits = index->range_search(std::span(&s.planted_queries[k], 1), o.threshold);
     const std::int64_t want = s.ids[s.planted_rows[k]];
-    if (std::any_of(hits[0].begin(), hits[0].end(), [&](const IndexHit& h) { return h.id == want; })) ++t.planted_found;
+    if (std::any_of(hits[0].begin(), hits[0].end(),
+                    [&](const IndexHit& h) { return h.id == want; }))
+      ++t.planted_found;
   }
   std::vector<double> single, dihedral;
   const auto start = Clock::now();
@@ -188,14 +192,19 @@ IndexTiming time_index(const Synthetic& s, const std::string& type, const SpeedO
     check_stop(o.stop);
     if (q >= 5 && ms_since(start) > 1000 * o.max_seconds_per_case) break;
     // Alternate planted and random queries; a dihedral query is the hash plus 7 others.
-    const Hash256 h = q % 2 == 0 && !s.planted_queries.empty() ? s.planted_queries[static_cast<std::size_t>(q / 2) % s.planted_queries.size()]
-                                                              : s.random_queries[static_cast<std::size_t>(q) % s.random_queries.size()];
+    const Hash256 h =
+        q % 2 == 0 && !s.planted_queries.empty()
+            ? s.planted_queries[static_cast<std::size_t>(q / 2) % s.planted_queries.size()]
+            : s.random_queries[static_cast<std::size_t>(q) % s.random_queries.size()];
     auto t1 = Clock::now();
     const auto r1 = index->range_search(std::span(&h, 1), o.threshold);
     single.push_back(ms_since(t1));
     if (q % 2 == 1) t.random_hits += static_cast<std::int64_t>(r1[0].size());
     std::vector<Hash256> eight{h};
-    for (int k = 1; k < 8; ++k) eight.push_back(s.random_queries[(static_cast<std::size_t>(q) * 7 + static_cast<std::size_t>(k)) % s.random_queries.size()]);
+    for (int k = 1; k < 8; ++k)
+      eight.push_back(
+          s.random_queries[(static_cast<std::size_t>(q) * 7 + static_cast<std::size_t>(k)) %
+                           s.random_queries.size()]);
     t1 = Clock::now();
     (void)index->range_search(eight, o.threshold);
     dihedral.push_back(ms_since(t1));
@@ -205,7 +214,8 @@ IndexTiming time_index(const Synthetic& s, const std::string& type, const SpeedO
   t.p99_ms = percentile(single, 0.99);
   t.dihedral_p50_ms = percentile(dihedral, 0.5);
   t.dihedral_p99_ms = percentile(dihedral, 0.99);
-  const std::size_t nb = std::min<std::size_t>(static_cast<std::size_t>(std::max(1, o.batch)), s.random_queries.size());
+  const std::size_t nb = std::min<std::size_t>(static_cast<std::size_t>(std::max(1, o.batch)),
+                                               s.random_queries.size());
   // Batches of `nb` queries in one call (an import check, a crawl): up to 20 calls on
   // different slices, so a p50 and a p99 per batch can be given too.
   std::vector<double> batches;
@@ -213,7 +223,8 @@ IndexTiming time_index(const Synthetic& s, const std::string& type, const SpeedO
   for (int r = 0; r < 20; ++r) {
     check_stop(o.stop);
     if (r >= 3 && ms_since(t2) > 1000 * o.max_seconds_per_case) break;
-    const std::size_t first = (static_cast<std::size_t>(r) * 37) % (s.random_queries.size() - nb + 1);
+    const std::size_t first =
+        (static_cast<std::size_t>(r) * 37) % (s.random_queries.size() - nb + 1);
     const auto t3 = Clock::now();
     (void)index->range_search(std::span(s.random_queries).subspan(first, nb), o.threshold);
     batches.push_back(ms_since(t3));
@@ -231,7 +242,8 @@ BankTiming time_bank(const Synthetic& s, const SpeedOptions& o) {
   const fs::path path = o.work_dir / ("bench-speed-" + std::to_string(t.size) + ".db");
   auto cleanup = [&] {
     std::error_code ec;
-    for (const auto& p : {path, pdq_index_path(path), fs::path(path.string() + "-wal"), fs::path(path.string() + "-shm")})
+    for (const auto& p : {path, pdq_index_path(path), fs::path(path.string() + "-wal"),
+                          fs::path(path.string() + "-shm")})
       fs::remove(p, ec);
   };
   cleanup();
@@ -266,7 +278,9 @@ BankTiming time_bank(const Synthetic& s, const SpeedOptions& o) {
   std::vector<double> lat;
   for (std::size_t k = 0; k < s.planted_rows.size(); ++k) {
     std::vector<Hash256> eight{s.planted_queries[k]};
-    for (int j = 1; j < 8; ++j) eight.push_back(s.random_queries[(k * 7 + static_cast<std::size_t>(j)) % s.random_queries.size()]);
+    for (int j = 1; j < 8; ++j)
+      eight.push_back(
+          s.random_queries[(k * 7 + static_cast<std::size_t>(j)) % s.random_queries.size()]);
     const auto t1 = Clock::now();
     const auto hits = bank->search_pdq(eight, o.threshold);
     lat.push_back(ms_since(t1));
@@ -375,9 +389,15 @@ json speed_json(const SpeedReport& r) {
   j["seconds"] = r.seconds;
   j["hashing"] = json::array();
   for (const auto& h : r.hashing)
-    j["hashing"].push_back({{"set", h.label}, {"mode", h.mode}, {"files", h.files}, {"megapixels", h.megapixels},
-                            {"decoder_floor_ms", h.floor_ms}, {"decode_ms", h.decode_ms}, {"total_ms", h.total_ms},
-                            {"images_per_s_1_thread", h.images_per_s_1}, {"images_per_s_all", h.images_per_s_all},
+    j["hashing"].push_back({{"set", h.label},
+                            {"mode", h.mode},
+                            {"files", h.files},
+                            {"megapixels", h.megapixels},
+                            {"decoder_floor_ms", h.floor_ms},
+                            {"decode_ms", h.decode_ms},
+                            {"total_ms", h.total_ms},
+                            {"images_per_s_1_thread", h.images_per_s_1},
+                            {"images_per_s_all", h.images_per_s_all},
                             {"threads", h.threads}});
   j["indexes"] = json::array();
   for (const auto& t : r.indexes) {
@@ -385,25 +405,43 @@ json speed_json(const SpeedReport& r) {
     if (!t.skipped.empty()) {
       x["skipped"] = t.skipped;
     } else {
-      x.update({{"build_s", t.build_s}, {"rss_bytes_per_entry", t.rss_bytes_per_entry},
-                {"index_bytes_per_entry", t.index_bytes_per_entry}, {"samples", t.samples},
-                {"p50_ms", t.p50_ms}, {"p99_ms", t.p99_ms}, {"dihedral_p50_ms", t.dihedral_p50_ms},
-                {"dihedral_p99_ms", t.dihedral_p99_ms}, {"batch_ms_per_query", t.batch_ms_per_query},
-                {"batch_size", t.batch_size}, {"batch_p50_ms", t.batch_p50_ms}, {"batch_p99_ms", t.batch_p99_ms},
-                {"planted", t.planted}, {"planted_found", t.planted_found}, {"random_hits", t.random_hits}});
+      x.update({{"build_s", t.build_s},
+                {"rss_bytes_per_entry", t.rss_bytes_per_entry},
+                {"index_bytes_per_entry", t.index_bytes_per_entry},
+                {"samples", t.samples},
+                {"p50_ms", t.p50_ms},
+                {"p99_ms", t.p99_ms},
+                {"dihedral_p50_ms", t.dihedral_p50_ms},
+                {"dihedral_p99_ms", t.dihedral_p99_ms},
+                {"batch_ms_per_query", t.batch_ms_per_query},
+                {"batch_size", t.batch_size},
+                {"batch_p50_ms", t.batch_p50_ms},
+                {"batch_p99_ms", t.batch_p99_ms},
+                {"planted", t.planted},
+                {"planted_found", t.planted_found},
+                {"random_hits", t.random_hits}});
     }
     j["indexes"].push_back(x);
   }
   j["banks"] = json::array();
   for (const auto& b : r.banks)
-    j["banks"].push_back({{"size", b.size}, {"index_type", b.index_type}, {"import_hashes_per_s", b.import_hashes_per_s},
-                          {"open_cached_s", b.open_cached_s}, {"open_rebuild_s", b.open_rebuild_s},
-                          {"db_bytes_per_entry", b.db_bytes_per_entry}, {"p50_ms", b.p50_ms}, {"p99_ms", b.p99_ms},
-                          {"planted", b.planted}, {"planted_found", b.planted_found}});
+    j["banks"].push_back({{"size", b.size},
+                          {"index_type", b.index_type},
+                          {"import_hashes_per_s", b.import_hashes_per_s},
+                          {"open_cached_s", b.open_cached_s},
+                          {"open_rebuild_s", b.open_rebuild_s},
+                          {"db_bytes_per_entry", b.db_bytes_per_entry},
+                          {"p50_ms", b.p50_ms},
+                          {"p99_ms", b.p99_ms},
+                          {"planted", b.planted},
+                          {"planted_found", b.planted_found}});
   j["signal_costs"] = json::array();
   for (const auto& c : r.signal_costs)
-    j["signal_costs"].push_back({{"set", c.label}, {"files", c.files}, {"local_entry_ms", c.local_entry_ms},
-                                 {"local_query_ms", c.local_query_ms}, {"embed_ms", c.embed_ms},
+    j["signal_costs"].push_back({{"set", c.label},
+                                 {"files", c.files},
+                                 {"local_entry_ms", c.local_entry_ms},
+                                 {"local_query_ms", c.local_query_ms},
+                                 {"embed_ms", c.embed_ms},
                                  {"local_keypoints", c.local_keypoints}});
   j["local"] = json::array();
   for (const auto& t : r.local) {
@@ -411,12 +449,20 @@ json speed_json(const SpeedReport& r) {
     if (!t.skipped.empty()) {
       x["skipped"] = t.skipped;
     } else {
-      x.update({{"index_type", t.index_type}, {"build_s", t.build_s},
-                {"memory_bytes_per_entry", t.memory_bytes_per_entry}, {"blob_bytes_per_entry", t.blob_bytes_per_entry},
-                {"samples", t.samples}, {"copy_p50_ms", t.copy_p50_ms}, {"copy_p99_ms", t.copy_p99_ms},
-                {"unrelated_p50_ms", t.unrelated_p50_ms}, {"unrelated_p99_ms", t.unrelated_p99_ms},
-                {"query_extract_ms", t.extract_ms}, {"planted", t.planted}, {"planted_found", t.planted_found},
-                {"unrelated", t.unrelated}, {"false_matches", t.false_matches}});
+      x.update({{"index_type", t.index_type},
+                {"build_s", t.build_s},
+                {"memory_bytes_per_entry", t.memory_bytes_per_entry},
+                {"blob_bytes_per_entry", t.blob_bytes_per_entry},
+                {"samples", t.samples},
+                {"copy_p50_ms", t.copy_p50_ms},
+                {"copy_p99_ms", t.copy_p99_ms},
+                {"unrelated_p50_ms", t.unrelated_p50_ms},
+                {"unrelated_p99_ms", t.unrelated_p99_ms},
+                {"query_extract_ms", t.extract_ms},
+                {"planted", t.planted},
+                {"planted_found", t.planted_found},
+                {"unrelated", t.unrelated},
+                {"false_matches", t.false_matches}});
     }
     j["local"].push_back(x);
   }
@@ -428,17 +474,21 @@ std::string speed_markdown(const SpeedReport& r) {
   std::ostringstream o;
   if (!r.hashing.empty()) {
     o << "#### Hashing (files in memory; per image, one thread)\n\n"
-      << "| set | mode | files | mean MP | decoder floor ms | decode ms | decode + PDQ ms | images/s, 1 thread | images/s, all threads |\n"
+      << "| set | mode | files | mean MP | decoder floor ms | decode ms | decode + PDQ ms | "
+         "images/s, 1 thread | images/s, all threads |\n"
       << "|---|---|---:|---:|---:|---:|---:|---:|---:|\n";
     for (const auto& h : r.hashing)
-      o << "| " << h.label << " | " << h.mode << " | " << h.files << " | " << num(h.megapixels, 2) << " | "
-        << num(h.floor_ms, 2) << " | " << num(h.decode_ms, 2) << " | " << num(h.total_ms, 2) << " | "
-        << num(h.images_per_s_1, 0) << " | " << num(h.images_per_s_all, 0) << " (" << h.threads << ") |\n";
+      o << "| " << h.label << " | " << h.mode << " | " << h.files << " | " << num(h.megapixels, 2)
+        << " | " << num(h.floor_ms, 2) << " | " << num(h.decode_ms, 2) << " | "
+        << num(h.total_ms, 2) << " | " << num(h.images_per_s_1, 0) << " | "
+        << num(h.images_per_s_all, 0) << " (" << h.threads << ") |\n";
     o << "\n";
   }
   if (!r.indexes.empty()) {
     o << "#### Search in memory (synthetic random PDQ hashes, radius 31, one thread)\n\n"
-      << "| entries | index | build s | RSS B/entry | index B/entry | p50 ms | p99 ms | 8-hash p50 ms | 8-hash p99 ms | batch p50 ms | batch p99 ms | batch ms/query | planted found | samples |\n"
+      << "| entries | index | build s | RSS B/entry | index B/entry | p50 ms | p99 ms | 8-hash p50 "
+         "ms | 8-hash p99 ms | batch p50 ms | batch p99 ms | batch ms/query | planted found | "
+         "samples |\n"
       << "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
     for (const auto& t : r.indexes) {
       o << "| " << human_count(t.size) << " | " << t.type << " | ";
@@ -446,38 +496,44 @@ std::string speed_markdown(const SpeedReport& r) {
         o << "skipped: " << t.skipped << " ||||||||||||\n";
         continue;
       }
-      o << num(t.build_s, 2) << " | " << num(t.rss_bytes_per_entry, 1) << " | " << num(t.index_bytes_per_entry, 1)
-        << " | " << num(t.p50_ms, 3) << " | " << num(t.p99_ms, 3) << " | " << num(t.dihedral_p50_ms, 3) << " | "
-        << num(t.dihedral_p99_ms, 3) << " | " << num(t.batch_p50_ms, 2) << " | " << num(t.batch_p99_ms, 2) << " | "
-        << num(t.batch_ms_per_query, 3) << " | " << t.planted_found << " / "
-        << t.planted << " | " << t.samples << " |\n";
+      o << num(t.build_s, 2) << " | " << num(t.rss_bytes_per_entry, 1) << " | "
+        << num(t.index_bytes_per_entry, 1) << " | " << num(t.p50_ms, 3) << " | " << num(t.p99_ms, 3)
+        << " | " << num(t.dihedral_p50_ms, 3) << " | " << num(t.dihedral_p99_ms, 3) << " | "
+        << num(t.batch_p50_ms, 2) << " | " << num(t.batch_p99_ms, 2) << " | "
+        << num(t.batch_ms_per_query, 3) << " | " << t.planted_found << " / " << t.planted << " | "
+        << t.samples << " |\n";
     }
     o << "\n";
   }
   if (!r.banks.empty()) {
     o << "#### SQLite banks (Bank API: import, open, search with 8 hashes)\n\n"
-      << "| entries | index | import hashes/s | open s (cached index) | open s (rebuild) | SQLite B/entry | p50 ms | p99 ms | planted found |\n"
+      << "| entries | index | import hashes/s | open s (cached index) | open s (rebuild) | SQLite "
+         "B/entry | p50 ms | p99 ms | planted found |\n"
       << "|---:|---|---:|---:|---:|---:|---:|---:|---:|\n";
     for (const auto& b : r.banks)
-      o << "| " << human_count(b.size) << " | " << b.index_type << " | " << num(b.import_hashes_per_s, 0) << " | "
-        << num(b.open_cached_s, 3) << " | " << num(b.open_rebuild_s, 3) << " | " << num(b.db_bytes_per_entry, 1)
-        << " | " << num(b.p50_ms, 3) << " | " << num(b.p99_ms, 3) << " | " << b.planted_found << " / " << b.planted
-        << " |\n";
+      o << "| " << human_count(b.size) << " | " << b.index_type << " | "
+        << num(b.import_hashes_per_s, 0) << " | " << num(b.open_cached_s, 3) << " | "
+        << num(b.open_rebuild_s, 3) << " | " << num(b.db_bytes_per_entry, 1) << " | "
+        << num(b.p50_ms, 3) << " | " << num(b.p99_ms, 3) << " | " << b.planted_found << " / "
+        << b.planted << " |\n";
     o << "\n";
   }
   if (!r.signal_costs.empty()) {
     o << "#### Local features and embedding (per photo, one thread, fast-decoded pixels)\n\n"
-      << "| set | photos | ORB entry ms | keypoints | ORB query ms (photo + mirror) | embedding ms |\n"
+      << "| set | photos | ORB entry ms | keypoints | ORB query ms (photo + mirror) | embedding ms "
+         "|\n"
       << "|---|---:|---:|---:|---:|---:|\n";
     for (const auto& c : r.signal_costs)
-      o << "| " << c.label << " | " << c.files << " | " << num(c.local_entry_ms, 2) << " | " << num(c.local_keypoints, 0)
-        << " | " << num(c.local_query_ms, 2) << " | " << (c.embed_ms > 0 ? num(c.embed_ms, 2) : std::string("–"))
-        << " |\n";
+      o << "| " << c.label << " | " << c.files << " | " << num(c.local_entry_ms, 2) << " | "
+        << num(c.local_keypoints, 0) << " | " << num(c.local_query_ms, 2) << " | "
+        << (c.embed_ms > 0 ? num(c.embed_ms, 2) : std::string("–")) << " |\n";
     o << "\n";
   }
   if (!r.local.empty()) {
-    o << "#### Local-feature search (synthetic banks of real descriptors; one thread; extraction not included)\n\n"
-      << "| entries | index | build s | memory B/entry | stored B/entry | edited copy p50 ms | p99 ms | unrelated p50 ms | p99 ms | copies found | false matches | samples |\n"
+    o << "#### Local-feature search (synthetic banks of real descriptors; one thread; extraction "
+         "not included)\n\n"
+      << "| entries | index | build s | memory B/entry | stored B/entry | edited copy p50 ms | p99 "
+         "ms | unrelated p50 ms | p99 ms | copies found | false matches | samples |\n"
       << "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
     for (const auto& t : r.local) {
       o << "| " << human_count(t.size) << " | ";
@@ -485,10 +541,11 @@ std::string speed_markdown(const SpeedReport& r) {
         o << "skipped: " << t.skipped << " |||||||||||\n";
         continue;
       }
-      o << t.index_type << " | " << num(t.build_s, 2) << " | " << num(t.memory_bytes_per_entry, 0) << " | "
-        << num(t.blob_bytes_per_entry, 0) << " | " << num(t.copy_p50_ms, 1) << " | " << num(t.copy_p99_ms, 1) << " | "
-        << num(t.unrelated_p50_ms, 1) << " | " << num(t.unrelated_p99_ms, 1) << " | " << t.planted_found << " / "
-        << t.planted << " | " << t.false_matches << " / " << t.unrelated << " | " << t.samples << " |\n";
+      o << t.index_type << " | " << num(t.build_s, 2) << " | " << num(t.memory_bytes_per_entry, 0)
+        << " | " << num(t.blob_bytes_per_entry, 0) << " | " << num(t.copy_p50_ms, 1) << " | "
+        << num(t.copy_p99_ms, 1) << " | " << num(t.unrelated_p50_ms, 1) << " | "
+        << num(t.unrelated_p99_ms, 1) << " | " << t.planted_found << " / " << t.planted << " | "
+        << t.false_matches << " / " << t.unrelated << " | " << t.samples << " |\n";
     }
     if (!r.local.empty() && r.local.front().extract_ms > 0)
       o << "\nThe query's own ORB extraction (photo and mirror, 1024 keypoints each) adds "

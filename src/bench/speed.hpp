@@ -8,10 +8,9 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 namespace hashwall {
 class Embedder;
@@ -28,7 +27,7 @@ struct SpeedOptions {
   std::vector<HashSet> hash_sets;
   std::vector<std::int64_t> sizes = {10'000, 100'000, 1'000'000};
   std::vector<std::string> index_types = {"flat", "multihash", "compact"};
-  int queries = 500;   // latency samples per (size, index type), fewer if time runs out
+  int queries = 500;  // latency samples per (size, index type), fewer if time runs out
   double max_seconds_per_case = 15;
   int batch = 100;     // queries per batched call
   int planted = 100;   // near-duplicates planted in every synthetic bank and searched for
@@ -41,7 +40,7 @@ struct SpeedOptions {
   // against synthetic banks of these sizes (built from the corpus's own descriptors).
   const Embedder* embedder = nullptr;  // null: no embedding timings
   std::vector<std::int64_t> local_sizes = {1'000, 10'000, 100'000};
-  int signal_photos = 100;  // photos per corpus set timed for the signals
+  int signal_photos = 100;                           // photos per corpus set timed for the signals
   std::function<void(const std::string&)> progress;  // what runs now
   const std::atomic<bool>* stop = nullptr;
 };
@@ -49,11 +48,11 @@ struct SpeedOptions {
 struct HashTiming {
   std::string label, mode;  // mode: "fast" (what index/query do) or "exact" (reference)
   int files = 0;
-  double megapixels = 0;       // mean, full resolution
-  double floor_ms = 0;         // cv::imdecode alone, with the flags the mode uses
-  double decode_ms = 0;        // decode_image: probe + SHA-256 + decode (+ orientation)
-  double total_ms = 0;         // decode_image + fingerprint (PDQ with its 8 variants)
-  double images_per_s_1 = 0;   // one thread: 1000 / total_ms
+  double megapixels = 0;        // mean, full resolution
+  double floor_ms = 0;          // cv::imdecode alone, with the flags the mode uses
+  double decode_ms = 0;         // decode_image: probe + SHA-256 + decode (+ orientation)
+  double total_ms = 0;          // decode_image + fingerprint (PDQ with its 8 variants)
+  double images_per_s_1 = 0;    // one thread: 1000 / total_ms
   double images_per_s_all = 0;  // `threads` threads
   int threads = 1;
 };
@@ -90,10 +89,10 @@ struct BankTiming {
 struct SignalCost {
   std::string label;
   int files = 0;
-  double local_entry_ms = 0;  // ORB for a bank entry (256 keypoints)
-  double local_query_ms = 0;  // ORB for a query: the photo and its mirror (1024 each)
-  double embed_ms = 0;        // the embedding network, preprocessing included (0: no model)
-  double local_keypoints = 0; // mean keypoints per entry
+  double local_entry_ms = 0;   // ORB for a bank entry (256 keypoints)
+  double local_query_ms = 0;   // ORB for a query: the photo and its mirror (1024 each)
+  double embed_ms = 0;         // the embedding network, preprocessing included (0: no model)
+  double local_keypoints = 0;  // mean keypoints per entry
 };
 
 // A query against a synthetic bank of `size` entries: local-feature retrieval (FAISS
@@ -102,9 +101,9 @@ struct LocalTiming {
   std::int64_t size = 0;
   std::string index_type;
   std::string skipped;
-  double build_s = 0;                // FAISS index over all descriptors
-  double memory_bytes_per_entry = 0; // LocalIndex::memory_bytes()
-  double blob_bytes_per_entry = 0;   // what the bank stores (keypoints + descriptors)
+  double build_s = 0;                 // FAISS index over all descriptors
+  double memory_bytes_per_entry = 0;  // LocalIndex::memory_bytes()
+  double blob_bytes_per_entry = 0;    // what the bank stores (keypoints + descriptors)
   int samples = 0;
   double copy_p50_ms = 0, copy_p99_ms = 0;            // edited copies of planted photos
   double unrelated_p50_ms = 0, unrelated_p99_ms = 0;  // unrelated photos (mirror tried too)

@@ -14,12 +14,11 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <random>
 #include <cstring>
-
 #include <opencv2/core/utility.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
+#include <random>
 
 #include "bench/speed.hpp"
 #include "bench/timing.hpp"
@@ -47,8 +46,8 @@ cv::Mat edited_copy(const cv::Mat& photo) {
   const cv::Mat crop = photo(cv::Rect((photo.cols - w) / 2, (photo.rows - h) / 2, w, h));
   cv::Mat out(h + h / 4, w, photo.type(), cv::Scalar::all(255));
   crop.copyTo(out(cv::Rect(0, h / 4, w, h)));
-  cv::putText(out, "SEEN THIS?", cv::Point(w / 20, h / 6), cv::FONT_HERSHEY_DUPLEX, std::max(0.5, w / 600.0),
-              cv::Scalar::all(0), 2);
+  cv::putText(out, "SEEN THIS?", cv::Point(w / 20, h / 6), cv::FONT_HERSHEY_DUPLEX,
+              std::max(0.5, w / 600.0), cv::Scalar::all(0), 2);
   std::vector<std::uint8_t> jpg;
   cv::imencode(".jpg", out, jpg, {cv::IMWRITE_JPEG_QUALITY, 80});
   return cv::imdecode(jpg, cv::IMREAD_UNCHANGED);
@@ -66,7 +65,8 @@ Query query_of(const cv::Mat& pixels, const LocalParams& p) {
 
 // As the Matcher does: candidates of the query as given, verified; the mirror image only
 // when nothing matched. Returns the matched entry ids.
-std::vector<std::int64_t> local_search(const LocalIndex& idx, const Query& q, const LocalVerifyParams& vp) {
+std::vector<std::int64_t> local_search(const LocalIndex& idx, const Query& q,
+                                       const LocalVerifyParams& vp) {
   std::vector<std::int64_t> matched;
   for (const LocalFeatures* side : {&q.local, &q.mirror}) {
     for (const LocalCandidate& c : idx.candidates(*side)) {
@@ -78,7 +78,9 @@ std::vector<std::int64_t> local_search(const LocalIndex& idx, const Query& q, co
   return matched;
 }
 
-std::size_t encoded_bytes(const LocalFeatures& f) { return encode_points(f).size() + f.size() * kOrbBytes; }
+std::size_t encoded_bytes(const LocalFeatures& f) {
+  return encode_points(f).size() + f.size() * kOrbBytes;
+}
 
 }  // namespace
 
@@ -129,8 +131,10 @@ void time_signals(const SpeedOptions& o, SpeedReport& rep) {
   std::sort(all.begin(), all.end());
   all.erase(std::unique(all.begin(), all.end()), all.end());
   if (all.size() < 40) {
-    rep.notes.push_back("local-feature search not timed: it needs at least 40 corpus photos (planted, unrelated, "
-                        "descriptor pool); " + std::to_string(all.size()) + " given");
+    rep.notes.push_back(
+        "local-feature search not timed: it needs at least 40 corpus photos (planted, unrelated, "
+        "descriptor pool); " +
+        std::to_string(all.size()) + " given");
     return;
   }
   // Seeded split: planted, unrelated, pool.
@@ -164,7 +168,8 @@ void time_signals(const SpeedOptions& o, SpeedReport& rep) {
       unrelated.push_back(query_of(px, lp));
     } else {
       const LocalFeatures f = extract_local(px, lp.entry_keypoints, lp.entry_side);
-      if (f.size() > 0) pool.insert(pool.end(), f.descriptors.data, f.descriptors.data + f.size() * kOrbBytes);
+      if (f.size() > 0)
+        pool.insert(pool.end(), f.descriptors.data, f.descriptors.data + f.size() * kOrbBytes);
     }
   }
   const std::size_t pool_rows = pool.size() / kOrbBytes;
@@ -193,7 +198,8 @@ void time_signals(const SpeedOptions& o, SpeedReport& rep) {
     if (o.progress) o.progress("local-feature index of " + std::to_string(size) + " entries");
     LocalIndex idx;
     // Planted photos get ids 1..P; fillers follow.
-    for (std::size_t k = 0; k < planted.size(); ++k) idx.add(static_cast<std::int64_t>(k + 1), planted[k]);
+    for (std::size_t k = 0; k < planted.size(); ++k)
+      idx.add(static_cast<std::int64_t>(k + 1), planted[k]);
     std::mt19937_64 frng(o.seed * 7 + static_cast<std::uint64_t>(size));
     std::uniform_real_distribution<float> unit(0.f, 1.f);
     for (std::int64_t id = static_cast<std::int64_t>(planted.size()) + 1; id <= size; ++id) {
@@ -235,7 +241,8 @@ void time_signals(const SpeedOptions& o, SpeedReport& rep) {
         const auto m = local_search(idx, copies[k], vp);
         copy_ms.push_back(ms_since(t0));
         ++t.planted;
-        if (std::find(m.begin(), m.end(), static_cast<std::int64_t>(k + 1)) != m.end()) ++t.planted_found;
+        if (std::find(m.begin(), m.end(), static_cast<std::int64_t>(k + 1)) != m.end())
+          ++t.planted_found;
       }
       if (k < unrelated.size()) {
         auto t0 = Clock::now();

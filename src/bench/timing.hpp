@@ -8,9 +8,8 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
-#include <vector>
-
 #include <opencv2/core/utility.hpp>
+#include <vector>
 
 #include "core/error.hpp"
 

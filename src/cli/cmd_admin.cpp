@@ -26,21 +26,23 @@ struct AdminArgs {
 
 int run_init(const AdminArgs& a) {
   if (fs::exists(a.bank))
-    throw Error(ErrorKind::Usage, a.bank, "already exists; its settings are fixed when it is created");
-  const auto bank =
-      Bank::open(a.bank, OpenMode::Create, new_bank_config(a.config, a.signals, a.model, a.min_inliers));
+    throw Error(ErrorKind::Usage, a.bank,
+                "already exists; its settings are fixed when it is created");
+  const auto bank = Bank::open(a.bank, OpenMode::Create,
+                               new_bank_config(a.config, a.signals, a.model, a.min_inliers));
   const BankConfig& c = bank->config();
   std::string sig;
   for (const auto& s : c.signals) sig += (sig.empty() ? "" : ",") + s;
-  std::fprintf(stderr, "created bank %s: signals %s, PDQ threshold %d, min quality %d, index %s\n", a.bank.c_str(),
-               sig.c_str(), c.pdq_threshold, c.min_quality, c.index_type.c_str());
+  std::fprintf(stderr, "created bank %s: signals %s, PDQ threshold %d, min quality %d, index %s\n",
+               a.bank.c_str(), sig.c_str(), c.pdq_threshold, c.min_quality, c.index_type.c_str());
   return kExitOk;
 }
 
 // The local index holds each descriptor twice (its rows for verification, FAISS's copy),
 // a row -> entry map and the keypoint coordinates (src/local/local_index.cpp).
 std::uintmax_t local_memory_estimate(const BankStats& s) {
-  return static_cast<std::uintmax_t>(s.local_keypoints) * (2 * kOrbBytes + sizeof(std::int64_t) + 2 * sizeof(float)) +
+  return static_cast<std::uintmax_t>(s.local_keypoints) *
+             (2 * kOrbBytes + sizeof(std::int64_t) + 2 * sizeof(float)) +
          static_cast<std::uintmax_t>(s.local_entries) * 96;
 }
 
@@ -59,20 +61,29 @@ int run_stats(const AdminArgs& a) {
     j["low_quality"] = s.low_quality;
     j["signals"] = s.signals;
     if (c.has("local")) {
-      j["local"] = {{"entries", s.local_entries},
-                    {"keypoints", s.local_keypoints},
-                    {"min_inliers", c.local_min_inliers},
-                    {"db_bytes", s.local_db_bytes},
-                    {"db_bytes_per_entry", s.local_entries ? static_cast<double>(s.local_db_bytes) / static_cast<double>(s.local_entries) : 0.0},
-                    {"memory_bytes_estimate", local_memory_estimate(s)},
-                    {"memory_bytes_per_entry", s.local_entries ? static_cast<double>(local_memory_estimate(s)) / static_cast<double>(s.local_entries) : 0.0}};
+      j["local"] = {
+          {"entries", s.local_entries},
+          {"keypoints", s.local_keypoints},
+          {"min_inliers", c.local_min_inliers},
+          {"db_bytes", s.local_db_bytes},
+          {"db_bytes_per_entry", s.local_entries ? static_cast<double>(s.local_db_bytes) /
+                                                       static_cast<double>(s.local_entries)
+                                                 : 0.0},
+          {"memory_bytes_estimate", local_memory_estimate(s)},
+          {"memory_bytes_per_entry", s.local_entries
+                                         ? static_cast<double>(local_memory_estimate(s)) /
+                                               static_cast<double>(s.local_entries)
+                                         : 0.0}};
     }
     if (c.has("embed")) {
-      j["embed"] = {{"entries", s.embed_entries},
-                    {"model", c.embed_model},
-                    {"threshold", c.embed_threshold},
-                    {"db_bytes", s.embed_db_bytes},
-                    {"db_bytes_per_entry", s.embed_entries ? static_cast<double>(s.embed_db_bytes) / static_cast<double>(s.embed_entries) : 0.0}};
+      j["embed"] = {
+          {"entries", s.embed_entries},
+          {"model", c.embed_model},
+          {"threshold", c.embed_threshold},
+          {"db_bytes", s.embed_db_bytes},
+          {"db_bytes_per_entry", s.embed_entries ? static_cast<double>(s.embed_db_bytes) /
+                                                       static_cast<double>(s.embed_entries)
+                                                 : 0.0}};
     }
     j["pdq_threshold"] = c.pdq_threshold;
     j["min_quality"] = c.min_quality;
@@ -82,33 +93,43 @@ int run_stats(const AdminArgs& a) {
     j["db_bytes"] = s.db_bytes;
     j["index_cache_bytes"] = s.index_cache_bytes;
     j["index_memory_bytes"] = s.index_memory_bytes;
-    j["bytes_per_entry"] = s.entries ? static_cast<double>(s.db_bytes) / static_cast<double>(s.entries) : 0.0;
+    j["bytes_per_entry"] =
+        s.entries ? static_cast<double>(s.db_bytes) / static_cast<double>(s.entries) : 0.0;
     std::cout << dump_json(j, 2) << '\n';
   } else {
     std::cout << "bank            " << a.bank << " (format " << s.format_version << ")\n"
-              << "entries         " << s.entries << " (" << s.indexed << " indexed, " << s.imported << " imported)\n"
+              << "entries         " << s.entries << " (" << s.indexed << " indexed, " << s.imported
+              << " imported)\n"
               << "labels          " << s.labels << "\n"
-              << "low quality     " << s.low_quality << " (below " << c.min_quality << ", never matched by PDQ)\n"
-              << "signals         pdq (threshold " << c.pdq_threshold << ", min quality " << c.min_quality << ")\n";
+              << "low quality     " << s.low_quality << " (below " << c.min_quality
+              << ", never matched by PDQ)\n"
+              << "signals         pdq (threshold " << c.pdq_threshold << ", min quality "
+              << c.min_quality << ")\n";
     if (c.has("local")) {
       std::cout << "                local: " << s.local_entries << " entries, " << s.local_keypoints
                 << " keypoints, match at >= " << c.local_min_inliers << " inliers; "
-                << (s.local_entries ? s.local_db_bytes / static_cast<std::uintmax_t>(s.local_entries) : 0)
+                << (s.local_entries
+                        ? s.local_db_bytes / static_cast<std::uintmax_t>(s.local_entries)
+                        : 0)
                 << " bytes/entry on disk, ~"
-                << (s.local_entries ? local_memory_estimate(s) / static_cast<std::uintmax_t>(s.local_entries) : 0)
+                << (s.local_entries
+                        ? local_memory_estimate(s) / static_cast<std::uintmax_t>(s.local_entries)
+                        : 0)
                 << " bytes/entry in memory when loaded\n";
     }
     if (c.has("embed")) {
-      std::cout << "                embed: " << s.embed_entries << " entries, model " << c.embed_model
-                << ", match at similarity >= " << c.embed_threshold << "; "
-                << (s.embed_entries ? s.embed_db_bytes / static_cast<std::uintmax_t>(s.embed_entries) : 0)
+      std::cout << "                embed: " << s.embed_entries << " entries, model "
+                << c.embed_model << ", match at similarity >= " << c.embed_threshold << "; "
+                << (s.embed_entries
+                        ? s.embed_db_bytes / static_cast<std::uintmax_t>(s.embed_entries)
+                        : 0)
                 << " bytes/entry on disk\n";
     }
-    std::cout
-              << "index           " << s.index_type << " (config: " << c.index_type << "), "
+    std::cout << "index           " << s.index_type << " (config: " << c.index_type << "), "
               << s.index_memory_bytes / 1024 << " KiB in memory\n"
               << "on disk         " << s.db_bytes << " bytes SQLite";
-    if (s.entries) std::cout << " (" << s.db_bytes / static_cast<std::uintmax_t>(s.entries) << " bytes/entry)";
+    if (s.entries)
+      std::cout << " (" << s.db_bytes / static_cast<std::uintmax_t>(s.entries) << " bytes/entry)";
     std::cout << ", " << s.index_cache_bytes << " bytes index cache\n";
   }
   return kExitOk;
@@ -124,9 +145,11 @@ int run_remove(const AdminArgs& a) {
   for (const auto& s : a.sha256s) removed += bank->remove_sha256(s);
   bank->flush_index();
   if (a.json_out)
-    std::cout << dump_json(json{{"removed", removed}, {"bank_entries", bank->stats().entries}}, 2) << '\n';
+    std::cout << dump_json(json{{"removed", removed}, {"bank_entries", bank->stats().entries}}, 2)
+              << '\n';
   else
-    std::fprintf(stderr, "removed %lld entr%s\n", static_cast<long long>(removed), removed == 1 ? "y" : "ies");
+    std::fprintf(stderr, "removed %lld entr%s\n", static_cast<long long>(removed),
+                 removed == 1 ? "y" : "ies");
   return kExitOk;
 }
 
@@ -138,7 +161,8 @@ int run_reindex(const AdminArgs& a) {
   bank->flush_index();
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const BankStats s = bank->stats();
-  const double per = s.entries ? static_cast<double>(s.index_memory_bytes) / static_cast<double>(s.entries) : 0.0;
+  const double per =
+      s.entries ? static_cast<double>(s.index_memory_bytes) / static_cast<double>(s.entries) : 0.0;
   if (a.json_out) {
     std::cout << dump_json(json{{"bank", a.bank},
                                 {"index_config", bank->config().index_type},
@@ -153,9 +177,11 @@ int run_reindex(const AdminArgs& a) {
                            2)
               << '\n';
   } else {
-    std::fprintf(stderr, "%s: PDQ index %s (config %s; was %s, config %s), %lld entries, built in %.2f s, %.1f bytes/entry in memory\n",
-                 a.bank.c_str(), s.index_type.c_str(), bank->config().index_type.c_str(), was.c_str(), was_config.c_str(),
-                 static_cast<long long>(s.entries), secs, per);
+    std::fprintf(stderr,
+                 "%s: PDQ index %s (config %s; was %s, config %s), %lld entries, built in %.2f s, "
+                 "%.1f bytes/entry in memory\n",
+                 a.bank.c_str(), s.index_type.c_str(), bank->config().index_type.c_str(),
+                 was.c_str(), was_config.c_str(), static_cast<long long>(s.entries), secs, per);
   }
   return kExitOk;
 }
@@ -164,10 +190,12 @@ int run_check(const AdminArgs& a) {
   const auto bank = Bank::open(a.bank, OpenMode::ReadOnly);
   const CheckReport r = bank->check();
   if (a.json_out) {
-    std::cout << dump_json(json{{"bank", a.bank}, {"ok", r.ok}, {"problems", r.problems}}, 2) << '\n';
+    std::cout << dump_json(json{{"bank", a.bank}, {"ok", r.ok}, {"problems", r.problems}}, 2)
+              << '\n';
   } else {
     for (const auto& p : r.problems) std::cout << "problem: " << p << '\n';
-    std::cout << a.bank << ": " << (r.ok ? "ok" : "DAMAGED") << " (" << bank->stats().entries << " entries)\n";
+    std::cout << a.bank << ": " << (r.ok ? "ok" : "DAMAGED") << " (" << bank->stats().entries
+              << " entries)\n";
   }
   return r.ok ? kExitOk : kExitError;
 }
@@ -178,11 +206,15 @@ void register_admin(CLI::App& app, int& exit_code) {
   {
     auto a = std::make_shared<AdminArgs>();
     auto* cmd = app.add_subcommand("init", "Create an empty bank with chosen settings");
-    cmd->add_option("-b,--bank", a->bank, "Bank file to create")->required()->envname("HASHWALL_BANK");
-    cmd->add_option("--pdq-threshold", a->config.pdq_threshold, "PDQ match distance recorded in the bank")
+    cmd->add_option("-b,--bank", a->bank, "Bank file to create")
+        ->required()
+        ->envname("HASHWALL_BANK");
+    cmd->add_option("--pdq-threshold", a->config.pdq_threshold,
+                    "PDQ match distance recorded in the bank")
         ->capture_default_str()
         ->check(CLI::Range(0, 256));
-    cmd->add_option("--min-quality", a->config.min_quality, "Minimum PDQ quality for a match, on both sides")
+    cmd->add_option("--min-quality", a->config.min_quality,
+                    "Minimum PDQ quality for a match, on both sides")
         ->capture_default_str()
         ->check(CLI::Range(0, 100));
     cmd->add_option("--index", a->config.index_type,
@@ -192,11 +224,17 @@ void register_admin(CLI::App& app, int& exit_code) {
                     "entries, multihash from there)")
         ->capture_default_str()
         ->check(CLI::IsMember({"auto", "flat", "multihash", "compact"}));
-    cmd->add_option("--multihash-from", a->config.multihash_min_entries, "With --index auto: entries from which multihash is used")
+    cmd->add_option("--multihash-from", a->config.multihash_min_entries,
+                    "With --index auto: entries from which multihash is used")
         ->capture_default_str();
-    cmd->add_option("--signals", a->signals, std::string("Signals the bank's entries carry (default: ") + kDefaultSignals + ")");
-    cmd->add_option("--model", a->model, "Embedding model (default: the shipped models/hashwall-embed-v1.onnx)");
-    cmd->add_option("--min-inliers", a->min_inliers, "Geometric inliers a local-feature match needs (default " + std::to_string(kLocalMinInliers) + ")")
+    cmd->add_option(
+        "--signals", a->signals,
+        std::string("Signals the bank's entries carry (default: ") + kDefaultSignals + ")");
+    cmd->add_option("--model", a->model,
+                    "Embedding model (default: the shipped models/hashwall-embed-v1.onnx)");
+    cmd->add_option("--min-inliers", a->min_inliers,
+                    "Geometric inliers a local-feature match needs (default " +
+                        std::to_string(kLocalMinInliers) + ")")
         ->check(CLI::Range(3, 100000));
     cmd->footer(
         "A bank records the settings that built it, so it is never queried with other ones by\n"
@@ -220,23 +258,28 @@ void register_admin(CLI::App& app, int& exit_code) {
     cmd->add_option("-b,--bank", a->bank, "Bank file")->required()->envname("HASHWALL_BANK");
     cmd->add_option("--id", a->ids, "Entry id (repeatable)");
     cmd->add_option("--label", a->labels, "Every entry with this label (repeatable)");
-    cmd->add_option("--sha256", a->sha256s, "The entry indexed from the file with this SHA-256 (repeatable)");
+    cmd->add_option("--sha256", a->sha256s,
+                    "The entry indexed from the file with this SHA-256 (repeatable)");
     cmd->add_flag("--json", a->json_out, "Print the result as JSON");
     cmd->footer(
         "Examples:\n  hashwall remove --bank cases.db --id 12 --id 13\n"
-        "  hashwall remove --bank cases.db --label case-17\n\nExit codes: 0 done (even if nothing matched), 2 error.");
+        "  hashwall remove --bank cases.db --label case-17\n\nExit codes: 0 done (even if nothing "
+        "matched), 2 error.");
     cmd->callback([a, &exit_code] { exit_code = run_remove(*a); });
   }
   {
     auto a = std::make_shared<AdminArgs>();
-    auto* cmd = app.add_subcommand("reindex", "Change a bank's PDQ search index type and rebuild it (records untouched)");
+    auto* cmd = app.add_subcommand(
+        "reindex", "Change a bank's PDQ search index type and rebuild it (records untouched)");
     cmd->add_option("-b,--bank", a->bank, "Bank file")->required()->envname("HASHWALL_BANK");
-    cmd->add_option("--index", a->config.index_type,
-                    "flat, multihash, compact or auto (see 'hashwall init --help' for what each costs)")
+    cmd->add_option(
+           "--index", a->config.index_type,
+           "flat, multihash, compact or auto (see 'hashwall init --help' for what each costs)")
         ->required()
         ->check(CLI::IsMember({"auto", "flat", "multihash", "compact"}));
-    cmd->add_option("--multihash-from", a->multihash_from,
-                    "With --index auto: entries from which multihash is used (default: keep the bank's)")
+    cmd->add_option(
+           "--multihash-from", a->multihash_from,
+           "With --index auto: entries from which multihash is used (default: keep the bank's)")
         ->check(CLI::NonNegativeNumber);
     cmd->add_flag("--json", a->json_out, "Print the result as JSON");
     cmd->footer(
@@ -244,16 +287,21 @@ void register_admin(CLI::App& app, int& exit_code) {
         "time and memory, never what it finds (every type is exact). The choice is recorded in\n"
         "the bank, and the index cache next to it is rewritten. Open connections (a running\n"
         "'serve') keep their index until they reopen the bank.\n\n"
-        "Example:\n  hashwall reindex --bank big.db --index compact   # ~62 instead of ~100 bytes/entry\n\n"
+        "Example:\n  hashwall reindex --bank big.db --index compact   # ~62 instead of ~100 "
+        "bytes/entry\n\n"
         "Exit codes: 0 done, 2 error (e.g. the bank is missing or read-only).");
     cmd->callback([a, &exit_code] { exit_code = run_reindex(*a); });
   }
   {
     auto a = std::make_shared<AdminArgs>();
-    auto* cmd = app.add_subcommand("check", "Verify a bank's integrity (SQLite, every signal's records, the search index and its caches)");
+    auto* cmd = app.add_subcommand("check",
+                                   "Verify a bank's integrity (SQLite, every signal's records, the "
+                                   "search index and its caches)");
     cmd->add_option("-b,--bank", a->bank, "Bank file")->required()->envname("HASHWALL_BANK");
     cmd->add_flag("--json", a->json_out, "Print the result as JSON");
-    cmd->footer("Example:\n  hashwall check --bank cases.db\n\nExit codes: 0 consistent, 2 damaged or unreadable.");
+    cmd->footer(
+        "Example:\n  hashwall check --bank cases.db\n\nExit codes: 0 consistent, 2 damaged or "
+        "unreadable.");
     cmd->callback([a, &exit_code] { exit_code = run_check(*a); });
   }
 }

@@ -6,17 +6,16 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <opencv2/imgproc.hpp>
 #include <thread>
 
 #include "bench/edits.hpp"
 #include "bench/robustness.hpp"
-#include "cli/signals.hpp"
 #include "bench/speed.hpp"
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
+#include "cli/signals.hpp"
 #include "core/error.hpp"
-
-#include <opencv2/imgproc.hpp>
 
 namespace hashwall::cli {
 
@@ -27,7 +26,8 @@ class WorkDir {
  public:
   WorkDir() {
     std::string tmpl = (fs::temp_directory_path() / "hashwall-bench-XXXXXX").string();
-    if (!::mkdtemp(tmpl.data())) throw Error(ErrorKind::Io, tmpl, "cannot create a temporary folder");
+    if (!::mkdtemp(tmpl.data()))
+      throw Error(ErrorKind::Io, tmpl, "cannot create a temporary folder");
     path_ = tmpl;
   }
   ~WorkDir() {
@@ -154,7 +154,8 @@ int run_robustness_cmd(const RobustArgs& a) {
     const fs::path dir = prepare_out(a.examples);
     for (const auto& e : bench::edit_registry()) {
       const auto bytes = bench::encode_upload(bench::apply_edit(src, e, a.seed, others), e);
-      write_text(dir / (e.family + "--" + e.name + ".jpg"), std::string(bytes.begin(), bytes.end()));
+      write_text(dir / (e.family + "--" + e.name + ".jpg"),
+                 std::string(bytes.begin(), bytes.end()));
     }
     std::fprintf(stderr, "wrote %zu edits of %s into %s\n", bench::edit_registry().size(),
                  files.front().string().c_str(), a.examples.c_str());
@@ -194,7 +195,8 @@ int run_robustness_cmd(const RobustArgs& a) {
 
   std::string md = "### Robustness\n\nMachine: " + machine_line() + ". Corpus:";
   for (const auto& c : a.corpus) md += " `" + c + "`";
-  md += " (" + std::to_string(o.files.size()) + " image files).\n\n" + bench::robustness_markdown(rep);
+  md += " (" + std::to_string(o.files.size()) + " image files).\n\n" +
+        bench::robustness_markdown(rep);
   json j = bench::robustness_json(rep);
   j["machine"] = machine_line();
   j["corpus"] = a.corpus;
@@ -243,21 +245,26 @@ json index_run(const std::string& corpus, const fs::path& work, int jobs) {
   const fs::path self = fs::read_symlink("/proc/self/exe", ec);
   if (ec) throw Error(ErrorKind::Io, "/proc/self/exe", "cannot find the hashwall binary");
   const fs::path bank = work / "bench-index.db";
-  const std::string cmd = shell_quote(self.string()) + " index " + shell_quote(corpus) + " --bank " +
-                          shell_quote(bank.string()) + " --json -q -j " + std::to_string(jobs) + " 2>/dev/null";
+  const std::string cmd = shell_quote(self.string()) + " index " + shell_quote(corpus) +
+                          " --bank " + shell_quote(bank.string()) + " --json -q -j " +
+                          std::to_string(jobs) + " 2>/dev/null";
   FILE* p = ::popen(cmd.c_str(), "r");
   if (!p) throw Error(ErrorKind::Io, corpus, "cannot run hashwall index");
   std::string out;
   char buf[4096];
   for (std::size_t n; (n = std::fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
   ::pclose(p);
-  for (const auto& f : {bank, pdq_index_path(bank), fs::path(bank.string() + "-wal"), fs::path(bank.string() + "-shm")})
+  for (const auto& f : {bank, pdq_index_path(bank), fs::path(bank.string() + "-wal"),
+                        fs::path(bank.string() + "-shm")})
     fs::remove(f, ec);
   const json r = json::parse(out, nullptr, false);
   if (r.is_discarded() || !r.contains("files_per_second"))
     throw Error(ErrorKind::Io, corpus, "hashwall index gave no summary");
-  return {{"corpus", corpus}, {"files", r["processed"]}, {"seconds", r["seconds"]},
-          {"files_per_second", r["files_per_second"]}, {"threads", jobs}};
+  return {{"corpus", corpus},
+          {"files", r["processed"]},
+          {"seconds", r["seconds"]},
+          {"files_per_second", r["files_per_second"]},
+          {"threads", jobs}};
 }
 
 int run_speed_cmd(const SpeedArgs& a) {
@@ -278,7 +285,8 @@ int run_speed_cmd(const SpeedArgs& a) {
   o.seed = a.seed;
   o.work_dir = work.path();
   o.stop = &stop_requested();
-  o.local_sizes = a.local_sizes == "0" || a.local_sizes.empty() ? std::vector<std::int64_t>{} : parse_sizes(a.local_sizes);
+  o.local_sizes = a.local_sizes == "0" || a.local_sizes.empty() ? std::vector<std::int64_t>{}
+                                                                : parse_sizes(a.local_sizes);
   o.signal_photos = a.signal_photos;
   std::unique_ptr<Embedder> embedder;
   try {
@@ -303,12 +311,14 @@ int run_speed_cmd(const SpeedArgs& a) {
 
   std::string md = "### Speed\n\nMachine: " + machine_line() + ".\n\n" + bench::speed_markdown(rep);
   if (!runs.empty()) {
-    md += "#### `hashwall index`, end to end (new bank, " + std::to_string(o.jobs) + " threads)\n\n"
+    md += "#### `hashwall index`, end to end (new bank, " + std::to_string(o.jobs) +
+          " threads)\n\n"
           "| corpus | files | seconds | files/s |\n|---|---:|---:|---:|\n";
     for (const auto& r : runs) {
       char line[512];
-      std::snprintf(line, sizeof line, "| `%s` | %lld | %.2f | %.1f |\n", r["corpus"].get<std::string>().c_str(),
-                    r["files"].get<long long>(), r["seconds"].get<double>(), r["files_per_second"].get<double>());
+      std::snprintf(line, sizeof line, "| `%s` | %lld | %.2f | %.1f |\n",
+                    r["corpus"].get<std::string>().c_str(), r["files"].get<long long>(),
+                    r["seconds"].get<double>(), r["files_per_second"].get<double>());
       md += line;
     }
   }
@@ -330,7 +340,8 @@ int run_speed_cmd(const SpeedArgs& a) {
 }  // namespace
 
 void register_bench(CLI::App& app, int& exit_code) {
-  auto* bench = app.add_subcommand("bench", "Measure robustness (what is caught) and speed on your photos");
+  auto* bench =
+      app.add_subcommand("bench", "Measure robustness (what is caught) and speed on your photos");
   bench->require_subcommand(1);
   bench->footer(
       "Benchmarks print what they measured and on what; nothing here changes a bank.\n\n"
@@ -340,22 +351,37 @@ void register_bench(CLI::App& app, int& exit_code) {
       "Exit codes: 0 done, 2 error (bad option, unreadable corpus), 130 interrupted.");
 
   auto r = std::make_shared<RobustArgs>();
-  auto* rob = bench->add_subcommand("robustness", "Recall and false matches per edit and per signal");
+  auto* rob =
+      bench->add_subcommand("robustness", "Recall and false matches per edit and per signal");
   rob->add_option("-c,--corpus", r->corpus, "Folder (or file) of photos; repeatable");
-  rob->add_option("--known", r->known, "Photos indexed into the temporary bank")->capture_default_str();
+  rob->add_option("--known", r->known, "Photos indexed into the temporary bank")
+      ->capture_default_str();
   rob->add_option("--distractors", r->distractors, "Unrelated photos (default: all the others)");
-  rob->add_option("--edits", r->edits, "Comma-separated edit names (default: all; see --list-edits)");
-  rob->add_option("--seed", r->seed, "Seed of the split and of the random edits")->capture_default_str();
-  rob->add_option("--max-side", r->max_side, "Edit photos at most this large on the long side (0: full size)")->capture_default_str();
-  rob->add_option("--phash-threshold", r->phash_threshold, "PHash baseline match distance, of 64 bits")->capture_default_str();
-  rob->add_option("--signals", r->signals, "Signals of the benchmark's bank (and so of the combined decision)")->capture_default_str();
+  rob->add_option("--edits", r->edits,
+                  "Comma-separated edit names (default: all; see --list-edits)");
+  rob->add_option("--seed", r->seed, "Seed of the split and of the random edits")
+      ->capture_default_str();
+  rob->add_option("--max-side", r->max_side,
+                  "Edit photos at most this large on the long side (0: full size)")
+      ->capture_default_str();
+  rob->add_option("--phash-threshold", r->phash_threshold,
+                  "PHash baseline match distance, of 64 bits")
+      ->capture_default_str();
+  rob->add_option("--signals", r->signals,
+                  "Signals of the benchmark's bank (and so of the combined decision)")
+      ->capture_default_str();
   rob->add_option("--model", r->model, "Embedding model (default: the shipped one)");
-  rob->add_option("--min-inliers", r->min_inliers, "Local features: geometric inliers for a match")->capture_default_str()->check(CLI::Range(3, 100000));
+  rob->add_option("--min-inliers", r->min_inliers, "Local features: geometric inliers for a match")
+      ->capture_default_str()
+      ->check(CLI::Range(3, 100000));
   rob->add_option("-j,--jobs", r->jobs, "Threads (default: all cores)");
-  rob->add_option("-o,--out", r->out, "Also write robustness.md and robustness.json into this folder");
+  rob->add_option("-o,--out", r->out,
+                  "Also write robustness.md and robustness.json into this folder");
   rob->add_flag("--json", r->json_out, "Print the JSON report on stdout instead of Markdown");
-  rob->add_flag("--list-edits", r->list_edits, "List the edits (family, name, upload JPEG quality) and exit");
-  rob->add_option("--save-examples", r->examples, "Write every edit of the corpus's first photo into this folder and exit");
+  rob->add_flag("--list-edits", r->list_edits,
+                "List the edits (family, name, upload JPEG quality) and exit");
+  rob->add_option("--save-examples", r->examples,
+                  "Write every edit of the corpus's first photo into this folder and exit");
   rob->add_flag("-q,--quiet", r->quiet, "No progress bar");
   rob->footer(
       "Splits the corpus (seeded) into known photos, indexed into a temporary bank, and\n"
@@ -374,28 +400,37 @@ void register_bench(CLI::App& app, int& exit_code) {
 
   auto s = std::make_shared<SpeedArgs>();
   auto* sp = bench->add_subcommand("speed", "Hashing throughput, search latency, memory per entry");
-  sp->add_option("-c,--corpus", s->corpus, "Folder of photos to time hashing on; repeatable (one row each)");
-  sp->add_option("--sizes", s->sizes, "Synthetic PDQ bank sizes (k = 1000, M = 1000000; 0: skip)")->capture_default_str();
+  sp->add_option("-c,--corpus", s->corpus,
+                 "Folder of photos to time hashing on; repeatable (one row each)");
+  sp->add_option("--sizes", s->sizes, "Synthetic PDQ bank sizes (k = 1000, M = 1000000; 0: skip)")
+      ->capture_default_str();
   sp->add_option("--index-types", s->index_types, "Index types to time")->capture_default_str();
-  sp->add_option("--queries", s->queries, "Latency samples per bank size and index")->capture_default_str();
-  sp->add_option("--sqlite-max", s->sqlite_max, "Build real SQLite banks only up to this size")->capture_default_str();
-  sp->add_option("--max-seconds", s->max_seconds, "Stop sampling one case after this long")->capture_default_str();
+  sp->add_option("--queries", s->queries, "Latency samples per bank size and index")
+      ->capture_default_str();
+  sp->add_option("--sqlite-max", s->sqlite_max, "Build real SQLite banks only up to this size")
+      ->capture_default_str();
+  sp->add_option("--max-seconds", s->max_seconds, "Stop sampling one case after this long")
+      ->capture_default_str();
   sp->add_option("-j,--jobs", s->jobs, "Threads for the all-threads numbers (default: all cores)");
   sp->add_option("--seed", s->seed, "Seed of the synthetic hashes")->capture_default_str();
   sp->add_option("-o,--out", s->out, "Also write speed.md and speed.json into this folder");
   sp->add_flag("--json", s->json_out, "Print the JSON report on stdout instead of Markdown");
-  sp->add_flag("--no-index-run", s->no_index_run, "Skip timing `hashwall index` end to end on each corpus");
+  sp->add_flag("--no-index-run", s->no_index_run,
+               "Skip timing `hashwall index` end to end on each corpus");
   sp->add_flag("-q,--quiet", s->quiet, "No progress line");
-  sp->add_option("--local-sizes", s->local_sizes, "Bank sizes for the local-feature search (0: skip)")
+  sp->add_option("--local-sizes", s->local_sizes,
+                 "Bank sizes for the local-feature search (0: skip)")
       ->capture_default_str();
-  sp->add_option("--signal-photos", s->signal_photos, "Photos per corpus timed for ORB and the embedding")
+  sp->add_option("--signal-photos", s->signal_photos,
+                 "Photos per corpus timed for ORB and the embedding")
       ->capture_default_str();
   sp->add_option("--model", s->model, "Embedding model to time (default: the shipped one)");
   sp->footer(
       "Hashing: each corpus folder's files are read into memory, then timed one by one on one\n"
       "thread (decoder alone, decode_image, decode + PDQ; fast and exact modes), and on all\n"
       "threads. Search: random PDQ hashes plus planted near-duplicates (which must be found)\n"
-      "for each size and index type, in memory; SQLite banks up to --sqlite-max entries for import\n"
+      "for each size and index type, in memory; SQLite banks up to --sqlite-max entries for "
+      "import\n"
       "rate, open time and on-disk size. Sizes that would not fit in half the free memory are\n"
       "skipped and said so. Signals: ORB extraction and the embedding network per photo\n"
       "(--signal-photos of each corpus), and local-feature queries against banks of\n"

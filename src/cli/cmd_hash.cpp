@@ -86,7 +86,8 @@ int run_hash(const HashArgs& a) {
 void register_hash(CLI::App& app, int& exit_code) {
   auto args = std::make_shared<HashArgs>();
   auto* cmd = app.add_subcommand("hash", "Print the PDQ hash and quality of image files");
-  cmd->add_option("files", args->files, "Image files or directories (walked recursively)")->required();
+  cmd->add_option("files", args->files, "Image files or directories (walked recursively)")
+      ->required();
   cmd->add_flag("--dihedral", args->dihedral,
                 "Print the 8 rotation/flip variants (original, rotate-90, rotate-180, rotate-270, "
                 "flip-x, flip-y, flip-plus1, flip-minus1), then quality and file name");
@@ -96,19 +97,23 @@ void register_hash(CLI::App& app, int& exit_code) {
                 "(within a few bits of the reference; see docs/PDQ.md)");
   cmd->add_flag("--no-exif-orientation", args->no_exif,
                 "Hash the pixels as stored, ignoring the EXIF orientation tag");
-  cmd->add_flag("--all-files", args->all_files, "In directories, try every file, not only image extensions");
+  cmd->add_flag("--all-files", args->all_files,
+                "In directories, try every file, not only image extensions");
   cmd->add_option("--max-pixels", args->max_pixels, "Refuse images with more pixels than this")
       ->capture_default_str();
   cmd->add_option("-j,--jobs", args->jobs, "Worker threads (default: all cores)");
-  cmd->footer(std::string("Print the PDQ hash and quality of image files as `hash,quality,filename` lines,\n"
-      "the format of Meta's pdq-photo-hasher (a drop-in replacement: the default exact\n"
-      "mode reproduces its output bit for bit). Quality runs from 0 to 100; hashes of\n"
-      "images below 50 are not trusted for matching.") +
-              "\n\n" + std::string("Examples:\n"
-                          "  hashwall hash photo.jpg\n"
-                          "  hashwall hash --dihedral photo.jpg\n"
-                          "  hashwall hash --json photos/ > hashes.json\n\n") +
-              "Exit codes: 0 all files hashed, 2 some file could not be hashed, 130 interrupted.");
+  cmd->footer(
+      std::string(
+          "Print the PDQ hash and quality of image files as `hash,quality,filename` lines,\n"
+          "the format of Meta's pdq-photo-hasher (a drop-in replacement: the default exact\n"
+          "mode reproduces its output bit for bit). Quality runs from 0 to 100; hashes of\n"
+          "images below 50 are not trusted for matching.") +
+      "\n\n" +
+      std::string("Examples:\n"
+                  "  hashwall hash photo.jpg\n"
+                  "  hashwall hash --dihedral photo.jpg\n"
+                  "  hashwall hash --json photos/ > hashes.json\n\n") +
+      "Exit codes: 0 all files hashed, 2 some file could not be hashed, 130 interrupted.");
   cmd->callback([args, &exit_code] { exit_code = run_hash(*args); });
 }
 

@@ -7,8 +7,8 @@
 
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
-#include "core/error.hpp"
 #include "cli/signals.hpp"
+#include "core/error.hpp"
 #include "match/fingerprint.hpp"
 
 namespace hashwall::cli {
@@ -49,11 +49,13 @@ int run_index(const IndexArgs& a) {
     if (!a.signals.empty() && parse_signals(a.signals) != bank->config().signals) {
       std::string have;
       for (const auto& h : bank->config().signals) have += (have.empty() ? "" : ",") + h;
-      throw Error(ErrorKind::Usage, a.bank,
-                  "the bank was built with --signals " + have + "; its entries all carry the same signals");
+      throw Error(
+          ErrorKind::Usage, a.bank,
+          "the bank was built with --signals " + have + "; its entries all carry the same signals");
     }
   } else {
-    bank = Bank::open(a.bank, OpenMode::Create, new_bank_config({}, a.signals, a.model, a.min_inliers));
+    bank = Bank::open(a.bank, OpenMode::Create,
+                      new_bank_config({}, a.signals, a.model, a.min_inliers));
   }
   const SignalSetup sig = signal_setup(*bank, {}, a.model, false);
   // Written only after a batch is committed, and flushed, so every SHA-256 in it is in
@@ -61,7 +63,8 @@ int run_index(const IndexArgs& a) {
   std::unique_ptr<std::FILE, int (*)(std::FILE*)> commit_log(nullptr, std::fclose);
   if (!a.commit_log.empty()) {
     commit_log.reset(std::fopen(a.commit_log.c_str(), "a"));
-    if (!commit_log) throw Error(ErrorKind::Io, a.commit_log, std::string("cannot open: ") + std::strerror(errno));
+    if (!commit_log)
+      throw Error(ErrorKind::Io, a.commit_log, std::string("cannot open: ") + std::strerror(errno));
   }
   LoadOptions opt = load_options(false, a.no_exif, a.max_pixels);
   sig.apply(opt);
@@ -125,9 +128,11 @@ int run_index(const IndexArgs& a) {
           errors.push_back(it.error);
         }
         it = Item{};
-        if (static_cast<int>(pending.size()) >= a.batch || clock::now() - last_commit > std::chrono::seconds(2))
+        if (static_cast<int>(pending.size()) >= a.batch ||
+            clock::now() - last_commit > std::chrono::seconds(2))
           commit();
-        progress.update(done, std::to_string(added + static_cast<std::int64_t>(pending.size())) + " new");
+        progress.update(done,
+                        std::to_string(added + static_cast<std::int64_t>(pending.size())) + " new");
       },
       &stop_requested());
   commit();
@@ -152,13 +157,14 @@ int run_index(const IndexArgs& a) {
     j["interrupted"] = interrupted;
     std::cout << dump_json(j, 2) << '\n';
   } else {
-    std::fprintf(stderr,
-                 "%s %zu of %zu files in %s (%.1f files/s): %lld added, %lld exact duplicates skipped, "
-                 "%zu unreadable; bank %s now holds %lld entries\n",
-                 interrupted ? "interrupted after" : "indexed", done, files.size(),
-                 format_duration(secs).c_str(), secs > 0 ? static_cast<double>(done) / secs : 0.0,
-                 static_cast<long long>(added), static_cast<long long>(duplicates), errors.size(),
-                 a.bank.c_str(), static_cast<long long>(st.entries));
+    std::fprintf(
+        stderr,
+        "%s %zu of %zu files in %s (%.1f files/s): %lld added, %lld exact duplicates skipped, "
+        "%zu unreadable; bank %s now holds %lld entries\n",
+        interrupted ? "interrupted after" : "indexed", done, files.size(),
+        format_duration(secs).c_str(), secs > 0 ? static_cast<double>(done) / secs : 0.0,
+        static_cast<long long>(added), static_cast<long long>(duplicates), errors.size(),
+        a.bank.c_str(), static_cast<long long>(st.entries));
     for (const auto& m : missing) std::fprintf(stderr, "hashwall: %s\n", m.c_str());
   }
   if (interrupted) return kExitInterrupted;
@@ -170,29 +176,41 @@ void register_index(CLI::App& app, int& exit_code) {
   auto a = std::make_shared<IndexArgs>();
   auto* cmd = app.add_subcommand("index", "Fingerprint known photos into a bank");
   cmd->add_option("paths", a->paths, "Image files or directories")->required();
-  cmd->add_option("-b,--bank", a->bank, "Bank file (created if missing)")->required()->envname("HASHWALL_BANK");
+  cmd->add_option("-b,--bank", a->bank, "Bank file (created if missing)")
+      ->required()
+      ->envname("HASHWALL_BANK");
   cmd->add_option("-l,--label", a->label, "Label stored with every new entry (e.g. a case id)");
   cmd->add_option("-j,--jobs", a->jobs, "Decode/hash threads (default: all cores)");
-  cmd->add_option("--batch", a->batch, "Entries per committed transaction")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--batch", a->batch, "Entries per committed transaction")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   cmd->add_flag("--json", a->json_out, "Print the summary as one JSON document on stdout");
-  cmd->add_flag("--all-files", a->all_files, "In directories, try every file, not only image extensions");
+  cmd->add_flag("--all-files", a->all_files,
+                "In directories, try every file, not only image extensions");
   cmd->add_flag("--no-exif-orientation", a->no_exif, "Ignore EXIF orientation tags");
   cmd->add_flag("-q,--quiet", a->quiet, "No progress bar");
-  cmd->add_option("--max-pixels", a->max_pixels, "Refuse images with more pixels than this")->capture_default_str();
-  cmd->add_option("--commit-log", a->commit_log,
-                  "After each committed batch, append the SHA-256 of each of its files to this file");
+  cmd->add_option("--max-pixels", a->max_pixels, "Refuse images with more pixels than this")
+      ->capture_default_str();
+  cmd->add_option(
+      "--commit-log", a->commit_log,
+      "After each committed batch, append the SHA-256 of each of its files to this file");
   cmd->add_option("--signals", a->signals,
-                  std::string("Signals a new bank records, comma-separated (default: ") + kDefaultSignals + ")");
-  cmd->add_option("--model", a->model, "Embedding model (default: the shipped models/hashwall-embed-v1.onnx)");
+                  std::string("Signals a new bank records, comma-separated (default: ") +
+                      kDefaultSignals + ")");
+  cmd->add_option("--model", a->model,
+                  "Embedding model (default: the shipped models/hashwall-embed-v1.onnx)");
   cmd->add_option("--min-inliers", a->min_inliers,
-                  "New bank: geometric inliers a local-feature match needs (default " + std::to_string(kLocalMinInliers) + ", calibrated)")
+                  "New bank: geometric inliers a local-feature match needs (default " +
+                      std::to_string(kLocalMinInliers) + ", calibrated)")
       ->check(CLI::Range(3, 100000));
-  cmd->footer(std::string("Fingerprint image files (directories are walked recursively) and add them to the bank,\n"
-      "creating it if needed. Files already in the bank (same SHA-256) are skipped without\n"
-      "decoding, so an interrupted run can simply be started again. Work is committed in\n"
-      "batches: Ctrl-C or a crash keeps every committed batch and nothing half-written.\n\n") +
-              kSignalsHelp +
-              "\n\n" + "Examples:\n"
+  cmd->footer(
+      std::string(
+          "Fingerprint image files (directories are walked recursively) and add them to the bank,\n"
+          "creating it if needed. Files already in the bank (same SHA-256) are skipped without\n"
+          "decoding, so an interrupted run can simply be started again. Work is committed in\n"
+          "batches: Ctrl-C or a crash keeps every committed batch and nothing half-written.\n\n") +
+      kSignalsHelp + "\n\n" +
+      "Examples:\n"
       "  hashwall index known/ --bank cases.db --label case-17\n"
       "  hashwall index a.jpg b.png --bank cases.db --json\n"
       "  hashwall index known/ --bank big.db --signals pdq,embed   # no local features\n\n"

@@ -48,8 +48,10 @@ int run_import(const ListArgs& a) {
   const ParsedList parsed = parse_hash_list(text, fmt);
   const std::string list_name = a.file == "-" ? "stdin" : fs::path(a.file).filename().string();
   if (!parsed.errors.empty()) {
-    for (const auto& e : parsed.errors) std::fprintf(stderr, "%s:%d: %s\n", a.file.c_str(), e.line, e.reason.c_str());
-    std::fprintf(stderr, "hashwall: %s: %zu bad line%s; nothing imported (imports are all-or-nothing)\n",
+    for (const auto& e : parsed.errors)
+      std::fprintf(stderr, "%s:%d: %s\n", a.file.c_str(), e.line, e.reason.c_str());
+    std::fprintf(stderr,
+                 "hashwall: %s: %zu bad line%s; nothing imported (imports are all-or-nothing)\n",
                  a.file.c_str(), parsed.errors.size(), parsed.errors.size() == 1 ? "" : "s");
     return kExitError;
   }
@@ -135,14 +137,16 @@ void register_import(CLI::App& app, int& exit_code) {
   cmd->add_option("-f,--format", a->format, "pdq-csv, hma or hex")->required();
   cmd->add_option("-l,--label", a->label, "Label stored with every imported entry");
   cmd->add_flag("--json", a->json_out, "Print the summary as JSON");
-  cmd->footer(std::string("Add every hash of a list to the bank (created if missing), in one transaction: a\n"
-      "single bad line (reported with its line number) imports nothing. Imported entries\n"
-      "have no SHA-256 and no pixels; identical hashes from the same source are skipped.") +
-              "\n\n" + std::string(kFormatsHelp) +
-              "\nExamples:\n"
-              "  hashwall import partner.csv --bank cases.db --format pdq-csv --label partner-x\n"
-              "  cat signals.txt | hashwall import - --bank cases.db --format hma\n\n"
-              "Exit codes: 0 imported, 2 error (nothing imported).");
+  cmd->footer(
+      std::string(
+          "Add every hash of a list to the bank (created if missing), in one transaction: a\n"
+          "single bad line (reported with its line number) imports nothing. Imported entries\n"
+          "have no SHA-256 and no pixels; identical hashes from the same source are skipped.") +
+      "\n\n" + std::string(kFormatsHelp) +
+      "\nExamples:\n"
+      "  hashwall import partner.csv --bank cases.db --format pdq-csv --label partner-x\n"
+      "  cat signals.txt | hashwall import - --bank cases.db --format hma\n\n"
+      "Exit codes: 0 imported, 2 error (nothing imported).");
   cmd->callback([a, &exit_code] { exit_code = run_import(*a); });
 }
 

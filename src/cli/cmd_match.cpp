@@ -7,8 +7,8 @@
 
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
-#include "cli/report.hpp"
 #include "cli/draw.hpp"
+#include "cli/report.hpp"
 #include "cli/signals.hpp"
 #include "core/error.hpp"
 
@@ -59,17 +59,27 @@ MatchOptions match_options(const MatchArgs& a) {
 void add_match_options(CLI::App* cmd, MatchArgs& a) {
   cmd->add_option("-b,--bank", a.bank, "Bank file")->required()->envname("HASHWALL_BANK");
   cmd->add_option("-t,--threshold", a.threshold,
-                  "PDQ match distance, 0-256 (default: the bank's, normally " + std::to_string(kPdqMatchThreshold) + " as Meta recommends)")
+                  "PDQ match distance, 0-256 (default: the bank's, normally " +
+                      std::to_string(kPdqMatchThreshold) + " as Meta recommends)")
       ->check(CLI::Range(0, 256));
-  cmd->add_option("--min-quality", a.min_quality, "Minimum PDQ quality on both sides (default: the bank's, normally 50)")
+  cmd->add_option("--min-quality", a.min_quality,
+                  "Minimum PDQ quality on both sides (default: the bank's, normally 50)")
       ->check(CLI::Range(0, 100));
-  cmd->add_option("-k,--top", a.top, "Report at most K matching entries per file")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_flag("--no-dihedral", a.no_dihedral, "Do not try the rotated/flipped variants of the query");
+  cmd->add_option("-k,--top", a.top, "Report at most K matching entries per file")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  cmd->add_flag("--no-dihedral", a.no_dihedral,
+                "Do not try the rotated/flipped variants of the query");
   cmd->add_flag("--no-exif-orientation", a.no_exif, "Ignore EXIF orientation tags");
-  cmd->add_option("--max-pixels", a.max_pixels, "Refuse images with more pixels than this")->capture_default_str();
-  cmd->add_option("--signals", a.signals, "Only these of the bank's signals decide, e.g. pdq or pdq,embed (default: all it has)");
-  cmd->add_option("--model", a.model, "Embedding model (default: the shipped one; must be the bank's)");
-  cmd->add_option("--min-inliers", a.min_inliers, "Local features: geometric inliers for a match (default: the bank's)")
+  cmd->add_option("--max-pixels", a.max_pixels, "Refuse images with more pixels than this")
+      ->capture_default_str();
+  cmd->add_option(
+      "--signals", a.signals,
+      "Only these of the bank's signals decide, e.g. pdq or pdq,embed (default: all it has)");
+  cmd->add_option("--model", a.model,
+                  "Embedding model (default: the shipped one; must be the bank's)");
+  cmd->add_option("--min-inliers", a.min_inliers,
+                  "Local features: geometric inliers for a match (default: the bank's)")
       ->check(CLI::Range(3, 100000));
   cmd->add_option("--embed-threshold", a.embed_threshold,
                   "Embedding: cosine similarity for a match (default: the bank's, calibrated)")
@@ -77,8 +87,9 @@ void add_match_options(CLI::App* cmd, MatchArgs& a) {
 }
 
 SignalSetup setup_for(const Bank& bank, const MatchArgs& a, LoadOptions& opt) {
-  SignalSetup s = signal_setup(bank, a.signals.empty() ? std::vector<std::string>{} : parse_signals(a.signals),
-                               a.model, true);
+  SignalSetup s =
+      signal_setup(bank, a.signals.empty() ? std::vector<std::string>{} : parse_signals(a.signals),
+                   a.model, true);
   s.apply(opt);
   return s;
 }
@@ -93,7 +104,8 @@ int run_query(const MatchArgs& a) {
     if (r.result.hits.empty())
       std::fprintf(stderr, "hashwall: --draw: no match to draw\n");
     else
-      std::fprintf(stderr, "%s\n", draw_match(a.paths.at(0), r.result.hits.front(), a.draw).c_str());
+      std::fprintf(stderr, "%s\n",
+                   draw_match(a.paths.at(0), r.result.hits.front(), a.draw).c_str());
   }
   if (a.json_out) {
     std::cout << dump_json(report_json(r), 2) << '\n';
@@ -132,13 +144,17 @@ int run_scan(const MatchArgs& a) {
     r.file = m.substr(0, m.find(':'));
     r.error = m;
     tally.add(r);
-    if (a.jsonl) out << dump_json(report_json(r)) << '\n';
-    else if (a.csv) print_csv(out, r);
-    else print_human(out, r, false);
+    if (a.jsonl)
+      out << dump_json(report_json(r)) << '\n';
+    else if (a.csv)
+      print_csv(out, r);
+    else
+      print_human(out, r, false);
   }
   std::vector<FileReport> reports(files.size());
   // Progress only when the report does not go to the same terminal.
-  Progress progress("scanning", files.size(), !a.quiet && (!a.output.empty() || !::isatty(STDOUT_FILENO)));
+  Progress progress("scanning", files.size(),
+                    !a.quiet && (!a.output.empty() || !::isatty(STDOUT_FILENO)));
   std::size_t done = 0;
   ordered_parallel(
       files.size(), a.jobs > 0 ? a.jobs : default_jobs(),
@@ -149,9 +165,12 @@ int run_scan(const MatchArgs& a) {
         ++done;
         const bool show = !a.only_matches || r.result.verdict == Verdict::Match || !r.error.empty();
         if (show) {
-          if (a.jsonl) out << dump_json(report_json(r)) << '\n';
-          else if (a.csv) print_csv(out, r);
-          else print_human(out, r, false);
+          if (a.jsonl)
+            out << dump_json(report_json(r)) << '\n';
+          else if (a.csv)
+            print_csv(out, r);
+          else
+            print_human(out, r, false);
         }
         if (a.output.empty()) out.flush();
         progress.update(done, std::to_string(tally.matches) + " matched");
@@ -159,12 +178,16 @@ int run_scan(const MatchArgs& a) {
       &stop_requested());
   progress.finish();
   out.flush();
-  if (!out) throw Error(ErrorKind::Io, a.output.empty() ? "stdout" : a.output, "writing the report failed");
+  if (!out)
+    throw Error(ErrorKind::Io, a.output.empty() ? "stdout" : a.output, "writing the report failed");
   const double secs = std::chrono::duration<double>(clock::now() - t0).count();
   if (!a.quiet)
-    std::fprintf(stderr, "%s %zu files in %s: %zu matched, %zu no match, %zu undecided (low quality), %zu errors\n",
-                 stop_requested() ? "interrupted after" : "scanned", tally.files, format_duration(secs).c_str(),
-                 tally.matches, tally.no_match, tally.low_quality, tally.errors);
+    std::fprintf(
+        stderr,
+        "%s %zu files in %s: %zu matched, %zu no match, %zu undecided (low quality), %zu errors\n",
+        stop_requested() ? "interrupted after" : "scanned", tally.files,
+        format_duration(secs).c_str(), tally.matches, tally.no_match, tally.low_quality,
+        tally.errors);
   if (stop_requested()) return kExitInterrupted;
   return tally.exit_code();
 }
@@ -177,18 +200,23 @@ void register_query(CLI::App& app, int& exit_code) {
   cmd->add_option("file", a->paths, "Image file")->required()->expected(1);
   add_match_options(cmd, *a);
   cmd->add_flag("--json", a->json_out, "Print one JSON document");
-  cmd->add_flag("--near-misses", a->near_misses,
-                "Also list entries just past the thresholds (PDQ distance up to twice the threshold, "
-                "similarity down to 2t-1, half the inliers), marked as near misses (JSON: near_miss, "
-                "negative score); they never make a match or change the exit code");
-  cmd->add_option("--draw", a->draw,
-                  "Write a picture of the best match: the known photo's region and keypoint inliers in the "
-                  "query, next to the entry's source file when it is readable (PNG or JPEG by extension)");
-  cmd->footer(std::string("Check one image against the bank: every matching entry with its id, label, source,\n"
-      "PDQ distance, which rotation/flip of the query matched, and whether the file is a\n"
-      "byte-identical copy. A query whose PDQ quality is below the minimum is reported as\n"
-      "too low quality to decide, never as a silent 'no match'.") +
-              "\n\n" + "Examples:\n"
+  cmd->add_flag(
+      "--near-misses", a->near_misses,
+      "Also list entries just past the thresholds (PDQ distance up to twice the threshold, "
+      "similarity down to 2t-1, half the inliers), marked as near misses (JSON: near_miss, "
+      "negative score); they never make a match or change the exit code");
+  cmd->add_option(
+      "--draw", a->draw,
+      "Write a picture of the best match: the known photo's region and keypoint inliers in the "
+      "query, next to the entry's source file when it is readable (PNG or JPEG by extension)");
+  cmd->footer(
+      std::string(
+          "Check one image against the bank: every matching entry with its id, label, source,\n"
+          "PDQ distance, which rotation/flip of the query matched, and whether the file is a\n"
+          "byte-identical copy. A query whose PDQ quality is below the minimum is reported as\n"
+          "too low quality to decide, never as a silent 'no match'.") +
+      "\n\n" +
+      "Examples:\n"
       "  hashwall query upload.jpg --bank cases.db\n"
       "  hashwall query upload.jpg --bank cases.db --threshold 40 --json\n\n"
       "Exit codes: 0 no match, 1 match, 2 error (unreadable image or bank), 3 too low quality\n"
@@ -198,21 +226,27 @@ void register_query(CLI::App& app, int& exit_code) {
 
 void register_scan(CLI::App& app, int& exit_code) {
   auto a = std::make_shared<MatchArgs>();
-  auto* cmd = app.add_subcommand("scan", "Check files or folders against a bank and write a report");
+  auto* cmd =
+      app.add_subcommand("scan", "Check files or folders against a bank and write a report");
   cmd->add_option("paths", a->paths, "Image files or directories (walked recursively)")->required();
   add_match_options(cmd, *a);
-  cmd->add_flag("--jsonl", a->jsonl,
-                "One JSON object per line: {file, status, match, matches:[{id,label,source,distance,"
-                "variant,exact,...}], pdq, quality, error}");
+  cmd->add_flag(
+      "--jsonl", a->jsonl,
+      "One JSON object per line: {file, status, match, matches:[{id,label,source,distance,"
+      "variant,exact,...}], pdq, quality, error}");
   cmd->add_flag("--csv", a->csv, "CSV, one row per (file, matching entry)");
   cmd->add_option("-o,--output", a->output, "Write the report to this file instead of stdout");
   cmd->add_flag("--only-matches", a->only_matches, "Report only matches and errors");
-  cmd->add_flag("--all-files", a->all_files, "In directories, try every file, not only image extensions");
+  cmd->add_flag("--all-files", a->all_files,
+                "In directories, try every file, not only image extensions");
   cmd->add_option("-j,--jobs", a->jobs, "Threads (default: all cores)");
   cmd->add_flag("-q,--quiet", a->quiet, "No progress and no summary on stderr");
-  cmd->footer(std::string("Check every image under the given paths against the bank, in parallel, writing one\n"
-      "record per file in input order. Unreadable files are reported and the scan goes on.") +
-              "\n\n" + "Examples:\n"
+  cmd->footer(
+      std::string(
+          "Check every image under the given paths against the bank, in parallel, writing one\n"
+          "record per file in input order. Unreadable files are reported and the scan goes on.") +
+      "\n\n" +
+      "Examples:\n"
       "  hashwall scan uploads/ --bank cases.db\n"
       "  hashwall scan uploads/ --bank cases.db --jsonl -o report.jsonl\n"
       "  hashwall scan a.jpg b.jpg --bank cases.db --csv --only-matches\n\n"

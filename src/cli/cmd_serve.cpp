@@ -56,7 +56,8 @@ void parse_listen(const std::string& text, std::string& host, int& port) {
     port = std::stoi(port_text, &used);
     if (used != port_text.size() || port < 0 || port > 65535) throw std::out_of_range("port");
   } catch (const std::exception&) {
-    throw Error(ErrorKind::Usage, "", "--listen: '" + port_text + "' is not a port number (0-65535)");
+    throw Error(ErrorKind::Usage, "",
+                "--listen: '" + port_text + "' is not a port number (0-65535)");
   }
 }
 
@@ -76,10 +77,12 @@ std::string read_token(const std::string& file) {
   if (token.empty()) throw Error(ErrorKind::Usage, file, "the token file is empty");
   if (token.find_first_of(" \t\r\n") != std::string::npos)
     throw Error(ErrorKind::Usage, file, "the token must be one line without spaces");
-  if (token.size() < 16) throw Error(ErrorKind::Usage, file, "the token is too short (at least 16 characters)");
+  if (token.size() < 16)
+    throw Error(ErrorKind::Usage, file, "the token is too short (at least 16 characters)");
   struct stat st {};
   if (::stat(file.c_str(), &st) == 0 && (st.st_mode & 077))
-    std::fprintf(stderr, "hashwall serve: warning: %s is readable by other users (chmod 600 it)\n", file.c_str());
+    std::fprintf(stderr, "hashwall serve: warning: %s is readable by other users (chmod 600 it)\n",
+                 file.c_str());
   return token;
 }
 
@@ -95,10 +98,12 @@ int run_serve(const ServeArgs& a) {
       o.token = read_token(a.token_file);
     } else if (!a.no_auth) {
       throw Error(ErrorKind::Usage, "",
-                  "writes (POST/DELETE /v1/entries) need a bearer token: give --token-file FILE, or --read-only, "
+                  "writes (POST/DELETE /v1/entries) need a bearer token: give --token-file FILE, "
+                  "or --read-only, "
                   "or --no-auth (loopback only)");
     } else if (!is_loopback(o.host)) {
-      throw Error(ErrorKind::Usage, "", "--no-auth is refused on a non-loopback address (" + o.host + ")");
+      throw Error(ErrorKind::Usage, "",
+                  "--no-auth is refused on a non-loopback address (" + o.host + ")");
     }
   }
   o.threads = a.threads;
@@ -117,8 +122,9 @@ int run_serve(const ServeArgs& a) {
   const auto entries = bank->stats().entries;
   // Images sent to /v1/match and /v1/entries get every signal the bank records (or those
   // --signals keeps); the model is checked against the bank's before the port opens.
-  const SignalSetup query_sig = signal_setup(*bank, a.signals.empty() ? std::vector<std::string>{} : parse_signals(a.signals),
-                                             a.model, true);
+  const SignalSetup query_sig =
+      signal_setup(*bank, a.signals.empty() ? std::vector<std::string>{} : parse_signals(a.signals),
+                   a.model, true);
   const SignalSetup add_sig = signal_setup(*bank, {}, a.model, false, query_sig.embedder);
   o.signals.query = query_sig.fingerprint;
   o.signals.add = add_sig.fingerprint;
@@ -126,10 +132,15 @@ int run_serve(const ServeArgs& a) {
   for (const auto& sname : query_sig.signals) sig_text += (sig_text.empty() ? "" : ",") + sname;
   server::HttpServer srv(*bank, o);
   const int port = srv.bind();
-  const std::string shown_host = o.host.find(':') != std::string::npos ? "[" + o.host + "]" : o.host;
-  std::fprintf(stderr, "hashwall serve: listening on http://%s:%d (bank %s, %lld entries, signals %s, writes: %s)\n",
-               shown_host.c_str(), port, a.bank.c_str(), static_cast<long long>(entries), sig_text.c_str(),
-               !o.writable ? "off (read-only)" : o.token ? "bearer token" : "no auth (loopback)");
+  const std::string shown_host =
+      o.host.find(':') != std::string::npos ? "[" + o.host + "]" : o.host;
+  std::fprintf(
+      stderr,
+      "hashwall serve: listening on http://%s:%d (bank %s, %lld entries, signals %s, writes: %s)\n",
+      shown_host.c_str(), port, a.bank.c_str(), static_cast<long long>(entries), sig_text.c_str(),
+      !o.writable ? "off (read-only)"
+      : o.token   ? "bearer token"
+                  : "no auth (loopback)");
   std::fflush(stderr);
 
   std::atomic<bool> done{false};
@@ -152,7 +163,8 @@ int run_serve(const ServeArgs& a) {
   watcher.join();
   bank->flush_index();
   std::uint64_t served = 0;
-  for (int e = 0; e < server::kEndpointCount; ++e) served += srv.metrics().requests(static_cast<server::Endpoint>(e));
+  for (int e = 0; e < server::kEndpointCount; ++e)
+    served += srv.metrics().requests(static_cast<server::Endpoint>(e));
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::fprintf(stderr, "hashwall serve: stopped after %s and %llu requests; bank flushed\n",
                format_duration(secs).c_str(), static_cast<unsigned long long>(served));
@@ -165,33 +177,48 @@ void register_serve(CLI::App& app, int& exit_code) {
   auto a = std::make_shared<ServeArgs>();
   auto* cmd = app.add_subcommand("serve", "Run an HTTP matching service on a bank");
   cmd->add_option("-b,--bank", a->bank, "Bank file")->required()->envname("HASHWALL_BANK");
-  cmd->add_option("--listen", a->listen, "ADDRESS:PORT to listen on (port 0: any free port)")->capture_default_str();
+  cmd->add_option("--listen", a->listen, "ADDRESS:PORT to listen on (port 0: any free port)")
+      ->capture_default_str();
   cmd->add_option("--threads", a->threads, "Connection worker threads (default: max(8, 2 x cores))")
       ->check(CLI::Range(0, 1024));
-  cmd->add_option("--token-file", a->token_file, "File holding the bearer token that writes must present");
-  cmd->add_flag("--no-auth", a->no_auth, "Allow writes without a token (refused unless listening on loopback)");
-  cmd->add_flag("--read-only", a->read_only, "Disable POST/DELETE /v1/entries; open the bank read-only");
-  cmd->add_option("--max-body", a->max_body, "Largest request body; larger gets 413 (suffixes: KB, MB)")
+  cmd->add_option("--token-file", a->token_file,
+                  "File holding the bearer token that writes must present");
+  cmd->add_flag("--no-auth", a->no_auth,
+                "Allow writes without a token (refused unless listening on loopback)");
+  cmd->add_flag("--read-only", a->read_only,
+                "Disable POST/DELETE /v1/entries; open the bank read-only");
+  cmd->add_option("--max-body", a->max_body,
+                  "Largest request body; larger gets 413 (suffixes: KB, MB)")
       ->transform(CLI::AsSizeValue(true))
       ->capture_default_str();
-  cmd->add_option("--max-pixels", a->max_pixels, "Refuse images with more pixels than this (413)")->capture_default_str();
-  cmd->add_option("--max-hashes", a->max_hashes, "Most hashes in one request body")->capture_default_str();
-  cmd->add_option("--queue", a->queue, "Connections that may wait for a worker; more get 503 + Retry-After")
+  cmd->add_option("--max-pixels", a->max_pixels, "Refuse images with more pixels than this (413)")
+      ->capture_default_str();
+  cmd->add_option("--max-hashes", a->max_hashes, "Most hashes in one request body")
+      ->capture_default_str();
+  cmd->add_option("--queue", a->queue,
+                  "Connections that may wait for a worker; more get 503 + Retry-After")
       ->capture_default_str()
       ->check(CLI::Range(std::size_t{1}, std::size_t{100000}));
-  cmd->add_option("--queue-wait", a->queue_wait_ms, "Milliseconds a connection may wait for a worker before 503")
+  cmd->add_option("--queue-wait", a->queue_wait_ms,
+                  "Milliseconds a connection may wait for a worker before 503")
       ->capture_default_str()
       ->check(CLI::Range(1, 600000));
-  cmd->add_option("--timeout", a->timeout_s, "Seconds to read a request, to process it (503 beyond, nothing written), and to write the answer")
+  cmd->add_option("--timeout", a->timeout_s,
+                  "Seconds to read a request, to process it (503 beyond, nothing written), and to "
+                  "write the answer")
       ->capture_default_str()
       ->check(CLI::Range(1, 3600));
-  cmd->add_option("--keep-alive", a->keep_alive_s,
-                  "Seconds a connection may sit idle (before its first request too) holding a worker")
+  cmd->add_option(
+         "--keep-alive", a->keep_alive_s,
+         "Seconds a connection may sit idle (before its first request too) holding a worker")
       ->capture_default_str()
       ->check(CLI::Range(1, 3600));
-  cmd->add_flag("--access-log", a->access_log, "One line per request on stderr (method, path, status, time; never bodies)");
-  cmd->add_option("--signals", a->signals, "Signals that may decide a match (default: all the bank records)");
-  cmd->add_option("--model", a->model, "Embedding model (default: the shipped one; must be the bank's)");
+  cmd->add_flag("--access-log", a->access_log,
+                "One line per request on stderr (method, path, status, time; never bodies)");
+  cmd->add_option("--signals", a->signals,
+                  "Signals that may decide a match (default: all the bank records)");
+  cmd->add_option("--model", a->model,
+                  "Embedding model (default: the shipped one; must be the bank's)");
   cmd->footer(std::string(
       "Serve the bank over HTTP for upload pipelines. Endpoints (see docs/API.md):\n"
       "  POST   /v1/match          image bytes (raw or multipart 'image') -> decision, matches,\n"

@@ -36,9 +36,9 @@ extern "C" void on_signal(int sig) {
 }
 
 const std::set<std::string>& image_extensions() {
-  static const std::set<std::string> ext = {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".webp",
-                                            ".tif", ".tiff", ".bmp", ".dib", ".gif", ".pgm",
-                                            ".ppm", ".pnm", ".pbm"};
+  static const std::set<std::string> ext = {".jpg",  ".jpeg", ".jpe",  ".jfif", ".png",
+                                            ".webp", ".tif",  ".tiff", ".bmp",  ".dib",
+                                            ".gif",  ".pgm",  ".ppm",  ".pnm",  ".pbm"};
   return ext;
 }
 
@@ -74,7 +74,8 @@ std::vector<fs::path> collect_files(const std::vector<std::string>& paths, bool 
       continue;
     }
     std::vector<fs::path> found;
-    auto it = fs::recursive_directory_iterator(p, fs::directory_options::skip_permission_denied, ec);
+    auto it =
+        fs::recursive_directory_iterator(p, fs::directory_options::skip_permission_denied, ec);
     if (ec) {
       missing.push_back(arg + ": cannot list directory: " + ec.message());
       continue;
@@ -121,8 +122,8 @@ void Progress::update(std::size_t done, const std::string& extra) {
   const int filled = total_ ? static_cast<int>(kWidth * done / total_) : kWidth;
   std::string bar(static_cast<std::size_t>(filled), '#');
   bar.resize(kWidth, '.');
-  std::fprintf(stderr, "\r%s [%s] %zu/%zu  %.0f/s  %s\033[K", what_.c_str(), bar.c_str(), done, total_,
-               rate, extra.c_str());
+  std::fprintf(stderr, "\r%s [%s] %zu/%zu  %.0f/s  %s\033[K", what_.c_str(), bar.c_str(), done,
+               total_, rate, extra.c_str());
   std::fflush(stderr);
 }
 

@@ -7,11 +7,10 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "bank/bank.hpp"
 #include "core/parallel.hpp"
@@ -25,11 +24,11 @@ namespace fs = std::filesystem;
 using json = nlohmann::ordered_json;
 
 // Exit codes (documented in --help and the README).
-inline constexpr int kExitOk = 0;          // success / no match
-inline constexpr int kExitMatch = 1;       // query/scan: at least one match
-inline constexpr int kExitError = 2;       // error (bad input, unusable bank, bad usage)
-inline constexpr int kExitUndecided = 3;   // query/scan: too low quality to decide;
-                                           // index: finished but skipped unreadable files
+inline constexpr int kExitOk = 0;         // success / no match
+inline constexpr int kExitMatch = 1;      // query/scan: at least one match
+inline constexpr int kExitError = 2;      // error (bad input, unusable bank, bad usage)
+inline constexpr int kExitUndecided = 3;  // query/scan: too low quality to decide;
+                                          // index: finished but skipped unreadable files
 inline constexpr int kExitInterrupted = 130;
 
 extern const char* const kExitCodesHelp;
@@ -65,6 +64,5 @@ LoadOptions load_options(bool exact, bool no_exif, std::uint64_t max_pixels);
 
 // File names need not be UTF-8; invalid bytes become U+FFFD instead of aborting output.
 std::string dump_json(const json& j, int indent = -1);
-
 
 }  // namespace hashwall::cli

@@ -1,10 +1,9 @@
 #include "cli/draw.hpp"
 
 #include <algorithm>
-#include <system_error>
-
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
+#include <system_error>
 
 #include "core/error.hpp"
 
@@ -34,7 +33,8 @@ cv::Mat bgr(const cv::Mat& m) {
 std::string draw_match(const std::filesystem::path& query_file, const MatchHit& hit,
                        const std::filesystem::path& out) {
   const cv::Mat q0 = cv::imread(query_file.string(), cv::IMREAD_COLOR);
-  if (q0.empty()) throw Error(ErrorKind::Io, query_file.string(), "cannot read the query again to draw it");
+  if (q0.empty())
+    throw Error(ErrorKind::Io, query_file.string(), "cannot read the query again to draw it");
   const cv::Mat q = to_height(bgr(q0), kHeight);
   cv::Mat known;
   if (!hit.entry.source.empty()) {
@@ -68,17 +68,21 @@ std::string draw_match(const std::filesystem::path& query_file, const MatchHit& 
     cv::polylines(canvas, poly, true, cv::Scalar(0, 0, 255), 2, cv::LINE_AA);
   }
   std::string caption = "entry #" + std::to_string(hit.entry.id) + " [" + hit.signal + "]";
-  if (hit.inliers) caption += "  " + std::to_string(*hit.inliers) + " inliers" + (hit.local_mirrored ? " (mirrored)" : "");
+  if (hit.inliers)
+    caption += "  " + std::to_string(*hit.inliers) + " inliers" +
+               (hit.local_mirrored ? " (mirrored)" : "");
   if (hit.similarity) caption += "  embedding " + std::to_string(*hit.similarity).substr(0, 5);
   caption += "  PDQ distance " + std::to_string(hit.distance);
-  cv::putText(canvas, caption, cv::Point(8, 27), cv::FONT_HERSHEY_SIMPLEX, 0.65, cv::Scalar(240, 240, 240), 1,
-              cv::LINE_AA);
+  cv::putText(canvas, caption, cv::Point(8, 27), cv::FONT_HERSHEY_SIMPLEX, 0.65,
+              cv::Scalar(240, 240, 240), 1, cv::LINE_AA);
   try {
-    if (!cv::imwrite(out.string(), canvas)) throw Error(ErrorKind::Io, out.string(), "cannot write the picture");
+    if (!cv::imwrite(out.string(), canvas))
+      throw Error(ErrorKind::Io, out.string(), "cannot write the picture");
   } catch (const cv::Exception& e) {
     throw Error(ErrorKind::Io, out.string(), std::string("cannot write the picture: ") + e.err);
   }
-  std::string what = "drew the match with entry #" + std::to_string(hit.entry.id) + " into " + out.string();
+  std::string what =
+      "drew the match with entry #" + std::to_string(hit.entry.id) + " into " + out.string();
   if (known.empty()) what += " (the entry's source file is not readable here: query side only)";
   return what;
 }

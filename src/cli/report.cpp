@@ -13,29 +13,35 @@ std::string describe_hit(const MatchHit& h) {
   if (!h.entry.label.empty()) s += " [" + h.entry.label + "]";
   s += " " + (h.entry.source.empty() ? std::string("(no source)") : h.entry.source);
   if (h.exact) s += "  exact file (same SHA-256);";
-  s += "  PDQ distance " + std::to_string(h.distance) + " (" + std::string(dihedral_name(h.variant)) + ")";
+  s += "  PDQ distance " + std::to_string(h.distance) + " (" +
+       std::string(dihedral_name(h.variant)) + ")";
   if (h.similarity) {
     char buf[48];
-    std::snprintf(buf, sizeof buf, ", embedding similarity %.3f", static_cast<double>(*h.similarity));
+    std::snprintf(buf, sizeof buf, ", embedding similarity %.3f",
+                  static_cast<double>(*h.similarity));
     s += buf;
   }
   if (h.inliers) {
-    s += ", " + std::to_string(*h.inliers) + " keypoint inliers" + (h.local_mirrored ? " (mirrored)" : "");
+    s += ", " + std::to_string(*h.inliers) + " keypoint inliers" +
+         (h.local_mirrored ? " (mirrored)" : "");
     if (h.region) {
       float x0 = 1, y0 = 1, x1 = 0, y1 = 0;
       for (const auto& p : *h.region) {
-        x0 = std::min(x0, p.x), y0 = std::min(y0, p.y), x1 = std::max(x1, p.x), y1 = std::max(y1, p.y);
+        x0 = std::min(x0, p.x), y0 = std::min(y0, p.y), x1 = std::max(x1, p.x),
+        y1 = std::max(y1, p.y);
       }
       char buf[96];
-      std::snprintf(buf, sizeof buf, " at x %.0f-%.0f%%, y %.0f-%.0f%% of the image", 100.0 * std::max(0.f, x0),
-                    100.0 * std::min(1.f, x1), 100.0 * std::max(0.f, y0), 100.0 * std::min(1.f, y1));
+      std::snprintf(buf, sizeof buf, " at x %.0f-%.0f%%, y %.0f-%.0f%% of the image",
+                    100.0 * std::max(0.f, x0), 100.0 * std::min(1.f, x1), 100.0 * std::max(0.f, y0),
+                    100.0 * std::min(1.f, y1));
       s += buf;
     }
   }
   char score[32];
   std::snprintf(score, sizeof score, "  score %.2f", h.score);
   s += score;
-  s += h.matched ? "  [decided by " + h.signal + "]" : "  [near miss, found by " + h.signal + "; not a match]";
+  s += h.matched ? "  [decided by " + h.signal + "]"
+                 : "  [near miss, found by " + h.signal + "; not a match]";
   return s;
 }
 
@@ -57,13 +63,14 @@ void print_human(std::ostream& out, const FileReport& r, bool verbose) {
   }
   switch (r.result.verdict) {
     case Verdict::Match: {
-      const auto n = std::count_if(r.result.hits.begin(), r.result.hits.end(), [](const MatchHit& h) { return h.matched; });
+      const auto n = std::count_if(r.result.hits.begin(), r.result.hits.end(),
+                                   [](const MatchHit& h) { return h.matched; });
       out << "MATCH     " << r.file << "  (" << n << (n == 1 ? " entry" : " entries") << ")\n";
       break;
     }
     case Verdict::LowQuality:
-      out << "UNDECIDED " << r.file << "  (PDQ quality " << r.fp->pdq.quality << " < " << r.result.min_quality
-          << ": too featureless to decide)\n";
+      out << "UNDECIDED " << r.file << "  (PDQ quality " << r.fp->pdq.quality << " < "
+          << r.result.min_quality << ": too featureless to decide)\n";
       break;
     case Verdict::NoMatch:
       out << "ok        " << r.file << '\n';
@@ -71,10 +78,11 @@ void print_human(std::ostream& out, const FileReport& r, bool verbose) {
   }
   // Matches, then near misses (only with MatchOptions::near_misses), in score order.
   if (r.result.verdict != Verdict::LowQuality)
-    for (const auto& h : r.result.hits) out << (h.matched ? "    -> " : "    near miss -> ") << describe_hit(h) << '\n';
+    for (const auto& h : r.result.hits)
+      out << (h.matched ? "    -> " : "    near miss -> ") << describe_hit(h) << '\n';
   if (verbose && r.fp)
-    out << "    pdq " << r.fp->pdq.hashes[0].hex() << " quality " << r.fp->pdq.quality << " sha256 " << r.fp->sha256
-        << '\n';
+    out << "    pdq " << r.fp->pdq.hashes[0].hex() << " quality " << r.fp->pdq.quality << " sha256 "
+        << r.fp->sha256 << '\n';
 }
 
 void print_csv_header(std::ostream& out) {
@@ -86,13 +94,15 @@ void print_csv(std::ostream& out, const FileReport& r) {
   const std::string pdq = r.fp ? r.fp->pdq.hashes[0].hex() : "";
   const std::string quality = r.fp ? std::to_string(r.fp->pdq.quality) : "";
   if (r.result.hits.empty() || !r.error.empty()) {
-    out << csv_field(r.file) << ',' << status << ",,,,,,," << pdq << ',' << quality << ',' << csv_field(r.error) << '\n';
+    out << csv_field(r.file) << ',' << status << ",,,,,,," << pdq << ',' << quality << ','
+        << csv_field(r.error) << '\n';
     return;
   }
   for (const auto& h : r.result.hits)
-    out << csv_field(r.file) << ',' << status << ',' << h.entry.id << ',' << csv_field(h.entry.label) << ','
-        << csv_field(h.entry.source) << ',' << h.distance << ',' << dihedral_name(h.variant) << ','
-        << (h.exact ? "true" : "false") << ',' << pdq << ',' << quality << ",\n";
+    out << csv_field(r.file) << ',' << status << ',' << h.entry.id << ','
+        << csv_field(h.entry.label) << ',' << csv_field(h.entry.source) << ',' << h.distance << ','
+        << dihedral_name(h.variant) << ',' << (h.exact ? "true" : "false") << ',' << pdq << ','
+        << quality << ",\n";
 }
 
 void Tally::add(const FileReport& r) {

@@ -24,7 +24,8 @@ std::vector<std::string> parse_signals(const std::string& list) {
     s.erase(s.find_last_not_of(' ') + 1);
     if (!s.empty()) {
       if (s != "pdq" && s != "local" && s != "embed")
-        throw Error(ErrorKind::Usage, "", "unknown signal '" + s + "' in --signals (known: pdq, local, embed)");
+        throw Error(ErrorKind::Usage, "",
+                    "unknown signal '" + s + "' in --signals (known: pdq, local, embed)");
       if (std::find(out.begin(), out.end(), s) == out.end()) out.push_back(s);
     }
     at = comma + 1;
@@ -45,13 +46,15 @@ std::unique_ptr<Embedder> load_model(const std::string& model, const std::string
   if (p.empty())
     throw Error(ErrorKind::Usage, "",
                 "the embed signal needs its model: models/" + name +
-                    " was not found next to the executable; pass --model FILE, set HASHWALL_MODEL, or leave "
+                    " was not found next to the executable; pass --model FILE, set HASHWALL_MODEL, "
+                    "or leave "
                     "embed out of --signals");
   return Embedder::load(p);
 }
 
-SignalSetup signal_setup(const Bank& bank, const std::vector<std::string>& only, const std::string& model,
-                         bool for_query, std::shared_ptr<const Embedder> reuse) {
+SignalSetup signal_setup(const Bank& bank, const std::vector<std::string>& only,
+                         const std::string& model, bool for_query,
+                         std::shared_ptr<const Embedder> reuse) {
   SignalSetup s;
   const BankConfig& c = bank.config();
   for (const auto& sig : only)
@@ -62,15 +65,20 @@ SignalSetup signal_setup(const Bank& bank, const std::vector<std::string>& only,
                   "the bank has no '" + sig + "' signal (it was built with " + have + ")");
     }
   for (const auto& sig : c.signals)
-    if (only.empty() || std::find(only.begin(), only.end(), sig) != only.end()) s.signals.push_back(sig);
-  const auto has = [&](const char* x) { return std::find(s.signals.begin(), s.signals.end(), x) != s.signals.end(); };
+    if (only.empty() || std::find(only.begin(), only.end(), sig) != only.end())
+      s.signals.push_back(sig);
+  const auto has = [&](const char* x) {
+    return std::find(s.signals.begin(), s.signals.end(), x) != s.signals.end();
+  };
   s.fingerprint.for_query = for_query;
   s.fingerprint.local = has("local");
   if (has("embed")) {
-    s.embedder = reuse ? std::move(reuse) : std::shared_ptr<const Embedder>(load_model(model, c.embed_model));
+    s.embedder = reuse ? std::move(reuse)
+                       : std::shared_ptr<const Embedder>(load_model(model, c.embed_model));
     if (!same_model(c.embed_model, *s.embedder))
       throw Error(ErrorKind::Bank, bank.path().string(),
-                  "the bank's embeddings were made by model " + c.embed_model + ", not by " + s.embedder->model_id() +
+                  "the bank's embeddings were made by model " + c.embed_model + ", not by " +
+                      s.embedder->model_id() +
                       "; use that model (--model) or leave embed out (--signals pdq,local)");
     s.fingerprint.embedder = s.embedder.get();
   }

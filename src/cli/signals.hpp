@@ -37,13 +37,13 @@ struct SignalSetup {
 // narrowed to `only` when given (a signal the bank lacks is an error). Throws
 // Error{Bank} when the bank's embeddings came from another model than the one found.
 // `reuse`: an embedder already loaded for this bank (serve's query and add setups share one).
-SignalSetup signal_setup(const Bank& bank, const std::vector<std::string>& only, const std::string& model,
-                         bool for_query, std::shared_ptr<const Embedder> reuse = nullptr);
+SignalSetup signal_setup(const Bank& bank, const std::vector<std::string>& only,
+                         const std::string& model, bool for_query,
+                         std::shared_ptr<const Embedder> reuse = nullptr);
 
 // Settings of a new bank from --signals (empty: kDefaultSignals), --model and
 // --min-inliers: the model's id and calibrated threshold are recorded when embed is on.
 BankConfig new_bank_config(BankConfig base, const std::string& signals, const std::string& model,
                            std::optional<int> min_inliers);
-
 
 }  // namespace hashwall::cli

@@ -10,7 +10,8 @@
 namespace hashwall {
 
 std::size_t ordered_parallel(std::size_t n, int jobs, const std::function<void(std::size_t)>& work,
-                             const std::function<void(std::size_t)>& emit, const std::atomic<bool>* stop) {
+                             const std::function<void(std::size_t)>& emit,
+                             const std::atomic<bool>* stop) {
   jobs = std::max(1, std::min<int>(jobs, static_cast<int>(std::max<std::size_t>(n, 1))));
   enum : char { kPending = 0, kDone = 1, kSkipped = 2 };
   std::mutex mu;

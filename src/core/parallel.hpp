@@ -14,7 +14,8 @@ namespace hashwall {
 // or emit stops the scheduling and is rethrown on the calling thread once every worker
 // has finished (a joinable thread must never be destroyed).
 std::size_t ordered_parallel(std::size_t n, int jobs, const std::function<void(std::size_t)>& work,
-                             const std::function<void(std::size_t)>& emit, const std::atomic<bool>* stop = nullptr);
+                             const std::function<void(std::size_t)>& emit,
+                             const std::atomic<bool>* stop = nullptr);
 
 // std::thread::hardware_concurrency(), or 2 where it is unknown.
 int default_jobs();

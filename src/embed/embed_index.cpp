@@ -1,9 +1,9 @@
 #include "embed/embed_index.hpp"
 
-#include <algorithm>
-
 #include <faiss/IndexFlat.h>
 #include <faiss/IndexHNSW.h>
+
+#include <algorithm>
 
 #include "core/error.hpp"
 
@@ -17,13 +17,15 @@ constexpr int kHnswM = 32;
 constexpr int kEfSearch = 64;
 }  // namespace
 
-EmbedIndex::EmbedIndex(int dim, std::size_t hnsw_min_entries) : dim_(dim), hnsw_min_(hnsw_min_entries) {}
+EmbedIndex::EmbedIndex(int dim, std::size_t hnsw_min_entries)
+    : dim_(dim), hnsw_min_(hnsw_min_entries) {}
 EmbedIndex::~EmbedIndex() = default;
 
 void EmbedIndex::add(std::int64_t id, std::span<const float> v) {
   if (static_cast<int>(v.size()) != dim_)
-    throw Error(ErrorKind::Usage, "", "embedding of " + std::to_string(v.size()) + " values, the index holds " +
-                                          std::to_string(dim_));
+    throw Error(ErrorKind::Usage, "",
+                "embedding of " + std::to_string(v.size()) + " values, the index holds " +
+                    std::to_string(dim_));
   vectors_.insert(vectors_.end(), v.begin(), v.end());
   ids_.push_back(id);
 }
@@ -33,7 +35,8 @@ std::string EmbedIndex::type() const { return size() >= hnsw_min_ ? "hnsw32" : "
 std::size_t EmbedIndex::memory_bytes() const {
   std::size_t b = vectors_.capacity() * sizeof(float) + ids_.capacity() * sizeof(std::int64_t);
   b += indexed_ * static_cast<std::size_t>(dim_) * sizeof(float);  // FAISS's own copy
-  if (dynamic_cast<const faiss::IndexHNSWFlat*>(index_.get())) b += indexed_ * (kHnswM * 2 * sizeof(int) + 16);
+  if (dynamic_cast<const faiss::IndexHNSWFlat*>(index_.get()))
+    b += indexed_ * (kHnswM * 2 * sizeof(int) + 16);
   return b;
 }
 
@@ -51,15 +54,18 @@ void EmbedIndex::prepare() {
     indexed_ = 0;
   }
   if (indexed_ < size()) {
-    index_->add(static_cast<faiss_idx>(size() - indexed_), vectors_.data() + indexed_ * static_cast<std::size_t>(dim_));
+    index_->add(static_cast<faiss_idx>(size() - indexed_),
+                vectors_.data() + indexed_ * static_cast<std::size_t>(dim_));
     indexed_ = size();
   }
 }
 
-std::vector<EmbedHit> EmbedIndex::search(std::span<const float> q, int k, float min_similarity) const {
+std::vector<EmbedHit> EmbedIndex::search(std::span<const float> q, int k,
+                                         float min_similarity) const {
   std::vector<EmbedHit> out;
   if (!index_ || indexed_ == 0 || k <= 0 || static_cast<int>(q.size()) != dim_) return out;
-  const auto kk = static_cast<faiss_idx>(std::min<std::size_t>(static_cast<std::size_t>(k), indexed_));
+  const auto kk =
+      static_cast<faiss_idx>(std::min<std::size_t>(static_cast<std::size_t>(k), indexed_));
   std::vector<float> sim(static_cast<std::size_t>(kk));
   std::vector<faiss_idx> lab(static_cast<std::size_t>(kk));
   index_->search(1, q.data(), kk, sim.data(), lab.data());

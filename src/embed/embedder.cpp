@@ -4,9 +4,7 @@
 #include <cctype>
 #include <cmath>
 #include <cstdlib>
-
 #include <fstream>
-
 #include <nlohmann/json.hpp>
 #include <opencv2/dnn.hpp>
 #include <opencv2/imgproc.hpp>
@@ -37,9 +35,11 @@ std::unique_ptr<Embedder> Embedder::load(const fs::path& onnx, EmbedderConfig co
       config.input_size = j.value("input_size", config.input_size);
       config.threshold = j.value("threshold", config.threshold);
     } catch (const std::exception& ex) {
-      throw Error(ErrorKind::Format, side.string(), std::string("unreadable model settings: ") + ex.what());
+      throw Error(ErrorKind::Format, side.string(),
+                  std::string("unreadable model settings: ") + ex.what());
     }
-    if (config.input_size < 16 || config.input_size > 1024 || !(config.threshold > -1 && config.threshold <= 1))
+    if (config.input_size < 16 || config.input_size > 1024 ||
+        !(config.threshold > -1 && config.threshold <= 1))
       throw Error(ErrorKind::Format, side.string(), "model settings out of range");
   }
   e->config_ = config;
@@ -58,7 +58,8 @@ std::unique_ptr<Embedder> Embedder::load(const fs::path& onnx, EmbedderConfig co
   try {
     out = net->forward();
   } catch (const cv::Exception& ex) {
-    throw Error(ErrorKind::Format, onnx.string(), std::string("the model does not run: ") + ex.what());
+    throw Error(ErrorKind::Format, onnx.string(),
+                std::string("the model does not run: ") + ex.what());
   }
   if (out.total() == 0 || out.total() > 65536)
     throw Error(ErrorKind::Format, onnx.string(), "the model's output is not an embedding vector");
@@ -86,7 +87,8 @@ std::unique_ptr<cv::dnn::Net> Embedder::borrow() const {
     net->setPreferableTarget(cv::dnn::DNN_TARGET_CPU);
     return net;
   } catch (const cv::Exception& ex) {
-    throw Error(ErrorKind::Format, id_, std::string("OpenCV could not load the ONNX model: ") + ex.what());
+    throw Error(ErrorKind::Format, id_,
+                std::string("OpenCV could not load the ONNX model: ") + ex.what());
   }
 }
 
@@ -116,7 +118,8 @@ cv::Mat Embedder::blob(const cv::Mat& pixels) const {
     const float shift = static_cast<float>(kMean[c] / kStd[c]);
     for (int y = 0; y < S; ++y) {
       const auto* row = small.ptr<cv::Vec3b>(y);
-      for (int x = 0; x < S; ++x) dst[y * S + x] = static_cast<float>(row[x][src_c]) * scale - shift;
+      for (int x = 0; x < S; ++x)
+        dst[y * S + x] = static_cast<float>(row[x][src_c]) * scale - shift;
     }
   }
   return b;
@@ -157,7 +160,8 @@ fs::path default_model_path(const std::string& file_name) {
   const fs::path name = file_name;
   fs::path dir = exe.parent_path();
   for (int up = 0; up < 4 && !dir.empty(); ++up, dir = dir.parent_path()) {
-    for (const fs::path& cand : {dir / "models" / name, dir / "share" / "hashwall" / "models" / name})
+    for (const fs::path& cand :
+         {dir / "models" / name, dir / "share" / "hashwall" / "models" / name})
       if (fs::exists(cand, ec)) return cand;
     if (dir == dir.root_path()) break;
   }

@@ -7,11 +7,10 @@
 #include <filesystem>
 #include <memory>
 #include <mutex>
-#include <string>
-#include <vector>
-
 #include <opencv2/core.hpp>
 #include <opencv2/dnn/version.hpp>
+#include <string>
+#include <vector>
 
 namespace cv::dnn {
 CV__DNN_INLINE_NS_BEGIN
@@ -24,7 +23,7 @@ namespace hashwall {
 // Read from the model's sidecar file (models/hashwall-embed-v1.json) when present.
 // The defaults are the shipped model's (models/hashwall-embed-v1.md).
 struct EmbedderConfig {
-  int input_size = 128;    // S
+  int input_size = 128;     // S
   double threshold = 0.75;  // cosine similarity for a match (the model card's "Shipped threshold")
 };
 
@@ -33,7 +32,8 @@ class Embedder {
   // Throws Error{Io} when the file cannot be read, Error{Format} when OpenCV cannot load it
   // or it does not produce a vector.
   // The sidecar "<model>.json" ({"input_size": S, "threshold": t}) overrides `config`.
-  static std::unique_ptr<Embedder> load(const std::filesystem::path& onnx, EmbedderConfig config = {});
+  static std::unique_ptr<Embedder> load(const std::filesystem::path& onnx,
+                                        EmbedderConfig config = {});
   ~Embedder();
   Embedder(const Embedder&) = delete;
   Embedder& operator=(const Embedder&) = delete;

@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-
 #include <opencv2/imgproc.hpp>
 
 namespace hashwall {
@@ -103,7 +102,8 @@ void jarosz_sampled(float* a, float* b, int rows, int cols, float out[kBuf][kBuf
   static_assert(kJaroszPasses == 2);
   const int win_along_rows = jarosz_window(cols, kBuf), win_along_cols = jarosz_window(rows, kBuf);
   std::vector<float> sums;
-  std::vector<std::uint8_t> want_col(static_cast<std::size_t>(cols), 0), want_row(static_cast<std::size_t>(rows), 0);
+  std::vector<std::uint8_t> want_col(static_cast<std::size_t>(cols), 0),
+      want_row(static_cast<std::size_t>(rows), 0);
   int col_at[kBuf], row_at[kBuf];
   for (int i = 0; i < kBuf; ++i) {
     col_at[i] = sample_at(i, cols);
@@ -135,9 +135,11 @@ void jarosz_sampled(float* a, float* b, int rows, int cols, float out[kBuf][kBuf
     const float* col = a + static_cast<std::size_t>(col_at[j]) * rows;
     for (int r = 0; r < rows; ++r) gathered[static_cast<std::size_t>(r) * kBuf + j] = col[r];
   }
-  box_lanes(gathered.data(), filtered.data(), kBuf, rows, 1, kBuf, win_along_cols, sums, want_row.data());
+  box_lanes(gathered.data(), filtered.data(), kBuf, rows, 1, kBuf, win_along_cols, sums,
+            want_row.data());
   for (int i = 0; i < kBuf; ++i)
-    for (int j = 0; j < kBuf; ++j) out[i][j] = filtered[static_cast<std::size_t>(row_at[i]) * kBuf + j];
+    for (int j = 0; j < kBuf; ++j)
+      out[i][j] = filtered[static_cast<std::size_t>(row_at[i]) * kBuf + j];
 }
 
 // Sum of absolute neighbour differences on a 0..100 scale; featureless images score low.
@@ -161,7 +163,9 @@ int quality_metric(const float b[kBuf][kBuf]) {
 // DCT-II basis rows 1..16 (row 0, the DC term, is skipped), scaled by sqrt(2/64).
 const float (&dct_matrix())[kDct][kBuf] {
   static const auto matrix = [] {
-    struct M { float d[kDct][kBuf]; } m{};
+    struct M {
+      float d[kDct][kBuf];
+    } m{};
     const double scale = std::sqrt(2.0 / kBuf);
     for (int i = 0; i < kDct; ++i)
       for (int j = 0; j < kBuf; ++j)
@@ -212,14 +216,30 @@ void dihedral_dct(Dihedral t, const float a[kDct][kDct], float b[kDct][kDct]) {
     for (int j = 0; j < kDct; ++j) {
       const float v = a[i][j];
       switch (t) {
-        case Dihedral::Original: b[i][j] = v; break;
-        case Dihedral::Rotate90: b[j][i] = (j & 1) ? v : -v; break;
-        case Dihedral::Rotate180: b[i][j] = ((i + j) & 1) ? -v : v; break;
-        case Dihedral::Rotate270: b[j][i] = (i & 1) ? v : -v; break;
-        case Dihedral::FlipX: b[i][j] = (i & 1) ? v : -v; break;
-        case Dihedral::FlipY: b[i][j] = (j & 1) ? v : -v; break;
-        case Dihedral::FlipPlus1: b[j][i] = v; break;
-        case Dihedral::FlipMinus1: b[j][i] = ((i + j) & 1) ? -v : v; break;
+        case Dihedral::Original:
+          b[i][j] = v;
+          break;
+        case Dihedral::Rotate90:
+          b[j][i] = (j & 1) ? v : -v;
+          break;
+        case Dihedral::Rotate180:
+          b[i][j] = ((i + j) & 1) ? -v : v;
+          break;
+        case Dihedral::Rotate270:
+          b[j][i] = (i & 1) ? v : -v;
+          break;
+        case Dihedral::FlipX:
+          b[i][j] = (i & 1) ? v : -v;
+          break;
+        case Dihedral::FlipY:
+          b[i][j] = (j & 1) ? v : -v;
+          break;
+        case Dihedral::FlipPlus1:
+          b[j][i] = v;
+          break;
+        case Dihedral::FlipMinus1:
+          b[j][i] = ((i + j) & 1) ? -v : v;
+          break;
       }
     }
 }
@@ -275,14 +295,22 @@ cv::Mat prepare(const cv::Mat& img, PdqPreprocess pre) {
 
 std::string_view dihedral_name(Dihedral d) noexcept {
   switch (d) {
-    case Dihedral::Original: return "original";
-    case Dihedral::Rotate90: return "rotate-90";
-    case Dihedral::Rotate180: return "rotate-180";
-    case Dihedral::Rotate270: return "rotate-270";
-    case Dihedral::FlipX: return "flip-x";
-    case Dihedral::FlipY: return "flip-y";
-    case Dihedral::FlipPlus1: return "flip-plus1";
-    case Dihedral::FlipMinus1: return "flip-minus1";
+    case Dihedral::Original:
+      return "original";
+    case Dihedral::Rotate90:
+      return "rotate-90";
+    case Dihedral::Rotate180:
+      return "rotate-180";
+    case Dihedral::Rotate270:
+      return "rotate-270";
+    case Dihedral::FlipX:
+      return "flip-x";
+    case Dihedral::FlipY:
+      return "flip-y";
+    case Dihedral::FlipPlus1:
+      return "flip-plus1";
+    case Dihedral::FlipMinus1:
+      return "flip-minus1";
   }
   return "unknown";
 }

@@ -8,10 +8,9 @@
 #pragma once
 
 #include <array>
+#include <opencv2/core.hpp>
 #include <string_view>
 #include <vector>
-
-#include <opencv2/core.hpp>
 
 #include "hash/hash256.hpp"
 
@@ -19,7 +18,16 @@ namespace hashwall {
 
 // Meta's order (pdqhashing.cpp): original, rotate 90, rotate 180, rotate 270,
 // flip x, flip y, flip +1 (transpose), flip -1 (anti-transpose).
-enum class Dihedral { Original, Rotate90, Rotate180, Rotate270, FlipX, FlipY, FlipPlus1, FlipMinus1 };
+enum class Dihedral {
+  Original,
+  Rotate90,
+  Rotate180,
+  Rotate270,
+  FlipX,
+  FlipY,
+  FlipPlus1,
+  FlipMinus1
+};
 inline constexpr int kDihedralCount = 8;
 // Meta's recommended match distance for PDQ (pdq/README: 31 of 256 bits).
 inline constexpr int kPdqMatchThreshold = 31;

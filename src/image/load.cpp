@@ -1,6 +1,7 @@
 #include "image/load.hpp"
 
 #include <fcntl.h>
+#include <openssl/evp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -8,8 +9,6 @@
 #include <cstring>
 #include <fstream>
 #include <mutex>
-
-#include <openssl/evp.h>
 #include <opencv2/core/utils/logger.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
@@ -23,14 +22,17 @@ namespace {
 
 void silence_opencv_logging() {
   static std::once_flag once;
-  std::call_once(once, [] { cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_SILENT); });
+  std::call_once(once,
+                 [] { cv::utils::logging::setLogLevel(cv::utils::logging::LOG_LEVEL_SILENT); });
 }
 
 // OpenCV 4.6's imgcodecs has no GIF decoder; videoio (FFmpeg) reads the first frame.
 cv::Mat decode_gif_first_frame(std::span<const std::uint8_t> bytes, const std::string& name) {
   char tmpl[] = "/tmp/hashwall-gif-XXXXXX";
   const int fd = mkstemp(tmpl);
-  if (fd < 0) throw Error(ErrorKind::Io, name, std::string("cannot create a temporary file: ") + std::strerror(errno));
+  if (fd < 0)
+    throw Error(ErrorKind::Io, name,
+                std::string("cannot create a temporary file: ") + std::strerror(errno));
   std::size_t done = 0;
   while (done < bytes.size()) {
     const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
@@ -46,16 +48,21 @@ cv::Mat decode_gif_first_frame(std::span<const std::uint8_t> bytes, const std::s
     frame.release();
   }
   ::unlink(tmpl);
-  if (frame.empty()) throw Error(ErrorKind::Format, name, "unsupported or corrupt GIF (no decodable first frame)");
+  if (frame.empty())
+    throw Error(ErrorKind::Format, name, "unsupported or corrupt GIF (no decodable first frame)");
   return frame;
 }
 
 int reduced_flag(int denom, bool color) {
   switch (denom) {
-    case 2: return color ? cv::IMREAD_REDUCED_COLOR_2 : cv::IMREAD_REDUCED_GRAYSCALE_2;
-    case 4: return color ? cv::IMREAD_REDUCED_COLOR_4 : cv::IMREAD_REDUCED_GRAYSCALE_4;
-    case 8: return color ? cv::IMREAD_REDUCED_COLOR_8 : cv::IMREAD_REDUCED_GRAYSCALE_8;
-    default: return color ? cv::IMREAD_COLOR : cv::IMREAD_GRAYSCALE;
+    case 2:
+      return color ? cv::IMREAD_REDUCED_COLOR_2 : cv::IMREAD_REDUCED_GRAYSCALE_2;
+    case 4:
+      return color ? cv::IMREAD_REDUCED_COLOR_4 : cv::IMREAD_REDUCED_GRAYSCALE_4;
+    case 8:
+      return color ? cv::IMREAD_REDUCED_COLOR_8 : cv::IMREAD_REDUCED_GRAYSCALE_8;
+    default:
+      return color ? cv::IMREAD_COLOR : cv::IMREAD_GRAYSCALE;
   }
 }
 
@@ -68,7 +75,8 @@ int jpeg_scale(const ImageProbe& p, int min_side) {
 }
 
 bool fast_jpeg(const ImageProbe& p, const LoadOptions& opt) {
-  return opt.mode == DecodeMode::Fast && p.format == ImageFormat::Jpeg && p.width > 0 && p.height > 0;
+  return opt.mode == DecodeMode::Fast && p.format == ImageFormat::Jpeg && p.width > 0 &&
+         p.height > 0;
 }
 
 }  // namespace
@@ -76,7 +84,8 @@ bool fast_jpeg(const ImageProbe& p, const LoadOptions& opt) {
 int pixel_decode_flags(const ImageProbe& p, const LoadOptions& opt) {
   // Fast JPEGs: luminance straight from the DCT at a reduced scale, for PDQ and the local
   // features whatever else is on (the colour signals get a decode of their own).
-  if (fast_jpeg(p, opt)) return reduced_flag(jpeg_scale(p, opt.fast_min_side), false) | cv::IMREAD_IGNORE_ORIENTATION;
+  if (fast_jpeg(p, opt))
+    return reduced_flag(jpeg_scale(p, opt.fast_min_side), false) | cv::IMREAD_IGNORE_ORIENTATION;
   // ANYCOLOR keeps grey images grey (the reference hashes their single channel); without
   // ANYDEPTH, 16-bit images come out as 8-bit; alpha is dropped later.
   return cv::IMREAD_ANYCOLOR | cv::IMREAD_IGNORE_ORIENTATION;
@@ -96,11 +105,12 @@ std::string sha256_hex(std::span<const std::uint8_t> bytes) {
   return out;
 }
 
-std::vector<std::uint8_t> read_file_bytes(const std::filesystem::path& file, std::uint64_t max_bytes) {
+std::vector<std::uint8_t> read_file_bytes(const std::filesystem::path& file,
+                                          std::uint64_t max_bytes) {
   const std::string name = file.string();
   const int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
   if (fd < 0) throw Error(ErrorKind::Io, name, std::string("cannot open: ") + std::strerror(errno));
-  struct stat st{};
+  struct stat st {};
   if (::fstat(fd, &st) != 0) {
     const int e = errno;
     ::close(fd);
@@ -113,7 +123,8 @@ std::vector<std::uint8_t> read_file_bytes(const std::filesystem::path& file, std
   if (static_cast<std::uint64_t>(st.st_size) > max_bytes) {
     ::close(fd);
     throw Error(ErrorKind::TooLarge, name,
-                "file is " + std::to_string(st.st_size) + " bytes, over the limit of " + std::to_string(max_bytes));
+                "file is " + std::to_string(st.st_size) + " bytes, over the limit of " +
+                    std::to_string(max_bytes));
   }
   std::vector<std::uint8_t> data(static_cast<std::size_t>(st.st_size));
   std::size_t done = 0;
@@ -136,14 +147,30 @@ std::vector<std::uint8_t> read_file_bytes(const std::filesystem::path& file, std
 cv::Mat apply_orientation(const cv::Mat& img, int orientation) {
   cv::Mat out;
   switch (orientation) {
-    case 2: cv::flip(img, out, 1); break;
-    case 3: cv::rotate(img, out, cv::ROTATE_180); break;
-    case 4: cv::flip(img, out, 0); break;
-    case 5: cv::transpose(img, out); break;
-    case 6: cv::rotate(img, out, cv::ROTATE_90_CLOCKWISE); break;
-    case 7: cv::transpose(img, out); cv::rotate(out, out, cv::ROTATE_180); break;
-    case 8: cv::rotate(img, out, cv::ROTATE_90_COUNTERCLOCKWISE); break;
-    default: return img;
+    case 2:
+      cv::flip(img, out, 1);
+      break;
+    case 3:
+      cv::rotate(img, out, cv::ROTATE_180);
+      break;
+    case 4:
+      cv::flip(img, out, 0);
+      break;
+    case 5:
+      cv::transpose(img, out);
+      break;
+    case 6:
+      cv::rotate(img, out, cv::ROTATE_90_CLOCKWISE);
+      break;
+    case 7:
+      cv::transpose(img, out);
+      cv::rotate(out, out, cv::ROTATE_180);
+      break;
+    case 8:
+      cv::rotate(img, out, cv::ROTATE_90_COUNTERCLOCKWISE);
+      break;
+    default:
+      return img;
   }
   return out;
 }
@@ -156,16 +183,19 @@ LoadedImage decode_image(std::span<const std::uint8_t> bytes, const std::string&
   out.file_bytes = bytes.size();
   out.probe = probe_image(bytes);
   const ImageProbe& p = out.probe;
-  if (p.format == ImageFormat::Unknown) throw Error(ErrorKind::Format, name, "not an image (unrecognised format)");
+  if (p.format == ImageFormat::Unknown)
+    throw Error(ErrorKind::Format, name, "not an image (unrecognised format)");
   if (!p.defect.empty()) throw Error(ErrorKind::Corrupt, name, p.defect);
   if (p.animated && p.format != ImageFormat::Gif)
-    throw Error(ErrorKind::Format, name, std::string("unsupported format: animated ") + image_format_name(p.format));
+    throw Error(ErrorKind::Format, name,
+                std::string("unsupported format: animated ") + image_format_name(p.format));
   // The pixel limit below is only a defence if the header's size is known: a size the
   // probe cannot read is refused rather than left to the decoder to allocate.
   if (p.width <= 0 || p.height <= 0)
     throw Error(ErrorKind::Corrupt, name,
                 std::string("malformed ") + image_format_name(p.format) + " header: no image size");
-  const std::uint64_t declared = static_cast<std::uint64_t>(p.width) * static_cast<std::uint64_t>(p.height);
+  const std::uint64_t declared =
+      static_cast<std::uint64_t>(p.width) * static_cast<std::uint64_t>(p.height);
   if (declared > opt.max_pixels)
     throw Error(ErrorKind::TooLarge, name,
                 "image is " + std::to_string(p.width) + "x" + std::to_string(p.height) + " (" +
@@ -175,13 +205,15 @@ LoadedImage decode_image(std::span<const std::uint8_t> bytes, const std::string&
 
   cv::Mat pixels, detail, color;
   try {
-    const cv::Mat buf(1, static_cast<int>(bytes.size()), CV_8UC1, const_cast<std::uint8_t*>(bytes.data()));
+    const cv::Mat buf(1, static_cast<int>(bytes.size()), CV_8UC1,
+                      const_cast<std::uint8_t*>(bytes.data()));
     if (p.format == ImageFormat::Gif) {
       pixels = decode_gif_first_frame(bytes, name);
     } else if (fast_jpeg(p, opt)) {
       const int denom = jpeg_scale(p, opt.fast_min_side);
       pixels = cv::imdecode(buf, pixel_decode_flags(p, opt));
-      if (opt.want_color) color = cv::imdecode(buf, reduced_flag(denom, true) | cv::IMREAD_IGNORE_ORIENTATION);
+      if (opt.want_color)
+        color = cv::imdecode(buf, reduced_flag(denom, true) | cv::IMREAD_IGNORE_ORIENTATION);
       if (opt.detail_min_side > opt.fast_min_side && denom > 1) {
         const int d2 = jpeg_scale(p, opt.detail_min_side);
         if (d2 < denom) {
@@ -193,13 +225,17 @@ LoadedImage decode_image(std::span<const std::uint8_t> bytes, const std::string&
       pixels = cv::imdecode(buf, pixel_decode_flags(p, opt));
     }
   } catch (const cv::Exception& e) {
-    throw Error(ErrorKind::Corrupt, name, std::string("cannot decode ") + image_format_name(p.format) + ": " + e.err);
+    throw Error(ErrorKind::Corrupt, name,
+                std::string("cannot decode ") + image_format_name(p.format) + ": " + e.err);
   }
   if (pixels.empty())
-    throw Error(ErrorKind::Corrupt, name, std::string("cannot decode ") + image_format_name(p.format) + " (corrupt or unsupported variant)");
+    throw Error(ErrorKind::Corrupt, name,
+                std::string("cannot decode ") + image_format_name(p.format) +
+                    " (corrupt or unsupported variant)");
   if (pixels.depth() != CV_8U) pixels.convertTo(pixels, CV_8U);
   if (pixels.channels() == 4) cv::cvtColor(pixels, pixels, cv::COLOR_BGRA2BGR);
-  if (pixels.channels() == 2 || pixels.channels() > 4) throw Error(ErrorKind::Format, name, "unsupported channel layout");
+  if (pixels.channels() == 2 || pixels.channels() > 4)
+    throw Error(ErrorKind::Format, name, "unsupported channel layout");
   if (static_cast<std::uint64_t>(pixels.total()) > opt.max_pixels)
     throw Error(ErrorKind::TooLarge, name, "decoded image is over the pixel limit");
 
@@ -210,10 +246,12 @@ LoadedImage decode_image(std::span<const std::uint8_t> bytes, const std::string&
   out.width = w;
   out.height = h;
   out.pixels = apply_orientation(pixels, orientation);
-  if (!detail.empty() && detail.depth() == CV_8U) out.detail = apply_orientation(detail, orientation);
+  if (!detail.empty() && detail.depth() == CV_8U)
+    out.detail = apply_orientation(detail, orientation);
   // A colour decode that failed (or came out in another shape) is dropped: colour() then
   // falls back to the grey pixels, as for a grey photo.
-  if (!color.empty() && color.depth() == CV_8U && color.channels() == 3 && color.size() == pixels.size())
+  if (!color.empty() && color.depth() == CV_8U && color.channels() == 3 &&
+      color.size() == pixels.size())
     out.color = apply_orientation(color, orientation);
   return out;
 }

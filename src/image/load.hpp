@@ -5,11 +5,10 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <opencv2/core.hpp>
 #include <span>
 #include <string>
 #include <vector>
-
-#include <opencv2/core.hpp>
 
 #include "image/probe.hpp"
 
@@ -42,13 +41,13 @@ struct LoadOptions {
 };
 
 struct LoadedImage {
-  std::string sha256;    // hex of the file bytes
+  std::string sha256;  // hex of the file bytes
   std::uint64_t file_bytes = 0;
-  ImageProbe probe;      // as stored in the file
-  int width = 0;         // full-resolution size, after orientation
+  ImageProbe probe;  // as stored in the file
+  int width = 0;     // full-resolution size, after orientation
   int height = 0;
-  cv::Mat pixels;        // CV_8UC1 or CV_8UC3 (BGR), orientation applied; reduced in fast mode
-  cv::Mat detail;        // larger decode for LoadOptions::detail_min_side; empty: use pixels
+  cv::Mat pixels;  // CV_8UC1 or CV_8UC3 (BGR), orientation applied; reduced in fast mode
+  cv::Mat detail;  // larger decode for LoadOptions::detail_min_side; empty: use pixels
   // BGR pixels at the size of `pixels`, decoded when LoadOptions::want_color asked for it
   // and `pixels` is grey from a fast JPEG decode; empty otherwise (see colour()).
   cv::Mat color;

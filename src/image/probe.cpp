@@ -10,14 +10,22 @@ namespace hashwall {
 
 const char* image_format_name(ImageFormat f) noexcept {
   switch (f) {
-    case ImageFormat::Jpeg: return "jpeg";
-    case ImageFormat::Png: return "png";
-    case ImageFormat::Gif: return "gif";
-    case ImageFormat::WebP: return "webp";
-    case ImageFormat::Tiff: return "tiff";
-    case ImageFormat::Bmp: return "bmp";
-    case ImageFormat::Pnm: return "pnm";
-    case ImageFormat::Unknown: break;
+    case ImageFormat::Jpeg:
+      return "jpeg";
+    case ImageFormat::Png:
+      return "png";
+    case ImageFormat::Gif:
+      return "gif";
+    case ImageFormat::WebP:
+      return "webp";
+    case ImageFormat::Tiff:
+      return "tiff";
+    case ImageFormat::Bmp:
+      return "bmp";
+    case ImageFormat::Pnm:
+      return "pnm";
+    case ImageFormat::Unknown:
+      break;
   }
   return "unknown";
 }
@@ -72,7 +80,7 @@ void probe_jpeg(Bytes b, ImageProbe& p) {
       ++i;
       continue;
     }
-    if (m == 0xD9) return;  // EOI
+    if (m == 0xD9) return;                        // EOI
     if (m == 0x01 || (m >= 0xD0 && m <= 0xD7)) {  // standalone markers
       i += 2;
       continue;
@@ -199,12 +207,24 @@ void probe_tiff(Bytes b, ImageProbe& p) {
     // byte, SHORT and SSHORT in two, LONG and SLONG in all four.
     std::int64_t v;
     switch (type) {
-      case 1: v = b[e + 8]; break;
-      case 6: v = static_cast<std::int8_t>(b[e + 8]); break;
-      case 3: v = u16(e + 8); break;
-      case 8: v = static_cast<std::int16_t>(u16(e + 8)); break;
-      case 4: v = u32(e + 8); break;
-      case 9: v = static_cast<std::int32_t>(u32(e + 8)); break;
+      case 1:
+        v = b[e + 8];
+        break;
+      case 6:
+        v = static_cast<std::int8_t>(b[e + 8]);
+        break;
+      case 3:
+        v = u16(e + 8);
+        break;
+      case 8:
+        v = static_cast<std::int16_t>(u16(e + 8));
+        break;
+      case 4:
+        v = u32(e + 8);
+        break;
+      case 9:
+        v = static_cast<std::int32_t>(u32(e + 8));
+        break;
       default:
         p.defect = "corrupt TIFF: the image size has an unsupported field type";
         return;
@@ -251,7 +271,8 @@ void probe_pnm(Bytes b, ImageProbe& p) {
       if (b[i] == '#') {
         while (i < b.size() && b[i] != '\n' && b[i] != '\r') ++i;
         ++i;
-      } else if (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n' || b[i] == '\v' || b[i] == '\f') {
+      } else if (b[i] == ' ' || b[i] == '\t' || b[i] == '\r' || b[i] == '\n' || b[i] == '\v' ||
+                 b[i] == '\f') {
         ++i;
       } else {
         p.defect = "malformed PNM header";

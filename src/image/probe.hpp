@@ -15,9 +15,9 @@ const char* image_format_name(ImageFormat) noexcept;
 
 struct ImageProbe {
   ImageFormat format = ImageFormat::Unknown;
-  int width = 0;   // 0 when the header could not tell
+  int width = 0;  // 0 when the header could not tell
   int height = 0;
-  int orientation = 1;   // EXIF orientation 1..8 (1 when absent or invalid)
+  int orientation = 1;    // EXIF orientation 1..8 (1 when absent or invalid)
   bool animated = false;  // GIF with more than one frame / animated WebP
   // Empty when the stream looks complete; otherwise why it is not ("truncated JPEG:
   // no end-of-image marker").

@@ -4,11 +4,10 @@
 #include <bitset>
 #include <cmath>
 #include <cstring>
-#include <unordered_map>
-
 #include <opencv2/calib3d.hpp>
 #include <opencv2/features2d.hpp>
 #include <opencv2/imgproc.hpp>
+#include <unordered_map>
 
 #include "core/error.hpp"
 #include "core/popcount.hpp"
@@ -54,7 +53,8 @@ Nearest2 nearest2_with(const std::uint64_t* q, const std::uint64_t* rows, int n,
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
-__attribute__((target("popcnt"))) Nearest2 nearest2_popcnt(const std::uint64_t* q, const std::uint64_t* rows, int n) {
+__attribute__((target("popcnt"))) Nearest2 nearest2_popcnt(const std::uint64_t* q,
+                                                           const std::uint64_t* rows, int n) {
   return nearest2_with(q, rows, n, [](std::uint64_t x) { return __builtin_popcountll(x); });
 }
 #endif
@@ -63,7 +63,8 @@ Nearest2 nearest2(const std::uint64_t* q, const std::uint64_t* rows, int n) {
 #if defined(__x86_64__) && defined(__GNUC__)
   if (popcount_native()) return nearest2_popcnt(q, rows, n);
 #endif
-  return nearest2_with(q, rows, n, [](std::uint64_t x) { return static_cast<int>(std::bitset<64>(x).count()); });
+  return nearest2_with(
+      q, rows, n, [](std::uint64_t x) { return static_cast<int>(std::bitset<64>(x).count()); });
 }
 
 void put_u16(std::string& out, unsigned v) {
@@ -72,7 +73,8 @@ void put_u16(std::string& out, unsigned v) {
 }
 
 unsigned get_u16(std::string_view s, std::size_t at) {
-  return static_cast<unsigned char>(s[at]) | (static_cast<unsigned>(static_cast<unsigned char>(s[at + 1])) << 8);
+  return static_cast<unsigned char>(s[at]) |
+         (static_cast<unsigned>(static_cast<unsigned char>(s[at + 1])) << 8);
 }
 
 }  // namespace
@@ -119,7 +121,8 @@ LocalFeatures extract_local(const cv::Mat& pixels, int max_keypoints, int max_si
   // long one (a tall phone screenshot gets more rows), at most 8.
   grid = std::clamp(grid, 1, 4);
   if (std::min(grey.cols, grey.rows) / grid < 2 * kPatch) grid = 1;
-  const double aspect = static_cast<double>(std::max(grey.cols, grey.rows)) / std::max(1, std::min(grey.cols, grey.rows));
+  const double aspect = static_cast<double>(std::max(grey.cols, grey.rows)) /
+                        std::max(1, std::min(grey.cols, grey.rows));
   const int along_long = std::clamp(static_cast<int>(std::lround(grid * aspect)), grid, 8);
   const int gx = grey.cols >= grey.rows ? along_long : grid;
   const int gy = grey.cols >= grey.rows ? grid : along_long;
@@ -131,7 +134,8 @@ LocalFeatures extract_local(const cv::Mat& pixels, int max_keypoints, int max_si
     cv::Mat desc;
     orb->detectAndCompute(grey(outer), cv::noArray(), kps, desc);
     for (std::size_t i = 0; i < kps.size() && static_cast<int>(i) < desc.rows; ++i) {
-      const cv::Point2f p(kps[i].pt.x + static_cast<float>(outer.x), kps[i].pt.y + static_cast<float>(outer.y));
+      const cv::Point2f p(kps[i].pt.x + static_cast<float>(outer.x),
+                          kps[i].pt.y + static_cast<float>(outer.y));
       if (!core.contains(p)) continue;
       f.points.emplace_back(std::clamp(p.x / static_cast<float>(grey.cols), 0.f, 1.f),
                             std::clamp(p.y / static_cast<float>(grey.rows), 0.f, 1.f));
@@ -150,7 +154,8 @@ LocalFeatures extract_local(const cv::Mat& pixels, int max_keypoints, int max_si
         const cv::Rect core(cv::Point(grey.cols * tx / gx, grey.rows * ty / gy),
                             cv::Point(grey.cols * (tx + 1) / gx, grey.rows * (ty + 1) / gy));
         const cv::Rect outer = cv::Rect(core.x - margin, core.y - margin, core.width + 2 * margin,
-                                        core.height + 2 * margin) & whole;
+                                        core.height + 2 * margin) &
+                               whole;
         detect(outer, core, per_tile);
       }
     }
@@ -181,7 +186,8 @@ std::string encode_points(const LocalFeatures& f) {
 LocalFeatures decode_local(std::string_view points_blob, std::string_view descriptors_blob,
                            const std::string& what) {
   const auto bad = [&](const std::string& why) {
-    return Error(ErrorKind::Corrupt, what, "local features are corrupt: " + why + " (run 'hashwall check')");
+    return Error(ErrorKind::Corrupt, what,
+                 "local features are corrupt: " + why + " (run 'hashwall check')");
   };
   if (points_blob.size() < 4 || points_blob.size() % 4 != 0)
     throw bad("keypoint blob of " + std::to_string(points_blob.size()) + " bytes");
@@ -211,13 +217,16 @@ LocalVerification verify_local(const LocalFeatures& query, const LocalFeatures& 
   // nearer than the second (Lowe's ratio test) and near in absolute terms; an entry
   // keypoint claimed twice keeps its best partner, so one texture cannot vote many times.
   std::unordered_map<int, cv::DMatch> best_for_entry;
-  const cv::Mat qd = query.descriptors.isContinuous() ? query.descriptors : query.descriptors.clone();
-  const cv::Mat ed = entry.descriptors.isContinuous() ? entry.descriptors : entry.descriptors.clone();
+  const cv::Mat qd =
+      query.descriptors.isContinuous() ? query.descriptors : query.descriptors.clone();
+  const cv::Mat ed =
+      entry.descriptors.isContinuous() ? entry.descriptors : entry.descriptors.clone();
   const int ne = ed.rows;
   for (int i = 0; i < qd.rows; ++i) {
     const Nearest2 m = nearest2(qd.ptr<std::uint64_t>(i), ed.ptr<std::uint64_t>(0), ne);
     if (m.best_index < 0 || m.best > params.max_descriptor_distance) continue;
-    if (ne > 1 && static_cast<float>(m.best) >= params.ratio * static_cast<float>(m.second)) continue;
+    if (ne > 1 && static_cast<float>(m.best) >= params.ratio * static_cast<float>(m.second))
+      continue;
     const cv::DMatch a(i, m.best_index, static_cast<float>(m.best));
     auto [it, fresh] = best_for_entry.try_emplace(a.trainIdx, a);
     if (!fresh && a.distance < it->second.distance) it->second = a;
@@ -238,27 +247,32 @@ LocalVerification verify_local(const LocalFeatures& query, const LocalFeatures& 
   }
   const double tol = params.reprojection * std::max(query.width, query.height);
   std::vector<uchar> inlier_mask;
-  const cv::Mat M = cv::estimateAffinePartial2D(from, to, inlier_mask, cv::RANSAC, tol, kRansacIters, 0.995, 10);
+  const cv::Mat M =
+      cv::estimateAffinePartial2D(from, to, inlier_mask, cv::RANSAC, tol, kRansacIters, 0.995, 10);
   if (M.empty()) return v;
   v.inliers = static_cast<int>(std::count(inlier_mask.begin(), inlier_mask.end(), uchar{1}));
   for (std::size_t i = 0; i < inlier_mask.size() && i < from.size(); ++i) {
     if (!inlier_mask[i]) continue;
     float qx = to[i].x / static_cast<float>(query.width);
     if (query.mirrored) qx = 1.f - qx;
-    v.inlier_pairs.push_back({{from[i].x / static_cast<float>(entry.width), from[i].y / static_cast<float>(entry.height)},
+    v.inlier_pairs.push_back({{from[i].x / static_cast<float>(entry.width),
+                               from[i].y / static_cast<float>(entry.height)},
                               {qx, to[i].y / static_cast<float>(query.height)}});
   }
   const double a = M.at<double>(0, 0), b = M.at<double>(1, 0);
   v.scale = std::hypot(a, b);
   v.rotation_deg = std::atan2(b, a) * 180.0 / CV_PI;
 
-  const cv::Point2f corners[4] = {{0.f, 0.f},
-                                  {static_cast<float>(entry.width), 0.f},
-                                  {static_cast<float>(entry.width), static_cast<float>(entry.height)},
-                                  {0.f, static_cast<float>(entry.height)}};
+  const cv::Point2f corners[4] = {
+      {0.f, 0.f},
+      {static_cast<float>(entry.width), 0.f},
+      {static_cast<float>(entry.width), static_cast<float>(entry.height)},
+      {0.f, static_cast<float>(entry.height)}};
   for (int i = 0; i < 4; ++i) {
-    const double x = M.at<double>(0, 0) * corners[i].x + M.at<double>(0, 1) * corners[i].y + M.at<double>(0, 2);
-    const double y = M.at<double>(1, 0) * corners[i].x + M.at<double>(1, 1) * corners[i].y + M.at<double>(1, 2);
+    const double x =
+        M.at<double>(0, 0) * corners[i].x + M.at<double>(0, 1) * corners[i].y + M.at<double>(0, 2);
+    const double y =
+        M.at<double>(1, 0) * corners[i].x + M.at<double>(1, 1) * corners[i].y + M.at<double>(1, 2);
     float nx = static_cast<float>(x / query.width), ny = static_cast<float>(y / query.height);
     if (query.mirrored) nx = 1.f - nx;  // back into the query as the user gave it
     v.region[static_cast<std::size_t>(i)] = {nx, ny};

@@ -6,12 +6,11 @@
 
 #include <array>
 #include <cstdint>
+#include <opencv2/core.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
-
-#include <opencv2/core.hpp>
 
 namespace hashwall {
 
@@ -29,8 +28,8 @@ struct LocalParams {
   // keypoints at comparable scales for the copy and the original.
   int entry_side = 640;
   int query_side = 800;
-  // Queries take half their keypoints tile by tile (query_grid x query_grid), so a known photo shown in one
-  // corner of a collage or screenshot gets its share (measured: docs/BENCHMARKS.md).
+  // Queries take half their keypoints tile by tile (query_grid x query_grid), so a known photo
+  // shown in one corner of a collage or screenshot gets its share (measured: docs/BENCHMARKS.md).
   int query_grid = 3;
   // Queries are brought to at most query_side^2 pixels (not a long side), so a tall phone
   // screenshot keeps enough pixels on the photo inside it.
@@ -44,7 +43,7 @@ struct LocalFeatures {
   // Keypoint centres normalised to [0, 1] of the image width and height, so that the
   // matched region can be reported in the query's own coordinates whatever its size.
   std::vector<cv::Point2f> points;
-  cv::Mat descriptors;  // CV_8U, points.size() x kOrbBytes
+  cv::Mat descriptors;        // CV_8U, points.size() x kOrbBytes
   int width = 0, height = 0;  // of the image the features were taken from (working size)
   bool mirrored = false;      // taken from the horizontally mirrored image
 
@@ -85,7 +84,7 @@ struct LocalVerification {
   // The inlier correspondences, (entry point, query point), each normalised to its image
   // (the query's as the user gave it, mirror undone): what a reviewer is shown.
   std::vector<std::pair<cv::Point2f, cv::Point2f>> inlier_pairs;
-  bool matched = false;     // inliers >= min_inliers and a plausible transform
+  bool matched = false;  // inliers >= min_inliers and a plausible transform
 };
 
 // Fits a similarity (rotation, uniform scale, shift) from the entry's keypoints to the

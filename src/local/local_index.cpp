@@ -1,19 +1,18 @@
 #include "local/local_index.hpp"
 
-#include "core/file.hpp"
-#include "core/popcount.hpp"
+#include <faiss/IndexBinaryFlat.h>
+#include <faiss/IndexBinaryHNSW.h>
+#include <faiss/IndexBinaryIVF.h>
+#include <faiss/invlists/InvertedLists.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
 
-#include <omp.h>
-
-#include <faiss/IndexBinaryFlat.h>
-#include <faiss/IndexBinaryHNSW.h>
-#include <faiss/IndexBinaryIVF.h>
-#include <faiss/invlists/InvertedLists.h>
+#include "core/file.hpp"
+#include "core/popcount.hpp"
 
 namespace hashwall {
 
@@ -25,7 +24,8 @@ using faiss_idx = faiss::Index::idx_t;
 // there are many) and then with the rows of nprobe lists, so nlist ~ sqrt(nprobe x rows)
 // balances the two; a power of two, capped.
 std::size_t nlist_for(std::size_t rows, int nprobe) {
-  const double target = std::sqrt(static_cast<double>(std::max(1, nprobe)) * static_cast<double>(rows));
+  const double target =
+      std::sqrt(static_cast<double>(std::max(1, nprobe)) * static_cast<double>(rows));
   std::size_t n = 64;
   while (n * 2 <= target * 1.4 && n < 16384) n *= 2;
   return n;
@@ -48,7 +48,8 @@ void LocalIndex::add(std::int64_t id, LocalFeatures f) {
   s.width = f.width;
   s.height = f.height;
   const std::size_t n = s.points.size();
-  if (f.descriptors.rows != static_cast<int>(n) || (n > 0 && f.descriptors.cols != kOrbBytes)) return;
+  if (f.descriptors.rows != static_cast<int>(n) || (n > 0 && f.descriptors.cols != kOrbBytes))
+    return;
   const cv::Mat d = f.descriptors.isContinuous() ? f.descriptors : f.descriptors.clone();
   codes_.insert(codes_.end(), d.data, d.data + n * kOrbBytes);
   row_entry_.insert(row_entry_.end(), n, id);
@@ -62,15 +63,18 @@ std::string LocalIndex::type() const {
 
 std::size_t LocalIndex::memory_bytes() const {
   std::size_t b = codes_.capacity() + row_entry_.capacity() * sizeof(std::int64_t);
-  for (const auto& [id, s] : stored_) b += sizeof(s) + 32 + s.points.capacity() * sizeof(cv::Point2f);
+  for (const auto& [id, s] : stored_)
+    b += sizeof(s) + 32 + s.points.capacity() * sizeof(cv::Point2f);
   // The FAISS index holds a second copy of the codes (and, for IVF, an id per row).
   b += indexed_rows_ * kOrbBytes;
-  if (dynamic_cast<const faiss::IndexBinaryIVF*>(index_.get())) b += indexed_rows_ * sizeof(faiss_idx);
+  if (dynamic_cast<const faiss::IndexBinaryIVF*>(index_.get()))
+    b += indexed_rows_ * sizeof(faiss_idx);
   return b;
 }
 
 void LocalIndex::set_hnsw_ef(int ef) const {
-  if (auto* hnsw = dynamic_cast<faiss::IndexBinaryHNSW*>(quantizer_.get())) hnsw->hnsw.efSearch = ef;
+  if (auto* hnsw = dynamic_cast<faiss::IndexBinaryHNSW*>(quantizer_.get()))
+    hnsw->hnsw.efSearch = ef;
 }
 
 void LocalIndex::prepare() const {
@@ -82,11 +86,14 @@ void LocalIndex::prepare() const {
     // the factor that would change nlist).
     if (indexed_rows_ < rows()) {
       set_hnsw_ef(kAddEf);
-      index_->add(static_cast<faiss_idx>(rows() - indexed_rows_), codes_.data() + indexed_rows_ * kOrbBytes);
+      index_->add(static_cast<faiss_idx>(rows() - indexed_rows_),
+                  codes_.data() + indexed_rows_ * kOrbBytes);
       set_hnsw_ef(std::max(32, 2 * params_.nprobe));
       indexed_rows_ = rows();
     }
-    if (!want_ivf || nlist_for(rows(), params_.nprobe) == static_cast<const faiss::IndexBinaryIVF*>(index_.get())->nlist) return;
+    if (!want_ivf || nlist_for(rows(), params_.nprobe) ==
+                         static_cast<const faiss::IndexBinaryIVF*>(index_.get())->nlist)
+      return;
   }
   index_.reset();
   quantizer_.reset();
@@ -159,7 +166,8 @@ std::string LocalIndex::layout() const {
   return out;
 }
 
-std::string LocalIndex::layout_mismatch(std::string_view b, std::size_t rows, const LocalIndexParams& params) {
+std::string LocalIndex::layout_mismatch(std::string_view b, std::size_t rows,
+                                        const LocalIndexParams& params) {
   const auto get = [&](std::size_t at, int bytes) { return get_le(b.data() + at, bytes); };
   if (rows < params.ivf_min_rows) return "the bank has too few descriptor rows for an IVF layout";
   if (b.size() < 8 || b.substr(0, 4) != "HWLL") return "not a layout (wrong magic)";
@@ -172,7 +180,8 @@ std::string LocalIndex::layout_mismatch(std::string_view b, std::size_t rows, co
     return "laid out for another number of rows than the bank's " + std::to_string(rows);
   const char* lists = b.data() + cent_end + 8;
   for (std::size_t r = 0; r < rows; ++r)
-    if (get_le(lists + 2 * r, 2) >= nlist) return "row " + std::to_string(r) + " is in a list that does not exist";
+    if (get_le(lists + 2 * r, 2) >= nlist)
+      return "row " + std::to_string(r) + " is in a list that does not exist";
   return {};
 }
 
@@ -196,7 +205,8 @@ bool LocalIndex::restore_layout(std::string_view b) {
     if (ids[l].empty()) continue;
     codes.resize(ids[l].size() * kOrbBytes);
     for (std::size_t k = 0; k < ids[l].size(); ++k)
-      std::memcpy(codes.data() + k * kOrbBytes, codes_.data() + static_cast<std::size_t>(ids[l][k]) * kOrbBytes, kOrbBytes);
+      std::memcpy(codes.data() + k * kOrbBytes,
+                  codes_.data() + static_cast<std::size_t>(ids[l][k]) * kOrbBytes, kOrbBytes);
     ivf->invlists->add_entries(l, ids[l].size(), ids[l].data(), codes.data());
   }
   ivf->ntotal = static_cast<faiss_idx>(rows());
@@ -233,7 +243,8 @@ std::vector<LocalCandidate> LocalIndex::candidates(const LocalFeatures& query) c
   for (faiss_idx i = 0; i < nq; ++i) {
     seen.clear();
     for (int j = 0; j < k; ++j) {
-      const std::size_t at = static_cast<std::size_t>(i) * static_cast<std::size_t>(k) + static_cast<std::size_t>(j);
+      const std::size_t at =
+          static_cast<std::size_t>(i) * static_cast<std::size_t>(k) + static_cast<std::size_t>(j);
       if (lab[at] < 0 || dist[at] > params_.vote_distance) continue;
       const std::int64_t id = row_entry_[static_cast<std::size_t>(lab[at])];
       // One vote per query descriptor and entry.
@@ -244,7 +255,9 @@ std::vector<LocalCandidate> LocalIndex::candidates(const LocalFeatures& query) c
   }
   for (const auto& [id, v] : votes)
     if (v >= params_.min_votes) out.push_back({id, v});
-  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a.votes > b.votes || (a.votes == b.votes && a.id < b.id); });
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) {
+    return a.votes > b.votes || (a.votes == b.votes && a.id < b.id);
+  });
   if (out.size() > static_cast<std::size_t>(std::max(0, params_.max_candidates)))
     out.resize(static_cast<std::size_t>(std::max(0, params_.max_candidates)));
   return out;
@@ -263,7 +276,8 @@ std::optional<LocalFeatures> LocalIndex::features(std::int64_t id) const {
   return f;
 }
 
-std::vector<LocalMatch> LocalIndex::search(const LocalFeatures& query, const LocalVerifyParams& params) const {
+std::vector<LocalMatch> LocalIndex::search(const LocalFeatures& query,
+                                           const LocalVerifyParams& params) const {
   std::vector<LocalMatch> out;
   for (const LocalCandidate& c : candidates(query)) {
     const auto f = features(c.id);
@@ -271,8 +285,9 @@ std::vector<LocalMatch> LocalIndex::search(const LocalFeatures& query, const Loc
     out.push_back({c.id, c.votes, verify_local(query, *f, params)});
   }
   std::sort(out.begin(), out.end(), [](const LocalMatch& a, const LocalMatch& b) {
-    return a.verification.inliers != b.verification.inliers ? a.verification.inliers > b.verification.inliers
-                                                            : a.id < b.id;
+    return a.verification.inliers != b.verification.inliers
+               ? a.verification.inliers > b.verification.inliers
+               : a.id < b.id;
   });
   return out;
 }

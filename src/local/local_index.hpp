@@ -36,11 +36,11 @@ struct LocalIndexParams {
   // Up to this many descriptor rows (about 64 entries) an exhaustive IndexBinaryFlat;
   // beyond, an IndexBinaryIVF (docs/BENCHMARKS.md has the cost of each).
   std::size_t ivf_min_rows = 16'384;
-  int neighbours = 4;        // per query descriptor
-  int vote_distance = 56;    // of 256 bits: a neighbour further away does not vote
-  int min_votes = 4;         // an entry with fewer is not worth verifying
-  int max_candidates = 8;    // verified per query (per mirror side)
-  int nprobe = 8;            // IVF lists visited per query descriptor
+  int neighbours = 4;      // per query descriptor
+  int vote_distance = 56;  // of 256 bits: a neighbour further away does not vote
+  int min_votes = 4;       // an entry with fewer is not worth verifying
+  int max_candidates = 8;  // verified per query (per mirror side)
+  int nprobe = 8;          // IVF lists visited per query descriptor
   // IVF only: the query votes with this many of its descriptors (an even spread of them:
   // 128 found 50/50 planted copies at 10k entries and 93-100 % of the hard edits with 100
   // known photos, at a third of the cost of 384; docs/BENCHMARKS.md);
@@ -74,7 +74,8 @@ class LocalIndex {
   bool restore_layout(std::string_view bytes);
   // Whether a layout fits an index of `rows` descriptor rows built with `params`; when it
   // does not, why (for `hashwall check`).
-  static std::string layout_mismatch(std::string_view bytes, std::size_t rows, const LocalIndexParams& params);
+  static std::string layout_mismatch(std::string_view bytes, std::size_t rows,
+                                     const LocalIndexParams& params);
   // The entries with the most votes, best first. Not thread-safe against add().
   std::vector<LocalCandidate> candidates(const LocalFeatures& query) const;
   // The entry's features; the descriptors point into the index's own storage and stay
@@ -96,12 +97,12 @@ class LocalIndex {
     int width = 0, height = 0;
   };
   std::unordered_map<std::int64_t, Stored> stored_;
-  std::vector<std::uint8_t> codes_;       // all descriptors, row-major (kept for rebuilds)
-  std::vector<std::int64_t> row_entry_;   // row -> entry id
+  std::vector<std::uint8_t> codes_;      // all descriptors, row-major (kept for rebuilds)
+  std::vector<std::int64_t> row_entry_;  // row -> entry id
   mutable std::unique_ptr<faiss::IndexBinary> index_;
   mutable std::unique_ptr<faiss::IndexBinary> quantizer_;
   mutable std::vector<std::uint8_t> centroids_;  // IVF only: nlist x kOrbBytes
-  mutable std::size_t indexed_rows_ = 0;  // rows already in index_
+  mutable std::size_t indexed_rows_ = 0;         // rows already in index_
 };
 
 }  // namespace hashwall

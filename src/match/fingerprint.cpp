@@ -9,7 +9,8 @@ namespace hashwall {
 
 void prepare_load(LoadOptions& load, const FingerprintOptions& o) {
   if (o.embedder) load.want_color = true;
-  if (o.local) load.detail_min_side = std::max(load.detail_min_side, o.local_params.min_decode_side);
+  if (o.local)
+    load.detail_min_side = std::max(load.detail_min_side, o.local_params.min_decode_side);
 }
 
 NewEntry entry_from(const Fingerprint& f) {
@@ -27,8 +28,8 @@ Fingerprint fingerprint(const LoadedImage& image, DecodeMode mode, const Fingerp
   f.sha256 = image.sha256;
   f.width = image.width;
   f.height = image.height;
-  f.pdq = pdq_hash_dihedral(image.pixels, mode == DecodeMode::Exact ? PdqPreprocess::Reference
-                                                                    : PdqPreprocess::Fast);
+  f.pdq = pdq_hash_dihedral(
+      image.pixels, mode == DecodeMode::Exact ? PdqPreprocess::Reference : PdqPreprocess::Fast);
   if (o.local) {
     const LocalParams& p = o.local_params;
     const cv::Mat& px = image.detail.empty() ? image.pixels : image.detail;

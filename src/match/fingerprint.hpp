@@ -28,7 +28,7 @@ struct Fingerprint {
 
 struct FingerprintOptions {
   bool local = false;
-  bool for_query = true;              // queries: more keypoints, and the mirror image too
+  bool for_query = true;  // queries: more keypoints, and the mirror image too
   LocalParams local_params;
   const Embedder* embedder = nullptr;  // non-null: compute the embedding
 };
@@ -43,6 +43,7 @@ NewEntry entry_from(const Fingerprint& f);
 
 // Fast-mode images are prepared with PDQ's fast preprocessing, exact ones as Meta's
 // reference does.
-Fingerprint fingerprint(const LoadedImage& image, DecodeMode mode, const FingerprintOptions& options = {});
+Fingerprint fingerprint(const LoadedImage& image, DecodeMode mode,
+                        const FingerprintOptions& options = {});
 
 }  // namespace hashwall

@@ -10,9 +10,12 @@ namespace hashwall {
 
 const char* verdict_name(Verdict v) noexcept {
   switch (v) {
-    case Verdict::Match: return "match";
-    case Verdict::LowQuality: return "low-quality";
-    case Verdict::NoMatch: break;
+    case Verdict::Match:
+      return "match";
+    case Verdict::LowQuality:
+      return "low-quality";
+    case Verdict::NoMatch:
+      break;
   }
   return "no-match";
 }
@@ -31,8 +34,8 @@ Matcher::Matcher(const Bank& bank, MatchOptions options)
 
 bool Matcher::use(std::string_view signal) const {
   if (!bank_.config().has(signal)) return false;
-  return options_.signals.empty() ||
-         std::find(options_.signals.begin(), options_.signals.end(), signal) != options_.signals.end();
+  return options_.signals.empty() || std::find(options_.signals.begin(), options_.signals.end(),
+                                               signal) != options_.signals.end();
 }
 
 namespace {
@@ -53,7 +56,8 @@ void fill_pdq_distance(MatchHit& h, const Fingerprint& q, bool dihedral) {
 double clip_margin(double m) { return std::clamp(m, -1.0, 1.0); }
 
 bool has_signal(const MatchHit& h, std::string_view s) {
-  return std::find(h.signals_matched.begin(), h.signals_matched.end(), s) != h.signals_matched.end();
+  return std::find(h.signals_matched.begin(), h.signals_matched.end(), s) !=
+         h.signals_matched.end();
 }
 
 }  // namespace
@@ -70,7 +74,8 @@ double embed_margin(double similarity, double threshold) {
 
 double local_margin(int inliers, int min_inliers) {
   if (min_inliers <= 0) return 1.0;
-  if (inliers >= min_inliers) return inliers > 0 ? static_cast<double>(inliers - min_inliers) / inliers : 0.0;
+  if (inliers >= min_inliers)
+    return inliers > 0 ? static_cast<double>(inliers - min_inliers) / inliers : 0.0;
   return clip_margin(static_cast<double>(inliers - min_inliers) / min_inliers);
 }
 
@@ -143,7 +148,9 @@ MatchResult Matcher::match(const Fingerprint& q) const {
   // PDQ may decide for an entry when both sides pass the quality gate. Entries imported
   // without a quality were vetted by whoever shared them and are kept.
   const bool pdq_on = query_trusted && use("pdq");
-  const auto entry_trusted = [&](const Entry& e) { return !e.quality || *e.quality >= min_quality_; };
+  const auto entry_trusted = [&](const Entry& e) {
+    return !e.quality || *e.quality >= min_quality_;
+  };
   if (pdq_on) {
     const std::size_t n = options_.dihedral ? q.pdq.hashes.size() : 1;
     const auto found = bank_.search_pdq(std::span(q.pdq.hashes.data(), n), pdq_reach);
@@ -172,7 +179,8 @@ MatchResult Matcher::match(const Fingerprint& q) const {
   }
 
   if (use("embed") && !q.embedding.empty()) {
-    const auto found = bank_.search_embed(q.embedding, per_signal_cap, static_cast<float>(embed_reach));
+    const auto found =
+        bank_.search_embed(q.embedding, per_signal_cap, static_cast<float>(embed_reach));
     int taken = 0;
     for (const EmbedMatch& m : found) {
       MatchHit* h = find_hit(m.id);
@@ -184,7 +192,8 @@ MatchResult Matcher::match(const Fingerprint& q) const {
       }
       if (!h) continue;
       h->similarity = m.similarity;
-      if (m.similarity >= static_cast<float>(embed_threshold_)) h->signals_matched.emplace_back("embed");
+      if (m.similarity >= static_cast<float>(embed_threshold_))
+        h->signals_matched.emplace_back("embed");
     }
   }
 
@@ -198,7 +207,8 @@ MatchResult Matcher::match(const Fingerprint& q) const {
       for (const LocalMatch& m : bank_.search_local(f, vp)) {
         if (!m.verification.matched) continue;
         MatchHit* h = find_hit(m.id);
-        if (h && h->inliers && *h->inliers >= m.verification.inliers) continue;  // mirror side weaker
+        if (h && h->inliers && *h->inliers >= m.verification.inliers)
+          continue;  // mirror side weaker
         if (!h && taken >= per_signal_cap) break;
         if (!h && !near && static_cast<int>(r.hits.size()) >= options_.top) break;
         if (!h) {
@@ -233,9 +243,11 @@ MatchResult Matcher::match(const Fingerprint& q) const {
     if (a.exact != b.exact) return a.exact;
     return a.score > b.score;
   });
-  if (static_cast<int>(r.hits.size()) > options_.top) r.hits.resize(static_cast<std::size_t>(std::max(options_.top, 0)));
+  if (static_cast<int>(r.hits.size()) > options_.top)
+    r.hits.resize(static_cast<std::size_t>(std::max(options_.top, 0)));
 
-  const bool any_match = std::any_of(r.hits.begin(), r.hits.end(), [](const MatchHit& h) { return h.matched; });
+  const bool any_match =
+      std::any_of(r.hits.begin(), r.hits.end(), [](const MatchHit& h) { return h.matched; });
   if (any_match)
     r.verdict = Verdict::Match;
   else

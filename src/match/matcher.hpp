@@ -44,10 +44,10 @@ struct MatchHit {
   // (the first of these that matched, in that order); the others' evidence is filled in
   // where they were computed.
   std::string signal;
-  int distance = 0;             // PDQ Hamming distance, best over the variants tried
+  int distance = 0;                       // PDQ Hamming distance, best over the variants tried
   Dihedral variant = Dihedral::Original;  // which transform of the query came nearest
-  bool exact = false;           // same SHA-256: byte-identical file
-  std::optional<float> similarity;  // embedding cosine similarity
+  bool exact = false;                     // same SHA-256: byte-identical file
+  std::optional<float> similarity;        // embedding cosine similarity
   // Local features: geometric inliers, and where the known photo sits in the query.
   std::optional<int> inliers;
   bool local_mirrored = false;
@@ -82,7 +82,7 @@ double joint_score(const MatchHit& h, const ScoreScale& scale, bool pdq_counts);
 
 struct MatchResult {
   Verdict verdict = Verdict::NoMatch;
-  int threshold = 0;    // the thresholds the decision used
+  int threshold = 0;  // the thresholds the decision used
   int min_quality = 0;
   std::vector<std::string> signals;  // the signals that took part
   int local_min_inliers = 0;

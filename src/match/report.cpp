@@ -45,11 +45,13 @@ json report_json(const FileReport& r) {
   j["threshold"] = r.result.threshold;
   j["min_quality"] = r.result.min_quality;
   j["signals"] = r.result.signals;
-  if (std::find(r.result.signals.begin(), r.result.signals.end(), "local") != r.result.signals.end()) {
+  if (std::find(r.result.signals.begin(), r.result.signals.end(), "local") !=
+      r.result.signals.end()) {
     j["local_min_inliers"] = r.result.local_min_inliers;
     j["local_keypoints"] = r.fp->local ? static_cast<std::int64_t>(r.fp->local->size()) : 0;
   }
-  if (std::find(r.result.signals.begin(), r.result.signals.end(), "embed") != r.result.signals.end())
+  if (std::find(r.result.signals.begin(), r.result.signals.end(), "embed") !=
+      r.result.signals.end())
     j["embed_threshold"] = r.result.embed_threshold;
   j["error"] = nullptr;
   return j;

@@ -3,10 +3,9 @@
 #pragma once
 
 #include <filesystem>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
-
-#include <nlohmann/json.hpp>
 
 #include "bank/bank.hpp"
 #include "image/load.hpp"
@@ -23,8 +22,8 @@ struct FileReport {
 };
 
 // Loads, fingerprints and matches one file; failures are reported in `error`, not thrown.
-FileReport check_file(const std::filesystem::path& file, const LoadOptions& opt, const Matcher& matcher,
-                      const FingerprintOptions& fp = {});
+FileReport check_file(const std::filesystem::path& file, const LoadOptions& opt,
+                      const Matcher& matcher, const FingerprintOptions& fp = {});
 
 nlohmann::ordered_json report_json(const FileReport& r);
 nlohmann::ordered_json entry_json(const Entry& e);

@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdint>
-
 #include <nlohmann/json.hpp>
 
 #include "hashlist/hashlist.hpp"
@@ -17,7 +16,8 @@ using json = nlohmann::ordered_json;
 
 std::string lower(std::string_view s) {
   std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
   return out;
 }
 
@@ -44,23 +44,27 @@ std::optional<std::string> parse_hash_json_item(const json& v, HashItem& out) {
   const auto& s = hex->get_ref<const std::string&>();
   auto h = Hash256::from_hex(s);
   if (!h)
-    return "not a PDQ hash: expected 64 hex characters, got " + std::to_string(s.size()) + " characters";
+    return "not a PDQ hash: expected 64 hex characters, got " + std::to_string(s.size()) +
+           " characters";
   out.hash = *h;
   return std::nullopt;
 }
 
 }  // namespace
 
-ParsedHashes parse_hash_body(std::string_view body, std::string_view content_type, std::size_t max_items) {
+ParsedHashes parse_hash_body(std::string_view body, std::string_view content_type,
+                             std::size_t max_items) {
   ParsedHashes r;
   const std::string ct = lower(content_type.substr(0, content_type.find(';')));
   std::size_t first = body.find_first_not_of(" \t\r\n");
-  const bool looks_json = first != std::string_view::npos && (body[first] == '{' || body[first] == '[');
+  const bool looks_json =
+      first != std::string_view::npos && (body[first] == '{' || body[first] == '[');
   if (first == std::string_view::npos) {
     r.error = "empty body: send one or more PDQ hashes";
     return r;
   }
-  if (ct == "application/json" || (ct.empty() && looks_json) || (ct == "application/x-www-form-urlencoded" && looks_json)) {
+  if (ct == "application/json" || (ct.empty() && looks_json) ||
+      (ct == "application/x-www-form-urlencoded" && looks_json)) {
     const json j = json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
     if (j.is_discarded()) {
       r.error = "malformed JSON";
@@ -98,7 +102,8 @@ ParsedHashes parse_hash_body(std::string_view body, std::string_view content_typ
       return r;
     }
     if (list->size() > max_items) {
-      r.error = "too many hashes: " + std::to_string(list->size()) + " (at most " + std::to_string(max_items) + ")";
+      r.error = "too many hashes: " + std::to_string(list->size()) + " (at most " +
+                std::to_string(max_items) + ")";
       return r;
     }
     for (std::size_t i = 0; i < list->size(); ++i) {
@@ -114,14 +119,17 @@ ParsedHashes parse_hash_body(std::string_view body, std::string_view content_typ
     const ListFormat fmt = ct == "text/csv" ? ListFormat::PdqCsv : ListFormat::Hex;
     ParsedList list = parse_hash_list(body, fmt);
     if (!list.errors.empty()) {
-      r.error = "line " + std::to_string(list.errors.front().line) + ": " + list.errors.front().reason;
+      r.error =
+          "line " + std::to_string(list.errors.front().line) + ": " + list.errors.front().reason;
       return r;
     }
     if (list.items.size() > max_items) {
-      r.error = "too many hashes: " + std::to_string(list.items.size()) + " (at most " + std::to_string(max_items) + ")";
+      r.error = "too many hashes: " + std::to_string(list.items.size()) + " (at most " +
+                std::to_string(max_items) + ")";
       return r;
     }
-    for (auto& li : list.items) r.items.push_back(HashItem{li.hash, li.quality, std::move(li.name)});
+    for (auto& li : list.items)
+      r.items.push_back(HashItem{li.hash, li.quality, std::move(li.name)});
   }
   if (r.items.empty()) r.error = "no hashes in the body";
   return r;

@@ -34,6 +34,7 @@ struct ParsedHashes {
 //   text/csv: Meta's pdq-photo-hasher CSV (hash,quality,name)
 //   other text: one hex hash per line ('#' comments, blank lines ignored)
 // At most max_items hashes; none is an error. Never throws on any input.
-ParsedHashes parse_hash_body(std::string_view body, std::string_view content_type, std::size_t max_items);
+ParsedHashes parse_hash_body(std::string_view body, std::string_view content_type,
+                             std::size_t max_items);
 
 }  // namespace hashwall::server

@@ -6,14 +6,22 @@ namespace hashwall::server {
 
 const char* endpoint_name(Endpoint e) noexcept {
   switch (e) {
-    case Endpoint::Match: return "/v1/match";
-    case Endpoint::MatchHash: return "/v1/match/hash";
-    case Endpoint::EntriesAdd: return "POST /v1/entries";
-    case Endpoint::EntriesRemove: return "DELETE /v1/entries";
-    case Endpoint::Health: return "/v1/health";
-    case Endpoint::Stats: return "/v1/stats";
-    case Endpoint::Metrics: return "/metrics";
-    case Endpoint::Other: break;
+    case Endpoint::Match:
+      return "/v1/match";
+    case Endpoint::MatchHash:
+      return "/v1/match/hash";
+    case Endpoint::EntriesAdd:
+      return "POST /v1/entries";
+    case Endpoint::EntriesRemove:
+      return "DELETE /v1/entries";
+    case Endpoint::Health:
+      return "/v1/health";
+    case Endpoint::Stats:
+      return "/v1/stats";
+    case Endpoint::Metrics:
+      return "/metrics";
+    case Endpoint::Other:
+      break;
   }
   return "other";
 }
@@ -81,12 +89,17 @@ std::string Metrics::prometheus(const MetricsSnapshot& g) const {
     for (int c = 0; c < kCodeSlots; ++c) {
       const auto n = p.by_code[static_cast<std::size_t>(c)].load(std::memory_order_relaxed);
       if (n == 0) continue;
-      const std::string code = c < static_cast<int>(kCodes.size()) ? std::to_string(kCodes[static_cast<std::size_t>(c)]) : "other";
-      out += "hashwall_requests_total{endpoint=\"" + std::string(endpoint_name(static_cast<Endpoint>(e))) +
-             "\",code=\"" + code + "\"} " + std::to_string(n) + "\n";
+      const std::string code = c < static_cast<int>(kCodes.size())
+                                   ? std::to_string(kCodes[static_cast<std::size_t>(c)])
+                                   : "other";
+      out += "hashwall_requests_total{endpoint=\"" +
+             std::string(endpoint_name(static_cast<Endpoint>(e))) + "\",code=\"" + code + "\"} " +
+             std::to_string(n) + "\n";
     }
   }
-  out += "# HELP hashwall_errors_total Requests answered with a status of 400 or above, by endpoint.\n";
+  out +=
+      "# HELP hashwall_errors_total Requests answered with a status of 400 or above, by "
+      "endpoint.\n";
   out += "# TYPE hashwall_errors_total counter\n";
   for (int e = 0; e < kEndpointCount; ++e) {
     const auto& p = ep_[static_cast<std::size_t>(e)];
@@ -94,22 +107,27 @@ std::string Metrics::prometheus(const MetricsSnapshot& g) const {
     for (int c = 0; c < kCodeSlots; ++c)
       if (c == static_cast<int>(kCodes.size()) || kCodes[static_cast<std::size_t>(c)] >= 400)
         errors += p.by_code[static_cast<std::size_t>(c)].load(std::memory_order_relaxed);
-    out += "hashwall_errors_total{endpoint=\"" + std::string(endpoint_name(static_cast<Endpoint>(e))) + "\"} " +
-           std::to_string(errors) + "\n";
+    out += "hashwall_errors_total{endpoint=\"" +
+           std::string(endpoint_name(static_cast<Endpoint>(e))) + "\"} " + std::to_string(errors) +
+           "\n";
   }
-  out += "# HELP hashwall_request_duration_seconds Time from reading the request headers to the response.\n";
+  out +=
+      "# HELP hashwall_request_duration_seconds Time from reading the request headers to the "
+      "response.\n";
   out += "# TYPE hashwall_request_duration_seconds histogram\n";
   for (int e = 0; e < kEndpointCount; ++e) {
     const auto& p = ep_[static_cast<std::size_t>(e)];
-    const std::string lbl = "endpoint=\"" + std::string(endpoint_name(static_cast<Endpoint>(e))) + "\"";
+    const std::string lbl =
+        "endpoint=\"" + std::string(endpoint_name(static_cast<Endpoint>(e))) + "\"";
     std::uint64_t cumulative = 0;
     for (std::size_t i = 0; i < kBuckets.size(); ++i) {
       cumulative += p.buckets[i].load(std::memory_order_relaxed);
-      out += "hashwall_request_duration_seconds_bucket{" + lbl + ",le=\"" + fmt_double(kBuckets[i]) + "\"} " +
-             std::to_string(cumulative) + "\n";
+      out += "hashwall_request_duration_seconds_bucket{" + lbl + ",le=\"" +
+             fmt_double(kBuckets[i]) + "\"} " + std::to_string(cumulative) + "\n";
     }
     const auto count = p.count.load(std::memory_order_relaxed);
-    out += "hashwall_request_duration_seconds_bucket{" + lbl + ",le=\"+Inf\"} " + std::to_string(count) + "\n";
+    out += "hashwall_request_duration_seconds_bucket{" + lbl + ",le=\"+Inf\"} " +
+           std::to_string(count) + "\n";
     out += "hashwall_request_duration_seconds_sum{" + lbl + "} " +
            fmt_double(static_cast<double>(p.sum_us.load(std::memory_order_relaxed)) / 1e6) + "\n";
     out += "hashwall_request_duration_seconds_count{" + lbl + "} " + std::to_string(count) + "\n";
@@ -120,7 +138,9 @@ std::string Metrics::prometheus(const MetricsSnapshot& g) const {
   out += "# HELP hashwall_matches_total Images and hashes that matched the bank.\n";
   out += "# TYPE hashwall_matches_total counter\n";
   out += "hashwall_matches_total " + std::to_string(matches()) + "\n";
-  out += "# HELP hashwall_rejected_total Requests refused with 503: queue full, queue wait, shutting down, processing timeout.\n";
+  out +=
+      "# HELP hashwall_rejected_total Requests refused with 503: queue full, queue wait, shutting "
+      "down, processing timeout.\n";
   out += "# TYPE hashwall_rejected_total counter\n";
   out += "hashwall_rejected_total{reason=\"queue_full\"} " +
          std::to_string(rejected_full_.load(std::memory_order_relaxed)) + "\n";

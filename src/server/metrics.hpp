@@ -28,18 +28,27 @@ struct MetricsSnapshot {
 class Metrics {
  public:
   // Latency bucket upper bounds, seconds (Prometheus histogram "le" labels).
-  static constexpr std::array<double, 14> kBuckets = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-                                                      0.1,    0.25,  0.5,    1,     2.5,  5,    10};
+  static constexpr std::array<double, 14> kBuckets = {
+      0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
   // The status codes the service answers with; anything else is counted as "other".
-  static constexpr std::array<int, 11> kCodes = {200, 201, 400, 401, 403, 404, 405, 413, 415, 500, 503};
+  static constexpr std::array<int, 11> kCodes = {200, 201, 400, 401, 403, 404,
+                                                 405, 413, 415, 500, 503};
 
   void record(Endpoint e, int status, double seconds) noexcept;
   // One query (image or hash) decided: match / no-match / low-quality.
   void record_verdict(bool match) noexcept;
-  void record_rejected_queue_full() noexcept { rejected_full_.fetch_add(1, std::memory_order_relaxed); }
-  void record_rejected_queue_wait() noexcept { rejected_wait_.fetch_add(1, std::memory_order_relaxed); }
-  void record_rejected_stopping() noexcept { rejected_stopping_.fetch_add(1, std::memory_order_relaxed); }
-  void record_rejected_timeout() noexcept { rejected_timeout_.fetch_add(1, std::memory_order_relaxed); }
+  void record_rejected_queue_full() noexcept {
+    rejected_full_.fetch_add(1, std::memory_order_relaxed);
+  }
+  void record_rejected_queue_wait() noexcept {
+    rejected_wait_.fetch_add(1, std::memory_order_relaxed);
+  }
+  void record_rejected_stopping() noexcept {
+    rejected_stopping_.fetch_add(1, std::memory_order_relaxed);
+  }
+  void record_rejected_timeout() noexcept {
+    rejected_timeout_.fetch_add(1, std::memory_order_relaxed);
+  }
 
   std::uint64_t requests(Endpoint e) const noexcept;
   std::uint64_t matches() const noexcept { return matches_.load(std::memory_order_relaxed); }
@@ -59,7 +68,8 @@ class Metrics {
   };
   std::array<PerEndpoint, kEndpointCount> ep_{};
   std::atomic<std::uint64_t> matches_{0}, queries_{0};
-  std::atomic<std::uint64_t> rejected_full_{0}, rejected_wait_{0}, rejected_stopping_{0}, rejected_timeout_{0};
+  std::atomic<std::uint64_t> rejected_full_{0}, rejected_wait_{0}, rejected_stopping_{0},
+      rejected_timeout_{0};
 };
 
 }  // namespace hashwall::server

@@ -22,8 +22,8 @@ using Clock = std::chrono::steady_clock;
 // worker thread that runs a connection runs all of its requests, so thread-local is
 // per-connection here.
 struct ConnectionState {
-  bool overloaded = false;      // served by the reject pool: answer 503
-  bool first_request = false;   // the queue wait applies to the first request only
+  bool overloaded = false;     // served by the reject pool: answer 503
+  bool first_request = false;  // the queue wait applies to the first request only
   Clock::time_point enqueued{};
   Clock::time_point request_start{};
   bool have_start = false;
@@ -34,7 +34,8 @@ thread_local ConnectionState tls_conn;
 // the workers; the overflow goes to a small reject pool that answers 503 at once.
 class BoundedQueue final : public httplib::TaskQueue {
  public:
-  BoundedQueue(std::size_t workers, std::size_t max_queue, std::size_t rejecters, std::atomic<std::int64_t>& depth)
+  BoundedQueue(std::size_t workers, std::size_t max_queue, std::size_t rejecters,
+               std::atomic<std::int64_t>& depth)
       : max_queue_(max_queue), depth_(depth) {
     for (std::size_t i = 0; i < workers; ++i) threads_.emplace_back([this] { work(false); });
     for (std::size_t i = 0; i < rejecters; ++i) threads_.emplace_back([this] { work(true); });
@@ -86,7 +87,8 @@ class BoundedQueue final : public httplib::TaskQueue {
         if (queue.empty()) return;  // shut down and drained
         job = std::move(queue.front());
         queue.pop_front();
-        if (!rejecter) depth_.store(static_cast<std::int64_t>(jobs_.size()), std::memory_order_relaxed);
+        if (!rejecter)
+          depth_.store(static_cast<std::int64_t>(jobs_.size()), std::memory_order_relaxed);
       }
       tls_conn = ConnectionState{};
       tls_conn.overloaded = rejecter;
@@ -107,15 +109,24 @@ class BoundedQueue final : public httplib::TaskQueue {
 
 std::string reason_for(int status) {
   switch (status) {
-    case 400: return "malformed request";
-    case 401: return "missing or wrong bearer token";
-    case 404: return "not found";
-    case 405: return "method not allowed";
-    case 413: return "request body too large";
-    case 414: return "request URI too long";
-    case 415: return "unsupported media type";
-    case 503: return "service unavailable";
-    default: break;
+    case 400:
+      return "malformed request";
+    case 401:
+      return "missing or wrong bearer token";
+    case 404:
+      return "not found";
+    case 405:
+      return "method not allowed";
+    case 413:
+      return "request body too large";
+    case 414:
+      return "request URI too long";
+    case 415:
+      return "unsupported media type";
+    case 503:
+      return "service unavailable";
+    default:
+      break;
   }
   return status >= 500 ? "internal error" : "request failed";
 }
@@ -158,7 +169,8 @@ bool read_body(const httplib::Request& req, const httplib::ContentReader& reader
   });
 }
 
-std::string param_or(const httplib::Request& req, const Body& body, const char* key, std::string fallback = {}) {
+std::string param_or(const httplib::Request& req, const Body& body, const char* key,
+                     std::string fallback = {}) {
   if (req.has_param(key)) return req.get_param_value(key);
   if (const auto* p = body.part(key)) return p->content;  // multipart text field
   return fallback;
@@ -175,7 +187,8 @@ std::optional<Upload> upload_of(const httplib::Request& req, const Body& body, s
   auto as_span = [](const std::string& s) {
     return std::span(reinterpret_cast<const std::uint8_t*>(s.data()), s.size());
   };
-  if (!req.is_multipart_form_data()) return Upload{as_span(body.raw), param_or(req, body, "name", "upload")};
+  if (!req.is_multipart_form_data())
+    return Upload{as_span(body.raw), param_or(req, body, "name", "upload")};
   for (const char* key : {"image", "file"}) {
     if (const auto* p = body.part(key))
       return Upload{as_span(p->content), p->filename.empty() ? std::string("upload") : p->filename};
@@ -205,7 +218,10 @@ bool is_hash_content_type(const std::string& content_type) {
 
 struct HttpServer::Impl {
   Impl(Bank& b, ServerOptions o)
-      : bank(b), opt(std::move(o)), service(b, opt.limits, metrics, opt.writable, opt.signals), started(Clock::now()) {}
+      : bank(b),
+        opt(std::move(o)),
+        service(b, opt.limits, metrics, opt.writable, opt.signals),
+        started(Clock::now()) {}
 
   Bank& bank;
   ServerOptions opt;
@@ -231,7 +247,8 @@ struct HttpServer::Impl {
   }
 
   void drain() {
-    const auto deadline = Clock::now() + std::max<Clock::duration>(opt.timeout, std::chrono::seconds(1));
+    const auto deadline =
+        Clock::now() + std::max<Clock::duration>(opt.timeout, std::chrono::seconds(1));
     const auto idle = [&] { return depth.load() == 0 && in_flight.load() == 0; };
     // Two idle looks 20 ms apart: a connection accepted just now reaches the queue first.
     int quiet = 0;
@@ -260,20 +277,22 @@ struct HttpServer::Impl {
 
   // Admission: the bounded queue's verdict on this request, nullopt to go ahead.
   std::optional<Reply> admit(Endpoint ep) {
-    const bool cheap = ep == Endpoint::Health || ep == Endpoint::Metrics;  // monitoring sees overload
+    const bool cheap =
+        ep == Endpoint::Health || ep == Endpoint::Metrics;  // monitoring sees overload
     const bool first = std::exchange(tls_conn.first_request, false);
     if (cheap) return std::nullopt;
     if (tls_conn.overloaded) {
       metrics.record_rejected_queue_full();
-      Reply r = error_reply(503, "server busy: the request queue is full (" + std::to_string(opt.max_queue) +
-                                     " waiting); retry later");
+      Reply r = error_reply(503, "server busy: the request queue is full (" +
+                                     std::to_string(opt.max_queue) + " waiting); retry later");
       r.headers.emplace_back("Retry-After", std::to_string(opt.limits.retry_after_seconds));
       r.headers.emplace_back("Connection", "close");
       return r;
     }
     if (first && draining && enqueued_after_drain()) {
       metrics.record_rejected_stopping();
-      Reply r = error_reply(503, "server is shutting down; retry later (another instance may take over)");
+      Reply r =
+          error_reply(503, "server is shutting down; retry later (another instance may take over)");
       r.headers.emplace_back("Retry-After", std::to_string(opt.limits.retry_after_seconds));
       r.headers.emplace_back("Connection", "close");
       return r;
@@ -281,7 +300,8 @@ struct HttpServer::Impl {
     if (first && Clock::now() - tls_conn.enqueued > opt.max_queue_wait) {
       metrics.record_rejected_queue_wait();
       Reply r = error_reply(503, "server busy: the request waited more than " +
-                                     std::to_string(opt.max_queue_wait.count()) + " ms for a worker; retry later");
+                                     std::to_string(opt.max_queue_wait.count()) +
+                                     " ms for a worker; retry later");
       r.headers.emplace_back("Retry-After", std::to_string(opt.limits.retry_after_seconds));
       r.headers.emplace_back("Connection", "close");
       return r;
@@ -290,40 +310,47 @@ struct HttpServer::Impl {
   }
 
   std::optional<Reply> authorize(const httplib::Request& req) const {
-    if (!opt.writable) return error_reply(403, "this service is read-only (started with --read-only)");
+    if (!opt.writable)
+      return error_reply(403, "this service is read-only (started with --read-only)");
     if (!opt.token) return std::nullopt;
     std::string presented;
     const std::string auth = req.get_header_value("Authorization");
-    if (auth.size() > 7 && (auth.compare(0, 7, "Bearer ") == 0 || auth.compare(0, 7, "bearer ") == 0))
+    if (auth.size() > 7 &&
+        (auth.compare(0, 7, "Bearer ") == 0 || auth.compare(0, 7, "bearer ") == 0))
       presented = auth.substr(7);
     if (token_matches(presented, *opt.token)) return std::nullopt;
-    Reply r = error_reply(401, presented.empty() ? "writes need 'Authorization: Bearer TOKEN'" : "wrong bearer token");
+    Reply r = error_reply(401, presented.empty() ? "writes need 'Authorization: Bearer TOKEN'"
+                                                 : "wrong bearer token");
     r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"hashwall\"");
     return r;
   }
 
   struct InFlight {
     std::atomic<std::int64_t>& n;
-    explicit InFlight(std::atomic<std::int64_t>& c) : n(c) { n.fetch_add(1, std::memory_order_relaxed); }
+    explicit InFlight(std::atomic<std::int64_t>& c) : n(c) {
+      n.fetch_add(1, std::memory_order_relaxed);
+    }
     ~InFlight() { n.fetch_sub(1, std::memory_order_relaxed); }
   };
 
   using Fn = std::function<Reply(const httplib::Request&)>;
   httplib::Server::Handler handler(Endpoint ep, bool write, Fn fn) {
-    return [this, ep, write, fn = std::move(fn)](const httplib::Request& req, httplib::Response& res) {
-      InFlight guard(in_flight);
-      if (auto r = admit(ep)) return send(res, *r);
-      if (write)
-        if (auto r = authorize(req)) return send(res, *r);
-      send(res, guarded([&] { return fn(req); }, opt.limits.retry_after_seconds));
-    };
+    return
+        [this, ep, write, fn = std::move(fn)](const httplib::Request& req, httplib::Response& res) {
+          InFlight guard(in_flight);
+          if (auto r = admit(ep)) return send(res, *r);
+          if (write)
+            if (auto r = authorize(req)) return send(res, *r);
+          send(res, guarded([&] { return fn(req); }, opt.limits.retry_after_seconds));
+        };
   }
 
   // Handlers with a body: admission and the token are checked before it is read, so a
   // refused upload costs no more than its headers.
   using BodyFn = std::function<Reply(const httplib::Request&, const Body&)>;
   httplib::Server::HandlerWithContentReader body_handler(Endpoint ep, bool write, BodyFn fn) {
-    return [this, ep, write, fn = std::move(fn)](const httplib::Request& req, httplib::Response& res,
+    return [this, ep, write, fn = std::move(fn)](const httplib::Request& req,
+                                                 httplib::Response& res,
                                                  const httplib::ContentReader& reader) {
       InFlight guard(in_flight);
       std::optional<Reply> refused = admit(ep);
@@ -333,63 +360,76 @@ struct HttpServer::Impl {
       const bool ok = read_body(req, reader, body);
       if (refused) return send(res, *refused);
       if (!ok) {
-        if (res.status == 413) return send(res, error_reply(413, "request body too large (limit " +
-                                                                     std::to_string(opt.limits.max_body_bytes) +
-                                                                     " bytes; see --max-body)"));
-        return send(res, error_reply(400, "the request body could not be read (truncated or malformed)"));
+        if (res.status == 413)
+          return send(res, error_reply(413, "request body too large (limit " +
+                                                std::to_string(opt.limits.max_body_bytes) +
+                                                " bytes; see --max-body)"));
+        return send(
+            res, error_reply(400, "the request body could not be read (truncated or malformed)"));
       }
       send(res, guarded([&] { return fn(req, body); }, opt.limits.retry_after_seconds));
     };
   }
 
   void routes() {
-    svr.Post("/v1/match", body_handler(Endpoint::Match, false, [this](const httplib::Request& req, const Body& body) {
-      std::string err;
-      auto up = upload_of(req, body, err);
-      if (!up) return error_reply(400, err);
-      return service.match_image(up->bytes, up->name, req.params);
-    }));
-    svr.Post("/v1/match/hash", body_handler(Endpoint::MatchHash, false, [this](const httplib::Request& req, const Body& body) {
-      if (req.is_multipart_form_data()) {
-        const auto* part = body.part("hashes");
-        if (!part) return error_reply(400, "multipart body without a 'hashes' part");
-        return service.match_hashes(part->content, part->content_type, req.params);
-      }
-      return service.match_hashes(body.raw, req.get_header_value("Content-Type"), req.params);
-    }));
-    svr.Post("/v1/entries", body_handler(Endpoint::EntriesAdd, true, [this](const httplib::Request& req, const Body& body) {
-      const std::string label = param_or(req, body, "label");
-      const std::string source = param_or(req, body, "source");
-      if (const auto* part = body.part("hashes"))
-        return service.add_hashes(part->content, part->content_type, label, source);
-      if (!req.is_multipart_form_data() && is_hash_content_type(req.get_header_value("Content-Type")))
-        return service.add_hashes(body.raw, req.get_header_value("Content-Type"), label, source);
-      std::string err;
-      auto up = upload_of(req, body, err);
-      if (!up) return error_reply(400, err);
-      return service.add_image(up->bytes, up->name, label, source);
-    }));
-    svr.Delete(R"(/v1/entries/([^/]*))", handler(Endpoint::EntriesRemove, true, [this](const httplib::Request& req) {
-      return service.remove_entry(req.matches[1].str());
-    }));
+    svr.Post(
+        "/v1/match",
+        body_handler(Endpoint::Match, false, [this](const httplib::Request& req, const Body& body) {
+          std::string err;
+          auto up = upload_of(req, body, err);
+          if (!up) return error_reply(400, err);
+          return service.match_image(up->bytes, up->name, req.params);
+        }));
+    svr.Post("/v1/match/hash",
+             body_handler(
+                 Endpoint::MatchHash, false, [this](const httplib::Request& req, const Body& body) {
+                   if (req.is_multipart_form_data()) {
+                     const auto* part = body.part("hashes");
+                     if (!part) return error_reply(400, "multipart body without a 'hashes' part");
+                     return service.match_hashes(part->content, part->content_type, req.params);
+                   }
+                   return service.match_hashes(body.raw, req.get_header_value("Content-Type"),
+                                               req.params);
+                 }));
+    svr.Post("/v1/entries",
+             body_handler(
+                 Endpoint::EntriesAdd, true, [this](const httplib::Request& req, const Body& body) {
+                   const std::string label = param_or(req, body, "label");
+                   const std::string source = param_or(req, body, "source");
+                   if (const auto* part = body.part("hashes"))
+                     return service.add_hashes(part->content, part->content_type, label, source);
+                   if (!req.is_multipart_form_data() &&
+                       is_hash_content_type(req.get_header_value("Content-Type")))
+                     return service.add_hashes(body.raw, req.get_header_value("Content-Type"),
+                                               label, source);
+                   std::string err;
+                   auto up = upload_of(req, body, err);
+                   if (!up) return error_reply(400, err);
+                   return service.add_image(up->bytes, up->name, label, source);
+                 }));
+    svr.Delete(R"(/v1/entries/([^/]*))",
+               handler(Endpoint::EntriesRemove, true, [this](const httplib::Request& req) {
+                 return service.remove_entry(req.matches[1].str());
+               }));
     svr.Get("/v1/health", handler(Endpoint::Health, false, [this](const httplib::Request&) {
-      Reply r = service.health();
-      r.body["uptime_seconds"] = uptime();
-      return r;
-    }));
+              Reply r = service.health();
+              r.body["uptime_seconds"] = uptime();
+              return r;
+            }));
     svr.Get("/v1/stats", handler(Endpoint::Stats, false, [this](const httplib::Request&) {
-      json extra;
-      extra["uptime_seconds"] = uptime();
-      extra["queue_depth"] = depth.load();
-      extra["in_flight"] = in_flight.load();
-      std::uint64_t total = 0;
-      for (int e = 0; e < kEndpointCount; ++e) total += metrics.requests(static_cast<Endpoint>(e));
-      extra["requests"] = total;
-      extra["queries"] = metrics.queries();
-      extra["matches"] = metrics.matches();
-      extra["server"] = settings();
-      return service.stats(extra);
-    }));
+              json extra;
+              extra["uptime_seconds"] = uptime();
+              extra["queue_depth"] = depth.load();
+              extra["in_flight"] = in_flight.load();
+              std::uint64_t total = 0;
+              for (int e = 0; e < kEndpointCount; ++e)
+                total += metrics.requests(static_cast<Endpoint>(e));
+              extra["requests"] = total;
+              extra["queries"] = metrics.queries();
+              extra["matches"] = metrics.matches();
+              extra["server"] = settings();
+              return service.stats(extra);
+            }));
     svr.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
       tls_conn.first_request = false;
       MetricsSnapshot g;
@@ -421,38 +461,45 @@ struct HttpServer::Impl {
         msg += " (limit " + std::to_string(opt.limits.max_body_bytes) + " bytes; see --max-body)";
       send(res, error_reply(res.status, msg));
     });
-    svr.set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
-      std::string what = "unknown exception";
-      try {
-        if (ep) std::rethrow_exception(ep);
-      } catch (const std::exception& e) {
-        what = e.what();
-      } catch (...) {
-      }
-      send(res, error_reply(500, "internal error: " + what));
-    });
+    svr.set_exception_handler(
+        [](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+          std::string what = "unknown exception";
+          try {
+            if (ep) std::rethrow_exception(ep);
+          } catch (const std::exception& e) {
+            what = e.what();
+          } catch (...) {
+          }
+          send(res, error_reply(500, "internal error: " + what));
+        });
     svr.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
       const double secs =
-          tls_conn.have_start ? std::chrono::duration<double>(Clock::now() - tls_conn.request_start).count() : 0.0;
+          tls_conn.have_start
+              ? std::chrono::duration<double>(Clock::now() - tls_conn.request_start).count()
+              : 0.0;
       tls_conn.have_start = false;
       metrics.record(classify(req.method, req.path), res.status, secs);
       if (opt.access_log) {
         char line[512];
-        std::snprintf(line, sizeof line, "%s %.200s %d %.1fms %s bytes", req.method.c_str(), req.path.c_str(),
-                      res.status, secs * 1e3, req.get_header_value("Content-Length").substr(0, 20).c_str());
+        std::snprintf(line, sizeof line, "%s %.200s %d %.1fms %s bytes", req.method.c_str(),
+                      req.path.c_str(), res.status, secs * 1e3,
+                      req.get_header_value("Content-Length").substr(0, 20).c_str());
         opt.access_log(line);
       }
     });
   }
 };
 
-HttpServer::HttpServer(Bank& bank, ServerOptions options) : impl_(std::make_unique<Impl>(bank, std::move(options))) {
+HttpServer::HttpServer(Bank& bank, ServerOptions options)
+    : impl_(std::make_unique<Impl>(bank, std::move(options))) {
   auto& o = impl_->opt;
-  if (o.threads <= 0) o.threads = static_cast<int>(std::max(8u, 2 * std::thread::hardware_concurrency()));
+  if (o.threads <= 0)
+    o.threads = static_cast<int>(std::max(8u, 2 * std::thread::hardware_concurrency()));
   auto& svr = impl_->svr;
   Impl* impl = impl_.get();
   svr.new_task_queue = [impl] {
-    return new BoundedQueue(static_cast<std::size_t>(impl->opt.threads), impl->opt.max_queue, 2, impl->depth);
+    return new BoundedQueue(static_cast<std::size_t>(impl->opt.threads), impl->opt.max_queue, 2,
+                            impl->depth);
   };
   svr.set_payload_max_length(static_cast<std::size_t>(o.limits.max_body_bytes));
   svr.set_read_timeout(static_cast<time_t>(o.timeout.count()), 0);
@@ -491,7 +538,8 @@ void HttpServer::run() {
   // to stop; this thread waits for the listener and delivers such a stop to it.
   std::atomic<bool> returned{false};
   std::thread late_stop([&] {
-    while (!returned.load() && !impl_->svr.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    while (!returned.load() && !impl_->svr.is_running())
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
     if (!returned.load() && impl_->stopping.load()) stop();
   });
   impl_->svr.listen_after_bind();
@@ -507,7 +555,8 @@ void HttpServer::stop() {
   // Not listening yet: run() sees `stopping` before it listens, or its late_stop thread
   // calls stop() again once the listener runs.
   if (impl_->draining || !impl_->svr.is_running()) return;
-  impl_->drain_started_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
+  impl_->drain_started_ns =
+      std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
   impl_->draining = true;
   impl_->drainer = std::thread([impl = impl_.get()] { impl->drain(); });
 }

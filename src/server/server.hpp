@@ -33,7 +33,7 @@ struct ServerOptions {
   int keep_alive_seconds = 2;        // idle keep-alive connections are closed after this
   std::size_t keep_alive_max_requests = 1000;
   ServiceLimits limits;
-  ServiceSignals signals;  // the bank's signals (cli::signal_setup); default: PDQ only
+  ServiceSignals signals;            // the bank's signals (cli::signal_setup); default: PDQ only
   bool writable = true;              // POST/DELETE /v1/entries enabled
   std::optional<std::string> token;  // bearer token for writes; nullopt: writes need none
   // One line per request (method, path, status, ms; never bodies) when set.

@@ -7,12 +7,12 @@
 #include <charconv>
 #include <chrono>
 
-#include "match/report.hpp"  // report_json/hit_json: one JSON shape for CLI and service
 #include "core/error.hpp"
 #include "hashlist/hashlist.hpp"
 #include "image/load.hpp"
 #include "match/fingerprint.hpp"
 #include "match/matcher.hpp"
+#include "match/report.hpp"  // report_json/hit_json: one JSON shape for CLI and service
 
 namespace hashwall::server {
 
@@ -27,7 +27,8 @@ namespace {
 
 std::string lower(std::string_view s) {
   std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return std::tolower(c); });
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
   return out;
 }
 
@@ -41,13 +42,14 @@ std::optional<std::int64_t> parse_int(std::string_view s) {
 
 // The matcher's options from the query string; an error message when one is malformed.
 std::optional<std::string> match_options(const Params& params, MatchOptions& o) {
-  auto int_param = [&](const char* key, int lo, int hi, std::optional<int>& out) -> std::optional<std::string> {
+  auto int_param = [&](const char* key, int lo, int hi,
+                       std::optional<int>& out) -> std::optional<std::string> {
     auto it = params.find(key);
     if (it == params.end()) return std::nullopt;
     const auto v = parse_int(it->second);
     if (!v || *v < lo || *v > hi)
-      return std::string("parameter ") + key + " must be an integer from " + std::to_string(lo) + " to " +
-             std::to_string(hi) + ", got '" + it->second.substr(0, 40) + "'";
+      return std::string("parameter ") + key + " must be an integer from " + std::to_string(lo) +
+             " to " + std::to_string(hi) + ", got '" + it->second.substr(0, 40) + "'";
     out = static_cast<int>(*v);
     return std::nullopt;
   };
@@ -58,9 +60,12 @@ std::optional<std::string> match_options(const Params& params, MatchOptions& o) 
   if (top) o.top = *top;
   if (auto it = params.find("dihedral"); it != params.end()) {
     const std::string v = lower(it->second);
-    if (v == "1" || v == "true" || v == "yes") o.dihedral = true;
-    else if (v == "0" || v == "false" || v == "no") o.dihedral = false;
-    else return "parameter dihedral must be true or false, got '" + it->second.substr(0, 40) + "'";
+    if (v == "1" || v == "true" || v == "yes")
+      o.dihedral = true;
+    else if (v == "0" || v == "false" || v == "no")
+      o.dihedral = false;
+    else
+      return "parameter dihedral must be true or false, got '" + it->second.substr(0, 40) + "'";
   }
   return std::nullopt;
 }
@@ -69,11 +74,15 @@ int status_for(const Error& e) {
   switch (e.kind()) {
     case ErrorKind::Format:
     case ErrorKind::Corrupt:
-    case ErrorKind::Usage: return 400;
-    case ErrorKind::TooLarge: return 413;
-    case ErrorKind::Bank: return 503;  // busy/locked bank: try again
+    case ErrorKind::Usage:
+      return 400;
+    case ErrorKind::TooLarge:
+      return 413;
+    case ErrorKind::Bank:
+      return 503;  // busy/locked bank: try again
     case ErrorKind::Io:
-    case ErrorKind::Interrupted: break;
+    case ErrorKind::Interrupted:
+      break;
   }
   return 500;
 }
@@ -93,9 +102,11 @@ class Deadline {
   bool passed() const { return limit_.count() > 0 && std::chrono::steady_clock::now() > end_; }
   Reply reply(Metrics& metrics, int retry_after) const {
     metrics.record_rejected_timeout();
-    Reply r = error_reply(503, "processing took longer than the " +
-                                   std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(limit_).count()) +
-                                   " ms limit (serve --timeout); nothing was written; retry later");
+    Reply r = error_reply(
+        503,
+        "processing took longer than the " +
+            std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>(limit_).count()) +
+            " ms limit (serve --timeout); nothing was written; retry later");
     r.headers.emplace_back("Retry-After", std::to_string(retry_after));
     return r;
   }
@@ -124,13 +135,21 @@ Reply guarded(const std::function<Reply()>& handler, int retry_after_seconds) {
   }
 }
 
-Service::Service(Bank& bank, ServiceLimits limits, Metrics& metrics, bool writable, ServiceSignals signals)
-    : bank_(bank), limits_(limits), metrics_(metrics), writable_(writable), signals_(std::move(signals)) {}
+Service::Service(Bank& bank, ServiceLimits limits, Metrics& metrics, bool writable,
+                 ServiceSignals signals)
+    : bank_(bank),
+      limits_(limits),
+      metrics_(metrics),
+      writable_(writable),
+      signals_(std::move(signals)) {}
 
-Reply Service::match_image(std::span<const std::uint8_t> bytes, const std::string& name, const Params& params) const {
+Reply Service::match_image(std::span<const std::uint8_t> bytes, const std::string& name,
+                           const Params& params) const {
   MatchOptions mo;
   if (auto e = match_options(params, mo)) return error_reply(400, *e);
-  if (bytes.empty()) return error_reply(400, "empty body: send the image bytes (raw body or multipart field 'image')");
+  if (bytes.empty())
+    return error_reply(400,
+                       "empty body: send the image bytes (raw body or multipart field 'image')");
   const auto t0 = std::chrono::steady_clock::now();
   const Deadline deadline(limits_.max_processing);
   FileReport rep;
@@ -159,7 +178,8 @@ Reply Service::match_image(std::span<const std::uint8_t> bytes, const std::strin
   return r;
 }
 
-Reply Service::match_hashes(std::string_view body, std::string_view content_type, const Params& params) const {
+Reply Service::match_hashes(std::string_view body, std::string_view content_type,
+                            const Params& params) const {
   const Deadline deadline(limits_.max_processing);
   MatchOptions mo;
   if (auto e = match_options(params, mo)) return error_reply(400, *e);
@@ -203,10 +223,12 @@ Reply Service::match_hashes(std::string_view body, std::string_view content_type
   return r;
 }
 
-Reply Service::add_image(std::span<const std::uint8_t> bytes, const std::string& name, const std::string& label,
-                         const std::string& source) {
+Reply Service::add_image(std::span<const std::uint8_t> bytes, const std::string& name,
+                         const std::string& label, const std::string& source) {
   if (!writable_) return error_reply(403, "this service is read-only (started with --read-only)");
-  if (bytes.empty()) return error_reply(400, "empty body: send the image bytes (raw body or multipart field 'image')");
+  if (bytes.empty())
+    return error_reply(400,
+                       "empty body: send the image bytes (raw body or multipart field 'image')");
   const Deadline deadline(limits_.max_processing);
   try {
     LoadOptions lo = load_options(limits_);
@@ -241,13 +263,14 @@ Reply Service::add_image(std::span<const std::uint8_t> bytes, const std::string&
   }
 }
 
-Reply Service::add_hashes(std::string_view body, std::string_view content_type, const std::string& label,
-                          const std::string& source) {
+Reply Service::add_hashes(std::string_view body, std::string_view content_type,
+                          const std::string& label, const std::string& source) {
   if (!writable_) return error_reply(403, "this service is read-only (started with --read-only)");
   ParsedHashes parsed = parse_hash_body(body, content_type, limits_.max_hashes);
   if (!parsed.error.empty()) return error_reply(400, parsed.error);
   const std::string lbl = parsed.label.empty() ? label : parsed.label;
-  const std::string src = parsed.source.empty() ? (source.empty() ? std::string("api") : source) : parsed.source;
+  const std::string src =
+      parsed.source.empty() ? (source.empty() ? std::string("api") : source) : parsed.source;
   std::vector<NewEntry> entries;
   entries.reserve(parsed.items.size());
   for (const auto& item : parsed.items) {
@@ -280,7 +303,8 @@ Reply Service::remove_entry(std::string_view id_text) {
   if (!writable_) return error_reply(403, "this service is read-only (started with --read-only)");
   const auto id = parse_int(id_text);
   if (!id || *id <= 0)
-    return error_reply(400, "entry id must be a positive integer, got '" + std::string(id_text.substr(0, 40)) + "'");
+    return error_reply(400, "entry id must be a positive integer, got '" +
+                                std::string(id_text.substr(0, 40)) + "'");
   try {
     std::int64_t removed = 0;
     {
@@ -316,13 +340,14 @@ Reply Service::stats(const json& extra) const {
     r.body["low_quality"] = s.low_quality;
     r.body["generation"] = s.generation;
     r.body["format_version"] = s.format_version;
-    r.body["signals"] = json::array({json{{"name", "pdq"},
-                                          {"model", "pdq-256 (Meta PDQ, hashwall " HASHWALL_VERSION ")"},
-                                          {"threshold", c.pdq_threshold},
-                                          {"min_quality", c.min_quality},
-                                          {"index_type", s.index_type},
-                                          {"index_config", c.index_type},
-                                          {"index_memory_bytes", s.index_memory_bytes}}});
+    r.body["signals"] =
+        json::array({json{{"name", "pdq"},
+                          {"model", "pdq-256 (Meta PDQ, hashwall " HASHWALL_VERSION ")"},
+                          {"threshold", c.pdq_threshold},
+                          {"min_quality", c.min_quality},
+                          {"index_type", s.index_type},
+                          {"index_config", c.index_type},
+                          {"index_memory_bytes", s.index_memory_bytes}}});
     json index_types = json{{"pdq", s.index_type}};
     if (c.has("local")) {
       r.body["signals"].push_back(json{{"name", "local"},

@@ -8,14 +8,13 @@
 #include <functional>
 #include <map>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <span>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "bank/bank.hpp"
 #include "hash/hash256.hpp"
@@ -60,15 +59,18 @@ struct ServiceSignals {
 class Service {
  public:
   // The bank must outlive the service. `writable`: the bank was opened read-write.
-  Service(Bank& bank, ServiceLimits limits, Metrics& metrics, bool writable, ServiceSignals signals = {});
+  Service(Bank& bank, ServiceLimits limits, Metrics& metrics, bool writable,
+          ServiceSignals signals = {});
 
   // POST /v1/match: one image's bytes. Parameters: threshold, min_quality, top, dihedral.
-  Reply match_image(std::span<const std::uint8_t> bytes, const std::string& name, const Params& params) const;
+  Reply match_image(std::span<const std::uint8_t> bytes, const std::string& name,
+                    const Params& params) const;
   // POST /v1/match/hash
-  Reply match_hashes(std::string_view body, std::string_view content_type, const Params& params) const;
+  Reply match_hashes(std::string_view body, std::string_view content_type,
+                     const Params& params) const;
   // POST /v1/entries with an image
-  Reply add_image(std::span<const std::uint8_t> bytes, const std::string& name, const std::string& label,
-                  const std::string& source);
+  Reply add_image(std::span<const std::uint8_t> bytes, const std::string& name,
+                  const std::string& label, const std::string& source);
   // POST /v1/entries with hashes (JSON or text, as parse_hash_body)
   Reply add_hashes(std::string_view body, std::string_view content_type, const std::string& label,
                    const std::string& source);

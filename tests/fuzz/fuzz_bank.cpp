@@ -61,7 +61,8 @@ struct Fixture {
         f.descriptors.create(48, 32, CV_8U);
         for (int k = 0; k < 48; ++k) {
           f.points.emplace_back(unit(rng), unit(rng));
-          for (int c = 0; c < 32; ++c) f.descriptors.at<std::uint8_t>(k, c) = static_cast<std::uint8_t>(rng());
+          for (int c = 0; c < 32; ++c)
+            f.descriptors.at<std::uint8_t>(k, c) = static_cast<std::uint8_t>(rng());
         }
         e.local = f;
         double norm = 0;
@@ -106,8 +107,8 @@ std::uint64_t fnv1a(const std::uint8_t* p, std::size_t n) {
 }
 
 void write(const fs::path& p, const std::uint8_t* data, std::size_t n) {
-  std::ofstream(p, std::ios::binary | std::ios::trunc).write(reinterpret_cast<const char*>(data),
-                                                             static_cast<std::streamsize>(n));
+  std::ofstream(p, std::ios::binary | std::ios::trunc)
+      .write(reinterpret_cast<const char*>(data), static_cast<std::streamsize>(n));
 }
 
 void clear(const fs::path& bank) {
@@ -127,7 +128,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     fs::copy_file(fx.good_bank_copy, fx.bank);
     if (body.size() >= 16) {
       const std::uint64_t sum = fnv1a(body.data(), body.size() - 8);
-      for (int i = 0; i < 8; ++i) body[body.size() - 8 + i] = static_cast<std::uint8_t>(sum >> (8 * i));
+      for (int i = 0; i < 8; ++i)
+        body[body.size() - 8 + i] = static_cast<std::uint8_t>(sum >> (8 * i));
     }
     write(pdq_index_path(fx.bank), body.data(), body.size());
   } else {

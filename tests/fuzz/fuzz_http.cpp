@@ -12,9 +12,14 @@ using namespace hashwall;
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   if (size < 1) return 0;
-  static constexpr std::string_view kTypes[] = {
-      "application/json", "text/csv", "text/plain", "", "application/x-www-form-urlencoded",
-      "application/json; charset=utf-8", "TEXT/CSV", "application/octet-stream"};
+  static constexpr std::string_view kTypes[] = {"application/json",
+                                                "text/csv",
+                                                "text/plain",
+                                                "",
+                                                "application/x-www-form-urlencoded",
+                                                "application/json; charset=utf-8",
+                                                "TEXT/CSV",
+                                                "application/octet-stream"};
   const std::string_view type = kTypes[data[0] % std::size(kTypes)];
   const std::string_view body(reinterpret_cast<const char*>(data + 1), size - 1);
   constexpr std::size_t kMaxItems = 64;  // small, so that the limit is reached often

@@ -21,7 +21,9 @@ int main(int argc, char** argv) {
   std::vector<std::int64_t> ids(hashes.size());
   for (std::size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<std::int64_t>(i + 1);
   using Clock = std::chrono::steady_clock;
-  const auto secs = [](Clock::time_point a) { return std::chrono::duration<double>(Clock::now() - a).count(); };
+  const auto secs = [](Clock::time_point a) {
+    return std::chrono::duration<double>(Clock::now() - a).count();
+  };
 
   auto index = make_pdq_index("multihash");
   auto t = Clock::now();

@@ -6,6 +6,9 @@
 // throughput can be read against what hashing alone allows.
 //
 // Loopback only: the host is fixed to 127.0.0.1.
+#include <httplib.h>
+
+#include <CLI/CLI.hpp>
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -14,15 +17,12 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <CLI/CLI.hpp>
-#include <httplib.h>
-#include <nlohmann/json.hpp>
 
 #include "image/load.hpp"
 #include "match/fingerprint.hpp"
@@ -77,7 +77,8 @@ double percentile(std::vector<double>& v, double p) {
 }
 
 // Single-thread decode + PDQ (with dihedral variants) rate on the photos, in memory.
-double hashing_rate(const std::vector<std::pair<std::string, std::string>>& photos, double seconds) {
+double hashing_rate(const std::vector<std::pair<std::string, std::string>>& photos,
+                    double seconds) {
   hashwall::LoadOptions opt;
   std::size_t n = 0;
   const auto t0 = Clock::now();
@@ -96,21 +97,31 @@ double hashing_rate(const std::vector<std::pair<std::string, std::string>>& phot
 
 int main(int argc, char** argv) {
   Args a;
-  CLI::App app{"Load test for `hashwall serve` on 127.0.0.1 (see docs/API.md, Benchmarks)", "hashwall_loadtest"};
+  CLI::App app{"Load test for `hashwall serve` on 127.0.0.1 (see docs/API.md, Benchmarks)",
+               "hashwall_loadtest"};
   app.add_option("--port", a.port, "Port of the running server on 127.0.0.1");
-  app.add_option("--token-file", a.token_file, "Bearer token for the write requests (no writes without it)");
-  app.add_option("--photos", a.photos, "Folder of photos to send (files with 'broken' in the name are skipped)");
-  app.add_option("--hashes", a.hashes, "Hex hashes in the bank (one per line), for matching lookups");
+  app.add_option("--token-file", a.token_file,
+                 "Bearer token for the write requests (no writes without it)");
+  app.add_option("--photos", a.photos,
+                 "Folder of photos to send (files with 'broken' in the name are skipped)");
+  app.add_option("--hashes", a.hashes,
+                 "Hex hashes in the bank (one per line), for matching lookups");
   app.add_option("-c,--clients", a.clients, "Concurrent keep-alive clients")->capture_default_str();
-  app.add_option("-d,--duration", a.duration, "Seconds to run (at most 600)")->capture_default_str()->check(CLI::Range(0.1, 600.0));
-  app.add_option("-n,--max-requests", a.max_requests, "Stop after this many requests")->capture_default_str();
-  app.add_option("--hash", a.hash_weight, "Weight of /v1/match/hash requests")->capture_default_str();
+  app.add_option("-d,--duration", a.duration, "Seconds to run (at most 600)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.1, 600.0));
+  app.add_option("-n,--max-requests", a.max_requests, "Stop after this many requests")
+      ->capture_default_str();
+  app.add_option("--hash", a.hash_weight, "Weight of /v1/match/hash requests")
+      ->capture_default_str();
   app.add_option("--photo", a.photo_weight, "Weight of /v1/match requests")->capture_default_str();
-  app.add_option("--write", a.write_weight, "Weight of writes (POST then DELETE /v1/entries)")->capture_default_str();
+  app.add_option("--write", a.write_weight, "Weight of writes (POST then DELETE /v1/entries)")
+      ->capture_default_str();
   app.add_option("--batch", a.batch, "Hashes per /v1/match/hash request")->capture_default_str();
   app.add_flag("--json", a.json_out, "Print one JSON document");
   app.add_flag("!--no-hash-rate", a.hash_rate, "Skip the single-thread hashing measurement");
-  app.add_option("--gen-hashes", a.gen_hashes, "Only write this many random hex hashes to --out and exit");
+  app.add_option("--gen-hashes", a.gen_hashes,
+                 "Only write this many random hex hashes to --out and exit");
   app.add_option("--out", a.gen_hashes_out, "File for --gen-hashes");
   app.add_option("--seed", a.seed, "Random seed")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
@@ -143,7 +154,8 @@ int main(int argc, char** argv) {
   std::string token;
   if (!a.token_file.empty()) {
     token = slurp(a.token_file);
-    while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back()))) token.pop_back();
+    while (!token.empty() && std::isspace(static_cast<unsigned char>(token.back())))
+      token.pop_back();
   }
   if (token.empty()) a.write_weight = 0;
   const int total_weight = a.hash_weight + a.photo_weight + a.write_weight;
@@ -156,7 +168,8 @@ int main(int argc, char** argv) {
     httplib::Client probe("127.0.0.1", a.port);
     auto res = probe.Get("/v1/health");
     if (!res || res->status != 200) {
-      std::fprintf(stderr, "hashwall_loadtest: no hashwall server answering on 127.0.0.1:%d\n", a.port);
+      std::fprintf(stderr, "hashwall_loadtest: no hashwall server answering on 127.0.0.1:%d\n",
+                   a.port);
       return 2;
     }
   }
@@ -166,7 +179,8 @@ int main(int argc, char** argv) {
   std::atomic<std::int64_t> issued{0};
   std::atomic<std::int64_t> photo_matches{0}, hash_matches{0};
   const auto t0 = Clock::now();
-  const auto deadline = t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(a.duration));
+  const auto deadline =
+      t0 + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(a.duration));
   std::vector<std::thread> threads;
   for (int c = 0; c < a.clients; ++c) {
     threads.emplace_back([&, c] {
@@ -191,16 +205,20 @@ int main(int argc, char** argv) {
           json body;
           json list = json::array();
           for (int b = 0; b < a.batch; ++b)
-            list.push_back(!known.empty() && (rng() & 1) ? known[rng() % known.size()] : random_hex(rng));
+            list.push_back(!known.empty() && (rng() & 1) ? known[rng() % known.size()]
+                                                         : random_hex(rng));
           body["hashes"] = std::move(list);
           const std::string text = body.dump();
           auto res = timed("POST /v1/match/hash",
                            [&] { return cli.Post("/v1/match/hash", text, "application/json"); });
-          if (res && res->status == 200 && res->body.find("\"match\":true") != std::string::npos) ++hash_matches;
+          if (res && res->status == 200 && res->body.find("\"match\":true") != std::string::npos)
+            ++hash_matches;
         } else if (pick < a.hash_weight + a.photo_weight) {
           const auto& [name, bytes] = photos[rng() % photos.size()];
-          auto res = timed("POST /v1/match", [&] { return cli.Post("/v1/match", bytes, "image/jpeg"); });
-          if (res && res->status == 200 && res->body.find("\"match\":true") != std::string::npos) ++photo_matches;
+          auto res =
+              timed("POST /v1/match", [&] { return cli.Post("/v1/match", bytes, "image/jpeg"); });
+          if (res && res->status == 200 && res->body.find("\"match\":true") != std::string::npos)
+            ++photo_matches;
         } else {
           const std::string text = json{{"hash", random_hex(rng)}, {"label", "loadtest"}}.dump();
           auto res = timed("POST /v1/entries",
@@ -253,23 +271,26 @@ int main(int argc, char** argv) {
   report["errors"] = errors;
   report["photo_matches"] = photo_matches.load();
   report["hash_requests_with_a_match"] = hash_matches.load();
-  if (a.hash_rate && !photos.empty()) report["single_thread_hash_per_second"] = hashing_rate(photos, 2.0);
+  if (a.hash_rate && !photos.empty())
+    report["single_thread_hash_per_second"] = hashing_rate(photos, 2.0);
 
   if (a.json_out) {
     std::printf("%s\n", report.dump(2).c_str());
   } else {
     std::printf("hashwall_loadtest: %d clients, %.1f s, 127.0.0.1:%d\n", a.clients, secs, a.port);
-    std::printf("%-22s %9s %10s %9s %9s %9s %7s  %s\n", "endpoint", "requests", "req/s", "p50 ms", "p99 ms",
-                "max ms", "errors", "status");
+    std::printf("%-22s %9s %10s %9s %9s %9s %7s  %s\n", "endpoint", "requests", "req/s", "p50 ms",
+                "p99 ms", "max ms", "errors", "status");
     for (auto it = eps.begin(); it != eps.end(); ++it) {
       const json& e = it.value();
-      std::printf("%-22s %9lld %10.0f %9.2f %9.2f %9.2f %7lld  %s\n", it.key().c_str(),
-                  static_cast<long long>(e["requests"].get<std::int64_t>()), e["per_second"].get<double>(),
-                  e["p50_ms"].get<double>(), e["p99_ms"].get<double>(), e["max_ms"].get<double>(),
-                  static_cast<long long>(e["errors"].get<std::int64_t>()), e["status"].dump().c_str());
+      std::printf(
+          "%-22s %9lld %10.0f %9.2f %9.2f %9.2f %7lld  %s\n", it.key().c_str(),
+          static_cast<long long>(e["requests"].get<std::int64_t>()), e["per_second"].get<double>(),
+          e["p50_ms"].get<double>(), e["p99_ms"].get<double>(), e["max_ms"].get<double>(),
+          static_cast<long long>(e["errors"].get<std::int64_t>()), e["status"].dump().c_str());
     }
     std::printf("total %lld requests, %.0f req/s, %lld errors (413/503 not counted as errors)\n",
-                static_cast<long long>(total), static_cast<double>(total) / secs, static_cast<long long>(errors));
+                static_cast<long long>(total), static_cast<double>(total) / secs,
+                static_cast<long long>(errors));
     if (report.contains("single_thread_hash_per_second"))
       std::printf("single-thread decode + PDQ (8 variants) of the same photos: %.0f photos/s\n",
                   report["single_thread_hash_per_second"].get<double>());
