@@ -1,19 +1,18 @@
 // End to end: the real binary on real files in a temporary directory.
-#include <catch2/catch.hpp>
-
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <chrono>
+#include <cmath>
 #include <fstream>
 #include <map>
-#include <thread>
-
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
+#include <thread>
 
 #include "support.hpp"
 
@@ -60,8 +59,9 @@ TEST_CASE("every command answers --help with examples and exit codes", "[cli]") 
   auto top = run_hashwall("--help");
   CHECK(top.exit_code == 0);
   CHECK(top.out.find("Exit codes") != std::string::npos);
-  for (const std::string cmd : {"hash", "index", "query", "scan", "import", "export", "stats", "remove", "reindex", "check", "init", "serve",
-                                "bench", "bench robustness", "bench speed"}) {
+  for (const std::string cmd :
+       {"hash", "index", "query", "scan", "import", "export", "stats", "remove", "reindex", "check",
+        "init", "serve", "bench", "bench robustness", "bench speed"}) {
     INFO(cmd);
     auto r = run_hashwall(cmd + " --help");
     CHECK(r.exit_code == 0);
@@ -77,7 +77,8 @@ TEST_CASE("the samples: edited uploads match their originals unrelated photos do
   REQUIRE(fs::is_directory(samples / "bank"));
   TempDir tmp;
   const auto bank = tmp / "bank.db";
-  auto idx = run_hashwall("index " + q(samples / "bank") + " --bank " + q(bank) + " --label samples --json");
+  auto idx = run_hashwall("index " + q(samples / "bank") + " --bank " + q(bank) +
+                          " --label samples --json");
   INFO(idx.err);
   REQUIRE(idx.exit_code == 0);
   const auto summary = json::parse(idx.out);
@@ -109,7 +110,8 @@ TEST_CASE("the samples: edited uploads match their originals unrelated photos do
       REQUIRE(rec["match"].get<bool>());
       // The matching entry is the photo the upload was edited from.
       const std::string original = file.substr(0, file.find("--"));
-      const std::string source = fs::path(rec["matches"][0]["source"].get<std::string>()).filename().string();
+      const std::string source =
+          fs::path(rec["matches"][0]["source"].get<std::string>()).filename().string();
       CHECK(source.rfind(original, 0) == 0);
       ++matched;
     }
@@ -129,7 +131,8 @@ TEST_CASE("100 indexed photos: edited copies match 100 unrelated photos do not",
   fs::create_directories(unrelated);
   fs::create_directories(edits);
   for (int i = 0; i < 100; ++i) fs::copy_file(all[2 * i], known / all[2 * i].filename());
-  for (int i = 0; i < 100; ++i) fs::copy_file(all[2 * i + 1], unrelated / all[2 * i + 1].filename());
+  for (int i = 0; i < 100; ++i)
+    fs::copy_file(all[2 * i + 1], unrelated / all[2 * i + 1].filename());
   // Edited copies of every 10th known photo: re-encoded, resized, flipped, rotated.
   for (int i = 0; i < 100; i += 10) {
     const cv::Mat img = cv::imread(all[2 * i].string());
@@ -160,7 +163,8 @@ TEST_CASE("100 indexed photos: edited copies match 100 unrelated photos do not",
     const std::string stem = file.substr(0, file.find("--"));
     CHECK(fs::path(rec["matches"][0]["source"].get<std::string>()).stem().string() == stem);
     if (file.find("--flip") != std::string::npos) CHECK(rec["matches"][0]["variant"] != "original");
-    if (file.find("--rot90") != std::string::npos) CHECK(rec["matches"][0]["variant"] != "original");
+    if (file.find("--rot90") != std::string::npos)
+      CHECK(rec["matches"][0]["variant"] != "original");
   }
 
   auto clean = run_hashwall("scan " + q(unrelated) + " --bank " + q(bank) + " --jsonl");
@@ -170,7 +174,8 @@ TEST_CASE("100 indexed photos: edited copies match 100 unrelated photos do not",
   for (const auto& rec : clean_recs) CHECK_FALSE(rec["match"].get<bool>());
 
   // An exact copy is reported as such.
-  auto exact = run_hashwall("query " + q(known / all[0].filename()) + " --bank " + q(bank) + " --json");
+  auto exact =
+      run_hashwall("query " + q(known / all[0].filename()) + " --bank " + q(bank) + " --json");
   CHECK(exact.exit_code == 1);
   CHECK(json::parse(exact.out)["matches"][0]["exact"].get<bool>());
 }
@@ -209,7 +214,8 @@ TEST_CASE("a truncated JPEG and a text file named .jpg are reported and skipped"
   CHECK_FALSE(fs::exists(tmp / "nobank.db"));
 }
 
-TEST_CASE("hash lists round-trip through export and import and a bad list imports nothing", "[cli]") {
+TEST_CASE("hash lists round-trip through export and import and a bad list imports nothing",
+          "[cli]") {
   const auto samples = hwtest::source_dir() / "samples" / "bank";
   TempDir tmp;
   const auto bank = tmp / "a.db", bank2 = tmp / "b.db";
@@ -217,9 +223,11 @@ TEST_CASE("hash lists round-trip through export and import and a bad list import
   for (const std::string fmt : {"pdq-csv", "hma", "hex"}) {
     INFO(fmt);
     const auto list = tmp / ("list." + fmt);
-    REQUIRE(run_hashwall("export --bank " + q(bank) + " --format " + fmt + " -o " + q(list)).exit_code == 0);
+    REQUIRE(run_hashwall("export --bank " + q(bank) + " --format " + fmt + " -o " + q(list))
+                .exit_code == 0);
     const auto b = tmp / ("from-" + fmt + ".db");
-    auto imp = run_hashwall("import " + q(list) + " --bank " + q(b) + " --format " + fmt + " --json");
+    auto imp =
+        run_hashwall("import " + q(list) + " --bank " + q(b) + " --format " + fmt + " --json");
     INFO(imp.err);
     REQUIRE(imp.exit_code == 0);
     CHECK(json::parse(imp.out)["added"].get<int>() == static_cast<int>(photos_in(samples).size()));
@@ -237,12 +245,15 @@ TEST_CASE("hash lists round-trip through export and import and a bad list import
   CHECK_FALSE(fs::exists(bank2));
 }
 
-TEST_CASE("remove by label makes entries unmatchable and stats and check report the bank", "[cli]") {
+TEST_CASE("remove by label makes entries unmatchable and stats and check report the bank",
+          "[cli]") {
   const auto samples = hwtest::source_dir() / "samples" / "bank";
   const auto photo = photos_in(samples)[0];
   TempDir tmp;
   const auto bank = tmp / "a.db";
-  REQUIRE(run_hashwall("index " + q(samples) + " --bank " + q(bank) + " --label one -q").exit_code == 0);
+  REQUIRE(
+      run_hashwall("index " + q(samples) + " --bank " + q(bank) + " --label one -q").exit_code ==
+      0);
   auto st = run_hashwall("stats --bank " + q(bank) + " --json");
   REQUIRE(st.exit_code == 0);
   CHECK(json::parse(st.out)["entries"].get<int>() == static_cast<int>(photos_in(samples).size()));
@@ -250,7 +261,9 @@ TEST_CASE("remove by label makes entries unmatchable and stats and check report 
   CHECK(run_hashwall("query " + q(photo) + " --bank " + q(bank)).exit_code == 1);
   REQUIRE(run_hashwall("remove --bank " + q(bank) + " --label one").exit_code == 0);
   CHECK(run_hashwall("query " + q(photo) + " --bank " + q(bank)).exit_code == 0);
-  CHECK(json::parse(run_hashwall("stats --bank " + q(bank) + " --json").out)["entries"].get<int>() == 0);
+  CHECK(
+      json::parse(run_hashwall("stats --bank " + q(bank) + " --json").out)["entries"].get<int>() ==
+      0);
 }
 
 TEST_CASE("query --near-misses lists entries past the threshold without matching them", "[cli]") {
@@ -259,7 +272,8 @@ TEST_CASE("query --near-misses lists entries past the threshold without matching
   const auto photo = samples / "uploads" / "mate_LadyBird--flipped.jpg";
   TempDir tmp;
   const auto bank = tmp / "a.db";
-  REQUIRE(run_hashwall("index " + q(samples / "bank") + " --bank " + q(bank) + " --signals pdq -q").exit_code == 0);
+  REQUIRE(run_hashwall("index " + q(samples / "bank") + " --bank " + q(bank) + " --signals pdq -q")
+              .exit_code == 0);
   const std::string base = "query " + q(photo) + " --bank " + q(bank) + " --threshold 10";
   auto plain = run_hashwall(base + " --json");
   REQUIRE(plain.exit_code == 0);
@@ -278,18 +292,23 @@ TEST_CASE("query --near-misses lists entries past the threshold without matching
   CHECK(text.out.find("near miss -> ") != std::string::npos);
   CHECK(text.out.find("not a match") != std::string::npos);
   // At the bank's threshold the same entry is a plain match.
-  const auto at31 = run_hashwall("query " + q(photo) + " --bank " + q(bank) + " --near-misses --json");
+  const auto at31 =
+      run_hashwall("query " + q(photo) + " --bank " + q(bank) + " --near-misses --json");
   CHECK(at31.exit_code == 1);
   CHECK_FALSE(json::parse(at31.out)["matches"][0].contains("near_miss"));
 }
 
-TEST_CASE("reindex changes the index type a bank records and what it finds stays the same", "[cli]") {
+TEST_CASE("reindex changes the index type a bank records and what it finds stays the same",
+          "[cli]") {
   const auto samples = hwtest::source_dir() / "samples" / "bank";
   // A 40 % resize: found through the PDQ index (22 bits away), not by its SHA-256.
-  const auto photo = hwtest::source_dir() / "samples" / "uploads" / "lomiri_Bridge_by_Sander_Klootwijk--resized40.jpg";
+  const auto photo = hwtest::source_dir() / "samples" / "uploads" /
+                     "lomiri_Bridge_by_Sander_Klootwijk--resized40.jpg";
   TempDir tmp;
   const auto bank = tmp / "a.db";
-  REQUIRE(run_hashwall("index " + q(samples) + " --bank " + q(bank) + " --signals pdq -q").exit_code == 0);
+  REQUIRE(
+      run_hashwall("index " + q(samples) + " --bank " + q(bank) + " --signals pdq -q").exit_code ==
+      0);
   const auto before = run_hashwall("query " + q(photo) + " --bank " + q(bank) + " --json");
   REQUIRE(before.exit_code == 1);
   REQUIRE(json::parse(before.out)["matches"].at(0)["signal"] == "pdq");
@@ -315,7 +334,8 @@ TEST_CASE("reindex changes the index type a bank records and what it finds stays
   CHECK(run_hashwall("reindex --bank " + q(bank) + " --index hnsw").exit_code == 2);
   CHECK(run_hashwall("reindex --bank " + q(tmp / "missing.db") + " --index flat").exit_code == 2);
   CHECK_FALSE(fs::exists(tmp / "missing.db"));
-  CHECK(json::parse(run_hashwall("stats --bank " + q(bank) + " --json").out)["index_type"] == "multihash");
+  CHECK(json::parse(run_hashwall("stats --bank " + q(bank) + " --json").out)["index_type"] ==
+        "multihash");
 }
 
 TEST_CASE("a bank survives kill -9 during index and the rerun completes it", "[cli][shared]") {
@@ -324,7 +344,8 @@ TEST_CASE("a bank survives kill -9 during index and the rerun completes it", "[c
   TempDir tmp;
   const auto corpus = tmp / "corpus";
   fs::create_directories(corpus);
-  for (std::size_t i = 0; i < 300 && i < all.size(); ++i) fs::create_symlink(all[i], corpus / all[i].filename());
+  for (std::size_t i = 0; i < 300 && i < all.size(); ++i)
+    fs::create_symlink(all[i], corpus / all[i].filename());
   const auto bank = tmp / "bank.db";
   for (int round = 0; round < 3; ++round) {
     const pid_t pid = fork();
@@ -332,8 +353,8 @@ TEST_CASE("a bank survives kill -9 during index and the rerun completes it", "[c
     if (pid == 0) {
       const std::string bin = hwtest::hashwall_binary().string();
       freopen("/dev/null", "w", stderr);
-      execl(bin.c_str(), bin.c_str(), "index", corpus.c_str(), "--bank", bank.c_str(), "--batch", "7", "-j", "1",
-            "-q", static_cast<char*>(nullptr));
+      execl(bin.c_str(), bin.c_str(), "index", corpus.c_str(), "--bank", bank.c_str(), "--batch",
+            "7", "-j", "1", "-q", static_cast<char*>(nullptr));
       _exit(127);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(250 + 200 * round));
@@ -356,10 +377,12 @@ TEST_CASE("a bank survives kill -9 during index and the rerun completes it", "[c
 TEST_CASE("hash prints Meta's format and matches the reference on the vectors", "[cli][shared]") {
   HW_REQUIRE_SHARED(shared);
   const auto dir = shared / "pdq-vectors";
-  auto r = run_hashwall("hash " + q(dir / "images" / "aaa-orig.jpg") + " " + q(dir / "images" / "wee.jpg"));
+  auto r = run_hashwall("hash " + q(dir / "images" / "aaa-orig.jpg") + " " +
+                        q(dir / "images" / "wee.jpg"));
   REQUIRE(r.exit_code == 0);
   CHECK(r.out.find("d8f8f0cee0f4a84f0637022a078f67f0b36e2ed596621e1d33e6339c4e9c9b22,100,") == 0);
-  CHECK(r.out.find("6227401f601ff4ccafcc9fad4b0d95d371a2eb7265a3285234d228ca94deeb2d,100,") != std::string::npos);
+  CHECK(r.out.find("6227401f601ff4ccafcc9fad4b0d95d371a2eb7265a3285234d228ca94deeb2d,100,") !=
+        std::string::npos);
   auto d = run_hashwall("hash --dihedral " + q(dir / "images" / "aaa-orig.jpg"));
   std::ifstream in(dir / "expected-dihedral.csv");
   std::string expected;
@@ -375,13 +398,14 @@ std::map<std::string, json> evidence(const fs::path& bank, const std::string& si
   std::map<std::string, json> out;
   for (const auto& upload : photos_in(hwtest::source_dir() / "samples" / "uploads")) {
     if (upload.filename().string().rfind("broken", 0) == 0) continue;
-    const auto r = run_hashwall("query " + q(upload) + " --bank " + q(bank) + " --json --near-misses --top 50 " +
-                                signals_flag);
+    const auto r = run_hashwall("query " + q(upload) + " --bank " + q(bank) +
+                                " --json --near-misses --top 50 " + signals_flag);
     INFO(upload << ": " << r.err);
     REQUIRE((r.exit_code == 0 || r.exit_code == 1));
     const json doc = json::parse(r.out);
     for (const auto& h : doc["matches"])
-      out[upload.filename().string() + "|" + fs::path(h["source"].get<std::string>()).filename().string()] = h;
+      out[upload.filename().string() + "|" +
+          fs::path(h["source"].get<std::string>()).filename().string()] = h;
   }
   return out;
 }
@@ -393,7 +417,9 @@ bool matched_by(const json& hit, const char* signal) {
 
 }  // namespace
 
-TEST_CASE("each signal's evidence is the same whichever other signals the bank or the query enables", "[cli]") {
+TEST_CASE(
+    "each signal's evidence is the same whichever other signals the bank or the query enables",
+    "[cli]") {
   TempDir tmp;
   // Banks built with each set of signals, queried with all they hold; then the full bank
   // queried with each subset.
@@ -405,12 +431,12 @@ TEST_CASE("each signal's evidence is the same whichever other signals the bank o
   std::vector<Run> runs;
   for (const std::string set : {"pdq,local,embed", "pdq,local", "pdq,embed", "pdq"}) {
     const auto bank = tmp / (set + ".db");
-    const auto r = run_hashwall("index " + q(hwtest::source_dir() / "samples" / "bank") + " --bank " + q(bank) +
-                                " --signals " + set + " -q");
+    const auto r = run_hashwall("index " + q(hwtest::source_dir() / "samples" / "bank") +
+                                " --bank " + q(bank) + " --signals " + set + " -q");
     INFO(r.err);
     REQUIRE(r.exit_code == 0);
-    runs.push_back({"bank " + set, set.find("local") != std::string::npos, set.find("embed") != std::string::npos,
-                    evidence(bank, "")});
+    runs.push_back({"bank " + set, set.find("local") != std::string::npos,
+                    set.find("embed") != std::string::npos, evidence(bank, "")});
     if (set != "pdq,local,embed")
       runs.push_back({"query " + set, runs.back().local, runs.back().embed,
                       evidence(tmp / "pdq,local,embed.db", "--signals " + set)});
@@ -447,4 +473,75 @@ TEST_CASE("each signal's evidence is the same whichever other signals the bank o
   CHECK(compared > 100);
   CHECK(local_matches > 0);
   CHECK(embed_seen > 0);
+}
+
+TEST_CASE(
+    "a format-2 bank from the last release answers as it did before and after it is opened for "
+    "writing",
+    "[cli]") {
+  TempDir tmp;
+  const auto fixture = hwtest::source_dir() / "tests" / "data" / "bank-v2";
+  const auto bank = tmp / "bank.db";
+  fs::copy_file(fixture / "bank.db", bank);  // never opened in place (tests/data/bank-v2/README.md)
+  std::ifstream in(fixture / "answers.json");
+  const json recorded = json::parse(in);
+
+  const auto answers = [&] {
+    json out = json::object();
+    for (const auto& [name, _] : recorded.items()) {
+      const auto r =
+          run_hashwall("query " + q(hwtest::source_dir() / "samples" / "uploads" / name) +
+                       " --bank " + q(bank) + " --json --near-misses --top 50");
+      INFO(name << ": " << r.err);
+      REQUIRE((r.exit_code == 0 || r.exit_code == 1));
+      out[name] = json::parse(r.out);
+    }
+    return out;
+  };
+  const auto format_version = [&] {
+    const auto r = run_hashwall("stats --json --bank " + q(bank));
+    REQUIRE(r.exit_code == 0);
+    return json::parse(r.out)["format_version"].get<int>();
+  };
+
+  REQUIRE(format_version() == 2);
+  CHECK(run_hashwall("check --bank " + q(bank)).exit_code == 0);
+  const json before = answers();
+  // What the release answered: the same entries, by the same signals, at the same PDQ
+  // distance. Inliers and similarity may differ by a hair on another CPU (OpenCV's SIMD
+  // paths), so they get a tolerance here; before and after below must be identical.
+  for (const auto& [name, want] : recorded.items()) {
+    INFO(name);
+    const json& got = before[name];
+    CHECK(got["status"] == want["status"]);
+    REQUIRE(got["matches"].size() == want["matches"].size());
+    for (std::size_t i = 0; i < want["matches"].size(); ++i) {
+      const json &g = got["matches"][i], &w = want["matches"][i];
+      CHECK(g["id"] == w["id"]);
+      CHECK(fs::path(g["source"].get<std::string>()).filename() == w["source"].get<std::string>());
+      CHECK(g["distance"] == w["distance"]);
+      CHECK(g["variant"] == w["variant"]);
+      CHECK(g["signals_matched"] == w["signals_matched"]);
+      CHECK(g.value("near_miss", false) == w["near_miss"].get<bool>());
+      CHECK(g["inliers"].is_null() == w["inliers"].is_null());
+      if (!w["inliers"].is_null())
+        CHECK(std::abs(g["inliers"].get<int>() - w["inliers"].get<int>()) <= 3);
+      CHECK(g["similarity"].is_null() == w["similarity"].is_null());
+      if (!w["similarity"].is_null())
+        CHECK(g["similarity"].get<double>() == Approx(w["similarity"].get<double>()).margin(1e-3));
+    }
+  }
+
+  // A read-write open: where a newer format upgrades the bank in place.
+  const auto rw = run_hashwall("reindex --bank " + q(bank) + " --index auto");
+  INFO(rw.err);
+  REQUIRE(rw.exit_code == 0);
+  CHECK(format_version() >= 2);
+  CHECK(run_hashwall("check --bank " + q(bank)).exit_code == 0);
+  const json after = answers();
+  for (const auto& [name, b] : before.items()) {
+    INFO(name);
+    CHECK(after[name]["matches"] == b["matches"]);
+    CHECK(after[name]["status"] == b["status"]);
+  }
 }

@@ -46,6 +46,8 @@ ctest_pass() {
 tools/deps.sh
 # Layers (docs/DESIGN.md): no #include from a lower folder of src/ into a higher one.
 tools/check_layers.sh
+# Formatting (.clang-format): tools/check_format.sh --fix formats the tree.
+tools/check_format.sh
 tools/build.sh
 ctest_pass normal build "$@"
 
