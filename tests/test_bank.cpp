@@ -138,7 +138,7 @@ TEST_CASE("a new bank keeps its entries after it is closed and reopened", "[bank
   CHECK(st.imported == 0);
   CHECK(st.labels == 2);
   CHECK(st.generation == 1);
-  CHECK(st.format_version == 2);
+  CHECK(st.format_version == 3);
   CHECK(st.index_type == "flat");
   CHECK(st.db_bytes > 0);
   CHECK(st.index_memory_bytes > 0);
@@ -337,7 +337,7 @@ TEST_CASE("a bank of a newer format version is refused with a clear reason", "[b
   hwtest::TempDir dir;
   const auto path = dir / "bank.db";
   Bank::open(path, OpenMode::Create);
-  raw_exec(path, "UPDATE meta SET value = '3' WHERE key = 'format_version'");
+  raw_exec(path, "UPDATE meta SET value = '4' WHERE key = 'format_version'");
   try {
     Bank::open(path, OpenMode::ReadOnly);
     FAIL("expected an Error");

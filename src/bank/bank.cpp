@@ -55,7 +55,7 @@ std::unique_ptr<Bank> Bank::open(const fs::path& path_in, OpenMode mode_in,
             "index type must be auto, flat, multihash or compact, not '" + c.index_type + "'");
       if (c.multihash_min_entries < 0)
         throw Error(ErrorKind::Usage, "", "multihash_min_entries must not be negative");
-      if (const auto why = validate_signals(c.signals); !why.empty())
+      if (const auto why = validate_new_config(c); !why.empty())
         throw Error(ErrorKind::Usage, "", why);
       if (c.has("embed") && c.embed_model.empty())
         throw Error(ErrorKind::Usage, "", "the embed signal needs a model");
@@ -170,6 +170,10 @@ AddResult Bank::add(std::span<const NewEntry> entries) {
           "INSERT INTO local_features(entry_id, keypoints, descriptors) VALUES(?1, ?2, ?3)");
     if (m.signal_tables && m.config.has("embed"))
       insert_embed.emplace(m.conn, "INSERT INTO embeddings(entry_id, vector) VALUES(?1, ?2)");
+    std::optional<Stmt> insert_row;
+    if (m.rows_table && !m.registered.empty())
+      insert_row.emplace(m.conn,
+                         "INSERT INTO signal_rows(signal, entry_id, record) VALUES(?1, ?2, ?3)");
     for (std::size_t i = 0; i < entries.size(); ++i) {
       const NewEntry& e = entries[i];
       const auto where = [&] { return "entry " + std::to_string(i + 1) + " of the batch: "; };
@@ -239,6 +243,16 @@ AddResult Bank::add(std::span<const NewEntry> entries) {
         insert_embed->bind(1, id).bind_blob(2, float_blob(e.embedding));
         insert_embed->step();
       }
+      if (insert_row)
+        for (const auto& [name, record] : e.records) {
+          const auto reg = m.registered.find(name);
+          if (reg == m.registered.end()) continue;  // not one of the bank's signals
+          if (const auto why = reg->second.signal->check_record(record); !why.empty())
+            throw Error(ErrorKind::Bank, m.conn.path, where() + name + " record: " + why);
+          insert_row->reset();
+          insert_row->bind(1, std::string_view(name)).bind(2, id).bind_blob(3, record);
+          insert_row->step();
+        }
       r.ids.push_back(id);
       r.was_duplicate.push_back(false);
       ++r.added;
@@ -297,6 +311,19 @@ AddResult Bank::add(std::span<const NewEntry> entries) {
         m.embed_gen = gen_before + 1;
       } else {
         m.embed_index.reset();
+      }
+    }
+    for (auto& [name, reg] : m.registered) {
+      if (!reg.index || reg.gen != gen_before) continue;
+      try {
+        for (std::size_t k = 0; k < new_ids.size(); ++k) {
+          const auto& recs = entries[new_inputs[k]].records;
+          if (const auto it = recs.find(name); it != recs.end())
+            reg.index->add(new_ids[k], it->second);
+        }
+        reg.gen = gen_before + 1;
+      } catch (const std::exception&) {
+        reg.index.reset();  // rebuilt from the records at the next search
       }
     }
   }
@@ -449,6 +476,17 @@ std::vector<EmbedMatch> Bank::search_embed(std::span<const float> query, int k,
   for (const auto& h : m.embed_index->search(query, k, min_similarity))
     out.push_back({h.id, h.similarity});
   return out;
+}
+
+std::vector<SignalMatch> Bank::search_signal(const std::string& name, const SignalQuery& query,
+                                             double min_margin, std::size_t k) const {
+  auto& m = *impl_;
+  const auto it = m.registered.find(name);
+  if (it == m.registered.end() || query.forms.empty() || k == 0) return {};
+  auto& reg = it->second;
+  m.make_fresh(reg.index, reg.gen, [&](std::uint64_t* g) { return m.build_registered(name, g); });
+  std::shared_lock read(m.signals_mu);
+  return reg.index->search(query, min_margin, k);
 }
 
 void Bank::flush_index() {

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <span>
@@ -15,6 +16,7 @@
 #include "hash/hash256.hpp"
 #include "hash/pdq.hpp"
 #include "local/local_index.hpp"
+#include "signal/signal.hpp"
 
 namespace hashwall {
 
@@ -32,6 +34,9 @@ struct NewEntry {
   // image (imported hash lists carry PDQ only).
   std::optional<LocalFeatures> local;
   std::vector<float> embedding;  // L2-normalised; empty: none
+  // Registered signals' records (signal/signal.hpp), by signal name; a signal the bank
+  // does not record is ignored, one it records but the entry lacks is simply absent.
+  std::map<std::string, SignalRecord> records;
 };
 
 struct Entry : NewEntry {
@@ -49,8 +54,12 @@ struct BankConfig {
   // multihash's fixed 4 MB of key offsets is 400 B per entry at 10k (flat: 40 B).
   std::int64_t multihash_min_entries = 20000;
   // Which signals entries carry: "pdq" always; "local" (ORB keypoints, src/local) and
-  // "embed" (learned embedding, src/embed) on request.
+  // "embed" (learned embedding, src/embed) on request, and any registered signal
+  // (signal/signal.hpp) by its name.
   std::vector<std::string> signals = {"pdq"};
+  // Registered signals' decision parameters (Signal::decision_defaults when not given),
+  // by signal name; recorded at creation and read back from the bank.
+  std::map<std::string, SignalParams> signal_params;
   int local_min_inliers = kLocalMinInliers;  // geometric inliers for a local-feature match
   std::string embed_model;     // "<file name>@<sha256 of the model file>" when embed is on
   double embed_threshold = 0;  // cosine similarity for an embedding match
@@ -86,6 +95,16 @@ struct BankStats {
   std::int64_t embed_entries = 0;
   std::uintmax_t embed_db_bytes = 0;
   std::string embed_model;
+  // Registered signals (signal/signal.hpp), in the bank's order.
+  struct Registered {
+    std::string name;
+    std::int64_t entries = 0;      // entries with a record
+    std::uintmax_t db_bytes = 0;   // their share of the database
+    std::size_t memory_bytes = 0;  // the index, when built (0 until a query needs it)
+    std::string index_type;        // "" until built
+    SignalParams params;           // decision parameters in use
+  };
+  std::vector<Registered> registered;
 };
 
 struct CheckReport {
@@ -150,6 +169,12 @@ class Bank {
   // Embeddings: the k most similar entries with similarity >= min_similarity.
   std::vector<EmbedMatch> search_embed(std::span<const float> query, int k,
                                        float min_similarity) const;
+
+  // A registered signal's search (Signal, SignalIndex::search): empty when the bank does not
+  // record that signal or the query has no form. Thread-safe; the index is built from the
+  // records at the first call and kept current by add() and the removals.
+  std::vector<SignalMatch> search_signal(const std::string& name, const SignalQuery& query,
+                                         double min_margin, std::size_t k) const;
 
   BankStats stats() const;
   // SQLite integrity_check, schema, and index cache vs records.

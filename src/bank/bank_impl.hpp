@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -33,9 +34,10 @@ using sqlite::kBusyTimeoutMs;
 using sqlite::Stmt;
 using sqlite::Transaction;
 
-// 1: PDQ only. 2: adds the local_features and embeddings tables (a version-1 bank opened
-// for writing is upgraded in place; read-only, it simply has neither).
-inline constexpr int kFormatVersion = 2;
+// 1: PDQ only. 2: adds the local_features and embeddings tables. 3: adds signal_rows, the
+// records of registered signals (signal/signal.hpp), and their parameters in meta. An older
+// bank opened for writing is upgraded in place; read-only, it simply lacks those tables.
+inline constexpr int kFormatVersion = 3;
 constexpr const char* kNoBank =
     "no bank here (create one with 'hashwall index' or 'hashwall import')";
 // Rows per round trip when reading the whole table (for_each, index rebuilds).
@@ -44,8 +46,6 @@ constexpr std::size_t kChunk = 4096;
 // of one kind are listed before they are summarised.
 constexpr std::size_t kCheckSamples = 32;
 constexpr std::size_t kMaxListedProblems = 20;
-
-constexpr const char* kKnownSignals[] = {"pdq", "local", "embed"};
 
 inline std::vector<std::string> split_signals(std::string_view s) {
   std::vector<std::string> out;
@@ -69,9 +69,7 @@ inline std::string join_signals(const std::vector<std::string>& v) {
 
 // The signals in canonical order, or why they are not acceptable.
 inline std::string validate_signals(const std::vector<std::string>& v) {
-  for (const auto& x : v)
-    if (std::find(std::begin(kKnownSignals), std::end(kKnownSignals), x) == std::end(kKnownSignals))
-      return "unknown signal '" + x + "' (known: pdq, local, embed)";
+  if (auto why = unknown_signal(v); !why.empty()) return why;
   if (std::find(v.begin(), v.end(), "pdq") == v.end()) return "every bank holds the pdq signal";
   return {};
 }
@@ -145,6 +143,18 @@ inline Entry entry_from_row(const Conn& c, const Stmt& s) {
   return e;
 }
 
+// Why a new bank's settings are not acceptable ("" when they are): signals, and registered
+// signals' parameters (bank/schema.cpp).
+std::string validate_new_config(const BankConfig& c);
+
+// Meta keys of a registered signal's parameters.
+inline std::string compute_key(const std::string& signal) {
+  return "signal." + signal + ".compute";
+}
+inline std::string decision_key(const std::string& signal) {
+  return "signal." + signal + ".decision";
+}
+
 // The local-feature IVF layout cache next to the bank (bank/indexes.cpp).
 fs::path local_layout_path(const fs::path& bank);
 std::string read_local_layout(const fs::path& bank, std::uint64_t generation);
@@ -180,6 +190,16 @@ struct Bank::Impl {
   mutable std::unique_ptr<EmbedIndex> embed_index;
   mutable std::uint64_t embed_gen = ~std::uint64_t{0};
   int embed_dim = 0;  // from the first stored vector; 0 while none
+  // Registered signals the bank records (signal/signal.hpp), each with its index; guarded
+  // by signals_mu like the two above. rows_table: false for a bank older than format 3
+  // opened read-only (it has no records of them).
+  struct Registered {
+    const Signal* signal = nullptr;
+    std::unique_ptr<SignalIndex> index;
+    std::uint64_t gen = ~std::uint64_t{0};
+  };
+  mutable std::map<std::string, Registered> registered;
+  bool rows_table = false;
 
   ~Impl() {
     if (conn.db) sqlite3_close_v2(conn.db);
@@ -187,6 +207,7 @@ struct Bank::Impl {
 
   // ---- helpers; all expect db_mu held ---------------------------------------------
 
+  std::optional<std::string> meta(const std::string& key) const { return meta(key.c_str()); }
   std::optional<std::string> meta(const char* key) const {
     Stmt s(conn, "SELECT value FROM meta WHERE key = ?1");
     s.bind(1, std::string_view(key));
@@ -194,6 +215,9 @@ struct Bank::Impl {
     return s.text(0);
   }
 
+  void set_meta(const std::string& key, const std::string& value) const {
+    set_meta(key.c_str(), value);
+  }
   void set_meta(const char* key, const std::string& value) const {
     Stmt s(conn,
            "INSERT INTO meta(key, value) VALUES(?1, ?2) "
@@ -251,6 +275,7 @@ struct Bank::Impl {
   // Expects db_mu held.
   void save_local_layout();
   std::unique_ptr<EmbedIndex> build_embed(std::uint64_t* gen) const;
+  std::unique_ptr<SignalIndex> build_registered(const std::string& name, std::uint64_t* gen) const;
 
   // ---- schema and migrations (bank/schema.cpp) ---------------------------------------
 
@@ -294,6 +319,16 @@ struct Bank::Impl {
     } else {
       // Our index misses another writer's rows, or "auto" just went back to flat.
       rebuild_index();
+    }
+    {
+      // Registered signals' indexes that were current follow; the others are rebuilt at
+      // their next search.
+      std::unique_lock write(signals_mu);
+      for (auto& [name, r] : registered)
+        if (r.index && r.gen == gen_before) {
+          r.index->remove(removed);
+          r.gen = gen_before + 1;
+        }
     }
     return static_cast<std::int64_t>(removed.size());
   }

@@ -39,12 +39,34 @@ BankStats Bank::stats() const {
       st.embed_entries = e.i64(0);
       st.embed_db_bytes = static_cast<std::uintmax_t>(e.i64(1));
     }
+    for (const auto& name : m.config.signals) {
+      if (!m.registered.count(name)) continue;
+      BankStats::Registered r;
+      r.name = name;
+      r.params = m.config.signal_params.at(name);
+      if (m.rows_table) {
+        // 16: the key and row overhead beside the record, as for the tables above.
+        Stmt s(m.conn,
+               "SELECT count(*), coalesce(sum(length(record) + 16), 0) FROM signal_rows "
+               "WHERE signal = ?1");
+        s.bind(1, std::string_view(name));
+        s.step();
+        r.entries = s.i64(0);
+        r.db_bytes = static_cast<std::uintmax_t>(s.i64(1));
+      }
+      st.registered.push_back(std::move(r));
+    }
     read.commit();
   }
   st.signals = m.config.signals;
   st.embed_model = m.config.embed_model;
   {
     std::shared_lock slock(m.signals_mu);
+    for (auto& r : st.registered)
+      if (const auto& reg = m.registered.at(r.name); reg.index) {
+        r.memory_bytes = reg.index->memory_bytes();
+        r.index_type = reg.index->type();
+      }
     if (m.local_index) {
       st.local_memory_bytes = m.local_index->memory_bytes();
       st.local_index_type = m.local_index->type();
@@ -254,6 +276,32 @@ CheckReport Bank::check() const {
       if (s.step() && s.i64(0) > 0)
         P.push_back(std::to_string(s.i64(0)) + " rows of " + table + " belong to no entry");
     }
+  }
+
+  // Registered signals' records: each must be one of the bank's signals, read as its
+  // signal reads it, and belong to an entry.
+  if (m.rows_table) {
+    Stmt s(m.conn, "SELECT signal, entry_id, record FROM signal_rows ORDER BY signal, entry_id");
+    ProblemList list{P};
+    std::set<std::string> foreign;
+    while (s.step()) {
+      const std::string name = s.text(0);
+      const auto reg = m.registered.find(name);
+      if (reg == m.registered.end()) {
+        foreign.insert(name);
+        continue;
+      }
+      if (const auto why = reg->second.signal->check_record(s.blob(2)); !why.empty())
+        list.add("entry " + std::to_string(s.i64(1)) + ": " + name + " record: " + why);
+    }
+    list.finish("damaged signal records");
+    for (const auto& name : foreign)
+      P.push_back("signal_rows holds records of '" + name +
+                  "', which is not one of the bank's signals");
+    Stmt orphans(m.conn,
+                 "SELECT count(*) FROM signal_rows WHERE entry_id NOT IN (SELECT id FROM entries)");
+    if (orphans.step() && orphans.i64(0) > 0)
+      P.push_back(std::to_string(orphans.i64(0)) + " rows of signal_rows belong to no entry");
   }
 
   // The index in use against the records.

@@ -166,4 +166,25 @@ std::unique_ptr<EmbedIndex> Bank::Impl::build_embed(std::uint64_t* gen) const {
   return idx;
 }
 
+std::unique_ptr<SignalIndex> Bank::Impl::build_registered(const std::string& name,
+                                                          std::uint64_t* gen) const {
+  const auto& reg = registered.at(name);
+  auto idx = reg.signal->make_index(config.signal_params.at(name));
+  Transaction read(conn, "BEGIN");
+  *gen = read_generation();
+  if (rows_table) {
+    Stmt s(conn, "SELECT entry_id, record FROM signal_rows WHERE signal = ?1 ORDER BY entry_id");
+    s.bind(1, std::string_view(name));
+    while (s.step()) {
+      try {
+        idx->add(s.i64(0), s.blob(1));
+      } catch (const std::exception&) {
+        // Damaged rows are left out here; check() names them.
+      }
+    }
+  }
+  read.commit();
+  return idx;
+}
+
 }  // namespace hashwall

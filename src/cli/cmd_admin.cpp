@@ -85,6 +85,16 @@ int run_stats(const AdminArgs& a) {
                                                        static_cast<double>(s.embed_entries)
                                                  : 0.0}};
     }
+    for (const auto& r : s.registered) {
+      json params = json::object();
+      for (const auto& [k, v] : r.params) params[k] = v;
+      j[r.name] = {
+          {"entries", r.entries},
+          {"params", params},
+          {"db_bytes", r.db_bytes},
+          {"db_bytes_per_entry",
+           r.entries ? static_cast<double>(r.db_bytes) / static_cast<double>(r.entries) : 0.0}};
+    }
     j["pdq_threshold"] = c.pdq_threshold;
     j["min_quality"] = c.min_quality;
     j["index_type"] = s.index_type;
@@ -123,6 +133,14 @@ int run_stats(const AdminArgs& a) {
                 << (s.embed_entries
                         ? s.embed_db_bytes / static_cast<std::uintmax_t>(s.embed_entries)
                         : 0)
+                << " bytes/entry on disk\n";
+    }
+    for (const auto& r : s.registered) {
+      std::string params;
+      for (const auto& [k, v] : r.params) params += (params.empty() ? "" : ", ") + k + " " + v;
+      std::cout << "                " << r.name << ": " << r.entries << " entries"
+                << (params.empty() ? "" : " (" + params + ")") << "; "
+                << (r.entries ? r.db_bytes / static_cast<std::uintmax_t>(r.entries) : 0)
                 << " bytes/entry on disk\n";
     }
     std::cout << "index           " << s.index_type << " (config: " << c.index_type << "), "

@@ -209,7 +209,7 @@ void register_index(CLI::App& app, int& exit_code) {
           "creating it if needed. Files already in the bank (same SHA-256) are skipped without\n"
           "decoding, so an interrupted run can simply be started again. Work is committed in\n"
           "batches: Ctrl-C or a crash keeps every committed batch and nothing half-written.\n\n") +
-      kSignalsHelp + "\n\n" +
+      signals_help() + "\n\n" +
       "Examples:\n"
       "  hashwall index known/ --bank cases.db --label case-17\n"
       "  hashwall index a.jpg b.png --bank cases.db --json\n"

@@ -3,15 +3,26 @@
 #include <algorithm>
 
 #include "core/error.hpp"
+#include "signal/signal.hpp"
 
 namespace hashwall::cli {
 
-const char* const kSignalsHelp =
+namespace {
+const char* const kBuiltinHelp =
     "Signals: pdq (Meta's PDQ hash and its 8 rotations/flips: re-encodes, resizes, filters),\n"
     "local (ORB keypoints verified by a RANSAC fit: crops, borders, captions, stickers,\n"
     "screenshots, collages, small rotations) and embed (a learned embedding,\n"
     "models/hashwall-embed-v1.onnx). A bank records the signals it was built with; PDQ\n"
     "lists imported from other organisations carry PDQ only.";
+}  // namespace
+
+std::string signals_help() {
+  std::string out = kBuiltinHelp;
+  const auto more = registered_signals();
+  if (!more.empty()) out += "\nRegistered signals:";
+  for (const Signal* s : more) out += "\n  " + s->name() + ": " + s->summary();
+  return out;
+}
 
 std::vector<std::string> parse_signals(const std::string& list) {
   std::vector<std::string> out;
@@ -23,19 +34,14 @@ std::vector<std::string> parse_signals(const std::string& list) {
     s.erase(0, s.find_first_not_of(' '));
     s.erase(s.find_last_not_of(' ') + 1);
     if (!s.empty()) {
-      if (s != "pdq" && s != "local" && s != "embed")
-        throw Error(ErrorKind::Usage, "",
-                    "unknown signal '" + s + "' in --signals (known: pdq, local, embed)");
+      if (const auto why = unknown_signal({s}); !why.empty())
+        throw Error(ErrorKind::Usage, "", why + " in --signals");
       if (std::find(out.begin(), out.end(), s) == out.end()) out.push_back(s);
     }
     at = comma + 1;
   }
   if (out.empty()) throw Error(ErrorKind::Usage, "", "--signals names no signal");
-  // Canonical order, as banks record them.
-  std::vector<std::string> sorted;
-  for (const char* s : {"pdq", "local", "embed"})
-    if (std::find(out.begin(), out.end(), s) != out.end()) sorted.emplace_back(s);
-  return sorted;
+  return canonical_signals(out);  // as banks record them
 }
 
 std::unique_ptr<Embedder> load_model(const std::string& model, const std::string& bank_model) {
@@ -72,6 +78,8 @@ SignalSetup signal_setup(const Bank& bank, const std::vector<std::string>& only,
   };
   s.fingerprint.for_query = for_query;
   s.fingerprint.local = has("local");
+  for (const auto& name : s.signals)
+    if (const Signal* reg = find_signal(name)) s.fingerprint.registered.push_back(reg);
   if (has("embed")) {
     s.embedder = reuse ? std::move(reuse)
                        : std::shared_ptr<const Embedder>(load_model(model, c.embed_model));

@@ -15,9 +15,11 @@
 namespace hashwall::cli {
 
 inline constexpr const char* kDefaultSignals = "pdq,local,embed";
-extern const char* const kSignalsHelp;
+// The --signals help: the built-in signals, then one line per registered signal.
+std::string signals_help();
 
-// "pdq,local" -> {"pdq", "local"}; throws Error{Usage} on unknown names.
+// "pdq,local" -> {"pdq", "local"} in canonical order (built-ins, then registered
+// signals); throws Error{Usage} on unknown names.
 std::vector<std::string> parse_signals(const std::string& list);
 
 // Loads --model, or when `model` is empty the model file named `bank_model` (a bank's

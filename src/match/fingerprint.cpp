@@ -9,6 +9,8 @@ namespace hashwall {
 
 void prepare_load(LoadOptions& load, const FingerprintOptions& o) {
   if (o.embedder) load.want_color = true;
+  for (const Signal* s : o.registered)
+    if (s->wants_colour()) load.want_color = true;
   if (o.local)
     load.detail_min_side = std::max(load.detail_min_side, o.local_params.min_decode_side);
 }
@@ -20,6 +22,8 @@ NewEntry entry_from(const Fingerprint& f) {
   e.quality = f.pdq.quality;
   e.local = f.local;
   e.embedding = f.embedding;
+  for (const auto& [name, q] : f.registered)
+    if (!q.forms.empty()) e.records[name] = q.forms.front();
   return e;
 }
 
@@ -42,6 +46,15 @@ Fingerprint fingerprint(const LoadedImage& image, DecodeMode mode, const Fingerp
     }
   }
   if (o.embedder) f.embedding = o.embedder->embed(image.colour());
+  for (const Signal* s : o.registered) {
+    SignalQuery q;
+    if (o.for_query) {
+      q = s->compute_query(image);
+    } else if (auto r = s->compute(image)) {
+      q.forms.push_back(std::move(*r));
+    }
+    f.registered[s->name()] = std::move(q);
+  }
   return f;
 }
 

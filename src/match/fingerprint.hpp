@@ -1,7 +1,8 @@
 // What hashwall computes from one image: the identity of its bytes and its signals.
-// New signals add a field here and their computation in fingerprint.cpp.
+// Registered signals (signal/signal.hpp) come in by name in `registered`.
 #pragma once
 
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -10,6 +11,7 @@
 #include "hash/pdq.hpp"
 #include "image/load.hpp"
 #include "local/local_features.hpp"
+#include "signal/signal.hpp"
 
 namespace hashwall {
 
@@ -24,13 +26,17 @@ struct Fingerprint {
   std::optional<LocalFeatures> local;
   std::optional<LocalFeatures> local_mirror;
   std::vector<float> embedding;  // L2-normalised; empty when not asked for
+  // Registered signals, by name: a query's forms, or for an entry its record as the only
+  // form (no form: the signal had nothing to record for this image).
+  std::map<std::string, SignalQuery> registered;
 };
 
 struct FingerprintOptions {
   bool local = false;
   bool for_query = true;  // queries: more keypoints, and the mirror image too
   LocalParams local_params;
-  const Embedder* embedder = nullptr;  // non-null: compute the embedding
+  const Embedder* embedder = nullptr;     // non-null: compute the embedding
+  std::vector<const Signal*> registered;  // registered signals to compute
 };
 
 // What decoding these signals need: colour for the embedding, more pixels for the local

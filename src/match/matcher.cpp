@@ -5,6 +5,7 @@
 #include <span>
 
 #include "core/error.hpp"
+#include "signal/signal.hpp"
 
 namespace hashwall {
 
@@ -27,9 +28,8 @@ Matcher::Matcher(const Bank& bank, MatchOptions options)
       min_quality_(options.min_quality.value_or(bank.config().min_quality)),
       local_min_inliers_(options.local_min_inliers.value_or(bank.config().local_min_inliers)),
       embed_threshold_(options.embed_threshold.value_or(bank.config().embed_threshold)) {
-  for (const auto& s : options_.signals)
-    if (s != "pdq" && s != "local" && s != "embed")
-      throw Error(ErrorKind::Usage, "", "unknown signal '" + s + "' (known: pdq, local, embed)");
+  if (const auto why = unknown_signal(options_.signals); !why.empty())
+    throw Error(ErrorKind::Usage, "", why);
 }
 
 bool Matcher::use(std::string_view signal) const {
@@ -80,16 +80,16 @@ double local_margin(int inliers, int min_inliers) {
 }
 
 double joint_score(const MatchHit& h, const ScoreScale& scale, bool pdq_counts) {
-  double margins[4];
-  int n = 0;
-  if (h.exact) margins[n++] = 1.0;
-  if (pdq_counts) margins[n++] = pdq_margin(h.distance, scale.pdq_threshold);
-  if (h.similarity) margins[n++] = embed_margin(*h.similarity, scale.embed_threshold);
-  if (h.inliers) margins[n++] = local_margin(*h.inliers, scale.local_min_inliers);
-  if (n == 0) return -1.0;
-  std::sort(margins, margins + n, std::greater<>());
+  std::vector<double> margins;
+  if (h.exact) margins.push_back(1.0);
+  if (pdq_counts) margins.push_back(pdq_margin(h.distance, scale.pdq_threshold));
+  if (h.similarity) margins.push_back(embed_margin(*h.similarity, scale.embed_threshold));
+  if (h.inliers) margins.push_back(local_margin(*h.inliers, scale.local_min_inliers));
+  for (const auto& [name, ev] : h.registered) margins.push_back(clip_margin(ev.margin));
+  if (margins.empty()) return -1.0;
+  std::sort(margins.begin(), margins.end(), std::greater<>());
   double score = margins[0];
-  for (int i = 1; i < n; ++i) score += 0.1 * std::max(0.0, margins[i]);
+  for (std::size_t i = 1; i < margins.size(); ++i) score += 0.1 * std::max(0.0, margins[i]);
   return score;
 }
 
@@ -104,6 +104,11 @@ MatchResult Matcher::match(const Fingerprint& q) const {
   if (use("pdq")) r.signals.emplace_back("pdq");
   if (use("embed") && !q.embedding.empty()) r.signals.emplace_back("embed");
   if (use("local") && q.local) r.signals.emplace_back("local");
+  for (const auto& [name, sq] : q.registered)
+    if (use(name) && !sq.forms.empty()) {
+      r.signals.push_back(name);
+      r.registered_params[name] = bank_.config().signal_params.at(name);
+    }
 
   // How far each search reaches: the thresholds, or twice as far for near misses.
   const bool near = options_.near_misses;
@@ -232,10 +237,32 @@ MatchResult Matcher::match(const Fingerprint& q) const {
     if (!run(*q.local) && q.local_mirror) run(*q.local_mirror);
   }
 
+  // Registered signals, in the bank's order (q.registered is by name).
+  for (const auto& name : bank_.config().signals) {
+    const auto qi = q.registered.find(name);
+    if (qi == q.registered.end() || qi->second.forms.empty() || !use(name)) continue;
+    const auto found = bank_.search_signal(name, qi->second, near ? -1.0 : 0.0,
+                                           static_cast<std::size_t>(std::max(per_signal_cap, 0)));
+    int taken = 0;
+    for (const SignalMatch& m : found) {
+      MatchHit* h = find_hit(m.id);
+      if (!h && taken >= per_signal_cap) break;
+      if (!h && !near && static_cast<int>(r.hits.size()) >= options_.top) break;
+      if (!h) {
+        h = new_hit(m.id, name.c_str());
+        ++taken;
+      }
+      if (!h) continue;
+      h->registered[name] = MatchHit::Evidence{m.margin, m.form, m.evidence};
+      if (m.margin >= 0) h->signals_matched.push_back(name);
+    }
+  }
+
   const ScoreScale scale{threshold_, embed_threshold_, local_min_inliers_};
   for (MatchHit& h : r.hits) {
     h.matched = !h.signals_matched.empty();
-    // The deciding signal is the first that matched (sha256, pdq, embed, local).
+    // The deciding signal is the first that matched (sha256, pdq, embed, local, then the
+    // registered ones in the bank's order).
     if (h.matched) h.signal = h.signals_matched.front();
     h.score = joint_score(h, scale, pdq_on && entry_trusted(h.entry));
   }
@@ -251,7 +278,12 @@ MatchResult Matcher::match(const Fingerprint& q) const {
   if (any_match)
     r.verdict = Verdict::Match;
   else
-    r.verdict = query_trusted || r.signals.size() > 1 ? Verdict::NoMatch : Verdict::LowQuality;
+    // Too featureless to decide only when PDQ, which the quality gate is about, was the
+    // only signal that could have found it.
+    r.verdict =
+        !query_trusted && (r.signals.empty() || r.signals == std::vector<std::string>{"pdq"})
+            ? Verdict::LowQuality
+            : Verdict::NoMatch;
   return r;
 }
 

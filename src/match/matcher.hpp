@@ -2,6 +2,8 @@
 #pragma once
 
 #include <array>
+#include <map>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -19,7 +21,8 @@ struct MatchOptions {
   std::optional<int> min_quality;  // default: the bank's recorded minimum
   int top = 10;                    // at most this many hits are reported
   bool dihedral = true;            // also try the 7 rotated/flipped variants
-  // Which of the bank's signals may decide ("pdq", "local", "embed"); empty: all it has.
+  // Which of the bank's signals may decide ("pdq", "local", "embed", registered ones);
+  // empty: all it has.
   // An exact file match (same SHA-256) always counts.
   std::vector<std::string> signals;
   std::optional<int> local_min_inliers;   // default: the bank's recorded value
@@ -40,9 +43,9 @@ const char* verdict_name(Verdict) noexcept;  // "no-match", "match", "low-qualit
 
 struct MatchHit {
   Entry entry;
-  // Which signal decided: "sha256" (byte-identical file), "pdq", "embed" or "local"
-  // (the first of these that matched, in that order); the others' evidence is filled in
-  // where they were computed.
+  // Which signal decided: "sha256" (byte-identical file), "pdq", "embed", "local" or a
+  // registered signal (the first of these that matched, in that order); the others'
+  // evidence is filled in where they were computed.
   std::string signal;
   int distance = 0;                       // PDQ Hamming distance, best over the variants tried
   Dihedral variant = Dihedral::Original;  // which transform of the query came nearest
@@ -54,6 +57,13 @@ struct MatchHit {
   std::optional<std::array<cv::Point2f, 4>> region;
   std::vector<std::pair<cv::Point2f, cv::Point2f>> inlier_pairs;  // (entry, query), normalised
   std::vector<std::string> signals_matched;  // every signal that matched this entry
+  // Registered signals' evidence (signal/signal.hpp), by name.
+  struct Evidence {
+    double margin = 0;  // on the joint scale: >= 0 is a match
+    int form = 0;       // which query form came nearest
+    nlohmann::ordered_json detail;
+  };
+  std::map<std::string, Evidence> registered;
   // One score over all signals (see joint_score); >= 0 for every match. Hits are sorted by it.
   double score = 0;
   bool matched = true;  // false only for a near miss (MatchOptions::near_misses)
@@ -72,6 +82,7 @@ struct ScoreScale {
 //   embedding: (s - t) / (1 - t)            (s = 1 gives 1, s = 2t - 1 gives -1)
 //   local:     (n - m) / n if n >= m, else (n - m) / m   (n = 2m gives 0.5, n -> inf gives 1)
 //   sha256:    1
+//   registered signals: their own margin (SignalMatch::margin)
 double pdq_margin(int distance, int threshold);
 double embed_margin(double similarity, double threshold);
 double local_margin(int inliers, int min_inliers);
@@ -87,6 +98,8 @@ struct MatchResult {
   std::vector<std::string> signals;  // the signals that took part
   int local_min_inliers = 0;
   double embed_threshold = 0;
+  std::map<std::string, SignalParams>
+      registered_params;       // of the registered signals that took part
   std::vector<MatchHit> hits;  // highest score first (exact matches first of all)
 };
 

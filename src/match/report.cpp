@@ -53,6 +53,12 @@ json report_json(const FileReport& r) {
   if (std::find(r.result.signals.begin(), r.result.signals.end(), "embed") !=
       r.result.signals.end())
     j["embed_threshold"] = r.result.embed_threshold;
+  // Registered signals: the decision parameters each used.
+  for (const auto& [name, params] : r.result.registered_params) {
+    json p = json::object();
+    for (const auto& [k, v] : params) p[k] = v;
+    j["signal_params"][name] = p;
+  }
   j["error"] = nullptr;
   return j;
 }
@@ -94,6 +100,17 @@ json hit_json(const MatchHit& h) {
   } else {
     j["inliers"] = nullptr;
   }
+  // Registered signals' evidence: each one's margin, the query form that came nearest and
+  // its own measure.
+  json ev = json::object();
+  for (const auto& [name, e] : h.registered) {
+    json one;
+    one["margin"] = e.margin;
+    one["form"] = e.form;
+    one["detail"] = e.detail;
+    ev[name] = one;
+  }
+  j["evidence"] = ev;
   j["entry_pdq"] = h.entry.pdq.hex();
   j["entry_quality"] = h.entry.quality ? json(*h.entry.quality) : json(nullptr);
   return j;

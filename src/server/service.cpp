@@ -367,6 +367,17 @@ Reply Service::stats(const json& extra) const {
                                        {"entries", s.embed_entries},
                                        {"db_bytes", s.embed_db_bytes}});
     }
+    for (const auto& reg : s.registered) {
+      json params = json::object();
+      for (const auto& [k, v] : reg.params) params[k] = v;
+      r.body["signals"].push_back(json{{"name", reg.name},
+                                       {"params", params},
+                                       {"entries", reg.entries},
+                                       {"db_bytes", reg.db_bytes},
+                                       {"index_type", reg.index_type},
+                                       {"index_memory_bytes", reg.memory_bytes}});
+      index_types[reg.name] = reg.index_type;
+    }
     r.body["index_types"] = std::move(index_types);
     r.body["model"] = "pdq";
     r.body["db_bytes"] = s.db_bytes;

@@ -1,0 +1,130 @@
+// A signal: one way of recognising a known photo (a hash, a set of keypoints, an
+// embedding), in the spirit of OpenCV's img_hash::ImgHashBase (compute, compare) and
+// FAISS's Index family (add, remove, search). A signal computes a record from a decoded
+// image, keeps it in the bank in its own serialised form, and answers searches with a
+// margin on one scale shared by every signal, so the matcher can merge and rank them.
+//
+// Signals register themselves by name (register_signal, or a static SignalRegistration);
+// the bank stores their records, builds their indexes and records their parameters; the
+// matcher, the reports, `stats`, `check`, the CLI and the HTTP service loop over them.
+// docs/DESIGN.md, "Adding a signal", walks through a complete one.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace hashwall {
+
+struct LoadedImage;  // image/load.hpp
+
+// A record in its stored form: bytes only the signal interprets.
+using SignalRecord = std::string;
+// Parameters as recorded in a bank: key -> value, both text.
+using SignalParams = std::map<std::string, std::string>;
+
+// What a query carries for one signal: the image as given first, then the variants the
+// signal also tries (its mirror image, rotations); a match names the form that found it.
+struct SignalQuery {
+  std::vector<SignalRecord> forms;
+};
+
+// One entry found by a signal's search.
+struct SignalMatch {
+  std::int64_t id = 0;
+  // How far past the signal's threshold, on the scale every signal shares: 0 exactly at the
+  // threshold, 1 certain, -1 twice as far on the wrong side. >= 0 is a match.
+  double margin = 0;
+  int form = 0;  // which query form came nearest
+  // The signal's own measure (a distance, a similarity, ...), reported as it is.
+  nlohmann::ordered_json evidence = nlohmann::ordered_json::object();
+};
+
+// One signal's search structure over the bank's records. Built by the bank from the
+// stored records and kept current as entries are added and removed.
+class SignalIndex {
+ public:
+  virtual ~SignalIndex() = default;
+  virtual std::string type() const = 0;  // e.g. "flat"
+  // Throws std::exception on a record it cannot read; the bank then leaves the row out
+  // (check() names it).
+  virtual void add(std::int64_t id, std::string_view record) = 0;
+  virtual void remove(std::span<const std::int64_t> ids) = 0;
+  // Entries whose margin is at least min_margin (0: matches only; down to -1 for near
+  // misses), highest margin first, ties by id, at most k.
+  virtual std::vector<SignalMatch> search(const SignalQuery& query, double min_margin,
+                                          std::size_t k) const = 0;
+  virtual std::size_t size() const = 0;
+  virtual std::size_t memory_bytes() const = 0;
+};
+
+class Signal {
+ public:
+  virtual ~Signal() = default;
+  // Lowercase letters, digits and '-': the name in --signals, in the bank and in JSON.
+  virtual std::string name() const = 0;
+  // One line for --help: what it finds.
+  virtual std::string summary() const = 0;
+  // Whether it needs the image in colour (the other signals still see the same pixels:
+  // a colour decode is kept beside the grey one, LoadedImage::colour()).
+  virtual bool wants_colour() const { return false; }
+
+  // How records are computed (algorithm version, sizes, model): recorded in a new bank;
+  // a bank that recorded other values is refused, since its records were made another way.
+  virtual SignalParams compute_params() const { return {}; }
+  // How matches are decided (thresholds): recorded in a new bank and read back from it, so
+  // a bank keeps the decision it was built with. validate() says why values are not
+  // acceptable ("" when they are).
+  virtual SignalParams decision_defaults() const { return {}; }
+  virtual std::string validate(const SignalParams& /*decision*/) const { return {}; }
+
+  // The record an indexed image gets; nullopt when there is nothing to record (e.g. too
+  // few features). Throws on images it cannot handle.
+  virtual std::optional<SignalRecord> compute(const LoadedImage& image) const = 0;
+  // A query's forms; by default the record alone.
+  virtual SignalQuery compute_query(const LoadedImage& image) const;
+  // "" when a stored record is well formed, else why: add() refuses such a record and
+  // check() lists it.
+  virtual std::string check_record(std::string_view record) const = 0;
+  virtual std::unique_ptr<SignalIndex> make_index(const SignalParams& decision) const = 0;
+};
+
+// The built-in signals, which have their own tables and code paths in this release; a
+// registered signal may not take these names.
+inline constexpr const char* kBuiltinSignals[] = {"pdq", "local", "embed"};
+bool is_builtin_signal(std::string_view name) noexcept;
+
+// Throws std::invalid_argument for an invalid or taken name.
+void register_signal(std::shared_ptr<const Signal> signal);
+// nullptr when no signal of that name is registered.
+const Signal* find_signal(std::string_view name);
+// In registration order.
+std::vector<const Signal*> registered_signals();
+
+// Registers a signal during static initialisation:
+//   static const SignalRegistration reg(std::make_shared<MySignal>());
+struct SignalRegistration {
+  explicit SignalRegistration(std::shared_ptr<const Signal> signal) {
+    register_signal(std::move(signal));
+  }
+};
+
+// The built-in names, then the registered ones, comma separated ("pdq, local, embed, ...").
+std::string known_signals();
+// "" when every name is a known signal, else why.
+std::string unknown_signal(const std::vector<std::string>& names);
+// The names in canonical order (built-ins, then registration order), duplicates removed.
+std::vector<std::string> canonical_signals(const std::vector<std::string>& names);
+
+// Params as recorded in the bank's meta (a JSON object of strings), and back (nullopt when
+// the text is not such an object).
+std::string params_text(const SignalParams& p);
+std::optional<SignalParams> parse_params(std::string_view text);
+
+}  // namespace hashwall
