@@ -695,11 +695,14 @@ TEST_CASE("removals on a multihash bank stay correct in this and in other connec
     CHECK(other->remove_ids(drop2) == 1);
     CHECK(found_ids(*bank, h[4], 0).empty());
     CHECK(bank->stats().entries == 3000 - 304);
-    CHECK(bank->check().ok);
+    const auto rep = bank->check();
+    INFO((rep.problems.empty() ? std::string() : rep.problems.front()));
+    CHECK(rep.ok);
   }
   // The index cache written on close holds the live entries only, and check agrees.
   auto bank = Bank::open(path, OpenMode::ReadOnly);
   const auto rep = bank->check();
+  INFO((rep.problems.empty() ? std::string() : rep.problems.front()));
   CHECK(rep.ok);
   CHECK(rep.notes.empty());
   CHECK(found_ids(*bank, h[30], 0).empty());

@@ -2,6 +2,7 @@
 // colour of a 2 x 2 grid) is defined and registered here, and must then be indexed, stored,
 // matched, reported by `query --json` and over HTTP, counted by `stats` and checked by
 // `check`, with no file under src/ knowing it.
+#include <httplib.h>
 #include <sqlite3.h>
 #include <unistd.h>
 
@@ -9,12 +10,12 @@
 #include <catch2/catch.hpp>
 #include <cstdio>
 #include <fstream>
-#include <httplib.h>
 #include <iostream>
 #include <iterator>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
+#include <set>
 #include <thread>
 
 #include "bank/bank.hpp"
@@ -210,13 +211,13 @@ TEST_CASE("the signal registry refuses built-in, malformed and repeated names", 
     explicit Named(std::string name) : n(std::move(name)) {}
     std::string name() const override { return n; }
   };
-  for (const char* bad : {"pdq", "local", "embed", "sha256", "", "Upper", "has space", "-x",
-                          "mean-colour"})
+  for (const char* bad :
+       {"pdq", "local", "embed", "sha256", "", "Upper", "has space", "-x", "mean-colour"})
     CHECK_THROWS_AS(register_signal(std::make_shared<Named>(bad)), std::invalid_argument);
   CHECK(find_signal("mean-colour") != nullptr);
   CHECK(find_signal("nothing") == nullptr);
-  CHECK_THAT(known_signals(), Catch::Contains("pdq, local, embed") &&
-                                  Catch::Contains("mean-colour"));
+  CHECK_THAT(known_signals(),
+             Catch::Contains("pdq, local, embed") && Catch::Contains("mean-colour"));
   CHECK(unknown_signal({"pdq", "mean-colour"}).empty());
   CHECK_THAT(unknown_signal({"pdq", "nothing"}), Catch::Contains("unknown signal 'nothing'"));
   CHECK(canonical_signals({"mean-colour", "embed", "pdq", "embed"}) ==
@@ -236,11 +237,13 @@ TEST_CASE(
   TempDir tmp;
   const auto known = tmp / "known";
   fs::create_directory(known);
-  for (const char* f : {"mate_LadyBird.jpg", "mate_Aqua.jpg", "lomiri_Bridge_by_Sander_Klootwijk.jpg"})
+  for (const char* f :
+       {"mate_LadyBird.jpg", "mate_Aqua.jpg", "lomiri_Bridge_by_Sander_Klootwijk.jpg"})
     fs::copy_file(sample(f), known / f);
   const std::string bank = (tmp / "bank.db").string();
 
-  auto r = in_process({"index", known.string(), "--bank", bank, "--signals", "pdq,mean-colour", "-q"});
+  auto r =
+      in_process({"index", known.string(), "--bank", bank, "--signals", "pdq,mean-colour", "-q"});
   REQUIRE(r.exit_code == 0);
 
   // stats counts the records and shows the recorded decision.
@@ -267,8 +270,8 @@ TEST_CASE(
                             "lomiri_Bridge_by_Sander_Klootwijk.jpg", 0},
                        Case{"mate_LadyBird--flipped.jpg", "mate_LadyBird.jpg", 1}}) {
     INFO(c.upload);
-    r = in_process({"query", sample(c.upload).string(), "--bank", bank, "--json", "--signals",
-             "mean-colour"});
+    r = in_process(
+        {"query", sample(c.upload).string(), "--bank", bank, "--json", "--signals", "mean-colour"});
     REQUIRE(r.exit_code == 1);
     const json rep = json::parse(r.out);
     CHECK(rep["signals"] == json::array({"mean-colour"}));
@@ -342,8 +345,9 @@ TEST_CASE(
   }
 }
 
-TEST_CASE("a registered signal's records are refused when malformed and its parameters when changed",
-          "[signal]") {
+TEST_CASE(
+    "a registered signal's records are refused when malformed and its parameters when changed",
+    "[signal]") {
   TempDir tmp;
   const auto path = tmp / "bank.db";
   BankConfig cfg;
@@ -399,8 +403,8 @@ TEST_CASE("a registered signal's records are refused when malformed and its para
 TEST_CASE("a registered signal matches over HTTP and is counted in /v1/stats", "[signal]") {
   TempDir tmp;
   const auto path = tmp / "bank.db";
-  const auto r = in_process({"index", (hwtest::source_dir() / "samples" / "bank").string(), "--bank",
-                      path.string(), "--signals", "pdq,mean-colour", "-q"});
+  const auto r = in_process({"index", (hwtest::source_dir() / "samples" / "bank").string(),
+                             "--bank", path.string(), "--signals", "pdq,mean-colour", "-q"});
   REQUIRE(r.exit_code == 0);
   auto bank = Bank::open(path, OpenMode::ReadWrite);
   server::ServerOptions o;
@@ -454,15 +458,15 @@ TEST_CASE("a registered signal wanting colour leaves every other signal's eviden
           "[signal]") {
   TempDir tmp;
   const auto bank = (tmp / "bank.db").string();
-  auto r = in_process({"index", (hwtest::source_dir() / "samples" / "bank").string(), "--bank", bank,
-                "--signals", "pdq,local,mean-colour", "-q"});
+  auto r = in_process({"index", (hwtest::source_dir() / "samples" / "bank").string(), "--bank",
+                       bank, "--signals", "pdq,local,mean-colour", "-q"});
   REQUIRE(r.exit_code == 0);
   std::size_t compared = 0;
   for (const auto& upload : fs::directory_iterator(hwtest::source_dir() / "samples" / "uploads")) {
     if (upload.path().filename().string().rfind("broken", 0) == 0) continue;
     const auto ask = [&](const std::string& signals) {
       const auto a = in_process({"query", upload.path().string(), "--bank", bank, "--json",
-                          "--near-misses", "--top", "50", "--signals", signals});
+                                 "--near-misses", "--top", "50", "--signals", signals});
       REQUIRE(a.exit_code < 2);
       std::map<std::int64_t, json> hits;
       const json doc = json::parse(a.out);
@@ -490,4 +494,38 @@ TEST_CASE("a registered signal wanting colour leaves every other signal's eviden
     }
   }
   CHECK(compared > 10);
+}
+
+TEST_CASE("a registered signal's index follows another connection's writes from the change log",
+          "[signal]") {
+  TempDir tmp;
+  const auto path = tmp / "bank.db";
+  BankConfig cfg;
+  cfg.signals = {"pdq", "mean-colour"};
+  auto writer = Bank::open(path, OpenMode::Create, cfg);
+  const auto make = [](int n) {
+    NewEntry e;
+    e.source = "entry" + std::to_string(n);
+    e.pdq.bytes[0] = static_cast<std::uint8_t>(n);
+    e.records["mean-colour"] = std::string(kRecordBytes, '\x20');
+    return e;
+  };
+  const auto first = writer->add(std::vector{make(1)}).ids;
+  auto reader = Bank::open(path, OpenMode::ReadOnly);
+  const SignalQuery q{{std::string(kRecordBytes, '\x20')}};
+  const auto ids = [&] {
+    std::set<std::int64_t> out;
+    for (const auto& m : reader->search_signal("mean-colour", q, 0, 10)) out.insert(m.id);
+    return out;
+  };
+  CHECK(ids() == std::set{first[0]});  // the index is built here
+  const auto rebuilds = reader->stats().index_rebuilds;
+  const auto second = writer->add(std::vector{make(2), make(3)}).ids;
+  CHECK(writer->remove_ids(first) == 1);
+  CHECK(ids() == std::set{second[0], second[1]});
+  const auto st = reader->stats();
+  CHECK(st.changes_followed == 2);
+  CHECK(st.index_rebuilds == rebuilds);
+  REQUIRE(st.registered.size() == 1);
+  CHECK(st.registered[0].entries == 2);
 }

@@ -25,5 +25,15 @@ for dir in src/*/; do
     fi
   done < <(grep -nH '#[[:space:]]*include[[:space:]]*"' "$dir"*.cpp "$dir"*.hpp 2>/dev/null || true)
 done
-((status == 0)) && echo "check_layers: every include in src/ stays within its layer's uses" >&2
+# The store seam (src/bank/store.hpp): SQLite, and SQL, only inside the SQLite store.
+while IFS=: read -r file line _; do
+  case $file in
+    src/bank/sqlite_store.cpp | src/bank/sqlite_schema.cpp | src/bank/sqlite.hpp) ;;
+    *)
+      echo "check_layers: $file:$line: SQLite or SQL outside the SQLite store (src/bank/sqlite_store.cpp)" >&2
+      status=1
+      ;;
+  esac
+done < <(grep -rnE 'sqlite3|bank/sqlite\.hpp|"(SELECT |INSERT INTO|DELETE FROM|UPDATE [a-z_]+ SET|CREATE (TABLE|INDEX|TRIGGER)|PRAGMA |BEGIN)' src || true)
+((status == 0)) && echo "check_layers: every include in src/ stays within its layer's uses; SQL stays in the SQLite store" >&2
 exit $status

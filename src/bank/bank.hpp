@@ -82,6 +82,10 @@ struct BankStats {
   std::int64_t low_quality = 0;  // entries with quality < min_quality
   std::string index_type;        // the index actually in use
   std::uint64_t generation = 0;
+  // Since this Bank was opened: full rebuilds of the PDQ index from the records, and
+  // generations brought in from the change log instead (other writers' adds and removals).
+  std::uint64_t index_rebuilds = 0;
+  std::uint64_t changes_followed = 0;
   std::uintmax_t db_bytes = 0;
   std::uintmax_t index_cache_bytes = 0;
   std::size_t index_memory_bytes = 0;

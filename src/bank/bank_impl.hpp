@@ -19,7 +19,7 @@
 #include <vector>
 
 #include "bank/bank.hpp"
-#include "bank/sqlite.hpp"
+#include "bank/store.hpp"
 #include "core/error.hpp"
 #include "embed/embed_index.hpp"
 #include "local/local_index.hpp"
@@ -29,17 +29,11 @@ namespace hashwall {
 namespace bank_detail {
 
 namespace fs = std::filesystem;
-using sqlite::Conn;
-using sqlite::kBusyTimeoutMs;
-using sqlite::Stmt;
-using sqlite::Transaction;
 
-// 1: PDQ only. 2: adds the local_features and embeddings tables. 3: adds signal_rows, the
-// records of registered signals (signal/signal.hpp), and their parameters in meta. An older
-// bank opened for writing is upgraded in place; read-only, it simply lacks those tables.
-inline constexpr int kFormatVersion = 3;
-constexpr const char* kNoBank =
-    "no bank here (create one with 'hashwall index' or 'hashwall import')";
+// Formats (kFormatVersion, store.hpp): 1: PDQ only. 2: adds the local_features and
+// embeddings tables. 3: adds signal_rows (the records of registered signals,
+// signal/signal.hpp, with their parameters in meta) and the change log. An older bank
+// opened for writing is upgraded in place; read-only, it simply lacks those tables.
 // Rows per round trip when reading the whole table (for_each, index rebuilds).
 constexpr std::size_t kChunk = 4096;
 // check(): how many entries are re-searched by brute force, and how many problem lines
@@ -122,30 +116,11 @@ inline std::optional<Hash256> hash_from_blob(std::string_view b) {
   return h;
 }
 
-inline constexpr const char* kEntryColumns =
-    "id, sha256, pdq, quality, label, source, origin, added_at";
-
-inline Entry entry_from_row(const Conn& c, const Stmt& s) {
-  Entry e;
-  e.id = s.i64(0);
-  if (!s.null(1)) e.sha256 = s.text(1);
-  const auto h = hash_from_blob(s.blob(2));
-  if (!h)
-    throw Error(ErrorKind::Bank, c.path,
-                "entry " + std::to_string(e.id) + " is corrupt: its PDQ hash is " +
-                    std::to_string(s.blob(2).size()) + " bytes, not 32 (run 'hashwall check')");
-  e.pdq = *h;
-  if (!s.null(3)) e.quality = static_cast<int>(s.i64(3));
-  e.label = s.text(4);
-  e.source = s.text(5);
-  e.origin = s.text(6) == "imported" ? Origin::Imported : Origin::Indexed;
-  e.added_at = s.i64(7);
-  return e;
-}
-
 // Why a new bank's settings are not acceptable ("" when they are): signals, and registered
-// signals' parameters (bank/schema.cpp).
+// signals' parameters (bank/config.cpp).
 std::string validate_new_config(const BankConfig& c);
+// The meta a new bank starts with (bank/config.cpp).
+std::vector<std::pair<std::string, std::string>> initial_meta(const BankConfig& c);
 
 // Meta keys of a registered signal's parameters.
 inline std::string compute_key(const std::string& signal) {
@@ -168,21 +143,21 @@ struct Bank::Impl {
   fs::path path;
   OpenMode mode = OpenMode::ReadOnly;
   BankConfig config;
-  int format_version = 0;
-  Conn conn;
+  std::unique_ptr<Store> store;
+  std::string where;  // the name errors are reported against (store->where())
 
-  // Lock order: db_mu before index_mu. db_mu guards the connection and the fields
+  // Lock order: db_mu before index_mu. db_mu guards the store and the fields
   // below it; index_mu lets searches share the index while add() swaps or extends it.
   mutable std::mutex db_mu;
   mutable std::shared_mutex index_mu;
   mutable std::unique_ptr<PdqIndex> index;
   mutable std::uint64_t generation = 0;  // the bank generation `index` reflects
   mutable bool dirty = false;            // `index` differs from the cache file
-  mutable std::int64_t data_version = -1;
+  mutable std::uint64_t rebuilds = 0;    // BankStats::index_rebuilds
+  mutable std::uint64_t followed = 0;    // BankStats::changes_followed
 
   // The other signals' indexes: built at the first search that needs them, extended by
   // add(), rebuilt when the generation moved on (removals, other writers).
-  bool signal_tables = false;  // false: a version-1 bank opened read-only
   mutable std::shared_mutex signals_mu;
   mutable std::unique_ptr<LocalIndex> local_index;
   mutable std::uint64_t local_gen = ~std::uint64_t{0};
@@ -191,43 +166,23 @@ struct Bank::Impl {
   mutable std::uint64_t embed_gen = ~std::uint64_t{0};
   int embed_dim = 0;  // from the first stored vector; 0 while none
   // Registered signals the bank records (signal/signal.hpp), each with its index; guarded
-  // by signals_mu like the two above. rows_table: false for a bank older than format 3
-  // opened read-only (it has no records of them).
+  // by signals_mu like the two above.
   struct Registered {
     const Signal* signal = nullptr;
     std::unique_ptr<SignalIndex> index;
     std::uint64_t gen = ~std::uint64_t{0};
   };
   mutable std::map<std::string, Registered> registered;
-  bool rows_table = false;
-
-  ~Impl() {
-    if (conn.db) sqlite3_close_v2(conn.db);
-  }
 
   // ---- helpers; all expect db_mu held ---------------------------------------------
 
-  std::optional<std::string> meta(const std::string& key) const { return meta(key.c_str()); }
-  std::optional<std::string> meta(const char* key) const {
-    Stmt s(conn, "SELECT value FROM meta WHERE key = ?1");
-    s.bind(1, std::string_view(key));
-    if (!s.step() || s.null(0)) return std::nullopt;
-    return s.text(0);
-  }
-
+  std::optional<std::string> meta(const std::string& key) const { return store->meta(key); }
   void set_meta(const std::string& key, const std::string& value) const {
-    set_meta(key.c_str(), value);
-  }
-  void set_meta(const char* key, const std::string& value) const {
-    Stmt s(conn,
-           "INSERT INTO meta(key, value) VALUES(?1, ?2) "
-           "ON CONFLICT(key) DO UPDATE SET value = excluded.value");
-    s.bind(1, std::string_view(key)).bind(2, std::string_view(value));
-    s.step();
+    store->set_meta(key, value);
   }
 
   [[noreturn]] void bad_meta(const char* key) const {
-    throw Error(ErrorKind::Bank, conn.path,
+    throw Error(ErrorKind::Bank, where,
                 std::string("corrupt bank: meta '") + key +
                     "' is missing or invalid (run 'hashwall check')");
   }
@@ -239,17 +194,6 @@ struct Bank::Impl {
     return *g;
   }
 
-  std::int64_t read_data_version() const {
-    Stmt s(conn, "PRAGMA data_version");
-    s.step();
-    return s.i64(0);
-  }
-
-  std::int64_t count(const char* sql) const {
-    Stmt s(conn, sql);
-    return s.step() ? s.i64(0) : 0;
-  }
-
   std::string type_for(std::int64_t entries) const {
     if (config.index_type != "auto") return config.index_type;
     return entries < config.multihash_min_entries ? "flat" : "multihash";
@@ -257,7 +201,7 @@ struct Bank::Impl {
 
   void require_writable() const {
     if (mode == OpenMode::ReadOnly)
-      throw Error(ErrorKind::Bank, conn.path, "the bank was opened read-only");
+      throw Error(ErrorKind::Bank, where, "the bank was opened read-only");
   }
 
   // ---- the derived indexes (bank/indexes.cpp) ---------------------------------------
@@ -267,8 +211,15 @@ struct Bank::Impl {
   std::unique_ptr<PdqIndex> build_index(std::uint64_t* gen) const;
   void rebuild_index() const;
   // Another connection (another process, or another Bank object) committed since we
-  // last looked: bring the in-memory index up to date.
+  // last looked: bring the in-memory indexes up to date, from the change log when it
+  // reaches back to their generation, else by a rebuild.
   void refresh_if_changed() const;
+  // Applies the changes after `generation` to the PDQ index and the registered signals'
+  // indexes; false when the log cannot bring them up to date (then nothing was changed).
+  bool follow_changes() const;
+  // Logs a write's change (its ids) at generation gen_after, bumping the generation;
+  // inside the write transaction.
+  void log_write(ChangeOp op, const std::vector<std::int64_t>& ids, std::uint64_t gen_after) const;
   void load_or_build_index();
   void save_index_locked();
   std::unique_ptr<LocalIndex> build_local(std::uint64_t* gen) const;
@@ -277,12 +228,9 @@ struct Bank::Impl {
   std::unique_ptr<EmbedIndex> build_embed(std::uint64_t* gen) const;
   std::unique_ptr<SignalIndex> build_registered(const std::string& name, std::uint64_t* gen) const;
 
-  // ---- schema and migrations (bank/schema.cpp) ---------------------------------------
+  // ---- configuration (bank/config.cpp) -----------------------------------------------
 
   void read_config();
-  // A version-1 bank opened for writing gains the signal tables.
-  void upgrade_if_old();
-  void create_schema(const BankConfig& cfg);
 
   // Runs a write transaction whose body deletes rows and returns their ids; bumps the
   // generation if any went.
@@ -293,18 +241,18 @@ struct Bank::Impl {
     std::vector<std::int64_t> removed;
     std::uint64_t gen_before = 0;
     try {
-      Transaction tx(conn, "BEGIN IMMEDIATE");
+      auto tx = store->begin_write();
       gen_before = read_generation();
       removed = body();
-      if (!removed.empty()) set_meta("generation", std::to_string(gen_before + 1));
-      tx.commit();
+      if (!removed.empty()) log_write(ChangeOp::Remove, removed, gen_before + 1);
+      tx->commit();
     } catch (const Error&) {
       throw;
     } catch (const std::exception& e) {
-      throw Error(ErrorKind::Bank, conn.path, e.what());
+      throw Error(ErrorKind::Bank, where, e.what());
     }
     if (removed.empty()) return 0;
-    const auto total = count("SELECT count(*) FROM entries");
+    const auto total = store->count_entries();
     bool current;
     {
       std::shared_lock read(index_mu);

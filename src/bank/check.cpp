@@ -13,50 +13,32 @@ BankStats Bank::stats() const {
   m.refresh_if_changed();
   BankStats st;
   {
-    Transaction read(m.conn, "BEGIN");
-    Stmt s(m.conn,
-           "SELECT count(*), coalesce(sum(origin = 'indexed'), 0), coalesce(sum(origin = "
-           "'imported'), 0), "
-           "coalesce(sum(quality < ?1), 0) FROM entries");
-    s.bind(1, static_cast<std::int64_t>(m.config.min_quality));
-    s.step();
-    st.entries = s.i64(0);
-    st.indexed = s.i64(1);
-    st.imported = s.i64(2);
-    st.low_quality = s.i64(3);
-    st.labels = m.count("SELECT count(DISTINCT label) FROM entries WHERE label <> ''");
+    auto read = m.store->begin_read();
+    const EntryCounts c = m.store->entry_counts(m.config.min_quality);
+    st.entries = c.entries;
+    st.indexed = c.indexed;
+    st.imported = c.imported;
+    st.low_quality = c.low_quality;
+    st.labels = c.labels;
     st.generation = m.read_generation();
-    if (m.signal_tables) {
-      Stmt l(m.conn,
-             "SELECT count(*), coalesce(sum(length(keypoints) / 4 - 1), 0), "
-             "coalesce(sum(length(keypoints) + length(descriptors) + 16), 0) FROM local_features");
-      l.step();
-      st.local_entries = l.i64(0);
-      st.local_keypoints = l.i64(1);
-      st.local_db_bytes = static_cast<std::uintmax_t>(l.i64(2));
-      Stmt e(m.conn, "SELECT count(*), coalesce(sum(length(vector) + 16), 0) FROM embeddings");
-      e.step();
-      st.embed_entries = e.i64(0);
-      st.embed_db_bytes = static_cast<std::uintmax_t>(e.i64(1));
-    }
+    const RowCounts l = m.store->local_counts();
+    st.local_entries = l.rows;
+    st.local_keypoints = l.items;
+    st.local_db_bytes = l.bytes;
+    const RowCounts e = m.store->embedding_counts();
+    st.embed_entries = e.rows;
+    st.embed_db_bytes = e.bytes;
     for (const auto& name : m.config.signals) {
       if (!m.registered.count(name)) continue;
       BankStats::Registered r;
       r.name = name;
       r.params = m.config.signal_params.at(name);
-      if (m.rows_table) {
-        // 16: the key and row overhead beside the record, as for the tables above.
-        Stmt s(m.conn,
-               "SELECT count(*), coalesce(sum(length(record) + 16), 0) FROM signal_rows "
-               "WHERE signal = ?1");
-        s.bind(1, std::string_view(name));
-        s.step();
-        r.entries = s.i64(0);
-        r.db_bytes = static_cast<std::uintmax_t>(s.i64(1));
-      }
+      const RowCounts rc = m.store->record_counts(name);
+      r.entries = rc.rows;
+      r.db_bytes = rc.bytes;
       st.registered.push_back(std::move(r));
     }
-    read.commit();
+    read->commit();
   }
   st.signals = m.config.signals;
   st.embed_model = m.config.embed_model;
@@ -72,8 +54,10 @@ BankStats Bank::stats() const {
       st.local_index_type = m.local_index->type();
     }
   }
-  st.format_version = m.format_version;
-  st.db_bytes = file_size_or_zero(m.path) + file_size_or_zero(fs::path(m.path.string() + "-wal"));
+  st.format_version = m.store->format_version();
+  st.index_rebuilds = m.rebuilds;
+  st.changes_followed = m.followed;
+  st.db_bytes = m.store->bytes_on_disk();
   st.index_cache_bytes = file_size_or_zero(pdq_index_path(m.path));
   std::shared_lock ilock(m.index_mu);
   st.index_type = m.index->type();
@@ -164,10 +148,8 @@ CheckReport Bank::check() const {
   }
 
   {
-    Stmt s(m.conn, "PRAGMA integrity_check");
     ProblemList list{P};
-    while (s.step())
-      if (s.text(0) != "ok") list.add("SQLite integrity check: " + s.text(0));
+    for (auto& line : m.store->integrity_problems()) list.add("SQLite integrity check: " + line);
     list.finish("SQLite integrity problems");
   }
 
@@ -198,111 +180,91 @@ CheckReport Bank::check() const {
   std::vector<std::pair<std::int64_t, Hash256>> rows;
   std::int64_t total = 0;
   {
-    Stmt s(m.conn,
-           "SELECT id, pdq, typeof(pdq), quality, typeof(quality), origin, sha256 FROM entries "
-           "ORDER BY id");
     ProblemList list{P};
-    while (s.step()) {
+    m.store->scan_raw_entries([&](const RawEntry& e) {
       ++total;
-      const auto id = std::to_string(s.i64(0));
-      if (const auto h = hash_from_blob(s.blob(1)); h && s.text(2) == "blob")
-        rows.emplace_back(s.i64(0), *h);
+      const auto id = std::to_string(e.id);
+      if (const auto h = hash_from_blob(e.pdq); h && e.pdq_type == "blob")
+        rows.emplace_back(e.id, *h);
       else
-        list.add("entry " + id + ": PDQ hash is a " + s.text(2) + " of " +
-                 std::to_string(s.blob(1).size()) + " bytes (expected a 32-byte blob)");
-      if (!s.null(3) && (s.text(4) != "integer" || s.i64(3) < 0 || s.i64(3) > 100))
-        list.add("entry " + id + ": quality '" + s.text(3) + "' is not an integer in 0..100");
-      if (const auto o = s.text(5); o != "indexed" && o != "imported")
-        list.add("entry " + id + ": origin '" + o + "' is neither indexed nor imported");
-      if (!s.null(6) && !is_sha256_hex(s.text(6)))
-        list.add("entry " + id + ": sha256 '" + s.text(6) + "' is not 64 lowercase hex characters");
-    }
+        list.add("entry " + id + ": PDQ hash is a " + e.pdq_type + " of " +
+                 std::to_string(e.pdq.size()) + " bytes (expected a 32-byte blob)");
+      if (e.quality && (e.quality_type != "integer" || *e.quality < 0 || *e.quality > 100))
+        list.add("entry " + id + ": quality '" + e.quality_text + "' is not an integer in 0..100");
+      if (e.origin != "indexed" && e.origin != "imported")
+        list.add("entry " + id + ": origin '" + e.origin + "' is neither indexed nor imported");
+      if (e.sha256 && !is_sha256_hex(*e.sha256))
+        list.add("entry " + id + ": sha256 '" + *e.sha256 + "' is not 64 lowercase hex characters");
+    });
     list.finish("damaged entries");
   }
 
   // The other signals' records: each must decode as build_local()/build_embed() read it
   // (a damaged row is left out of the search, so it is named here).
   std::size_t local_rows = 0;
-  if (m.signal_tables) {
-    {
-      Stmt s(m.conn,
-             "SELECT entry_id, keypoints, descriptors FROM local_features ORDER BY entry_id");
-      ProblemList list{P};
-      while (s.step()) {
-        try {
-          const LocalFeatures f = decode_local(s.blob(1), s.blob(2), m.conn.path);
-          if (f.descriptors.rows == static_cast<int>(f.size()) &&
-              (f.size() == 0 || f.descriptors.cols == kOrbBytes))
-            local_rows += f.size();
-          else
-            list.add("entry " + std::to_string(s.i64(0)) + ": local features have " +
-                     std::to_string(f.size()) + " keypoints but " +
-                     std::to_string(f.descriptors.rows) + " descriptors");
-        } catch (const Error& e) {
-          list.add("entry " + std::to_string(s.i64(0)) + ": local features: " + e.reason());
-        }
+  {
+    ProblemList list{P};
+    m.store->scan_local([&](std::int64_t id, std::string_view kp, std::string_view desc) {
+      try {
+        const LocalFeatures f = decode_local(kp, desc, m.where);
+        if (f.descriptors.rows == static_cast<int>(f.size()) &&
+            (f.size() == 0 || f.descriptors.cols == kOrbBytes))
+          local_rows += f.size();
+        else
+          list.add("entry " + std::to_string(id) + ": local features have " +
+                   std::to_string(f.size()) + " keypoints but " +
+                   std::to_string(f.descriptors.rows) + " descriptors");
+      } catch (const Error& e) {
+        list.add("entry " + std::to_string(id) + ": local features: " + e.reason());
       }
-      list.finish("damaged local-feature rows");
-    }
-    {
-      Stmt s(m.conn, "SELECT entry_id, vector FROM embeddings ORDER BY entry_id");
-      ProblemList list{P};
-      std::size_t dim = 0;
-      while (s.step()) {
-        const auto b = s.blob(1);
-        const auto id = std::to_string(s.i64(0));
-        if (b.empty() || b.size() % sizeof(float) != 0) {
-          list.add("entry " + id + ": embedding of " + std::to_string(b.size()) +
-                   " bytes (not a float vector)");
-          continue;
-        }
-        if (dim == 0) dim = b.size() / sizeof(float);
-        if (b.size() / sizeof(float) != dim) {
-          list.add("entry " + id + ": embedding of " + std::to_string(b.size() / sizeof(float)) +
-                   " dimensions where the others have " + std::to_string(dim));
-          continue;
-        }
-        std::vector<float> v(dim);
-        std::memcpy(v.data(), b.data(), b.size());
-        if (!std::all_of(v.begin(), v.end(), [](float x) { return std::isfinite(x); }))
-          list.add("entry " + id + ": embedding holds a value that is not a finite number");
+    });
+    list.finish("damaged local-feature rows");
+  }
+  {
+    ProblemList list{P};
+    std::size_t dim = 0;
+    m.store->scan_embeddings([&](std::int64_t entry, std::string_view b) {
+      const auto id = std::to_string(entry);
+      if (b.empty() || b.size() % sizeof(float) != 0) {
+        list.add("entry " + id + ": embedding of " + std::to_string(b.size()) +
+                 " bytes (not a float vector)");
+        return;
       }
-      list.finish("damaged embeddings");
-    }
-    for (const char* table : {"local_features", "embeddings"}) {
-      const std::string sql = std::string("SELECT count(*) FROM ") + table +
-                              " WHERE entry_id NOT IN (SELECT id FROM entries)";
-      Stmt s(m.conn, sql.c_str());
-      if (s.step() && s.i64(0) > 0)
-        P.push_back(std::to_string(s.i64(0)) + " rows of " + table + " belong to no entry");
-    }
+      if (dim == 0) dim = b.size() / sizeof(float);
+      if (b.size() / sizeof(float) != dim) {
+        list.add("entry " + id + ": embedding of " + std::to_string(b.size() / sizeof(float)) +
+                 " dimensions where the others have " + std::to_string(dim));
+        return;
+      }
+      std::vector<float> v(dim);
+      std::memcpy(v.data(), b.data(), b.size());
+      if (!std::all_of(v.begin(), v.end(), [](float x) { return std::isfinite(x); }))
+        list.add("entry " + id + ": embedding holds a value that is not a finite number");
+    });
+    list.finish("damaged embeddings");
   }
 
-  // Registered signals' records: each must be one of the bank's signals, read as its
-  // signal reads it, and belong to an entry.
-  if (m.rows_table) {
-    Stmt s(m.conn, "SELECT signal, entry_id, record FROM signal_rows ORDER BY signal, entry_id");
+  // Registered signals' records: each must be one of the bank's signals and read as its
+  // signal reads it.
+  {
     ProblemList list{P};
     std::set<std::string> foreign;
-    while (s.step()) {
-      const std::string name = s.text(0);
+    m.store->scan_all_records([&](const std::string& name, std::int64_t id, std::string_view rec) {
       const auto reg = m.registered.find(name);
       if (reg == m.registered.end()) {
         foreign.insert(name);
-        continue;
+        return;
       }
-      if (const auto why = reg->second.signal->check_record(s.blob(2)); !why.empty())
-        list.add("entry " + std::to_string(s.i64(1)) + ": " + name + " record: " + why);
-    }
+      if (const auto why = reg->second.signal->check_record(rec); !why.empty())
+        list.add("entry " + std::to_string(id) + ": " + name + " record: " + why);
+    });
     list.finish("damaged signal records");
     for (const auto& name : foreign)
       P.push_back("signal_rows holds records of '" + name +
                   "', which is not one of the bank's signals");
-    Stmt orphans(m.conn,
-                 "SELECT count(*) FROM signal_rows WHERE entry_id NOT IN (SELECT id FROM entries)");
-    if (orphans.step() && orphans.i64(0) > 0)
-      P.push_back(std::to_string(orphans.i64(0)) + " rows of signal_rows belong to no entry");
   }
+  // Rows of any signal table that belong to no entry.
+  for (auto& line : m.store->orphan_rows()) P.push_back(std::move(line));
 
   // The index in use against the records.
   {

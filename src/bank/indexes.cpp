@@ -3,6 +3,7 @@
 // (docs/BANK_FORMAT.md). All are rebuilt from the records when missing or stale.
 #include <fstream>
 #include <iterator>
+#include <set>
 
 #include "bank/bank_impl.hpp"
 #include "core/file.hpp"
@@ -43,24 +44,23 @@ void write_local_layout(const fs::path& bank, std::uint64_t generation, const st
 }  // namespace bank_detail
 
 std::unique_ptr<PdqIndex> Bank::Impl::build_index(std::uint64_t* gen) const {
-  Transaction read(conn, "BEGIN");
+  auto read = store->begin_read();
   *gen = read_generation();
-  const auto total = count("SELECT count(*) FROM entries");
+  const auto total = store->count_entries();
   auto idx = make_pdq_index(type_for(total));
-  Stmt s(conn, "SELECT id, pdq FROM entries ORDER BY id");
   // One add for the whole table: the multihash index builds its posting lists once.
   std::vector<std::int64_t> ids;
   std::vector<Hash256> hashes;
   ids.reserve(static_cast<std::size_t>(total));
   hashes.reserve(static_cast<std::size_t>(total));
-  while (s.step()) {
-    const auto h = hash_from_blob(s.blob(1));
-    if (!h) continue;
-    ids.push_back(s.i64(0));
+  store->scan_pdq([&](std::int64_t id, std::string_view blob) {
+    const auto h = hash_from_blob(blob);
+    if (!h) return;
+    ids.push_back(id);
     hashes.push_back(*h);
-  }
+  });
   idx->add(ids, hashes);
-  read.commit();
+  read->commit();
   return idx;
 }
 
@@ -71,36 +71,115 @@ void Bank::Impl::rebuild_index() const {
   index = std::move(fresh);
   generation = gen;
   dirty = true;
+  ++rebuilds;
+}
+
+void Bank::Impl::log_write(ChangeOp op, const std::vector<std::int64_t>& ids,
+                           std::uint64_t gen_after) const {
+  store->log_change(Change{gen_after, op, ids});
+  set_meta("generation", std::to_string(gen_after));
+}
+
+bool Bank::Impl::follow_changes() const {
+  auto read = store->begin_read();
+  const std::uint64_t now = read_generation();
+  if (now < generation) return false;  // restored from a backup?
+  const auto changes = store->changes_since(generation);
+  if (!changes) return false;
+  // The log must hold every generation in between, each once.
+  std::uint64_t expect = generation + 1;
+  for (const auto& c : *changes) {
+    if (c.generation != expect) return false;
+    ++expect;
+  }
+  if (expect != now + 1) return false;
+  // The net effect: entries added and still there, entries removed that we hold. Ids are
+  // never reused, so an id added and removed within the span simply drops out.
+  std::set<std::int64_t> added, removed;
+  for (const auto& c : *changes)
+    for (const auto id : c.ids) {
+      if (c.op == ChangeOp::Add) {
+        added.insert(id);
+      } else if (!added.erase(id)) {
+        removed.insert(id);
+      }
+    }
+  const std::vector<std::int64_t> add_ids(added.begin(), added.end());
+  const std::vector<std::int64_t> remove_list(removed.begin(), removed.end());
+  std::vector<std::int64_t> ids;
+  std::vector<Hash256> hashes;
+  store->scan_pdq(
+      [&](std::int64_t id, std::string_view blob) {
+        if (const auto h = hash_from_blob(blob)) {
+          ids.push_back(id);
+          hashes.push_back(*h);
+        }
+      },
+      std::span<const std::int64_t>(add_ids));
+  const auto total = store->count_entries();
+  // The registered signals' indexes at our generation follow too; the others are
+  // rebuilt at their next search.
+  std::map<std::string, std::vector<std::pair<std::int64_t, std::string>>> records;
+  {
+    std::shared_lock lock(signals_mu);
+    for (const auto& [name, reg] : registered)
+      if (reg.index && reg.gen == generation) {
+        auto& rows = records[name];
+        store->scan_records(
+            name, [&](std::int64_t id, std::string_view rec) { rows.emplace_back(id, rec); },
+            std::span<const std::int64_t>(add_ids));
+      }
+  }
+  read->commit();
+  {
+    std::unique_lock write(index_mu);
+    if (index->type() != type_for(total)) return false;  // "auto" crossed a boundary
+    if (!remove_list.empty()) index->remove(remove_list);
+    if (!ids.empty()) index->add(ids, hashes);
+  }
+  std::unique_lock write(signals_mu);
+  for (auto& [name, rows] : records) {
+    auto& reg = registered.at(name);
+    if (!reg.index || reg.gen != generation) continue;
+    try {
+      if (!remove_list.empty()) reg.index->remove(remove_list);
+      for (const auto& [id, rec] : rows) reg.index->add(id, rec);
+      reg.gen = now;
+    } catch (const std::exception&) {
+      reg.index.reset();  // rebuilt at the next search
+    }
+  }
+  followed += now - generation;
+  generation = now;
+  dirty = true;
+  return true;
 }
 
 void Bank::Impl::refresh_if_changed() const {
-  const auto v = read_data_version();
-  if (v == data_version) return;
-  data_version = v;
-  if (read_generation() != generation) rebuild_index();
+  if (!store->changed_elsewhere()) return;
+  if (read_generation() == generation) return;
+  if (!follow_changes()) rebuild_index();
 }
 
 void Bank::Impl::load_or_build_index() {
   std::uint64_t cached_gen = 0;
   auto cached = load_pdq_index(pdq_index_path(path), &cached_gen);
   {
-    Transaction read(conn, "BEGIN");
+    auto read = store->begin_read();
     const auto gen = read_generation();
-    Stmt s(conn, "SELECT count(*), coalesce(sum(length(pdq) = 32), 0) FROM entries");
-    s.step();
-    const auto all = s.i64(0), valid = s.i64(1);
-    read.commit();
+    const auto all = store->count_entries(), valid = store->count_valid_pdq();
+    read->commit();
     if (cached && cached_gen == gen && cached->type() == type_for(all) &&
         cached->size() == static_cast<std::size_t>(valid)) {
       index = std::move(cached);
       generation = gen;
       dirty = false;
-      data_version = read_data_version();
+      store->changed_elsewhere();  // from now on
       return;
     }
   }
   rebuild_index();
-  data_version = read_data_version();
+  store->changed_elsewhere();
 }
 
 void Bank::Impl::save_index_locked() {
@@ -115,18 +194,17 @@ void Bank::Impl::save_index_locked() {
 
 std::unique_ptr<LocalIndex> Bank::Impl::build_local(std::uint64_t* gen) const {
   auto idx = std::make_unique<LocalIndex>();
-  if (!signal_tables) return idx;
-  Transaction read(conn, "BEGIN");
+  if (!store->has_signal_tables()) return idx;
+  auto read = store->begin_read();
   *gen = read_generation();
-  Stmt s(conn, "SELECT entry_id, keypoints, descriptors FROM local_features ORDER BY entry_id");
-  while (s.step()) {
+  store->scan_local([&](std::int64_t id, std::string_view kp, std::string_view desc) {
     try {
-      idx->add(s.i64(0), decode_local(s.blob(1), s.blob(2), conn.path));
+      idx->add(id, decode_local(kp, desc, where));
     } catch (const Error&) {
       // Damaged rows are left out here; check() names them.
     }
-  }
-  read.commit();
+  });
+  read->commit();
   // The IVF layout of this generation from the cache file, when there is one; else the
   // full build (the slow part: every row assigned to a list).
   const bool restored = idx->restore_layout(read_local_layout(path, *gen));
@@ -144,23 +222,19 @@ void Bank::Impl::save_local_layout() {
 }
 
 std::unique_ptr<EmbedIndex> Bank::Impl::build_embed(std::uint64_t* gen) const {
-  Transaction read(conn, "BEGIN");
+  auto read = store->begin_read();
   *gen = read_generation();
   std::unique_ptr<EmbedIndex> idx;
-  if (signal_tables) {
-    Stmt s(conn, "SELECT entry_id, vector FROM embeddings ORDER BY entry_id");
-    while (s.step()) {
-      const auto b = s.blob(1);
-      if (b.empty() || b.size() % sizeof(float) != 0) continue;
-      const int dim = static_cast<int>(b.size() / sizeof(float));
-      if (!idx) idx = std::make_unique<EmbedIndex>(dim);
-      if (dim != idx->dim()) continue;
-      std::vector<float> v(static_cast<std::size_t>(dim));
-      std::memcpy(v.data(), b.data(), b.size());
-      idx->add(s.i64(0), v);
-    }
-  }
-  read.commit();
+  store->scan_embeddings([&](std::int64_t id, std::string_view b) {
+    if (b.empty() || b.size() % sizeof(float) != 0) return;
+    const int dim = static_cast<int>(b.size() / sizeof(float));
+    if (!idx) idx = std::make_unique<EmbedIndex>(dim);
+    if (dim != idx->dim()) return;
+    std::vector<float> v(static_cast<std::size_t>(dim));
+    std::memcpy(v.data(), b.data(), b.size());
+    idx->add(id, v);
+  });
+  read->commit();
   if (!idx) idx = std::make_unique<EmbedIndex>(std::max(embed_dim, 1));
   idx->prepare();
   return idx;
@@ -170,20 +244,16 @@ std::unique_ptr<SignalIndex> Bank::Impl::build_registered(const std::string& nam
                                                           std::uint64_t* gen) const {
   const auto& reg = registered.at(name);
   auto idx = reg.signal->make_index(config.signal_params.at(name));
-  Transaction read(conn, "BEGIN");
+  auto read = store->begin_read();
   *gen = read_generation();
-  if (rows_table) {
-    Stmt s(conn, "SELECT entry_id, record FROM signal_rows WHERE signal = ?1 ORDER BY entry_id");
-    s.bind(1, std::string_view(name));
-    while (s.step()) {
-      try {
-        idx->add(s.i64(0), s.blob(1));
-      } catch (const std::exception&) {
-        // Damaged rows are left out here; check() names them.
-      }
+  store->scan_records(name, [&](std::int64_t id, std::string_view record) {
+    try {
+      idx->add(id, record);
+    } catch (const std::exception&) {
+      // Damaged rows are left out here; check() names them.
     }
-  }
-  read.commit();
+  });
+  read->commit();
   return idx;
 }
 

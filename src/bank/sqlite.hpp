@@ -8,6 +8,8 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "core/error.hpp"
 #include "hash/hash256.hpp"
@@ -120,5 +122,11 @@ class Transaction {
   const Conn& c_;
   bool open_ = true;
 };
+
+// The schema of kFormatVersion with `initial_meta` in an empty database, and the upgrade
+// of an older one to it, each in one transaction (sqlite_schema.cpp).
+void create_schema(const Conn& c,
+                   const std::vector<std::pair<std::string, std::string>>& initial_meta);
+void upgrade_schema(const Conn& c);
 
 }  // namespace hashwall::sqlite

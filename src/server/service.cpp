@@ -339,6 +339,8 @@ Reply Service::stats(const json& extra) const {
     r.body["labels"] = s.labels;
     r.body["low_quality"] = s.low_quality;
     r.body["generation"] = s.generation;
+    r.body["index_rebuilds"] = s.index_rebuilds;
+    r.body["changes_followed"] = s.changes_followed;
     r.body["format_version"] = s.format_version;
     r.body["signals"] =
         json::array({json{{"name", "pdq"},

@@ -50,8 +50,7 @@ void register_signal(std::shared_ptr<const Signal> signal) {
   auto& r = registry();
   std::lock_guard lock(r.mu);
   for (const auto& s : r.signals)
-    if (s->name() == name)
-      throw std::invalid_argument("signal '" + name + "' is registered twice");
+    if (s->name() == name) throw std::invalid_argument("signal '" + name + "' is registered twice");
   r.signals.push_back(std::move(signal));
 }
 

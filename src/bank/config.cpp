@@ -1,0 +1,124 @@
+// The configuration a bank records in meta (docs/BANK_FORMAT.md, "Meta keys"): what a new
+// bank writes, and reading it back, registered signals' parameters included.
+#include <cstdio>
+#include <cstdlib>
+#include <ctime>
+
+#include "bank/bank_impl.hpp"
+
+#ifndef HASHWALL_VERSION
+#define HASHWALL_VERSION "unknown"
+#endif
+
+namespace hashwall {
+
+namespace {
+
+// A registered signal's decision parameters: its defaults, overridden by those given.
+SignalParams decision_params(const Signal& s, const BankConfig& cfg) {
+  SignalParams p = s.decision_defaults();
+  if (const auto it = cfg.signal_params.find(s.name()); it != cfg.signal_params.end())
+    for (const auto& [k, v] : it->second) p[k] = v;
+  return p;
+}
+
+}  // namespace
+
+std::string bank_detail::validate_new_config(const BankConfig& c) {
+  if (auto why = validate_signals(c.signals); !why.empty()) return why;
+  for (const auto& [name, params] : c.signal_params) {
+    const Signal* s = find_signal(name);
+    if (!s || !c.has(name))
+      return "parameters given for '" + name + "', which is not one of the bank's signals";
+  }
+  for (const auto& name : c.signals)
+    if (const Signal* s = find_signal(name))
+      if (auto why = s->validate(decision_params(*s, c)); !why.empty())
+        return "signal '" + name + "': " + why;
+  return {};
+}
+
+void Bank::Impl::read_config() {
+  const auto int_meta = [&](const char* key, std::int64_t lo, std::int64_t hi) {
+    const auto s = meta(key);
+    const auto n = s ? parse_int(*s) : std::nullopt;
+    if (!n || *n < lo || *n > hi) bad_meta(key);
+    return *n;
+  };
+  config.pdq_threshold = static_cast<int>(int_meta("pdq_threshold", 0, 256));
+  config.min_quality = static_cast<int>(int_meta("min_quality", 0, 100));
+  config.multihash_min_entries = int_meta("multihash_min_entries", 0, INT64_MAX);
+  const auto t = meta("index_type");
+  if (!t || !valid_index_type(*t)) bad_meta("index_type");
+  config.index_type = *t;
+  read_generation();  // validates it
+  // Version-1 banks predate these keys: PDQ only.
+  if (const auto sg = meta("signals")) {
+    config.signals = split_signals(*sg);
+    for (const auto& name : config.signals)
+      if (!is_builtin_signal(name) && !find_signal(name))
+        throw Error(ErrorKind::Bank, where,
+                    "the bank records the signal '" + name +
+                        "', which this hashwall does not have (it has: " + known_signals() + ")");
+    if (!validate_signals(config.signals).empty()) bad_meta("signals");
+  }
+  // Registered signals: records computed as this build computes them, and the decision
+  // the bank was built with.
+  for (const auto& name : config.signals) {
+    const Signal* s = find_signal(name);
+    if (!s) continue;
+    const auto key = compute_key(name);
+    const auto recorded_text = meta(key);
+    const auto recorded = recorded_text ? parse_params(*recorded_text) : std::nullopt;
+    if (!recorded) bad_meta(key.c_str());
+    if (*recorded != s->compute_params())
+      throw Error(ErrorKind::Bank, where,
+                  "the bank's '" + name + "' records were computed with " + *recorded_text +
+                      ", this hashwall computes them with " + params_text(s->compute_params()) +
+                      "; build a new bank for this version (its records would not compare)");
+    const auto dkey = decision_key(name);
+    const auto dtext = meta(dkey);
+    const auto decision = dtext ? parse_params(*dtext) : std::nullopt;
+    if (!decision || !s->validate(*decision).empty()) bad_meta(dkey.c_str());
+    config.signal_params[name] = *decision;
+    registered[name].signal = s;
+  }
+  if (meta("local_min_inliers"))
+    config.local_min_inliers = static_cast<int>(int_meta("local_min_inliers", 3, 100000));
+  if (const auto m = meta("embed_model")) config.embed_model = *m;
+  if (const auto t2 = meta("embed_threshold")) {
+    char* end = nullptr;
+    config.embed_threshold = std::strtod(t2->c_str(), &end);
+    if (end == t2->c_str() || *end != '\0' ||
+        !(config.embed_threshold >= -1 && config.embed_threshold <= 1))
+      bad_meta("embed_threshold");
+  }
+  if (config.has("embed") && config.embed_model.empty()) bad_meta("embed_model");
+}
+
+std::vector<std::pair<std::string, std::string>> bank_detail::initial_meta(const BankConfig& cfg) {
+  std::vector<std::pair<std::string, std::string>> m;
+  m.emplace_back("created_at", std::to_string(static_cast<std::int64_t>(std::time(nullptr))));
+  m.emplace_back("created_by", std::string("hashwall ") + HASHWALL_VERSION);
+  m.emplace_back("generation", "0");
+  m.emplace_back("signals", join_signals(cfg.signals));
+  m.emplace_back("local_min_inliers", std::to_string(cfg.local_min_inliers));
+  for (const auto& name : cfg.signals)
+    if (const Signal* s = find_signal(name)) {
+      m.emplace_back(compute_key(name), params_text(s->compute_params()));
+      m.emplace_back(decision_key(name), params_text(decision_params(*s, cfg)));
+    }
+  if (cfg.has("embed")) {
+    m.emplace_back("embed_model", cfg.embed_model);
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.6f", cfg.embed_threshold);
+    m.emplace_back("embed_threshold", buf);
+  }
+  m.emplace_back("pdq_threshold", std::to_string(cfg.pdq_threshold));
+  m.emplace_back("min_quality", std::to_string(cfg.min_quality));
+  m.emplace_back("index_type", cfg.index_type);
+  m.emplace_back("multihash_min_entries", std::to_string(cfg.multihash_min_entries));
+  return m;
+}
+
+}  // namespace hashwall

@@ -1,0 +1,114 @@
+// The SQLite store's schema, by format version, and the in-place upgrades between them
+// (docs/BANK_FORMAT.md).
+#include "bank/sqlite.hpp"
+#include "bank/store.hpp"
+
+namespace hashwall::sqlite {
+
+namespace {
+
+constexpr const char* kSchema = R"sql(
+CREATE TABLE meta(
+  key   TEXT PRIMARY KEY,
+  value TEXT
+);
+CREATE TABLE entries(
+  id       INTEGER PRIMARY KEY AUTOINCREMENT,
+  sha256   TEXT UNIQUE
+           CHECK (sha256 IS NULL OR (length(sha256) = 64 AND sha256 NOT GLOB '*[^0-9a-f]*')),
+  pdq      BLOB NOT NULL CHECK (typeof(pdq) = 'blob' AND length(pdq) = 32),
+  quality  INTEGER CHECK (quality IS NULL OR (typeof(quality) = 'integer' AND quality BETWEEN 0 AND 100)),
+  label    TEXT NOT NULL DEFAULT '',
+  source   TEXT NOT NULL DEFAULT '',
+  origin   TEXT NOT NULL CHECK (origin IN ('indexed', 'imported')),
+  added_at INTEGER NOT NULL
+);
+CREATE INDEX entries_label ON entries(label);
+CREATE INDEX entries_unhashed ON entries(source, pdq) WHERE sha256 IS NULL;
+)sql";
+
+// Format 2: the built-in signals' tables.
+constexpr const char* kSignalSchema = R"sql(
+CREATE TABLE IF NOT EXISTS local_features(
+  entry_id    INTEGER PRIMARY KEY,
+  keypoints   BLOB NOT NULL,
+  descriptors BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS embeddings(
+  entry_id INTEGER PRIMARY KEY,
+  vector   BLOB NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS entries_delete_signals AFTER DELETE ON entries BEGIN
+  DELETE FROM local_features WHERE entry_id = old.id;
+  DELETE FROM embeddings WHERE entry_id = old.id;
+END;
+)sql";
+
+// Format 3: the records of registered signals (signal/signal.hpp), one row per signal and
+// entry in the signal's own serialised form, and the change log: one row per generation.
+constexpr const char* kFormat3Schema = R"sql(
+CREATE TABLE IF NOT EXISTS signal_rows(
+  signal   TEXT NOT NULL,
+  entry_id INTEGER NOT NULL,
+  record   BLOB NOT NULL,
+  PRIMARY KEY (signal, entry_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS signal_rows_entry ON signal_rows(entry_id);
+CREATE TRIGGER IF NOT EXISTS entries_delete_signal_rows AFTER DELETE ON entries BEGIN
+  DELETE FROM signal_rows WHERE entry_id = old.id;
+END;
+CREATE TABLE IF NOT EXISTS changes(
+  generation INTEGER PRIMARY KEY,
+  op         TEXT NOT NULL CHECK (op IN ('add', 'remove')),
+  ids        BLOB NOT NULL
+);
+)sql";
+
+void set_meta(const Conn& c, const std::string& key, const std::string& value) {
+  Stmt s(c,
+         "INSERT INTO meta(key, value) VALUES(?1, ?2) "
+         "ON CONFLICT(key) DO UPDATE SET value = excluded.value");
+  s.bind(1, std::string_view(key)).bind(2, std::string_view(value));
+  s.step();
+}
+
+std::int64_t count(const Conn& c, const char* sql) {
+  Stmt s(c, sql);
+  return s.step() ? s.i64(0) : 0;
+}
+
+}  // namespace
+
+void create_schema(const Conn& c,
+                   const std::vector<std::pair<std::string, std::string>>& initial_meta) {
+  Transaction tx(c, "BEGIN IMMEDIATE");
+  // Someone may have created it between our look and our lock.
+  if (count(c, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta'") == 0) {
+    if (count(c, "SELECT count(*) FROM sqlite_master") != 0)
+      throw Error(ErrorKind::Bank, c.path,
+                  "not a hashwall bank: an SQLite database without a meta table");
+    c.exec(kSchema);
+    c.exec(kSignalSchema);
+    c.exec(kFormat3Schema);
+    set_meta(c, "format_version", std::to_string(kFormatVersion));
+    set_meta(c, "changes_from", "0");
+    for (const auto& [k, v] : initial_meta) set_meta(c, k, v);
+  }
+  tx.commit();
+}
+
+void upgrade_schema(const Conn& c) {
+  // Each step only adds tables (IF NOT EXISTS): the records already there keep their form,
+  // so the bank answers exactly as before.
+  Transaction tx(c, "BEGIN IMMEDIATE");
+  c.exec(kSignalSchema);   // 1 -> 2
+  c.exec(kFormat3Schema);  // 2 -> 3
+  // The change log starts now: readers at an older generation rebuild.
+  Stmt g(c, "SELECT coalesce((SELECT value FROM meta WHERE key = 'generation'), '0')");
+  g.step();
+  set_meta(c, "changes_from", g.text(0));
+  set_meta(c, "format_version", std::to_string(kFormatVersion));
+  tx.commit();
+}
+
+}  // namespace hashwall::sqlite

@@ -1,0 +1,165 @@
+// The Store: where a bank's records live (entries, each signal's rows, meta, the generation
+// and the change log), behind one interface. The Bank above it owns the decisions (what
+// is a duplicate, which records are valid, the derived indexes and their caches) and
+// talks to its records only through this class, so a store is a small, mechanical thing:
+// SQLite's (sqlite_store.cpp) is the first; PostgreSQL's (#16) implements the same
+// verbs in its own dialect. No SQL and no SQLite type appears outside the store.
+//
+// A Store is not thread-safe: the Bank serialises all use of it (Bank::Impl::db_mu).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "bank/bank.hpp"
+#include "hash/hash256.hpp"
+
+namespace hashwall {
+
+// What one write did, as the change log keeps it. Every write that changes the records
+// bumps the generation by one and logs its change in the same transaction, so a reader at
+// generation g brings its indexes to the current generation by applying the changes after
+// g (Bank::Impl::refresh_if_changed) instead of rebuilding them.
+enum class ChangeOp { Add, Remove };
+struct Change {
+  std::uint64_t generation = 0;  // the generation the write produced
+  ChangeOp op = ChangeOp::Add;
+  std::vector<std::int64_t> ids;  // the entries added or removed
+};
+
+// An entry's fields as stored, before the Bank validates them (check()).
+struct RawEntry {
+  std::int64_t id = 0;
+  std::string pdq;                 // 32 bytes when well formed
+  std::string pdq_type = "blob";   // the stored value's type, as the engine names it
+  std::optional<std::int64_t> quality;
+  std::string quality_type = "integer";
+  std::string quality_text;
+  std::string origin;
+  std::optional<std::string> sha256;
+};
+
+struct EntryCounts {
+  std::int64_t entries = 0, indexed = 0, imported = 0, low_quality = 0, labels = 0;
+};
+
+// One signal's rows: how many, how many items in them (keypoints), their bytes.
+struct RowCounts {
+  std::int64_t rows = 0;
+  std::int64_t items = 0;
+  std::uintmax_t bytes = 0;
+};
+
+class Store {
+ public:
+  virtual ~Store() = default;
+
+  // A transaction: rolled back when destroyed uncommitted. A read transaction sees one
+  // snapshot; a write transaction excludes other writers (waiting for them up to a busy
+  // timeout, then Error{Bank} "locked").
+  class Transaction {
+   public:
+    virtual ~Transaction() = default;
+    virtual void commit() = 0;
+  };
+  virtual std::unique_ptr<Transaction> begin_read() = 0;
+  virtual std::unique_ptr<Transaction> begin_write() = 0;
+
+  // The file or address errors name.
+  virtual const std::string& where() const = 0;
+  // The records' format (docs/BANK_FORMAT.md); older formats are upgraded by upgrade().
+  virtual int format_version() const = 0;
+  // Brings an older format up to date in place (read-write stores only); a no-op when
+  // current. Never changes what the bank answers.
+  virtual void upgrade() = 0;
+  // Whether the store has the tables of format 2 (local features, embeddings) and 3
+  // (registered signals' rows): an older bank opened read-only lacks them.
+  virtual bool has_signal_tables() const = 0;
+  virtual bool has_record_table() const = 0;
+  // Whether another connection committed since the last call (cheap; no read of data).
+  virtual bool changed_elsewhere() = 0;
+
+  // ---- meta -----------------------------------------------------------------------
+  virtual std::optional<std::string> meta(const std::string& key) = 0;
+  virtual void set_meta(const std::string& key, const std::string& value) = 0;
+
+  // ---- writes (inside begin_write) --------------------------------------------------
+  virtual std::optional<std::int64_t> id_of_sha256(std::string_view sha256) = 0;
+  // The entry without a SHA-256 with this source, PDQ hash and origin (an imported list
+  // read twice), lowest id first.
+  virtual std::optional<std::int64_t> id_of_unhashed(std::string_view source, const Hash256& pdq,
+                                                     Origin origin) = 0;
+  // Returns the new entry's id; ids only grow.
+  virtual std::int64_t insert_entry(const NewEntry& e, const std::optional<std::string>& sha256,
+                                    std::int64_t added_at) = 0;
+  virtual void insert_local(std::int64_t id, std::string_view keypoints,
+                            std::string_view descriptors) = 0;
+  virtual void insert_embedding(std::int64_t id, std::string_view vector) = 0;
+  virtual void insert_record(const std::string& signal, std::int64_t id,
+                             std::string_view record) = 0;
+  // Each returns the ids it removed; an entry's signal rows go with it.
+  virtual std::vector<std::int64_t> remove_ids(std::span<const std::int64_t> ids) = 0;
+  virtual std::vector<std::int64_t> remove_label(const std::string& label) = 0;
+  virtual std::vector<std::int64_t> remove_sha256(const std::string& sha256) = 0;
+  virtual void log_change(const Change& change) = 0;
+
+  // ---- reads ----------------------------------------------------------------------
+  // Throw Error{Bank} for an entry whose PDQ hash is not 32 bytes.
+  virtual std::optional<Entry> get(std::int64_t id) = 0;
+  virtual std::optional<Entry> find_sha256(std::string_view sha256) = 0;
+  // Entries with id > after, in id order, at most limit.
+  virtual std::vector<Entry> entries_after(std::int64_t after, std::size_t limit) = 0;
+  // The changes after generation `after`, oldest first; nullopt when the log does not
+  // reach back that far (a bank upgraded from format 2, or a pruned log): rebuild then.
+  virtual std::optional<std::vector<Change>> changes_since(std::uint64_t after) = 0;
+
+  // Every row, in id order; with `only`, just the rows of those ids (none for an empty list).
+  using RowFn = std::function<void(std::int64_t id, std::string_view bytes)>;
+  using IdFilter = std::optional<std::span<const std::int64_t>>;
+  virtual void scan_pdq(const RowFn& fn, IdFilter only = std::nullopt) = 0;
+  virtual void scan_local(
+      const std::function<void(std::int64_t id, std::string_view keypoints,
+                               std::string_view descriptors)>& fn) = 0;
+  virtual void scan_embeddings(const RowFn& fn) = 0;
+  virtual void scan_records(const std::string& signal, const RowFn& fn,
+                            IdFilter only = std::nullopt) = 0;
+  // Every registered signal's rows, by signal then id.
+  virtual void scan_all_records(
+      const std::function<void(const std::string& signal, std::int64_t id,
+                               std::string_view record)>& fn) = 0;
+  virtual void scan_raw_entries(const std::function<void(const RawEntry&)>& fn) = 0;
+
+  // ---- sizes and health -------------------------------------------------------------
+  virtual std::int64_t count_entries() = 0;
+  virtual std::int64_t count_valid_pdq() = 0;
+  virtual EntryCounts entry_counts(int min_quality) = 0;
+  virtual RowCounts local_counts() = 0;
+  virtual RowCounts embedding_counts() = 0;
+  virtual RowCounts record_counts(const std::string& signal) = 0;
+  virtual std::uintmax_t bytes_on_disk() = 0;
+  // The storage engine's own consistency check; empty when it finds nothing.
+  virtual std::vector<std::string> integrity_problems() = 0;
+  // "N rows of TABLE belong to no entry", for each table that has such rows.
+  virtual std::vector<std::string> orphan_rows() = 0;
+};
+
+// The SQLite store (sqlite_store.cpp): a bank file. Create makes a new bank atomically
+// (built under a temporary name, then linked into place) with `initial_meta` as its meta;
+// *created tells whether this call made it. Throws Error{Bank} for a missing bank (unless
+// Create), a directory, a file that is not a bank, or a format newer than kFormatVersion.
+std::unique_ptr<Store> open_sqlite_store(
+    const std::filesystem::path& path, OpenMode mode,
+    const std::vector<std::pair<std::string, std::string>>& initial_meta, bool* created);
+
+// The newest format this hashwall reads and writes.
+inline constexpr int kFormatVersion = 3;
+
+}  // namespace hashwall
