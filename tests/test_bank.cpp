@@ -832,3 +832,47 @@ TEST_CASE("check reports damaged local-feature and embedding rows", "[bank]") {
   CHECK(named("not a finite number", std::to_string(ids[3])));
   CHECK(rep.problems.size() == 3);
 }
+
+TEST_CASE(
+    "a bank records how its local features were computed and refuses entries computed "
+    "otherwise",
+    "[bank]") {
+  hwtest::TempDir dir;
+  const auto path = dir / "bank.db";
+  BankConfig cfg;
+  cfg.signals = {"pdq", "local"};
+  std::mt19937_64 rng(2);
+  NewEntry e = indexed(1, random_hash(rng));
+  e.local = LocalFeatures{};
+  e.local->descriptors = cv::Mat(0, kOrbBytes, CV_8U);
+  REQUIRE(Bank::open(path, OpenMode::Create, cfg)->add(std::span(&e, 1)).added == 1);
+  {
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+    sqlite3_stmt* s = nullptr;
+    REQUIRE(sqlite3_prepare_v2(db, "SELECT value FROM meta WHERE key = 'signal.local.compute'", -1,
+                               &s, nullptr) == SQLITE_OK);
+    REQUIRE(sqlite3_step(s) == SQLITE_ROW);
+    const std::string recorded = reinterpret_cast<const char*>(sqlite3_column_text(s, 0));
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+    CHECK(parse_params(recorded) == local_entry_params());
+    CHECK_THAT(recorded, Catch::Contains("\"entry_keypoints\":\"256\""));
+  }
+  // As if a later release took 512 keypoints per entry.
+  auto other = local_entry_params();
+  other["entry_keypoints"] = "512";
+  raw_exec(path, "UPDATE meta SET value = '" + params_text(other) +
+                     "' WHERE key = 'signal.local.compute'");
+  auto bank = Bank::open(path, OpenMode::ReadWrite);
+  NewEntry e2 = indexed(2, random_hash(rng));
+  e2.local = e.local;
+  CHECK_THROWS_WITH(bank->add(std::span(&e2, 1)), Catch::Contains("\"entry_keypoints\":\"512\"") &&
+                                                      Catch::Contains("would mix two kinds"));
+  CHECK(bank->stats().entries == 1);
+  // Entries without local features (an imported list) and queries are unaffected.
+  NewEntry plain = imported(random_hash(rng), "list.csv");
+  CHECK(bank->add(std::span(&plain, 1)).added == 1);
+  CHECK(bank->search_local(*e.local, LocalVerifyParams{}).empty());
+  CHECK(bank->check().ok);
+}

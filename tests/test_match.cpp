@@ -2,6 +2,7 @@
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <random>
+#include <set>
 
 #include "bank/bank.hpp"
 #include "match/matcher.hpp"
@@ -349,4 +350,56 @@ TEST_CASE("a query without an embedding is matched by PDQ alone in an embedding 
   CHECK(f.hit(r, f.embed_only) == nullptr);
   REQUIRE(f.hit(r, f.both));
   CHECK(f.hit(r, f.both)->signals_matched == std::vector<std::string>{"pdq"});
+}
+
+TEST_CASE("a disabled entry never decides and is never reported, through any signal",
+          "[match][lists]") {
+  MergeFixture f;
+  MatchOptions o;
+  o.entry_role = [&](const Entry& e) {
+    return e.id == f.both || e.id == f.exact ? EntryRole::Disabled : EntryRole::Block;
+  };
+  const MatchResult r = Matcher(*f.bank, o).match(f.q);
+  CHECK(f.hit(r, f.both) == nullptr);   // found by PDQ and by the embedding
+  CHECK(f.hit(r, f.exact) == nullptr);  // the identical file
+  CHECK(f.hit(r, f.embed_only) != nullptr);
+  CHECK(f.hit(r, f.pdq_only) != nullptr);
+  CHECK(r.verdict == Verdict::Match);
+  // Every entry disabled: no match at all.
+  o.entry_role = [](const Entry&) { return EntryRole::Disabled; };
+  const MatchResult none = Matcher(*f.bank, o).match(f.q);
+  CHECK(none.hits.empty());
+  CHECK(none.verdict == Verdict::NoMatch);
+}
+
+TEST_CASE(
+    "a query matching an allowlisted entry at least as strongly as any blocking one is "
+    "allowed, not matched",
+    "[match][lists]") {
+  MergeFixture f;
+  const auto with_allowed = [&](std::set<std::int64_t> allowed) {
+    MatchOptions o;
+    o.entry_role = [allowed](const Entry& e) {
+      return allowed.count(e.id) ? EntryRole::Allow : EntryRole::Block;
+    };
+    return Matcher(*f.bank, o).match(f.q);
+  };
+  // The identical file is the strongest hit: allowlisting it allows the query, and the
+  // blocking hits are still shown beside it.
+  MatchResult r = with_allowed({f.exact});
+  CHECK(r.verdict == Verdict::Allowed);
+  CHECK(std::string(verdict_name(r.verdict)) == "allowed");
+  REQUIRE(f.hit(r, f.exact));
+  CHECK(f.hit(r, f.exact)->allow);
+  REQUIRE(f.hit(r, f.both));
+  CHECK_FALSE(f.hit(r, f.both)->allow);
+  // A weaker allowlisted entry does not hide a stronger blocking one.
+  r = with_allowed({f.pdq_only});
+  CHECK(r.verdict == Verdict::Match);
+  CHECK(f.hit(r, f.pdq_only)->allow);
+  // Every match allowlisted: allowed.
+  r = with_allowed({f.exact, f.both, f.embed_only, f.pdq_only});
+  CHECK(r.verdict == Verdict::Allowed);
+  // Without a hook nothing changes.
+  CHECK(Matcher(*f.bank, {}).match(f.q).verdict == Verdict::Match);
 }

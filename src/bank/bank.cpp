@@ -34,7 +34,7 @@ Bank::~Bank() {
 std::unique_ptr<Bank> Bank::open(const fs::path& path, OpenMode mode,
                                  const BankConfig& config_for_new_bank) {
   std::error_code ec;
-  if (mode == OpenMode::Create && !fs::exists(path, ec)) {
+  if (mode == OpenMode::Create) {
     const auto& c = config_for_new_bank;
     if (c.pdq_threshold < 0 || c.pdq_threshold > 256)
       throw Error(ErrorKind::Usage, "", "PDQ threshold must be within 0..256");
@@ -76,6 +76,9 @@ const BankConfig& Bank::config() const { return impl_->config; }
 AddResult Bank::add(std::span<const NewEntry> entries) {
   auto& m = *impl_;
   m.require_writable();
+  if (!m.local_params_mismatch.empty() && m.config.has("local") &&
+      std::any_of(entries.begin(), entries.end(), [](const NewEntry& e) { return e.local; }))
+    throw Error(ErrorKind::Bank, m.where, m.local_params_mismatch);
   std::lock_guard lock(m.db_mu);
   AddResult r;
   r.ids.reserve(entries.size());

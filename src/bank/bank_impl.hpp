@@ -165,6 +165,9 @@ struct Bank::Impl {
   mutable std::unique_ptr<EmbedIndex> embed_index;
   mutable std::uint64_t embed_gen = ~std::uint64_t{0};
   int embed_dim = 0;  // from the first stored vector; 0 while none
+  // Why entries with local features may not be added (recorded parameters differ from
+  // this build's, bank/config.cpp); empty when they may.
+  std::string local_params_mismatch;
   // Registered signals the bank records (signal/signal.hpp), each with its index; guarded
   // by signals_mu like the two above.
   struct Registered {

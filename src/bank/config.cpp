@@ -62,6 +62,20 @@ void Bank::Impl::read_config() {
                         "', which this hashwall does not have (it has: " + known_signals() + ")");
     if (!validate_signals(config.signals).empty()) bad_meta("signals");
   }
+  // Local features: entries computed as this build computes them, or no more entries
+  // (queries stay fine: a query's features are its own). Banks from before format 3 did
+  // not record them.
+  if (config.has("local"))
+    if (const auto text = meta(compute_key("local"))) {
+      const auto recorded = parse_params(*text);
+      if (!recorded) bad_meta(compute_key("local").c_str());
+      if (*recorded != local_entry_params())
+        local_params_mismatch = "the bank's local features were computed with " + *text +
+                                ", this hashwall computes them with " +
+                                params_text(local_entry_params()) +
+                                "; adding entries would mix two kinds in one bank (build a new "
+                                "bank for new entries)";
+    }
   // Registered signals: records computed as this build computes them, and the decision
   // the bank was built with.
   for (const auto& name : config.signals) {
@@ -103,6 +117,7 @@ std::vector<std::pair<std::string, std::string>> bank_detail::initial_meta(const
   m.emplace_back("generation", "0");
   m.emplace_back("signals", join_signals(cfg.signals));
   m.emplace_back("local_min_inliers", std::to_string(cfg.local_min_inliers));
+  if (cfg.has("local")) m.emplace_back(compute_key("local"), params_text(local_entry_params()));
   for (const auto& name : cfg.signals)
     if (const Signal* s = find_signal(name)) {
       m.emplace_back(compute_key(name), params_text(s->compute_params()));

@@ -246,8 +246,9 @@ class SqliteStore : public Store {
 
   void insert_local(std::int64_t id, std::string_view keypoints,
                     std::string_view descriptors) override {
-    auto& s = stmt(insert_local_,
-                   "INSERT INTO local_features(entry_id, keypoints, descriptors) VALUES(?1, ?2, ?3)");
+    auto& s =
+        stmt(insert_local_,
+             "INSERT INTO local_features(entry_id, keypoints, descriptors) VALUES(?1, ?2, ?3)");
     s.bind(1, id).bind_blob(2, keypoints).bind_blob(3, descriptors);
     s.step();
   }
@@ -259,8 +260,8 @@ class SqliteStore : public Store {
   }
 
   void insert_record(const std::string& signal, std::int64_t id, std::string_view record) override {
-    auto& s = stmt(insert_row_,
-                   "INSERT INTO signal_rows(signal, entry_id, record) VALUES(?1, ?2, ?3)");
+    auto& s =
+        stmt(insert_row_, "INSERT INTO signal_rows(signal, entry_id, record) VALUES(?1, ?2, ?3)");
     s.bind(1, std::string_view(signal)).bind(2, id).bind_blob(3, record);
     s.step();
   }
@@ -332,7 +333,8 @@ class SqliteStore : public Store {
     const auto from_text = meta("changes_from");
     const auto from = from_text ? parse_i64(*from_text) : std::nullopt;
     if (!from || after < static_cast<std::uint64_t>(*from)) return std::nullopt;
-    Stmt s(conn_, "SELECT generation, op, ids FROM changes WHERE generation > ?1 ORDER BY generation");
+    Stmt s(conn_,
+           "SELECT generation, op, ids FROM changes WHERE generation > ?1 ORDER BY generation");
     s.bind(1, static_cast<std::int64_t>(after));
     std::vector<Change> out;
     while (s.step()) {
@@ -352,8 +354,8 @@ class SqliteStore : public Store {
              fn, only, {});
   }
 
-  void scan_local(const std::function<void(std::int64_t, std::string_view, std::string_view)>& fn)
-      override {
+  void scan_local(
+      const std::function<void(std::int64_t, std::string_view, std::string_view)>& fn) override {
     if (!signal_tables_) return;
     Stmt s(conn_, "SELECT entry_id, keypoints, descriptors FROM local_features ORDER BY entry_id");
     while (s.step()) fn(s.i64(0), s.blob(1), s.blob(2));

@@ -38,8 +38,8 @@ struct Change {
 // An entry's fields as stored, before the Bank validates them (check()).
 struct RawEntry {
   std::int64_t id = 0;
-  std::string pdq;                 // 32 bytes when well formed
-  std::string pdq_type = "blob";   // the stored value's type, as the engine names it
+  std::string pdq;                // 32 bytes when well formed
+  std::string pdq_type = "blob";  // the stored value's type, as the engine names it
   std::optional<std::int64_t> quality;
   std::string quality_type = "integer";
   std::string quality_text;
@@ -125,16 +125,14 @@ class Store {
   using RowFn = std::function<void(std::int64_t id, std::string_view bytes)>;
   using IdFilter = std::optional<std::span<const std::int64_t>>;
   virtual void scan_pdq(const RowFn& fn, IdFilter only = std::nullopt) = 0;
-  virtual void scan_local(
-      const std::function<void(std::int64_t id, std::string_view keypoints,
-                               std::string_view descriptors)>& fn) = 0;
+  virtual void scan_local(const std::function<void(std::int64_t id, std::string_view keypoints,
+                                                   std::string_view descriptors)>& fn) = 0;
   virtual void scan_embeddings(const RowFn& fn) = 0;
   virtual void scan_records(const std::string& signal, const RowFn& fn,
                             IdFilter only = std::nullopt) = 0;
   // Every registered signal's rows, by signal then id.
-  virtual void scan_all_records(
-      const std::function<void(const std::string& signal, std::int64_t id,
-                               std::string_view record)>& fn) = 0;
+  virtual void scan_all_records(const std::function<void(const std::string& signal, std::int64_t id,
+                                                         std::string_view record)>& fn) = 0;
   virtual void scan_raw_entries(const std::function<void(const RawEntry&)>& fn) = 0;
 
   // ---- sizes and health -------------------------------------------------------------

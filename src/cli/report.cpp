@@ -75,6 +75,9 @@ void print_human(std::ostream& out, const FileReport& r, bool verbose) {
     case Verdict::NoMatch:
       out << "ok        " << r.file << '\n';
       break;
+    case Verdict::Allowed:
+      out << "allowed   " << r.file << "  (matches an allowlisted entry at least as strongly)\n";
+      break;
   }
   // Matches, then near misses (only with MatchOptions::near_misses), in score order.
   if (r.result.verdict != Verdict::LowQuality)

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <bitset>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <opencv2/calib3d.hpp>
 #include <opencv2/features2d.hpp>
@@ -78,6 +79,20 @@ unsigned get_u16(std::string_view s, std::size_t at) {
 }
 
 }  // namespace
+
+std::map<std::string, std::string> local_entry_params(const LocalParams& p) {
+  char scale[16];
+  std::snprintf(scale, sizeof scale, "%.2f", static_cast<double>(kScaleFactor));
+  return {{"detector", "orb"},
+          {"descriptor_bytes", std::to_string(kOrbBytes)},
+          {"scale_factor", scale},
+          {"levels", std::to_string(kLevels)},
+          {"patch", std::to_string(kPatch)},
+          {"fast_threshold", std::to_string(kFastThreshold)},
+          {"entry_keypoints", std::to_string(p.entry_keypoints)},
+          {"entry_side", std::to_string(p.entry_side)},
+          {"min_decode_side", std::to_string(p.min_decode_side)}};
+}
 
 LocalFeatures extract_local(const cv::Mat& pixels, int max_keypoints, int max_side, bool mirror,
                             int grid) {

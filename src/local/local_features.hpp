@@ -6,6 +6,7 @@
 
 #include <array>
 #include <cstdint>
+#include <map>
 #include <opencv2/core.hpp>
 #include <optional>
 #include <string>
@@ -38,6 +39,11 @@ struct LocalParams {
   // screenshot is not.
   int min_decode_side = 512;
 };
+
+// How entries' features are computed (detector settings, keypoint budget, working size),
+// as text: a bank records them when it is created and refuses to add entries computed
+// otherwise, so that it never mixes entries built two ways (docs/BANK_FORMAT.md).
+std::map<std::string, std::string> local_entry_params(const LocalParams& p = {});
 
 struct LocalFeatures {
   // Keypoint centres normalised to [0, 1] of the image width and height, so that the

@@ -15,6 +15,8 @@ const char* verdict_name(Verdict v) noexcept {
       return "match";
     case Verdict::LowQuality:
       return "low-quality";
+    case Verdict::Allowed:
+      return "allowed";
     case Verdict::NoMatch:
       break;
   }
@@ -124,11 +126,18 @@ MatchResult Matcher::match(const Fingerprint& q) const {
       if (h.entry.id == id) return &h;
     return nullptr;
   };
+  // The caller's word on an entry: disabled ones never become hits.
+  const auto role = [&](const Entry& e) {
+    return options_.entry_role ? options_.entry_role(e) : EntryRole::Block;
+  };
   // A hit for an entry another signal found: its PDQ distance is filled in too.
   const auto new_hit = [&](std::int64_t id, const char* signal) -> MatchHit* {
     auto e = bank_.get(id);
     if (!e) return nullptr;  // removed meanwhile
+    const EntryRole rl = role(*e);
+    if (rl == EntryRole::Disabled) return nullptr;
     MatchHit hit;
+    hit.allow = rl == EntryRole::Allow;
     hit.entry = std::move(*e);
     hit.signal = signal;
     fill_pdq_distance(hit, q, options_.dihedral);
@@ -138,8 +147,9 @@ MatchResult Matcher::match(const Fingerprint& q) const {
 
   // A byte-identical file is a match whatever its quality.
   if (!q.sha256.empty()) {
-    if (auto e = bank_.find_sha256(q.sha256)) {
+    if (auto e = bank_.find_sha256(q.sha256); e && role(*e) != EntryRole::Disabled) {
       MatchHit hit;
+      hit.allow = role(*e) == EntryRole::Allow;
       hit.entry = std::move(*e);
       hit.exact = true;
       hit.signal = "sha256";
@@ -172,7 +182,10 @@ MatchResult Matcher::match(const Fingerprint& q) const {
       auto e = bank_.get(m.id);
       if (!e) continue;  // removed meanwhile
       if (!entry_trusted(*e)) continue;
+      const EntryRole rl = role(*e);
+      if (rl == EntryRole::Disabled) continue;
       MatchHit hit;
+      hit.allow = rl == EntryRole::Allow;
       hit.entry = std::move(*e);
       hit.signal = "pdq";
       if (passes) hit.signals_matched.emplace_back("pdq");
@@ -270,12 +283,23 @@ MatchResult Matcher::match(const Fingerprint& q) const {
     if (a.exact != b.exact) return a.exact;
     return a.score > b.score;
   });
+  // The strongest blocking and allowing matches, strength as the hits are ordered (an
+  // identical file first, then the joint score), before the top cut so that neither is
+  // cut away by the other's hits.
+  using Strength = std::pair<bool, double>;
+  Strength best_block{false, -2}, best_allow{false, -2};
+  bool block_match = false, allow_match = false;
+  for (const MatchHit& h : r.hits) {
+    if (!h.matched) continue;
+    Strength& best = h.allow ? best_allow : best_block;
+    best = std::max(best, Strength{h.exact, h.score});
+    (h.allow ? allow_match : block_match) = true;
+  }
   if (static_cast<int>(r.hits.size()) > options_.top)
     r.hits.resize(static_cast<std::size_t>(std::max(options_.top, 0)));
-
-  const bool any_match =
-      std::any_of(r.hits.begin(), r.hits.end(), [](const MatchHit& h) { return h.matched; });
-  if (any_match)
+  if (allow_match && best_allow >= best_block)
+    r.verdict = Verdict::Allowed;
+  else if (block_match)
     r.verdict = Verdict::Match;
   else
     // Too featureless to decide only when PDQ, which the quality gate is about, was the

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <array>
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -15,6 +16,13 @@
 #include "match/fingerprint.hpp"
 
 namespace hashwall {
+
+// What a caller's lists say of an entry (issue #17: named lists, allowlists, disabling).
+enum class EntryRole {
+  Block,     // may decide a match: every entry unless told otherwise
+  Allow,     // a known-harmless photo (an allowlist entry): see Verdict::Allowed
+  Disabled,  // never decides and is never reported (disabled without being deleted)
+};
 
 struct MatchOptions {
   std::optional<int> threshold;    // PDQ distance; default: the bank's recorded threshold
@@ -32,14 +40,22 @@ struct MatchOptions {
   // and a negative score. The verdict still uses the thresholds. For ranking and
   // calibration (bench robustness); a near miss is not a match.
   bool near_misses = false;
+  // Each entry's role, asked once per entry a search reaches; empty: every entry blocks.
+  // Called from the matching thread; must be thread-safe when the Matcher is shared.
+  std::function<EntryRole(const Entry&)> entry_role;
 };
 
 enum class Verdict {
   NoMatch,
   Match,
   LowQuality,  // the query's PDQ quality is below the minimum: too featureless to decide
+  // The query matches an allowlisted entry at least as strongly as any blocking one (an
+  // identical file first, then the joint score): a known-harmless photo, or a known
+  // collision. Not a match.
+  Allowed,
 };
-const char* verdict_name(Verdict) noexcept;  // "no-match", "match", "low-quality"
+// "no-match", "match", "low-quality", "allowed"
+const char* verdict_name(Verdict) noexcept;
 
 struct MatchHit {
   Entry entry;
@@ -67,6 +83,7 @@ struct MatchHit {
   // One score over all signals (see joint_score); >= 0 for every match. Hits are sorted by it.
   double score = 0;
   bool matched = true;  // false only for a near miss (MatchOptions::near_misses)
+  bool allow = false;   // the entry's role is EntryRole::Allow
 };
 
 // The thresholds a score is measured against.

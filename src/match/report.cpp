@@ -89,6 +89,7 @@ json hit_json(const MatchHit& h) {
   j["signals_matched"] = h.signals_matched;
   j["score"] = h.score;
   if (!h.matched) j["near_miss"] = true;
+  if (h.allow) j["allow"] = true;
   j["similarity"] = h.similarity ? json(*h.similarity) : json(nullptr);
   if (h.inliers) {
     j["inliers"] = *h.inliers;
