@@ -1,6 +1,7 @@
 // The bank: records in SQLite, deduplication, transactions, its configuration, and the
 // PDQ index cache that must never outlive the records it was built from.
 #include <sqlite3.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <atomic>
@@ -875,4 +876,48 @@ TEST_CASE(
   CHECK(bank->add(std::span(&plain, 1)).added == 1);
   CHECK(bank->search_local(*e.local, LocalVerifyParams{}).empty());
   CHECK(bank->check().ok);
+}
+
+TEST_CASE("labels and sources are bounded: at the limit stored, one byte over refused", "[bank]") {
+  hwtest::TempDir dir;
+  auto bank = Bank::open(dir / "bank.db", OpenMode::Create);
+  std::mt19937_64 rng(8);
+  NewEntry e = indexed(1, random_hash(rng), std::string(kMaxLabelBytes, 'l'));
+  e.source = std::string(kMaxSourceBytes, 's');
+  CHECK(bank->add(std::span(&e, 1)).added == 1);
+  NewEntry big = indexed(2, random_hash(rng), std::string(kMaxLabelBytes + 1, 'l'));
+  try {
+    bank->add(std::span(&big, 1));
+    FAIL("expected an Error");
+  } catch (const Error& err) {
+    CHECK(err.kind() == ErrorKind::Usage);
+    CHECK_THAT(err.reason(), Catch::Contains("label of 1025 bytes is longer than 1024"));
+  }
+  big = indexed(3, random_hash(rng));
+  big.source = std::string(kMaxSourceBytes + 1, 's');
+  CHECK_THROWS_WITH(bank->add(std::span(&big, 1)),
+                    Catch::Contains("source of 4097 bytes is longer than 4096"));
+  CHECK(bank->stats().entries == 1);
+}
+
+TEST_CASE("a bank, its write-ahead log and its index cache are readable by their owner only",
+          "[bank]") {
+  hwtest::TempDir dir;
+  const auto path = dir / "bank.db";
+  const mode_t old_mask = ::umask(022);  // the usual mask, under which SQLite makes 0644
+  {
+    auto bank = Bank::open(path, OpenMode::Create);
+    std::mt19937_64 rng(4);
+    const std::vector<NewEntry> es{indexed(1, random_hash(rng))};
+    bank->add(es);
+    const auto perms = fs::status(fs::path(path.string() + "-wal")).permissions();
+    CHECK((perms & fs::perms::all) == (fs::perms::owner_read | fs::perms::owner_write));
+  }
+  ::umask(old_mask);
+  for (const auto& p : {path, pdq_index_path(path)}) {
+    INFO(p);
+    REQUIRE(fs::exists(p));
+    CHECK((fs::status(p).permissions() & fs::perms::all) ==
+          (fs::perms::owner_read | fs::perms::owner_write));
+  }
 }

@@ -545,3 +545,22 @@ TEST_CASE(
     CHECK(after[name]["status"] == b["status"]);
   }
 }
+
+TEST_CASE("scan --csv and export neutralise names a spreadsheet would run as formulas", "[cli]") {
+  // Security review finding 6: labels and names starting with = + - @ went out as they are.
+  TempDir tmp;
+  const auto bank = tmp / "bank.db";
+  const std::string formula = "=HYPERLINK(\"http://x\",\"y\")";
+  auto r = run_hashwall("index " + q(hwtest::source_dir() / "samples" / "bank" / "mate_Aqua.jpg") +
+                        " --bank " + q(bank) + " --signals pdq --label '" + formula + "' -q");
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  r = run_hashwall("scan " +
+                   q(hwtest::source_dir() / "samples" / "uploads" / "mate_Aqua--jpeg30.jpg") +
+                   " --bank " + q(bank) + " --csv");
+  INFO(r.err);
+  CHECK(r.exit_code == 1);
+  CHECK(r.out.find(",\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\",") != std::string::npos);
+  CHECK(r.out.find(",=HYPERLINK") == std::string::npos);
+  CHECK(r.out.find(",\"=HYPERLINK") == std::string::npos);
+}

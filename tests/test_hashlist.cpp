@@ -1,4 +1,5 @@
 // Hash lists (src/hashlist): pdq-csv, hma and hex, read and written.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cctype>
 #include <sstream>
@@ -100,13 +101,41 @@ TEST_CASE("pdq-csv round-trips with an unknown quality written as an empty field
   }
 }
 
-TEST_CASE("writing a pdq-csv name with a line break is refused", "[hashlist]") {
-  const std::vector<ListItem> items = {{H(kHashA), 100, "two\nlines.jpg", 1}};
+TEST_CASE(
+    "a pdq-csv name with a line break or a spreadsheet formula is written as one harmless line",
+    "[hashlist]") {
+  // Security review finding 6: one such name used to fail the whole export, and formulas
+  // were written as they are.
+  const std::vector<ListItem> items = {{H(kHashA), 100, "two\nlines\r.jpg", 1},
+                                       {H(kHashA), 90, "=HYPERLINK(\"http://x\")", 2},
+                                       {H(kHashA), 90, "+1", 3},
+                                       {H(kHashA), 90, "-1", 4},
+                                       {H(kHashA), 90, "@SUM(A1)", 5},
+                                       {H(kHashA), 90, "\tx", 6},
+                                       {H(kHashA), 90, "plain = fine.jpg", 7}};
   std::ostringstream out;
-  CHECK_THROWS_WITH(write_hash_list(out, ListFormat::PdqCsv, items),
-                    "name 'two\\nlines.jpg' contains a line break, which a pdq-csv list "
-                    "cannot hold");
-  CHECK_THROWS_AS(write_hash_list(out, ListFormat::PdqCsv, items), Error);
+  write_hash_list(out, ListFormat::PdqCsv, items);
+  const std::string text = out.str();
+  CHECK(std::count(text.begin(), text.end(), '\n') == 7);
+  const auto back = parse_hash_list(text, ListFormat::PdqCsv);
+  REQUIRE(back.items.size() == 7);
+  CHECK(back.items[0].name == "two\\nlines\\r.jpg");
+  CHECK(back.items[1].name == "'=HYPERLINK(\"http://x\")");
+  CHECK(back.items[2].name == "'+1");
+  CHECK(back.items[3].name == "'-1");
+  CHECK(back.items[4].name == "'@SUM(A1)");
+  CHECK(back.items[5].name == "'\tx");
+  CHECK(back.items[6].name == "plain = fine.jpg");
+}
+
+TEST_CASE("a pdq-csv name longer than a bank stores is refused with its line", "[hashlist]") {
+  const std::string ok = kHashA + ",90," + std::string(kMaxListNameBytes, 'n') + "\n";
+  CHECK(parse_hash_list(ok, ListFormat::PdqCsv).errors.empty());
+  const std::string long_name = ok + kHashA + ",90," + std::string(kMaxListNameBytes + 1, 'n');
+  const auto r = parse_hash_list(long_name, ListFormat::PdqCsv);
+  REQUIRE(r.errors.size() == 1);
+  CHECK(r.errors[0].line == 2);
+  CHECK_THAT(r.errors[0].reason, Catch::Contains("4097 bytes is longer than the 4096"));
 }
 
 TEST_CASE("writing a pdq-csv quality outside 0 to 100 is refused", "[hashlist]") {

@@ -403,3 +403,45 @@ TEST_CASE(
   // Without a hook nothing changes.
   CHECK(Matcher(*f.bank, {}).match(f.q).verdict == Verdict::Match);
 }
+
+TEST_CASE("allowlisted and disabled entries never take a blocking entry's place at a small top",
+          "[match][lists]") {
+  MergeFixture f;
+  MatchOptions o;
+  o.top = 1;
+  // A weak allowlisted PDQ match is found first; the blocking entry matches by embedding
+  // only. It must still be found and decide.
+  o.entry_role = [&](const Entry& e) {
+    if (e.id == f.pdq_only) return EntryRole::Allow;
+    if (e.id == f.exact || e.id == f.both) return EntryRole::Disabled;
+    return EntryRole::Block;
+  };
+  MatchResult r = Matcher(*f.bank, o).match(f.q);
+  CHECK(r.verdict == Verdict::Match);
+  REQUIRE(r.hits.size() == 1);
+  CHECK(r.hits[0].entry.id == f.embed_only);
+  // A disabled entry nearer by embedding than the blocking one does not use up the search.
+  o.signals = {"embed"};
+  o.entry_role = [&](const Entry& e) {
+    return e.id == f.both || e.id == f.exact ? EntryRole::Disabled : EntryRole::Block;
+  };
+  r = Matcher(*f.bank, o).match(f.q);
+  CHECK(r.verdict == Verdict::Match);
+  REQUIRE(r.hits.size() == 1);
+  CHECK(r.hits[0].entry.id == f.embed_only);
+}
+
+TEST_CASE("a low-quality query is undecided only when PDQ alone could have decided", "[match]") {
+  MergeFixture f;
+  Fingerprint q = f.q;
+  q.sha256.clear();
+  q.pdq.quality = 10;
+  q.embedding = {0, 0, 1, 0};  // near nothing
+  MatchOptions o;
+  o.signals = {"pdq"};
+  CHECK(Matcher(*f.bank, o).match(q).verdict == Verdict::LowQuality);
+  o.signals = {"embed"};  // the embedding was searched and found nothing: a real no-match
+  CHECK(Matcher(*f.bank, o).match(q).verdict == Verdict::NoMatch);
+  o.signals = {"pdq", "embed"};
+  CHECK(Matcher(*f.bank, o).match(q).verdict == Verdict::NoMatch);
+}

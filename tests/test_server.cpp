@@ -403,6 +403,12 @@ TEST_CASE("the service refuses to start with writes and no token and --no-auth o
   r = hwtest::run_hashwall("serve --bank '" + bank.string() + "' --no-auth --listen 0.0.0.0:0");
   CHECK(r.exit_code == 2);
   CHECK(r.err.find("loopback") != std::string::npos);
+  // Loopback is what the name resolves to, not how it begins (security review finding 8:
+  // "127.0.0.1.nip.io" passed a prefix test; .invalid names never resolve).
+  r = hwtest::run_hashwall("serve --bank '" + bank.string() +
+                           "' --no-auth --listen 127.0.0.1.example.invalid:0");
+  CHECK(r.exit_code == 2);
+  CHECK(r.err.find("non-loopback") != std::string::npos);
   std::ofstream(tmp / "empty-token") << "\n";
   r = hwtest::run_hashwall("serve --bank '" + bank.string() + "' --token-file '" +
                            (tmp / "empty-token").string() + "'");
@@ -906,4 +912,30 @@ TEST_CASE("a handler's unexpected exception is a JSON 500 and an Error keeps its
   r = guarded([] { return hashwall::server::error_reply(404, "no such entry"); }, 1);
   CHECK(r.status == 404);
   CHECK(r.body["error"] == "no such entry");
+}
+
+TEST_CASE("the access log escapes what a client put in the path so one request is one line",
+          "[server]") {
+  // Security review finding 7: a decoded %0a in the path forged a log line.
+  TempDir tmp;
+  const auto bank = make_bank(tmp);
+  ServerProcess srv(tmp.path(), {"--bank", bank.string(), "--read-only", "--access-log"});
+  INFO(srv.log());
+  REQUIRE(srv.port() > 0);
+  auto c = srv.client();
+  auto res = c.Get("/v1/nothing%0aGET%20/v1/forged%20200%1b%5b2J");
+  REQUIRE(res);
+  CHECK(res->status == 404);
+  res = c.Get("/v1/health");  // the line after it, to wait for the log
+  REQUIRE(res);
+  std::string log;
+  for (int i = 0; i < 100 && log.find("/v1/health") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    log = srv.log();
+  }
+  INFO(log);
+  CHECK(log.find("\\x0aGET /v1/forged 200\\x1b[2J 404") != std::string::npos);
+  CHECK(log.find("\nGET /v1/forged") == std::string::npos);
+  CHECK(log.find('\x1b') == std::string::npos);
+  CHECK(log.find("127.0.0.1 GET /v1/health 200") != std::string::npos);  // the client address
 }

@@ -214,3 +214,22 @@ TEST_CASE("the SQLite store refuses what is not a bank before writing anything",
   s = open_sqlite_store(dir / "new.db", OpenMode::Create, {{"generation", "0"}}, &created);
   CHECK_FALSE(created);  // it was there
 }
+
+TEST_CASE("a batch of duplicates leaves the connection free to see and make later writes",
+          "[store]") {
+  // Found in review: a cached look-up left on its row kept the connection on an old
+  // snapshot, so it missed other writers and every later write was refused as busy.
+  hwtest::TempDir dir;
+  const auto path = dir / "bank.db";
+  std::mt19937_64 rng(12);
+  std::vector<Hash256> h;
+  for (int i = 0; i < 3; ++i) h.push_back(random_hash(rng));
+  auto a = Bank::open(path, OpenMode::Create);
+  auto b = Bank::open(path, OpenMode::ReadWrite);
+  REQUIRE(a->add(std::vector{entry(0, h[0])}).added == 1);
+  REQUIRE(a->add(std::vector{entry(0, h[0])}).duplicates == 1);
+  const auto from_b = b->add(std::vector{entry(1, h[1])}).ids;
+  CHECK(found(*a, h[1]) == std::set{from_b[0]});
+  CHECK(a->add(std::vector{entry(2, h[2])}).added == 1);
+  CHECK(a->stats().entries == 3);
+}

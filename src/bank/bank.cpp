@@ -64,8 +64,8 @@ std::unique_ptr<Bank> Bank::open(const fs::path& path, OpenMode mode,
   if (created)
     for (const auto& stale : {pdq_index_path(path), local_layout_path(path)}) fs::remove(stale, ec);
   std::lock_guard lock(impl->db_mu);
+  impl->read_config();  // a bank with damaged settings is refused before any upgrade
   impl->store->upgrade();
-  impl->read_config();
   impl->load_or_build_index();
   return std::unique_ptr<Bank>(new Bank(std::move(impl)));
 }
@@ -97,6 +97,14 @@ AddResult Bank::add(std::span<const NewEntry> entries) {
     for (std::size_t i = 0; i < entries.size(); ++i) {
       const NewEntry& e = entries[i];
       const auto where = [&] { return "entry " + std::to_string(i + 1) + " of the batch: "; };
+      if (e.label.size() > kMaxLabelBytes || e.source.size() > kMaxSourceBytes)
+        throw Error(
+            ErrorKind::Usage, m.where,
+            where() + (e.label.size() > kMaxLabelBytes
+                           ? "label of " + std::to_string(e.label.size()) +
+                                 " bytes is longer than " + std::to_string(kMaxLabelBytes)
+                           : "source of " + std::to_string(e.source.size()) +
+                                 " bytes is longer than " + std::to_string(kMaxSourceBytes)));
       if (e.quality && (*e.quality < 0 || *e.quality > 100))
         throw Error(ErrorKind::Bank, m.where,
                     where() + "quality " + std::to_string(*e.quality) + " is outside 0..100");
@@ -206,16 +214,15 @@ AddResult Bank::add(std::span<const NewEntry> entries) {
     }
     for (auto& [name, reg] : m.registered) {
       if (!reg.index || reg.gen != gen_before) continue;
-      try {
-        for (std::size_t k = 0; k < new_ids.size(); ++k) {
-          const auto& recs = entries[new_inputs[k]].records;
-          if (const auto it = recs.find(name); it != recs.end())
+      for (std::size_t k = 0; k < new_ids.size(); ++k) {
+        const auto& recs = entries[new_inputs[k]].records;
+        if (const auto it = recs.find(name); it != recs.end()) try {
             reg.index->add(new_ids[k], it->second);
-        }
-        reg.gen = gen_before + 1;
-      } catch (const std::exception&) {
-        reg.index.reset();  // rebuilt from the records at the next search
+          } catch (const std::exception&) {
+            // Left out, as build_registered() leaves it out; check() names it.
+          }
       }
+      reg.gen = gen_before + 1;
     }
   }
   return r;
@@ -325,8 +332,14 @@ std::vector<EmbedMatch> Bank::search_embed(std::span<const float> query, int k,
   auto& m = *impl_;
   std::vector<EmbedMatch> out;
   if (!m.config.has("embed") || query.empty()) return out;
-  m.make_fresh(m.embed_index, m.embed_gen, [&](std::uint64_t* g) { return m.build_embed(g); });
-  std::shared_lock read(m.signals_mu);
+  // add() drops this index when a vector of another dimension arrives; build it again then.
+  std::shared_lock read(m.signals_mu, std::defer_lock);
+  for (;;) {
+    m.make_fresh(m.embed_index, m.embed_gen, [&](std::uint64_t* g) { return m.build_embed(g); });
+    read.lock();
+    if (m.embed_index) break;
+    read.unlock();
+  }
   if (static_cast<int>(query.size()) != m.embed_index->dim() && m.embed_index->size() > 0)
     throw Error(ErrorKind::Usage, m.where,
                 "the query embedding has " + std::to_string(query.size()) + " values, the bank's " +
@@ -344,7 +357,7 @@ std::vector<SignalMatch> Bank::search_signal(const std::string& name, const Sign
   auto& reg = it->second;
   m.make_fresh(reg.index, reg.gen, [&](std::uint64_t* g) { return m.build_registered(name, g); });
   std::shared_lock read(m.signals_mu);
-  return reg.index->search(query, min_margin, k);
+  return reg.index->search(query, min_margin, k);  // never dropped once built
 }
 
 void Bank::flush_index() {

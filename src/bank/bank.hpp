@@ -20,6 +20,12 @@
 
 namespace hashwall {
 
+// Stored strings are bounded: a label names a case (a short id), a source a file path
+// (PATH_MAX) or a list's name for an item. Longer ones are refused by add(), so that a
+// stored string never becomes a large answer to a small request.
+inline constexpr std::size_t kMaxLabelBytes = 1024;
+inline constexpr std::size_t kMaxSourceBytes = 4096;
+
 enum class Origin { Indexed, Imported };
 const char* origin_name(Origin) noexcept;
 

@@ -141,13 +141,13 @@ bool Bank::Impl::follow_changes() const {
   for (auto& [name, rows] : records) {
     auto& reg = registered.at(name);
     if (!reg.index || reg.gen != generation) continue;
-    try {
-      if (!remove_list.empty()) reg.index->remove(remove_list);
-      for (const auto& [id, rec] : rows) reg.index->add(id, rec);
-      reg.gen = now;
-    } catch (const std::exception&) {
-      reg.index.reset();  // rebuilt at the next search
-    }
+    if (!remove_list.empty()) reg.index->remove(remove_list);
+    for (const auto& [id, rec] : rows) try {
+        reg.index->add(id, rec);
+      } catch (const std::exception&) {
+        // Left out, as build_registered() leaves it out; check() names it.
+      }
+    reg.gen = now;
   }
   followed += now - generation;
   generation = now;
@@ -174,12 +174,12 @@ void Bank::Impl::load_or_build_index() {
       index = std::move(cached);
       generation = gen;
       dirty = false;
-      store->changed_elsewhere();  // from now on
       return;
     }
   }
+  // The store took its data version when it opened, before this build: a commit made
+  // meanwhile is seen at the next refresh, not swallowed.
   rebuild_index();
-  store->changed_elsewhere();
 }
 
 void Bank::Impl::save_index_locked() {

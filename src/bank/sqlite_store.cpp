@@ -1,5 +1,6 @@
 // The SQLite store: a bank file in WAL mode (docs/BANK_FORMAT.md). With sqlite_schema.cpp
 // (the schema and its migrations), every SQL statement of hashwall is here.
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -164,9 +165,11 @@ class SqliteStore : public Store {
   }
 
   std::unique_ptr<Transaction> begin_read() override {
+    reset_cached();
     return std::make_unique<SqliteTransaction>(conn_, "BEGIN");
   }
   std::unique_ptr<Transaction> begin_write() override {
+    reset_cached();
     return std::make_unique<SqliteTransaction>(conn_, "BEGIN IMMEDIATE");
   }
   const std::string& where() const override { return conn_.path; }
@@ -206,8 +209,7 @@ class SqliteStore : public Store {
   std::optional<std::int64_t> id_of_sha256(std::string_view sha) override {
     auto& s = stmt(by_sha_, "SELECT id FROM entries WHERE sha256 = ?1");
     s.bind(1, sha);
-    if (s.step()) return s.i64(0);
-    return std::nullopt;
+    return first_id(s);
   }
 
   std::optional<std::int64_t> id_of_unhashed(std::string_view source, const Hash256& pdq,
@@ -218,8 +220,7 @@ class SqliteStore : public Store {
                    "SELECT id FROM entries INDEXED BY entries_unhashed WHERE sha256 IS NULL AND "
                    "source = ?1 AND pdq = ?2 AND origin = ?3 ORDER BY id LIMIT 1");
     s.bind(1, source).bind(2, pdq).bind(3, std::string_view(origin_name(origin)));
-    if (s.step()) return s.i64(0);
-    return std::nullopt;
+    return first_id(s);
   }
 
   std::int64_t insert_entry(const NewEntry& e, const std::optional<std::string>& sha,
@@ -241,6 +242,7 @@ class SqliteStore : public Store {
         .bind(6, std::string_view(origin_name(e.origin)))
         .bind(7, added_at);
     s.step();
+    s.reset();
     return sqlite3_last_insert_rowid(conn_.db);
   }
 
@@ -251,12 +253,14 @@ class SqliteStore : public Store {
              "INSERT INTO local_features(entry_id, keypoints, descriptors) VALUES(?1, ?2, ?3)");
     s.bind(1, id).bind_blob(2, keypoints).bind_blob(3, descriptors);
     s.step();
+    s.reset();
   }
 
   void insert_embedding(std::int64_t id, std::string_view vector) override {
     auto& s = stmt(insert_embed_, "INSERT INTO embeddings(entry_id, vector) VALUES(?1, ?2)");
     s.bind(1, id).bind_blob(2, vector);
     s.step();
+    s.reset();
   }
 
   void insert_record(const std::string& signal, std::int64_t id, std::string_view record) override {
@@ -264,6 +268,7 @@ class SqliteStore : public Store {
         stmt(insert_row_, "INSERT INTO signal_rows(signal, entry_id, record) VALUES(?1, ?2, ?3)");
     s.bind(1, std::string_view(signal)).bind(2, id).bind_blob(3, record);
     s.step();
+    s.reset();
   }
 
   std::vector<std::int64_t> remove_ids(std::span<const std::int64_t> ids) override {
@@ -501,6 +506,21 @@ class SqliteStore : public Store {
     return *slot;
   }
 
+  // The first row's id, and the statement reset at once: a cached statement left on a row
+  // would keep this connection on its snapshot (no other writer seen, every later write
+  // transaction refused as busy).
+  static std::optional<std::int64_t> first_id(Stmt& s) {
+    std::optional<std::int64_t> id;
+    if (s.step()) id = s.i64(0);
+    s.reset();
+    return id;
+  }
+
+  void reset_cached() {
+    for (auto* slot : {&by_sha_, &by_hash_, &insert_, &insert_local_, &insert_embed_, &insert_row_})
+      if (*slot) (*slot)->reset();
+  }
+
   std::int64_t count(const char* sql) const {
     Stmt s(conn_, sql);
     return s.step() ? s.i64(0) : 0;
@@ -567,6 +587,13 @@ std::unique_ptr<Store> open_sqlite_store(
   const fs::path tmp =
       dir / ("." + path.filename().string() + ".creating-" + std::to_string(::getpid()));
   for (const char* suffix : {"", "-wal", "-shm", "-journal"}) fs::remove(tmp.string() + suffix, ec);
+  // The file first, readable by its owner only (less where the umask says so): SQLite
+  // would make it 0644, and gives its -wal and -shm files the database's mode.
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+  if (fd < 0)
+    throw Error(ErrorKind::Io, path.string(),
+                std::string("cannot create the bank: ") + std::strerror(errno));
+  ::close(fd);
   open_file(tmp, OpenMode::Create, true).reset();
   bool made = ::link(tmp.c_str(), path.c_str()) == 0;
   if (!made && errno != EEXIST) {

@@ -1,4 +1,7 @@
 // hashwall serve: the bank as an HTTP matching service (src/server).
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <sys/stat.h>
 
 #include <cstdio>
@@ -61,8 +64,31 @@ void parse_listen(const std::string& text, std::string& host, int& port) {
   }
 }
 
+// Whether every address `host` resolves to is a loopback one (127.0.0.0/8, ::1, or
+// ::ffff:127.x): parsed and resolved, never matched by prefix ("127.0.0.1.nip.io" is a
+// name that resolves elsewhere). A name that does not resolve is not loopback.
 bool is_loopback(const std::string& host) {
-  return host == "localhost" || host == "::1" || host.rfind("127.", 0) == 0;
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  if (host.empty() || ::getaddrinfo(host.c_str(), nullptr, &hints, &res) != 0 || !res) return false;
+  bool all = true;
+  for (const addrinfo* a = res; a; a = a->ai_next) {
+    if (a->ai_family == AF_INET) {
+      const auto* in = reinterpret_cast<const sockaddr_in*>(a->ai_addr);
+      all = all && (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    } else if (a->ai_family == AF_INET6) {
+      const auto* in6 = reinterpret_cast<const sockaddr_in6*>(a->ai_addr);
+      const auto& b = in6->sin6_addr.s6_addr;
+      const bool mapped_127 = IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && b[12] == 127;
+      all = all && (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr) || mapped_127);
+    } else {
+      all = false;
+    }
+  }
+  ::freeaddrinfo(res);
+  return all;
 }
 
 std::string read_token(const std::string& file) {

@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "core/error.hpp"
+#include "core/text.hpp"
 
 namespace hashwall::cli {
 
@@ -45,7 +46,9 @@ std::string describe_hit(const MatchHit& h) {
   return s;
 }
 
-std::string csv_field(const std::string& s) {
+// RFC 4180 quoting, after the formula neutralisation (core/text.hpp).
+std::string csv_field(const std::string& raw) {
+  const std::string s = neutralise_formula(raw);
   if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
   std::string out = "\"";
   for (char c : s) {

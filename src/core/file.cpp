@@ -31,7 +31,8 @@ void write_file_atomically(const std::filesystem::path& file, const std::string&
     throw Error(ErrorKind::Io, file.string(),
                 std::string(what) + ": " + std::generic_category().message(err));
   };
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  // 0600 (less where the umask says so): caches describe the bank's records.
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) fail("cannot write the cache file");
   std::size_t done = 0;
   while (done < bytes.size()) {

@@ -5,6 +5,7 @@
 #include <variant>
 
 #include "core/error.hpp"
+#include "core/text.hpp"
 
 namespace hashwall {
 
@@ -154,6 +155,9 @@ LineResult parse_pdq_csv_line(Field line) {
     if (!quality)
       return "quality '" + std::string(quality_field.text) + "' is not an integer from 0 to 100";
   }
+  if (name && name->text.size() > kMaxListNameBytes)
+    return "name of " + std::to_string(name->text.size()) + " bytes is longer than the " +
+           std::to_string(kMaxListNameBytes) + " a bank stores";
   ListItem item{std::get<Hash256>(hash), quality, name ? std::string(name->text) : std::string(),
                 0};
   return item;
@@ -240,17 +244,14 @@ void write_hash_list(std::ostream& out, ListFormat format, std::span<const ListI
   for (const ListItem& item : items) {
     switch (format) {
       case ListFormat::PdqCsv: {
-        // A line break in the name would split the record and corrupt the list.
-        if (item.name.find_first_of("\r\n") != std::string::npos)
-          throw Error(ErrorKind::Usage, "",
-                      "name '" + escape_line_breaks(item.name) +
-                          "' contains a line break, which a pdq-csv list cannot hold");
         if (item.quality && (*item.quality < 0 || *item.quality > 100))
           throw Error(ErrorKind::Usage, "",
                       "quality " + std::to_string(*item.quality) + " is not from 0 to 100");
         out << item.hash.hex() << ',';
         if (item.quality) out << *item.quality;
-        out << ',' << item.name << '\n';
+        // A line break would split the record: written as \n (or \r). A name that a
+        // spreadsheet would run as a formula gets a leading apostrophe.
+        out << ',' << neutralise_formula(escape_line_breaks(item.name)) << '\n';
         break;
       }
       case ListFormat::Hma:

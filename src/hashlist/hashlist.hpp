@@ -3,6 +3,7 @@
 // (one hash per line). Pure: text in, values out.
 #pragma once
 
+#include <cstddef>
 #include <optional>
 #include <ostream>
 #include <span>
@@ -13,6 +14,10 @@
 #include "hash/hash256.hpp"
 
 namespace hashwall {
+
+// The longest name a pdq-csv line may carry: the longest source a bank stores
+// (bank.hpp kMaxSourceBytes).
+inline constexpr std::size_t kMaxListNameBytes = 4096;
 
 enum class ListFormat { PdqCsv, Hma, Hex };
 // "pdq-csv", "hma", "hex"; nullopt otherwise.

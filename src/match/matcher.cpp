@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <set>
 #include <span>
 
 #include "core/error.hpp"
@@ -120,6 +121,13 @@ MatchResult Matcher::match(const Fingerprint& q) const {
   // With near misses, the top cut comes after scoring (a near miss found first must not
   // push out a match found later); each signal still stops somewhere.
   const int per_signal_cap = near ? std::max(options_.top, 1) * 4 : options_.top;
+  // With roles (lists), allowlisted and disabled entries must not take a blocking entry's
+  // place before the verdict is decided: only blocking hits count towards a signal's cap,
+  // the top cut waits for the end, and searches that stop at k results are asked again
+  // for more (up to kRolePageMax) while they return only others.
+  const bool roles = static_cast<bool>(options_.entry_role);
+  const bool cut_late = near || roles;
+  constexpr std::size_t kRolePageMax = 4096;
 
   const auto find_hit = [&](std::int64_t id) -> MatchHit* {
     for (auto& h : r.hits)
@@ -191,27 +199,32 @@ MatchResult Matcher::match(const Fingerprint& q) const {
       if (passes) hit.signals_matched.emplace_back("pdq");
       hit.distance = m.distance;
       hit.variant = static_cast<Dihedral>(m.query_index);
+      if (!hit.allow) ++taken;
       r.hits.push_back(std::move(hit));
-      ++taken;
     }
   }
 
   if (use("embed") && !q.embedding.empty()) {
-    const auto found =
-        bank_.search_embed(q.embedding, per_signal_cap, static_cast<float>(embed_reach));
     int taken = 0;
-    for (const EmbedMatch& m : found) {
-      MatchHit* h = find_hit(m.id);
-      if (!h && taken >= per_signal_cap) break;
-      if (!h && !near && static_cast<int>(r.hits.size()) >= options_.top) break;
-      if (!h) {
-        h = new_hit(m.id, "embed");
-        ++taken;
+    std::set<std::int64_t> seen;
+    for (std::size_t k = static_cast<std::size_t>(std::max(per_signal_cap, 0));; k *= 4) {
+      const auto found =
+          bank_.search_embed(q.embedding, static_cast<int>(k), static_cast<float>(embed_reach));
+      for (const EmbedMatch& m : found) {
+        if (!seen.insert(m.id).second) continue;  // an earlier page
+        MatchHit* h = find_hit(m.id);
+        if (!h && taken >= per_signal_cap) break;
+        if (!h && !cut_late && static_cast<int>(r.hits.size()) >= options_.top) break;
+        if (!h) {
+          h = new_hit(m.id, "embed");
+          if (!roles || (h && !h->allow)) ++taken;
+        }
+        if (!h) continue;
+        h->similarity = m.similarity;
+        if (m.similarity >= static_cast<float>(embed_threshold_))
+          h->signals_matched.emplace_back("embed");
       }
-      if (!h) continue;
-      h->similarity = m.similarity;
-      if (m.similarity >= static_cast<float>(embed_threshold_))
-        h->signals_matched.emplace_back("embed");
+      if (!roles || taken >= per_signal_cap || found.size() < k || k >= kRolePageMax) break;
     }
   }
 
@@ -228,10 +241,10 @@ MatchResult Matcher::match(const Fingerprint& q) const {
         if (h && h->inliers && *h->inliers >= m.verification.inliers)
           continue;  // mirror side weaker
         if (!h && taken >= per_signal_cap) break;
-        if (!h && !near && static_cast<int>(r.hits.size()) >= options_.top) break;
+        if (!h && !cut_late && static_cast<int>(r.hits.size()) >= options_.top) break;
         if (!h) {
           h = new_hit(m.id, "local");
-          ++taken;
+          if (!roles || (h && !h->allow)) ++taken;
         }
         if (!h) continue;
         h->inliers = m.verification.inliers;
@@ -254,20 +267,25 @@ MatchResult Matcher::match(const Fingerprint& q) const {
   for (const auto& name : bank_.config().signals) {
     const auto qi = q.registered.find(name);
     if (qi == q.registered.end() || qi->second.forms.empty() || !use(name)) continue;
-    const auto found = bank_.search_signal(name, qi->second, near ? -1.0 : 0.0,
-                                           static_cast<std::size_t>(std::max(per_signal_cap, 0)));
     int taken = 0;
-    for (const SignalMatch& m : found) {
-      MatchHit* h = find_hit(m.id);
-      if (!h && taken >= per_signal_cap) break;
-      if (!h && !near && static_cast<int>(r.hits.size()) >= options_.top) break;
-      if (!h) {
-        h = new_hit(m.id, name.c_str());
-        ++taken;
+    std::set<std::int64_t> seen;
+    for (std::size_t k = static_cast<std::size_t>(std::max(per_signal_cap, 0));; k *= 4) {
+      const auto found = bank_.search_signal(name, qi->second, near ? -1.0 : 0.0, k);
+      for (const SignalMatch& m : found) {
+        if (!seen.insert(m.id).second) continue;  // an earlier page
+        MatchHit* h = find_hit(m.id);
+        if (!h && taken >= per_signal_cap) break;
+        if (!h && !cut_late && static_cast<int>(r.hits.size()) >= options_.top) break;
+        if (!h) {
+          h = new_hit(m.id, name.c_str());
+          if (!roles || (h && !h->allow)) ++taken;
+        }
+        if (!h) continue;
+        h->registered[name] = MatchHit::Evidence{m.margin, m.form, m.evidence};
+        if (m.margin >= 0) h->signals_matched.push_back(name);
       }
-      if (!h) continue;
-      h->registered[name] = MatchHit::Evidence{m.margin, m.form, m.evidence};
-      if (m.margin >= 0) h->signals_matched.push_back(name);
+      if (!roles || taken >= per_signal_cap || found.size() < k || k == 0 || k >= kRolePageMax)
+        break;
     }
   }
 

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/error.hpp"
+#include "core/text.hpp"
 
 namespace hashwall::server {
 
@@ -480,10 +481,16 @@ struct HttpServer::Impl {
       tls_conn.have_start = false;
       metrics.record(classify(req.method, req.path), res.status, secs);
       if (opt.access_log) {
-        char line[512];
-        std::snprintf(line, sizeof line, "%s %.200s %d %.1fms %s bytes", req.method.c_str(),
-                      req.path.c_str(), res.status, secs * 1e3,
-                      req.get_header_value("Content-Length").substr(0, 20).c_str());
+        // The path as the client sent it may hold anything once decoded (%0a, escape
+        // sequences): escaped, and cut, so that one request is one log line.
+        const std::string path = escape_control(req.path.substr(0, 200));
+        const std::string addr = escape_control(req.remote_addr.substr(0, 64));
+        const std::string len =
+            escape_control(req.get_header_value("Content-Length").substr(0, 20));
+        char line[1200];
+        std::snprintf(line, sizeof line, "%s %s %s %d %.1fms %s bytes", addr.c_str(),
+                      escape_control(req.method.substr(0, 16)).c_str(), path.c_str(), res.status,
+                      secs * 1e3, len.c_str());
         opt.access_log(line);
       }
     });
