@@ -379,3 +379,32 @@ TEST_CASE("query reports the local evidence and --signals pdq turns it off", "[l
   CHECK(s["local"]["entries"].get<int>() == 6);
   CHECK(s["local"]["db_bytes_per_entry"].get<double>() > 1000);
 }
+
+TEST_CASE("query --draw reads an entry's source through the loader and its limits",
+          "[local][cli]") {
+  // Security review finding 8: --draw opened whatever file sat at a recorded source path
+  // with cv::imread and no pixel limit.
+  const auto samples = hwtest::source_dir() / "samples";
+  hwtest::TempDir tmp;
+  const auto q = [](const fs::path& p) { return "'" + p.string() + "'"; };
+  const auto known = tmp / "known.jpg";
+  fs::copy_file(samples / "bank" / "skimage_chelsea.jpg", known);
+  const auto bank = tmp / "bank.db";
+  REQUIRE(
+      hwtest::run_hashwall("index " + q(known) + " --bank " + q(bank) + " --signals pdq,local -q")
+          .exit_code == 0);
+  // The file at the recorded path is now a 4-megapixel image.
+  fs::remove(known);
+  cv::imwrite(known.string(), cv::Mat(2000, 2000, CV_8UC3, cv::Scalar(40, 80, 120)));
+  const auto meme = samples / "uploads" / "skimage_chelsea--caption.jpg";
+  const auto picture = tmp / "why.png";
+  const auto drawn = hwtest::run_hashwall("query " + q(meme) + " --bank " + q(bank) +
+                                          " --max-pixels 1000000 --draw " + q(picture));
+  INFO(drawn.err);
+  CHECK(drawn.exit_code == 1);
+  const cv::Mat pic = cv::imread(picture.string(), cv::IMREAD_COLOR);
+  REQUIRE_FALSE(pic.empty());
+  const cv::Mat query_img = cv::imread(meme.string(), cv::IMREAD_COLOR);
+  // One panel: the source over the limit was left out, not decoded.
+  CHECK(pic.cols <= query_img.cols * (pic.rows - 40) / query_img.rows + 2);
+}

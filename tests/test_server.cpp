@@ -417,6 +417,35 @@ TEST_CASE("the service refuses to start with writes and no token and --no-auth o
   CHECK(r.exit_code == 2);
 }
 
+TEST_CASE("a weak or world-readable token file is refused before the port opens", "[server]") {
+  // Security review finding 8: a token of one repeated character and a token file others
+  // could read were accepted with a warning.
+  TempDir tmp;
+  const auto bank = make_bank(tmp);
+  const auto serve_with = [&](const std::string& token, fs::perms perms) {
+    const auto file = tmp / "t";
+    fs::remove(file);
+    std::ofstream(file) << token << "\n";
+    fs::permissions(file, perms);
+    // Bounded, so that a token wrongly accepted fails the test instead of serving forever.
+    return hwtest::run_shell("timeout 30 '" + hwtest::hashwall_binary().string() +
+                             "' serve --bank '" + bank.string() +
+                             "' --listen 127.0.0.1:0 --token-file '" + file.string() + "'");
+  };
+  const auto owner = fs::perms::owner_read | fs::perms::owner_write;
+  auto r = serve_with(std::string(32, 'a'), owner);
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.err, Catch::Contains("only 1 different characters"));
+  r = serve_with("abababababababababababab", owner);
+  CHECK(r.exit_code == 2);
+  r = serve_with("0123456789012345", owner);  // 16 digits: 53 bits
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.err, Catch::Contains("too weak"));
+  r = serve_with(kToken, owner | fs::perms::others_read);
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.err, Catch::Contains("readable or writable by other users"));
+}
+
 TEST_CASE("oversized bodies get 413 garbage bytes 400 and the server stays up", "[server]") {
   TempDir tmp;
   const auto bank = make_bank(tmp);

@@ -105,7 +105,7 @@ int run_query(const MatchArgs& a) {
       std::fprintf(stderr, "hashwall: --draw: no match to draw\n");
     else
       std::fprintf(stderr, "%s\n",
-                   draw_match(a.paths.at(0), r.result.hits.front(), a.draw).c_str());
+                   draw_match(a.paths.at(0), r.result.hits.front(), a.draw, opt).c_str());
   }
   if (a.json_out) {
     std::cout << dump_json(report_json(r), 2) << '\n';

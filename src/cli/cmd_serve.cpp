@@ -4,8 +4,10 @@
 #include <netinet/in.h>
 #include <sys/stat.h>
 
+#include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -91,6 +93,35 @@ bool is_loopback(const std::string& host) {
   return all;
 }
 
+// Why a token is too weak to guard writes ("" when it is not). A guard against obvious
+// mistakes (a word, one repeated character, a short pattern), not a strength meter:
+// at least 8 different characters, and at least 64 bits if each character were drawn at
+// random from the character classes the token uses (digits 10, lower and upper case 26
+// each, others 32). `openssl rand -hex 32` gives 256.
+std::string token_weakness(const std::string& token) {
+  std::set<char> distinct(token.begin(), token.end());
+  if (distinct.size() < 8)
+    return "the token has only " + std::to_string(distinct.size()) +
+           " different characters (at least 8; make one with 'openssl rand -hex 32')";
+  bool digit = false, lower = false, upper = false, other = false;
+  for (const char c : token) {
+    if (c >= '0' && c <= '9')
+      digit = true;
+    else if (c >= 'a' && c <= 'z')
+      lower = true;
+    else if (c >= 'A' && c <= 'Z')
+      upper = true;
+    else
+      other = true;
+  }
+  const int alphabet = (digit ? 10 : 0) + (lower ? 26 : 0) + (upper ? 26 : 0) + (other ? 32 : 0);
+  const double bits = static_cast<double>(token.size()) * std::log2(static_cast<double>(alphabet));
+  if (bits < 64)
+    return "the token is too weak (about " + std::to_string(static_cast<int>(bits)) +
+           " bits, at least 64; make one with 'openssl rand -hex 32')";
+  return {};
+}
+
 std::string read_token(const std::string& file) {
   std::ifstream in(file, std::ios::binary);
   if (!in) throw Error(ErrorKind::Io, file, "cannot read the token file");
@@ -105,10 +136,13 @@ std::string read_token(const std::string& file) {
     throw Error(ErrorKind::Usage, file, "the token must be one line without spaces");
   if (token.size() < 16)
     throw Error(ErrorKind::Usage, file, "the token is too short (at least 16 characters)");
+  if (const auto why = token_weakness(token); !why.empty())
+    throw Error(ErrorKind::Usage, file, why);
+  // A token others can read guards nothing.
   struct stat st {};
   if (::stat(file.c_str(), &st) == 0 && (st.st_mode & 077))
-    std::fprintf(stderr, "hashwall serve: warning: %s is readable by other users (chmod 600 it)\n",
-                 file.c_str());
+    throw Error(ErrorKind::Usage, file,
+                "the token file is readable or writable by other users (chmod 600 it)");
   return token;
 }
 
@@ -208,7 +242,8 @@ void register_serve(CLI::App& app, int& exit_code) {
   cmd->add_option("--threads", a->threads, "Connection worker threads (default: max(8, 2 x cores))")
       ->check(CLI::Range(0, 1024));
   cmd->add_option("--token-file", a->token_file,
-                  "File holding the bearer token that writes must present");
+                  "File holding the bearer token that writes must present (mode 600, at "
+                  "least 16 characters, 8 different; e.g. 'openssl rand -hex 32')");
   cmd->add_flag("--no-auth", a->no_auth,
                 "Allow writes without a token (refused unless listening on loopback)");
   cmd->add_flag("--read-only", a->read_only,

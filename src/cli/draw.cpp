@@ -31,18 +31,27 @@ cv::Mat bgr(const cv::Mat& m) {
 }  // namespace
 
 std::string draw_match(const std::filesystem::path& query_file, const MatchHit& hit,
-                       const std::filesystem::path& out) {
-  const cv::Mat q0 = cv::imread(query_file.string(), cv::IMREAD_COLOR);
+                       const std::filesystem::path& out, LoadOptions load) {
+  load.want_color = true;
+  cv::Mat q0;
+  try {
+    q0 = load_image(query_file, load).colour();
+  } catch (const Error& e) {
+    throw Error(ErrorKind::Io, query_file.string(),
+                "cannot read the query again to draw it: " + e.reason());
+  }
   if (q0.empty())
     throw Error(ErrorKind::Io, query_file.string(), "cannot read the query again to draw it");
   const cv::Mat q = to_height(bgr(q0), kHeight);
   cv::Mat known;
   if (!hit.entry.source.empty()) {
     std::error_code ec;
-    if (std::filesystem::is_regular_file(hit.entry.source, ec)) {
-      const cv::Mat k0 = cv::imread(hit.entry.source, cv::IMREAD_COLOR);
-      if (!k0.empty()) known = to_height(bgr(k0), kHeight);
-    }
+    if (std::filesystem::is_regular_file(hit.entry.source, ec)) try {
+        const cv::Mat k0 = load_image(hit.entry.source, load).colour();
+        if (!k0.empty()) known = to_height(bgr(k0), kHeight);
+      } catch (const Error&) {
+        // Not readable as an image within the limits: drawn without it.
+      }
   }
   const int left = known.empty() ? 0 : known.cols + 12;
   cv::Mat canvas(kHeight + 40, left + q.cols, CV_8UC3, cv::Scalar(32, 32, 32));
