@@ -875,7 +875,11 @@ TEST_CASE(
   NewEntry plain = imported(random_hash(rng), "list.csv");
   CHECK(bank->add(std::span(&plain, 1)).added == 1);
   CHECK(bank->search_local(*e.local, LocalVerifyParams{}).empty());
-  CHECK(bank->check().ok);
+  // The edit itself is what check() reports: the settings no longer match their seal.
+  const auto rep = bank->check();
+  CHECK_FALSE(rep.ok);
+  REQUIRE(rep.problems.size() == 1);
+  CHECK_THAT(rep.problems[0], Catch::Contains("differ from those it was created with"));
 }
 
 TEST_CASE("labels and sources are bounded: at the limit stored, one byte over refused", "[bank]") {

@@ -1,5 +1,6 @@
 // End to end: the real binary on real files in a temporary directory.
 #include <signal.h>
+#include <sqlite3.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -563,4 +564,33 @@ TEST_CASE("scan --csv and export neutralise names a spreadsheet would run as for
   CHECK(r.out.find(",\"'=HYPERLINK(\"\"http://x\"\",\"\"y\"\")\",") != std::string::npos);
   CHECK(r.out.find(",=HYPERLINK") == std::string::npos);
   CHECK(r.out.find(",\"=HYPERLINK") == std::string::npos);
+}
+
+TEST_CASE("check finds edited thresholds and deleted signal rows that would change answers",
+          "[cli]") {
+  // Security review finding 5: thresholds set to 0 or 256 in meta, and deleted embedding or
+  // feature rows, passed check while answers changed.
+  TempDir tmp;
+  const auto bank = tmp / "bank.db";
+  auto r = run_hashwall("index " + q(hwtest::source_dir() / "samples" / "bank") + " --bank " +
+                        q(bank) + " -q");
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  REQUIRE(run_hashwall("check --bank " + q(bank)).exit_code == 0);
+  const auto sql = [&](const std::string& s) {
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open(bank.c_str(), &db) == SQLITE_OK);
+    REQUIRE(sqlite3_exec(db, s.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK);
+    sqlite3_close(db);
+  };
+  sql("DELETE FROM embeddings WHERE entry_id = 2; DELETE FROM local_features WHERE entry_id = 3");
+  r = run_hashwall("check --bank " + q(bank));
+  CHECK(r.exit_code != 0);
+  CHECK_THAT(r.out + r.err,
+             Catch::Contains("entry 2 was indexed from an image but has no embed row") &&
+                 Catch::Contains("entry 3 was indexed from an image but has no local row"));
+  sql("UPDATE meta SET value = '256' WHERE key = 'pdq_threshold'");
+  r = run_hashwall("check --bank " + q(bank));
+  CHECK(r.exit_code != 0);
+  CHECK_THAT(r.out + r.err, Catch::Contains("differ from those it was created with"));
 }

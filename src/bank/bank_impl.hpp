@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -119,6 +120,12 @@ inline std::optional<Hash256> hash_from_blob(std::string_view b) {
 // Why a new bank's settings are not acceptable ("" when they are): signals, and registered
 // signals' parameters (bank/config.cpp).
 std::string validate_new_config(const BankConfig& c);
+// SHA-256 (hex) over the settings that decide a match (thresholds, signals and their
+// parameters, creation time) as `meta` reads them: recorded at creation as
+// settings_sha256, compared by check() (bank/config.cpp).
+std::string settings_digest(
+    const std::vector<std::string>& signals,
+    const std::function<std::optional<std::string>(const std::string&)>& meta);
 // The meta a new bank starts with (bank/config.cpp).
 std::vector<std::pair<std::string, std::string>> initial_meta(const BankConfig& c);
 

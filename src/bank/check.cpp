@@ -170,6 +170,22 @@ CheckReport Bank::check() const {
     P.push_back("meta 'index_type' is missing or not auto/flat/multihash/compact");
   if (const auto sg = m.meta("signals"); !sg || sg->find("pdq") == std::string::npos)
     P.push_back("meta 'signals' is missing or does not list pdq");
+  // The settings that decide, against the seal recorded when the bank was created: a
+  // threshold edited in meta changes every answer while the records stay intact.
+  if (const auto sealed = m.meta("settings_sha256")) {
+    const auto now =
+        settings_digest(m.config.signals, [&](const std::string& k) { return m.meta(k); });
+    if (now != *sealed)
+      P.push_back(
+          "the bank's settings (pdq_threshold, min_quality, signals, local_min_inliers, "
+          "embed_model, embed_threshold, signal parameters, created_at) differ from those it was "
+          "created with (settings_sha256): meta was edited, so its answers are not the ones it "
+          "was built to give");
+  } else {
+    rep.notes.push_back(
+        "the bank's settings are not sealed (made before format 3): edits to its thresholds in "
+        "meta cannot be detected");
+  }
   const auto gen_text = m.meta("generation");
   const auto db_gen_parsed = gen_text ? parse_uint(*gen_text) : std::nullopt;
   if (!db_gen_parsed) P.push_back("meta 'generation' is missing or not a number");
@@ -265,6 +281,16 @@ CheckReport Bank::check() const {
   }
   // Rows of any signal table that belong to no entry.
   for (auto& line : m.store->orphan_rows()) P.push_back(std::move(line));
+  // Every entry made from an image has a row of each built-in signal the bank records: a
+  // deleted row would silently take the entry out of that signal's search.
+  for (const char* sig : {"local", "embed"}) {
+    if (!m.config.has(sig)) continue;
+    ProblemList list{P};
+    for (const auto id : m.store->indexed_without(sig))
+      list.add("entry " + std::to_string(id) + " was indexed from an image but has no " + sig +
+               " row");
+    list.finish(std::string("entries without a ") + sig + " row");
+  }
 
   // The index in use against the records.
   {

@@ -1,5 +1,7 @@
 // The configuration a bank records in meta (docs/BANK_FORMAT.md, "Meta keys"): what a new
 // bank writes, and reading it back, registered signals' parameters included.
+#include <openssl/sha.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -110,6 +112,32 @@ void Bank::Impl::read_config() {
   if (config.has("embed") && config.embed_model.empty()) bad_meta("embed_model");
 }
 
+std::string bank_detail::settings_digest(
+    const std::vector<std::string>& signals,
+    const std::function<std::optional<std::string>(const std::string&)>& meta) {
+  std::vector<std::string> keys = {"created_at",     "pdq_threshold",     "min_quality",
+                                   "signals",        "local_min_inliers", "embed_model",
+                                   "embed_threshold"};
+  for (const auto& s : signals) {
+    keys.push_back(compute_key(s));
+    keys.push_back(decision_key(s));
+  }
+  std::string text;
+  for (const auto& k : keys) {
+    const auto v = meta(k);
+    text += k + (v ? "=" + *v : " absent") + "\n";
+  }
+  unsigned char d[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(text.data()), text.size(), d);
+  static const char* hex = "0123456789abcdef";
+  std::string out;
+  for (const unsigned char c : d) {
+    out += hex[c >> 4];
+    out += hex[c & 15];
+  }
+  return out;
+}
+
 std::vector<std::pair<std::string, std::string>> bank_detail::initial_meta(const BankConfig& cfg) {
   std::vector<std::pair<std::string, std::string>> m;
   m.emplace_back("created_at", std::to_string(static_cast<std::int64_t>(std::time(nullptr))));
@@ -133,6 +161,13 @@ std::vector<std::pair<std::string, std::string>> bank_detail::initial_meta(const
   m.emplace_back("min_quality", std::to_string(cfg.min_quality));
   m.emplace_back("index_type", cfg.index_type);
   m.emplace_back("multihash_min_entries", std::to_string(cfg.multihash_min_entries));
+  // The seal over the settings that decide (check() compares it).
+  const auto digest = settings_digest(cfg.signals, [&](const std::string& key) {
+    for (const auto& [k, v] : m)
+      if (k == key) return std::optional<std::string>(v);
+    return std::optional<std::string>();
+  });
+  m.emplace_back("settings_sha256", digest);
   return m;
 }
 

@@ -475,6 +475,19 @@ class SqliteStore : public Store {
     return out;
   }
 
+  std::vector<std::int64_t> indexed_without(const std::string& signal) override {
+    std::vector<std::int64_t> out;
+    if (!signal_tables_) return out;
+    const char* sql = signal == "local"
+                          ? "SELECT id FROM entries WHERE origin = 'indexed' AND id NOT IN "
+                            "(SELECT entry_id FROM local_features) ORDER BY id"
+                          : "SELECT id FROM entries WHERE origin = 'indexed' AND id NOT IN "
+                            "(SELECT entry_id FROM embeddings) ORDER BY id";
+    Stmt s(conn_, sql);
+    while (s.step()) out.push_back(s.i64(0));
+    return out;
+  }
+
   std::vector<std::string> orphan_rows() override {
     std::vector<std::string> out;
     std::vector<const char*> tables;
