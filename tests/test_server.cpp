@@ -968,3 +968,29 @@ TEST_CASE("the access log escapes what a client put in the path so one request i
   CHECK(log.find('\x1b') == std::string::npos);
   CHECK(log.find("127.0.0.1 GET /v1/health 200") != std::string::npos);  // the client address
 }
+
+TEST_CASE("no absolute path of the server's reaches a client in an error", "[server]") {
+  // Security review finding 2: error bodies named the bank's absolute path.
+  using hashwall::server::guarded;
+  using hashwall::server::Reply;
+  using hashwall::server::without_paths;
+  Reply r = guarded(
+      []() -> Reply {
+        throw hashwall::Error(hashwall::ErrorKind::Bank, "/srv/banks/cases-2026.db",
+                              "the bank is locked by another process");
+      },
+      1);
+  CHECK(r.body["error"] == "cases-2026.db: the bank is locked by another process");
+  r = guarded(
+      []() -> Reply {
+        throw std::runtime_error(
+            "OpenCV(4.6.0) /build/opencv-x/modules/imgcodecs/src/loadsave.cpp:77: error: (-215)");
+      },
+      1);
+  CHECK(r.body["error"] == "internal error: OpenCV(4.6.0) loadsave.cpp:77: error: (-215)");
+  CHECK(without_paths("cannot open '/home/a/b.onnx' or (/x/y)") == "cannot open 'b.onnx' or (y)");
+  CHECK(without_paths("writes (POST/DELETE /v1/entries) need a token") ==
+        "writes (POST/DELETE /v1/entries) need a token");
+  CHECK(without_paths("up.jpg: too many pixels") == "up.jpg: too many pixels");
+  CHECK(without_paths("a / b") == "a / b");
+}

@@ -70,6 +70,34 @@ std::optional<std::string> match_options(const Params& params, MatchOptions& o) 
   return std::nullopt;
 }
 
+}  // namespace
+
+std::string without_paths(std::string_view text) {
+  std::string out;
+  std::size_t i = 0;
+  while (i < text.size()) {
+    const bool starts = text[i] == '/' && (i == 0 || std::string_view(" '\"(=").find(text[i - 1]) !=
+                                                         std::string_view::npos);
+    if (!starts) {
+      out += text[i++];
+      continue;
+    }
+    std::size_t end = i;
+    while (end < text.size() &&
+           std::string_view(" '\"),\n").find(text[end]) == std::string_view::npos)
+      ++end;
+    const std::string_view path = text.substr(i, end - i);
+    // The service's own routes stay as they are; a file path keeps its last component
+    // ("/build/x/loadsave.cpp:77:" -> "loadsave.cpp:77:").
+    const bool route = path.rfind("/v1/", 0) == 0 || path == "/v1" || path == "/metrics";
+    out += route || path.size() == 1 ? path : path.substr(path.rfind('/') + 1);
+    i = end;
+  }
+  return out;
+}
+
+namespace {
+
 int status_for(const Error& e) {
   switch (e.kind()) {
     case ErrorKind::Format:
@@ -88,7 +116,7 @@ int status_for(const Error& e) {
 }
 
 Reply reply_for(const Error& e, int retry_after) {
-  Reply r = error_reply(status_for(e), e.what());
+  Reply r = error_reply(status_for(e), without_paths(e.what()));
   if (r.status == 503) r.headers.emplace_back("Retry-After", std::to_string(retry_after));
   return r;
 }
@@ -131,7 +159,7 @@ Reply guarded(const std::function<Reply()>& handler, int retry_after_seconds) {
   } catch (const Error& e) {
     return reply_for(e, retry_after_seconds);
   } catch (const std::exception& e) {
-    return error_reply(500, std::string("internal error: ") + e.what());
+    return error_reply(500, "internal error: " + without_paths(e.what()));
   }
 }
 

@@ -37,6 +37,10 @@ Reply error_reply(int status, std::string message);
 // Runs a handler. An Error becomes its status (400, 404, 413, 503, ...); any other
 // exception (OpenCV's, std::bad_alloc) a 500 of the same shape: a client always gets JSON.
 Reply guarded(const std::function<Reply()>& handler, int retry_after_seconds);
+// `text` with each absolute file path cut to its last component ("/srv/banks/cases.db:
+// busy" -> "cases.db: busy"): no path of the server's reaches a client (#15), whether it
+// names the bank, a model or a library's source file in an exception message.
+std::string without_paths(std::string_view text);
 
 struct ServiceLimits {
   std::uint64_t max_pixels = 200'000'000;  // as the CLI's --max-pixels
