@@ -994,3 +994,48 @@ TEST_CASE("no absolute path of the server's reaches a client in an error", "[ser
   CHECK(without_paths("up.jpg: too many pixels") == "up.jpg: too many pixels");
   CHECK(without_paths("a / b") == "a / b");
 }
+
+TEST_CASE("a client cannot loosen the bank's threshold or quality gate to read the bank out",
+          "[server]") {
+  // Security review finding 2: threshold=256&min_quality=0&top=1000 with an all-zero hash
+  // returned every entry.
+  TempDir tmp;
+  const auto bank = make_bank(tmp);
+  ServerProcess srv(tmp.path(), {"--bank", bank.string(), "--read-only"});
+  INFO(srv.log());
+  REQUIRE(srv.port() > 0);
+  auto c = srv.client();
+  const std::string zero(64, '0');
+  const auto ask = [&](const std::string& query) {
+    auto res =
+        c.Post(("/v1/match/hash" + query).c_str(), json{{"hash", zero}}.dump(), "application/json");
+    REQUIRE(res);
+    return std::make_pair(res->status, json::parse(res->body));
+  };
+  auto [status, body] = ask("?threshold=256&min_quality=0&top=1000");
+  CHECK(status == 400);
+  CHECK_THAT(body["error"].get<std::string>(),
+             Catch::Contains("top must be an integer from 1 to 100"));
+  std::tie(status, body) = ask("?threshold=256");
+  CHECK(status == 400);
+  CHECK_THAT(body["error"].get<std::string>(), Catch::Contains("at most 31"));
+  std::tie(status, body) = ask("?min_quality=0");
+  CHECK(status == 400);
+  CHECK_THAT(body["error"].get<std::string>(), Catch::Contains("at least 50"));
+  std::tie(status, body) = ask("?threshold=20&min_quality=80&top=5");  // stricter is fine
+  CHECK(status == 200);
+  std::tie(status, body) = ask("");
+  CHECK(status == 200);
+  CHECK(body["results"][0]["matches"].empty());
+  // An operator may open it up on purpose.
+  fs::create_directory(tmp / "second");  // its own log file
+  ServerProcess open(tmp / "second", {"--bank", bank.string(), "--read-only", "--max-threshold",
+                                      "256", "--min-quality-floor", "0", "--max-top", "1000"});
+  REQUIRE(open.port() > 0);
+  auto c2 = open.client();
+  auto res = c2.Post("/v1/match/hash?threshold=256&min_quality=0&top=1000",
+                     json{{"hash", zero}}.dump(), "application/json");
+  REQUIRE(res);
+  CHECK(res->status == 200);
+  CHECK(json::parse(res->body)["results"][0]["matches"].size() == 6);
+}

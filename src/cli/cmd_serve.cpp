@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -31,6 +32,8 @@ struct ServeArgs {
   std::uint64_t max_body = 25'000'000;
   std::uint64_t max_pixels = 200'000'000;
   std::size_t max_hashes = 10'000;
+  std::optional<int> max_threshold, min_quality_floor;
+  int max_top = 100;
   std::size_t queue = 64;
   int queue_wait_ms = 1000;
   int timeout_s = 10;
@@ -175,6 +178,9 @@ int run_serve(const ServeArgs& a) {
   o.limits.max_body_bytes = a.max_body;
   o.limits.max_pixels = a.max_pixels;
   o.limits.max_hashes = a.max_hashes;
+  o.limits.max_threshold = a.max_threshold;
+  o.limits.min_quality_floor = a.min_quality_floor;
+  o.limits.max_top = a.max_top;
   if (a.access_log)
     o.access_log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
 
@@ -264,6 +270,16 @@ void register_serve(CLI::App& app, int& exit_code) {
                   "Milliseconds a connection may wait for a worker before 503")
       ->capture_default_str()
       ->check(CLI::Range(1, 600000));
+  cmd->add_option("--max-threshold", a->max_threshold,
+                  "Loosest PDQ threshold a client may ask for (default: the bank's own; a client "
+                  "may always ask for a stricter one)")
+      ->check(CLI::Range(0, 256));
+  cmd->add_option("--min-quality-floor", a->min_quality_floor,
+                  "Lowest min_quality a client may ask for (default: the bank's own)")
+      ->check(CLI::Range(0, 100));
+  cmd->add_option("--max-top", a->max_top, "Most hits a client may ask for per image or hash")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1000));
   cmd->add_option("--timeout", a->timeout_s,
                   "Seconds to read a request, to process it (503 beyond, nothing written), and to "
                   "write the answer")

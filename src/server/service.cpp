@@ -40,8 +40,10 @@ std::optional<std::int64_t> parse_int(std::string_view s) {
   return v;
 }
 
-// The matcher's options from the query string; an error message when one is malformed.
-std::optional<std::string> match_options(const Params& params, MatchOptions& o) {
+// The matcher's options from the query string; an error message when one is malformed or
+// past the service's ceilings (ServiceLimits).
+std::optional<std::string> match_options(const Params& params, MatchOptions& o,
+                                         const ServiceLimits& limits, const BankConfig& bank) {
   auto int_param = [&](const char* key, int lo, int hi,
                        std::optional<int>& out) -> std::optional<std::string> {
     auto it = params.find(key);
@@ -56,8 +58,18 @@ std::optional<std::string> match_options(const Params& params, MatchOptions& o) 
   if (auto e = int_param("threshold", 0, 256, o.threshold)) return e;
   if (auto e = int_param("min_quality", 0, 100, o.min_quality)) return e;
   std::optional<int> top;
-  if (auto e = int_param("top", 1, 1000, top)) return e;
+  if (auto e = int_param("top", 1, limits.max_top, top)) return e;
   if (top) o.top = *top;
+  const int max_threshold = limits.max_threshold.value_or(bank.pdq_threshold);
+  if (o.threshold && *o.threshold > max_threshold)
+    return "parameter threshold " + std::to_string(*o.threshold) +
+           " is looser than this service allows (at most " + std::to_string(max_threshold) +
+           "; serve --max-threshold)";
+  const int floor = limits.min_quality_floor.value_or(bank.min_quality);
+  if (o.min_quality && *o.min_quality < floor)
+    return "parameter min_quality " + std::to_string(*o.min_quality) +
+           " is looser than this service allows (at least " + std::to_string(floor) +
+           "; serve --min-quality-floor)";
   if (auto it = params.find("dihedral"); it != params.end()) {
     const std::string v = lower(it->second);
     if (v == "1" || v == "true" || v == "yes")
@@ -174,7 +186,7 @@ Service::Service(Bank& bank, ServiceLimits limits, Metrics& metrics, bool writab
 Reply Service::match_image(std::span<const std::uint8_t> bytes, const std::string& name,
                            const Params& params) const {
   MatchOptions mo;
-  if (auto e = match_options(params, mo)) return error_reply(400, *e);
+  if (auto e = match_options(params, mo, limits_, bank_.config())) return error_reply(400, *e);
   if (bytes.empty())
     return error_reply(400,
                        "empty body: send the image bytes (raw body or multipart field 'image')");
@@ -210,7 +222,7 @@ Reply Service::match_hashes(std::string_view body, std::string_view content_type
                             const Params& params) const {
   const Deadline deadline(limits_.max_processing);
   MatchOptions mo;
-  if (auto e = match_options(params, mo)) return error_reply(400, *e);
+  if (auto e = match_options(params, mo, limits_, bank_.config())) return error_reply(400, *e);
   // A bare hash has no pixels to rotate: the client sends each variant it wants tried.
   mo.dihedral = false;
   ParsedHashes parsed = parse_hash_body(body, content_type, limits_.max_hashes);

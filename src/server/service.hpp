@@ -50,6 +50,13 @@ struct ServiceLimits {
   // Work on one request (decode, fingerprint, search) past this gets 503 at the next
   // stage boundary, before anything is written; zero: no limit. `serve --timeout`.
   std::chrono::microseconds max_processing{std::chrono::seconds(10)};
+  // What a client may ask of a match (#15: a threshold of 256 with min_quality 0 and a
+  // large top read a whole bank out): looser than the bank's own threshold and minimum
+  // quality only up to these (unset: the bank's recorded values), at most max_top hits.
+  // `serve --max-threshold`, `--min-quality-floor`, `--max-top`.
+  std::optional<int> max_threshold;
+  std::optional<int> min_quality_floor;
+  int max_top = 100;
 };
 
 // Which signals images are fingerprinted with (cli::signal_setup builds them from the
