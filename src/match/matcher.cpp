@@ -152,6 +152,21 @@ MatchResult Matcher::match(const Fingerprint& q) const {
     r.hits.push_back(std::move(hit));
     return &r.hits.back();
   };
+  // The hit a signal's search result goes to: the entry's existing hit, or a new one
+  // while the signal has taken fewer than its share (and, without near misses or roles,
+  // while fewer than `top` hits are in). stop: this signal is done; hit nullptr: skip it.
+  struct Take {
+    MatchHit* hit;
+    bool stop;
+  };
+  const auto take = [&](std::int64_t id, const char* signal, int& taken) -> Take {
+    if (MatchHit* h = find_hit(id)) return {h, false};
+    if (taken >= per_signal_cap) return {nullptr, true};
+    if (!cut_late && static_cast<int>(r.hits.size()) >= options_.top) return {nullptr, true};
+    MatchHit* h = new_hit(id, signal);
+    if (!roles || (h && !h->allow)) ++taken;
+    return {h, false};
+  };
 
   // A byte-identical file is a match whatever its quality.
   if (!q.sha256.empty()) {
@@ -212,13 +227,8 @@ MatchResult Matcher::match(const Fingerprint& q) const {
           bank_.search_embed(q.embedding, static_cast<int>(k), static_cast<float>(embed_reach));
       for (const EmbedMatch& m : found) {
         if (!seen.insert(m.id).second) continue;  // an earlier page
-        MatchHit* h = find_hit(m.id);
-        if (!h && taken >= per_signal_cap) break;
-        if (!h && !cut_late && static_cast<int>(r.hits.size()) >= options_.top) break;
-        if (!h) {
-          h = new_hit(m.id, "embed");
-          if (!roles || (h && !h->allow)) ++taken;
-        }
+        const auto [h, stop] = take(m.id, "embed", taken);
+        if (stop) break;
         if (!h) continue;
         h->similarity = m.similarity;
         if (m.similarity >= static_cast<float>(embed_threshold_))
@@ -237,15 +247,11 @@ MatchResult Matcher::match(const Fingerprint& q) const {
       bool any = false;
       for (const LocalMatch& m : bank_.search_local(f, vp)) {
         if (!m.verification.matched) continue;
-        MatchHit* h = find_hit(m.id);
-        if (h && h->inliers && *h->inliers >= m.verification.inliers)
+        if (const MatchHit* seen_before = find_hit(m.id);
+            seen_before && seen_before->inliers && *seen_before->inliers >= m.verification.inliers)
           continue;  // mirror side weaker
-        if (!h && taken >= per_signal_cap) break;
-        if (!h && !cut_late && static_cast<int>(r.hits.size()) >= options_.top) break;
-        if (!h) {
-          h = new_hit(m.id, "local");
-          if (!roles || (h && !h->allow)) ++taken;
-        }
+        const auto [h, stop] = take(m.id, "local", taken);
+        if (stop) break;
         if (!h) continue;
         h->inliers = m.verification.inliers;
         h->region = m.verification.region;
@@ -273,13 +279,8 @@ MatchResult Matcher::match(const Fingerprint& q) const {
       const auto found = bank_.search_signal(name, qi->second, near ? -1.0 : 0.0, k);
       for (const SignalMatch& m : found) {
         if (!seen.insert(m.id).second) continue;  // an earlier page
-        MatchHit* h = find_hit(m.id);
-        if (!h && taken >= per_signal_cap) break;
-        if (!h && !cut_late && static_cast<int>(r.hits.size()) >= options_.top) break;
-        if (!h) {
-          h = new_hit(m.id, name.c_str());
-          if (!roles || (h && !h->allow)) ++taken;
-        }
+        const auto [h, stop] = take(m.id, name.c_str(), taken);
+        if (stop) break;
         if (!h) continue;
         h->registered[name] = MatchHit::Evidence{m.margin, m.form, m.evidence};
         if (m.margin >= 0) h->signals_matched.push_back(name);
