@@ -21,6 +21,7 @@
 
 #include "bank/bank.hpp"
 #include "bank/store.hpp"
+#include "bank/values.hpp"
 #include "core/error.hpp"
 #include "embed/embed_index.hpp"
 #include "local/local_index.hpp"
@@ -73,22 +74,6 @@ inline std::string float_blob(std::span<const float> v) {
   return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float));
 }
 
-inline std::optional<std::int64_t> parse_int(std::string_view s) {
-  std::int64_t v = 0;
-  const auto* end = s.data() + s.size();
-  auto [p, ec] = std::from_chars(s.data(), end, v);
-  if (ec != std::errc() || p != end || s.empty()) return std::nullopt;
-  return v;
-}
-
-inline std::optional<std::uint64_t> parse_uint(std::string_view s) {
-  std::uint64_t v = 0;
-  const auto* end = s.data() + s.size();
-  auto [p, ec] = std::from_chars(s.data(), end, v);
-  if (ec != std::errc() || p != end || s.empty()) return std::nullopt;
-  return v;
-}
-
 inline bool valid_index_type(std::string_view t) {
   return t == "auto" || t == "flat" || t == "multihash" || t == "compact";
 }
@@ -103,18 +88,6 @@ inline bool is_sha256_hex(std::string_view s) {
   return s.size() == 64 && std::all_of(s.begin(), s.end(), [](char c) {
            return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
          });
-}
-
-inline std::uintmax_t file_size_or_zero(const fs::path& p) {
-  std::error_code ec;
-  const auto n = fs::file_size(p, ec);
-  return ec ? 0 : n;
-}
-inline std::optional<Hash256> hash_from_blob(std::string_view b) {
-  if (b.size() != 32) return std::nullopt;
-  Hash256 h;
-  std::memcpy(h.bytes.data(), b.data(), 32);
-  return h;
 }
 
 // Why a new bank's settings are not acceptable ("" when they are): signals, and registered

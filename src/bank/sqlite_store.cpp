@@ -9,6 +9,7 @@
 
 #include "bank/sqlite.hpp"
 #include "bank/store.hpp"
+#include "bank/values.hpp"
 #include "core/error.hpp"
 
 namespace hashwall {
@@ -16,17 +17,13 @@ namespace hashwall {
 namespace {
 
 namespace fs = std::filesystem;
+using bank_detail::file_size_or_zero;
+using bank_detail::hash_from_blob;
+using bank_detail::parse_int;
 using sqlite::Conn;
 using sqlite::Stmt;
 
 constexpr const char* kEntryColumns = "id, sha256, pdq, quality, label, source, origin, added_at";
-
-std::optional<Hash256> hash_from_blob(std::string_view b) {
-  if (b.size() != 32) return std::nullopt;
-  Hash256 h;
-  std::memcpy(h.bytes.data(), b.data(), 32);
-  return h;
-}
 
 Entry entry_from_row(const Conn& c, const Stmt& s) {
   Entry e;
@@ -83,21 +80,6 @@ std::optional<std::vector<std::int64_t>> decode_ids(std::string_view b) {
   return out;
 }
 
-std::optional<std::int64_t> parse_i64(const std::string& s) {
-  if (s.empty()) return std::nullopt;
-  char* end = nullptr;
-  errno = 0;
-  const long long v = std::strtoll(s.c_str(), &end, 10);
-  if (errno != 0 || *end != '\0') return std::nullopt;
-  return v;
-}
-
-std::uintmax_t file_size_or_zero(const fs::path& p) {
-  std::error_code ec;
-  const auto n = fs::file_size(p, ec);
-  return ec ? 0 : n;
-}
-
 class SqliteTransaction : public Store::Transaction {
  public:
   SqliteTransaction(const Conn& c, const char* begin) : tx_(c, begin) {}
@@ -147,7 +129,7 @@ class SqliteStore : public Store {
     if (create) sqlite::create_schema(conn_, initial_meta);
 
     const auto fv = meta("format_version");
-    const auto v = fv ? parse_i64(*fv) : std::nullopt;
+    const auto v = fv ? parse_int(*fv) : std::nullopt;
     if (!v)
       throw Error(ErrorKind::Bank, conn_.path, "not a hashwall bank: meta has no format_version");
     if (*v > kFormatVersion)
@@ -336,7 +318,7 @@ class SqliteStore : public Store {
   std::optional<std::vector<Change>> changes_since(std::uint64_t after) override {
     if (!record_table_) return std::nullopt;
     const auto from_text = meta("changes_from");
-    const auto from = from_text ? parse_i64(*from_text) : std::nullopt;
+    const auto from = from_text ? parse_int(*from_text) : std::nullopt;
     if (!from || after < static_cast<std::uint64_t>(*from)) return std::nullopt;
     Stmt s(conn_,
            "SELECT generation, op, ids FROM changes WHERE generation > ?1 ORDER BY generation");
