@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <httplib.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -11,9 +12,12 @@
 
 #include <atomic>
 #include <catch2/catch.hpp>
+#include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <fstream>
 #include <future>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <random>
@@ -35,6 +39,11 @@ namespace fs = std::filesystem;
 namespace {
 
 const char* const kToken = "test-token-0123456789abcdef";
+// Named tokens with roles (serve --tokens).
+const char* const kMatchToken = "match-5e1d9c2a7b3f4e8d06";
+const char* const kReadToken = "read-Zq8Lm2Xv9Rt4Wb7Nk1Ps";
+const char* const kWriteToken = "write-3f9a0c7e21b84d5f9e";
+const char* const kAdminToken = "admin-b71e40c9d2a85f36e0";
 
 std::string slurp(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
@@ -95,6 +104,7 @@ class ServerProcess {
   ServerProcess& operator=(const ServerProcess&) = delete;
 
   int port() const { return port_; }
+  pid_t pid() const { return pid_; }
   std::string log() const { return slurp(log_); }
   httplib::Client client() const {
     httplib::Client c("127.0.0.1", port_);
@@ -138,22 +148,174 @@ fs::path make_bank(const TempDir& tmp) {
   return bank;
 }
 
+// A tokens file in `tmp` with one token of each role, named after it.
+fs::path write_tokens(const TempDir& tmp) {
+  const auto file = tmp / "tokens";
+  std::ofstream(file) << "# name role secret\n"
+                      << "partner match " << kMatchToken << "\n"
+                      << "reviewer read " << kReadToken << "\n"
+                      << "ingest write " << kWriteToken << "\n"
+                      << "ops admin " << kAdminToken << "\n";
+  fs::permissions(file, fs::perms::owner_read | fs::perms::owner_write);
+  return file;
+}
+
 std::vector<std::string> writable_args(const TempDir& tmp, const fs::path& bank) {
   return {"--bank", bank.string(), "--token-file", (tmp / "token").string()};
 }
 
-// A loopback connection that sends nothing: it holds a worker until the read timeout.
-// Waits `settle_ms` so that the server has accepted it before the caller goes on.
-int connect_idle(int port, int settle_ms) {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+// A raw loopback connection (for what an HTTP client library would not send); -1 when
+// the connection is refused.
+int connect_raw(int port) {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_port = htons(static_cast<std::uint16_t>(port));
   a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  std::this_thread::sleep_for(std::chrono::milliseconds(settle_ms));
+  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+    close(fd);
+    return -1;
+  }
+  timeval tv{30, 0};  // no test waits on a socket for longer
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   return fd;
 }
+
+// Sends `data`; false when the peer has closed (EPIPE, ECONNRESET).
+bool send_raw(int fd, std::string_view data) {
+  while (!data.empty()) {
+    const ssize_t n = ::send(fd, data.data(), data.size(), MSG_NOSIGNAL);
+    if (n <= 0) return false;
+    data.remove_prefix(static_cast<std::size_t>(n));
+  }
+  return true;
+}
+
+// Everything the server sends until it closes the connection (or `seconds` pass, or
+// `until` appears in it).
+std::string read_raw(int fd, double seconds, std::string_view until = {}) {
+  std::string out;
+  const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  char buf[4096];
+  while (std::chrono::steady_clock::now() < end) {
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, 50) <= 0) continue;
+    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    out.append(buf, static_cast<std::size_t>(n));
+    if (!until.empty() && out.find(until) != std::string::npos) break;
+  }
+  return out;
+}
+
+// Whether the server has closed the connection (EOF or reset) within `seconds`.
+bool closed_within(int fd, double seconds) {
+  const auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  char buf[4096];
+  while (std::chrono::steady_clock::now() < end) {
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, 50) <= 0) continue;
+    const ssize_t n = ::recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) return true;
+  }
+  return false;
+}
+
+// A process's memory in kB, from /proc: "VmRSS" now, "VmHWM" its peak so far.
+long proc_kb(pid_t pid, const std::string& field) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind(field + ":", 0) == 0) return std::stol(line.substr(field.size() + 1));
+  return -1;
+}
+
+// Holds the workers that reach on_work_start until release(): a request's place in the
+// queue then depends on the test, not on the machine's speed.
+class HeldWorkers {
+ public:
+  std::function<void(hashwall::server::Endpoint)> hook() {
+    return [this](hashwall::server::Endpoint) {
+      std::unique_lock lock(mu_);
+      ++entered_;
+      cv_.notify_all();
+      cv_.wait(lock, [&] { return released_; });
+    };
+  }
+  void wait_entered(int n) {
+    std::unique_lock lock(mu_);
+    REQUIRE(cv_.wait_for(lock, std::chrono::seconds(60), [&] { return entered_ >= n; }));
+  }
+  void release() {
+    std::lock_guard lock(mu_);
+    released_ = true;
+    cv_.notify_all();
+  }
+  ~HeldWorkers() { release(); }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int entered_ = 0;
+  bool released_ = false;
+};
+
+// HttpServer in this process on a free loopback port, served by a thread until destroyed.
+class InProcessServer {
+ public:
+  InProcessServer(hashwall::Bank& bank, hashwall::server::ServerOptions o) : srv_(bank, o) {
+    port_ = srv_.bind();
+    thread_ = std::thread([this] {
+      srv_.run();
+      std::lock_guard lock(mu_);
+      done_ = true;
+      cv_.notify_all();
+    });
+  }
+  ~InProcessServer() {
+    srv_.stop();
+    if (thread_.joinable()) thread_.join();
+  }
+  hashwall::server::HttpServer& server() { return srv_; }
+  int port() const { return port_; }
+  httplib::Client client() const {
+    httplib::Client c("127.0.0.1", port_);
+    c.set_read_timeout(60, 0);
+    c.set_connection_timeout(5, 0);
+    return c;
+  }
+  // POST /v1/match/hash with one hash: the status (-1: no answer).
+  int post_hash(const std::string& hex, std::string* body = nullptr) const {
+    auto c = client();
+    auto res = c.Post("/v1/match/hash", json{{"hash", hex}}.dump(), "application/json");
+    if (res && body) *body = res->body;
+    return res ? res->status : -1;
+  }
+  // Polls /metrics until it holds `line` (at most 60 s).
+  bool wait_metric(const std::string& line) const {
+    for (int i = 0; i < 1200; ++i) {
+      auto c = client();
+      if (auto res = c.Get("/metrics"); res && res->body.find(line) != std::string::npos)
+        return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return false;
+  }
+  // Whether run() has returned within `d`.
+  bool join_within(std::chrono::seconds d) {
+    std::unique_lock lock(mu_);
+    return cv_.wait_for(lock, d, [&] { return done_; });
+  }
+
+ private:
+  hashwall::server::HttpServer srv_;
+  int port_ = 0;
+  std::thread thread_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+};
 
 json post_file(httplib::Client& c, const std::string& path, const fs::path& file,
                int* status = nullptr) {
@@ -170,10 +332,12 @@ TEST_CASE("an edited upload matches over HTTP and the reply carries the query's 
           "[server]") {
   TempDir tmp;
   const auto bank = make_bank(tmp);
-  ServerProcess srv(tmp.path(), {"--bank", bank.string(), "--read-only"});
+  ServerProcess srv(
+      tmp.path(), {"--bank", bank.string(), "--read-only", "--tokens", write_tokens(tmp).string()});
   INFO(srv.log());
   REQUIRE(srv.port() > 0);
   auto c = srv.client();
+  c.set_bearer_token_auth(kReadToken);  // the entries' details need the read role
 
   auto health = c.Get("/v1/health");
   REQUIRE(health);
@@ -242,10 +406,12 @@ TEST_CASE("hash-only lookups match without the photo and bad hex is a 400 naming
           "[server]") {
   TempDir tmp;
   const auto bank = make_bank(tmp);
-  ServerProcess srv(tmp.path(), {"--bank", bank.string(), "--read-only"});
+  ServerProcess srv(
+      tmp.path(), {"--bank", bank.string(), "--read-only", "--tokens", write_tokens(tmp).string()});
   INFO(srv.log());
   REQUIRE(srv.port() > 0);
   auto c = srv.client();
+  c.set_bearer_token_auth(kReadToken);
   const std::string pdq =
       post_file(c, "/v1/match", samples() / "uploads" / "mate_Aqua--jpeg30.jpg")["pdq"];
 
@@ -327,7 +493,10 @@ TEST_CASE(
   CHECK(j["added"] == 1);
   const std::int64_t id = j["ids"][0];
 
-  j = post_file(c, "/v1/match", photo);
+  // The writer's token also reads the entries' details.
+  auto rc = srv.client();
+  rc.set_bearer_token_auth(kToken);
+  j = post_file(rc, "/v1/match", photo);
   CHECK(j["match"] == true);
   CHECK(j["matches"][0]["id"] == id);
   CHECK(j["matches"][0]["label"] == "case-9");
@@ -341,7 +510,7 @@ TEST_CASE(
         img(cv::Rect(img.cols / 5, img.rows / 5, img.cols * 3 / 5, img.rows * 3 / 5)).clone();
     std::vector<std::uint8_t> jpg;
     cv::imencode(".jpg", crop, jpg, {cv::IMWRITE_JPEG_QUALITY, 80});
-    auto cr = c.Post("/v1/match", std::string(jpg.begin(), jpg.end()), "image/jpeg");
+    auto cr = rc.Post("/v1/match", std::string(jpg.begin(), jpg.end()), "image/jpeg");
     REQUIRE(cr);
     const json cj = json::parse(cr->body);
     INFO(cr->body);
@@ -363,7 +532,7 @@ TEST_CASE(
                "application/json");
   REQUIRE(res);
   CHECK(res->status == 201);
-  res = c.Post("/v1/match/hash", json{{"hash", h}}.dump(), "application/json");
+  res = rc.Post("/v1/match/hash", json{{"hash", h}}.dump(), "application/json");
   REQUIRE(res);
   CHECK(json::parse(res->body)["results"][0]["matches"][0]["label"] == "partner");
 
@@ -446,6 +615,180 @@ TEST_CASE("a weak or world-readable token file is refused before the port opens"
   CHECK_THAT(r.err, Catch::Contains("readable or writable by other users"));
 }
 
+TEST_CASE("each role learns only what it may and the verdict is the same for all",
+          "[server][auth]") {
+  // Security review finding 2: an unauthenticated match listed every entry with its label,
+  // source path and hashes.
+  TempDir tmp;
+  const auto bank = make_bank(tmp);
+  ServerProcess srv(tmp.path(), {"--bank", bank.string(), "--tokens", write_tokens(tmp).string(),
+                                 "--access-log"});
+  INFO(srv.log());
+  REQUIRE(srv.port() > 0);
+  const std::string photo = slurp(samples() / "uploads" / "mate_Aqua--jpeg30.jpg");
+  const auto as = [&](const char* token) {
+    auto c = srv.client();
+    if (token) c.set_bearer_token_auth(token);
+    return c;
+  };
+  const auto match = [&](const char* token) {
+    auto c = as(token);
+    auto res = c.Post("/v1/match", photo, "image/jpeg");
+    REQUIRE(res);
+    REQUIRE(res->status == 200);
+    return json::parse(res->body);
+  };
+  const std::vector<std::string> secret_fields = {
+      "label", "source", "sha256", "entry_pdq", "entry_quality", "distance", "score"};
+  for (const char* token : {static_cast<const char*>(nullptr), kMatchToken}) {
+    const json j = match(token);
+    CHECK(j["match"] == true);
+    REQUIRE(!j["matches"].empty());
+    for (const auto& hit : j["matches"]) {
+      CHECK(hit.contains("id"));
+      CHECK(hit["signal"] == "pdq");
+      for (const auto& f : secret_fields) CHECK_FALSE(hit.contains(f));
+    }
+    // Hash lookups too.
+    auto c = as(token);
+    auto res = c.Post("/v1/match/hash", json{{"hash", j["pdq"]}}.dump(), "application/json");
+    REQUIRE(res);
+    const json h = json::parse(res->body)["results"][0];
+    CHECK(h["match"] == true);
+    for (const auto& f : secret_fields) CHECK_FALSE(h["matches"][0].contains(f));
+  }
+  for (const char* token : {kReadToken, kWriteToken, kAdminToken}) {
+    const json j = match(token);
+    CHECK(j["match"] == true);
+    CHECK(j["matches"][0]["label"] == "samples");
+    CHECK(j["matches"][0]["entry_pdq"].get<std::string>().size() == 64);
+  }
+  // Writes: the write and admin roles only.
+  const std::string h(64, 'c');
+  for (const auto& [token, status] : std::vector<std::pair<const char*, int>>{{nullptr, 401},
+                                                                              {kMatchToken, 403},
+                                                                              {kReadToken, 403},
+                                                                              {kWriteToken, 201},
+                                                                              {kAdminToken, 200}}) {
+    auto c = as(token);
+    auto res = c.Post("/v1/entries", json{{"hash", h}, {"label", "x"}}.dump(), "application/json");
+    REQUIRE(res);
+    INFO((token ? token : "no token") << ": " << res->body);
+    CHECK(res->status == status);
+  }
+  // A wrong token is refused even where no token is needed.
+  {
+    auto c = as("not-a-token-of-this-server-1234");
+    auto res = c.Post("/v1/match", photo, "image/jpeg");
+    REQUIRE(res);
+    CHECK(res->status == 401);
+  }
+  // Only an admin may pass the ceilings (threshold above the bank's, more than 100 hits).
+  for (const auto& [token, status] : std::vector<std::pair<const char*, int>>{
+           {nullptr, 400}, {kReadToken, 400}, {kWriteToken, 400}, {kAdminToken, 200}}) {
+    auto c = as(token);
+    auto res = c.Post("/v1/match/hash?threshold=64&top=500",
+                      json{{"hash", std::string(64, '0')}}.dump(), "application/json");
+    REQUIRE(res);
+    CHECK(res->status == status);
+  }
+  // The access log names the caller by its token's name, never the secret.
+  std::string log;
+  for (int i = 0; i < 100 && log.find(" ops POST /v1/match/hash 200") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    log = srv.log();
+  }
+  CHECK(log.find(" reviewer POST /v1/match 200") != std::string::npos);
+  CHECK(log.find(" ops POST /v1/match/hash 200") != std::string::npos);
+  CHECK(log.find(kReadToken) == std::string::npos);
+}
+
+TEST_CASE("with --auth-reads matching needs a token and tokens rotate at SIGHUP without a restart",
+          "[server][auth]") {
+  TempDir tmp;
+  const auto bank = make_bank(tmp);
+  const auto tokens = write_tokens(tmp);
+  ServerProcess srv(tmp.path(), {"--bank", bank.string(), "--read-only", "--tokens",
+                                 tokens.string(), "--auth-reads"});
+  INFO(srv.log());
+  REQUIRE(srv.port() > 0);
+  const auto status_of = [&](const char* token, const std::string& path) {
+    auto c = srv.client();
+    if (token) c.set_bearer_token_auth(token);
+    auto res =
+        path == "/v1/match/hash"
+            ? c.Post(path.c_str(), json{{"hash", std::string(64, 'a')}}.dump(), "application/json")
+            : c.Get(path.c_str());
+    return res ? res->status : -1;
+  };
+  CHECK(status_of(nullptr, "/v1/match/hash") == 401);
+  CHECK(status_of(nullptr, "/v1/stats") == 401);
+  CHECK(status_of(nullptr, "/metrics") == 401);
+  CHECK(status_of(nullptr, "/v1/health") == 200);  // never needs one
+  CHECK(status_of(kMatchToken, "/v1/match/hash") == 200);
+  CHECK(status_of(kMatchToken, "/v1/stats") == 200);
+
+  // Rotation: the partner's token is replaced; after SIGHUP the old one is refused and
+  // the new one accepted, by the same process.
+  const char* const fresh = "partner2-c4e8a1f7d2b9e6035";
+  {
+    std::ofstream(tokens) << "partner match " << fresh << "\n"
+                          << "ops admin " << kAdminToken << "\n";
+  }
+  kill(srv.pid(), SIGHUP);
+  bool rotated = false;
+  for (int i = 0; i < 200 && !rotated; ++i) {
+    rotated = status_of(kMatchToken, "/v1/match/hash") == 401;
+    if (!rotated) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  CHECK(rotated);
+  CHECK(status_of(fresh, "/v1/match/hash") == 200);
+  CHECK(status_of(kAdminToken, "/v1/match/hash") == 200);
+  // A broken file at the next SIGHUP keeps the tokens in force.
+  { std::ofstream(tokens) << "partner owner " << fresh << "\n"; }
+  kill(srv.pid(), SIGHUP);
+  std::string log;
+  for (int i = 0; i < 200 && log.find("not reloaded") == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    log = srv.log();
+  }
+  CHECK(log.find("tokens not reloaded, the old ones stay") != std::string::npos);
+  CHECK(status_of(fresh, "/v1/match/hash") == 200);
+  CHECK(srv.wait_exit(0.1) == -1);  // still the same process
+}
+
+TEST_CASE("an answer past the response limit is refused before it is built", "[server][limits]") {
+  TempDir tmp;
+  auto bank = hashwall::Bank::open(tmp / "bank.db", hashwall::OpenMode::Create);
+  // Fifty entries with one hash and kilobyte labels: each lookup of it answers fifty hits.
+  const auto hash = hashwall::Hash256::from_hex(std::string(64, 'e'));
+  REQUIRE(hash);
+  std::vector<hashwall::NewEntry> entries(50);
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    entries[i].pdq = *hash;
+    entries[i].origin = hashwall::Origin::Imported;
+    entries[i].label = std::string(1000, 'L');
+    entries[i].source = "list-" + std::to_string(i);
+  }
+  REQUIRE(bank->add(entries).added == 50);
+  hashwall::server::Metrics metrics;
+  hashwall::server::ServiceLimits limits;
+  limits.max_response_bytes = 20'000;
+  hashwall::server::Service service(*bank, limits, metrics, false);
+  std::string body;
+  for (int i = 0; i < 10; ++i) body += std::string(64, 'e') + "\n";
+  const hashwall::server::Params top50 = {{"top", "50"}};
+  // With the entries' details (read role): about 60 KB per hash, refused.
+  auto r = service.match_hashes(body, "text/plain", top50, hashwall::server::Role::Read);
+  CHECK(r.status == 400);
+  CHECK_THAT(r.body["error"].get<std::string>(), Catch::Contains("larger than 20000 bytes"));
+  // Verdicts only: a few hundred bytes per hash, answered.
+  r = service.match_hashes(body, "text/plain", top50, hashwall::server::Role::Match);
+  CHECK(r.status == 200);
+  CHECK(r.body["results"].size() == 10);
+  CHECK(r.body.dump().size() <= 20'000);
+}
+
 TEST_CASE("oversized bodies get 413 garbage bytes 400 and the server stays up", "[server]") {
   TempDir tmp;
   const auto bank = make_bank(tmp);
@@ -481,22 +824,245 @@ TEST_CASE("oversized bodies get 413 garbage bytes 400 and the server stays up", 
   CHECK(res->status == 200);
 }
 
-TEST_CASE("a full request queue answers 503 with Retry-After instead of piling up", "[server]") {
+TEST_CASE("a body past the limit is refused whatever its framing and memory stays bounded",
+          "[server][limits]") {
   TempDir tmp;
   const auto bank = make_bank(tmp);
-  // How long an idle connection holds the worker (--keep-alive) is a generous 20 s so
-  // that a slow machine still sends the next request while it is held; the test does not
-  // wait for it.
-  ServerProcess srv(tmp.path(),
-                    {"--bank", bank.string(), "--read-only", "--threads", "1", "--queue", "1",
-                     "--queue-wait", "60000", "--timeout", "20", "--keep-alive", "20"});
+  ServerProcess srv(tmp.path(), {"--bank", bank.string(), "--read-only", "--max-body", "1MB"});
   INFO(srv.log());
   REQUIRE(srv.port() > 0);
-  // Two idle connections: the first holds the only worker, the second fills the queue.
-  const int a = connect_idle(srv.port(), 300);
-  const int b = connect_idle(srv.port(), 300);
+  {
+    auto c = srv.client();
+    auto res = c.Get("/v1/health");  // everything the first request touches is loaded
+    REQUIRE(res);
+  }
+  const long peak_before = proc_kb(srv.pid(), "VmHWM");
+  REQUIRE(peak_before > 0);
+  const std::string chunk(64 * 1024, 'x');
+
+  SECTION("a declared 200 MiB body gets 413 after the headers, before any of it is sent") {
+    const int fd = connect_raw(srv.port());
+    REQUIRE(fd >= 0);
+    REQUIRE(send_raw(fd,
+                     "POST /v1/match HTTP/1.1\r\nHost: t\r\nContent-Length: 209715200\r\n"
+                     "Content-Type: application/octet-stream\r\n\r\n"));
+    const std::string answer = read_raw(fd, 10, "}");
+    CHECK(answer.rfind("HTTP/1.1 413", 0) == 0);
+    CHECK(answer.find("request body too large") != std::string::npos);
+    close(fd);
+  }
+  SECTION("a chunked body is cut once it passes the limit") {
+    const int fd = connect_raw(srv.port());
+    REQUIRE(fd >= 0);
+    REQUIRE(send_raw(fd,
+                     "POST /v1/match HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+                     "Content-Type: application/octet-stream\r\n\r\n"));
+    std::size_t sent = 0;
+    char size_line[32];
+    std::snprintf(size_line, sizeof size_line, "%zx\r\n", chunk.size());
+    while (sent < 200u * 1024 * 1024 && send_raw(fd, std::string(size_line) + chunk + "\r\n"))
+      sent += chunk.size();
+    INFO("sent " << sent << " bytes before the server closed");
+    // The limit plus what the sockets' buffers hold: nowhere near the 200 MiB.
+    CHECK(sent < 32u * 1024 * 1024);
+    close(fd);
+    auto c = srv.client();
+    auto res = c.Get("/metrics");
+    REQUIRE(res);
+    CHECK(res->body.find("hashwall_connections_closed_total{reason=\"body_too_large\"} 1") !=
+          std::string::npos);
+  }
+  SECTION("a compressed body gets 415 and is never inflated") {
+    const int fd = connect_raw(srv.port());
+    REQUIRE(fd >= 0);
+    // (what the bytes are does not matter: the header is enough to refuse them)
+    const std::string gz(200 * 1024, '\0');
+    REQUIRE(send_raw(fd,
+                     "POST /v1/match/hash HTTP/1.1\r\nHost: t\r\nContent-Encoding: gzip\r\n"
+                     "Content-Type: application/json\r\nContent-Length: " +
+                         std::to_string(gz.size()) + "\r\n\r\n"));
+    const std::string answer = read_raw(fd, 10, "}");
+    CHECK(answer.rfind("HTTP/1.1 415", 0) == 0);
+    CHECK(answer.find("compressed request bodies are not accepted") != std::string::npos);
+    close(fd);
+  }
+  SECTION("a header line of 150 MiB without a newline is cut at the header limit") {
+    const int fd = connect_raw(srv.port());
+    REQUIRE(fd >= 0);
+    std::size_t sent = 0;
+    if (send_raw(fd, "GET /v1/health HTTP/1.1\r\nHost: t\r\nX-Long: "))
+      while (sent < 150u * 1024 * 1024 && send_raw(fd, chunk)) sent += chunk.size();
+    INFO("sent " << sent << " bytes before the server closed");
+    CHECK(sent < 32u * 1024 * 1024);
+    close(fd);
+  }
+  SECTION("so is a request line of 150 MiB") {
+    const int fd = connect_raw(srv.port());
+    REQUIRE(fd >= 0);
+    std::size_t sent = 0;
+    if (send_raw(fd, "GET /v1/"))
+      while (sent < 150u * 1024 * 1024 && send_raw(fd, chunk)) sent += chunk.size();
+    CHECK(sent < 32u * 1024 * 1024);
+    close(fd);
+  }
+  SECTION("a flood of header lines is cut at the same limit") {
+    const int fd = connect_raw(srv.port());
+    REQUIRE(fd >= 0);
+    std::size_t sent = 0;
+    std::string lines;
+    for (int i = 0; i < 4096; ++i) lines += "X-" + std::to_string(i) + ": y\r\n";
+    if (send_raw(fd, "GET /v1/health HTTP/1.1\r\nHost: t\r\n"))
+      while (sent < 150u * 1024 * 1024 && send_raw(fd, lines)) sent += lines.size();
+    CHECK(sent < 32u * 1024 * 1024);
+    close(fd);
+  }
+  const long peak_after = proc_kb(srv.pid(), "VmHWM");
+  INFO("peak RSS " << peak_before << " kB -> " << peak_after << " kB");
+  CHECK(peak_after - peak_before < 200 * 1024);
   auto c = srv.client();
-  auto res = c.Get("/v1/stats");
+  auto res = c.Get("/v1/health");
+  REQUIRE(res);
+  CHECK(res->status == 200);
+}
+
+TEST_CASE("a refusal is answered after the headers without reading the body", "[server][limits]") {
+  TempDir tmp;
+  const auto bank = make_bank(tmp);
+  ServerProcess srv(tmp.path(), writable_args(tmp, bank));
+  INFO(srv.log());
+  REQUIRE(srv.port() > 0);
+  const int fd = connect_raw(srv.port());
+  REQUIRE(fd >= 0);
+  // 10 MB announced, none sent, no token: 401 at once.
+  REQUIRE(send_raw(fd,
+                   "POST /v1/entries HTTP/1.1\r\nHost: t\r\nContent-Length: 10000000\r\n"
+                   "Content-Type: image/jpeg\r\n\r\n"));
+  const std::string answer = read_raw(fd, 10, "}");
+  CHECK(answer.rfind("HTTP/1.1 401", 0) == 0);
+  CHECK(answer.find("Bearer") != std::string::npos);
+  close(fd);
+}
+
+TEST_CASE("fifty slow clients neither keep /v1/health from answering nor outlive the deadline",
+          "[server][limits]") {
+  TempDir tmp;
+  const auto bank = make_bank(tmp);
+  ServerProcess srv(tmp.path(), {"--bank", bank.string(), "--read-only", "--request-time", "3",
+                                 "--threads", "2"});
+  INFO(srv.log());
+  REQUIRE(srv.port() > 0);
+  // Fifty clients that send half a request and a header line now and then (slowloris).
+  std::vector<int> slow;
+  for (int i = 0; i < 50; ++i) {
+    const int fd = connect_raw(srv.port());
+    REQUIRE(fd >= 0);
+    REQUIRE(send_raw(fd, "POST /v1/match HTTP/1.1\r\nHost: t\r\n"));
+    slow.push_back(fd);
+  }
+  std::atomic<bool> trickling{true};
+  std::thread trickle([&] {
+    for (int round = 0; trickling; ++round) {
+      for (const int fd : slow) send_raw(fd, "X-" + std::to_string(round) + ": y\r\n");
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
+  });
+  for (int i = 0; i < 3; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    auto c = srv.client();
+    auto res = c.Get("/v1/health");
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    REQUIRE(res);
+    CHECK(res->status == 200);
+    CHECK(secs < 1.0);
+    auto c2 = srv.client();
+    res =
+        c2.Post("/v1/match/hash", json{{"hash", std::string(64, 'a')}}.dump(), "application/json");
+    REQUIRE(res);
+    CHECK(res->status == 200);
+  }
+  // Trickling does not keep a request alive past --request-time.
+  int closed = 0;
+  for (const int fd : slow) closed += closed_within(fd, 15) ? 1 : 0;
+  trickling = false;
+  trickle.join();
+  for (const int fd : slow) close(fd);
+  CHECK(closed == 50);
+  auto c = srv.client();
+  auto res = c.Get("/metrics");
+  REQUIRE(res);
+  CHECK(res->body.find("hashwall_connections_closed_total{reason=\"deadline\"} 50") !=
+        std::string::npos);
+}
+
+TEST_CASE(
+    "connections past the per-address limit are closed at once and the limit frees as "
+    "they go",
+    "[server][limits]") {
+  TempDir tmp;
+  const auto bank = make_bank(tmp);
+  ServerProcess srv(tmp.path(),
+                    {"--bank", bank.string(), "--read-only", "--max-connections-per-ip", "4"});
+  INFO(srv.log());
+  REQUIRE(srv.port() > 0);
+  std::vector<int> held;
+  for (int i = 0; i < 3; ++i) {
+    held.push_back(connect_raw(srv.port()));
+    REQUIRE(held.back() >= 0);
+  }
+  // The fourth connection, at the limit, is served.
+  const int fourth = connect_raw(srv.port());
+  REQUIRE(fourth >= 0);
+  REQUIRE(send_raw(fourth, "GET /v1/health HTTP/1.1\r\nHost: t\r\n\r\n"));
+  CHECK(read_raw(fourth, 10, "}").rfind("HTTP/1.1 200", 0) == 0);
+  // The fifth is closed without an answer.
+  const int fifth = connect_raw(srv.port());
+  if (fifth >= 0) {
+    send_raw(fifth, "GET /v1/health HTTP/1.1\r\nHost: t\r\n\r\n");
+    const std::string got = read_raw(fifth, 10);
+    INFO("the fifth connection got: " << got);
+    CHECK(got.empty());
+    close(fifth);
+  }
+  // One goes: there is room again.
+  close(held.back());
+  held.pop_back();
+  bool served = false;
+  for (int i = 0; i < 100 && !served; ++i) {
+    const int fd = connect_raw(srv.port());
+    if (fd >= 0 && send_raw(fd, "GET /v1/health HTTP/1.1\r\nHost: t\r\n\r\n"))
+      served = read_raw(fd, 5, "}").rfind("HTTP/1.1 200", 0) == 0;
+    if (fd >= 0) close(fd);
+    if (!served) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  CHECK(served);
+  close(fourth);
+  for (const int fd : held) close(fd);
+}
+
+TEST_CASE("a full request queue answers 503 with Retry-After instead of piling up", "[server]") {
+  TempDir tmp;
+  auto bank = hashwall::Bank::open(make_bank(tmp), hashwall::OpenMode::ReadOnly);
+  // One worker and room for one waiting request; the worker is held (on_work_start) until
+  // the test lets it go, so the queue's state does not depend on the machine's speed.
+  HeldWorkers held;
+  hashwall::server::ServerOptions o;
+  o.port = 0;
+  o.writable = false;
+  o.threads = 1;
+  o.max_queue = 1;
+  o.max_queue_wait = std::chrono::minutes(1);
+  o.on_work_start = held.hook();
+  InProcessServer srv(*bank, o);
+
+  auto first = std::async(std::launch::async, [&] { return srv.post_hash(std::string(64, 'a')); });
+  held.wait_entered(1);
+  auto second = std::async(std::launch::async, [&] { return srv.post_hash(std::string(64, 'b')); });
+  // The second waits in the queue (the gauge says so) before the third is sent.
+  REQUIRE(srv.wait_metric("hashwall_queue_depth 1"));
+  auto c = srv.client();
+  auto res =
+      c.Post("/v1/match/hash", json{{"hash", std::string(64, 'c')}}.dump(), "application/json");
   REQUIRE(res);
   CHECK(res->status == 503);
   CHECK(res->get_header_value("Retry-After") == "1");
@@ -507,18 +1073,13 @@ TEST_CASE("a full request queue answers 503 with Retry-After instead of piling u
   REQUIRE(res);
   CHECK(res->status == 200);
   CHECK(res->body.find("hashwall_rejected_total{reason=\"queue_full\"} 1") != std::string::npos);
-  close(a);
-  close(b);
-  // Once the idle connections are gone, requests are served again (polled: the worker
-  // notices the closed connections when the machine gets to it).
-  int status = 0;
-  for (int i = 0; i < 300 && status != 200; ++i) {
-    auto c3 = srv.client();
-    res = c3.Get("/v1/stats");
-    status = res ? res->status : -1;
-    if (status != 200) std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  CHECK(status == 200);
+  res = c2.Get("/v1/health");
+  REQUIRE(res);
+  CHECK(res->status == 200);
+  // Let go: both waiting requests are answered.
+  held.release();
+  CHECK(first.get() == 200);
+  CHECK(second.get() == 200);
 }
 
 TEST_CASE("concurrent clients all get answers and /metrics counts them", "[server]") {
@@ -628,53 +1189,37 @@ TEST_CASE("SIGTERM during load: in-flight requests finish the process exits 0 th
   CHECK(check.exit_code == 0);
 }
 
-TEST_CASE("at SIGTERM connections already queued are answered and later ones get 503", "[server]") {
+TEST_CASE("at stop requests already received are answered and later ones get 503", "[server]") {
   TempDir tmp;
-  const auto bank = make_bank(tmp);
-  // One worker, held by an idle connection until --keep-alive: whatever connects
-  // meanwhile waits in the queue. 10 s leaves a slow machine time to queue the early
-  // requests and send the late one while the worker is held.
-  ServerProcess srv(tmp.path(),
-                    {"--bank", bank.string(), "--read-only", "--threads", "1", "--queue", "16",
-                     "--queue-wait", "60000", "--timeout", "10", "--keep-alive", "10"});
-  INFO(srv.log());
-  REQUIRE(srv.port() > 0);
-  const int idle = connect_idle(srv.port(), 300);
+  auto bank = hashwall::Bank::open(make_bank(tmp), hashwall::OpenMode::ReadOnly);
+  HeldWorkers held;
+  hashwall::server::ServerOptions o;
+  o.port = 0;
+  o.writable = false;
+  o.threads = 1;
+  o.max_queue = 16;
+  o.max_queue_wait = std::chrono::minutes(1);
+  o.timeout = std::chrono::seconds(60);  // the drain waits for the held requests
+  o.on_work_start = held.hook();
+  InProcessServer srv(*bank, o);
 
-  const auto ask = [&](std::atomic<int>& status, std::string& body) {
-    httplib::Client c("127.0.0.1", srv.port());
-    c.set_read_timeout(60, 0);
-    auto res =
-        c.Post("/v1/match/hash", json{{"hash", std::string(64, 'a')}}.dump(), "application/json");
-    if (res) {
-      body = res->body;
-      status = res->status;
-    } else {
-      status = -1;
-    }
-  };
-  std::atomic<int> queued_status[3] = {0, 0, 0};
-  std::string queued_body[3];
-  std::vector<std::thread> early;
-  for (int i = 0; i < 3; ++i) early.emplace_back([&, i] { ask(queued_status[i], queued_body[i]); });
-  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
-  srv.terminate();
-  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
-  std::atomic<int> late_status{0};
-  std::string late_body;
-  std::thread late([&] { ask(late_status, late_body); });
-  for (auto& t : early) t.join();
-  late.join();
+  // Three requests received before the stop: one with the (held) worker, two waiting.
+  std::vector<std::future<int>> early;
   for (int i = 0; i < 3; ++i) {
-    INFO("queued request " << i << ": " << queued_body[i]);
-    CHECK(queued_status[i] == 200);
-    CHECK(json::parse(queued_body[i], nullptr, false)["results"].size() == 1);
+    early.push_back(
+        std::async(std::launch::async, [&] { return srv.post_hash(std::string(64, 'a')); }));
+    if (i == 0) held.wait_entered(1);
   }
+  REQUIRE(srv.wait_metric("hashwall_queue_depth 2"));
+  srv.server().stop();
+  std::string late_body;
+  const int late = srv.post_hash(std::string(64, 'a'), &late_body);
   INFO("late request: " << late_body);
-  CHECK(late_status == 503);
+  CHECK(late == 503);
   CHECK(late_body.find("shutting down") != std::string::npos);
-  CHECK(srv.wait_exit(60) == 0);
-  close(idle);
+  held.release();
+  for (auto& f : early) CHECK(f.get() == 200);
+  CHECK(srv.join_within(std::chrono::seconds(60)));
 }
 
 TEST_CASE("work past the processing limit gets 503 and writes nothing", "[server]") {
@@ -852,12 +1397,59 @@ TEST_CASE("a body of deeply nested JSON is refused without exhausting the stack"
   CHECK_FALSE(r.error.empty());
 }
 
-TEST_CASE("the token check compares digests and refuses an empty expected token", "[server]") {
-  using hashwall::server::token_matches;
-  CHECK(token_matches("secret-token-1234", "secret-token-1234"));
-  CHECK_FALSE(token_matches("secret-token-1235", "secret-token-1234"));
-  CHECK_FALSE(token_matches("secret", "secret-token-1234"));
-  CHECK_FALSE(token_matches("", ""));
+TEST_CASE("a token set finds the caller by secret and refuses empty and unknown ones",
+          "[server][auth]") {
+  using namespace hashwall::server;
+  const TokenSet set({{"alice", Role::Read, "alice-secret-0123456789abcdef"},
+                      {"ops", Role::Admin, "ops-secret-fedcba9876543210"}});
+  REQUIRE(set.find("alice-secret-0123456789abcdef"));
+  CHECK(set.find("alice-secret-0123456789abcdef")->name == "alice");
+  CHECK(set.find("ops-secret-fedcba9876543210")->role == Role::Admin);
+  CHECK_FALSE(set.find("alice-secret-0123456789abcdeF"));
+  CHECK_FALSE(set.find("alice-secret"));
+  CHECK_FALSE(set.find(""));
+  CHECK_FALSE(TokenSet().find("anything-at-all-0123456789"));
+}
+
+TEST_CASE("a tokens file names each token's role and says which line is wrong", "[server][auth]") {
+  using namespace hashwall::server;
+  const std::string good =
+      "# name  role   secret\n"
+      "ingest  write  3f9a0c7e21b84d5f9e6a1c2b7d8e0f13\n"
+      "\n"
+      "review  read   Zq8Lm2Xv9Rt4Wb7Nk1Ps5Hd3Jf6Gc0Ay  # the reviewers' page\n"
+      "partner match  partner-5e1d9c2a7b3f4e8d\n"
+      "ops     admin  b71e40c9d2a85f36e0c1d4a7b9f2e583\n";
+  const TokenSet set = parse_tokens(good, "tokens");
+  REQUIRE(set.tokens().size() == 4);
+  CHECK(set.tokens()[0].name == "ingest");
+  CHECK(set.tokens()[0].role == Role::Write);
+  CHECK(set.tokens()[1].role == Role::Read);
+  CHECK(set.tokens()[2].role == Role::Match);
+  CHECK(set.tokens()[3].role == Role::Admin);
+  const auto refused = [](const std::string& text) -> std::string {
+    try {
+      parse_tokens(text, "tokens");
+    } catch (const hashwall::Error& e) {
+      return e.what();
+    }
+    return "accepted";
+  };
+  CHECK_THAT(refused("a write\n"), Catch::Contains("tokens:1") && Catch::Contains("NAME ROLE"));
+  CHECK_THAT(refused("ok read 3f9a0c7e21b84d5f9e6a1c2b7d8e0f13\nb owner 3f9a0c7e21b84d5f9e6a1c\n"),
+             Catch::Contains("tokens:2") && Catch::Contains("unknown role 'owner'"));
+  CHECK_THAT(refused("a read aaaaaaaaaaaaaaaaaaaaaaaa\n"), Catch::Contains("different characters"));
+  CHECK_THAT(refused("a read 0123456789012345\n"), Catch::Contains("too weak"));
+  CHECK_THAT(refused("a read short1234\n"), Catch::Contains("too short"));
+  CHECK_THAT(refused("a read 3f9a0c7e21b84d5f9e6a1c2b7d8e0f13\n"
+                     "a write b71e40c9d2a85f36e0c1d4a7b9f2e583\n"),
+             Catch::Contains("tokens:2") && Catch::Contains("used twice"));
+  CHECK_THAT(refused("a read 3f9a0c7e21b84d5f9e6a1c2b7d8e0f13\n"
+                     "b write 3f9a0c7e21b84d5f9e6a1c2b7d8e0f13\n"),
+             Catch::Contains("secret of another"));
+  CHECK_THAT(refused("bad/name read 3f9a0c7e21b84d5f9e6a1c2b7d8e0f13\n"),
+             Catch::Contains("token name"));
+  CHECK_THAT(refused("# nothing\n\n"), Catch::Contains("no token"));
 }
 
 TEST_CASE("metrics render as a Prometheus histogram with cumulative buckets", "[server]") {
@@ -966,7 +1558,8 @@ TEST_CASE("the access log escapes what a client put in the path so one request i
   CHECK(log.find("\\x0aGET /v1/forged 200\\x1b[2J 404") != std::string::npos);
   CHECK(log.find("\nGET /v1/forged") == std::string::npos);
   CHECK(log.find('\x1b') == std::string::npos);
-  CHECK(log.find("127.0.0.1 GET /v1/health 200") != std::string::npos);  // the client address
+  // The client address, and "-" for a caller without a token.
+  CHECK(log.find("127.0.0.1 - GET /v1/health 200") != std::string::npos);
 }
 
 TEST_CASE("no absolute path of the server's reaches a client in an error", "[server]") {

@@ -8,7 +8,7 @@ PACKAGES=(
   libopencv-dev libopencv-contrib-dev
   libfaiss-dev libopenblas-dev
   libcli11-dev catch2 nlohmann-json3-dev
-  libsqlite3-dev sqlite3 libssl-dev libcpp-httplib-dev
+  libsqlite3-dev sqlite3 libssl-dev libcpp-httplib-dev libmicrohttpd-dev
   clang-format
 )
 # Extra packages a caller asks for (e.g. python3-matplotlib for the plots).

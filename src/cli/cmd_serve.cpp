@@ -27,17 +27,24 @@ struct ServeArgs {
   std::string listen = "127.0.0.1:8080";
   int threads = 0;
   std::string token_file;
+  std::string tokens_file;
+  bool auth_reads = false;
   bool no_auth = false;
   bool read_only = false;
   std::uint64_t max_body = 25'000'000;
   std::uint64_t max_pixels = 200'000'000;
   std::size_t max_hashes = 10'000;
+  std::uint64_t max_response = 16'000'000;
   std::optional<int> max_threshold, min_quality_floor;
   int max_top = 100;
   std::size_t queue = 64;
   int queue_wait_ms = 1000;
   int timeout_s = 10;
   int keep_alive_s = 2;
+  int request_time_s = 30;
+  unsigned max_connections = 512;
+  unsigned max_connections_per_ip = 64;
+  std::uint64_t max_buffered = 0;
   bool access_log = false;
   std::string signals;
   std::string model;
@@ -96,57 +103,20 @@ bool is_loopback(const std::string& host) {
   return all;
 }
 
-// Why a token is too weak to guard writes ("" when it is not). A guard against obvious
-// mistakes (a word, one repeated character, a short pattern), not a strength meter:
-// at least 8 different characters, and at least 64 bits if each character were drawn at
-// random from the character classes the token uses (digits 10, lower and upper case 26
-// each, others 32). `openssl rand -hex 32` gives 256.
-std::string token_weakness(const std::string& token) {
-  std::set<char> distinct(token.begin(), token.end());
-  if (distinct.size() < 8)
-    return "the token has only " + std::to_string(distinct.size()) +
-           " different characters (at least 8; make one with 'openssl rand -hex 32')";
-  bool digit = false, lower = false, upper = false, other = false;
-  for (const char c : token) {
-    if (c >= '0' && c <= '9')
-      digit = true;
-    else if (c >= 'a' && c <= 'z')
-      lower = true;
-    else if (c >= 'A' && c <= 'Z')
-      upper = true;
-    else
-      other = true;
+// The tokens serve accepts: --tokens (named, with roles) and --token-file (one token, the
+// write role), read again at SIGHUP.
+server::TokenSet load_tokens(const ServeArgs& a) {
+  std::vector<server::Token> all;
+  if (!a.tokens_file.empty()) all = server::read_tokens_file(a.tokens_file).tokens();
+  if (!a.token_file.empty()) {
+    server::Token t = server::read_token_file(a.token_file);
+    for (const auto& other : all)
+      if (other.secret == t.secret)
+        throw Error(ErrorKind::Usage, a.token_file,
+                    "the token is also in " + a.tokens_file + " (as '" + other.name + "')");
+    all.push_back(std::move(t));
   }
-  const int alphabet = (digit ? 10 : 0) + (lower ? 26 : 0) + (upper ? 26 : 0) + (other ? 32 : 0);
-  const double bits = static_cast<double>(token.size()) * std::log2(static_cast<double>(alphabet));
-  if (bits < 64)
-    return "the token is too weak (about " + std::to_string(static_cast<int>(bits)) +
-           " bits, at least 64; make one with 'openssl rand -hex 32')";
-  return {};
-}
-
-std::string read_token(const std::string& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw Error(ErrorKind::Io, file, "cannot read the token file");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string token = ss.str();
-  const auto b = token.find_first_not_of(" \t\r\n");
-  const auto e = token.find_last_not_of(" \t\r\n");
-  token = b == std::string::npos ? "" : token.substr(b, e - b + 1);
-  if (token.empty()) throw Error(ErrorKind::Usage, file, "the token file is empty");
-  if (token.find_first_of(" \t\r\n") != std::string::npos)
-    throw Error(ErrorKind::Usage, file, "the token must be one line without spaces");
-  if (token.size() < 16)
-    throw Error(ErrorKind::Usage, file, "the token is too short (at least 16 characters)");
-  if (const auto why = token_weakness(token); !why.empty())
-    throw Error(ErrorKind::Usage, file, why);
-  // A token others can read guards nothing.
-  struct stat st {};
-  if (::stat(file.c_str(), &st) == 0 && (st.st_mode & 077))
-    throw Error(ErrorKind::Usage, file,
-                "the token file is readable or writable by other users (chmod 600 it)");
-  return token;
+  return server::TokenSet(std::move(all));
 }
 
 int run_serve(const ServeArgs& a) {
@@ -154,30 +124,36 @@ int run_serve(const ServeArgs& a) {
   server::ServerOptions o;
   parse_listen(a.listen, o.host, o.port);
   o.writable = !a.read_only;
-  if (o.writable) {
-    if (!a.token_file.empty() && a.no_auth)
-      throw Error(ErrorKind::Usage, "", "--token-file and --no-auth exclude each other");
-    if (!a.token_file.empty()) {
-      o.token = read_token(a.token_file);
-    } else if (!a.no_auth) {
+  const bool have_tokens = !a.token_file.empty() || !a.tokens_file.empty();
+  if (have_tokens && a.no_auth)
+    throw Error(ErrorKind::Usage, "", "--token-file/--tokens and --no-auth exclude each other");
+  if (have_tokens) o.tokens = load_tokens(a);
+  if (o.writable && !have_tokens) {
+    if (!a.no_auth)
       throw Error(ErrorKind::Usage, "",
-                  "writes (POST/DELETE /v1/entries) need a bearer token: give --token-file FILE, "
-                  "or --read-only, "
-                  "or --no-auth (loopback only)");
-    } else if (!is_loopback(o.host)) {
+                  "writes (POST/DELETE /v1/entries) need a bearer token: give --tokens FILE or "
+                  "--token-file FILE, or --read-only, or --no-auth (loopback only)");
+    if (!is_loopback(o.host))
       throw Error(ErrorKind::Usage, "",
                   "--no-auth is refused on a non-loopback address (" + o.host + ")");
-    }
   }
+  if (a.auth_reads && o.tokens.empty())
+    throw Error(ErrorKind::Usage, "", "--auth-reads needs tokens (--tokens FILE)");
+  o.auth_reads = a.auth_reads;
   o.threads = a.threads;
   o.max_queue = a.queue;
   o.max_queue_wait = std::chrono::milliseconds(a.queue_wait_ms);
   o.timeout = std::chrono::seconds(a.timeout_s);
   o.keep_alive_seconds = a.keep_alive_s;
+  o.request_time = std::chrono::seconds(a.request_time_s);
+  o.max_connections = a.max_connections;
+  o.max_connections_per_ip = a.max_connections_per_ip;
+  o.max_buffered_bytes = a.max_buffered;
   o.limits.max_processing = std::chrono::seconds(a.timeout_s);
   o.limits.max_body_bytes = a.max_body;
   o.limits.max_pixels = a.max_pixels;
   o.limits.max_hashes = a.max_hashes;
+  o.limits.max_response_bytes = static_cast<std::size_t>(a.max_response);
   o.limits.max_threshold = a.max_threshold;
   o.limits.min_quality_floor = a.min_quality_floor;
   o.limits.max_top = a.max_top;
@@ -204,17 +180,31 @@ int run_serve(const ServeArgs& a) {
       stderr,
       "hashwall serve: listening on http://%s:%d (bank %s, %lld entries, signals %s, writes: %s)\n",
       shown_host.c_str(), port, a.bank.c_str(), static_cast<long long>(entries), sig_text.c_str(),
-      !o.writable ? "off (read-only)"
-      : o.token   ? "bearer token"
-                  : "no auth (loopback)");
+      !o.writable         ? "off (read-only)"
+      : !o.tokens.empty() ? "bearer token"
+                          : "no auth (loopback)");
   std::fflush(stderr);
 
   std::atomic<bool> done{false};
   // SIGTERM/SIGINT only set a flag (common.cpp); this thread turns it into a graceful stop:
   // no new connections, in-flight requests answered, then the bank is flushed and closed.
+  // SIGHUP: the tokens are read again (rotation without a restart); a file that no longer
+  // parses leaves the old tokens in place.
+  install_reload_handler();
   std::thread watcher([&] {
     while (!done) {
       if (stop_requested()) srv.stop();
+      if (reload_requested().exchange(false) && have_tokens) {
+        try {
+          server::TokenSet fresh = load_tokens(a);
+          const std::size_t n = fresh.tokens().size();
+          srv.set_tokens(std::move(fresh));
+          std::fprintf(stderr, "hashwall serve: tokens reloaded (%zu)\n", n);
+        } catch (const Error& e) {
+          std::fprintf(stderr, "hashwall serve: tokens not reloaded, the old ones stay: %s\n",
+                       e.what());
+        }
+      }
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
   });
@@ -245,11 +235,18 @@ void register_serve(CLI::App& app, int& exit_code) {
   cmd->add_option("-b,--bank", a->bank, "Bank file")->required()->envname("HASHWALL_BANK");
   cmd->add_option("--listen", a->listen, "ADDRESS:PORT to listen on (port 0: any free port)")
       ->capture_default_str();
-  cmd->add_option("--threads", a->threads, "Connection worker threads (default: max(8, 2 x cores))")
+  cmd->add_option("--threads", a->threads,
+                  "Worker threads for matches and writes (default: max(8, 2 x cores)); "
+                  "connections themselves take none")
       ->check(CLI::Range(0, 1024));
+  cmd->add_option("--tokens", a->tokens_file,
+                  "File of named bearer tokens with roles, one 'NAME ROLE SECRET' a line (roles: "
+                  "match, read, write, admin; mode 600); reread at SIGHUP");
   cmd->add_option("--token-file", a->token_file,
-                  "File holding the bearer token that writes must present (mode 600, at "
-                  "least 16 characters, 8 different; e.g. 'openssl rand -hex 32')");
+                  "File holding one bearer token with the write role (mode 600, at least 16 "
+                  "characters, 8 different; e.g. 'openssl rand -hex 32'); reread at SIGHUP");
+  cmd->add_flag("--auth-reads", a->auth_reads,
+                "Matching, /v1/stats and /metrics need a token too (any role)");
   cmd->add_flag("--no-auth", a->no_auth,
                 "Allow writes without a token (refused unless listening on loopback)");
   cmd->add_flag("--read-only", a->read_only,
@@ -262,12 +259,17 @@ void register_serve(CLI::App& app, int& exit_code) {
       ->capture_default_str();
   cmd->add_option("--max-hashes", a->max_hashes, "Most hashes in one request body")
       ->capture_default_str();
+  cmd->add_option("--max-response", a->max_response,
+                  "Largest answer; a request whose answer would be larger gets 400 (suffixes: "
+                  "KB, MB)")
+      ->transform(CLI::AsSizeValue(true))
+      ->capture_default_str();
   cmd->add_option("--queue", a->queue,
-                  "Connections that may wait for a worker; more get 503 + Retry-After")
+                  "Requests that may wait for a worker; more get 503 + Retry-After")
       ->capture_default_str()
       ->check(CLI::Range(std::size_t{1}, std::size_t{100000}));
   cmd->add_option("--queue-wait", a->queue_wait_ms,
-                  "Milliseconds a connection may wait for a worker before 503")
+                  "Milliseconds a request may wait for a worker before 503")
       ->capture_default_str()
       ->check(CLI::Range(1, 600000));
   cmd->add_option("--max-threshold", a->max_threshold,
@@ -281,15 +283,31 @@ void register_serve(CLI::App& app, int& exit_code) {
       ->capture_default_str()
       ->check(CLI::Range(1, 1000));
   cmd->add_option("--timeout", a->timeout_s,
-                  "Seconds to read a request, to process it (503 beyond, nothing written), and to "
-                  "write the answer")
+                  "Seconds to process a request (503 beyond, nothing written) and to write the "
+                  "answer")
       ->capture_default_str()
       ->check(CLI::Range(1, 3600));
-  cmd->add_option(
-         "--keep-alive", a->keep_alive_s,
-         "Seconds a connection may sit idle (before its first request too) holding a worker")
+  cmd->add_option("--request-time", a->request_time_s,
+                  "Seconds a client has to send a whole request (request line, headers, body); "
+                  "the connection is closed past it")
       ->capture_default_str()
       ->check(CLI::Range(1, 3600));
+  cmd->add_option("--keep-alive", a->keep_alive_s,
+                  "Seconds an idle kept-alive connection waits for its next request")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 3600));
+  cmd->add_option("--max-connections", a->max_connections,
+                  "Open connections in all; more are closed at once")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 100000u));
+  cmd->add_option("--max-connections-per-ip", a->max_connections_per_ip,
+                  "Open connections from one client address; more are closed at once")
+      ->capture_default_str()
+      ->check(CLI::Range(1u, 100000u));
+  cmd->add_option("--max-buffered", a->max_buffered,
+                  "Request bodies held in memory at once, over all connections; a new upload "
+                  "gets 503 beyond it (suffixes: KB, MB; default: 4 x --max-body)")
+      ->transform(CLI::AsSizeValue(true));
   cmd->add_flag("--access-log", a->access_log,
                 "One line per request on stderr (method, path, status, time; never bodies)");
   cmd->add_option("--signals", a->signals,
@@ -301,14 +319,22 @@ void register_serve(CLI::App& app, int& exit_code) {
       "  POST   /v1/match          image bytes (raw or multipart 'image') -> decision, matches,\n"
       "                            the query's PDQ hash and quality\n"
       "  POST   /v1/match/hash     PDQ hex hashes (JSON or text) -> decision per hash\n"
-      "  POST   /v1/entries        image or hashes, ?label=  (bearer token)\n"
-      "  DELETE /v1/entries/ID     (bearer token)\n"
+      "  POST   /v1/entries        image or hashes, ?label=  (token with the write role)\n"
+      "  DELETE /v1/entries/ID     (token with the write role)\n"
       "  GET    /v1/health, /v1/stats, /metrics (Prometheus)\n"
       "Listens on 127.0.0.1 unless told otherwise. SIGTERM or Ctrl-C stops gracefully: requests\n"
-      "in flight and connections already waiting are answered, later ones get 503, then the\n"
-      "bank is flushed. --timeout also bounds each request's processing (503 beyond it).\n\n"
+      "in flight and requests already received are answered, later ones get 503, then the\n"
+      "bank is flushed.\n\n"
+      "Hostile clients: headers must fit in 64 KiB (431 beyond), a body in --max-body whatever\n"
+      "its framing (413 after the headers; a chunked one is cut), compressed bodies get 415,\n"
+      "and a whole request must arrive within --request-time. Slow or idle connections hold\n"
+      "no worker, and each address may hold --max-connections-per-ip of them.\n\n"
+      "Roles (--tokens): match sees verdicts only (entry id and deciding signal, as callers\n"
+      "without a token do); read also labels, sources and hashes; write may add and remove\n"
+      "entries; admin may also pass the threshold, quality and top ceilings.\n\n"
       "Examples:\n"
       "  hashwall serve --bank cases.db --token-file /etc/hashwall/token\n"
+      "  hashwall serve --bank cases.db --tokens /etc/hashwall/tokens --auth-reads\n"
       "  hashwall serve --bank cases.db --read-only --listen 127.0.0.1:9000 --threads 16\n"
       "  curl --data-binary @upload.jpg http://127.0.0.1:8080/v1/match\n\n"
       "Exit codes: 0 stopped by SIGTERM/SIGINT after a clean shutdown, 2 error (unusable bank,\n"

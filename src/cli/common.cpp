@@ -26,7 +26,14 @@ std::atomic<bool>& stop_requested() {
   return flag;
 }
 
+std::atomic<bool>& reload_requested() {
+  static std::atomic<bool> flag{false};
+  return flag;
+}
+
 namespace {
+extern "C" void on_reload(int) { reload_requested() = true; }
+
 extern "C" void on_signal(int sig) {
   if (stop_requested().exchange(true)) {
     // Second Ctrl-C: the user insists; SQLite's journal keeps the bank consistent.
@@ -57,6 +64,8 @@ void install_signal_handlers() {
   // is rolled back and reported like a full disk.
   std::signal(SIGXFSZ, SIG_IGN);
 }
+
+void install_reload_handler() { std::signal(SIGHUP, on_reload); }
 
 std::vector<fs::path> collect_files(const std::vector<std::string>& paths, bool all_files,
                                     std::vector<std::string>& missing) {

@@ -36,6 +36,9 @@ extern const char* const kExitCodesHelp;
 // Set by SIGINT/SIGTERM; long loops stop at the next file and commit what is done.
 std::atomic<bool>& stop_requested();
 void install_signal_handlers();
+// SIGHUP sets reload_requested() instead of ending the process (`serve`: reread tokens).
+std::atomic<bool>& reload_requested();
+void install_reload_handler();
 
 // Image files under the given paths. Directories are walked recursively (symlinked
 // directories are not followed, so loops cannot trap the walk); inside directories only

@@ -140,7 +140,7 @@ std::string Metrics::prometheus(const MetricsSnapshot& g) const {
   out += "hashwall_matches_total " + std::to_string(matches()) + "\n";
   out +=
       "# HELP hashwall_rejected_total Requests refused with 503: queue full, queue wait, shutting "
-      "down, processing timeout.\n";
+      "down, processing timeout, uploads in memory at their limit.\n";
   out += "# TYPE hashwall_rejected_total counter\n";
   out += "hashwall_rejected_total{reason=\"queue_full\"} " +
          std::to_string(rejected_full_.load(std::memory_order_relaxed)) + "\n";
@@ -150,7 +150,17 @@ std::string Metrics::prometheus(const MetricsSnapshot& g) const {
          std::to_string(rejected_stopping_.load(std::memory_order_relaxed)) + "\n";
   out += "hashwall_rejected_total{reason=\"timeout\"} " +
          std::to_string(rejected_timeout_.load(std::memory_order_relaxed)) + "\n";
-  out += "# HELP hashwall_queue_depth Connections accepted and waiting for a worker thread.\n";
+  out += "hashwall_rejected_total{reason=\"memory\"} " +
+         std::to_string(rejected_memory_.load(std::memory_order_relaxed)) + "\n";
+  out +=
+      "# HELP hashwall_connections_closed_total Connections the server closed: a request not "
+      "complete by its deadline, a chunked body past the body limit.\n";
+  out += "# TYPE hashwall_connections_closed_total counter\n";
+  out += "hashwall_connections_closed_total{reason=\"deadline\"} " +
+         std::to_string(closed_deadline_.load(std::memory_order_relaxed)) + "\n";
+  out += "hashwall_connections_closed_total{reason=\"body_too_large\"} " +
+         std::to_string(closed_body_.load(std::memory_order_relaxed)) + "\n";
+  out += "# HELP hashwall_queue_depth Requests received and waiting for a worker thread.\n";
   out += "# TYPE hashwall_queue_depth gauge\n";
   out += "hashwall_queue_depth " + std::to_string(g.queue_depth) + "\n";
   out += "# HELP hashwall_in_flight_requests Requests being handled now.\n";

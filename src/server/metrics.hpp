@@ -49,6 +49,18 @@ class Metrics {
   void record_rejected_timeout() noexcept {
     rejected_timeout_.fetch_add(1, std::memory_order_relaxed);
   }
+  // 503: the uploads already held in memory reach ServerOptions::max_buffered_bytes.
+  void record_rejected_memory() noexcept {
+    rejected_memory_.fetch_add(1, std::memory_order_relaxed);
+  }
+  // Connections the server closed itself: a request not complete by its deadline, a
+  // chunked body past the body limit.
+  void record_closed_deadline() noexcept {
+    closed_deadline_.fetch_add(1, std::memory_order_relaxed);
+  }
+  void record_closed_body_too_large() noexcept {
+    closed_body_.fetch_add(1, std::memory_order_relaxed);
+  }
 
   std::uint64_t requests(Endpoint e) const noexcept;
   std::uint64_t matches() const noexcept { return matches_.load(std::memory_order_relaxed); }
@@ -69,7 +81,8 @@ class Metrics {
   std::array<PerEndpoint, kEndpointCount> ep_{};
   std::atomic<std::uint64_t> matches_{0}, queries_{0};
   std::atomic<std::uint64_t> rejected_full_{0}, rejected_wait_{0}, rejected_stopping_{0},
-      rejected_timeout_{0};
+      rejected_timeout_{0}, rejected_memory_{0};
+  std::atomic<std::uint64_t> closed_deadline_{0}, closed_body_{0};
 };
 
 }  // namespace hashwall::server

@@ -1,8 +1,5 @@
 #include "server/service.hpp"
 
-#include <openssl/crypto.h>
-#include <openssl/sha.h>
-
 #include <algorithm>
 #include <charconv>
 #include <chrono>
@@ -43,7 +40,13 @@ std::optional<std::int64_t> parse_int(std::string_view s) {
 // The matcher's options from the query string; an error message when one is malformed or
 // past the service's ceilings (ServiceLimits).
 std::optional<std::string> match_options(const Params& params, MatchOptions& o,
-                                         const ServiceLimits& limits, const BankConfig& bank) {
+                                         ServiceLimits limits, const BankConfig& bank, Role role) {
+  // Admins may look further than the ceilings (calibration, audits); nobody past the scale.
+  if (role == Role::Admin) {
+    limits.max_threshold = 256;
+    limits.min_quality_floor = 0;
+    limits.max_top = std::max(limits.max_top, kAdminMaxTop);
+  }
   auto int_param = [&](const char* key, int lo, int hi,
                        std::optional<int>& out) -> std::optional<std::string> {
     auto it = params.find(key);
@@ -80,6 +83,17 @@ std::optional<std::string> match_options(const Params& params, MatchOptions& o,
       return "parameter dihedral must be true or false, got '" + it->second.substr(0, 40) + "'";
   }
   return std::nullopt;
+}
+
+// A hit as the caller's role may see it: without the read role, the verdict's facts only
+// (which entry, which signal decided), never labels, sources, stored hashes or distances.
+json visible_hit(const MatchHit& h, Role role) {
+  if (role >= Role::Read) return hit_json(h);
+  json j;
+  j["id"] = h.entry.id;
+  j["signal"] = h.signal;
+  if (h.allow) j["allow"] = true;
+  return j;
 }
 
 }  // namespace
@@ -184,9 +198,10 @@ Service::Service(Bank& bank, ServiceLimits limits, Metrics& metrics, bool writab
       signals_(std::move(signals)) {}
 
 Reply Service::match_image(std::span<const std::uint8_t> bytes, const std::string& name,
-                           const Params& params) const {
+                           const Params& params, Role role) const {
   MatchOptions mo;
-  if (auto e = match_options(params, mo, limits_, bank_.config())) return error_reply(400, *e);
+  if (auto e = match_options(params, mo, limits_, bank_.config(), role))
+    return error_reply(400, *e);
   if (bytes.empty())
     return error_reply(400,
                        "empty body: send the image bytes (raw body or multipart field 'image')");
@@ -209,6 +224,11 @@ Reply Service::match_image(std::span<const std::uint8_t> bytes, const std::strin
   Reply r;
   r.body = report_json(rep);
   r.body.erase("error");
+  if (role < Role::Read) {
+    json hits = json::array();
+    for (const auto& h : rep.result.hits) hits.push_back(visible_hit(h, role));
+    r.body["matches"] = std::move(hits);
+  }
   r.body["width"] = rep.fp->width;
   r.body["height"] = rep.fp->height;
   r.body["bytes"] = bytes.size();
@@ -219,16 +239,18 @@ Reply Service::match_image(std::span<const std::uint8_t> bytes, const std::strin
 }
 
 Reply Service::match_hashes(std::string_view body, std::string_view content_type,
-                            const Params& params) const {
+                            const Params& params, Role role) const {
   const Deadline deadline(limits_.max_processing);
   MatchOptions mo;
-  if (auto e = match_options(params, mo, limits_, bank_.config())) return error_reply(400, *e);
+  if (auto e = match_options(params, mo, limits_, bank_.config(), role))
+    return error_reply(400, *e);
   // A bare hash has no pixels to rotate: the client sends each variant it wants tried.
   mo.dihedral = false;
   ParsedHashes parsed = parse_hash_body(body, content_type, limits_.max_hashes);
   if (!parsed.error.empty()) return error_reply(400, parsed.error);
   const Matcher matcher(bank_, mo);
   json results = json::array();
+  std::size_t answer_bytes = 0;
   bool any = false;
   MatchResult last;
   try {
@@ -247,8 +269,14 @@ Reply Service::match_hashes(std::string_view body, std::string_view content_type
       j["status"] = verdict_name(m.verdict);
       j["match"] = m.verdict == Verdict::Match;
       json hits = json::array();
-      for (const auto& h : m.hits) hits.push_back(hit_json(h));
+      for (const auto& h : m.hits) hits.push_back(visible_hit(h, role));
       j["matches"] = std::move(hits);
+      answer_bytes += j.dump(-1, ' ', false, json::error_handler_t::replace).size() + 1;
+      if (answer_bytes > limits_.max_response_bytes)
+        return error_reply(400, "the answer would be larger than " +
+                                    std::to_string(limits_.max_response_bytes) +
+                                    " bytes: send fewer hashes or ask for a smaller top "
+                                    "(serve --max-response)");
       results.push_back(std::move(j));
       last = m;
     }
@@ -428,13 +456,6 @@ Reply Service::stats(const json& extra) const {
   } catch (const Error& e) {
     return reply_for(e, limits_.retry_after_seconds);
   }
-}
-
-bool token_matches(std::string_view presented, std::string_view expected) noexcept {
-  unsigned char a[SHA256_DIGEST_LENGTH], b[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(presented.data()), presented.size(), a);
-  SHA256(reinterpret_cast<const unsigned char*>(expected.data()), expected.size(), b);
-  return !expected.empty() && CRYPTO_memcmp(a, b, sizeof a) == 0;
 }
 
 }  // namespace hashwall::server

@@ -19,6 +19,7 @@
 #include "bank/bank.hpp"
 #include "hash/hash256.hpp"
 #include "match/fingerprint.hpp"
+#include "server/auth.hpp"
 #include "server/hash_body.hpp"
 #include "server/metrics.hpp"
 
@@ -57,7 +58,13 @@ struct ServiceLimits {
   std::optional<int> max_threshold;
   std::optional<int> min_quality_floor;
   int max_top = 100;
+  // The largest answer the service builds: a hash request asking for more (10,000 hashes,
+  // each with up to `top` hits and their kilobyte labels) gets 400 instead of an answer of
+  // gigabytes. `serve --max-response`.
+  std::size_t max_response_bytes = 16'000'000;
 };
+// Most hits an admin may ask for (admins are not held to the ceilings above).
+inline constexpr int kAdminMaxTop = 1000;
 
 // Which signals images are fingerprinted with (cli::signal_setup builds them from the
 // bank): queries take more keypoints and the mirror image, entries the bank's share.
@@ -74,11 +81,13 @@ class Service {
           ServiceSignals signals = {});
 
   // POST /v1/match: one image's bytes. Parameters: threshold, min_quality, top, dihedral.
+  // What the answer shows of each entry depends on the caller's role (auth.hpp): below
+  // read, only the entry id and the signal that decided.
   Reply match_image(std::span<const std::uint8_t> bytes, const std::string& name,
-                    const Params& params) const;
+                    const Params& params, Role role = Role::Match) const;
   // POST /v1/match/hash
-  Reply match_hashes(std::string_view body, std::string_view content_type,
-                     const Params& params) const;
+  Reply match_hashes(std::string_view body, std::string_view content_type, const Params& params,
+                     Role role = Role::Match) const;
   // POST /v1/entries with an image
   Reply add_image(std::span<const std::uint8_t> bytes, const std::string& name,
                   const std::string& label, const std::string& source);
@@ -102,9 +111,5 @@ class Service {
   ServiceSignals signals_;
   std::mutex write_mu_;  // one API write at a time (SQLite takes one writer anyway)
 };
-
-// Constant-time comparison of a presented bearer token with the configured one: both
-// are hashed first, so neither the content nor the length leaks through timing.
-bool token_matches(std::string_view presented, std::string_view expected) noexcept;
 
 }  // namespace hashwall::server
