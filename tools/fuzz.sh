@@ -31,6 +31,7 @@ run() {
 }
 status=0
 run fuzz_http http 4096 10 || status=1
+run fuzz_http_framing http_framing 4096 20 || status=1
 run fuzz_hashlist hashlist 4096 10 || status=1
 run fuzz_image image 2048 20 || status=1
 run fuzz_bank bank 65536 20 || status=1
