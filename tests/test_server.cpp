@@ -1450,6 +1450,9 @@ TEST_CASE("a tokens file names each token's role and says which line is wrong", 
   CHECK_THAT(refused("bad/name read 3f9a0c7e21b84d5f9e6a1c2b7d8e0f13\n"),
              Catch::Contains("token name"));
   CHECK_THAT(refused("# nothing\n\n"), Catch::Contains("no token"));
+  // A '#' inside a secret belongs to it; after a blank it starts a comment.
+  const TokenSet hashy = parse_tokens("a read 3f9a0c7e#21b84d5f9e6a1c2b # note\n", "tokens");
+  CHECK(hashy.tokens()[0].secret == "3f9a0c7e#21b84d5f9e6a1c2b");
 }
 
 TEST_CASE("metrics render as a Prometheus histogram with cumulative buckets", "[server]") {

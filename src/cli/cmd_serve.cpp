@@ -121,6 +121,10 @@ server::TokenSet load_tokens(const ServeArgs& a) {
 
 int run_serve(const ServeArgs& a) {
   const auto t0 = std::chrono::steady_clock::now();
+  // SIGHUP: the tokens are read again (rotation without a restart); a file that no longer
+  // parses leaves the old tokens in place. Caught from the start: a SIGHUP while the bank
+  // opens must not end the process.
+  install_reload_handler();
   server::ServerOptions o;
   parse_listen(a.listen, o.host, o.port);
   o.writable = !a.read_only;
@@ -188,9 +192,6 @@ int run_serve(const ServeArgs& a) {
   std::atomic<bool> done{false};
   // SIGTERM/SIGINT only set a flag (common.cpp); this thread turns it into a graceful stop:
   // no new connections, in-flight requests answered, then the bank is flushed and closed.
-  // SIGHUP: the tokens are read again (rotation without a restart); a file that no longer
-  // parses leaves the old tokens in place.
-  install_reload_handler();
   std::thread watcher([&] {
     while (!done) {
       if (stop_requested()) srv.stop();
@@ -200,7 +201,7 @@ int run_serve(const ServeArgs& a) {
           const std::size_t n = fresh.tokens().size();
           srv.set_tokens(std::move(fresh));
           std::fprintf(stderr, "hashwall serve: tokens reloaded (%zu)\n", n);
-        } catch (const Error& e) {
+        } catch (const std::exception& e) {
           std::fprintf(stderr, "hashwall serve: tokens not reloaded, the old ones stay: %s\n",
                        e.what());
         }

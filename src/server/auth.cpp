@@ -110,7 +110,13 @@ TokenSet parse_tokens(std::string_view text, const std::string& file) {
   for (std::string line; std::getline(in, line);) {
     ++line_no;
     const std::string where = file + ":" + std::to_string(line_no);
-    if (const auto hash = line.find('#'); hash != std::string::npos) line.resize(hash);
+    // '#' starts a comment at the start of a line or after a blank; inside a secret it is
+    // part of the secret.
+    for (std::size_t i = 0; i < line.size(); ++i)
+      if (line[i] == '#' && (i == 0 || line[i - 1] == ' ' || line[i - 1] == '\t')) {
+        line.resize(i);
+        break;
+      }
     std::istringstream fields(line);
     std::string name, role, secret, extra;
     if (!(fields >> name)) continue;  // blank or comment

@@ -293,6 +293,7 @@ struct HttpServer::Impl {
       opt.threads = static_cast<int>(std::max(8u, 2 * std::thread::hardware_concurrency()));
     if (opt.max_buffered_bytes == 0) opt.max_buffered_bytes = 4 * opt.limits.max_body_bytes;
     tokens = std::make_shared<const TokenSet>(opt.tokens);
+    no_auth_mode = opt.writable && opt.tokens.empty();
   }
   ~Impl() {
     if (listen_fd >= 0) ::close(listen_fd);
@@ -306,6 +307,9 @@ struct HttpServer::Impl {
   Clock::time_point started;
   mutable std::mutex tokens_mu;
   std::shared_ptr<const TokenSet> tokens;
+  // serve --no-auth (loopback only): a writable server started without tokens. Fixed at
+  // start, so that no later token set can turn authentication off.
+  bool no_auth_mode = false;
 
   int listen_fd = -1;  // ours until the daemon takes it
   int wake_fd = -1;    // eventfd: a worker finished, or stop() was called
@@ -324,7 +328,8 @@ struct HttpServer::Impl {
   // Graceful stop: requests begun before it are answered, later ones get 503, every
   // answer closes its connection; the loop ends once nothing is in progress (or the drain
   // deadline has passed and the workers are done).
-  bool draining = false;  // loop thread
+  bool draining = false;      // loop thread
+  bool closing_down = false;  // loop thread: the drain is over, nothing new starts
   Clock::time_point drain_started;
 
   double uptime() const { return std::chrono::duration<double>(Clock::now() - started).count(); }
@@ -379,7 +384,7 @@ struct HttpServer::Impl {
   // Who the caller is (rq.role, rq.caller) and whether the route lets them in.
   std::optional<Reply> authorize(Request& rq, bool write) const {
     const auto set = current_tokens();
-    const bool no_auth = opt.writable && set->empty();  // serve --no-auth (loopback)
+    const bool no_auth = no_auth_mode;
     const Token* token = nullptr;
     if (rq.authorization) {
       const std::string& auth = *rq.authorization;
@@ -541,15 +546,19 @@ struct HttpServer::Impl {
       }
       MHD_add_response_header(resp, k.c_str(), v.c_str());
     }
-    if (c && ++c->requests >= std::max<std::size_t>(1, opt.keep_alive_max_requests)) close = true;
+    if (c && c->requests + 1 >= std::max<std::size_t>(1, opt.keep_alive_max_requests)) close = true;
     if (close) MHD_add_response_header(resp, "Connection", "close");
-    rq.status = a.status;
+    const int status = a.status;
+    const MHD_Result ok = MHD_queue_response(rq.mhd, static_cast<unsigned>(status), resp);
+    MHD_destroy_response(resp);
+    if (ok != MHD_YES) return ok;
+    rq.status = status;
+    rq.ready.reset();  // libmicrohttpd holds its copy now (`a` may have been this one)
     if (c) {
+      ++c->requests;
       c->phase = Phase::Answering;
       c->since = Clock::now();
     }
-    const MHD_Result ok = MHD_queue_response(rq.mhd, static_cast<unsigned>(a.status), resp);
-    MHD_destroy_response(resp);
     return ok;
   }
 
@@ -582,15 +591,20 @@ struct HttpServer::Impl {
 
     const auto routes = routes_of(rq.path);
     if (!routes)
-      return refuse(rq, error_reply(404, reason_for(404) + ": " + escape_control(rq.method) + " " +
-                                             escape_control(rq.path.substr(0, 200))));
+      return refuse(
+          rq, error_reply(404, reason_for(404) + ": " + escape_control(rq.method.substr(0, 16)) +
+                                   " " + escape_control(rq.path.substr(0, 200))));
     const std::string as_method = rq.method == "HEAD" ? "GET" : rq.method;
     const auto route = std::find_if(routes->begin(), routes->end(),
                                     [&](const Route& r) { return as_method == r.method; });
     if (route == routes->end()) {
-      Reply r = error_reply(405, reason_for(405) + ": " + escape_control(rq.method) + " " +
-                                     rq.path + " takes " + routes->front().method);
-      r.headers.emplace_back("Allow", routes->front().method);
+      const std::string allowed =
+          std::string(routes->front().method) +
+          (std::string_view(routes->front().method) == "GET" ? ", HEAD" : "");
+      Reply r =
+          error_reply(405, reason_for(405) + ": " + escape_control(rq.method.substr(0, 16)) + " " +
+                               escape_control(rq.path.substr(0, 200)) + " takes " + allowed);
+      r.headers.emplace_back("Allow", allowed);
       return refuse(rq, r);
     }
     if (draining && rq.start >= drain_started) {
@@ -623,6 +637,9 @@ struct HttpServer::Impl {
       metrics.record_rejected_memory();
       return refuse(rq, busy("server busy: too many uploads in progress; retry later"));
     }
+    // The declared body in one allocation (it is charged already); a chunked one grows.
+    if (length && !starts_with_nocase(rq.content_type, "multipart/form-data"))
+      rq.raw.reserve(static_cast<std::size_t>(*length));
     if (starts_with_nocase(rq.content_type, "multipart/form-data")) {
       rq.multipart = true;
       rq.pp = MHD_create_post_processor(mc, 64 * 1024, collect_part, &rq);
@@ -669,6 +686,10 @@ struct HttpServer::Impl {
   MHD_Result on_complete(Request& rq) {
     if (rq.ready) return queue(rq, *rq.ready);
     if (rq.submitted) return MHD_YES;
+    if (closing_down) {
+      metrics.record_rejected_stopping();
+      return queue(rq, to_answer(busy("server is shutting down; retry later")));
+    }
     rq.submitted = true;
     if (rq.conn) rq.conn->phase = Phase::Working;
     const bool monitoring = rq.endpoint == Endpoint::Stats || rq.endpoint == Endpoint::Metrics;
@@ -679,14 +700,26 @@ struct HttpServer::Impl {
     Request* r = &rq;
     const bool ok = (monitoring ? monitor : workers)->push([this, r, queued_at, monitoring] {
       Answer a;
-      if (!monitoring && Clock::now() - queued_at > opt.max_queue_wait) {
-        metrics.record_rejected_queue_wait();
-        a = to_answer(busy("server busy: the request waited more than " +
-                           std::to_string(opt.max_queue_wait.count()) +
-                           " ms for a worker; retry later"));
-      } else {
-        if (opt.on_work_start && !monitoring) opt.on_work_start(r->endpoint);
-        a = work(*r);
+      try {
+        if (!monitoring && Clock::now() - queued_at > opt.max_queue_wait) {
+          metrics.record_rejected_queue_wait();
+          a = to_answer(busy("server busy: the request waited more than " +
+                             std::to_string(opt.max_queue_wait.count()) +
+                             " ms for a worker; retry later"));
+        } else {
+          if (opt.on_work_start && !monitoring) opt.on_work_start(r->endpoint);
+          a = work(*r);
+        }
+        // The answer waits in memory until the client has read it: it counts towards
+        // what all requests may hold at once, as bodies do.
+        if (!reserve(*r, a.body.size())) {
+          metrics.record_rejected_memory();
+          a = to_answer(busy("server busy: too many answers waiting to be read; retry later"));
+        }
+      } catch (...) {
+        a = Answer{};
+        a.status = 500;
+        a.body = R"({"error":"internal error","code":500})";
       }
       r->ready = std::move(a);
       MHD_resume_connection(r->mhd);
@@ -709,19 +742,24 @@ struct HttpServer::Impl {
     auto* self = static_cast<Impl*>(cls);
     auto* rq = static_cast<Request*>(*con_cls);
     if (!rq) return MHD_NO;  // every request gets one in on_uri
-    if (!rq->headers_seen) return self->on_headers(mc, *rq, url, method);
-    if (*upload_size > 0) {
-      const std::size_t n = *upload_size;
-      *upload_size = 0;
-      return self->on_body(*rq, upload, n) ? MHD_YES : MHD_NO;
+    try {  // nothing may unwind through libmicrohttpd's C frames: the connection closes
+      if (!rq->headers_seen) return self->on_headers(mc, *rq, url, method);
+      if (*upload_size > 0) {
+        const std::size_t n = *upload_size;
+        *upload_size = 0;
+        return self->on_body(*rq, upload, n) ? MHD_YES : MHD_NO;
+      }
+      return self->on_complete(*rq);
+    } catch (...) {
+      return MHD_NO;
     }
-    return self->on_complete(*rq);
   }
 
   // Called when a request line has arrived: the request starts here.
-  static void* on_uri(void* cls, const char*, MHD_Connection* mc) {
+  static void* on_uri(void* cls, const char*, MHD_Connection* mc) noexcept {
     auto* self = static_cast<Impl*>(cls);
-    auto* rq = new Request();
+    auto* rq = new (std::nothrow) Request();
+    if (!rq) return nullptr;
     rq->start = Clock::now();
     const auto* info = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     if (info && info->socket_context) {
@@ -736,12 +774,18 @@ struct HttpServer::Impl {
     return rq;
   }
 
-  static void on_completed(void* cls, MHD_Connection*, void** con_cls, MHD_RequestTerminationCode) {
+  static void on_completed(void* cls, MHD_Connection*, void** con_cls,
+                           MHD_RequestTerminationCode) noexcept {
     auto* self = static_cast<Impl*>(cls);
     auto* rq = static_cast<Request*>(*con_cls);
     *con_cls = nullptr;
     if (!rq) return;
-    if (rq->status) self->log(*rq);
+    if (rq->status) {
+      try {
+        self->log(*rq);
+      } catch (...) {  // a log line lost, not the server
+      }
+    }
     if (Conn* c = rq->conn) {
       if (c->current == rq) c->current = nullptr;
       c->phase = Phase::Idle;
@@ -751,14 +795,20 @@ struct HttpServer::Impl {
   }
 
   static void on_connection(void* cls, MHD_Connection* mc, void** socket_context,
-                            MHD_ConnectionNotificationCode code) {
+                            MHD_ConnectionNotificationCode code) noexcept {
     auto* self = static_cast<Impl*>(cls);
     if (code == MHD_CONNECTION_NOTIFY_STARTED) {
-      auto* c = new Conn();
+      auto* c = new (std::nothrow) Conn();
+      if (!c) return;  // not tracked: libmicrohttpd's own timeout still applies
       const auto* info = MHD_get_connection_info(mc, MHD_CONNECTION_INFO_CONNECTION_FD);
       c->fd = info ? info->connect_fd : -1;
       c->since = Clock::now();
-      self->conns.insert(c);
+      try {
+        self->conns.insert(c);
+      } catch (...) {
+        delete c;
+        return;
+      }
       *socket_context = c;
     } else if (auto* c = static_cast<Conn*>(*socket_context)) {
       self->conns.erase(c);
@@ -768,14 +818,17 @@ struct HttpServer::Impl {
     }
   }
 
-  static void on_mhd_log(void* cls, const char* fmt, va_list ap) {
+  static void on_mhd_log(void* cls, const char* fmt, va_list ap) noexcept {
     auto* self = static_cast<Impl*>(cls);
     if (!self->opt.access_log) return;
     char buf[512];
     std::vsnprintf(buf, sizeof buf, fmt, ap);
-    std::string line = buf;
-    while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
-    self->opt.access_log("libmicrohttpd: " + escape_control(line));
+    try {
+      std::string line = buf;
+      while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
+      self->opt.access_log("libmicrohttpd: " + escape_control(line));
+    } catch (...) {
+    }
   }
 
   void log(const Request& rq) {
@@ -836,12 +889,16 @@ struct HttpServer::Impl {
     const auto* dinfo = MHD_get_daemon_info(daemon, MHD_DAEMON_INFO_EPOLL_FD);
     const int mhd_epoll = dinfo ? dinfo->epoll_fd : -1;
     const int ep = epoll_create1(EPOLL_CLOEXEC);
-    if (ep < 0 || mhd_epoll < 0) throw Error(ErrorKind::Io, "", "cannot start the event loop");
+    bool ready = ep >= 0 && mhd_epoll >= 0;
     for (const int fd : {mhd_epoll, wake_fd}) {
       epoll_event ev{};
       ev.events = EPOLLIN;
       ev.data.fd = fd;
-      epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+      ready = ready && epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) == 0;
+    }
+    if (!ready) {
+      if (ep >= 0) ::close(ep);
+      throw Error(ErrorKind::Io, "", "cannot start the event loop");
     }
     for (;;) {
       int wait_ms = 100;  // the sweep's resolution
@@ -870,8 +927,22 @@ struct HttpServer::Impl {
         if (idle || (Clock::now() > deadline && in_flight.load() == 0)) break;
       }
     }
-    MHD_run(daemon);
+    // The last turns: a request completed now is refused (503), not started, and the
+    // answers already resumed or queued are written, for at most a second.
+    closing_down = true;
+    const auto last = Clock::now() + std::chrono::seconds(1);
+    do {
+      epoll_event evs[2];
+      epoll_wait(ep, evs, 2, 10);
+      MHD_run(daemon);
+    } while (Clock::now() < last && (in_flight.load() > 0 || answering()));
     ::close(ep);
+  }
+
+  bool answering() const {
+    for (const Conn* c : conns)
+      if (c->phase == Phase::Working || c->phase == Phase::Answering) return true;
+    return false;
   }
 };
 
@@ -965,6 +1036,9 @@ void HttpServer::stop() {
 }
 
 void HttpServer::set_tokens(TokenSet tokens) {
+  if (impl_->no_auth_mode)
+    throw std::invalid_argument("this server runs without authentication (--no-auth)");
+  if (tokens.empty()) throw std::invalid_argument("an empty token set would lock every caller out");
   auto next = std::make_shared<const TokenSet>(std::move(tokens));
   std::lock_guard lock(impl_->tokens_mu);
   impl_->tokens = std::move(next);
