@@ -164,10 +164,19 @@ std::vector<std::string> writable_args(const TempDir& tmp, const fs::path& bank)
   return {"--bank", bank.string(), "--token-file", (tmp / "token").string()};
 }
 
-// A raw loopback connection (for what an HTTP client library would not send); -1 when
-// the connection is refused.
-int connect_raw(int port) {
+// A raw loopback connection (for what an HTTP client library would not send), from the
+// address `from` when given; -1 when the connection is refused.
+int connect_raw(int port, const char* from = nullptr) {
   const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (from) {  // a client address of the loopback's own (127.0.0.2, ...)
+    sockaddr_in src{};
+    src.sin_family = AF_INET;
+    inet_pton(AF_INET, from, &src.sin_addr);
+    if (::bind(fd, reinterpret_cast<sockaddr*>(&src), sizeof src) != 0) {
+      close(fd);
+      return -1;
+    }
+  }
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_port = htons(static_cast<std::uint16_t>(port));
@@ -923,6 +932,57 @@ TEST_CASE("a body past the limit is refused whatever its framing and memory stay
   auto res = c.Get("/v1/health");
   REQUIRE(res);
   CHECK(res->status == 200);
+}
+
+TEST_CASE("one client address cannot hold the whole upload budget", "[server][limits]") {
+  TempDir tmp;
+  const auto bank = make_bank(tmp);
+  // 4 MB of bodies in all, so 1 MB (a quarter) per client address.
+  ServerProcess srv(tmp.path(), {"--bank", bank.string(), "--read-only", "--max-body", "1MB",
+                                 "--max-buffered", "4MB"});
+  INFO(srv.log());
+  REQUIRE(srv.port() > 0);
+  const auto upload_headers = [](std::size_t n) {
+    return "POST /v1/match HTTP/1.1\r\nHost: t\r\nContent-Type: application/octet-stream\r\n"
+           "Content-Length: " +
+           std::to_string(n) + "\r\n\r\n";
+  };
+  // A slow upload from 127.0.0.1 holds its address's share.
+  const int slow = connect_raw(srv.port());
+  REQUIRE(slow >= 0);
+  REQUIRE(send_raw(slow, upload_headers(1'000'000) + "xx"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  // A second upload from the same address is refused at once...
+  const int again = connect_raw(srv.port());
+  REQUIRE(again >= 0);
+  REQUIRE(send_raw(again, upload_headers(1'000'000)));
+  const std::string refused = read_raw(again, 10, "}");
+  CHECK(refused.rfind("HTTP/1.1 503", 0) == 0);
+  CHECK(refused.find("too many uploads") != std::string::npos);
+  close(again);
+  // ... while another address still gets in (all of 127/8 is loopback on Linux).
+  const int other = connect_raw(srv.port(), "127.0.0.2");
+  if (other < 0) {
+    WARN("cannot connect from 127.0.0.2 here; the other-address half is not checked");
+  } else {
+    REQUIRE(send_raw(other, upload_headers(1'000'000) + std::string(1'000'000, 'x')));
+    const std::string answer = read_raw(other, 30, "}");
+    INFO(answer.substr(0, 300));
+    CHECK(answer.rfind("HTTP/1.1 400", 0) == 0);  // read whole: not an image
+    close(other);
+  }
+  // Once the slow upload goes, its share is free again.
+  close(slow);
+  bool accepted = false;
+  for (int i = 0; i < 100 && !accepted; ++i) {
+    const int fd = connect_raw(srv.port());
+    REQUIRE(fd >= 0);
+    if (send_raw(fd, upload_headers(1'000'000) + std::string(1'000'000, 'x')))
+      accepted = read_raw(fd, 30, "}").rfind("HTTP/1.1 400", 0) == 0;
+    close(fd);
+    if (!accepted) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  CHECK(accepted);
 }
 
 TEST_CASE("a refusal is answered after the headers without reading the body", "[server][limits]") {

@@ -88,6 +88,40 @@ class WorkQueue {
   std::vector<std::thread> threads_;
 };
 
+// Memory held by requests (bodies, and answers not yet read), in all and per client
+// address: one address may hold at most its share, so that one client trickling large
+// uploads cannot keep everyone else's out.
+class Budget {
+ public:
+  Budget(std::uint64_t total, std::uint64_t per_address)
+      : total_(total), per_address_(per_address) {}
+  bool take(const std::string& address, std::uint64_t n) {
+    std::lock_guard lock(mu_);
+    std::uint64_t& mine = by_address_[address];
+    if (used_ + n > total_ || mine + n > per_address_) {
+      if (mine == 0) by_address_.erase(address);
+      return false;
+    }
+    used_ += n;
+    mine += n;
+    return true;
+  }
+  void give(const std::string& address, std::uint64_t n) {
+    std::lock_guard lock(mu_);
+    used_ -= std::min(used_, n);
+    const auto it = by_address_.find(address);
+    if (it == by_address_.end()) return;
+    it->second -= std::min(it->second, n);
+    if (it->second == 0) by_address_.erase(it);
+  }
+
+ private:
+  const std::uint64_t total_, per_address_;
+  std::mutex mu_;
+  std::uint64_t used_ = 0;
+  std::unordered_map<std::string, std::uint64_t> by_address_;
+};
+
 // Where a connection is, for its deadline (Impl::sweep).
 enum class Phase {
   Fresh,      // accepted; its first request is arriving: request_time from the accept
@@ -146,15 +180,15 @@ struct Request {
   std::string raw;
   std::vector<Part> parts;
   std::uint64_t received = 0;  // body bytes, as sent
-  std::uint64_t reserved = 0;  // of the shared body budget (Impl::buffered)
-  std::atomic<std::uint64_t>* budget = nullptr;
+  std::uint64_t reserved = 0;  // of the shared memory budget (Impl::budget), for `addr`
+  Budget* budget = nullptr;
   bool submitted = false;       // handed to a worker; the connection is suspended
   std::optional<Answer> ready;  // the worker's answer, queued when the connection resumes
   int status = 0;               // as answered
 
   ~Request() {
     if (pp) MHD_destroy_post_processor(pp);
-    if (budget && reserved) budget->fetch_sub(reserved);
+    if (budget && reserved) budget->give(addr, reserved);
   }
   const Part* part(const std::string& name) const {
     for (const auto& p : parts)
@@ -292,6 +326,9 @@ struct HttpServer::Impl {
     if (opt.threads <= 0)
       opt.threads = static_cast<int>(std::max(8u, 2 * std::thread::hardware_concurrency()));
     if (opt.max_buffered_bytes == 0) opt.max_buffered_bytes = 4 * opt.limits.max_body_bytes;
+    budget = std::make_unique<Budget>(
+        opt.max_buffered_bytes,
+        std::max<std::uint64_t>(opt.limits.max_body_bytes, opt.max_buffered_bytes / 4));
     tokens = std::make_shared<const TokenSet>(opt.tokens);
     no_auth_mode = opt.writable && opt.tokens.empty();
   }
@@ -321,7 +358,7 @@ struct HttpServer::Impl {
   std::unique_ptr<WorkQueue> monitor;  // /v1/stats and /metrics, outside the queue's limit
   std::atomic<std::int64_t> depth{0};
   std::atomic<std::int64_t> in_flight{0};  // requests with a worker or waiting for one
-  std::atomic<std::uint64_t> buffered{0};  // body bytes held, over all requests
+  std::unique_ptr<Budget> budget;          // bodies and unread answers held, by client address
 
   std::mutex stop_mu;
   std::atomic<bool> stopping{false};
@@ -650,12 +687,8 @@ struct HttpServer::Impl {
   }
 
   bool reserve(Request& rq, std::uint64_t n) {
-    rq.budget = &buffered;
-    const std::uint64_t before = buffered.fetch_add(n);
-    if (before + n > opt.max_buffered_bytes) {
-      buffered.fetch_sub(n);
-      return false;
-    }
+    if (!budget->take(rq.addr, n)) return false;
+    rq.budget = budget.get();
     rq.reserved += n;
     return true;
   }
@@ -710,8 +743,12 @@ struct HttpServer::Impl {
           if (opt.on_work_start && !monitoring) opt.on_work_start(r->endpoint);
           a = work(*r);
         }
-        // The answer waits in memory until the client has read it: it counts towards
-        // what all requests may hold at once, as bodies do.
+        // The body is done with; the answer waits in memory until the client has read
+        // it, and counts towards what requests may hold at once in its place.
+        std::string().swap(r->raw);
+        std::vector<Part>().swap(r->parts);
+        if (r->budget && r->reserved) r->budget->give(r->addr, r->reserved);
+        r->reserved = 0;
         if (!reserve(*r, a.body.size())) {
           metrics.record_rejected_memory();
           a = to_answer(busy("server busy: too many answers waiting to be read; retry later"));

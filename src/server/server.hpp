@@ -14,7 +14,8 @@
 //   - body: max_body_bytes whatever the framing. A Content-Length above it gets 413 after
 //     the headers, without reading the body; a chunked body is cut (connection closed) when
 //     it passes the limit. Compressed bodies (Content-Encoding) get 415: nothing is inflated;
-//   - all bodies held at once: max_buffered_bytes (a new upload gets 503 beyond it);
+//   - all bodies held at once: max_buffered_bytes, a quarter of it per client address (a
+//     new upload gets 503 beyond it);
 //   - time: a whole request (request line, headers, body) must arrive within request_time
 //     of the connection opening (or, kept alive, of its request line); an idle kept-alive
 //     connection is closed after keep_alive_seconds; an answer must be read within
@@ -58,8 +59,9 @@ struct ServerOptions {
   std::size_t keep_alive_max_requests = 1000;
   unsigned max_connections = 512;        // open connections in all
   unsigned max_connections_per_ip = 64;  // open connections from one client address
-  // Request bodies held in memory at once, over all connections (received, queued or being
-  // worked on); 0: 4 x limits.max_body_bytes.
+  // Request bodies (received, queued or being worked on) and answers not yet read, held in
+  // memory at once over all connections; 0: 4 x limits.max_body_bytes. One client address
+  // may hold a quarter of it (at least limits.max_body_bytes).
   std::uint64_t max_buffered_bytes = 0;
   ServiceLimits limits;
   ServiceSignals signals;  // the bank's signals (cli::signal_setup); default: PDQ only
