@@ -264,6 +264,49 @@ TEST_CASE("a second writer waiting on a busy bank says the bank is busy", "[cras
         0);
 }
 
+TEST_CASE("another bank's index cache copied over this one's is not used", "[crash]") {
+  using namespace hashwall;
+  TempDir tmp;
+  // Two banks built alike (same count, same generation), different hashes.
+  const auto make = [&](const fs::path& path, std::uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    std::vector<NewEntry> batch(200);
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      for (auto& b : batch[i].pdq.bytes) b = static_cast<std::uint8_t>(rng());
+      batch[i].source = "s" + std::to_string(i);
+      batch[i].origin = Origin::Imported;
+    }
+    auto bank = Bank::open(path, OpenMode::Create);
+    bank->add(batch);
+    bank->flush_index();
+    return batch;
+  };
+  const auto a = tmp / "a.db", b = tmp / "b.db";
+  make(a, 1);
+  const auto b_entries = make(b, 2);
+  REQUIRE(Bank::open(a, OpenMode::ReadOnly)->stats().generation ==
+          Bank::open(b, OpenMode::ReadOnly)->stats().generation);
+  REQUIRE(Bank::open(b, OpenMode::ReadOnly)->index_cache_refused().empty());
+  fs::copy_file(pdq_index_path(a), pdq_index_path(b), fs::copy_options::overwrite_existing);
+
+  const auto bank = Bank::open(b, OpenMode::ReadOnly);
+  CHECK_THAT(bank->index_cache_refused(),
+             Catch::Contains("disagrees with the records") && Catch::Contains("it was not used"));
+  // The answers come from the records: b's own entries are found under their hashes.
+  const auto found = bank->search_pdq(std::span(&b_entries[150].pdq, 1), 0);
+  REQUIRE(found.size() == 1);
+  CHECK(bank->get(found[0].id)->source == "s150");
+  CHECK_FALSE(bank->check().ok);  // the cache file itself is named by check
+  // query says so on stderr, and still answers (from the rebuilt index).
+  const auto r = hwtest::run_hashwall(
+      "query '" +
+      (hwtest::source_dir() / "samples" / "uploads" / "unrelated--mate_Storm.jpg").string() +
+      "' --bank '" + b.string() + "'");
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.err, Catch::Contains("warning: the index cache") &&
+                        Catch::Contains("disagrees with the records"));
+}
+
 TEST_CASE("check finds an index cache that disagrees with the records in one entry", "[crash]") {
   using namespace hashwall;
   TempDir tmp;

@@ -92,6 +92,11 @@ struct BankStats {
   // generations brought in from the change log instead (other writers' adds and removals).
   std::uint64_t index_rebuilds = 0;
   std::uint64_t changes_followed = 0;
+  // Why the index cache file was not used although its header fitted this bank (another
+  // bank's cache copied over it, altered hashes): a sample of the records was not found in
+  // it under their own hashes. The index was rebuilt from the records instead; `check`
+  // compares the whole cache. "" when nothing was refused.
+  std::string index_cache_refused;
   std::uintmax_t db_bytes = 0;
   std::uintmax_t index_cache_bytes = 0;
   std::size_t index_memory_bytes = 0;
@@ -187,6 +192,8 @@ class Bank {
                                          double min_margin, std::size_t k) const;
 
   BankStats stats() const;
+  // BankStats::index_cache_refused, without the counting stats() does.
+  std::string index_cache_refused() const;
   // SQLite integrity_check, schema, and index cache vs records.
   CheckReport check() const;
   // Writes the index cache if it is out of date (also done by the destructor).

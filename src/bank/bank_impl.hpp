@@ -135,6 +135,7 @@ struct Bank::Impl {
   mutable bool dirty = false;            // `index` differs from the cache file
   mutable std::uint64_t rebuilds = 0;    // BankStats::index_rebuilds
   mutable std::uint64_t followed = 0;    // BankStats::changes_followed
+  std::string cache_refused;             // BankStats::index_cache_refused
 
   // The other signals' indexes: built at the first search that needs them, extended by
   // add(), rebuilt when the generation moved on (removals, other writers).

@@ -7,6 +7,8 @@
 
 namespace hashwall {
 
+std::string Bank::index_cache_refused() const { return impl_->cache_refused; }
+
 BankStats Bank::stats() const {
   auto& m = *impl_;
   std::lock_guard lock(m.db_mu);
@@ -57,6 +59,7 @@ BankStats Bank::stats() const {
   st.format_version = m.store->format_version();
   st.index_rebuilds = m.rebuilds;
   st.changes_followed = m.followed;
+  st.index_cache_refused = m.cache_refused;
   st.db_bytes = m.store->bytes_on_disk();
   st.index_cache_bytes = file_size_or_zero(pdq_index_path(m.path));
   std::shared_lock ilock(m.index_mu);

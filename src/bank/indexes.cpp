@@ -1,8 +1,10 @@
 // The bank's derived indexes: the PDQ index and its cache file, the local-feature and
 // embedding indexes built from the records, and the local layout cache
 // (docs/BANK_FORMAT.md). All are rebuilt from the records when missing or stale.
+#include <algorithm>
 #include <fstream>
 #include <iterator>
+#include <random>
 #include <set>
 
 #include "bank/bank_impl.hpp"
@@ -161,6 +163,37 @@ void Bank::Impl::refresh_if_changed() const {
   if (!follow_changes()) rebuild_index();
 }
 
+namespace {
+
+// A cache whose header fits this bank (generation, type, size) can still hold another
+// bank's index (files copied about) or altered hashes. Before it is trusted, a sample of
+// the records (the first ones and some from random places) must each be found in it under
+// their own hash; `check` compares the whole. "" when they are, else which was not.
+// Called inside the caller's read transaction.
+std::string cache_disagrees(const PdqIndex& cached, Store& store, std::int64_t entries) {
+  std::vector<Entry> sample;
+  const auto take = [&](std::int64_t after, std::size_t n) {
+    try {
+      for (auto& e : store.entries_after(after, n)) sample.push_back(std::move(e));
+    } catch (const Error&) {
+      // a malformed PDQ blob: not in the index either; check() names it
+    }
+  };
+  take(0, 8);
+  std::mt19937_64 rng(std::random_device{}());
+  std::uniform_int_distribution<std::int64_t> where(0, std::max<std::int64_t>(1, 2 * entries));
+  for (int i = 0; i < 24; ++i) take(where(rng), 1);
+  for (const Entry& e : sample) {
+    const auto hits = cached.range_search(std::span(&e.pdq, 1), 0);
+    const bool found = std::any_of(hits[0].begin(), hits[0].end(),
+                                   [&](const IndexHit& h) { return h.id == e.id; });
+    if (!found) return "entry " + std::to_string(e.id) + " is not in it under its own hash";
+  }
+  return {};
+}
+
+}  // namespace
+
 void Bank::Impl::load_or_build_index() {
   std::uint64_t cached_gen = 0;
   auto cached = load_pdq_index(pdq_index_path(path), &cached_gen);
@@ -168,14 +201,21 @@ void Bank::Impl::load_or_build_index() {
     auto read = store->begin_read();
     const auto gen = read_generation();
     const auto all = store->count_entries(), valid = store->count_valid_pdq();
+    bool use = cached && cached_gen == gen && cached->type() == type_for(all) &&
+               cached->size() == static_cast<std::size_t>(valid);
+    // Same read transaction: the sample is of the records at this generation.
+    if (use) cache_refused = cache_disagrees(*cached, *store, all);
     read->commit();
-    if (cached && cached_gen == gen && cached->type() == type_for(all) &&
-        cached->size() == static_cast<std::size_t>(valid)) {
+    if (use && cache_refused.empty()) {
       index = std::move(cached);
       generation = gen;
       dirty = false;
       return;
     }
+    if (!cache_refused.empty())
+      cache_refused = "the index cache " + pdq_index_path(path).string() +
+                      " disagrees with the records (" + cache_refused +
+                      "): it was not used; run 'hashwall check'";
   }
   // The store took its data version when it opened, before this build: a commit made
   // meanwhile is seen at the next refresh, not swallowed.

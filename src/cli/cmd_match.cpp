@@ -11,6 +11,7 @@
 #include "cli/report.hpp"
 #include "cli/signals.hpp"
 #include "core/error.hpp"
+#include "core/text.hpp"
 
 namespace hashwall::cli {
 
@@ -94,8 +95,17 @@ SignalSetup setup_for(const Bank& bank, const MatchArgs& a, LoadOptions& opt) {
   return s;
 }
 
+// An index cache that disagreed with the records was not used (the answers come from an
+// index rebuilt from the records); the operator hears of it, since it means the files
+// were copied about or altered.
+void warn_refused_cache(const Bank& bank) {
+  if (const auto why = bank.index_cache_refused(); !why.empty())
+    std::fprintf(stderr, "hashwall: warning: %s\n", escape_control(why).c_str());
+}
+
 int run_query(const MatchArgs& a) {
   const auto bank = Bank::open(a.bank, OpenMode::ReadOnly);
+  warn_refused_cache(*bank);
   const Matcher matcher(*bank, match_options(a));
   LoadOptions opt = load_options(false, a.no_exif, a.max_pixels);
   const SignalSetup sig = setup_for(*bank, a, opt);
@@ -124,6 +134,7 @@ int run_scan(const MatchArgs& a) {
   const auto t0 = clock::now();
   if (a.jsonl && a.csv) throw Error(ErrorKind::Usage, "", "--jsonl and --csv exclude each other");
   const auto bank = Bank::open(a.bank, OpenMode::ReadOnly);
+  warn_refused_cache(*bank);
   const Matcher matcher(*bank, match_options(a));
   std::vector<std::string> missing;
   const auto files = collect_files(a.paths, a.all_files, missing);

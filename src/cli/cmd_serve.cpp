@@ -166,6 +166,8 @@ int run_serve(const ServeArgs& a) {
 
   const auto bank = Bank::open(a.bank, o.writable ? OpenMode::ReadWrite : OpenMode::ReadOnly);
   const auto entries = bank->stats().entries;
+  if (const auto why = bank->index_cache_refused(); !why.empty())
+    std::fprintf(stderr, "hashwall serve: warning: %s\n", why.c_str());
   // Images sent to /v1/match and /v1/entries get every signal the bank records (or those
   // --signals keeps); the model is checked against the bank's before the port opens.
   const SignalSetup query_sig =

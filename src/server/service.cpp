@@ -409,6 +409,8 @@ Reply Service::stats(const json& extra) const {
     r.body["generation"] = s.generation;
     r.body["index_rebuilds"] = s.index_rebuilds;
     r.body["changes_followed"] = s.changes_followed;
+    if (!s.index_cache_refused.empty())
+      r.body["index_cache_refused"] = without_paths(s.index_cache_refused);
     r.body["format_version"] = s.format_version;
     r.body["signals"] =
         json::array({json{{"name", "pdq"},
