@@ -434,7 +434,8 @@ TEST_CASE("search keeps one row per entry with its best distance and the first q
   CHECK(bank->search_pdq(std::span<const Hash256>(), 31).empty());
 }
 
-TEST_CASE("the index cache is written on close and trusted when it is fresh", "[bank]") {
+TEST_CASE("the index cache is written on close trusted when fresh and refused when forged",
+          "[bank]") {
   hwtest::TempDir dir;
   const auto path = dir / "bank.db";
   const auto cache = pdq_index_path(path);
@@ -458,17 +459,27 @@ TEST_CASE("the index cache is written on close and trusted when it is fresh", "[
   CHECK(cache_gen == gen);
   CHECK(cached->size() == 3);
 
-  // Forge a cache with the bank's generation and entry count but other content. If
-  // open() trusts fresh caches, searches now see the forgery: that is how we know the
-  // cache was used rather than rebuilt. check() must then call it out.
+  // A fresh cache is used as it is: opening does not rebuild the index.
+  {
+    auto bank = Bank::open(path, OpenMode::ReadOnly);
+    CHECK(bank->stats().index_rebuilds == 0);
+    CHECK(bank->index_cache_refused().empty());
+    CHECK(found_ids(*bank, h[0], 0) == std::set{ids[0]});
+  }
+
+  // Forge a cache with the bank's generation and entry count but other content: the
+  // header fits, the content does not. open() finds a sampled record missing under its
+  // hash, does not use the cache and rebuilds from the records; check() calls it out.
   auto forged = make_pdq_index("flat");
   const std::vector<Hash256> fake{h[3], h[1], h[2]};
   forged->add(ids, fake);
   forged->save(cache, gen);
   {
     auto bank = Bank::open(path, OpenMode::ReadOnly);
-    CHECK(found_ids(*bank, h[3], 0) == std::set{ids[0]});
-    CHECK(found_ids(*bank, h[0], 0).empty());
+    CHECK_THAT(bank->index_cache_refused(), Catch::Contains("disagrees with the records"));
+    CHECK(bank->stats().index_rebuilds == 1);
+    CHECK(found_ids(*bank, h[0], 0) == std::set{ids[0]});
+    CHECK(found_ids(*bank, h[3], 0).empty());
     const auto rep = bank->check();
     CHECK_FALSE(rep.ok);
     REQUIRE_FALSE(rep.problems.empty());
