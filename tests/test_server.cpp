@@ -270,6 +270,19 @@ class HeldWorkers {
   bool released_ = false;
 };
 
+// A read-only server on a free port with one worker, which `held` holds, and room for
+// `queue` waiting requests (each may wait a minute).
+hashwall::server::ServerOptions one_held_worker(HeldWorkers& held, std::size_t queue) {
+  hashwall::server::ServerOptions o;
+  o.port = 0;
+  o.writable = false;
+  o.threads = 1;
+  o.max_queue = queue;
+  o.max_queue_wait = std::chrono::minutes(1);
+  o.on_work_start = held.hook();
+  return o;
+}
+
 // HttpServer in this process on a free loopback port, served by a thread until destroyed.
 class InProcessServer {
  public:
@@ -1106,14 +1119,7 @@ TEST_CASE("a full request queue answers 503 with Retry-After instead of piling u
   // One worker and room for one waiting request; the worker is held (on_work_start) until
   // the test lets it go, so the queue's state does not depend on the machine's speed.
   HeldWorkers held;
-  hashwall::server::ServerOptions o;
-  o.port = 0;
-  o.writable = false;
-  o.threads = 1;
-  o.max_queue = 1;
-  o.max_queue_wait = std::chrono::minutes(1);
-  o.on_work_start = held.hook();
-  InProcessServer srv(*bank, o);
+  InProcessServer srv(*bank, one_held_worker(held, 1));
 
   auto first = std::async(std::launch::async, [&] { return srv.post_hash(std::string(64, 'a')); });
   held.wait_entered(1);
@@ -1253,14 +1259,8 @@ TEST_CASE("at stop requests already received are answered and later ones get 503
   TempDir tmp;
   auto bank = hashwall::Bank::open(make_bank(tmp), hashwall::OpenMode::ReadOnly);
   HeldWorkers held;
-  hashwall::server::ServerOptions o;
-  o.port = 0;
-  o.writable = false;
-  o.threads = 1;
-  o.max_queue = 16;
-  o.max_queue_wait = std::chrono::minutes(1);
+  auto o = one_held_worker(held, 16);
   o.timeout = std::chrono::seconds(60);  // the drain waits for the held requests
-  o.on_work_start = held.hook();
   InProcessServer srv(*bank, o);
 
   // Three requests received before the stop: one with the (held) worker, two waiting.
