@@ -8,12 +8,16 @@
 #include <catch2/catch.hpp>
 #include <cctype>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
+#include <iterator>
 #include <random>
 #include <set>
 #include <thread>
 
 #include "bank/bank.hpp"
+#include "bank/digests.hpp"
+#include "bank/store.hpp"
 #include "core/error.hpp"
 #include "support.hpp"
 
@@ -139,7 +143,7 @@ TEST_CASE("a new bank keeps its entries after it is closed and reopened", "[bank
   CHECK(st.imported == 0);
   CHECK(st.labels == 2);
   CHECK(st.generation == 1);
-  CHECK(st.format_version == 3);
+  CHECK(st.format_version == kFormatVersion);
   CHECK(st.index_type == "flat");
   CHECK(st.db_bytes > 0);
   CHECK(st.index_memory_bytes > 0);
@@ -338,7 +342,8 @@ TEST_CASE("a bank of a newer format version is refused with a clear reason", "[b
   hwtest::TempDir dir;
   const auto path = dir / "bank.db";
   Bank::open(path, OpenMode::Create);
-  raw_exec(path, "UPDATE meta SET value = '4' WHERE key = 'format_version'");
+  raw_exec(path, "UPDATE meta SET value = '" + std::to_string(kFormatVersion + 1) +
+                     "' WHERE key = 'format_version'");
   try {
     Bank::open(path, OpenMode::ReadOnly);
     FAIL("expected an Error");
@@ -512,9 +517,14 @@ TEST_CASE("a stale index cache is rebuilt and searches stay correct", "[bank]") 
   REQUIRE(cache_gen == 1);
 
   SECTION("another writer adds entries and bumps the generation") {
-    raw_exec(path, "INSERT INTO entries(sha256, pdq, origin, added_at) VALUES('" + sha_of(2) +
-                       "', x'" + b.hex() +
-                       "', 'indexed', 0); UPDATE meta SET value = '2' WHERE key = 'generation';");
+    // The other writer's cache file is lost (it crashed before writing it): ours is left.
+    std::string old_cache;
+    {
+      std::ifstream in(cache, std::ios::binary);
+      old_cache.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    }
+    Bank::open(path, OpenMode::ReadWrite)->add(std::vector{indexed(2, b)});
+    std::ofstream(cache, std::ios::binary | std::ios::trunc) << old_cache;
     {
       // The old cache is noted, not a problem: it is simply out of date.
       auto bank = Bank::open(path, OpenMode::ReadWrite);
@@ -758,8 +768,10 @@ TEST_CASE("check passes on a healthy bank and reports corrupted rows", "[bank]")
                  victim);
     const auto rep = Bank::open(path, OpenMode::ReadOnly)->check();
     CHECK_FALSE(rep.ok);
-    REQUIRE(rep.problems.size() == 1);
+    // What check reads back differs from what was written, and the value is out of range.
+    REQUIRE(rep.problems.size() == 2);
     CHECK_THAT(rep.problems[0], Catch::Contains("quality"));
+    CHECK_THAT(rep.problems[1], Catch::Contains("differs from the checksum"));
   }
   SECTION("a generation that is not a number") {
     auto bank = Bank::open(path, OpenMode::ReadOnly);
@@ -842,7 +854,8 @@ TEST_CASE("check reports damaged local-feature and embedding rows", "[bank]") {
   CHECK(named("local features", a));
   CHECK(named("3 bytes", b));
   CHECK(named("not a finite number", std::to_string(ids[3])));
-  CHECK(rep.problems.size() == 3);
+  // Each of the three also differs from the checksum written when it was added.
+  CHECK(rep.problems.size() == 6);
 }
 
 TEST_CASE(
@@ -935,4 +948,255 @@ TEST_CASE("a bank, its write-ahead log and its index cache are readable by their
     CHECK((fs::status(p).permissions() & fs::perms::all) ==
           (fs::perms::owner_read | fs::perms::owner_write));
   }
+}
+
+// ---- checksums and the keyed seal (#15; bank/digests.hpp) ------------------------------
+
+namespace {
+
+// Entries with every kind of stored part: the row, local features, an embedding.
+std::vector<NewEntry> entries_with_features(std::mt19937_64& rng, int n) {
+  std::vector<NewEntry> batch;
+  for (int i = 0; i < n; ++i) {
+    NewEntry e = indexed(i, random_hash(rng), "case-" + std::to_string(i));
+    LocalFeatures f;
+    f.width = 64;
+    f.height = 48;
+    f.descriptors.create(8, kOrbBytes, CV_8U);
+    cv::randu(f.descriptors, 0, 256);
+    for (int k = 0; k < 8; ++k) f.points.emplace_back(0.1f * static_cast<float>(k), 0.5f);
+    e.local = std::move(f);
+    e.embedding = {1.f, static_cast<float>(i), 0.f, 0.5f};
+    batch.push_back(std::move(e));
+  }
+  return batch;
+}
+
+BankConfig all_signals() {
+  BankConfig cfg;
+  cfg.signals = {"pdq", "local", "embed"};
+  cfg.embed_model = "test@0000";
+  return cfg;
+}
+
+bool names(const CheckReport& rep, const std::string& what, const std::string& id = "") {
+  return std::any_of(rep.problems.begin(), rep.problems.end(), [&](const std::string& p) {
+    return p.find(what) != std::string::npos &&
+           (id.empty() || p.find("entry " + id + " ") != std::string::npos ||
+            p.find("entry " + id + ":") != std::string::npos);
+  });
+}
+
+std::string meta_value(const fs::path& db, const std::string& key) {
+  sqlite3* h = nullptr;
+  REQUIRE(sqlite3_open_v2(db.c_str(), &h, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
+  sqlite3_stmt* s = nullptr;
+  sqlite3_prepare_v2(h, "SELECT value FROM meta WHERE key = ?1", -1, &s, nullptr);
+  sqlite3_bind_text(s, 1, key.c_str(), -1, SQLITE_TRANSIENT);
+  std::string out;
+  if (sqlite3_step(s) == SQLITE_ROW) out = reinterpret_cast<const char*>(sqlite3_column_text(s, 0));
+  sqlite3_finalize(s);
+  sqlite3_close(h);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("check finds stored values edited behind the bank's back even when they still decode",
+          "[bank][digests]") {
+  hwtest::TempDir dir;
+  const auto path = dir / "bank.db";
+  std::mt19937_64 rng(21);
+  std::vector<std::int64_t> ids;
+  {
+    auto bank = Bank::open(path, OpenMode::Create, all_signals());
+    ids = bank->add(entries_with_features(rng, 4)).ids;
+    const auto rep = bank->check();
+    INFO((rep.problems.empty() ? std::string() : rep.problems[0]));
+    REQUIRE(rep.ok);
+  }
+  const auto a = std::to_string(ids[1]);
+  // Each edit leaves rows that decode as well as before: only the checksums can tell.
+  SECTION("a label") {
+    raw_exec(path, "UPDATE entries SET label = 'case-2' WHERE id = " + a);
+    CHECK(names(Bank::open(path, OpenMode::ReadOnly)->check(), "differs from the checksum", a));
+  }
+  SECTION("local features replaced by random bytes of the same length") {
+    raw_exec(path,
+             "UPDATE local_features SET descriptors = randomblob(length(descriptors)) WHERE "
+             "entry_id = " +
+                 a);
+    CHECK(names(Bank::open(path, OpenMode::ReadOnly)->check(), "differs from the checksum", a));
+  }
+  SECTION("an embedding replaced by another valid vector") {
+    raw_exec(path,
+             "UPDATE embeddings SET vector = x'0000803f0000803f0000803f0000803f' WHERE "
+             "entry_id = " +
+                 a);
+    CHECK(names(Bank::open(path, OpenMode::ReadOnly)->check(), "differs from the checksum", a));
+  }
+  SECTION("a PDQ hash, with the index cache deleted") {
+    raw_exec(path, "UPDATE entries SET pdq = zeroblob(32) WHERE id = " + a);
+    fs::remove(pdq_index_path(path));
+    const auto rep = Bank::open(path, OpenMode::ReadOnly)->check();
+    CHECK(names(rep, "differs from the checksum", a));
+    CHECK(names(rep, "do not add up to the bank's PDQ digest"));
+  }
+  SECTION("an entry deleted with its rows and its checksum") {
+    raw_exec(path, "DELETE FROM entries WHERE id = " + a +
+                       "; DELETE FROM entry_digests WHERE entry_id = " + a);
+    fs::remove(pdq_index_path(path));
+    CHECK(names(Bank::open(path, OpenMode::ReadOnly)->check(),
+                "do not add up to the bank's records digest"));
+  }
+  SECTION("an entry inserted behind the bank's back") {
+    raw_exec(path, "INSERT INTO entries(sha256, pdq, origin, added_at) VALUES('" + sha_of(99) +
+                       "', zeroblob(32), 'indexed', 0)");
+    fs::remove(pdq_index_path(path));
+    const auto rep = Bank::open(path, OpenMode::ReadOnly)->check();
+    CHECK(names(rep, "has no checksum although it was added after checksums began"));
+  }
+  SECTION("removals through the bank keep the digests whole") {
+    auto bank = Bank::open(path, OpenMode::ReadWrite);
+    CHECK(bank->remove_label("case-0") == 1);
+    CHECK(bank->remove_ids(std::span(&ids[2], 1)) == 1);
+    const auto more = entries_with_features(rng, 2);
+    std::vector<NewEntry> renamed;
+    for (int i = 0; i < 2; ++i) {
+      NewEntry e = more[static_cast<std::size_t>(i)];
+      e.sha256 = sha_of(50 + i);
+      renamed.push_back(std::move(e));
+    }
+    CHECK(bank->add(renamed).added == 2);
+    const auto rep = bank->check();
+    INFO((rep.problems.empty() ? std::string() : rep.problems[0]));
+    CHECK(rep.ok);
+  }
+}
+
+TEST_CASE("a bank sealed with a key: writes need the key and a forger without it is caught",
+          "[bank][digests]") {
+  hwtest::TempDir dir;
+  const auto path = dir / "bank.db";
+  const std::string key = "k7Qm2vX9pL4rT8wZ1nB6cJ3hF5dS0gYe";
+  std::mt19937_64 rng(22);
+  std::vector<std::int64_t> ids;
+  {
+    auto bank = Bank::open(path, OpenMode::Create, all_signals(), key);
+    CHECK(bank->seal_key_id().size() == 16);
+    ids = bank->add(entries_with_features(rng, 3)).ids;
+  }
+  const auto keyed_check = [&] { return Bank::open(path, OpenMode::ReadOnly, {}, key)->check(); };
+  {
+    const auto rep = keyed_check();
+    INFO((rep.problems.empty() ? std::string() : rep.problems[0]));
+    CHECK(rep.ok);
+  }
+  // Without the key: reads work, writes are refused before anything is written.
+  {
+    auto bank = Bank::open(path, OpenMode::ReadWrite);
+    NewEntry e = indexed(7, random_hash(rng));
+    CHECK_THROWS_WITH(bank->add(std::span(&e, 1)), Catch::Contains("sealed with a key"));
+    CHECK_THROWS_WITH(bank->remove_ids(std::span(&ids[0], 1)),
+                      Catch::Contains("sealed with a key"));
+    CHECK(bank->stats().entries == 3);
+    const auto rep = bank->check();
+    CHECK(rep.ok);  // nothing wrong that it could see, and it says what it could not
+    CHECK(std::any_of(rep.notes.begin(), rep.notes.end(), [](const std::string& n) {
+      return n.find("give it (--seal-key FILE)") != std::string::npos;
+    }));
+  }
+  // Another key is refused for writing, and named as wrong by check.
+  CHECK_THROWS_WITH(Bank::open(path, OpenMode::ReadWrite, {}, "another key of 32 characters!!!"),
+                    Catch::Contains("not the bank's"));
+  CHECK(names(Bank::open(path, OpenMode::ReadOnly, {}, "another key of 32 characters!!!")->check(),
+              "not the bank's"));
+  // With the key, removals and additions keep the seal.
+  {
+    auto bank = Bank::open(path, OpenMode::ReadWrite, {}, key);
+    CHECK(bank->remove_ids(std::span(&ids[0], 1)) == 1);
+    NewEntry e = entries_with_features(rng, 1)[0];
+    e.sha256 = sha_of(8);
+    CHECK(bank->add(std::span(&e, 1)).added == 1);
+  }
+  {
+    const auto rep = keyed_check();
+    INFO((rep.problems.empty() ? std::string() : rep.problems[0]));
+    CHECK(rep.ok);
+  }
+
+  // A forger without the key deletes an entry and makes every unkeyed sum add up again:
+  // the checksums' sum and the PDQ digest are recomputed, the index cache deleted. Only
+  // the seal, which needs the key, still tells.
+  const auto victim = std::to_string(ids[1]);
+  {
+    sqlite3* h = nullptr;
+    REQUIRE(sqlite3_open(path.c_str(), &h) == SQLITE_OK);
+    const auto blob = [&](const std::string& sql) {
+      sqlite3_stmt* s = nullptr;
+      sqlite3_prepare_v2(h, sql.c_str(), -1, &s, nullptr);
+      REQUIRE(sqlite3_step(s) == SQLITE_ROW);
+      std::string out(static_cast<const char*>(sqlite3_column_blob(s, 0)),
+                      static_cast<std::size_t>(sqlite3_column_bytes(s, 0)));
+      sqlite3_finalize(s);
+      return out;
+    };
+    auto records = *bank_detail::Digest::from_hex(meta_value(path, "records_digest"));
+    records -= *bank_detail::Digest::from_bytes(
+        blob("SELECT digest FROM entry_digests WHERE entry_id = " + victim));
+    auto pdq = *bank_detail::Digest::from_hex(meta_value(path, "pdq_digest"));
+    const auto h1 = blob("SELECT pdq FROM entries WHERE id = " + victim);
+    Hash256 victim_hash;
+    std::memcpy(victim_hash.bytes.data(), h1.data(), 32);
+    pdq -= bank_detail::pdq_term(ids[1], victim_hash);
+    sqlite3_close(h);
+    raw_exec(path, "DELETE FROM entries WHERE id = " + victim +
+                       "; DELETE FROM entry_digests WHERE entry_id = " + victim +
+                       "; UPDATE meta SET value = '" + records.hex() +
+                       "' WHERE key = 'records_digest'; UPDATE meta SET value = '" + pdq.hex() +
+                       "' WHERE key = 'pdq_digest'");
+    fs::remove(pdq_index_path(path));
+  }
+  CHECK(Bank::open(path, OpenMode::ReadOnly)->check().ok);  // without the key: fooled
+  const auto rep = keyed_check();
+  CHECK_FALSE(rep.ok);
+  CHECK(names(rep, "changed by someone without its key"));
+}
+
+TEST_CASE("an index cache with one altered hash among many is refused at open", "[bank][digests]") {
+  hwtest::TempDir dir;
+  const auto path = dir / "bank.db";
+  const auto cache = pdq_index_path(path);
+  std::mt19937_64 rng(23);
+  std::vector<NewEntry> batch;
+  for (int i = 0; i < 2000; ++i) batch.push_back(indexed(i, random_hash(rng)));
+  std::vector<std::int64_t> ids;
+  std::uint64_t gen = 0;
+  {
+    auto bank = Bank::open(path, OpenMode::Create);
+    ids = bank->add(batch).ids;
+    gen = bank->stats().generation;
+  }
+  std::uint64_t cache_gen = 0;
+  auto cached = load_pdq_index(cache, &cache_gen);
+  REQUIRE(cached);
+  REQUIRE(cache_gen == gen);
+  // The cache is rewritten whole (its own checksum is right) with entry 1234's hash moved
+  // by two bits: a sample of 32 records would miss it almost always.
+  auto contents = cached->contents();
+  std::sort(contents.begin(), contents.end(),
+            [](const auto& x, const auto& y) { return x.first < y.first; });
+  std::vector<std::int64_t> cids;
+  std::vector<Hash256> hashes;
+  for (const auto& [id, h] : contents) {
+    cids.push_back(id);
+    hashes.push_back(id == ids[1234] ? flip_bits(h, 2) : h);
+  }
+  auto forged = make_pdq_index(cached->type());
+  forged->add(cids, hashes);
+  forged->save(cache, gen);
+  auto bank = Bank::open(path, OpenMode::ReadOnly);
+  CHECK_THAT(bank->index_cache_refused(), Catch::Contains("do not add up"));
+  CHECK(bank->stats().index_rebuilds == 1);
+  CHECK(found_ids(*bank, batch[1234].pdq, 0) == std::set{ids[1234]});
 }

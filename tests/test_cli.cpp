@@ -537,7 +537,7 @@ TEST_CASE(
   const auto rw = run_hashwall("reindex --bank " + q(bank) + " --index auto");
   INFO(rw.err);
   REQUIRE(rw.exit_code == 0);
-  CHECK(format_version() == 3);  // upgraded in place
+  CHECK(format_version() == 4);  // upgraded in place
   CHECK(run_hashwall("check --bank " + q(bank)).exit_code == 0);
   const json after = answers();
   for (const auto& [name, b] : before.items()) {
@@ -593,4 +593,67 @@ TEST_CASE("check finds edited thresholds and deleted signal rows that would chan
   r = run_hashwall("check --bank " + q(bank));
   CHECK(r.exit_code != 0);
   CHECK_THAT(r.out + r.err, Catch::Contains("differ from those it was created with"));
+}
+
+TEST_CASE("a bank sealed with --seal-key is written and verified only with its key", "[cli]") {
+  TempDir tmp;
+  const auto bank = tmp / "shared.db";
+  const auto key = tmp / "bank.key", other = tmp / "other.key", open_key = tmp / "open.key";
+  const auto write = [](const fs::path& p, const std::string& text, fs::perms mode) {
+    std::ofstream(p) << text << "\n";
+    fs::permissions(p, mode);
+  };
+  write(key, "Wq3vL9xT2mK8pR5nZ7cY1bH4jF6dS0aG", fs::perms::owner_read | fs::perms::owner_write);
+  write(other, "Pz8kN3wQ6tB1mV9xC4rL7yH2jD5fG0sA", fs::perms::owner_read | fs::perms::owner_write);
+  write(open_key, "Wq3vL9xT2mK8pR5nZ7cY1bH4jF6dS0aG",
+        fs::perms::owner_read | fs::perms::owner_write | fs::perms::others_read);
+  const auto list = tmp / "list.txt";
+  std::ofstream(list) << std::string(64, 'a') << "\n" << std::string(64, 'b') << "\n";
+
+  // A key others can read guards nothing: refused, and no bank is made.
+  auto r = run_hashwall("init --bank " + q(bank) + " --seal-key " + q(open_key));
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.err, Catch::Contains("chmod 600"));
+  CHECK_FALSE(fs::exists(bank));
+
+  r = run_hashwall("init --bank " + q(bank) + " --signals pdq --seal-key " + q(key));
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  r = run_hashwall("import " + q(list) + " --bank " + q(bank) + " -f hex");
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.err, Catch::Contains("sealed with a key"));
+  r = run_hashwall("import " + q(list) + " --bank " + q(bank) + " -f hex --seal-key " + q(other));
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.err, Catch::Contains("not the bank's"));
+  r = run_hashwall("import " + q(list) + " --bank " + q(bank) + " -f hex --seal-key " + q(key));
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+
+  r = run_hashwall("check --json --bank " + q(bank) + " --seal-key " + q(key));
+  INFO(r.out);
+  REQUIRE(r.exit_code == 0);
+  const json j = json::parse(r.out);
+  CHECK(j["ok"] == true);
+  CHECK(j["seal_key_id"].get<std::string>().size() == 16);
+  // Without the key check says what it could not verify; with another it fails.
+  r = run_hashwall("check --bank " + q(bank));
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.out, Catch::Contains("note: the bank is sealed with a key"));
+  r = run_hashwall("check --bank " + q(bank) + " --seal-key " + q(other));
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.out, Catch::Contains("not the bank's"));
+
+  // A label edited behind the bank's back: its checksum no longer matches.
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(bank.c_str(), &db) == SQLITE_OK);
+  REQUIRE(sqlite3_exec(db, "UPDATE entries SET label = 'someone else' WHERE id = 1", nullptr,
+                       nullptr, nullptr) == SQLITE_OK);
+  sqlite3_close(db);
+  r = run_hashwall("check --bank " + q(bank) + " --seal-key " + q(key));
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.out, Catch::Contains("entry 1:") && Catch::Contains("differs from the checksum"));
+  // Serving it writable needs the key; read-only it needs none.
+  r = run_hashwall("serve --bank " + q(bank) + " --no-auth --listen 127.0.0.1:0");
+  CHECK(r.exit_code == 2);
+  CHECK_THAT(r.err, Catch::Contains("serving it writable needs --seal-key"));
 }

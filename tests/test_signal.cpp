@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "bank/bank.hpp"
+#include "bank/store.hpp"
 #include "cli/app.hpp"
 #include "cli/signals.hpp"
 #include "core/error.hpp"
@@ -250,7 +251,7 @@ TEST_CASE(
   r = in_process({"stats", "--bank", bank, "--json"});
   REQUIRE(r.exit_code == 0);
   const json st = json::parse(r.out);
-  CHECK(st["format_version"] == 3);
+  CHECK(st["format_version"] == kFormatVersion);
   CHECK(st["signals"] == json::array({"pdq", "mean-colour"}));
   CHECK(st["mean-colour"]["entries"] == 3);
   CHECK(st["mean-colour"]["params"]["max_distance"] == "40");

@@ -160,8 +160,9 @@ TEST_CASE("a reader whose generation the log does not reach rebuilds, and answer
   CHECK(reader->stats().changes_followed == 0);
 }
 
-TEST_CASE("a format-2 bank is upgraded in place to format 3 and logs its changes from then on",
-          "[store]") {
+TEST_CASE(
+    "a format-2 bank is upgraded in place to the current format and logs its changes from then on",
+    "[store]") {
   hwtest::TempDir dir;
   const auto path = dir / "bank.db";
   fs::copy_file(hwtest::source_dir() / "tests" / "data" / "bank-v2" / "bank.db", path);
@@ -175,13 +176,13 @@ TEST_CASE("a format-2 bank is upgraded in place to format 3 and logs its changes
   }
   {
     auto bank = Bank::open(path, OpenMode::ReadWrite);  // the upgrade
-    CHECK(bank->stats().format_version == 3);
+    CHECK(bank->stats().format_version == kFormatVersion);
     const std::int64_t first[] = {1};
     CHECK(bank->remove_ids(first) == 1);
     CHECK(bank->check().ok);
   }
   const auto store = read_store(path);
-  CHECK(store->format_version() == 3);
+  CHECK(store->format_version() == kFormatVersion);
   CHECK(store->has_record_table());
   CHECK(store->meta("changes_from") == std::to_string(gen));
   CHECK_FALSE(store->changes_since(gen - 1));  // before the upgrade: not in the log
@@ -190,6 +191,63 @@ TEST_CASE("a format-2 bank is upgraded in place to format 3 and logs its changes
   REQUIRE(after->size() == 1);
   CHECK(after->front().op == ChangeOp::Remove);
   CHECK(after->front().ids == std::vector<std::int64_t>{1});
+}
+
+TEST_CASE("a format-3 bank is upgraded to format 4: old entries are noted and new ones checked",
+          "[store]") {
+  hwtest::TempDir dir;
+  const auto path = dir / "bank.db";
+  fs::copy_file(hwtest::source_dir() / "tests" / "data" / "bank-v3" / "bank.db", path);
+  const auto has_note = [](const CheckReport& rep, const std::string& what) {
+    return std::any_of(rep.notes.begin(), rep.notes.end(),
+                       [&](const std::string& n) { return n.find(what) != std::string::npos; });
+  };
+  std::vector<std::pair<std::int64_t, Hash256>> held;
+  {
+    auto bank = Bank::open(path, OpenMode::ReadOnly);
+    CHECK(bank->stats().format_version == 3);
+    const auto rep = bank->check();
+    CHECK(rep.ok);
+    CHECK(has_note(rep, "carry no checksums"));
+    bank->for_each([&](const Entry& e) {
+      held.emplace_back(e.id, e.pdq);
+      return true;
+    });
+  }
+  REQUIRE(held.size() == 6);
+  std::int64_t added = 0;
+  {
+    auto bank = Bank::open(path, OpenMode::ReadWrite);  // the upgrade
+    CHECK(bank->stats().format_version == kFormatVersion);
+    for (const auto& [id, h] : held) CHECK(found(*bank, h).count(id) == 1);
+    std::mt19937_64 rng(31);
+    NewEntry e;
+    e.pdq = random_hash(rng);
+    e.source = "list.csv";
+    e.origin = Origin::Imported;
+    added = bank->add(std::span(&e, 1)).ids.at(0);
+    const auto rep = bank->check();
+    INFO((rep.problems.empty() ? std::string() : rep.problems[0]));
+    CHECK(rep.ok);
+    CHECK(has_note(rep, "6 entries were added before the bank had checksums"));
+  }
+  {
+    const auto store = read_store(path);
+    CHECK(store->meta("digests_from") == "7");
+    CHECK(store->meta("changes_from") == "0");  // format 3's log goes on
+    CHECK(store->changes_since(0));
+  }
+  // An entry added after the upgrade is checked; the six before it cannot be.
+  sqlite3* h = nullptr;
+  REQUIRE(sqlite3_open(path.c_str(), &h) == SQLITE_OK);
+  const std::string sql =
+      "UPDATE entries SET label = 'edited' WHERE id IN (1, " + std::to_string(added) + ")";
+  REQUIRE(sqlite3_exec(h, sql.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK);
+  sqlite3_close(h);
+  const auto rep = Bank::open(path, OpenMode::ReadOnly)->check();
+  REQUIRE(rep.problems.size() == 1);
+  CHECK_THAT(rep.problems[0], Catch::Contains("entry " + std::to_string(added) + ":") &&
+                                  Catch::Contains("differs from the checksum"));
 }
 
 TEST_CASE("the SQLite store refuses what is not a bank before writing anything", "[store]") {

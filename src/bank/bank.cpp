@@ -32,7 +32,8 @@ Bank::~Bank() {
 }
 
 std::unique_ptr<Bank> Bank::open(const fs::path& path, OpenMode mode,
-                                 const BankConfig& config_for_new_bank) {
+                                 const BankConfig& config_for_new_bank,
+                                 const std::string& seal_key) {
   std::error_code ec;
   if (mode == OpenMode::Create) {
     const auto& c = config_for_new_bank;
@@ -56,9 +57,22 @@ std::unique_ptr<Bank> Bank::open(const fs::path& path, OpenMode mode,
   auto impl = std::make_unique<Impl>();
   impl->path = path;
   impl->mode = mode == OpenMode::Create ? OpenMode::ReadWrite : mode;
+  impl->digester = Digester(seal_key);
   bool created = false;
-  impl->store = open_sqlite_store(path, mode, initial_meta(config_for_new_bank), &created);
+  impl->store =
+      open_sqlite_store(path, mode, initial_meta(config_for_new_bank, impl->digester), &created);
   impl->where = impl->store->where();
+  impl->seal_key_id = impl->store->meta("seal_key_id").value_or("");
+  // A key that is not the bank's would seal what it writes with the wrong key; read-only,
+  // check() says so instead.
+  if (impl->mode == OpenMode::ReadWrite && !seal_key.empty() &&
+      impl->digester.key_id() != impl->seal_key_id)
+    throw Error(ErrorKind::Usage, impl->where,
+                impl->seal_key_id.empty()
+                    ? "the bank has no keyed seal: a key is only given to a bank created with "
+                      "one"
+                    : "the key given is not the bank's (its key id is " + impl->digester.key_id() +
+                          ", the bank's " + impl->seal_key_id + ")");
   // Cache files left by an earlier bank of the same name describe other records; a new
   // bank starts at generation 0 again, so they must not be mistaken for its own.
   if (created)
@@ -66,16 +80,19 @@ std::unique_ptr<Bank> Bank::open(const fs::path& path, OpenMode mode,
   std::lock_guard lock(impl->db_mu);
   impl->read_config();  // a bank with damaged settings is refused before any upgrade
   impl->store->upgrade();
+  impl->start_pdq_digest();
   impl->load_or_build_index();
   return std::unique_ptr<Bank>(new Bank(std::move(impl)));
 }
 
 const fs::path& Bank::path() const { return impl_->path; }
 const BankConfig& Bank::config() const { return impl_->config; }
+const std::string& Bank::seal_key_id() const { return impl_->seal_key_id; }
 
 AddResult Bank::add(std::span<const NewEntry> entries) {
   auto& m = *impl_;
   m.require_writable();
+  m.require_key();
   if (!m.local_params_mismatch.empty() && m.config.has("local") &&
       std::any_of(entries.begin(), entries.end(), [](const NewEntry& e) { return e.local; }))
     throw Error(ErrorKind::Bank, m.where, m.local_params_mismatch);
@@ -94,6 +111,8 @@ AddResult Bank::add(std::span<const NewEntry> entries) {
     const bool local_rows = m.store->has_signal_tables() && m.config.has("local");
     const bool embed_rows = m.store->has_signal_tables() && m.config.has("embed");
     const bool record_rows = m.store->has_record_table() && !m.registered.empty();
+    const bool digests = m.store->has_digest_table();
+    Digest batch, pdq_batch;
     for (std::size_t i = 0; i < entries.size(); ++i) {
       const NewEntry& e = entries[i];
       const auto where = [&] { return "entry " + std::to_string(i + 1) + " of the batch: "; };
@@ -126,6 +145,12 @@ AddResult Bank::add(std::span<const NewEntry> entries) {
         continue;
       }
       const std::int64_t id = m.store->insert_entry(e, sha, now);
+      // Each part is hashed as it is stored (check() hashes what it reads back).
+      Digest digest =
+          m.digester.part(kEntryPart, id,
+                          entry_row_payload(sha.value_or(""), hash_bytes(e.pdq),
+                                            e.quality ? std::to_string(*e.quality) : "", e.label,
+                                            e.source, origin_name(e.origin), now));
       if (local_rows && e.local) {
         const cv::Mat d = e.local->descriptors.isContinuous() ? e.local->descriptors
                                                               : e.local->descriptors.clone();
@@ -133,8 +158,10 @@ AddResult Bank::add(std::span<const NewEntry> entries) {
             (d.rows > 0 && d.cols != kOrbBytes))
           throw Error(ErrorKind::Bank, m.where,
                       where() + "local features with mismatched descriptors");
-        m.store->insert_local(id, encode_points(*e.local),
-                              std::string_view(reinterpret_cast<const char*>(d.data), d.total()));
+        const std::string points = encode_points(*e.local);
+        const std::string_view desc(reinterpret_cast<const char*>(d.data), d.total());
+        m.store->insert_local(id, points, desc);
+        digest += m.digester.part(kLocalPart, id, local_payload(points, desc));
       }
       if (embed_rows && !e.embedding.empty()) {
         if (m.embed_dim == 0) m.embed_dim = static_cast<int>(e.embedding.size());
@@ -142,7 +169,9 @@ AddResult Bank::add(std::span<const NewEntry> entries) {
           throw Error(ErrorKind::Bank, m.where,
                       where() + "embedding of " + std::to_string(e.embedding.size()) +
                           " values, the bank holds " + std::to_string(m.embed_dim));
-        m.store->insert_embedding(id, float_blob(e.embedding));
+        const std::string blob = float_blob(e.embedding);
+        m.store->insert_embedding(id, blob);
+        digest += m.digester.part(kEmbedPart, id, blob);
       }
       if (record_rows)
         for (const auto& [name, record] : e.records) {
@@ -151,7 +180,13 @@ AddResult Bank::add(std::span<const NewEntry> entries) {
           if (const auto why = reg->second.signal->check_record(record); !why.empty())
             throw Error(ErrorKind::Bank, m.where, where() + name + " record: " + why);
           m.store->insert_record(name, id, record);
+          digest += m.digester.part(record_part(name), id, record);
         }
+      if (digests) {
+        m.store->insert_digest(id, digest.bytes());
+        batch += digest;
+        pdq_batch += pdq_term(id, e.pdq);
+      }
       r.ids.push_back(id);
       r.was_duplicate.push_back(false);
       ++r.added;
@@ -159,7 +194,10 @@ AddResult Bank::add(std::span<const NewEntry> entries) {
       new_hashes.push_back(e.pdq);
       new_inputs.push_back(i);
     }
-    if (r.added > 0) m.log_write(ChangeOp::Add, new_ids, gen_before + 1);
+    if (r.added > 0) {
+      m.log_write(ChangeOp::Add, new_ids, gen_before + 1);
+      if (digests) m.update_digests(batch, {}, pdq_batch, {});
+    }
     tx->commit();
   } catch (const Error&) {
     throw;
@@ -226,6 +264,45 @@ AddResult Bank::add(std::span<const NewEntry> entries) {
     }
   }
   return r;
+}
+
+void Bank::Impl::update_digests(const Digest& plus, const Digest& minus, const Digest& pdq_plus,
+                                const Digest& pdq_minus) const {
+  const auto read = [&](const char* key) {
+    const auto v = meta(key);
+    const auto d = v ? Digest::from_hex(*v) : std::nullopt;
+    if (!d) bad_meta(key);
+    return *d;
+  };
+  Digest records = read("records_digest");
+  records += plus;
+  records -= minus;
+  set_meta("records_digest", records.hex());
+  Digest pdq = read("pdq_digest");
+  pdq += pdq_plus;
+  pdq -= pdq_minus;
+  set_meta("pdq_digest", pdq.hex());
+  if (digester.keyed()) {
+    const auto settings = meta("settings_sha256");
+    if (!settings) bad_meta("settings_sha256");
+    set_meta("seal", digester.seal(*settings, records));
+  }
+}
+
+void Bank::Impl::start_pdq_digest() {
+  // A bank upgraded to format 4 gets its PDQ digest from the records once, here; a new
+  // bank starts with it. Read-only, an older bank simply has none (the cache is then
+  // checked on a sample).
+  if (mode == OpenMode::ReadOnly || !store->has_digest_table() || meta("pdq_digest")) return;
+  auto tx = store->begin_write();
+  if (!meta("pdq_digest")) {
+    Digest sum;
+    store->scan_pdq([&](std::int64_t id, std::string_view blob) {
+      if (const auto h = hash_from_blob(blob)) sum += pdq_term(id, *h);
+    });
+    set_meta("pdq_digest", sum.hex());
+  }
+  tx->commit();
 }
 
 std::int64_t Bank::remove_ids(std::span<const std::int64_t> ids) {

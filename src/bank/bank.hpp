@@ -145,14 +145,20 @@ class Bank {
  public:
   // Throws Error{Bank} for a missing bank (unless Create), a file that is not a bank, a
   // bank of a newer format version, or a busy/locked database after the busy timeout.
+  // `seal_key` (docs/BANK_FORMAT.md, "Checksums and seal"): a new bank is sealed with it;
+  // an existing one needs its own key to be written to (Error{Usage} for another key),
+  // and check() verifies the seal with it.
   static std::unique_ptr<Bank> open(const std::filesystem::path& path, OpenMode mode,
-                                    const BankConfig& config_for_new_bank = {});
+                                    const BankConfig& config_for_new_bank = {},
+                                    const std::string& seal_key = {});
   ~Bank();
   Bank(const Bank&) = delete;
   Bank& operator=(const Bank&) = delete;
 
   const std::filesystem::path& path() const;
   const BankConfig& config() const;
+  // The id of the key the bank is sealed with (bank/digests.hpp); "" when it has none.
+  const std::string& seal_key_id() const;
 
   // One transaction for the whole batch: either all of it is committed or none.
   AddResult add(std::span<const NewEntry> entries);

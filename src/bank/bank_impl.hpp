@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "bank/bank.hpp"
+#include "bank/digests.hpp"
 #include "bank/store.hpp"
 #include "bank/values.hpp"
 #include "core/error.hpp"
@@ -100,7 +101,8 @@ std::string settings_digest(
     const std::vector<std::string>& signals,
     const std::function<std::optional<std::string>(const std::string&)>& meta);
 // The meta a new bank starts with (bank/config.cpp).
-std::vector<std::pair<std::string, std::string>> initial_meta(const BankConfig& c);
+std::vector<std::pair<std::string, std::string>> initial_meta(const BankConfig& c,
+                                                              const Digester& digester);
 
 // Meta keys of a registered signal's parameters.
 inline std::string compute_key(const std::string& signal) {
@@ -136,6 +138,11 @@ struct Bank::Impl {
   mutable std::uint64_t rebuilds = 0;    // BankStats::index_rebuilds
   mutable std::uint64_t followed = 0;    // BankStats::changes_followed
   std::string cache_refused;             // BankStats::index_cache_refused
+
+  // Tamper evidence (bank/digests.hpp): the key given to open() (none: plain SHA-256),
+  // and the id of the key the bank was sealed with ("" for an unkeyed bank).
+  Digester digester;
+  std::string seal_key_id;
 
   // The other signals' indexes: built at the first search that needs them, extended by
   // add(), rebuilt when the generation moved on (removals, other writers).
@@ -187,6 +194,21 @@ struct Bank::Impl {
     if (mode == OpenMode::ReadOnly)
       throw Error(ErrorKind::Bank, where, "the bank was opened read-only");
   }
+  // For writes of records (not of the index type, which decides nothing).
+  void require_key() const {
+    // A write without the key would leave the seal behind the records: refused before it.
+    if (!seal_key_id.empty() && digester.key_id() != seal_key_id)
+      throw Error(ErrorKind::Usage, where,
+                  "the bank is sealed with a key (key id " + seal_key_id +
+                      "): writing to it needs that key (--seal-key FILE)");
+  }
+
+  // ---- digests (bank/bank.cpp); inside the write transaction -------------------------
+
+  // Adds `plus` to and takes `minus` from the records digest, likewise for the PDQ
+  // digest, and renews the seal of a keyed bank.
+  void update_digests(const Digest& plus, const Digest& minus, const Digest& pdq_plus,
+                      const Digest& pdq_minus) const;
 
   // ---- the derived indexes (bank/indexes.cpp) ---------------------------------------
 
@@ -205,12 +227,21 @@ struct Bank::Impl {
   // inside the write transaction.
   void log_write(ChangeOp op, const std::vector<std::int64_t>& ids, std::uint64_t gen_after) const;
   void load_or_build_index();
+  // Gives a bank upgraded to format 4 its PDQ digest (bank/bank.cpp).
+  void start_pdq_digest();
   void save_index_locked();
   std::unique_ptr<LocalIndex> build_local(std::uint64_t* gen) const;
   // Expects db_mu held.
   void save_local_layout();
   std::unique_ptr<EmbedIndex> build_embed(std::uint64_t* gen) const;
   std::unique_ptr<SignalIndex> build_registered(const std::string& name, std::uint64_t* gen) const;
+
+  // check()'s part about digests and the seal (bank/check.cpp): `recomputed` holds each
+  // entry's digest from what is stored, `rows` the valid PDQ hashes, both in id order.
+  void check_digests(bool have_table,
+                     const std::vector<std::pair<std::int64_t, Digest>>& recomputed,
+                     const std::vector<std::pair<std::int64_t, Hash256>>& rows,
+                     CheckReport& rep) const;
 
   // ---- configuration (bank/config.cpp) -----------------------------------------------
 
@@ -221,14 +252,24 @@ struct Bank::Impl {
   template <class Body>
   std::int64_t remove_where(Body&& body) {
     require_writable();
+    require_key();
     std::lock_guard lock(db_mu);
     std::vector<std::int64_t> removed;
     std::uint64_t gen_before = 0;
     try {
       auto tx = store->begin_write();
       gen_before = read_generation();
-      removed = body();
-      if (!removed.empty()) log_write(ChangeOp::Remove, removed, gen_before + 1);
+      Digest gone, pdq_gone;
+      for (const RemovedEntry& r : body()) {
+        removed.push_back(r.id);
+        if (const auto h = hash_from_blob(r.pdq)) pdq_gone += pdq_term(r.id, *h);
+      }
+      for (const auto& d : store->take_digests(removed))
+        if (const auto v = Digest::from_bytes(d)) gone += *v;
+      if (!removed.empty()) {
+        log_write(ChangeOp::Remove, removed, gen_before + 1);
+        update_digests({}, gone, {}, pdq_gone);
+      }
       tx->commit();
     } catch (const Error&) {
       throw;

@@ -139,6 +139,108 @@ std::string verify_sample(const PdqIndex& index,
 
 }  // namespace
 
+// The entries' digests against what is stored, the records and PDQ digests in meta against
+// the entries, and the seal against the key (bank/digests.hpp).
+void Bank::Impl::check_digests(bool have_table,
+                               const std::vector<std::pair<std::int64_t, Digest>>& recomputed,
+                               const std::vector<std::pair<std::int64_t, Hash256>>& rows,
+                               CheckReport& rep) const {
+  const Impl& m = *this;
+  auto& P = rep.problems;
+  if (!have_table) {
+    rep.notes.push_back(
+        "the bank's entries carry no checksums (made before format 4; opened read-only, so "
+        "not upgraded): edits of stored labels, hashes and features cannot be detected");
+    return;
+  }
+  const auto from_text = m.meta("digests_from");
+  const auto from = from_text ? parse_int(*from_text) : std::nullopt;
+  if (!from) {
+    P.push_back("meta 'digests_from' is missing or not a number");
+    return;
+  }
+  const bool keyed_bank = !m.seal_key_id.empty();
+  const bool right_key = keyed_bank && m.digester.key_id() == m.seal_key_id;
+  // A keyed bank's digests are HMACs: only its key recomputes them.
+  const bool can_verify = !keyed_bank || right_key;
+  if (keyed_bank && !m.digester.keyed())
+    rep.notes.push_back("the bank is sealed with a key (key id " + m.seal_key_id +
+                        "): give it (--seal-key FILE) to verify the entries' checksums and the "
+                        "seal");
+  else if (keyed_bank && !right_key)
+    P.push_back("the key given is not the bank's (its key id is " + m.digester.key_id() +
+                ", the bank's " + m.seal_key_id + "): its checksums and seal cannot be verified");
+  else if (!keyed_bank && m.digester.keyed())
+    P.push_back(
+        "the bank has no keyed seal, but a key was given: it was not created with one, or its "
+        "seal was removed");
+
+  std::map<std::int64_t, Digest> stored;
+  Digest sum;
+  m.store->scan_digests([&](std::int64_t id, std::string_view b) {
+    if (const auto d = Digest::from_bytes(b)) {
+      stored.emplace(id, *d);
+      sum += *d;
+    } else {
+      P.push_back("entry " + std::to_string(id) + ": its checksum is not 32 bytes");
+    }
+  });
+  std::int64_t older = 0;
+  {
+    ProblemList list{P};
+    for (const auto& [id, d] : recomputed) {
+      const auto it = stored.find(id);
+      if (it == stored.end()) {
+        if (id < *from)
+          ++older;
+        else
+          list.add("entry " + std::to_string(id) +
+                   " has no checksum although it was added after checksums began (an entry "
+                   "inserted behind the bank's back?)");
+      } else if (can_verify && it->second != d) {
+        list.add("entry " + std::to_string(id) +
+                 ": what is stored (its label, source, hashes, features or signal records) "
+                 "differs from the checksum written when it was added");
+      }
+    }
+    list.finish("entries whose checksums disagree");
+  }
+  if (older > 0)
+    rep.notes.push_back(std::to_string(older) +
+                        " entries were added before the bank had checksums (format 4); "
+                        "edits of them cannot be detected");
+
+  const auto records = m.meta("records_digest");
+  const auto want = records ? Digest::from_hex(*records) : std::nullopt;
+  if (!want)
+    P.push_back("meta 'records_digest' is missing or not 64 hex characters");
+  else if (*want != sum)
+    P.push_back(
+        "the entries' checksums do not add up to the bank's records digest: entries were "
+        "removed or added behind the bank's back");
+
+  if (const auto pdq_text = m.meta("pdq_digest")) {
+    Digest pdq;
+    for (const auto& [id, h] : rows) pdq += pdq_term(id, h);
+    const auto pdq_want = Digest::from_hex(*pdq_text);
+    if (!pdq_want || *pdq_want != pdq)
+      P.push_back(
+          "the PDQ hashes do not add up to the bank's PDQ digest (meta 'pdq_digest'): hashes "
+          "were edited, or entries removed or added, behind the bank's back");
+  } else {
+    P.push_back("meta 'pdq_digest' is missing");
+  }
+
+  if (keyed_bank && right_key) {
+    const auto seal = m.meta("seal");
+    const auto settings = m.meta("settings_sha256");
+    if (!seal || !settings || !want || *seal != m.digester.seal(*settings, *want))
+      P.push_back(
+          "the seal does not match the bank's settings and records digest: the bank was "
+          "changed by someone without its key");
+  }
+}
+
 CheckReport Bank::check() const {
   auto& m = *impl_;
   CheckReport rep;
@@ -195,7 +297,19 @@ CheckReport Bank::check() const {
   const bool have_gen = db_gen_parsed.has_value();
   const std::uint64_t bank_gen = db_gen_parsed.value_or(0);
 
-  // Records.
+  // Records. Each entry's digest is recomputed from what is stored, part by part, in
+  // `recomputed` (id order, as the scans are); compared with the stored digests below.
+  std::vector<std::pair<std::int64_t, Digest>> recomputed;
+  const auto digest_of = [&](std::int64_t id) -> Digest* {
+    const auto it = std::lower_bound(recomputed.begin(), recomputed.end(), id,
+                                     [](const auto& a, std::int64_t b) { return a.first < b; });
+    return it != recomputed.end() && it->first == id ? &it->second : nullptr;
+  };
+  const bool digests = m.store->has_digest_table();
+  const auto add_part = [&](std::string_view tag, std::int64_t id, std::string_view bytes) {
+    if (!digests) return;
+    if (Digest* d = digest_of(id)) *d += m.digester.part(tag, id, bytes);
+  };
   std::vector<std::pair<std::int64_t, Hash256>> rows;
   std::int64_t total = 0;
   {
@@ -203,6 +317,12 @@ CheckReport Bank::check() const {
     m.store->scan_raw_entries([&](const RawEntry& e) {
       ++total;
       const auto id = std::to_string(e.id);
+      if (digests)
+        recomputed.emplace_back(
+            e.id, m.digester.part(kEntryPart, e.id,
+                                  entry_row_payload(e.sha256.value_or(""), e.pdq,
+                                                    e.quality ? std::to_string(*e.quality) : "",
+                                                    e.label, e.source, e.origin, e.added_at)));
       if (const auto h = hash_from_blob(e.pdq); h && e.pdq_type == "blob")
         rows.emplace_back(e.id, *h);
       else
@@ -224,6 +344,7 @@ CheckReport Bank::check() const {
   {
     ProblemList list{P};
     m.store->scan_local([&](std::int64_t id, std::string_view kp, std::string_view desc) {
+      add_part(kLocalPart, id, local_payload(kp, desc));
       try {
         const LocalFeatures f = decode_local(kp, desc, m.where);
         if (f.descriptors.rows == static_cast<int>(f.size()) &&
@@ -243,6 +364,7 @@ CheckReport Bank::check() const {
     ProblemList list{P};
     std::size_t dim = 0;
     m.store->scan_embeddings([&](std::int64_t entry, std::string_view b) {
+      add_part(kEmbedPart, entry, b);
       const auto id = std::to_string(entry);
       if (b.empty() || b.size() % sizeof(float) != 0) {
         list.add("entry " + id + ": embedding of " + std::to_string(b.size()) +
@@ -269,6 +391,7 @@ CheckReport Bank::check() const {
     ProblemList list{P};
     std::set<std::string> foreign;
     m.store->scan_all_records([&](const std::string& name, std::int64_t id, std::string_view rec) {
+      add_part(record_part(name), id, rec);
       const auto reg = m.registered.find(name);
       if (reg == m.registered.end()) {
         foreign.insert(name);
@@ -294,6 +417,8 @@ CheckReport Bank::check() const {
                " row");
     list.finish(std::string("entries without a ") + sig + " row");
   }
+
+  m.check_digests(digests, recomputed, rows, rep);
 
   // The index in use against the records.
   {

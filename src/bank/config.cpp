@@ -138,7 +138,8 @@ std::string bank_detail::settings_digest(
   return out;
 }
 
-std::vector<std::pair<std::string, std::string>> bank_detail::initial_meta(const BankConfig& cfg) {
+std::vector<std::pair<std::string, std::string>> bank_detail::initial_meta(
+    const BankConfig& cfg, const Digester& digester) {
   std::vector<std::pair<std::string, std::string>> m;
   m.emplace_back("created_at", std::to_string(static_cast<std::int64_t>(std::time(nullptr))));
   m.emplace_back("created_by", std::string("hashwall ") + HASHWALL_VERSION);
@@ -168,6 +169,14 @@ std::vector<std::pair<std::string, std::string>> bank_detail::initial_meta(const
     return std::optional<std::string>();
   });
   m.emplace_back("settings_sha256", digest);
+  // No entries yet: both digests are zero. A keyed bank names its key and seals both.
+  const Digest none;
+  m.emplace_back("records_digest", none.hex());
+  m.emplace_back("pdq_digest", none.hex());
+  if (digester.keyed()) {
+    m.emplace_back("seal_key_id", digester.key_id());
+    m.emplace_back("seal", digester.seal(digest, none));
+  }
   return m;
 }
 

@@ -192,6 +192,17 @@ std::string cache_disagrees(const PdqIndex& cached, Store& store, std::int64_t e
   return {};
 }
 
+// The whole cache against the PDQ digest the writers keep in meta (bank/digests.hpp): every
+// (id, hash) pair it holds is summed; one altered, missing or extra pair shows. "" when it
+// adds up.
+std::string cache_digest_disagrees(const PdqIndex& cached, std::string_view want_hex) {
+  const auto want = Digest::from_hex(want_hex);
+  if (!want) return "the bank's PDQ digest is damaged";
+  Digest got;
+  for (const auto& [id, h] : cached.contents()) got += pdq_term(id, h);
+  return got == *want ? "" : "its hashes do not add up to the bank's PDQ digest";
+}
+
 }  // namespace
 
 void Bank::Impl::load_or_build_index() {
@@ -203,8 +214,13 @@ void Bank::Impl::load_or_build_index() {
     const auto all = store->count_entries(), valid = store->count_valid_pdq();
     bool use = cached && cached_gen == gen && cached->type() == type_for(all) &&
                cached->size() == static_cast<std::size_t>(valid);
-    // Same read transaction: the sample is of the records at this generation.
-    if (use) cache_refused = cache_disagrees(*cached, *store, all);
+    // Same read transaction: the digest (or, in a bank without one, the sample) is of the
+    // records at this generation.
+    if (use) {
+      const auto pdq_digest = meta("pdq_digest");
+      cache_refused = pdq_digest ? cache_digest_disagrees(*cached, *pdq_digest)
+                                 : cache_disagrees(*cached, *store, all);
+    }
     read->commit();
     if (use && cache_refused.empty()) {
       index = std::move(cached);

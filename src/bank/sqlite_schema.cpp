@@ -64,6 +64,16 @@ CREATE TABLE IF NOT EXISTS changes(
 );
 )sql";
 
+// Format 4: each entry's digest (bank/digests.hpp), written with it. No trigger: a removal
+// reads the digests it takes out (Store::take_digests) to subtract them from the records
+// digest, and an entry deleted behind the bank's back leaves its digest as an orphan row.
+constexpr const char* kFormat4Schema = R"sql(
+CREATE TABLE IF NOT EXISTS entry_digests(
+  entry_id INTEGER PRIMARY KEY,
+  digest   BLOB NOT NULL
+);
+)sql";
+
 void set_meta(const Conn& c, const std::string& key, const std::string& value) {
   Stmt s(c,
          "INSERT INTO meta(key, value) VALUES(?1, ?2) "
@@ -90,8 +100,10 @@ void create_schema(const Conn& c,
     c.exec(kSchema);
     c.exec(kSignalSchema);
     c.exec(kFormat3Schema);
+    c.exec(kFormat4Schema);
     set_meta(c, "format_version", std::to_string(kFormatVersion));
     set_meta(c, "changes_from", "0");
+    set_meta(c, "digests_from", "0");
     for (const auto& [k, v] : initial_meta) set_meta(c, k, v);
   }
   tx.commit();
@@ -101,12 +113,24 @@ void upgrade_schema(const Conn& c) {
   // Each step only adds tables (IF NOT EXISTS): the records already there keep their form,
   // so the bank answers exactly as before.
   Transaction tx(c, "BEGIN IMMEDIATE");
-  c.exec(kSignalSchema);   // 1 -> 2
+  c.exec(kSignalSchema);  // 1 -> 2
+  const bool had_log = count(c,
+                             "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name "
+                             "= 'changes'") != 0;
   c.exec(kFormat3Schema);  // 2 -> 3
-  // The change log starts now: readers at an older generation rebuild.
-  Stmt g(c, "SELECT coalesce((SELECT value FROM meta WHERE key = 'generation'), '0')");
-  g.step();
-  set_meta(c, "changes_from", g.text(0));
+  if (!had_log) {
+    // The change log starts now: readers at an older generation rebuild.
+    Stmt g(c, "SELECT coalesce((SELECT value FROM meta WHERE key = 'generation'), '0')");
+    g.step();
+    set_meta(c, "changes_from", g.text(0));
+  }
+  c.exec(kFormat4Schema);  // 3 -> 4
+  // Entries from here on carry digests; the ones already there do not (check notes them).
+  // Ids only grow (AUTOINCREMENT), so every later entry's id is at least this.
+  Stmt next(c, "SELECT coalesce(max(id), 0) + 1 FROM entries");
+  next.step();
+  set_meta(c, "digests_from", next.text(0));
+  set_meta(c, "records_digest", std::string(64, '0'));
   set_meta(c, "format_version", std::to_string(kFormatVersion));
   tx.commit();
 }

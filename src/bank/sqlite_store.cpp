@@ -158,6 +158,7 @@ class SqliteStore : public Store {
   int format_version() const override { return format_version_; }
   bool has_signal_tables() const override { return signal_tables_; }
   bool has_record_table() const override { return record_table_; }
+  bool has_digest_table() const override { return digest_table_; }
 
   void upgrade() override {
     if (format_version_ >= kFormatVersion || mode_ == OpenMode::ReadOnly) return;
@@ -253,30 +254,50 @@ class SqliteStore : public Store {
     s.reset();
   }
 
-  std::vector<std::int64_t> remove_ids(std::span<const std::int64_t> ids) override {
-    Stmt s(conn_, "DELETE FROM entries WHERE id = ?1 RETURNING id");
-    std::vector<std::int64_t> gone;
+  std::vector<RemovedEntry> remove_ids(std::span<const std::int64_t> ids) override {
+    Stmt s(conn_, "DELETE FROM entries WHERE id = ?1 RETURNING id, pdq");
+    std::vector<RemovedEntry> gone;
     for (const auto id : ids) {
       s.reset();
       s.bind(1, id);
-      while (s.step()) gone.push_back(s.i64(0));
+      while (s.step()) gone.push_back({s.i64(0), std::string(s.blob(1))});
     }
     return gone;
   }
 
-  std::vector<std::int64_t> remove_label(const std::string& label) override {
-    Stmt s(conn_, "DELETE FROM entries WHERE label = ?1 RETURNING id");
+  void insert_digest(std::int64_t id, std::string_view digest) override {
+    if (!digest_table_) return;  // cannot happen read-write: upgrade() made the table
+    auto& s = stmt(insert_digest_, "INSERT INTO entry_digests(entry_id, digest) VALUES(?1, ?2)");
+    s.bind(1, id).bind_blob(2, digest);
+    s.step();
+    s.reset();
+  }
+
+  std::vector<std::string> take_digests(std::span<const std::int64_t> ids) override {
+    std::vector<std::string> out;
+    if (!digest_table_) return out;
+    Stmt s(conn_, "DELETE FROM entry_digests WHERE entry_id = ?1 RETURNING digest");
+    for (const auto id : ids) {
+      s.reset();
+      s.bind(1, id);
+      while (s.step()) out.emplace_back(s.blob(0));
+    }
+    return out;
+  }
+
+  std::vector<RemovedEntry> remove_label(const std::string& label) override {
+    Stmt s(conn_, "DELETE FROM entries WHERE label = ?1 RETURNING id, pdq");
     s.bind(1, std::string_view(label));
-    std::vector<std::int64_t> gone;
-    while (s.step()) gone.push_back(s.i64(0));
+    std::vector<RemovedEntry> gone;
+    while (s.step()) gone.push_back({s.i64(0), std::string(s.blob(1))});
     return gone;
   }
 
-  std::vector<std::int64_t> remove_sha256(const std::string& sha) override {
-    Stmt s(conn_, "DELETE FROM entries WHERE sha256 = ?1 RETURNING id");
+  std::vector<RemovedEntry> remove_sha256(const std::string& sha) override {
+    Stmt s(conn_, "DELETE FROM entries WHERE sha256 = ?1 RETURNING id, pdq");
     s.bind(1, std::string_view(sha));
-    std::vector<std::int64_t> gone;
-    while (s.step()) gone.push_back(s.i64(0));
+    std::vector<RemovedEntry> gone;
+    while (s.step()) gone.push_back({s.i64(0), std::string(s.blob(1))});
     return gone;
   }
 
@@ -370,8 +391,8 @@ class SqliteStore : public Store {
 
   void scan_raw_entries(const std::function<void(const RawEntry&)>& fn) override {
     Stmt s(conn_,
-           "SELECT id, pdq, typeof(pdq), quality, typeof(quality), origin, sha256 FROM entries "
-           "ORDER BY id");
+           "SELECT id, pdq, typeof(pdq), quality, typeof(quality), origin, sha256, label, source, "
+           "added_at FROM entries ORDER BY id");
     while (s.step()) {
       RawEntry e;
       e.id = s.i64(0);
@@ -384,8 +405,17 @@ class SqliteStore : public Store {
       }
       e.origin = s.text(5);
       if (!s.null(6)) e.sha256 = s.text(6);
+      e.label = s.text(7);
+      e.source = s.text(8);
+      e.added_at = s.i64(9);
       fn(e);
     }
+  }
+
+  void scan_digests(const RowFn& fn) override {
+    if (!digest_table_) return;
+    Stmt s(conn_, "SELECT entry_id, digest FROM entry_digests ORDER BY entry_id");
+    while (s.step()) fn(s.i64(0), s.blob(1));
   }
 
   std::int64_t count_entries() override { return count("SELECT count(*) FROM entries"); }
@@ -475,6 +505,7 @@ class SqliteStore : public Store {
     std::vector<const char*> tables;
     if (signal_tables_) tables = {"local_features", "embeddings"};
     if (record_table_) tables.push_back("signal_rows");
+    if (digest_table_) tables.push_back("entry_digests");
     for (const char* table : tables) {
       const std::string sql = std::string("SELECT count(*) FROM ") + table +
                               " WHERE entry_id NOT IN (SELECT id FROM entries)";
@@ -491,9 +522,11 @@ class SqliteStore : public Store {
   int format_version_ = 0;
   bool signal_tables_ = false;
   bool record_table_ = false;
+  bool digest_table_ = false;
   std::int64_t data_version_ = -1;
   // Statements of the add() loop, prepared once per connection.
-  std::unique_ptr<Stmt> by_sha_, by_hash_, insert_, insert_local_, insert_embed_, insert_row_;
+  std::unique_ptr<Stmt> by_sha_, by_hash_, insert_, insert_local_, insert_embed_, insert_row_,
+      insert_digest_;
 
   Stmt& stmt(std::unique_ptr<Stmt>& slot, const char* sql) {
     if (!slot) slot = std::make_unique<Stmt>(conn_, sql);
@@ -530,6 +563,7 @@ class SqliteStore : public Store {
   void look_at_tables() {
     signal_tables_ = has_table("local_features");
     record_table_ = has_table("signal_rows") && has_table("changes");
+    digest_table_ = has_table("entry_digests");
   }
 
   std::int64_t read_data_version() const { return count("PRAGMA data_version"); }

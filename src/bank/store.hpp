@@ -45,6 +45,14 @@ struct RawEntry {
   std::string quality_text;
   std::string origin;
   std::optional<std::string> sha256;
+  std::string label, source;
+  std::int64_t added_at = 0;
+};
+
+// An entry a removal took out, with its PDQ hash as stored (the PDQ digest subtracts it).
+struct RemovedEntry {
+  std::int64_t id = 0;
+  std::string pdq;
 };
 
 struct EntryCounts {
@@ -84,6 +92,8 @@ class Store {
   // (registered signals' rows): an older bank opened read-only lacks them.
   virtual bool has_signal_tables() const = 0;
   virtual bool has_record_table() const = 0;
+  // Whether the store has format 4's table of entry digests (bank/digests.hpp).
+  virtual bool has_digest_table() const = 0;
   // Whether another connection committed since the last call (cheap; no read of data).
   virtual bool changed_elsewhere() = 0;
 
@@ -105,10 +115,15 @@ class Store {
   virtual void insert_embedding(std::int64_t id, std::string_view vector) = 0;
   virtual void insert_record(const std::string& signal, std::int64_t id,
                              std::string_view record) = 0;
-  // Each returns the ids it removed; an entry's signal rows go with it.
-  virtual std::vector<std::int64_t> remove_ids(std::span<const std::int64_t> ids) = 0;
-  virtual std::vector<std::int64_t> remove_label(const std::string& label) = 0;
-  virtual std::vector<std::int64_t> remove_sha256(const std::string& sha256) = 0;
+  // Each returns the entries it removed; an entry's signal rows go with it, its digest
+  // does not (take_digests).
+  virtual std::vector<RemovedEntry> remove_ids(std::span<const std::int64_t> ids) = 0;
+  virtual std::vector<RemovedEntry> remove_label(const std::string& label) = 0;
+  virtual std::vector<RemovedEntry> remove_sha256(const std::string& sha256) = 0;
+  // An entry's digest (32 bytes), written with it.
+  virtual void insert_digest(std::int64_t id, std::string_view digest) = 0;
+  // Deletes the digests of these entries and returns those there were.
+  virtual std::vector<std::string> take_digests(std::span<const std::int64_t> ids) = 0;
   virtual void log_change(const Change& change) = 0;
 
   // ---- reads ----------------------------------------------------------------------
@@ -134,6 +149,8 @@ class Store {
   virtual void scan_all_records(const std::function<void(const std::string& signal, std::int64_t id,
                                                          std::string_view record)>& fn) = 0;
   virtual void scan_raw_entries(const std::function<void(const RawEntry&)>& fn) = 0;
+  // Every entry digest, in id order (none before format 4).
+  virtual void scan_digests(const RowFn& fn) = 0;
 
   // ---- sizes and health -------------------------------------------------------------
   virtual std::int64_t count_entries() = 0;
@@ -161,6 +178,6 @@ std::unique_ptr<Store> open_sqlite_store(
     const std::vector<std::pair<std::string, std::string>>& initial_meta, bool* created);
 
 // The newest format this hashwall reads and writes.
-inline constexpr int kFormatVersion = 3;
+inline constexpr int kFormatVersion = 4;
 
 }  // namespace hashwall

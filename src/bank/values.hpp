@@ -41,4 +41,9 @@ inline std::optional<Hash256> hash_from_blob(std::string_view b) {
   return h;
 }
 
+// A hash as it is stored: its 32 bytes.
+inline std::string_view hash_bytes(const Hash256& h) {
+  return std::string_view(reinterpret_cast<const char*>(h.bytes.data()), h.bytes.size());
+}
+
 }  // namespace hashwall::bank_detail

@@ -22,6 +22,7 @@ struct AdminArgs {
   std::vector<std::int64_t> ids;
   std::vector<std::string> labels;
   std::vector<std::string> sha256s;
+  std::string seal_key_file;
 };
 
 int run_init(const AdminArgs& a) {
@@ -29,7 +30,8 @@ int run_init(const AdminArgs& a) {
     throw Error(ErrorKind::Usage, a.bank,
                 "already exists; its settings are fixed when it is created");
   const auto bank = Bank::open(a.bank, OpenMode::Create,
-                               new_bank_config(a.config, a.signals, a.model, a.min_inliers));
+                               new_bank_config(a.config, a.signals, a.model, a.min_inliers),
+                               read_seal_key(a.seal_key_file));
   const BankConfig& c = bank->config();
   std::string sig;
   for (const auto& s : c.signals) sig += (sig.empty() ? "" : ",") + s;
@@ -54,6 +56,7 @@ int run_stats(const AdminArgs& a) {
     json j;
     j["bank"] = a.bank;
     j["format_version"] = s.format_version;
+    j["seal_key_id"] = bank->seal_key_id();
     j["entries"] = s.entries;
     j["indexed"] = s.indexed;
     j["imported"] = s.imported;
@@ -156,7 +159,7 @@ int run_stats(const AdminArgs& a) {
 int run_remove(const AdminArgs& a) {
   if (a.ids.empty() && a.labels.empty() && a.sha256s.empty())
     throw Error(ErrorKind::Usage, "", "say what to remove: --id, --label or --sha256");
-  auto bank = Bank::open(a.bank, OpenMode::ReadWrite);
+  auto bank = Bank::open(a.bank, OpenMode::ReadWrite, {}, read_seal_key(a.seal_key_file));
   std::int64_t removed = 0;
   if (!a.ids.empty()) removed += bank->remove_ids(a.ids);
   for (const auto& l : a.labels) removed += bank->remove_label(l);
@@ -205,13 +208,19 @@ int run_reindex(const AdminArgs& a) {
 }
 
 int run_check(const AdminArgs& a) {
-  const auto bank = Bank::open(a.bank, OpenMode::ReadOnly);
+  const auto bank = Bank::open(a.bank, OpenMode::ReadOnly, {}, read_seal_key(a.seal_key_file));
   const CheckReport r = bank->check();
   if (a.json_out) {
-    std::cout << dump_json(json{{"bank", a.bank}, {"ok", r.ok}, {"problems", r.problems}}, 2)
+    std::cout << dump_json(json{{"bank", a.bank},
+                                {"ok", r.ok},
+                                {"problems", r.problems},
+                                {"notes", r.notes},
+                                {"seal_key_id", bank->seal_key_id()}},
+                           2)
               << '\n';
   } else {
     for (const auto& p : r.problems) std::cout << "problem: " << p << '\n';
+    for (const auto& n : r.notes) std::cout << "note: " << n << '\n';
     std::cout << a.bank << ": " << (r.ok ? "ok" : "DAMAGED") << " (" << bank->stats().entries
               << " entries)\n";
   }
@@ -258,8 +267,15 @@ void register_admin(CLI::App& app, int& exit_code) {
         "A bank records the settings that built it, so it is never queried with other ones by\n"
         "accident ('query --threshold' still overrides for one query, and says so in its output).\n"
         "'index' and 'import' create a bank with the defaults when it does not exist.\n\n"
-        "Example:\n  hashwall init --bank strict.db --pdq-threshold 24 --index multihash\n\n"
+        "With --seal-key, every entry's checksum is keyed and the bank carries a seal over its\n"
+        "settings and records: whoever holds the key (a partner you share the bank with) can\n"
+        "verify with 'check --seal-key' that nobody without it changed the bank. Writing to it\n"
+        "then needs the key too. Make one with: (umask 077; head -c 32 /dev/urandom | base64 "
+        "> bank.key)\n\n"
+        "Examples:\n  hashwall init --bank strict.db --pdq-threshold 24 --index multihash\n"
+        "  hashwall init --bank shared.db --seal-key bank.key\n\n"
         "Exit codes: 0 created, 2 error (e.g. the file exists).");
+    add_seal_key_option(cmd, a->seal_key_file, "seals the new bank with it");
     cmd->callback([a, &exit_code] { exit_code = run_init(*a); });
   }
   {
@@ -278,6 +294,7 @@ void register_admin(CLI::App& app, int& exit_code) {
     cmd->add_option("--label", a->labels, "Every entry with this label (repeatable)");
     cmd->add_option("--sha256", a->sha256s,
                     "The entry indexed from the file with this SHA-256 (repeatable)");
+    add_seal_key_option(cmd, a->seal_key_file, "needed when the bank is sealed with one");
     cmd->add_flag("--json", a->json_out, "Print the result as JSON");
     cmd->footer(
         "Examples:\n  hashwall remove --bank cases.db --id 12 --id 13\n"
@@ -316,10 +333,19 @@ void register_admin(CLI::App& app, int& exit_code) {
                                    "Verify a bank's integrity (SQLite, every signal's records, the "
                                    "search index and its caches)");
     cmd->add_option("-b,--bank", a->bank, "Bank file")->required()->envname("HASHWALL_BANK");
+    add_seal_key_option(cmd, a->seal_key_file,
+                        "verifies the entries' checksums and the seal of a bank sealed with it");
     cmd->add_flag("--json", a->json_out, "Print the result as JSON");
     cmd->footer(
-        "Example:\n  hashwall check --bank cases.db\n\nExit codes: 0 consistent, 2 damaged or "
-        "unreadable.");
+        "Besides SQLite's own check, every entry's stored values are compared with the checksum\n"
+        "written when it was added, the checksums with the bank's records digest, the settings\n"
+        "with those it was created with, and the index caches with the records. A bank created\n"
+        "with --seal-key is verified with its key: only the key's holder could have changed it\n"
+        "so that this still passes (docs/BANK_FORMAT.md, \"Checksums and seal\"). Notes are\n"
+        "harmless findings (an out-of-date cache, entries older than checksums).\n\n"
+        "Examples:\n  hashwall check --bank cases.db\n"
+        "  hashwall check --bank partner.db --seal-key partner.key --json\n\n"
+        "Exit codes: 0 consistent, 2 damaged, altered, unreadable, or the wrong key.");
     cmd->callback([a, &exit_code] { exit_code = run_check(*a); });
   }
 }

@@ -17,6 +17,7 @@ namespace {
 struct IndexArgs {
   std::vector<std::string> paths;
   std::string bank;
+  std::string seal_key_file;
   std::string label;
   int jobs = 0;
   int batch = 256;
@@ -45,7 +46,7 @@ int run_index(const IndexArgs& a) {
   std::error_code ec;
   std::unique_ptr<Bank> bank;
   if (fs::exists(a.bank, ec)) {
-    bank = Bank::open(a.bank, OpenMode::ReadWrite);
+    bank = Bank::open(a.bank, OpenMode::ReadWrite, {}, read_seal_key(a.seal_key_file));
     if (!a.signals.empty() && parse_signals(a.signals) != bank->config().signals) {
       std::string have;
       for (const auto& h : bank->config().signals) have += (have.empty() ? "" : ",") + h;
@@ -54,8 +55,9 @@ int run_index(const IndexArgs& a) {
           "the bank was built with --signals " + have + "; its entries all carry the same signals");
     }
   } else {
-    bank = Bank::open(a.bank, OpenMode::Create,
-                      new_bank_config({}, a.signals, a.model, a.min_inliers));
+    bank =
+        Bank::open(a.bank, OpenMode::Create, new_bank_config({}, a.signals, a.model, a.min_inliers),
+                   read_seal_key(a.seal_key_file));
   }
   const SignalSetup sig = signal_setup(*bank, {}, a.model, false);
   // Written only after a batch is committed, and flushed, so every SHA-256 in it is in
@@ -180,6 +182,8 @@ void register_index(CLI::App& app, int& exit_code) {
       ->required()
       ->envname("HASHWALL_BANK");
   cmd->add_option("-l,--label", a->label, "Label stored with every new entry (e.g. a case id)");
+  add_seal_key_option(cmd, a->seal_key_file,
+                      "needed when the bank is sealed with one; a new bank is sealed with it");
   cmd->add_option("-j,--jobs", a->jobs, "Decode/hash threads (default: all cores)");
   cmd->add_option("--batch", a->batch, "Entries per committed transaction")
       ->capture_default_str()

@@ -18,6 +18,7 @@ namespace {
 struct ListArgs {
   std::string file;
   std::string bank;
+  std::string seal_key_file;
   std::string format;
   std::string label;
   std::string output;
@@ -55,7 +56,7 @@ int run_import(const ListArgs& a) {
                  a.file.c_str(), parsed.errors.size(), parsed.errors.size() == 1 ? "" : "s");
     return kExitError;
   }
-  auto bank = Bank::open(a.bank, OpenMode::Create);
+  auto bank = Bank::open(a.bank, OpenMode::Create, {}, read_seal_key(a.seal_key_file));
   std::vector<NewEntry> entries;
   entries.reserve(parsed.items.size());
   // A line repeated in the list (same hash, same name) is one entry, not one per line:
@@ -136,6 +137,8 @@ void register_import(CLI::App& app, int& exit_code) {
   cmd->add_option("-b,--bank", a->bank, "Bank file")->required()->envname("HASHWALL_BANK");
   cmd->add_option("-f,--format", a->format, "pdq-csv, hma or hex")->required();
   cmd->add_option("-l,--label", a->label, "Label stored with every imported entry");
+  add_seal_key_option(cmd, a->seal_key_file,
+                      "needed when the bank is sealed with one; a new bank is sealed with it");
   cmd->add_flag("--json", a->json_out, "Print the summary as JSON");
   cmd->footer(
       std::string(

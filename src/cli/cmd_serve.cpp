@@ -24,6 +24,7 @@ namespace {
 
 struct ServeArgs {
   std::string bank;
+  std::string seal_key_file;
   std::string listen = "127.0.0.1:8080";
   int threads = 0;
   std::string token_file;
@@ -164,7 +165,13 @@ int run_serve(const ServeArgs& a) {
   if (a.access_log)
     o.access_log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
 
-  const auto bank = Bank::open(a.bank, o.writable ? OpenMode::ReadWrite : OpenMode::ReadOnly);
+  const auto bank = Bank::open(a.bank, o.writable ? OpenMode::ReadWrite : OpenMode::ReadOnly, {},
+                               read_seal_key(a.seal_key_file));
+  // Refused at the start, not at the first POST /v1/entries.
+  if (o.writable && !bank->seal_key_id().empty() && a.seal_key_file.empty())
+    throw Error(ErrorKind::Usage, a.bank,
+                "the bank is sealed with a key (key id " + bank->seal_key_id() +
+                    "): serving it writable needs --seal-key FILE (or --read-only)");
   const auto entries = bank->stats().entries;
   if (const auto why = bank->index_cache_refused(); !why.empty())
     std::fprintf(stderr, "hashwall serve: warning: %s\n", why.c_str());
@@ -242,6 +249,8 @@ void register_serve(CLI::App& app, int& exit_code) {
                   "Worker threads for matches and writes (default: max(8, 2 x cores)); "
                   "connections themselves take none")
       ->check(CLI::Range(0, 1024));
+  add_seal_key_option(cmd, a->seal_key_file,
+                      "needed for the write endpoints of a bank sealed with one");
   cmd->add_option("--tokens", a->tokens_file,
                   "File of named bearer tokens with roles, one 'NAME ROLE SECRET' a line (roles: "
                   "match, read, write, admin; mode 600); reread at SIGHUP");

@@ -10,6 +10,8 @@
 #include <set>
 #include <thread>
 
+#include "server/auth.hpp"
+
 namespace hashwall::cli {
 
 const char* const kExitCodesHelp =
@@ -164,6 +166,17 @@ LoadOptions load_options(bool exact, bool no_exif, std::uint64_t max_pixels) {
 
 std::string dump_json(const json& j, int indent) {
   return j.dump(indent, ' ', false, json::error_handler_t::replace);
+}
+
+void add_seal_key_option(CLI::App* cmd, std::string& file, const std::string& purpose) {
+  cmd->add_option(
+         "--seal-key", file,
+         "File holding the bank's seal key (one line, 16+ characters, mode 0600): " + purpose)
+      ->envname("HASHWALL_SEAL_KEY_FILE");
+}
+
+std::string read_seal_key(const std::string& file) {
+  return file.empty() ? std::string() : server::read_secret_file(file, "seal key file");
 }
 
 }  // namespace hashwall::cli

@@ -2,6 +2,7 @@
 // progress, the worker pool, and output helpers. Only src/cli prints or exits.
 #pragma once
 
+#include <CLI/CLI.hpp>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -64,6 +65,11 @@ class Progress {
 
 std::string format_duration(double seconds);
 LoadOptions load_options(bool exact, bool no_exif, std::uint64_t max_pixels);
+
+// --seal-key FILE (docs/BANK_FORMAT.md, "Checksums and seal"): the option on `cmd`, and
+// the key read from its file ("" when no file was given).
+void add_seal_key_option(CLI::App* cmd, std::string& file, const std::string& purpose);
+std::string read_seal_key(const std::string& file);
 
 // File names need not be UTF-8; invalid bytes become U+FFFD instead of aborting output.
 std::string dump_json(const json& j, int indent = -1);

@@ -145,17 +145,21 @@ TokenSet read_tokens_file(const std::string& file) {
   return parse_tokens(slurp_private(file, "tokens file"), file);
 }
 
-Token read_token_file(const std::string& file) {
-  std::string token = slurp_private(file, "token file");
-  const auto b = token.find_first_not_of(" \t\r\n");
-  const auto e = token.find_last_not_of(" \t\r\n");
-  token = b == std::string::npos ? "" : token.substr(b, e - b + 1);
-  if (token.empty()) throw Error(ErrorKind::Usage, file, "the token file is empty");
-  if (token.find_first_of(" \t\r\n") != std::string::npos)
-    throw Error(ErrorKind::Usage, file, "the token must be one line without spaces");
-  if (const auto why = token_weakness(token); !why.empty())
+std::string read_secret_file(const std::string& file, const std::string& what) {
+  std::string secret = slurp_private(file, what.c_str());
+  const auto b = secret.find_first_not_of(" \t\r\n");
+  const auto e = secret.find_last_not_of(" \t\r\n");
+  secret = b == std::string::npos ? "" : secret.substr(b, e - b + 1);
+  if (secret.empty()) throw Error(ErrorKind::Usage, file, "the " + what + " is empty");
+  if (secret.find_first_of(" \t\r\n") != std::string::npos)
+    throw Error(ErrorKind::Usage, file, "the secret must be one line without spaces");
+  if (const auto why = token_weakness(secret); !why.empty())
     throw Error(ErrorKind::Usage, file, why);
-  return Token{"token-file", Role::Write, token};
+  return secret;
+}
+
+Token read_token_file(const std::string& file) {
+  return Token{"token-file", Role::Write, read_secret_file(file, "token file")};
 }
 
 }  // namespace hashwall::server

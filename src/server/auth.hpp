@@ -53,6 +53,10 @@ std::string token_weakness(std::string_view token);
 TokenSet parse_tokens(std::string_view text, const std::string& file);
 // Reads and parses it; refuses a file that others may read or write (Error{Usage}).
 TokenSet read_tokens_file(const std::string& file);
+// A file holding one secret (a token, a bank's seal key): one line without spaces, not
+// weak (token_weakness), in a file only its owner may read or write. Throws Error{Usage}
+// naming the file; `what` names the file in messages ("token file").
+std::string read_secret_file(const std::string& file, const std::string& what);
 // The single-token file of `serve --token-file` (one line: the secret), as the token
 // "token-file" with the write role.
 Token read_token_file(const std::string& file);
