@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "bank/bank.hpp"
+#include "bank/bank_impl.hpp"
 #include "bank/digests.hpp"
 #include "bank/store.hpp"
 #include "core/error.hpp"
@@ -1161,6 +1162,47 @@ TEST_CASE("a bank sealed with a key: writes need the key and a forger without it
   const auto rep = keyed_check();
   CHECK_FALSE(rep.ok);
   CHECK(names(rep, "changed by someone without its key"));
+}
+
+TEST_CASE("a forger without the key cannot slip in entries or loosen a setting of a sealed bank",
+          "[bank][digests]") {
+  hwtest::TempDir dir;
+  const auto path = dir / "bank.db";
+  const std::string key = "Jv5Rk2Lm8Xq1Tz7Nb4Wc9Hd3Fg6Sp0Ya";
+  std::mt19937_64 rng(24);
+  {
+    auto bank = Bank::open(path, OpenMode::Create, all_signals(), key);
+    bank->add(entries_with_features(rng, 3));
+  }
+  const auto keyed_check = [&] { return Bank::open(path, OpenMode::ReadOnly, {}, key)->check(); };
+  REQUIRE(keyed_check().ok);
+  SECTION("an entry inserted with digests_from raised to pass it off as older than checksums") {
+    const Hash256 h = random_hash(rng);
+    auto pdq = *bank_detail::Digest::from_hex(meta_value(path, "pdq_digest"));
+    raw_exec(path, "INSERT INTO entries(id, pdq, source, origin, added_at) VALUES(1000000, x'" +
+                       h.hex() + "', 'list.csv', 'imported', 0)");
+    pdq += bank_detail::pdq_term(1000000, h);
+    raw_exec(path,
+             "UPDATE meta SET value = '2000000' WHERE key = 'digests_from'; UPDATE meta SET "
+             "value = '" +
+                 pdq.hex() + "' WHERE key = 'pdq_digest'");
+    const auto rep = keyed_check();
+    CHECK_FALSE(rep.ok);
+    CHECK(names(rep, "digests_from"));
+  }
+  SECTION("the PDQ threshold loosened with its settings digest recomputed") {
+    raw_exec(path, "UPDATE meta SET value = '200' WHERE key = 'pdq_threshold'");
+    const auto signals = bank_detail::split_signals(meta_value(path, "signals"));
+    const auto digest = bank_detail::settings_digest(signals, [&](const std::string& k) {
+      const auto v = meta_value(path, k);
+      return v.empty() ? std::nullopt : std::optional<std::string>(v);
+    });
+    raw_exec(path, "UPDATE meta SET value = '" + digest + "' WHERE key = 'settings_sha256'");
+    CHECK(Bank::open(path, OpenMode::ReadOnly)->check().ok);  // without the key: fooled
+    const auto rep = keyed_check();
+    CHECK_FALSE(rep.ok);
+    CHECK(names(rep, "changed by someone without its key"));
+  }
 }
 
 TEST_CASE("an index cache with one altered hash among many is refused at open", "[bank][digests]") {

@@ -161,8 +161,9 @@ void Bank::Impl::check_digests(bool have_table,
   }
   const bool keyed_bank = !m.seal_key_id.empty();
   const bool right_key = keyed_bank && m.digester.key_id() == m.seal_key_id;
-  // A keyed bank's digests are HMACs: only its key recomputes them.
-  const bool can_verify = !keyed_bank || right_key;
+  // A keyed bank's digests are HMACs: only its key recomputes them; an unkeyed bank's are
+  // not HMACs, so a key given for it recomputes nothing comparable.
+  const bool can_verify = keyed_bank ? right_key : !m.digester.keyed();
   if (keyed_bank && !m.digester.keyed())
     rep.notes.push_back("the bank is sealed with a key (key id " + m.seal_key_id +
                         "): give it (--seal-key FILE) to verify the entries' checksums and the "
@@ -174,6 +175,12 @@ void Bank::Impl::check_digests(bool have_table,
     P.push_back(
         "the bank has no keyed seal, but a key was given: it was not created with one, or its "
         "seal was removed");
+
+  // A keyed bank is created at format 4, so every entry must carry a checksum: a raised
+  // digests_from would otherwise pass off inserted entries as older than checksums.
+  if (keyed_bank && *from != 0)
+    P.push_back("meta 'digests_from' is " + std::to_string(*from) +
+                " in a bank sealed with a key, which has checksums from its first entry (0)");
 
   std::map<std::int64_t, Digest> stored;
   Digest sum;
@@ -251,6 +258,9 @@ CheckReport Bank::check() const {
   } catch (const Error& e) {
     P.push_back(std::string("cannot read the bank: ") + e.reason());
   }
+  // One snapshot for every read below: the sums in meta and the rows they sum must be of
+  // the same generation, whatever another writer commits meanwhile.
+  auto snapshot = m.store->begin_read();
 
   {
     ProblemList list{P};
@@ -477,6 +487,7 @@ CheckReport Bank::check() const {
     }
   }
 
+  snapshot->commit();
   rep.ok = P.empty();
   return rep;
 }

@@ -10,10 +10,10 @@
 //
 // Unkeyed, a part's hash is SHA-256: edits made without knowing of the digests (a careless
 // session in a database shell, a damaged disk, a changed label) are found, a forger who
-// recomputes them is not. Keyed (a bank created with --seal-key), it is HMAC-SHA256 with the key, and
-// meta's `seal` is an HMAC over the settings digest and the records digest: without the
-// key nobody can add, alter or remove an entry, or edit a setting, so that the key's
-// holder's check still passes.
+// recomputes them is not. Keyed (a bank created with --seal-key), it is HMAC-SHA256 with the key,
+// and meta's `seal` is an HMAC over the settings digest and the records digest: without the key
+// nobody can add, alter or remove an entry, or edit a setting, so that the key's holder's check
+// still passes.
 //
 // The PDQ digest is a faster, unkeyed checksum of the (id, hash) pairs alone, also kept in
 // meta: an index cache must add up to it before a query trusts the cache.

@@ -113,6 +113,12 @@ void upgrade_schema(const Conn& c) {
   // Each step only adds tables (IF NOT EXISTS): the records already there keep their form,
   // so the bank answers exactly as before.
   Transaction tx(c, "BEGIN IMMEDIATE");
+  // Another process may have upgraded it between our open and our lock, and written since:
+  // upgrading again would reset what that upgrade began (records_digest, digests_from).
+  {
+    Stmt v(c, "SELECT value FROM meta WHERE key = 'format_version'");
+    if (v.step() && v.text(0) == std::to_string(kFormatVersion)) return;
+  }
   c.exec(kSignalSchema);  // 1 -> 2
   const bool had_log = count(c,
                              "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name "
