@@ -9,7 +9,8 @@ namespace hashwall {
 struct Bank::Impl {};
 Bank::Bank(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Bank::~Bank() = default;
-std::unique_ptr<Bank> Bank::open(const std::filesystem::path&, OpenMode, const BankConfig&) {
+std::unique_ptr<Bank> Bank::open(const std::filesystem::path&, OpenMode, const BankConfig&,
+                                 const std::string&) {
   return std::unique_ptr<Bank>(new Bank(std::make_unique<Impl>()));
 }
 BankStats Bank::stats() const { return {}; }
