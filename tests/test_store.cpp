@@ -250,6 +250,49 @@ TEST_CASE("a format-3 bank is upgraded to format 4: old entries are noted and ne
                                   Catch::Contains("differs from the checksum"));
 }
 
+TEST_CASE(
+    "the change log keeps the last change_log_keep generations and a reader further behind "
+    "rebuilds",
+    "[store]") {
+  hwtest::TempDir dir;
+  const auto path = dir / "bank.db";
+  std::mt19937_64 rng(41);
+  std::vector<Hash256> hashes;
+  auto writer = Bank::open(path, OpenMode::Create);
+  {
+    sqlite3* db = nullptr;
+    REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
+    REQUIRE(sqlite3_exec(db, "INSERT INTO meta(key, value) VALUES('change_log_keep', '3')", nullptr,
+                         nullptr, nullptr) == SQLITE_OK);
+    sqlite3_close(db);
+  }
+  const auto add_one = [&](int n) {
+    hashes.push_back(random_hash(rng));
+    const NewEntry e = entry(n, hashes.back());
+    writer->add(std::span(&e, 1));
+  };
+  add_one(0);
+  auto reader = Bank::open(path, OpenMode::ReadOnly);  // at generation 1
+  const auto rebuilds_before = reader->stats().index_rebuilds;
+  for (int n = 1; n < 6; ++n) add_one(n);  // generations 2..6
+  {
+    const auto store = read_store(path);
+    CHECK(store->meta("changes_from") == "3");
+    CHECK_FALSE(store->changes_since(2));  // pruned
+    const auto kept = store->changes_since(3);
+    REQUIRE(kept);
+    REQUIRE(kept->size() == 3);
+    CHECK(kept->front().generation == 4);
+    CHECK(kept->back().generation == 6);
+  }
+  // The reader is 5 generations behind, past what the log keeps: it rebuilds, and finds all.
+  for (const auto& h : hashes) CHECK(found(*reader, h).size() == 1);
+  const auto st = reader->stats();
+  CHECK(st.index_rebuilds == rebuilds_before + 1);
+  CHECK(st.changes_followed == 0);
+  CHECK(writer->check().ok);
+}
+
 TEST_CASE("the SQLite store refuses what is not a bank before writing anything", "[store]") {
   hwtest::TempDir dir;
   CHECK_THROWS_WITH(read_store(dir / "missing.db"), Catch::Contains("no bank here"));

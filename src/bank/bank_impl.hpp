@@ -43,6 +43,10 @@ constexpr std::size_t kChunk = 4096;
 // of one kind are listed before they are summarised.
 constexpr std::size_t kCheckSamples = 32;
 constexpr std::size_t kMaxListedProblems = 20;
+// Generations the change log keeps: a write of one entry logs about 30 bytes, so the
+// default bounds the log near 3 MB of single adds, while a reader more than 100,000 writes
+// behind (a replica that was down for days) rebuilds from the records instead.
+constexpr std::uint64_t kChangeLogKeep = 100000;
 
 inline std::vector<std::string> split_signals(std::string_view s) {
   std::vector<std::string> out;

@@ -80,6 +80,12 @@ void Bank::Impl::log_write(ChangeOp op, const std::vector<std::int64_t>& ids,
                            std::uint64_t gen_after) const {
   store->log_change(Change{gen_after, op, ids});
   set_meta("generation", std::to_string(gen_after));
+  // The log keeps the last change_log_keep generations (meta; kChangeLogKeep when absent),
+  // so it stays bounded; a reader further behind rebuilds, as it would without a log.
+  const auto keep_text = meta("change_log_keep");
+  const auto keep = keep_text ? parse_uint(*keep_text) : std::nullopt;
+  const std::uint64_t k = keep && *keep > 0 ? *keep : kChangeLogKeep;
+  if (gen_after > k) store->prune_changes(gen_after - k);
 }
 
 bool Bank::Impl::follow_changes() const {

@@ -20,6 +20,7 @@ namespace fs = std::filesystem;
 using bank_detail::file_size_or_zero;
 using bank_detail::hash_from_blob;
 using bank_detail::parse_int;
+using bank_detail::parse_uint;
 using sqlite::Conn;
 using sqlite::Stmt;
 
@@ -308,6 +309,17 @@ class SqliteStore : public Store {
         .bind(2, std::string_view(c.op == ChangeOp::Add ? "add" : "remove"))
         .bind_blob(3, encode_ids(c.ids));
     s.step();
+  }
+
+  void prune_changes(std::uint64_t through) override {
+    if (!record_table_) return;
+    const auto from_text = meta("changes_from");
+    const auto from = from_text ? parse_uint(*from_text) : std::nullopt;
+    if (from && *from >= through) return;
+    Stmt s(conn_, "DELETE FROM changes WHERE generation <= ?1");
+    s.bind(1, static_cast<std::int64_t>(through));
+    s.step();
+    set_meta("changes_from", std::to_string(through));
   }
 
   std::optional<Entry> get(std::int64_t id) override {

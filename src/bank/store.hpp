@@ -125,6 +125,10 @@ class Store {
   // Deletes the digests of these entries and returns those there were.
   virtual std::vector<std::string> take_digests(std::span<const std::int64_t> ids) = 0;
   virtual void log_change(const Change& change) = 0;
+  // Drops the log's rows up to generation `through` and records that the log is complete
+  // from there (a reader at an older generation then rebuilds); a no-op when it already
+  // starts there or later.
+  virtual void prune_changes(std::uint64_t through) = 0;
 
   // ---- reads ----------------------------------------------------------------------
   // Throw Error{Bank} for an entry whose PDQ hash is not 32 bytes.
