@@ -205,7 +205,7 @@ std::string cache_digest_disagrees(const PdqIndex& cached, std::string_view want
   const auto want = Digest::from_hex(want_hex);
   if (!want) return "the bank's PDQ digest is damaged";
   Digest got;
-  for (const auto& [id, h] : cached.contents()) got += pdq_term(id, h);
+  cached.for_each([&](std::int64_t id, const Hash256& h) { got += pdq_term(id, h); });
   return got == *want ? "" : "its hashes do not add up to the bank's PDQ digest";
 }
 

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <span>
 #include <string>
@@ -44,6 +45,9 @@ class PdqIndex {
   // Every live (bank id, hash) pair held, in insertion order: lets `check` compare the whole
   // index with the records, not only a sample of searches.
   virtual std::vector<std::pair<std::int64_t, Hash256>> contents() const = 0;
+  // The same pairs, one call each, without building a copy of the index (opening a large
+  // bank checks its cache this way: at 1M entries a copy costs more than the check).
+  virtual void for_each(const std::function<void(std::int64_t, const Hash256&)>& fn) const = 0;
 
   // Cache file: magic, generation, ids and the FAISS index, written to a temp file and
   // renamed, so a crash never leaves a half-written cache.

@@ -161,6 +161,16 @@ class BinaryIndexBase : public PdqIndex {
     return out;
   }
 
+  void for_each(const std::function<void(std::int64_t, const Hash256&)>& fn) const override {
+    const std::uint8_t* codes = codes_data();
+    Hash256 h;
+    for (std::size_t i = 0; i < ids_.size(); ++i) {
+      if (dead_.dead(i)) continue;
+      std::memcpy(h.bytes.data(), codes + i * kCode, kCode);
+      fn(ids_[i], h);
+    }
+  }
+
   void save(const std::filesystem::path& file, std::uint64_t generation) const override {
     // Live rows only: a loaded cache starts without tombstones.
     const std::string t = type();
