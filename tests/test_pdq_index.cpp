@@ -500,6 +500,10 @@ TEST_CASE("removed entries are never found again and the rest still match brute 
         REQUIRE(held[i].first == live_ids[i]);
         REQUIRE(held[i].second == live[i]);
       }
+      // for_each visits the same live pairs, in the same order, without the copy.
+      std::vector<std::pair<std::int64_t, Hash256>> visited;
+      index->for_each([&](std::int64_t id, const Hash256& h) { visited.emplace_back(id, h); });
+      REQUIRE(visited == held);
     }
 
     // Removed rows do not come back through the cache file, and adding after removing works.
