@@ -810,6 +810,56 @@ TEST_CASE("concurrent searches and lookups agree with a single-threaded search",
   CHECK(mismatches == 0);
 }
 
+namespace {
+
+// Entries with every kind of stored part: the row, local features, an embedding.
+std::vector<NewEntry> entries_with_features(std::mt19937_64& rng, int n) {
+  std::vector<NewEntry> batch;
+  for (int i = 0; i < n; ++i) {
+    NewEntry e = indexed(i, random_hash(rng), "case-" + std::to_string(i));
+    LocalFeatures f;
+    f.width = 64;
+    f.height = 48;
+    f.descriptors.create(8, kOrbBytes, CV_8U);
+    cv::randu(f.descriptors, 0, 256);
+    for (int k = 0; k < 8; ++k) f.points.emplace_back(0.1f * static_cast<float>(k), 0.5f);
+    e.local = std::move(f);
+    e.embedding = {1.f, static_cast<float>(i), 0.f, 0.5f};
+    batch.push_back(std::move(e));
+  }
+  return batch;
+}
+
+BankConfig all_signals() {
+  BankConfig cfg;
+  cfg.signals = {"pdq", "local", "embed"};
+  cfg.embed_model = "test@0000";
+  return cfg;
+}
+
+bool names(const CheckReport& rep, const std::string& what, const std::string& id = "") {
+  return std::any_of(rep.problems.begin(), rep.problems.end(), [&](const std::string& p) {
+    return p.find(what) != std::string::npos &&
+           (id.empty() || p.find("entry " + id + " ") != std::string::npos ||
+            p.find("entry " + id + ":") != std::string::npos);
+  });
+}
+
+std::string meta_value(const fs::path& db, const std::string& key) {
+  sqlite3* h = nullptr;
+  REQUIRE(sqlite3_open_v2(db.c_str(), &h, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
+  sqlite3_stmt* s = nullptr;
+  sqlite3_prepare_v2(h, "SELECT value FROM meta WHERE key = ?1", -1, &s, nullptr);
+  sqlite3_bind_text(s, 1, key.c_str(), -1, SQLITE_TRANSIENT);
+  std::string out;
+  if (sqlite3_step(s) == SQLITE_ROW) out = reinterpret_cast<const char*>(sqlite3_column_text(s, 0));
+  sqlite3_finalize(s);
+  sqlite3_close(h);
+  return out;
+}
+
+}  // namespace
+
 TEST_CASE("check reports damaged local-feature and embedding rows", "[bank]") {
   hwtest::TempDir dir;
   const auto path = dir / "bank.db";
@@ -820,20 +870,7 @@ TEST_CASE("check reports damaged local-feature and embedding rows", "[bank]") {
   std::vector<std::int64_t> ids;
   {
     auto bank = Bank::open(path, OpenMode::Create, cfg);
-    std::vector<NewEntry> batch;
-    for (int i = 0; i < 4; ++i) {
-      NewEntry e = indexed(i, random_hash(rng));
-      LocalFeatures f;
-      f.width = 64;
-      f.height = 48;
-      f.descriptors.create(8, kOrbBytes, CV_8U);
-      cv::randu(f.descriptors, 0, 256);
-      for (int k = 0; k < 8; ++k) f.points.emplace_back(0.1f * static_cast<float>(k), 0.5f);
-      e.local = std::move(f);
-      e.embedding = {1.f, static_cast<float>(i), 0.f, 0.5f};
-      batch.push_back(std::move(e));
-    }
-    ids = bank->add(batch).ids;
+    ids = bank->add(entries_with_features(rng, 4)).ids;
     const auto rep = bank->check();
     INFO((rep.problems.empty() ? std::string() : rep.problems[0]));
     CHECK(rep.ok);
@@ -952,56 +989,6 @@ TEST_CASE("a bank, its write-ahead log and its index cache are readable by their
 }
 
 // ---- checksums and the keyed seal (#15; bank/digests.hpp) ------------------------------
-
-namespace {
-
-// Entries with every kind of stored part: the row, local features, an embedding.
-std::vector<NewEntry> entries_with_features(std::mt19937_64& rng, int n) {
-  std::vector<NewEntry> batch;
-  for (int i = 0; i < n; ++i) {
-    NewEntry e = indexed(i, random_hash(rng), "case-" + std::to_string(i));
-    LocalFeatures f;
-    f.width = 64;
-    f.height = 48;
-    f.descriptors.create(8, kOrbBytes, CV_8U);
-    cv::randu(f.descriptors, 0, 256);
-    for (int k = 0; k < 8; ++k) f.points.emplace_back(0.1f * static_cast<float>(k), 0.5f);
-    e.local = std::move(f);
-    e.embedding = {1.f, static_cast<float>(i), 0.f, 0.5f};
-    batch.push_back(std::move(e));
-  }
-  return batch;
-}
-
-BankConfig all_signals() {
-  BankConfig cfg;
-  cfg.signals = {"pdq", "local", "embed"};
-  cfg.embed_model = "test@0000";
-  return cfg;
-}
-
-bool names(const CheckReport& rep, const std::string& what, const std::string& id = "") {
-  return std::any_of(rep.problems.begin(), rep.problems.end(), [&](const std::string& p) {
-    return p.find(what) != std::string::npos &&
-           (id.empty() || p.find("entry " + id + " ") != std::string::npos ||
-            p.find("entry " + id + ":") != std::string::npos);
-  });
-}
-
-std::string meta_value(const fs::path& db, const std::string& key) {
-  sqlite3* h = nullptr;
-  REQUIRE(sqlite3_open_v2(db.c_str(), &h, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK);
-  sqlite3_stmt* s = nullptr;
-  sqlite3_prepare_v2(h, "SELECT value FROM meta WHERE key = ?1", -1, &s, nullptr);
-  sqlite3_bind_text(s, 1, key.c_str(), -1, SQLITE_TRANSIENT);
-  std::string out;
-  if (sqlite3_step(s) == SQLITE_ROW) out = reinterpret_cast<const char*>(sqlite3_column_text(s, 0));
-  sqlite3_finalize(s);
-  sqlite3_close(h);
-  return out;
-}
-
-}  // namespace
 
 TEST_CASE("check finds stored values edited behind the bank's back even when they still decode",
           "[bank][digests]") {

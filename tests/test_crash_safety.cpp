@@ -79,6 +79,17 @@ std::string bank_snapshot(const fs::path& bank) {
   return std::to_string(json::parse(st.out)["entries"].get<long>()) + "\n" + ex.out;
 }
 
+// 200 imported entries with random PDQ hashes from rng, sources "s0".."s199".
+std::vector<hashwall::NewEntry> imported_batch(std::mt19937_64& rng) {
+  std::vector<hashwall::NewEntry> batch(200);
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    for (auto& b : batch[i].pdq.bytes) b = static_cast<std::uint8_t>(rng());
+    batch[i].source = "s" + std::to_string(i);
+    batch[i].origin = hashwall::Origin::Imported;
+  }
+  return batch;
+}
+
 }  // namespace
 
 TEST_CASE("a bank killed with SIGKILL at random moments of index stays whole", "[crash]") {
@@ -270,12 +281,7 @@ TEST_CASE("another bank's index cache copied over this one's is not used", "[cra
   // Two banks built alike (same count, same generation), different hashes.
   const auto make = [&](const fs::path& path, std::uint64_t seed) {
     std::mt19937_64 rng(seed);
-    std::vector<NewEntry> batch(200);
-    for (std::size_t i = 0; i < batch.size(); ++i) {
-      for (auto& b : batch[i].pdq.bytes) b = static_cast<std::uint8_t>(rng());
-      batch[i].source = "s" + std::to_string(i);
-      batch[i].origin = Origin::Imported;
-    }
+    auto batch = imported_batch(rng);
     auto bank = Bank::open(path, OpenMode::Create);
     bank->add(batch);
     bank->flush_index();
@@ -315,12 +321,7 @@ TEST_CASE("check finds an index cache that disagrees with the records in one ent
   std::vector<std::pair<std::int64_t, Hash256>> rows;
   std::uint64_t generation = 0;
   {
-    std::vector<NewEntry> batch(200);
-    for (std::size_t i = 0; i < batch.size(); ++i) {
-      for (auto& b : batch[i].pdq.bytes) b = static_cast<std::uint8_t>(rng());
-      batch[i].source = "s" + std::to_string(i);
-      batch[i].origin = Origin::Imported;
-    }
+    const auto batch = imported_batch(rng);
     auto bank = Bank::open(path, OpenMode::Create);
     const auto ids = bank->add(batch).ids;
     for (std::size_t i = 0; i < ids.size(); ++i) rows.emplace_back(ids[i], batch[i].pdq);
