@@ -20,6 +20,7 @@
 #include "bank/digests.hpp"
 #include "bank/store.hpp"
 #include "core/error.hpp"
+#include "embed/embed_signal.hpp"
 #include "support.hpp"
 
 using namespace hashwall;
@@ -824,7 +825,8 @@ std::vector<NewEntry> entries_with_features(std::mt19937_64& rng, int n) {
     cv::randu(f.descriptors, 0, 256);
     for (int k = 0; k < 8; ++k) f.points.emplace_back(0.1f * static_cast<float>(k), 0.5f);
     e.local = std::move(f);
-    e.embedding = {1.f, static_cast<float>(i), 0.f, 0.5f};
+    e.records["embed"] =
+        embedding_record(std::vector<float>{1.f, static_cast<float>(i), 0.f, 0.5f});
     batch.push_back(std::move(e));
   }
   return batch;

@@ -10,8 +10,10 @@
 
 #include "bank/bank.hpp"
 #include "core/error.hpp"
+#include "embed/embed_signal.hpp"
 #include "embed/embedder.hpp"
 #include "image/load.hpp"
+#include "match/matcher.hpp"
 #include "support.hpp"
 
 using namespace hashwall;
@@ -133,20 +135,26 @@ TEST_CASE("the bank searches embeddings and keeps them across reopening", "[embe
       NewEntry e;
       e.sha256 = std::string(64, static_cast<char>('a' + i));
       e.label = "v" + std::to_string(i);
-      e.embedding = vecs[i];
+      e.records["embed"] = embedding_record(vecs[i]);
       es.push_back(std::move(e));
     }
     bank->add(es);
   }
   auto bank = Bank::open(tmp / "b.db", OpenMode::ReadOnly);
   CHECK(bank->config().embed_model == "test@0000");
-  CHECK(bank->stats().embed_entries == 3);
-  const std::vector<float> q = {0, 0, 0.8f, 0.6f};
-  const auto found = bank->search_embed(q, 5, 0.5f);
+  const auto st = bank->stats();
+  REQUIRE(st.registered.size() == 1);
+  CHECK(st.registered[0].name == "embed");
+  CHECK(st.registered[0].entries == 3);
+  const SignalQuery q{{embedding_record(std::vector<float>{0, 0, 0.8f, 0.6f})}};
+  // Margin 0: the bank's threshold, 0.5.
+  const auto found = bank->search_signal("embed", q, 0.0, 5);
   REQUIRE(found.size() == 1);
   CHECK(bank->get(found[0].id)->label == "v2");
-  CHECK(found[0].similarity == Approx(0.96f).epsilon(1e-4));
-  CHECK(bank->search_embed(q, 5, 0.97f).empty());
+  CHECK(found[0].evidence["similarity"].get<double>() == Approx(0.96).epsilon(1e-4));
+  CHECK(found[0].margin == Approx((0.96 - 0.5) / 0.5).epsilon(1e-4));
+  const SignalParams strict{{"threshold", "0.970000"}};
+  CHECK(bank->search_signal("embed", q, 0.0, 5, &strict).empty());
 }
 
 TEST_CASE("a bank built with one model refuses queries with another", "[embed][cli]") {
@@ -218,4 +226,78 @@ TEST_CASE("a model name recorded in a bank never becomes a path to open", "[embe
   CHECK(hashwall::default_model_path("").empty());
   CHECK(hashwall::default_model_path("x/hashwall-embed-v1.onnx").empty());
   CHECK(hashwall::default_model_path("no-such-model.onnx").empty());
+}
+
+TEST_CASE(
+    "the embedding is a signal on the Signal interface: records of one length, removals "
+    "followed, a caller's threshold checked",
+    "[embed][bank][signal]") {
+  hwtest::TempDir tmp;
+  BankConfig cfg;
+  cfg.signals = {"pdq", "embed"};
+  cfg.embed_model = "test@0000";
+  cfg.embed_threshold = 0.5;
+  const auto entry = [](char c, std::vector<float> v) {
+    NewEntry e;
+    e.sha256 = std::string(64, c);
+    e.label = std::string(1, c);
+    e.records["embed"] = embedding_record(v);
+    return e;
+  };
+  const SignalQuery q{{embedding_record(std::vector<float>{1, 0, 0, 0})}};
+  std::int64_t near_id = 0;
+  {
+    auto bank = Bank::open(tmp / "b.db", OpenMode::Create, cfg);
+    REQUIRE(find_signal("embed") != nullptr);
+    const auto ids =
+        bank->add(std::vector<NewEntry>{entry('a', {1, 0, 0, 0}), entry('b', {0.8f, 0.6f, 0, 0})})
+            .ids;
+    near_id = ids[1];
+    // Built at the first search, then kept current by the removal (no rebuild).
+    REQUIRE(bank->search_signal("embed", q, 0.0, 5).size() == 2);
+    CHECK(bank->remove_ids(std::vector<std::int64_t>{ids[0]}) == 1);
+    const auto after = bank->search_signal("embed", q, 0.0, 5);
+    REQUIRE(after.size() == 1);
+    CHECK(after[0].id == near_id);
+    // A vector of another length cannot be compared with the bank's: refused, and the
+    // batch with it is not written.
+    try {
+      bank->add(std::vector<NewEntry>{entry('c', {1, 0, 0, 0}), entry('d', {1, 0, 0})});
+      FAIL("a 3-value embedding was added to a bank of 4-value ones");
+    } catch (const Error& e) {
+      CHECK(e.kind() == ErrorKind::Bank);
+      CHECK_THAT(e.what(), Catch::Contains("entry 2 of the batch") &&
+                               Catch::Contains("3 dimensions where the others have 4"));
+    }
+    CHECK(bank->stats().entries == 1);
+  }
+  // Reopened, the bank's records set the length (the first stored one).
+  auto bank = Bank::open(tmp / "b.db", OpenMode::ReadWrite);
+  CHECK_THROWS_WITH(bank->add(std::vector<NewEntry>{entry('e', {1, 0})}),
+                    Catch::Contains("2 dimensions where the others have 4"));
+  const auto st = bank->stats();
+  REQUIRE(st.registered.size() == 1);
+  CHECK(st.registered[0].params.at("threshold") == "0.500000");
+  // The matcher's decision: the bank's threshold, a caller's stricter one, and one the
+  // signal refuses.
+  Fingerprint fp;
+  fp.pdq.hashes.fill(Hash256{});
+  fp.registered["embed"] = q;
+  const auto result = Matcher(*bank, {}).match(fp);
+  REQUIRE(result.hits.size() == 1);
+  CHECK(result.hits[0].signal == "embed");
+  CHECK(*result.hits[0].similarity() == Approx(0.8f));
+  CHECK(result.hits[0].registered.at("embed").margin == Approx((0.8 - 0.5) / 0.5));
+  CHECK(result.registered_params.at("embed").at("threshold") == "0.500000");
+  MatchOptions strict;
+  strict.decisions["embed"] = {{"threshold", "0.9"}};
+  const auto none = Matcher(*bank, strict).match(fp);
+  CHECK(none.verdict == Verdict::NoMatch);
+  CHECK(none.embed_threshold == Approx(0.9));
+  MatchOptions wrong;
+  wrong.decisions["embed"] = {{"threshold", "2"}};
+  CHECK_THROWS_WITH(Matcher(*bank, wrong), Catch::Contains("threshold must be a number"));
+  MatchOptions unknown;
+  unknown.decisions["pdq"] = {{"threshold", "3"}};
+  CHECK_THROWS_WITH(Matcher(*bank, unknown), Catch::Contains("not one of the bank's signals"));
 }

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "bank/bank.hpp"
+#include "embed/embed_signal.hpp"
 #include "match/matcher.hpp"
 #include "support.hpp"
 
@@ -227,21 +228,21 @@ struct MergeFixture {
     cfg.embed_threshold = 0.5;
     bank = Bank::open(tmp / "b.db", OpenMode::Create, cfg);
     q = query_of(random_hash(rng), 100, std::string(64, 'e'));
-    q.embedding = {1, 0, 0, 0};
+    q.registered["embed"].forms = {embedding_record(std::vector<float>{1, 0, 0, 0})};
     std::vector<NewEntry> es(5);
     const auto unit = [](float cos) {
       return std::vector<float>{cos, std::sqrt(1 - cos * cos), 0, 0};
     };
     es[0].pdq = flip_bits(q.pdq.hashes[0], 5, rng);  // PDQ margin 26/31 and embedding 1.0
-    es[0].embedding = unit(1.0f);
+    es[0].records["embed"] = embedding_record(unit(1.0f));
     es[1].pdq = random_hash(rng);  // embedding only: margin (0.8 - 0.5) / 0.5 = 0.6
-    es[1].embedding = unit(0.8f);
+    es[1].records["embed"] = embedding_record(unit(0.8f));
     es[2].pdq = flip_bits(q.pdq.hashes[0], 20, rng);  // PDQ only: margin 11/31
-    es[2].embedding = unit(0.0f);
+    es[2].records["embed"] = embedding_record(unit(0.0f));
     es[3].pdq = random_hash(rng);  // nothing: far hash, similarity 0.3
-    es[3].embedding = unit(0.3f);
+    es[3].records["embed"] = embedding_record(unit(0.3f));
     es[4].pdq = random_hash(rng);  // the very file: far hash, orthogonal embedding
-    es[4].embedding = unit(0.0f);
+    es[4].records["embed"] = embedding_record(unit(0.0f));
     es[4].sha256 = q.sha256;
     for (std::size_t i = 0; i < es.size(); ++i) {
       es[i].quality = 100;
@@ -280,8 +281,8 @@ TEST_CASE("merged hits: the first matching signal decides and every signal's evi
   CHECK(b->signal == "pdq");
   CHECK(b->signals_matched == std::vector<std::string>{"pdq", "embed"});
   CHECK(b->distance == 5);
-  REQUIRE(b->similarity);
-  CHECK(*b->similarity == Approx(1.0));
+  REQUIRE(b->similarity());
+  CHECK(*b->similarity() == Approx(1.0));
   // Strongest margin (the embedding's, 1) plus a tenth of the other (PDQ's 26/31).
   CHECK(b->score == Approx(1.0 + 0.1 * 26.0 / 31));
 
@@ -289,7 +290,7 @@ TEST_CASE("merged hits: the first matching signal decides and every signal's evi
   REQUIRE(e);
   CHECK(e->signal == "embed");
   CHECK(e->signals_matched == std::vector<std::string>{"embed"});
-  CHECK(*e->similarity == Approx(0.8).margin(1e-6));
+  CHECK(*e->similarity() == Approx(0.8).margin(1e-6));
   // A hit found by another signal still carries its PDQ distance: the nearest of the
   // query's 8 variants.
   int nearest = 256;
@@ -303,7 +304,7 @@ TEST_CASE("merged hits: the first matching signal decides and every signal's evi
   CHECK(p->signal == "pdq");
   CHECK(p->signals_matched == std::vector<std::string>{"pdq"});
   CHECK(p->distance == 20);
-  CHECK_FALSE(p->similarity);  // below the embedding's reach: not searched up
+  CHECK_FALSE(p->similarity());  // below the embedding's reach: not searched up
   CHECK(p->score == Approx(11.0 / 31));
 
   // The identical file first, then by score.
@@ -323,7 +324,7 @@ TEST_CASE("a signal left out of the query neither decides nor adds evidence", "[
   const MatchHit* b = f.hit(r, f.both);
   REQUIRE(b);
   CHECK(b->signals_matched == std::vector<std::string>{"pdq"});
-  CHECK_FALSE(b->similarity);
+  CHECK_FALSE(b->similarity());
   CHECK(b->distance == 5);
   CHECK(b->score == Approx(26.0 / 31));
 
@@ -344,7 +345,7 @@ TEST_CASE("a signal left out of the query neither decides nor adds evidence", "[
 
 TEST_CASE("a query without an embedding is matched by PDQ alone in an embedding bank", "[match]") {
   MergeFixture f;
-  f.q.embedding.clear();  // a bare hash sent by a client
+  f.q.registered.erase("embed");  // a bare hash sent by a client
   const MatchResult r = Matcher(*f.bank, {}).match(f.q);
   CHECK(r.signals == std::vector<std::string>{"pdq"});
   CHECK(f.hit(r, f.embed_only) == nullptr);
@@ -436,7 +437,7 @@ TEST_CASE("a low-quality query is undecided only when PDQ alone could have decid
   Fingerprint q = f.q;
   q.sha256.clear();
   q.pdq.quality = 10;
-  q.embedding = {0, 0, 1, 0};  // near nothing
+  q.registered["embed"].forms = {embedding_record(std::vector<float>{0, 0, 1, 0})};  // near nothing
   MatchOptions o;
   o.signals = {"pdq"};
   CHECK(Matcher(*f.bank, o).match(q).verdict == Verdict::LowQuality);

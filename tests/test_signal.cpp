@@ -73,7 +73,6 @@ int l1(std::string_view a, std::string_view b) {
 
 class MeanColourIndex : public SignalIndex {
  public:
-  explicit MeanColourIndex(int max_distance) : max_distance_(max_distance) {}
   std::string type() const override { return "flat"; }
   void add(std::int64_t id, std::string_view record) override {
     if (record.size() != kRecordBytes) throw std::runtime_error("not a mean-colour record");
@@ -84,8 +83,9 @@ class MeanColourIndex : public SignalIndex {
       return std::find(ids.begin(), ids.end(), r.first) != ids.end();
     });
   }
-  std::vector<SignalMatch> search(const SignalQuery& q, double min_margin,
-                                  std::size_t k) const override {
+  std::vector<SignalMatch> search(const SignalQuery& q, const SignalParams& decision,
+                                  double min_margin, std::size_t k) const override {
+    const int max_distance = std::stoi(decision.at("max_distance"));
     std::vector<SignalMatch> out;
     for (const auto& [id, rec] : rows_) {
       int best = -1, form = 0;
@@ -96,7 +96,7 @@ class MeanColourIndex : public SignalIndex {
       }
       if (best < 0) continue;
       const double margin =
-          std::clamp(double(max_distance_ - best) / std::max(max_distance_, 1), -1.0, 1.0);
+          std::clamp(double(max_distance - best) / std::max(max_distance, 1), -1.0, 1.0);
       if (margin < min_margin) continue;
       SignalMatch m;
       m.id = id;
@@ -115,7 +115,6 @@ class MeanColourIndex : public SignalIndex {
   std::size_t memory_bytes() const override { return rows_.size() * (8 + kRecordBytes); }
 
  private:
-  int max_distance_;
   std::vector<std::pair<std::int64_t, std::string>> rows_;
 };
 
@@ -149,8 +148,8 @@ class MeanColour : public Signal {
                ? ""
                : std::to_string(record.size()) + " bytes, not " + std::to_string(kRecordBytes);
   }
-  std::unique_ptr<SignalIndex> make_index(const SignalParams& p) const override {
-    return std::make_unique<MeanColourIndex>(std::stoi(p.at("max_distance")));
+  std::unique_ptr<SignalIndex> make_index() const override {
+    return std::make_unique<MeanColourIndex>();
   }
 };
 

@@ -8,6 +8,7 @@
 #include <unordered_map>
 
 #include "bank/bank_impl.hpp"
+#include "embed/embed_signal.hpp"
 
 namespace hashwall {
 
@@ -34,6 +35,8 @@ Bank::~Bank() {
 std::unique_ptr<Bank> Bank::open(const fs::path& path, OpenMode mode,
                                  const BankConfig& config_for_new_bank,
                                  const std::string& seal_key) {
+  // The built-in signals on the Signal interface, before any bank names them.
+  register_embed_signal();
   std::error_code ec;
   if (mode == OpenMode::Create) {
     const auto& c = config_for_new_bank;
@@ -109,9 +112,9 @@ AddResult Bank::add(std::span<const NewEntry> entries) {
     gen_before = m.read_generation();
     const std::int64_t now = static_cast<std::int64_t>(std::time(nullptr));
     const bool local_rows = m.store->has_signal_tables() && m.config.has("local");
-    const bool embed_rows = m.store->has_signal_tables() && m.config.has("embed");
     const bool record_rows = m.store->has_record_table() && !m.registered.empty();
     const bool digests = m.store->has_digest_table();
+    std::map<std::string, std::string> samples;  // Registered::sample, kept once committed
     Digest batch, pdq_batch;
     for (std::size_t i = 0; i < entries.size(); ++i) {
       const NewEntry& e = entries[i];
@@ -163,22 +166,23 @@ AddResult Bank::add(std::span<const NewEntry> entries) {
         m.store->insert_local(id, points, desc);
         digest += m.digester.part(kLocalPart, id, local_payload(points, desc));
       }
-      if (embed_rows && !e.embedding.empty()) {
-        if (m.embed_dim == 0) m.embed_dim = static_cast<int>(e.embedding.size());
-        if (static_cast<int>(e.embedding.size()) != m.embed_dim)
-          throw Error(ErrorKind::Bank, m.where,
-                      where() + "embedding of " + std::to_string(e.embedding.size()) +
-                          " values, the bank holds " + std::to_string(m.embed_dim));
-        const std::string blob = float_blob(e.embedding);
-        m.store->insert_embedding(id, blob);
-        digest += m.digester.part(kEmbedPart, id, blob);
-      }
       if (record_rows)
         for (const auto& [name, record] : e.records) {
           const auto reg = m.registered.find(name);
           if (reg == m.registered.end()) continue;  // not one of the bank's signals
-          if (const auto why = reg->second.signal->check_record(record); !why.empty())
+          const Signal& sig = *reg->second.signal;
+          if (const auto why = sig.check_record(record); !why.empty())
             throw Error(ErrorKind::Bank, m.where, where() + name + " record: " + why);
+          // A record must compare with the bank's others (e.g. vectors of one length).
+          auto& sample = samples[name];
+          if (sample.empty()) sample = reg->second.sample;
+          if (sample.empty())
+            if (auto first = m.store->first_record(name); first && sig.check_record(*first).empty())
+              sample = std::move(*first);
+          if (!sample.empty())
+            if (const auto why = sig.comparable(sample, record); !why.empty())
+              throw Error(ErrorKind::Bank, m.where, where() + name + " record: " + why);
+          if (sample.empty()) sample = record;
           m.store->insert_record(name, id, record);
           digest += m.digester.part(record_part(name), id, record);
         }
@@ -199,6 +203,8 @@ AddResult Bank::add(std::span<const NewEntry> entries) {
       if (digests) m.update_digests(batch, {}, pdq_batch, {});
     }
     tx->commit();
+    for (auto& [name, sample] : samples)
+      if (m.registered.at(name).sample.empty()) m.registered.at(name).sample = std::move(sample);
   } catch (const Error&) {
     throw;
   } catch (const std::exception& e) {
@@ -233,23 +239,6 @@ AddResult Bank::add(std::span<const NewEntry> entries) {
       m.local_gen = gen_before + 1;
       m.local_dirty = m.local_index->type() != "flat";
     }
-    if (m.embed_index && m.embed_gen == gen_before) {
-      bool ok = true;
-      for (std::size_t k = 0; k < new_ids.size() && ok; ++k) {
-        const auto& v = entries[new_inputs[k]].embedding;
-        if (v.empty()) continue;
-        if (static_cast<int>(v.size()) != m.embed_index->dim())
-          ok = false;
-        else
-          m.embed_index->add(new_ids[k], v);
-      }
-      if (ok) {
-        m.embed_index->prepare();
-        m.embed_gen = gen_before + 1;
-      } else {
-        m.embed_index.reset();
-      }
-    }
     for (auto& [name, reg] : m.registered) {
       if (!reg.index || reg.gen != gen_before) continue;
       for (std::size_t k = 0; k < new_ids.size(); ++k) {
@@ -260,6 +249,7 @@ AddResult Bank::add(std::span<const NewEntry> entries) {
             // Left out, as build_registered() leaves it out; check() names it.
           }
       }
+      reg.index->prepare();
       reg.gen = gen_before + 1;
     }
   }
@@ -404,37 +394,23 @@ std::vector<LocalMatch> Bank::search_local(const LocalFeatures& query,
   return m.local_index->search(query, params);
 }
 
-std::vector<EmbedMatch> Bank::search_embed(std::span<const float> query, int k,
-                                           float min_similarity) const {
-  auto& m = *impl_;
-  std::vector<EmbedMatch> out;
-  if (!m.config.has("embed") || query.empty()) return out;
-  // add() drops this index when a vector of another dimension arrives; build it again then.
-  std::shared_lock read(m.signals_mu, std::defer_lock);
-  for (;;) {
-    m.make_fresh(m.embed_index, m.embed_gen, [&](std::uint64_t* g) { return m.build_embed(g); });
-    read.lock();
-    if (m.embed_index) break;
-    read.unlock();
-  }
-  if (static_cast<int>(query.size()) != m.embed_index->dim() && m.embed_index->size() > 0)
-    throw Error(ErrorKind::Usage, m.where,
-                "the query embedding has " + std::to_string(query.size()) + " values, the bank's " +
-                    std::to_string(m.embed_index->dim()));
-  for (const auto& h : m.embed_index->search(query, k, min_similarity))
-    out.push_back({h.id, h.similarity});
-  return out;
-}
-
 std::vector<SignalMatch> Bank::search_signal(const std::string& name, const SignalQuery& query,
-                                             double min_margin, std::size_t k) const {
+                                             double min_margin, std::size_t k,
+                                             const SignalParams* decision) const {
   auto& m = *impl_;
   const auto it = m.registered.find(name);
   if (it == m.registered.end() || query.forms.empty() || k == 0) return {};
   auto& reg = it->second;
   m.make_fresh(reg.index, reg.gen, [&](std::uint64_t* g) { return m.build_registered(name, g); });
   std::shared_lock read(m.signals_mu);
-  return reg.index->search(query, min_margin, k);  // never dropped once built
+  try {
+    // never dropped once built
+    return reg.index->search(query, decision ? *decision : m.config.signal_params.at(name),
+                             min_margin, k);
+  } catch (const Error& e) {
+    if (!e.file().empty()) throw;
+    throw Error(e.kind(), m.where, e.reason());
+  }
 }
 
 void Bank::flush_index() {

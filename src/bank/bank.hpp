@@ -39,9 +39,9 @@ struct NewEntry {
   // Further signals, present when the bank records them and the entry was made from an
   // image (imported hash lists carry PDQ only).
   std::optional<LocalFeatures> local;
-  std::vector<float> embedding;  // L2-normalised; empty: none
-  // Registered signals' records (signal/signal.hpp), by signal name; a signal the bank
-  // does not record is ignored, one it records but the entry lacks is simply absent.
+  // The records of the signals on the Signal interface (signal/signal.hpp: "embed",
+  // embed/embed_signal.hpp, and registered ones), by signal name; a signal the bank does
+  // not record is ignored, one it records but the entry lacks is simply absent.
   std::map<std::string, SignalRecord> records;
 };
 
@@ -107,10 +107,8 @@ struct BankStats {
   std::uintmax_t local_db_bytes = 0;   // their share of the database
   std::size_t local_memory_bytes = 0;  // the local index, when built (0 until a query needs it)
   std::string local_index_type;        // "" until built
-  std::int64_t embed_entries = 0;
-  std::uintmax_t embed_db_bytes = 0;
   std::string embed_model;
-  // Registered signals (signal/signal.hpp), in the bank's order.
+  // The signals on the Signal interface (embed, registered ones), in the bank's order.
   struct Registered {
     std::string name;
     std::int64_t entries = 0;      // entries with a record
@@ -126,11 +124,6 @@ struct CheckReport {
   bool ok = true;
   std::vector<std::string> problems;  // empty when ok
   std::vector<std::string> notes;     // harmless findings, e.g. an older index cache
-};
-
-struct EmbedMatch {
-  std::int64_t id;
-  float similarity;  // cosine
 };
 
 struct PdqMatch {
@@ -187,15 +180,14 @@ class Bank {
   // bank has no local signal. Thread-safe; the index is built at the first call.
   std::vector<LocalMatch> search_local(const LocalFeatures& query,
                                        const LocalVerifyParams& params) const;
-  // Embeddings: the k most similar entries with similarity >= min_similarity.
-  std::vector<EmbedMatch> search_embed(std::span<const float> query, int k,
-                                       float min_similarity) const;
-
-  // A registered signal's search (Signal, SignalIndex::search): empty when the bank does not
-  // record that signal or the query has no form. Thread-safe; the index is built from the
-  // records at the first call and kept current by add() and the removals.
+  // A search of a signal on the Signal interface (embed, registered ones;
+  // SignalIndex::search) under `decision` (nullptr: the bank's recorded parameters): empty
+  // when the bank does not record that signal or the query has no form. Thread-safe; the
+  // index is built from the records at the first call and kept current by add(), the
+  // removals and the change log.
   std::vector<SignalMatch> search_signal(const std::string& name, const SignalQuery& query,
-                                         double min_margin, std::size_t k) const;
+                                         double min_margin, std::size_t k,
+                                         const SignalParams* decision = nullptr) const;
 
   BankStats stats() const;
   // BankStats::index_cache_refused, without the counting stats() does.

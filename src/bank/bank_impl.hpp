@@ -24,7 +24,6 @@
 #include "bank/store.hpp"
 #include "bank/values.hpp"
 #include "core/error.hpp"
-#include "embed/embed_index.hpp"
 #include "local/local_index.hpp"
 
 namespace hashwall {
@@ -73,10 +72,6 @@ inline std::string validate_signals(const std::vector<std::string>& v) {
   if (auto why = unknown_signal(v); !why.empty()) return why;
   if (std::find(v.begin(), v.end(), "pdq") == v.end()) return "every bank holds the pdq signal";
   return {};
-}
-
-inline std::string float_blob(std::span<const float> v) {
-  return std::string(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(float));
 }
 
 inline bool valid_index_type(std::string_view t) {
@@ -154,18 +149,18 @@ struct Bank::Impl {
   mutable std::unique_ptr<LocalIndex> local_index;
   mutable std::uint64_t local_gen = ~std::uint64_t{0};
   mutable bool local_dirty = false;  // local_index's IVF layout differs from its cache file
-  mutable std::unique_ptr<EmbedIndex> embed_index;
-  mutable std::uint64_t embed_gen = ~std::uint64_t{0};
-  int embed_dim = 0;  // from the first stored vector; 0 while none
   // Why entries with local features may not be added (recorded parameters differ from
   // this build's, bank/config.cpp); empty when they may.
   std::string local_params_mismatch;
-  // Registered signals the bank records (signal/signal.hpp), each with its index; guarded
-  // by signals_mu like the two above.
+  // The signals on the Signal interface the bank records (signal/signal.hpp: embed and the
+  // registered ones), each with its index; guarded by signals_mu like local_index.
   struct Registered {
     const Signal* signal = nullptr;
     std::unique_ptr<SignalIndex> index;
     std::uint64_t gen = ~std::uint64_t{0};
+    // A record of the bank's, for Signal::comparable(): the first one this Bank added or
+    // read; guarded by db_mu.
+    std::string sample;
   };
   mutable std::map<std::string, Registered> registered;
 
@@ -237,7 +232,6 @@ struct Bank::Impl {
   std::unique_ptr<LocalIndex> build_local(std::uint64_t* gen) const;
   // Expects db_mu held.
   void save_local_layout();
-  std::unique_ptr<EmbedIndex> build_embed(std::uint64_t* gen) const;
   std::unique_ptr<SignalIndex> build_registered(const std::string& name, std::uint64_t* gen) const;
 
   // check()'s part about digests and the seal (bank/check.cpp): `recomputed` holds each

@@ -27,9 +27,6 @@ BankStats Bank::stats() const {
     st.local_entries = l.rows;
     st.local_keypoints = l.items;
     st.local_db_bytes = l.bytes;
-    const RowCounts e = m.store->embedding_counts();
-    st.embed_entries = e.rows;
-    st.embed_db_bytes = e.bytes;
     for (const auto& name : m.config.signals) {
       if (!m.registered.count(name)) continue;
       BankStats::Registered r;
@@ -348,7 +345,7 @@ CheckReport Bank::check() const {
     list.finish("damaged entries");
   }
 
-  // The other signals' records: each must decode as build_local()/build_embed() read it
+  // Local features: each row must decode as build_local() reads it
   // (a damaged row is left out of the search, so it is named here).
   std::size_t local_rows = 0;
   {
@@ -370,36 +367,13 @@ CheckReport Bank::check() const {
     });
     list.finish("damaged local-feature rows");
   }
-  {
-    ProblemList list{P};
-    std::size_t dim = 0;
-    m.store->scan_embeddings([&](std::int64_t entry, std::string_view b) {
-      add_part(kEmbedPart, entry, b);
-      const auto id = std::to_string(entry);
-      if (b.empty() || b.size() % sizeof(float) != 0) {
-        list.add("entry " + id + ": embedding of " + std::to_string(b.size()) +
-                 " bytes (not a float vector)");
-        return;
-      }
-      if (dim == 0) dim = b.size() / sizeof(float);
-      if (b.size() / sizeof(float) != dim) {
-        list.add("entry " + id + ": embedding of " + std::to_string(b.size() / sizeof(float)) +
-                 " dimensions where the others have " + std::to_string(dim));
-        return;
-      }
-      std::vector<float> v(dim);
-      std::memcpy(v.data(), b.data(), b.size());
-      if (!std::all_of(v.begin(), v.end(), [](float x) { return std::isfinite(x); }))
-        list.add("entry " + id + ": embedding holds a value that is not a finite number");
-    });
-    list.finish("damaged embeddings");
-  }
-
-  // Registered signals' records: each must be one of the bank's signals and read as its
-  // signal reads it.
+  // The records of the signals on the Signal interface (embed, registered ones): each must
+  // be one of the bank's signals, read as its signal reads it and compare with the
+  // signal's first record.
   {
     ProblemList list{P};
     std::set<std::string> foreign;
+    std::map<std::string, std::string> first;
     m.store->scan_all_records([&](const std::string& name, std::int64_t id, std::string_view rec) {
       add_part(record_part(name), id, rec);
       const auto reg = m.registered.find(name);
@@ -407,8 +381,14 @@ CheckReport Bank::check() const {
         foreign.insert(name);
         return;
       }
-      if (const auto why = reg->second.signal->check_record(rec); !why.empty())
-        list.add("entry " + std::to_string(id) + ": " + name + " record: " + why);
+      const Signal& sig = *reg->second.signal;
+      auto why = sig.check_record(rec);
+      if (why.empty()) {
+        auto& sample = first[name];
+        if (sample.empty()) sample = rec;
+        why = sig.comparable(sample, rec);
+      }
+      if (!why.empty()) list.add("entry " + std::to_string(id) + ": " + name + " record: " + why);
     });
     list.finish("damaged signal records");
     for (const auto& name : foreign)

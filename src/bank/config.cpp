@@ -7,6 +7,7 @@
 #include <ctime>
 
 #include "bank/bank_impl.hpp"
+#include "embed/embed_signal.hpp"
 
 #ifndef HASHWALL_VERSION
 #define HASHWALL_VERSION "unknown"
@@ -32,9 +33,11 @@ std::string bank_detail::validate_new_config(const BankConfig& c) {
     const Signal* s = find_signal(name);
     if (!s || !c.has(name))
       return "parameters given for '" + name + "', which is not one of the bank's signals";
+    if (is_builtin_signal(name))
+      return "the built-in signal '" + name + "' takes its settings from BankConfig";
   }
   for (const auto& name : c.signals)
-    if (const Signal* s = find_signal(name))
+    if (const Signal* s = find_signal(name); s && !is_builtin_signal(name))
       if (auto why = s->validate(decision_params(*s, c)); !why.empty())
         return "signal '" + name + "': " + why;
   return {};
@@ -82,7 +85,7 @@ void Bank::Impl::read_config() {
   // the bank was built with.
   for (const auto& name : config.signals) {
     const Signal* s = find_signal(name);
-    if (!s) continue;
+    if (!s || is_builtin_signal(name)) continue;  // embed: below, under its format-2 keys
     const auto key = compute_key(name);
     const auto recorded_text = meta(key);
     const auto recorded = recorded_text ? parse_params(*recorded_text) : std::nullopt;
@@ -109,7 +112,12 @@ void Bank::Impl::read_config() {
         !(config.embed_threshold >= -1 && config.embed_threshold <= 1))
       bad_meta("embed_threshold");
   }
-  if (config.has("embed") && config.embed_model.empty()) bad_meta("embed_model");
+  if (config.has("embed")) {
+    if (config.embed_model.empty()) bad_meta("embed_model");
+    // On the Signal interface (embed/embed_signal.hpp); its decision is the threshold.
+    config.signal_params["embed"] = {{"threshold", threshold_text(config.embed_threshold)}};
+    registered["embed"].signal = find_signal("embed");
+  }
 }
 
 std::string bank_detail::settings_digest(
@@ -148,15 +156,13 @@ std::vector<std::pair<std::string, std::string>> bank_detail::initial_meta(
   m.emplace_back("local_min_inliers", std::to_string(cfg.local_min_inliers));
   if (cfg.has("local")) m.emplace_back(compute_key("local"), params_text(local_entry_params()));
   for (const auto& name : cfg.signals)
-    if (const Signal* s = find_signal(name)) {
+    if (const Signal* s = find_signal(name); s && !is_builtin_signal(name)) {
       m.emplace_back(compute_key(name), params_text(s->compute_params()));
       m.emplace_back(decision_key(name), params_text(decision_params(*s, cfg)));
     }
   if (cfg.has("embed")) {
     m.emplace_back("embed_model", cfg.embed_model);
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%.6f", cfg.embed_threshold);
-    m.emplace_back("embed_threshold", buf);
+    m.emplace_back("embed_threshold", threshold_text(cfg.embed_threshold));
   }
   m.emplace_back("pdq_threshold", std::to_string(cfg.pdq_threshold));
   m.emplace_back("min_quality", std::to_string(cfg.min_quality));

@@ -73,7 +73,11 @@ std::string local_payload(std::string_view keypoints, std::string_view descripto
 inline constexpr std::string_view kEntryPart = "entry";
 inline constexpr std::string_view kLocalPart = "local";
 inline constexpr std::string_view kEmbedPart = "embed";
-inline std::string record_part(std::string_view signal) { return "signal:" + std::string(signal); }
+// A signal's record: "signal:NAME", except the embedding, whose part was tagged "embed"
+// before it moved onto the Signal interface (the tag is part of every stored digest).
+inline std::string record_part(std::string_view signal) {
+  return signal == kEmbedPart ? std::string(kEmbedPart) : "signal:" + std::string(signal);
+}
 
 // The PDQ digest's term for one (id, hash) pair.
 Digest pdq_term(std::int64_t id, const Hash256& h) noexcept;

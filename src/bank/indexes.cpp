@@ -155,6 +155,7 @@ bool Bank::Impl::follow_changes() const {
       } catch (const std::exception&) {
         // Left out, as build_registered() leaves it out; check() names it.
       }
+    reg.index->prepare();
     reg.gen = now;
   }
   followed += now - generation;
@@ -283,39 +284,25 @@ void Bank::Impl::save_local_layout() {
   local_dirty = false;
 }
 
-std::unique_ptr<EmbedIndex> Bank::Impl::build_embed(std::uint64_t* gen) const {
-  auto read = store->begin_read();
-  *gen = read_generation();
-  std::unique_ptr<EmbedIndex> idx;
-  store->scan_embeddings([&](std::int64_t id, std::string_view b) {
-    if (b.empty() || b.size() % sizeof(float) != 0) return;
-    const int dim = static_cast<int>(b.size() / sizeof(float));
-    if (!idx) idx = std::make_unique<EmbedIndex>(dim);
-    if (dim != idx->dim()) return;
-    std::vector<float> v(static_cast<std::size_t>(dim));
-    std::memcpy(v.data(), b.data(), b.size());
-    idx->add(id, v);
-  });
-  read->commit();
-  if (!idx) idx = std::make_unique<EmbedIndex>(std::max(embed_dim, 1));
-  idx->prepare();
-  return idx;
-}
-
 std::unique_ptr<SignalIndex> Bank::Impl::build_registered(const std::string& name,
                                                           std::uint64_t* gen) const {
-  const auto& reg = registered.at(name);
-  auto idx = reg.signal->make_index(config.signal_params.at(name));
+  auto& reg = registered.at(name);
+  auto idx = reg.signal->make_index();
   auto read = store->begin_read();
   *gen = read_generation();
   store->scan_records(name, [&](std::int64_t id, std::string_view record) {
+    // Malformed rows, and rows that do not compare with the others, are left out here;
+    // check() names them.
+    if (!reg.signal->check_record(record).empty()) return;
+    if (reg.sample.empty()) reg.sample = record;
+    if (!reg.signal->comparable(reg.sample, record).empty()) return;
     try {
       idx->add(id, record);
     } catch (const std::exception&) {
-      // Damaged rows are left out here; check() names them.
     }
   });
   read->commit();
+  idx->prepare();
   return idx;
 }
 

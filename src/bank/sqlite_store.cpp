@@ -17,6 +17,10 @@ namespace hashwall {
 namespace {
 
 namespace fs = std::filesystem;
+
+// The signal whose records live in the `embeddings` table (format 2) rather than in
+// signal_rows (format 3).
+constexpr const char* kEmbedSignal = "embed";
 using bank_detail::file_size_or_zero;
 using bank_detail::hash_from_blob;
 using bank_detail::parse_int;
@@ -240,14 +244,15 @@ class SqliteStore : public Store {
     s.reset();
   }
 
-  void insert_embedding(std::int64_t id, std::string_view vector) override {
-    auto& s = stmt(insert_embed_, "INSERT INTO embeddings(entry_id, vector) VALUES(?1, ?2)");
-    s.bind(1, id).bind_blob(2, vector);
-    s.step();
-    s.reset();
-  }
-
   void insert_record(const std::string& signal, std::int64_t id, std::string_view record) override {
+    // The embedding keeps the table it has had since format 2.
+    if (signal == kEmbedSignal) {
+      auto& s = stmt(insert_embed_, "INSERT INTO embeddings(entry_id, vector) VALUES(?1, ?2)");
+      s.bind(1, id).bind_blob(2, record);
+      s.step();
+      s.reset();
+      return;
+    }
     auto& s =
         stmt(insert_row_, "INSERT INTO signal_rows(signal, entry_id, record) VALUES(?1, ?2, ?3)");
     s.bind(1, std::string_view(signal)).bind(2, id).bind_blob(3, record);
@@ -381,13 +386,13 @@ class SqliteStore : public Store {
     while (s.step()) fn(s.i64(0), s.blob(1), s.blob(2));
   }
 
-  void scan_embeddings(const RowFn& fn) override {
-    if (!signal_tables_) return;
-    Stmt s(conn_, "SELECT entry_id, vector FROM embeddings ORDER BY entry_id");
-    while (s.step()) fn(s.i64(0), s.blob(1));
-  }
-
   void scan_records(const std::string& signal, const RowFn& fn, IdFilter only) override {
+    if (signal == kEmbedSignal) {
+      if (!signal_tables_) return;
+      scan_ids("SELECT entry_id, vector FROM embeddings ORDER BY entry_id",
+               "SELECT entry_id, vector FROM embeddings WHERE entry_id = ?1", fn, only, {});
+      return;
+    }
     if (!record_table_) return;
     scan_ids("SELECT entry_id, record FROM signal_rows WHERE signal = ?2 ORDER BY entry_id",
              "SELECT entry_id, record FROM signal_rows WHERE entry_id = ?1 AND signal = ?2", fn,
@@ -396,9 +401,31 @@ class SqliteStore : public Store {
 
   void scan_all_records(
       const std::function<void(const std::string&, std::int64_t, std::string_view)>& fn) override {
+    if (signal_tables_) {
+      Stmt s(conn_, "SELECT entry_id, vector FROM embeddings ORDER BY entry_id");
+      const std::string embed = kEmbedSignal;
+      while (s.step()) fn(embed, s.i64(0), s.blob(1));
+    }
     if (!record_table_) return;
     Stmt s(conn_, "SELECT signal, entry_id, record FROM signal_rows ORDER BY signal, entry_id");
     while (s.step()) fn(s.text(0), s.i64(1), s.blob(2));
+  }
+
+  std::optional<std::string> first_record(const std::string& signal) override {
+    std::optional<std::string> out;
+    const auto one = [&](std::int64_t, std::string_view r) { out = std::string(r); };
+    if (signal == kEmbedSignal) {
+      if (!signal_tables_) return out;
+      Stmt s(conn_, "SELECT entry_id, vector FROM embeddings ORDER BY entry_id LIMIT 1");
+      if (s.step()) one(s.i64(0), s.blob(1));
+    } else if (record_table_) {
+      Stmt s(
+          conn_,
+          "SELECT entry_id, record FROM signal_rows WHERE signal = ?1 ORDER BY entry_id LIMIT 1");
+      s.bind(1, std::string_view(signal));
+      if (s.step()) one(s.i64(0), s.blob(1));
+    }
+    return out;
   }
 
   void scan_raw_entries(const std::function<void(const RawEntry&)>& fn) override {
@@ -464,18 +491,16 @@ class SqliteStore : public Store {
     return c;
   }
 
-  RowCounts embedding_counts() override {
-    RowCounts c;
-    if (!signal_tables_) return c;
-    Stmt s(conn_, "SELECT count(*), coalesce(sum(length(vector) + 16), 0) FROM embeddings");
-    s.step();
-    c.rows = c.items = s.i64(0);
-    c.bytes = static_cast<std::uintmax_t>(s.i64(1));
-    return c;
-  }
-
   RowCounts record_counts(const std::string& signal) override {
     RowCounts c;
+    if (signal == kEmbedSignal) {
+      if (!signal_tables_) return c;
+      Stmt s(conn_, "SELECT count(*), coalesce(sum(length(vector) + 16), 0) FROM embeddings");
+      s.step();
+      c.rows = c.items = s.i64(0);
+      c.bytes = static_cast<std::uintmax_t>(s.i64(1));
+      return c;
+    }
     if (!record_table_) return c;
     Stmt s(conn_,
            "SELECT count(*), coalesce(sum(length(record) + 16), 0) FROM signal_rows "

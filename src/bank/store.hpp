@@ -112,7 +112,8 @@ class Store {
                                     std::int64_t added_at) = 0;
   virtual void insert_local(std::int64_t id, std::string_view keypoints,
                             std::string_view descriptors) = 0;
-  virtual void insert_embedding(std::int64_t id, std::string_view vector) = 0;
+  // A signal's record (signal/signal.hpp). "embed" keeps its format-2 table; the other
+  // signals on the interface share one.
   virtual void insert_record(const std::string& signal, std::int64_t id,
                              std::string_view record) = 0;
   // Each returns the entries it removed; an entry's signal rows go with it, its digest
@@ -146,12 +147,13 @@ class Store {
   virtual void scan_pdq(const RowFn& fn, IdFilter only = std::nullopt) = 0;
   virtual void scan_local(const std::function<void(std::int64_t id, std::string_view keypoints,
                                                    std::string_view descriptors)>& fn) = 0;
-  virtual void scan_embeddings(const RowFn& fn) = 0;
   virtual void scan_records(const std::string& signal, const RowFn& fn,
                             IdFilter only = std::nullopt) = 0;
-  // Every registered signal's rows, by signal then id.
+  // Every signal's records (those insert_record wrote), by signal then id.
   virtual void scan_all_records(const std::function<void(const std::string& signal, std::int64_t id,
                                                          std::string_view record)>& fn) = 0;
+  // The signal's record with the lowest entry id; nullopt when it has none.
+  virtual std::optional<std::string> first_record(const std::string& signal) = 0;
   virtual void scan_raw_entries(const std::function<void(const RawEntry&)>& fn) = 0;
   // Every entry digest, in id order (none before format 4).
   virtual void scan_digests(const RowFn& fn) = 0;
@@ -161,7 +163,6 @@ class Store {
   virtual std::int64_t count_valid_pdq() = 0;
   virtual EntryCounts entry_counts(int min_quality) = 0;
   virtual RowCounts local_counts() = 0;
-  virtual RowCounts embedding_counts() = 0;
   virtual RowCounts record_counts(const std::string& signal) = 0;
   virtual std::uintmax_t bytes_on_disk() = 0;
   // The storage engine's own consistency check; empty when it finds nothing.

@@ -17,6 +17,7 @@
 #include "bench/edits.hpp"
 #include "core/error.hpp"
 #include "core/parallel.hpp"
+#include "embed/embed_signal.hpp"
 #include "embed/embedder.hpp"
 #include "image/load.hpp"
 #include "match/fingerprint.hpp"
@@ -234,9 +235,9 @@ class LocalSignal final : public BenchSignal {
 };
 
 // The learned embedding alone: cosine similarity over the bank's embedding index.
-class EmbedSignal final : public BenchSignal {
+class EmbedAlone final : public BenchSignal {
  public:
-  EmbedSignal(const Bank& bank, std::vector<int> ref_of_id, double threshold)
+  EmbedAlone(const Bank& bank, std::vector<int> ref_of_id, double threshold)
       : bank_(bank), ref_of_id_(std::move(ref_of_id)), threshold_(threshold) {}
   SignalInfo info() const override {
     char buf[64];
@@ -245,17 +246,22 @@ class EmbedSignal final : public BenchSignal {
   }
   Outcome evaluate(const Query& q, int truth) const override {
     Outcome o;
-    if (q.fp.embedding.empty()) return o;
-    for (const EmbedMatch& m :
-         bank_.search_embed(q.fp.embedding, static_cast<int>(kTopPerQuery), -1.f)) {
+    const auto form = q.fp.registered.find("embed");
+    if (form == q.fp.registered.end() || form->second.forms.empty()) return o;
+    // The nearest entries whatever their similarity (ranked metrics reach past the
+    // threshold): a threshold of 0 puts margin -1 at similarity -1.
+    const SignalParams everything{{"threshold", threshold_text(0)}};
+    for (const SignalMatch& m :
+         bank_.search_signal("embed", form->second, -1.0, kTopPerQuery, &everything)) {
       const auto id = static_cast<std::size_t>(m.id);
       const int ref = id < ref_of_id_.size() ? ref_of_id_[id] : -1;
       if (ref < 0) continue;
-      if (m.similarity >= threshold_) {
+      const float similarity = m.evidence.at("similarity").get<float>();
+      if (similarity >= threshold_) {
         o.declared = true;
         if (ref == truth) o.right = true;
       }
-      o.top.push_back({ref, m.similarity});
+      o.top.push_back({ref, similarity});
     }
     return o;
   }
@@ -448,7 +454,13 @@ RobustnessReport run_robustness(const RobustnessOptions& opt) {
   FingerprintOptions entry_fp, query_fp;
   entry_fp.local = query_fp.local = has_local;
   entry_fp.for_query = false;
-  if (has_embed) entry_fp.embedder = query_fp.embedder = opt.embedder;
+  // The command's embedding signal: the bank's, with the model to compute with (not owned).
+  std::shared_ptr<const EmbedSignal> embed;
+  if (has_embed) {
+    embed = std::make_shared<EmbedSignal>(
+        std::shared_ptr<const Embedder>(opt.embedder, [](const Embedder*) {}));
+    entry_fp.registered = query_fp.registered = {embed.get()};
+  }
   prepare_load(fast, query_fp);
 
   // The split: a seeded shuffle, known photos first, after leaving out photos that are
@@ -520,7 +532,7 @@ RobustnessReport run_robustness(const RobustnessOptions& opt) {
   signals.push_back(std::make_unique<PdqSignal>(refs, bank->config().pdq_threshold, true));
   signals.push_back(std::make_unique<PhashSignal>(refs, opt.phash_threshold));
   if (has_embed)
-    signals.push_back(std::make_unique<EmbedSignal>(*bank, ref_of_id, bank_cfg.embed_threshold));
+    signals.push_back(std::make_unique<EmbedAlone>(*bank, ref_of_id, bank_cfg.embed_threshold));
   if (has_local)
     signals.push_back(std::make_unique<LocalSignal>(*bank, ref_of_id, bank_cfg.local_min_inliers));
   signals.push_back(std::make_unique<MatcherSignal>(matcher, *bank, ref_of_id));

@@ -78,16 +78,7 @@ int run_stats(const AdminArgs& a) {
                                                static_cast<double>(s.local_entries)
                                          : 0.0}};
     }
-    if (c.has("embed")) {
-      j["embed"] = {
-          {"entries", s.embed_entries},
-          {"model", c.embed_model},
-          {"threshold", c.embed_threshold},
-          {"db_bytes", s.embed_db_bytes},
-          {"db_bytes_per_entry", s.embed_entries ? static_cast<double>(s.embed_db_bytes) /
-                                                       static_cast<double>(s.embed_entries)
-                                                 : 0.0}};
-    }
+    // The signals on the Signal interface (embed, registered ones).
     for (const auto& r : s.registered) {
       json params = json::object();
       for (const auto& [k, v] : r.params) params[k] = v;
@@ -97,6 +88,10 @@ int run_stats(const AdminArgs& a) {
           {"db_bytes", r.db_bytes},
           {"db_bytes_per_entry",
            r.entries ? static_cast<double>(r.db_bytes) / static_cast<double>(r.entries) : 0.0}};
+      if (r.name == "embed") {
+        j[r.name]["model"] = c.embed_model;
+        j[r.name]["threshold"] = c.embed_threshold;
+      }
     }
     j["pdq_threshold"] = c.pdq_threshold;
     j["min_quality"] = c.min_quality;
@@ -130,16 +125,8 @@ int run_stats(const AdminArgs& a) {
                         : 0)
                 << " bytes/entry in memory when loaded\n";
     }
-    if (c.has("embed")) {
-      std::cout << "                embed: " << s.embed_entries << " entries, model "
-                << c.embed_model << ", match at similarity >= " << c.embed_threshold << "; "
-                << (s.embed_entries
-                        ? s.embed_db_bytes / static_cast<std::uintmax_t>(s.embed_entries)
-                        : 0)
-                << " bytes/entry on disk\n";
-    }
     for (const auto& r : s.registered) {
-      std::string params;
+      std::string params = r.name == "embed" ? "model " + c.embed_model : "";
       for (const auto& [k, v] : r.params) params += (params.empty() ? "" : ", ") + k + " " + v;
       std::cout << "                " << r.name << ": " << r.entries << " entries"
                 << (params.empty() ? "" : " (" + params + ")") << "; "

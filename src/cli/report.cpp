@@ -16,10 +16,9 @@ std::string describe_hit(const MatchHit& h) {
   if (h.exact) s += "  exact file (same SHA-256);";
   s += "  PDQ distance " + std::to_string(h.distance) + " (" +
        std::string(dihedral_name(h.variant)) + ")";
-  if (h.similarity) {
+  if (const auto sim = h.similarity()) {
     char buf[48];
-    std::snprintf(buf, sizeof buf, ", embedding similarity %.3f",
-                  static_cast<double>(*h.similarity));
+    std::snprintf(buf, sizeof buf, ", embedding similarity %.3f", static_cast<double>(*sim));
     s += buf;
   }
   if (h.inliers) {

@@ -78,8 +78,6 @@ SignalSetup signal_setup(const Bank& bank, const std::vector<std::string>& only,
   };
   s.fingerprint.for_query = for_query;
   s.fingerprint.local = has("local");
-  for (const auto& name : s.signals)
-    if (const Signal* reg = find_signal(name)) s.fingerprint.registered.push_back(reg);
   if (has("embed")) {
     s.embedder = reuse ? std::move(reuse)
                        : std::shared_ptr<const Embedder>(load_model(model, c.embed_model));
@@ -88,8 +86,13 @@ SignalSetup signal_setup(const Bank& bank, const std::vector<std::string>& only,
                   "the bank's embeddings were made by model " + c.embed_model + ", not by " +
                       s.embedder->model_id() +
                       "; use that model (--model) or leave embed out (--signals pdq,local)");
-    s.fingerprint.embedder = s.embedder.get();
+    s.embed = std::make_shared<EmbedSignal>(s.embedder);
   }
+  for (const auto& name : s.signals)
+    if (name == "embed")
+      s.fingerprint.registered.push_back(s.embed.get());
+    else if (const Signal* reg = find_signal(name); reg && !is_builtin_signal(name))
+      s.fingerprint.registered.push_back(reg);
   return s;
 }
 

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "bank/bank.hpp"
+#include "embed/embed_signal.hpp"
 #include "embed/embedder.hpp"
 #include "image/load.hpp"
 #include "match/fingerprint.hpp"
@@ -30,6 +31,7 @@ std::unique_ptr<Embedder> load_model(const std::string& model, const std::string
 struct SignalSetup {
   std::vector<std::string> signals;  // what is computed (and may decide)
   std::shared_ptr<const Embedder> embedder;
+  std::shared_ptr<const EmbedSignal> embed;  // with the embedder; in fingerprint.registered
   FingerprintOptions fingerprint;
   // Colour for the embedding, a larger decode for local features.
   void apply(LoadOptions& o) const { prepare_load(o, fingerprint); }

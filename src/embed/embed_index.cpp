@@ -60,6 +60,30 @@ void EmbedIndex::prepare() {
   }
 }
 
+void EmbedIndex::remove(std::span<const std::int64_t> ids) {
+  std::vector<std::int64_t> gone(ids.begin(), ids.end());
+  std::sort(gone.begin(), gone.end());
+  const auto dim = static_cast<std::size_t>(dim_);
+  std::size_t kept = 0;
+  for (std::size_t row = 0; row < ids_.size(); ++row) {
+    if (std::binary_search(gone.begin(), gone.end(), ids_[row])) continue;
+    if (kept != row) {
+      ids_[kept] = ids_[row];
+      std::copy_n(vectors_.begin() + static_cast<std::ptrdiff_t>(row * dim), dim,
+                  vectors_.begin() + static_cast<std::ptrdiff_t>(kept * dim));
+    }
+    ++kept;
+  }
+  if (kept == ids_.size()) return;
+  ids_.resize(kept);
+  vectors_.resize(kept * dim);
+  // FAISS's flat and HNSW indexes cannot drop rows in place: built again (what a removal
+  // cost before, from the records).
+  index_.reset();
+  indexed_ = 0;
+  prepare();
+}
+
 std::vector<EmbedHit> EmbedIndex::search(std::span<const float> q, int k,
                                          float min_similarity) const {
   std::vector<EmbedHit> out;

@@ -36,6 +36,9 @@ class EmbedIndex {
   std::size_t memory_bytes() const;
   // Builds or extends the FAISS index; call after add() and before concurrent searches.
   void prepare();
+  // Takes these entries out (ids it does not hold are ignored) and rebuilds the FAISS
+  // index over the rest: searchable again when it returns.
+  void remove(std::span<const std::int64_t> ids);
   // Up to k entries with similarity >= min_similarity, most similar first.
   std::vector<EmbedHit> search(std::span<const float> query, int k, float min_similarity) const;
 

@@ -3,12 +3,9 @@
 #include <algorithm>
 #include <cmath>
 
-#include "embed/embedder.hpp"
-
 namespace hashwall {
 
 void prepare_load(LoadOptions& load, const FingerprintOptions& o) {
-  if (o.embedder) load.want_color = true;
   for (const Signal* s : o.registered)
     if (s->wants_colour()) load.want_color = true;
   if (o.local)
@@ -21,7 +18,6 @@ NewEntry entry_from(const Fingerprint& f) {
   e.pdq = f.pdq.hashes[0];
   e.quality = f.pdq.quality;
   e.local = f.local;
-  e.embedding = f.embedding;
   for (const auto& [name, q] : f.registered)
     if (!q.forms.empty()) e.records[name] = q.forms.front();
   return e;
@@ -45,7 +41,6 @@ Fingerprint fingerprint(const LoadedImage& image, DecodeMode mode, const Fingerp
       f.local = extract_local(px, p.entry_keypoints, p.entry_side, false);
     }
   }
-  if (o.embedder) f.embedding = o.embedder->embed(image.colour());
   for (const Signal* s : o.registered) {
     SignalQuery q;
     if (o.for_query) {

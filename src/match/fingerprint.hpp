@@ -1,5 +1,6 @@
 // What hashwall computes from one image: the identity of its bytes and its signals.
-// Registered signals (signal/signal.hpp) come in by name in `registered`.
+// Signals on the Signal interface (signal/signal.hpp: embed and registered ones) come in by
+// name in `registered`.
 #pragma once
 
 #include <map>
@@ -15,8 +16,6 @@
 
 namespace hashwall {
 
-class Embedder;
-
 struct Fingerprint {
   std::string sha256;         // of the file bytes
   int width = 0, height = 0;  // full size as a viewer sees it
@@ -25,9 +24,8 @@ struct Fingerprint {
   // mirror image (binary descriptors are not mirror-invariant).
   std::optional<LocalFeatures> local;
   std::optional<LocalFeatures> local_mirror;
-  std::vector<float> embedding;  // L2-normalised; empty when not asked for
-  // Registered signals, by name: a query's forms, or for an entry its record as the only
-  // form (no form: the signal had nothing to record for this image).
+  // The signals on the Signal interface, by name: a query's forms, or for an entry its
+  // record as the only form (no form: the signal had nothing to record for this image).
   std::map<std::string, SignalQuery> registered;
 };
 
@@ -35,12 +33,13 @@ struct FingerprintOptions {
   bool local = false;
   bool for_query = true;  // queries: more keypoints, and the mirror image too
   LocalParams local_params;
-  const Embedder* embedder = nullptr;     // non-null: compute the embedding
-  std::vector<const Signal*> registered;  // registered signals to compute
+  // The signals on the Signal interface to compute: for embed, an EmbedSignal with its
+  // model (embed/embed_signal.hpp).
+  std::vector<const Signal*> registered;
 };
 
-// What decoding these signals need: colour for the embedding, more pixels for the local
-// features (LocalParams::min_decode_side).
+// What decoding these signals need: colour for those that want it (the embedding), more
+// pixels for the local features (LocalParams::min_decode_side).
 void prepare_load(LoadOptions& load, const FingerprintOptions& options);
 
 // The bank entry for an indexed image: its SHA-256, PDQ hash and quality, and whatever

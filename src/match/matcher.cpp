@@ -6,6 +6,7 @@
 #include <span>
 
 #include "core/error.hpp"
+#include "embed/embed_signal.hpp"
 #include "signal/signal.hpp"
 
 namespace hashwall {
@@ -33,6 +34,29 @@ Matcher::Matcher(const Bank& bank, MatchOptions options)
       embed_threshold_(options.embed_threshold.value_or(bank.config().embed_threshold)) {
   if (const auto why = unknown_signal(options_.signals); !why.empty())
     throw Error(ErrorKind::Usage, "", why);
+  decisions_ = bank.config().signal_params;
+  if (options_.embed_threshold && bank.config().has("embed"))
+    decisions_["embed"]["threshold"] = threshold_text(*options_.embed_threshold);
+  for (const auto& [name, params] : options_.decisions) {
+    const auto it = decisions_.find(name);
+    if (it == decisions_.end())
+      throw Error(ErrorKind::Usage, "",
+                  "decision parameters given for '" + name +
+                      "', which is not one of the bank's signals on the Signal interface");
+    for (const auto& [k, v] : params) it->second[k] = v;
+  }
+  for (const auto& [name, params] : decisions_)
+    if (const Signal* s = find_signal(name))
+      if (const auto why = s->validate(params); !why.empty())
+        throw Error(ErrorKind::Usage, "", "signal '" + name + "': " + why);
+  if (const auto it = decisions_.find("embed"); it != decisions_.end())
+    embed_threshold_ = embed_threshold_of(it->second).value_or(embed_threshold_);
+}
+
+std::optional<float> MatchHit::similarity() const {
+  const auto it = registered.find("embed");
+  if (it == registered.end() || !it->second.detail.contains("similarity")) return std::nullopt;
+  return it->second.detail.at("similarity").get<float>();
 }
 
 bool Matcher::use(std::string_view signal) const {
@@ -71,8 +95,7 @@ double pdq_margin(int distance, int threshold) {
 }
 
 double embed_margin(double similarity, double threshold) {
-  if (threshold >= 1.0) return similarity >= threshold ? 1.0 : -1.0;
-  return clip_margin((similarity - threshold) / (1.0 - threshold));
+  return similarity_margin(similarity, threshold);
 }
 
 double local_margin(int inliers, int min_inliers) {
@@ -86,7 +109,6 @@ double joint_score(const MatchHit& h, const ScoreScale& scale, bool pdq_counts) 
   std::vector<double> margins;
   if (h.exact) margins.push_back(1.0);
   if (pdq_counts) margins.push_back(pdq_margin(h.distance, scale.pdq_threshold));
-  if (h.similarity) margins.push_back(embed_margin(*h.similarity, scale.embed_threshold));
   if (h.inliers) margins.push_back(local_margin(*h.inliers, scale.local_min_inliers));
   for (const auto& [name, ev] : h.registered) margins.push_back(clip_margin(ev.margin));
   if (margins.empty()) return -1.0;
@@ -104,19 +126,27 @@ MatchResult Matcher::match(const Fingerprint& q) const {
   r.embed_threshold = embed_threshold_;
   // The signals that take part: those allowed that the query carries (a bare hash sent
   // by a client has PDQ only).
+  // Interface signals in the bank's order (q.registered is by name); embed, which was
+  // listed before local when it had its own code path, still is.
+  const auto takes_part = [&](const std::string& name) {
+    const auto qi = q.registered.find(name);
+    return qi != q.registered.end() && !qi->second.forms.empty() && use(name) &&
+           decisions_.count(name);
+  };
+  std::vector<std::string> interface_signals;
+  for (const auto& name : bank_.config().signals)
+    if (takes_part(name)) interface_signals.push_back(name);
   if (use("pdq")) r.signals.emplace_back("pdq");
-  if (use("embed") && !q.embedding.empty()) r.signals.emplace_back("embed");
+  if (takes_part("embed")) r.signals.emplace_back("embed");
   if (use("local") && q.local) r.signals.emplace_back("local");
-  for (const auto& [name, sq] : q.registered)
-    if (use(name) && !sq.forms.empty()) {
-      r.signals.push_back(name);
-      r.registered_params[name] = bank_.config().signal_params.at(name);
-    }
+  for (const auto& name : interface_signals) {
+    if (name != "embed") r.signals.push_back(name);
+    r.registered_params[name] = decisions_.at(name);
+  }
 
   // How far each search reaches: the thresholds, or twice as far for near misses.
   const bool near = options_.near_misses;
   const int pdq_reach = near ? std::min(2 * threshold_, 255) : threshold_;
-  const double embed_reach = near ? std::max(-1.0, 2 * embed_threshold_ - 1) : embed_threshold_;
   const int local_reach = near ? std::max(4, local_min_inliers_ / 2) : local_min_inliers_;
   // With near misses, the top cut comes after scoring (a near miss found first must not
   // push out a match found later); each signal still stops somewhere.
@@ -219,24 +249,28 @@ MatchResult Matcher::match(const Fingerprint& q) const {
     }
   }
 
-  if (use("embed") && !q.embedding.empty()) {
+  // A signal on the Signal interface: its search under the decision in use, each result
+  // merged into the entry's hit with its evidence.
+  const auto search_interface = [&](const std::string& name) {
+    const SignalQuery& sq = q.registered.at(name);
+    const SignalParams& decision = decisions_.at(name);
     int taken = 0;
     std::set<std::int64_t> seen;
     for (std::size_t k = static_cast<std::size_t>(std::max(per_signal_cap, 0));; k *= 4) {
-      const auto found =
-          bank_.search_embed(q.embedding, static_cast<int>(k), static_cast<float>(embed_reach));
-      for (const EmbedMatch& m : found) {
+      const auto found = bank_.search_signal(name, sq, near ? -1.0 : 0.0, k, &decision);
+      for (const SignalMatch& m : found) {
         if (!seen.insert(m.id).second) continue;  // an earlier page
-        const auto [h, stop] = take(m.id, "embed", taken);
+        const auto [h, stop] = take(m.id, name.c_str(), taken);
         if (stop) break;
         if (!h) continue;
-        h->similarity = m.similarity;
-        if (m.similarity >= static_cast<float>(embed_threshold_))
-          h->signals_matched.emplace_back("embed");
+        h->registered[name] = MatchHit::Evidence{m.margin, m.form, m.evidence};
+        if (m.margin >= 0) h->signals_matched.push_back(name);
       }
-      if (!roles || taken >= per_signal_cap || found.size() < k || k >= kRolePageMax) break;
+      if (!roles || taken >= per_signal_cap || found.size() < k || k == 0 || k >= kRolePageMax)
+        break;
     }
-  }
+  };
+  if (takes_part("embed")) search_interface("embed");
 
   if (use("local") && q.local) {
     LocalVerifyParams vp;
@@ -269,26 +303,9 @@ MatchResult Matcher::match(const Fingerprint& q) const {
     if (!run(*q.local) && q.local_mirror) run(*q.local_mirror);
   }
 
-  // Registered signals, in the bank's order (q.registered is by name).
-  for (const auto& name : bank_.config().signals) {
-    const auto qi = q.registered.find(name);
-    if (qi == q.registered.end() || qi->second.forms.empty() || !use(name)) continue;
-    int taken = 0;
-    std::set<std::int64_t> seen;
-    for (std::size_t k = static_cast<std::size_t>(std::max(per_signal_cap, 0));; k *= 4) {
-      const auto found = bank_.search_signal(name, qi->second, near ? -1.0 : 0.0, k);
-      for (const SignalMatch& m : found) {
-        if (!seen.insert(m.id).second) continue;  // an earlier page
-        const auto [h, stop] = take(m.id, name.c_str(), taken);
-        if (stop) break;
-        if (!h) continue;
-        h->registered[name] = MatchHit::Evidence{m.margin, m.form, m.evidence};
-        if (m.margin >= 0) h->signals_matched.push_back(name);
-      }
-      if (!roles || taken >= per_signal_cap || found.size() < k || k == 0 || k >= kRolePageMax)
-        break;
-    }
-  }
+  // The registered signals, in the bank's order.
+  for (const auto& name : interface_signals)
+    if (name != "embed") search_interface(name);
 
   const ScoreScale scale{threshold_, embed_threshold_, local_min_inliers_};
   for (MatchHit& h : r.hits) {

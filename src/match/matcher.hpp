@@ -35,6 +35,9 @@ struct MatchOptions {
   std::vector<std::string> signals;
   std::optional<int> local_min_inliers;   // default: the bank's recorded value
   std::optional<double> embed_threshold;  // default: the bank's recorded value
+  // Decision parameters of signals on the Signal interface, by signal name, over the bank's
+  // recorded ones (Signal::validate must accept the result; Error{Usage} otherwise).
+  std::map<std::string, SignalParams> decisions;
   // Also report near misses: entries up to twice as far from each threshold (PDQ distance
   // up to 2x the threshold, similarity down to 2t-1, half the inliers), with matched=false
   // and a negative score. The verdict still uses the thresholds. For ranking and
@@ -66,20 +69,22 @@ struct MatchHit {
   int distance = 0;                       // PDQ Hamming distance, best over the variants tried
   Dihedral variant = Dihedral::Original;  // which transform of the query came nearest
   bool exact = false;                     // same SHA-256: byte-identical file
-  std::optional<float> similarity;        // embedding cosine similarity
   // Local features: geometric inliers, and where the known photo sits in the query.
   std::optional<int> inliers;
   bool local_mirrored = false;
   std::optional<std::array<cv::Point2f, 4>> region;
   std::vector<std::pair<cv::Point2f, cv::Point2f>> inlier_pairs;  // (entry, query), normalised
   std::vector<std::string> signals_matched;  // every signal that matched this entry
-  // Registered signals' evidence (signal/signal.hpp), by name.
+  // The evidence of the signals on the Signal interface (signal/signal.hpp: embed and
+  // registered ones), by name.
   struct Evidence {
     double margin = 0;  // on the joint scale: >= 0 is a match
     int form = 0;       // which query form came nearest
     nlohmann::ordered_json detail;
   };
   std::map<std::string, Evidence> registered;
+  // The embedding's cosine similarity (embed's evidence), when it was searched up.
+  std::optional<float> similarity() const;
   // One score over all signals (see joint_score); >= 0 for every match. Hits are sorted by it.
   double score = 0;
   bool matched = true;  // false only for a near miss (MatchOptions::near_misses)
@@ -115,8 +120,8 @@ struct MatchResult {
   std::vector<std::string> signals;  // the signals that took part
   int local_min_inliers = 0;
   double embed_threshold = 0;
-  std::map<std::string, SignalParams>
-      registered_params;       // of the registered signals that took part
+  // The decision parameters each signal on the Signal interface that took part used.
+  std::map<std::string, SignalParams> registered_params;
   std::vector<MatchHit> hits;  // highest score first (exact matches first of all)
 };
 
@@ -134,6 +139,8 @@ class Matcher {
   int min_quality_;
   int local_min_inliers_;
   double embed_threshold_;
+  // Decision parameters of the bank's signals on the Signal interface, overrides applied.
+  std::map<std::string, SignalParams> decisions_;
 };
 
 }  // namespace hashwall

@@ -90,7 +90,7 @@ json hit_json(const MatchHit& h) {
   j["score"] = h.score;
   if (!h.matched) j["near_miss"] = true;
   if (h.allow) j["allow"] = true;
-  j["similarity"] = h.similarity ? json(*h.similarity) : json(nullptr);
+  j["similarity"] = h.similarity() ? json(*h.similarity()) : json(nullptr);
   if (h.inliers) {
     j["inliers"] = *h.inliers;
     j["mirrored"] = h.local_mirrored;
@@ -101,7 +101,8 @@ json hit_json(const MatchHit& h) {
   } else {
     j["inliers"] = nullptr;
   }
-  // Registered signals' evidence: each one's margin, the query form that came nearest and
+  // The evidence of the signals on the Signal interface (embed, registered ones): each one's
+  // margin, the query form that came nearest and
   // its own measure.
   json ev = json::object();
   for (const auto& [name, e] : h.registered) {

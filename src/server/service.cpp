@@ -432,22 +432,21 @@ Reply Service::stats(const json& extra) const {
                                        {"index_memory_bytes", s.local_memory_bytes}});
       index_types["local"] = s.local_index_type;
     }
-    if (c.has("embed")) {
-      r.body["signals"].push_back(json{{"name", "embed"},
-                                       {"model", c.embed_model},
-                                       {"threshold", c.embed_threshold},
-                                       {"entries", s.embed_entries},
-                                       {"db_bytes", s.embed_db_bytes}});
-    }
+    // The signals on the Signal interface (embed, registered ones).
     for (const auto& reg : s.registered) {
       json params = json::object();
       for (const auto& [k, v] : reg.params) params[k] = v;
-      r.body["signals"].push_back(json{{"name", reg.name},
-                                       {"params", params},
-                                       {"entries", reg.entries},
-                                       {"db_bytes", reg.db_bytes},
-                                       {"index_type", reg.index_type},
-                                       {"index_memory_bytes", reg.memory_bytes}});
+      json one{{"name", reg.name},
+               {"params", params},
+               {"entries", reg.entries},
+               {"db_bytes", reg.db_bytes},
+               {"index_type", reg.index_type},
+               {"index_memory_bytes", reg.memory_bytes}};
+      if (reg.name == "embed") {
+        one["model"] = c.embed_model;
+        one["threshold"] = c.embed_threshold;
+      }
+      r.body["signals"].push_back(std::move(one));
       index_types[reg.name] = reg.index_type;
     }
     r.body["index_types"] = std::move(index_types);

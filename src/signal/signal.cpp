@@ -54,6 +54,16 @@ void register_signal(std::shared_ptr<const Signal> signal) {
   r.signals.push_back(std::move(signal));
 }
 
+void register_builtin_signal(std::shared_ptr<const Signal> signal) {
+  if (!signal || !is_builtin_signal(signal->name()))
+    throw std::invalid_argument("register_builtin_signal: not a built-in signal");
+  auto& r = registry();
+  std::lock_guard lock(r.mu);
+  for (const auto& s : r.signals)
+    if (s->name() == signal->name()) return;
+  r.signals.push_back(std::move(signal));
+}
+
 const Signal* find_signal(std::string_view name) {
   auto& r = registry();
   std::lock_guard lock(r.mu);
@@ -66,7 +76,8 @@ std::vector<const Signal*> registered_signals() {
   auto& r = registry();
   std::lock_guard lock(r.mu);
   std::vector<const Signal*> out;
-  for (const auto& s : r.signals) out.push_back(s.get());
+  for (const auto& s : r.signals)
+    if (!is_builtin_signal(s->name())) out.push_back(s.get());
   return out;
 }
 

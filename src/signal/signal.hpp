@@ -55,11 +55,16 @@ class SignalIndex {
   // Throws std::exception on a record it cannot read; the bank then leaves the row out
   // (check() names it).
   virtual void add(std::int64_t id, std::string_view record) = 0;
+  // Called after a batch of add()s and before searches (which may then run concurrently):
+  // where an index builds a structure over its rows (an HNSW graph), it does it here.
+  virtual void prepare() {}
   virtual void remove(std::span<const std::int64_t> ids) = 0;
-  // Entries whose margin is at least min_margin (0: matches only; down to -1 for near
-  // misses), highest margin first, ties by id, at most k.
-  virtual std::vector<SignalMatch> search(const SignalQuery& query, double min_margin,
-                                          std::size_t k) const = 0;
+  // Entries whose margin under `decision` (the bank's recorded parameters, or a caller's
+  // override that Signal::validate accepted) is at least min_margin (0: matches only; down
+  // to -1 for near misses), highest margin first, ties by id, at most k. Throws Error{Usage}
+  // for a query form the index cannot compare with its records.
+  virtual std::vector<SignalMatch> search(const SignalQuery& query, const SignalParams& decision,
+                                          double min_margin, std::size_t k) const = 0;
   virtual std::size_t size() const = 0;
   virtual std::size_t memory_bytes() const = 0;
 };
@@ -92,19 +97,29 @@ class Signal {
   // "" when a stored record is well formed, else why: add() refuses such a record and
   // check() lists it.
   virtual std::string check_record(std::string_view record) const = 0;
-  virtual std::unique_ptr<SignalIndex> make_index(const SignalParams& decision) const = 0;
+  // "" when two well-formed records of one bank can be compared (e.g. vectors of one
+  // length), else why: add() refuses a record that does not fit the bank's others, and
+  // check() names one.
+  virtual std::string comparable(std::string_view /*stored*/, std::string_view /*record*/) const {
+    return {};
+  }
+  virtual std::unique_ptr<SignalIndex> make_index() const = 0;
 };
 
-// The built-in signals, which have their own tables and code paths in this release; a
-// registered signal may not take these names.
+// The built-in signals. pdq and local still have their own tables and code paths in this
+// release; embed (src/embed/embed_signal.hpp) is on this interface and registered by the
+// bank (register_builtin_signal). A registered signal may not take these names.
 inline constexpr const char* kBuiltinSignals[] = {"pdq", "local", "embed"};
 bool is_builtin_signal(std::string_view name) noexcept;
 
 // Throws std::invalid_argument for an invalid or taken name.
 void register_signal(std::shared_ptr<const Signal> signal);
-// nullptr when no signal of that name is registered.
+// For the built-in signals' own folders (a name in kBuiltinSignals): registers it unless
+// a signal of that name already is.
+void register_builtin_signal(std::shared_ptr<const Signal> signal);
+// nullptr when no signal of that name is registered (built-in or not).
 const Signal* find_signal(std::string_view name);
-// In registration order.
+// The signals registered from outside the built-ins, in registration order.
 std::vector<const Signal*> registered_signals();
 
 // Registers a signal during static initialisation:

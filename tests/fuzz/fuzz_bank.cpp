@@ -22,6 +22,7 @@
 
 #include "bank/bank.hpp"
 #include "core/error.hpp"
+#include "embed/embed_signal.hpp"
 
 using namespace hashwall;
 namespace fs = std::filesystem;
@@ -32,7 +33,7 @@ struct Fixture {
   fs::path dir, bank, good_bank_copy;
   std::vector<Hash256> hashes;
   LocalFeatures local_query;
-  std::vector<float> embed_query;
+  SignalQuery embed_query;
   Fixture() {
     // FAISS's OpenMP workers spin between searches: on 64 entries that spinning was most
     // of each run's time. One thread, as the searches here are tiny.
@@ -66,14 +67,16 @@ struct Fixture {
         }
         e.local = f;
         double norm = 0;
+        std::vector<float> vec;
         for (int d = 0; d < 16; ++d) {
-          e.embedding.push_back(gauss(rng));
-          norm += double{e.embedding.back()} * e.embedding.back();
+          vec.push_back(gauss(rng));
+          norm += double{vec.back()} * vec.back();
         }
-        for (auto& v : e.embedding) v = static_cast<float>(v / std::sqrt(norm));
+        for (auto& v : vec) v = static_cast<float>(v / std::sqrt(norm));
+        e.records["embed"] = embedding_record(vec);
         if (i == 0) {
           local_query = f;
-          embed_query = e.embedding;
+          embed_query.forms = {e.records["embed"]};
         }
       }
       hashes.push_back(e.pdq);
@@ -141,7 +144,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     (void)bank->stats();
     (void)bank->search_pdq(std::span(fx.hashes.data(), 4), 31);
     (void)bank->search_local(fx.local_query, LocalVerifyParams{});
-    (void)bank->search_embed(fx.embed_query, 5, 0.5f);
+    (void)bank->search_signal("embed", fx.embed_query, 0.0, 5);
     std::size_t n = 0;
     bank->for_each([&](const Entry&) { return ++n < 10000; });
   } catch (const Error&) {

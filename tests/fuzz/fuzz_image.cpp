@@ -11,6 +11,7 @@
 #include <span>
 
 #include "core/error.hpp"
+#include "embed/embed_signal.hpp"
 #include "embed/embedder.hpp"
 #include "image/load.hpp"
 #include "match/fingerprint.hpp"
@@ -42,7 +43,9 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   FingerprintOptions fo;
   fo.local = (flags & 2) != 0;
   fo.for_query = (flags & 8) == 0;
-  if (flags & 4) fo.embedder = embedder();
+  static const auto embed = std::make_shared<EmbedSignal>(
+      std::shared_ptr<const Embedder>(embedder(), [](const Embedder*) {}));
+  if (flags & 4) fo.registered = {embed.get()};
   prepare_load(opt, fo);
   try {
     const LoadedImage img = decode_image(bytes, "fuzz", opt);
@@ -55,10 +58,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       for (const auto& p : l.points)
         if (!(p.x >= 0 && p.x <= 1 && p.y >= 0 && p.y <= 1)) __builtin_trap();
     }
-    if (fo.embedder) {
-      if (static_cast<int>(f.embedding.size()) != fo.embedder->dim()) __builtin_trap();
+    if (flags & 4) {
+      const auto& forms = f.registered.at("embed").forms;
+      if (forms.size() != 1) __builtin_trap();
+      const auto v = embedding_values(forms[0]);
+      if (static_cast<int>(v.size()) != embedder()->dim()) __builtin_trap();
       double norm = 0;
-      for (const float v : f.embedding) norm += double{v} * v;
+      for (const float x : v) norm += double{x} * x;
       if (!(std::abs(norm - 1.0) < 1e-3)) __builtin_trap();  // L2-normalised, never NaN
     }
   } catch (const Error&) {
