@@ -21,6 +21,7 @@
 #include "bank/store.hpp"
 #include "core/error.hpp"
 #include "embed/embed_signal.hpp"
+#include "local/local_signal.hpp"
 #include "support.hpp"
 
 using namespace hashwall;
@@ -824,7 +825,7 @@ std::vector<NewEntry> entries_with_features(std::mt19937_64& rng, int n) {
     f.descriptors.create(8, kOrbBytes, CV_8U);
     cv::randu(f.descriptors, 0, 256);
     for (int k = 0; k < 8; ++k) f.points.emplace_back(0.1f * static_cast<float>(k), 0.5f);
-    e.local = std::move(f);
+    e.records["local"] = local_record(f);
     e.records["embed"] =
         embedding_record(std::vector<float>{1.f, static_cast<float>(i), 0.f, 0.5f});
     batch.push_back(std::move(e));
@@ -908,8 +909,9 @@ TEST_CASE(
   cfg.signals = {"pdq", "local"};
   std::mt19937_64 rng(2);
   NewEntry e = indexed(1, random_hash(rng));
-  e.local = LocalFeatures{};
-  e.local->descriptors = cv::Mat(0, kOrbBytes, CV_8U);
+  LocalFeatures none;
+  none.descriptors = cv::Mat(0, kOrbBytes, CV_8U);
+  e.records["local"] = local_record(none);
   REQUIRE(Bank::open(path, OpenMode::Create, cfg)->add(std::span(&e, 1)).added == 1);
   {
     sqlite3* db = nullptr;
@@ -931,14 +933,14 @@ TEST_CASE(
                      "' WHERE key = 'signal.local.compute'");
   auto bank = Bank::open(path, OpenMode::ReadWrite);
   NewEntry e2 = indexed(2, random_hash(rng));
-  e2.local = e.local;
+  e2.records = e.records;
   CHECK_THROWS_WITH(bank->add(std::span(&e2, 1)), Catch::Contains("\"entry_keypoints\":\"512\"") &&
                                                       Catch::Contains("would mix two kinds"));
   CHECK(bank->stats().entries == 1);
   // Entries without local features (an imported list) and queries are unaffected.
   NewEntry plain = imported(random_hash(rng), "list.csv");
   CHECK(bank->add(std::span(&plain, 1)).added == 1);
-  CHECK(bank->search_local(*e.local, LocalVerifyParams{}).empty());
+  CHECK(bank->search_signal("local", SignalQuery{{local_query_form(none)}}, 0.0, 10).empty());
   // The edit itself is what check() reports: the settings no longer match their seal.
   const auto rep = bank->check();
   CHECK_FALSE(rep.ok);

@@ -11,6 +11,7 @@
 #include "core/error.hpp"
 #include "core/file.hpp"
 #include "local/local_features.hpp"
+#include "local/local_signal.hpp"
 #include "match/matcher.hpp"
 #include "support.hpp"
 
@@ -162,7 +163,7 @@ TEST_CASE("the bank stores local features and finds a mirrored crop among its en
       e.sha256 = std::string(64, static_cast<char>('a' + es.size()));
       e.quality = 100;
       e.label = n;
-      e.local = entry_features(sample(n));
+      e.records["local"] = local_record(entry_features(sample(n)));
       es.push_back(std::move(e));
     }
     bank->add(es);
@@ -170,31 +171,35 @@ TEST_CASE("the bank stores local features and finds a mirrored crop among its en
   // Reopened: the features come back from SQLite, not from memory.
   auto bank = Bank::open(tmp / "b.db", OpenMode::ReadOnly);
   CHECK(bank->config().has("local"));
-  CHECK(bank->stats().local_entries == static_cast<std::int64_t>(names.size()));
+  const auto st = bank->stats();
+  REQUIRE(st.registered.size() == 1);
+  CHECK(st.registered[0].name == "local");
+  CHECK(st.registered[0].entries == static_cast<std::int64_t>(names.size()));
 
   cv::Mat flipped;
   cv::flip(captioned_crop(sample("mate_LadyBird.jpg"), 0.75), flipped, 1);
-  const LocalVerifyParams params;
   // As given, the mirrored copy finds nothing; its mirror image finds the ladybird.
-  for (const auto& m : bank->search_local(query_features(flipped), params))
-    CHECK_FALSE(m.verification.matched);
-  const auto found = bank->search_local(query_features(flipped, true), params);
+  const auto form = [](const LocalFeatures& f) { return SignalQuery{{local_query_form(f)}}; };
+  CHECK(bank->search_signal("local", form(query_features(flipped)), 0.0, 10).empty());
+  const auto found = bank->search_signal("local", form(query_features(flipped, true)), 0.0, 10);
   REQUIRE_FALSE(found.empty());
-  REQUIRE(found[0].verification.matched);
+  CHECK(found[0].margin >= 0);
+  CHECK(found[0].evidence.at("mirrored").get<bool>());
   CHECK(bank->get(found[0].id)->label == "mate_LadyBird.jpg");
 
   // The matcher does the same on its own and says which signal decided.
   Fingerprint fp;
   fp.pdq.quality = 100;
   for (auto& h : fp.pdq.hashes) h.bytes.fill(0x5a);  // far from every entry's PDQ (all zero)
-  fp.local = query_features(flipped);
-  fp.local_mirror = query_features(flipped, true);
+  fp.registered["local"].forms = {local_query_form(query_features(flipped)),
+                                  local_query_form(query_features(flipped, true))};
   const MatchResult r = Matcher(*bank, {}).match(fp);
   REQUIRE(r.verdict == Verdict::Match);
   REQUIRE(r.hits.size() >= 1);
   CHECK(r.hits[0].signal == "local");
-  CHECK(r.hits[0].local_mirrored);
-  CHECK(r.hits[0].inliers.value_or(0) >= r.local_min_inliers);
+  CHECK(r.hits[0].local_mirrored());
+  CHECK(r.hits[0].inliers().value_or(0) >= r.local_min_inliers);
+  CHECK(r.hits[0].registered.at("local").form == 1);  // the mirror image
   CHECK(r.hits[0].entry.label == "mate_LadyBird.jpg");
 
   // Restricted to PDQ, the same query is not a match.
@@ -219,7 +224,7 @@ TEST_CASE("the local IVF layout is cached next to the bank and a damaged cache i
       NewEntry e;
       e.sha256 = std::string(63, '0') + static_cast<char>('a' + es.size());
       e.label = n;
-      e.local = entry_features(sample(n));
+      e.records["local"] = local_record(entry_features(sample(n)));
       es.push_back(std::move(e));
     }
     cv::RNG rng(5);
@@ -233,7 +238,7 @@ TEST_CASE("the local IVF layout is cached next to the bank and a damaged cache i
       rng.fill(f.descriptors, cv::RNG::UNIFORM, 0, 256);
       for (int k = 0; k < 256; ++k)
         f.points.emplace_back(rng.uniform(0.f, 1.f), rng.uniform(0.f, 1.f));
-      e.local = std::move(f);
+      e.records["local"] = local_record(f);
       es.push_back(std::move(e));
     }
     bank->add(es);
@@ -242,11 +247,12 @@ TEST_CASE("the local IVF layout is cached next to the bank and a damaged cache i
   cv::flip(captioned_crop(sample("mate_LadyBird.jpg"), 0.75), flipped, 1);
   const LocalFeatures query = query_features(flipped, true);
   const auto search = [&](const Bank& b) {
-    const auto found = b.search_local(query, LocalVerifyParams{});
+    const auto found = b.search_signal("local", SignalQuery{{local_query_form(query)}}, 0.0, 10);
     REQUIRE_FALSE(found.empty());
-    CHECK(found[0].verification.matched);
+    CHECK(found[0].margin >= 0);
     CHECK(b.get(found[0].id)->label == "mate_LadyBird.jpg");
-    return std::make_pair(found[0].votes, found[0].verification.inliers);
+    return std::make_pair(found[0].evidence.at("votes").get<int>(),
+                          found[0].evidence.at("inliers").get<int>());
   };
 
   // First search: the full build; closing writes the layout.
@@ -254,7 +260,9 @@ TEST_CASE("the local IVF layout is cached next to the bank and a damaged cache i
   {
     auto bank = Bank::open(path, OpenMode::ReadOnly);
     built = search(*bank);
-    CHECK(bank->stats().local_index_type.rfind("ivf", 0) == 0);
+    const auto st = bank->stats();
+    REQUIRE(st.registered.size() == 1);
+    CHECK(st.registered[0].index_type.rfind("ivf", 0) == 0);
   }
   REQUIRE(fs::exists(cache));
   const std::string written = slurp(cache);
@@ -272,7 +280,7 @@ TEST_CASE("the local IVF layout is cached next to the bank and a damaged cache i
     const auto rep = Bank::open(path, OpenMode::ReadOnly)->check();
     CHECK(rep.ok);  // a cache is derived: never a problem of the bank
     for (const auto& n : rep.notes)
-      if (n.find("local-feature layout cache") != std::string::npos) out.push_back(n);
+      if (n.find("local index cache") != std::string::npos) out.push_back(n);
     return out;
   };
   CHECK(layout_notes().empty());
@@ -407,4 +415,52 @@ TEST_CASE("query --draw reads an entry's source through the loader and its limit
   const cv::Mat query_img = cv::imread(meme.string(), cv::IMREAD_COLOR);
   // One panel: the source over the limit was left out, not decoded.
   CHECK(pic.cols <= query_img.cols * (pic.rows - 40) / query_img.rows + 2);
+}
+
+TEST_CASE(
+    "the local features are a signal on the Signal interface: removals rebuild the index "
+    "and a caller's inlier count is checked",
+    "[local][bank][signal]") {
+  hwtest::TempDir tmp;
+  BankConfig cfg;
+  cfg.signals = {"pdq", "local"};
+  auto bank = Bank::open(tmp / "b.db", OpenMode::Create, cfg);
+  std::vector<NewEntry> es;
+  for (const char* n : {"mate_LadyBird.jpg", "skimage_chelsea.jpg"}) {
+    NewEntry e;
+    e.sha256 = std::string(64, static_cast<char>('a' + es.size()));
+    e.label = n;
+    e.records["local"] = local_record(entry_features(sample(n)));
+    es.push_back(std::move(e));
+  }
+  const auto ids = bank->add(es).ids;
+  const SignalQuery q{
+      {local_query_form(query_features(captioned_crop(sample("mate_LadyBird.jpg"), 0.75))),
+       local_query_form(query_features(sample("mate_LadyBird.jpg"), true))}};
+  // Built at the first search; the photo as given matched, so the mirror form was not
+  // tried.
+  auto found = bank->search_signal("local", q, 0.0, 10);
+  REQUIRE(found.size() == 1);
+  CHECK(found[0].id == ids[0]);
+  CHECK(found[0].form == 0);
+  CHECK(found[0].margin ==
+        Approx(inliers_margin(found[0].evidence.at("inliers").get<int>(), kLocalMinInliers)));
+  CHECK(found[0].extra.at("inlier_pairs").size() ==
+        found[0].evidence.at("inliers").get<std::size_t>());
+  // The IVF cannot drop rows in place: the removal leaves the index to be rebuilt, and the
+  // next search no longer finds the entry.
+  CHECK(bank->remove_ids(std::vector<std::int64_t>{ids[0]}) == 1);
+  CHECK(bank->search_signal("local", q, 0.0, 10).empty());
+  // A stricter decision than the bank's, and one the signal refuses.
+  bank->add(std::span(&es[0], 1));
+  Fingerprint fp;
+  fp.pdq.hashes.fill(Hash256{});
+  fp.registered["local"] = q;
+  MatchOptions strict;
+  strict.local_min_inliers = 100000;
+  CHECK(Matcher(*bank, strict).match(fp).verdict == Verdict::NoMatch);
+  CHECK(Matcher(*bank, {}).match(fp).verdict == Verdict::Match);
+  MatchOptions wrong;
+  wrong.decisions["local"] = {{"min_inliers", "2"}};
+  CHECK_THROWS_WITH(Matcher(*bank, wrong), Catch::Contains("min_inliers must be an integer"));
 }

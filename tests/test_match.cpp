@@ -161,8 +161,8 @@ TEST_CASE("each signal's margin is 0 at its threshold and 1 at certainty", "[mat
   CHECK(local_margin(6, 12) == Approx(-0.5));
   CHECK(local_margin(1000, 12) < 1.0);
   MatchHit h;
-  h.distance = 15;  // PDQ margin 16/31
-  h.inliers = 24;   // local margin 0.5
+  h.distance = 15;                                          // PDQ margin 16/31
+  h.registered["local"] = {0.5, 0, {{"inliers", 24}}, {}};  // local margin 0.5
   const ScoreScale scale;
   CHECK(joint_score(h, scale, true) == Approx(16.0 / 31 + 0.05));
   CHECK(joint_score(h, scale, false) == Approx(0.5));  // PDQ may not decide: local alone

@@ -9,6 +9,7 @@
 
 #include "bank/bank_impl.hpp"
 #include "embed/embed_signal.hpp"
+#include "local/local_signal.hpp"
 
 namespace hashwall {
 
@@ -36,6 +37,7 @@ std::unique_ptr<Bank> Bank::open(const fs::path& path, OpenMode mode,
                                  const BankConfig& config_for_new_bank,
                                  const std::string& seal_key) {
   // The built-in signals on the Signal interface, before any bank names them.
+  register_local_signal();
   register_embed_signal();
   std::error_code ec;
   if (mode == OpenMode::Create) {
@@ -78,8 +80,11 @@ std::unique_ptr<Bank> Bank::open(const fs::path& path, OpenMode mode,
                           ", the bank's " + impl->seal_key_id + ")");
   // Cache files left by an earlier bank of the same name describe other records; a new
   // bank starts at generation 0 again, so they must not be mistaken for its own.
-  if (created)
-    for (const auto& stale : {pdq_index_path(path), local_layout_path(path)}) fs::remove(stale, ec);
+  if (created) {
+    fs::remove(pdq_index_path(path), ec);
+    for (const auto& name : config_for_new_bank.signals)
+      fs::remove(signal_cache_path(path, name), ec);
+  }
   std::lock_guard lock(impl->db_mu);
   impl->read_config();  // a bank with damaged settings is refused before any upgrade
   impl->store->upgrade();
@@ -97,7 +102,8 @@ AddResult Bank::add(std::span<const NewEntry> entries) {
   m.require_writable();
   m.require_key();
   if (!m.local_params_mismatch.empty() && m.config.has("local") &&
-      std::any_of(entries.begin(), entries.end(), [](const NewEntry& e) { return e.local; }))
+      std::any_of(entries.begin(), entries.end(),
+                  [](const NewEntry& e) { return e.records.count("local") > 0; }))
     throw Error(ErrorKind::Bank, m.where, m.local_params_mismatch);
   std::lock_guard lock(m.db_mu);
   AddResult r;
@@ -111,7 +117,6 @@ AddResult Bank::add(std::span<const NewEntry> entries) {
     auto tx = m.store->begin_write();
     gen_before = m.read_generation();
     const std::int64_t now = static_cast<std::int64_t>(std::time(nullptr));
-    const bool local_rows = m.store->has_signal_tables() && m.config.has("local");
     const bool record_rows = m.store->has_record_table() && !m.registered.empty();
     const bool digests = m.store->has_digest_table();
     std::map<std::string, std::string> samples;  // Registered::sample, kept once committed
@@ -154,18 +159,6 @@ AddResult Bank::add(std::span<const NewEntry> entries) {
                           entry_row_payload(sha.value_or(""), hash_bytes(e.pdq),
                                             e.quality ? std::to_string(*e.quality) : "", e.label,
                                             e.source, origin_name(e.origin), now));
-      if (local_rows && e.local) {
-        const cv::Mat d = e.local->descriptors.isContinuous() ? e.local->descriptors
-                                                              : e.local->descriptors.clone();
-        if (d.rows != static_cast<int>(e.local->points.size()) ||
-            (d.rows > 0 && d.cols != kOrbBytes))
-          throw Error(ErrorKind::Bank, m.where,
-                      where() + "local features with mismatched descriptors");
-        const std::string points = encode_points(*e.local);
-        const std::string_view desc(reinterpret_cast<const char*>(d.data), d.total());
-        m.store->insert_local(id, points, desc);
-        digest += m.digester.part(kLocalPart, id, local_payload(points, desc));
-      }
       if (record_rows)
         for (const auto& [name, record] : e.records) {
           const auto reg = m.registered.find(name);
@@ -232,13 +225,6 @@ AddResult Bank::add(std::span<const NewEntry> entries) {
   // rebuilds them.
   {
     std::unique_lock write(m.signals_mu);
-    if (m.local_index && m.local_gen == gen_before) {
-      for (std::size_t k = 0; k < new_ids.size(); ++k)
-        if (const auto& f = entries[new_inputs[k]].local) m.local_index->add(new_ids[k], *f);
-      m.local_index->prepare();
-      m.local_gen = gen_before + 1;
-      m.local_dirty = m.local_index->type() != "flat";
-    }
     for (auto& [name, reg] : m.registered) {
       if (!reg.index || reg.gen != gen_before) continue;
       for (std::size_t k = 0; k < new_ids.size(); ++k) {
@@ -251,6 +237,7 @@ AddResult Bank::add(std::span<const NewEntry> entries) {
       }
       reg.index->prepare();
       reg.gen = gen_before + 1;
+      reg.cache_dirty = true;
     }
   }
   return r;
@@ -384,16 +371,6 @@ std::vector<PdqMatch> Bank::search_pdq(std::span<const Hash256> queries, int max
   return out;
 }
 
-std::vector<LocalMatch> Bank::search_local(const LocalFeatures& query,
-                                           const LocalVerifyParams& params) const {
-  auto& m = *impl_;
-  std::vector<LocalMatch> out;
-  if (!m.config.has("local") || query.size() == 0) return out;
-  m.make_fresh(m.local_index, m.local_gen, [&](std::uint64_t* g) { return m.build_local(g); });
-  std::shared_lock read(m.signals_mu);
-  return m.local_index->search(query, params);
-}
-
 std::vector<SignalMatch> Bank::search_signal(const std::string& name, const SignalQuery& query,
                                              double min_margin, std::size_t k,
                                              const SignalParams* decision) const {
@@ -418,7 +395,7 @@ void Bank::flush_index() {
   std::lock_guard lock(m.db_mu);
   try {
     m.save_index_locked();
-    m.save_local_layout();
+    m.save_signal_caches();
   } catch (...) {
     // A read-only bank may sit where we cannot write; its cache is a courtesy.
     if (m.mode != OpenMode::ReadOnly) throw;

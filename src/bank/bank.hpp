@@ -15,7 +15,7 @@
 #include "bank/pdq_index.hpp"
 #include "hash/hash256.hpp"
 #include "hash/pdq.hpp"
-#include "local/local_index.hpp"
+#include "local/local_features.hpp"
 #include "signal/signal.hpp"
 
 namespace hashwall {
@@ -36,12 +36,11 @@ struct NewEntry {
   std::string label;
   std::string source;  // file path, or the name given in an imported list
   Origin origin = Origin::Indexed;
-  // Further signals, present when the bank records them and the entry was made from an
-  // image (imported hash lists carry PDQ only).
-  std::optional<LocalFeatures> local;
-  // The records of the signals on the Signal interface (signal/signal.hpp: "embed",
-  // embed/embed_signal.hpp, and registered ones), by signal name; a signal the bank does
-  // not record is ignored, one it records but the entry lacks is simply absent.
+  // The records of the signals on the Signal interface (signal/signal.hpp: "local",
+  // local/local_signal.hpp; "embed", embed/embed_signal.hpp; registered ones), by signal
+  // name, present when the entry was made from an image (imported hash lists carry PDQ
+  // only); a signal the bank does not record is ignored, one it records but the entry
+  // lacks is simply absent.
   std::map<std::string, SignalRecord> records;
 };
 
@@ -102,16 +101,12 @@ struct BankStats {
   std::size_t index_memory_bytes = 0;
   int format_version = 0;
   std::vector<std::string> signals;
-  std::int64_t local_entries = 0;      // entries with local features
-  std::int64_t local_keypoints = 0;    // over all of them
-  std::uintmax_t local_db_bytes = 0;   // their share of the database
-  std::size_t local_memory_bytes = 0;  // the local index, when built (0 until a query needs it)
-  std::string local_index_type;        // "" until built
   std::string embed_model;
-  // The signals on the Signal interface (embed, registered ones), in the bank's order.
+  // The signals on the Signal interface (local, embed, registered ones), in the bank's order.
   struct Registered {
     std::string name;
     std::int64_t entries = 0;      // entries with a record
+    std::int64_t items = 0;        // in those records (local: keypoints; else one each)
     std::uintmax_t db_bytes = 0;   // their share of the database
     std::size_t memory_bytes = 0;  // the index, when built (0 until a query needs it)
     std::string index_type;        // "" until built
@@ -175,11 +170,6 @@ class Bank {
   // best distance and which query produced it; nearest first, ties by id. Thread-safe.
   std::vector<PdqMatch> search_pdq(std::span<const Hash256> queries, int max_distance) const;
 
-  // Local features: candidates by descriptor votes, each verified by a RANSAC fit; every
-  // verified candidate is returned (matched or not), most inliers first. Empty when the
-  // bank has no local signal. Thread-safe; the index is built at the first call.
-  std::vector<LocalMatch> search_local(const LocalFeatures& query,
-                                       const LocalVerifyParams& params) const;
   // A search of a signal on the Signal interface (embed, registered ones;
   // SignalIndex::search) under `decision` (nullptr: the bank's recorded parameters): empty
   // when the bank does not record that signal or the query has no form. Thread-safe; the

@@ -24,7 +24,6 @@
 #include "bank/store.hpp"
 #include "bank/values.hpp"
 #include "core/error.hpp"
-#include "local/local_index.hpp"
 
 namespace hashwall {
 
@@ -111,10 +110,13 @@ inline std::string decision_key(const std::string& signal) {
   return "signal." + signal + ".decision";
 }
 
-// The local-feature IVF layout cache next to the bank (bank/indexes.cpp).
-fs::path local_layout_path(const fs::path& bank);
-std::string read_local_layout(const fs::path& bank, std::uint64_t generation);
-void write_local_layout(const fs::path& bank, std::uint64_t generation, const std::string& layout);
+// A signal index's cache file next to the bank, "<bank>.<signal>-index" (SignalIndex::cache;
+// bank/indexes.cpp): read back only for the generation it was written at, "" otherwise.
+fs::path signal_cache_path(const fs::path& bank, const std::string& signal);
+std::string read_signal_cache(const fs::path& bank, const std::string& signal,
+                              std::uint64_t generation);
+void write_signal_cache(const fs::path& bank, const std::string& signal, std::uint64_t generation,
+                        const std::string& bytes);
 
 }  // namespace bank_detail
 
@@ -146,18 +148,16 @@ struct Bank::Impl {
   // The other signals' indexes: built at the first search that needs them, extended by
   // add(), rebuilt when the generation moved on (removals, other writers).
   mutable std::shared_mutex signals_mu;
-  mutable std::unique_ptr<LocalIndex> local_index;
-  mutable std::uint64_t local_gen = ~std::uint64_t{0};
-  mutable bool local_dirty = false;  // local_index's IVF layout differs from its cache file
   // Why entries with local features may not be added (recorded parameters differ from
   // this build's, bank/config.cpp); empty when they may.
   std::string local_params_mismatch;
-  // The signals on the Signal interface the bank records (signal/signal.hpp: embed and the
-  // registered ones), each with its index; guarded by signals_mu like local_index.
+  // The signals on the Signal interface the bank records (signal/signal.hpp: local, embed
+  // and the registered ones), each with its index; guarded by signals_mu.
   struct Registered {
     const Signal* signal = nullptr;
     std::unique_ptr<SignalIndex> index;
     std::uint64_t gen = ~std::uint64_t{0};
+    bool cache_dirty = false;  // the index's cache() differs from its cache file
     // A record of the bank's, for Signal::comparable(): the first one this Bank added or
     // read; guarded by db_mu.
     std::string sample;
@@ -229,9 +229,8 @@ struct Bank::Impl {
   // Gives a bank upgraded to format 4 its PDQ digest (bank/bank.cpp).
   void start_pdq_digest();
   void save_index_locked();
-  std::unique_ptr<LocalIndex> build_local(std::uint64_t* gen) const;
-  // Expects db_mu held.
-  void save_local_layout();
+  // Writes the cache files of the signal indexes that changed; expects db_mu held.
+  void save_signal_caches();
   std::unique_ptr<SignalIndex> build_registered(const std::string& name, std::uint64_t* gen) const;
 
   // check()'s part about digests and the seal (bank/check.cpp): `recomputed` holds each
@@ -292,13 +291,14 @@ struct Bank::Impl {
       rebuild_index();
     }
     {
-      // Registered signals' indexes that were current follow; the others are rebuilt at
-      // their next search.
+      // The signals' indexes that were current and remove in place follow; the others are
+      // rebuilt at their next search.
       std::unique_lock write(signals_mu);
       for (auto& [name, r] : registered)
-        if (r.index && r.gen == gen_before) {
+        if (r.index && r.gen == gen_before && r.index->can_remove()) {
           r.index->remove(removed);
           r.gen = gen_before + 1;
+          r.cache_dirty = true;
         }
     }
     return static_cast<std::int64_t>(removed.size());

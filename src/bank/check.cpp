@@ -23,10 +23,6 @@ BankStats Bank::stats() const {
     st.low_quality = c.low_quality;
     st.labels = c.labels;
     st.generation = m.read_generation();
-    const RowCounts l = m.store->local_counts();
-    st.local_entries = l.rows;
-    st.local_keypoints = l.items;
-    st.local_db_bytes = l.bytes;
     for (const auto& name : m.config.signals) {
       if (!m.registered.count(name)) continue;
       BankStats::Registered r;
@@ -34,6 +30,7 @@ BankStats Bank::stats() const {
       r.params = m.config.signal_params.at(name);
       const RowCounts rc = m.store->record_counts(name);
       r.entries = rc.rows;
+      r.items = rc.items;
       r.db_bytes = rc.bytes;
       st.registered.push_back(std::move(r));
     }
@@ -48,10 +45,6 @@ BankStats Bank::stats() const {
         r.memory_bytes = reg.index->memory_bytes();
         r.index_type = reg.index->type();
       }
-    if (m.local_index) {
-      st.local_memory_bytes = m.local_index->memory_bytes();
-      st.local_index_type = m.local_index->type();
-    }
   }
   st.format_version = m.store->format_version();
   st.index_rebuilds = m.rebuilds;
@@ -345,31 +338,9 @@ CheckReport Bank::check() const {
     list.finish("damaged entries");
   }
 
-  // Local features: each row must decode as build_local() reads it
-  // (a damaged row is left out of the search, so it is named here).
-  std::size_t local_rows = 0;
-  {
-    ProblemList list{P};
-    m.store->scan_local([&](std::int64_t id, std::string_view kp, std::string_view desc) {
-      add_part(kLocalPart, id, local_payload(kp, desc));
-      try {
-        const LocalFeatures f = decode_local(kp, desc, m.where);
-        if (f.descriptors.rows == static_cast<int>(f.size()) &&
-            (f.size() == 0 || f.descriptors.cols == kOrbBytes))
-          local_rows += f.size();
-        else
-          list.add("entry " + std::to_string(id) + ": local features have " +
-                   std::to_string(f.size()) + " keypoints but " +
-                   std::to_string(f.descriptors.rows) + " descriptors");
-      } catch (const Error& e) {
-        list.add("entry " + std::to_string(id) + ": local features: " + e.reason());
-      }
-    });
-    list.finish("damaged local-feature rows");
-  }
-  // The records of the signals on the Signal interface (embed, registered ones): each must
-  // be one of the bank's signals, read as its signal reads it and compare with the
-  // signal's first record.
+  // The records of the signals on the Signal interface (local, embed, registered ones): each
+  // must be one of the bank's signals, read as its signal reads it and compare with the
+  // signal's first record (a damaged row is left out of the search, so it is named here).
   {
     ProblemList list{P};
     std::set<std::string> foreign;
@@ -449,21 +420,23 @@ CheckReport Bank::check() const {
     }
   }
 
-  // The local-feature layout cache: derived, checksummed and refused at load when it does
-  // not fit, so any finding here is a note: it is rebuilt at the next local search.
-  const auto layout_file = local_layout_path(m.path);
-  if (fs::exists(layout_file, ec) && have_gen) {
-    const std::string layout = read_local_layout(m.path, bank_gen);
-    if (layout.empty()) {
-      rep.notes.push_back(
-          "the local-feature layout cache " + layout_file.string() +
-          " is damaged or of another generation; it is rebuilt at the next local search");
+  // The signal indexes' cache files (the local-feature layout): derived, checksummed and
+  // refused at load when they do not fit, so any finding here is a note: the index is
+  // rebuilt at its next search.
+  for (const auto& [name, reg] : m.registered) {
+    const auto file = signal_cache_path(m.path, name);
+    if (!have_gen || !fs::exists(file, ec)) continue;
+    const std::string bytes = read_signal_cache(m.path, name, bank_gen);
+    if (bytes.empty()) {
+      rep.notes.push_back("the " + name + " index cache " + file.string() +
+                          " is damaged or of another generation; it is rebuilt at the next " +
+                          name + " search");
     } else if (const std::string why =
-                   LocalIndex::layout_mismatch(layout, local_rows, LocalIndexParams{});
+                   reg.signal->check_cache(bytes, m.store->record_counts(name).items);
                !why.empty()) {
-      rep.notes.push_back("the local-feature layout cache " + layout_file.string() +
-                          " does not fit the records (" + why +
-                          "); it is rebuilt at the next local search");
+      rep.notes.push_back("the " + name + " index cache " + file.string() +
+                          " does not fit the records (" + why + "); it is rebuilt at the next " +
+                          name + " search");
     }
   }
 

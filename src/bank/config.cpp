@@ -8,6 +8,7 @@
 
 #include "bank/bank_impl.hpp"
 #include "embed/embed_signal.hpp"
+#include "local/local_signal.hpp"
 
 #ifndef HASHWALL_VERSION
 #define HASHWALL_VERSION "unknown"
@@ -104,6 +105,11 @@ void Bank::Impl::read_config() {
   }
   if (meta("local_min_inliers"))
     config.local_min_inliers = static_cast<int>(int_meta("local_min_inliers", 3, 100000));
+  if (config.has("local")) {
+    // On the Signal interface (local/local_signal.hpp); its decision is the inlier count.
+    config.signal_params["local"] = {{"min_inliers", std::to_string(config.local_min_inliers)}};
+    registered["local"].signal = find_signal("local");
+  }
   if (const auto m = meta("embed_model")) config.embed_model = *m;
   if (const auto t2 = meta("embed_threshold")) {
     char* end = nullptr;

@@ -145,13 +145,6 @@ std::string entry_row_payload(std::string_view sha256, std::string_view pdq_byte
   return out;
 }
 
-std::string local_payload(std::string_view keypoints, std::string_view descriptors) {
-  std::string out;
-  put_field(out, keypoints);
-  put_field(out, descriptors);
-  return out;
-}
-
 Digest pdq_term(std::int64_t id, const Hash256& h) noexcept {
   std::uint64_t w[4];
   std::memcpy(w, h.bytes.data(), 32);

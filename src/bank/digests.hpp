@@ -66,17 +66,18 @@ std::string entry_row_payload(std::string_view sha256, std::string_view pdq_byte
                               std::string_view quality, std::string_view label,
                               std::string_view source, std::string_view origin,
                               std::int64_t added_at);
-// A local-feature row's payload: keypoints and descriptors, each with its length.
-std::string local_payload(std::string_view keypoints, std::string_view descriptors);
 
 // Part tags.
 inline constexpr std::string_view kEntryPart = "entry";
 inline constexpr std::string_view kLocalPart = "local";
 inline constexpr std::string_view kEmbedPart = "embed";
-// A signal's record: "signal:NAME", except the embedding, whose part was tagged "embed"
-// before it moved onto the Signal interface (the tag is part of every stored digest).
+// A signal's record: "signal:NAME", except the local features and the embedding, whose
+// parts were tagged "local" and "embed" before they moved onto the Signal interface (the
+// tag is part of every stored digest; a local record is the payload the "local" part
+// hashed: both blobs, each after its length).
 inline std::string record_part(std::string_view signal) {
-  return signal == kEmbedPart ? std::string(kEmbedPart) : "signal:" + std::string(signal);
+  return signal == kEmbedPart || signal == kLocalPart ? std::string(signal)
+                                                      : "signal:" + std::string(signal);
 }
 
 // The PDQ digest's term for one (id, hash) pair.

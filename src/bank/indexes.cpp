@@ -1,6 +1,7 @@
-// The bank's derived indexes: the PDQ index and its cache file, the local-feature and
-// embedding indexes built from the records, and the local layout cache
-// (docs/BANK_FORMAT.md). All are rebuilt from the records when missing or stale.
+// The bank's derived indexes: the PDQ index and its cache file, the indexes of the signals
+// on the Signal interface (local, embed, registered ones) built from the records, and their
+// cache files (the local features' IVF layout; docs/BANK_FORMAT.md). All are rebuilt from
+// the records when missing or stale.
 #include <algorithm>
 #include <fstream>
 #include <iterator>
@@ -14,20 +15,21 @@ namespace hashwall {
 
 namespace bank_detail {
 
-fs::path local_layout_path(const fs::path& bank) {
-  return fs::path(bank.string() + ".local-index");
+fs::path signal_cache_path(const fs::path& bank, const std::string& signal) {
+  return fs::path(bank.string() + "." + signal + "-index");
 }
 
-constexpr char kLocalMagic[8] = {'H', 'W', 'L', 'O', 'C', 'I', 'X', '1'};
+// The magic of the first such file, the local features' (".local-index"), kept for all.
+constexpr char kCacheMagic[8] = {'H', 'W', 'L', 'O', 'C', 'I', 'X', '1'};
 
-// The local-feature IVF layout cache: magic, u64 generation, the layout, u64 FNV-1a of
-// all before it (docs/BANK_FORMAT.md). Empty when missing, damaged or of another
-// generation.
-std::string read_local_layout(const fs::path& bank, std::uint64_t generation) {
-  std::ifstream in(local_layout_path(bank), std::ios::binary);
+// A signal index's cache file: magic, u64 generation, the bytes, u64 FNV-1a of all before
+// it (docs/BANK_FORMAT.md). Empty when missing, damaged or of another generation.
+std::string read_signal_cache(const fs::path& bank, const std::string& signal,
+                              std::uint64_t generation) {
+  std::ifstream in(signal_cache_path(bank, signal), std::ios::binary);
   if (!in) return {};
   std::string b((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (b.size() < 24 || b.compare(0, 8, kLocalMagic, 8) != 0) return {};
+  if (b.size() < 24 || b.compare(0, 8, kCacheMagic, 8) != 0) return {};
   const auto u64 = [&](std::size_t at) { return get_le(b.data() + at); };
   if (u64(b.size() - 8) != fnv1a(reinterpret_cast<const std::uint8_t*>(b.data()), b.size() - 8))
     return {};
@@ -35,12 +37,13 @@ std::string read_local_layout(const fs::path& bank, std::uint64_t generation) {
   return b.substr(16, b.size() - 24);
 }
 
-void write_local_layout(const fs::path& bank, std::uint64_t generation, const std::string& layout) {
-  std::string out(kLocalMagic, 8);
+void write_signal_cache(const fs::path& bank, const std::string& signal, std::uint64_t generation,
+                        const std::string& bytes) {
+  std::string out(kCacheMagic, 8);
   put_le(out, generation);
-  out += layout;
+  out += bytes;
   put_le(out, fnv1a(reinterpret_cast<const std::uint8_t*>(out.data()), out.size()));
-  write_file_atomically(local_layout_path(bank), out);
+  write_file_atomically(signal_cache_path(bank, signal), out);
 }
 
 }  // namespace bank_detail
@@ -125,13 +128,13 @@ bool Bank::Impl::follow_changes() const {
       },
       std::span<const std::int64_t>(add_ids));
   const auto total = store->count_entries();
-  // The registered signals' indexes at our generation follow too; the others are
-  // rebuilt at their next search.
+  // The signals' indexes at our generation follow too (unless a removal would need a
+  // rebuild); the others are rebuilt at their next search.
   std::map<std::string, std::vector<std::pair<std::int64_t, std::string>>> records;
   {
     std::shared_lock lock(signals_mu);
     for (const auto& [name, reg] : registered)
-      if (reg.index && reg.gen == generation) {
+      if (reg.index && reg.gen == generation && (remove_list.empty() || reg.index->can_remove())) {
         auto& rows = records[name];
         store->scan_records(
             name, [&](std::int64_t id, std::string_view rec) { rows.emplace_back(id, rec); },
@@ -157,6 +160,7 @@ bool Bank::Impl::follow_changes() const {
       }
     reg.index->prepare();
     reg.gen = now;
+    reg.cache_dirty = true;
   }
   followed += now - generation;
   generation = now;
@@ -255,33 +259,15 @@ void Bank::Impl::save_index_locked() {
   dirty = false;
 }
 
-std::unique_ptr<LocalIndex> Bank::Impl::build_local(std::uint64_t* gen) const {
-  auto idx = std::make_unique<LocalIndex>();
-  if (!store->has_signal_tables()) return idx;
-  auto read = store->begin_read();
-  *gen = read_generation();
-  store->scan_local([&](std::int64_t id, std::string_view kp, std::string_view desc) {
-    try {
-      idx->add(id, decode_local(kp, desc, where));
-    } catch (const Error&) {
-      // Damaged rows are left out here; check() names them.
-    }
-  });
-  read->commit();
-  // The IVF layout of this generation from the cache file, when there is one; else the
-  // full build (the slow part: every row assigned to a list).
-  const bool restored = idx->restore_layout(read_local_layout(path, *gen));
-  if (!restored) idx->prepare();
-  local_dirty = !restored && idx->type() != "flat";
-  return idx;
-}
-
-void Bank::Impl::save_local_layout() {
-  std::shared_lock read(signals_mu);
-  if (!local_dirty || !local_index || local_gen != read_generation()) return;
-  const std::string layout = local_index->layout();
-  if (!layout.empty()) write_local_layout(path, local_gen, layout);
-  local_dirty = false;
+void Bank::Impl::save_signal_caches() {
+  const std::uint64_t now = read_generation();
+  std::unique_lock lock(signals_mu);
+  for (auto& [name, reg] : registered) {
+    if (!reg.cache_dirty || !reg.index || reg.gen != now) continue;
+    const std::string bytes = reg.index->cache();
+    if (!bytes.empty()) write_signal_cache(path, name, reg.gen, bytes);
+    reg.cache_dirty = false;
+  }
 }
 
 std::unique_ptr<SignalIndex> Bank::Impl::build_registered(const std::string& name,
@@ -302,7 +288,12 @@ std::unique_ptr<SignalIndex> Bank::Impl::build_registered(const std::string& nam
     }
   });
   read->commit();
-  idx->prepare();
+  // What the cache file of this generation holds (the local IVF layout), when it fits;
+  // else the full build (for local the slow part: every row assigned to a list).
+  const std::string cached = read_signal_cache(path, name, *gen);
+  const bool restored = !cached.empty() && idx->restore(cached);
+  if (!restored) idx->prepare();
+  reg.cache_dirty = !restored;
   return idx;
 }
 

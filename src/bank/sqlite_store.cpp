@@ -11,6 +11,7 @@
 #include "bank/store.hpp"
 #include "bank/values.hpp"
 #include "core/error.hpp"
+#include "local/local_features.hpp"
 
 namespace hashwall {
 
@@ -18,9 +19,11 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// The signal whose records live in the `embeddings` table (format 2) rather than in
-// signal_rows (format 3).
+// The signals whose records live in the tables of format 2 (`embeddings`; `local_features`,
+// a record split into its keypoint and descriptor blobs, local/local_features.hpp) rather
+// than in signal_rows (format 3).
 constexpr const char* kEmbedSignal = "embed";
+constexpr const char* kLocalSignal = "local";
 using bank_detail::file_size_or_zero;
 using bank_detail::hash_from_blob;
 using bank_detail::parse_int;
@@ -234,17 +237,18 @@ class SqliteStore : public Store {
     return sqlite3_last_insert_rowid(conn_.db);
   }
 
-  void insert_local(std::int64_t id, std::string_view keypoints,
-                    std::string_view descriptors) override {
-    auto& s =
-        stmt(insert_local_,
-             "INSERT INTO local_features(entry_id, keypoints, descriptors) VALUES(?1, ?2, ?3)");
-    s.bind(1, id).bind_blob(2, keypoints).bind_blob(3, descriptors);
-    s.step();
-    s.reset();
-  }
-
   void insert_record(const std::string& signal, std::int64_t id, std::string_view record) override {
+    if (signal == kLocalSignal) {
+      const auto blobs = split_local_record(record);
+      if (!blobs) throw Error(ErrorKind::Bank, where(), "a local record that is not two blobs");
+      auto& s =
+          stmt(insert_local_,
+               "INSERT INTO local_features(entry_id, keypoints, descriptors) VALUES(?1, ?2, ?3)");
+      s.bind(1, id).bind_blob(2, blobs->first).bind_blob(3, blobs->second);
+      s.step();
+      s.reset();
+      return;
+    }
     // The embedding keeps the table it has had since format 2.
     if (signal == kEmbedSignal) {
       auto& s = stmt(insert_embed_, "INSERT INTO embeddings(entry_id, vector) VALUES(?1, ?2)");
@@ -379,14 +383,27 @@ class SqliteStore : public Store {
              fn, only, {});
   }
 
-  void scan_local(
-      const std::function<void(std::int64_t, std::string_view, std::string_view)>& fn) override {
-    if (!signal_tables_) return;
-    Stmt s(conn_, "SELECT entry_id, keypoints, descriptors FROM local_features ORDER BY entry_id");
-    while (s.step()) fn(s.i64(0), s.blob(1), s.blob(2));
-  }
-
   void scan_records(const std::string& signal, const RowFn& fn, IdFilter only) override {
+    if (signal == kLocalSignal) {
+      if (!signal_tables_) return;
+      const auto joined = [&](std::int64_t id, std::string_view kp, std::string_view desc) {
+        fn(id, local_record(kp, desc));
+      };
+      if (!only) {
+        Stmt s(conn_,
+               "SELECT entry_id, keypoints, descriptors FROM local_features ORDER BY entry_id");
+        while (s.step()) joined(s.i64(0), s.blob(1), s.blob(2));
+        return;
+      }
+      Stmt s(conn_,
+             "SELECT entry_id, keypoints, descriptors FROM local_features WHERE entry_id = ?1");
+      for (const auto id : *only) {
+        s.reset();
+        s.bind(1, id);
+        while (s.step()) joined(s.i64(0), s.blob(1), s.blob(2));
+      }
+      return;
+    }
     if (signal == kEmbedSignal) {
       if (!signal_tables_) return;
       scan_ids("SELECT entry_id, vector FROM embeddings ORDER BY entry_id",
@@ -402,9 +419,9 @@ class SqliteStore : public Store {
   void scan_all_records(
       const std::function<void(const std::string&, std::int64_t, std::string_view)>& fn) override {
     if (signal_tables_) {
-      Stmt s(conn_, "SELECT entry_id, vector FROM embeddings ORDER BY entry_id");
-      const std::string embed = kEmbedSignal;
-      while (s.step()) fn(embed, s.i64(0), s.blob(1));
+      const std::string embed = kEmbedSignal, local = kLocalSignal;
+      scan_records(embed, [&](std::int64_t id, std::string_view r) { fn(embed, id, r); }, {});
+      scan_records(local, [&](std::int64_t id, std::string_view r) { fn(local, id, r); }, {});
     }
     if (!record_table_) return;
     Stmt s(conn_, "SELECT signal, entry_id, record FROM signal_rows ORDER BY signal, entry_id");
@@ -418,6 +435,12 @@ class SqliteStore : public Store {
       if (!signal_tables_) return out;
       Stmt s(conn_, "SELECT entry_id, vector FROM embeddings ORDER BY entry_id LIMIT 1");
       if (s.step()) one(s.i64(0), s.blob(1));
+    } else if (signal == kLocalSignal) {
+      if (!signal_tables_) return out;
+      Stmt s(conn_,
+             "SELECT entry_id, keypoints, descriptors FROM local_features ORDER BY entry_id "
+             "LIMIT 1");
+      if (s.step()) out = local_record(s.blob(1), s.blob(2));
     } else if (record_table_) {
       Stmt s(
           conn_,
@@ -478,21 +501,20 @@ class SqliteStore : public Store {
   }
 
   // Bytes: the blobs plus 16 for the key and row overhead.
-  RowCounts local_counts() override {
-    RowCounts c;
-    if (!signal_tables_) return c;
-    Stmt s(conn_,
-           "SELECT count(*), coalesce(sum(length(keypoints) / 4 - 1), 0), "
-           "coalesce(sum(length(keypoints) + length(descriptors) + 16), 0) FROM local_features");
-    s.step();
-    c.rows = s.i64(0);
-    c.items = s.i64(1);
-    c.bytes = static_cast<std::uintmax_t>(s.i64(2));
-    return c;
-  }
-
   RowCounts record_counts(const std::string& signal) override {
     RowCounts c;
+    if (signal == kLocalSignal) {
+      // Items: keypoints (the keypoint blob holds the working size, then 4 bytes a point).
+      if (!signal_tables_) return c;
+      Stmt s(conn_,
+             "SELECT count(*), coalesce(sum(length(keypoints) / 4 - 1), 0), "
+             "coalesce(sum(length(keypoints) + length(descriptors) + 16), 0) FROM local_features");
+      s.step();
+      c.rows = s.i64(0);
+      c.items = s.i64(1);
+      c.bytes = static_cast<std::uintmax_t>(s.i64(2));
+      return c;
+    }
     if (signal == kEmbedSignal) {
       if (!signal_tables_) return c;
       Stmt s(conn_, "SELECT count(*), coalesce(sum(length(vector) + 16), 0) FROM embeddings");

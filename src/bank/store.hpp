@@ -110,10 +110,8 @@ class Store {
   // Returns the new entry's id; ids only grow.
   virtual std::int64_t insert_entry(const NewEntry& e, const std::optional<std::string>& sha256,
                                     std::int64_t added_at) = 0;
-  virtual void insert_local(std::int64_t id, std::string_view keypoints,
-                            std::string_view descriptors) = 0;
-  // A signal's record (signal/signal.hpp). "embed" keeps its format-2 table; the other
-  // signals on the interface share one.
+  // A signal's record (signal/signal.hpp). "embed" and "local" keep their format-2 tables
+  // (a local record is stored as its two blobs); the other signals share one.
   virtual void insert_record(const std::string& signal, std::int64_t id,
                              std::string_view record) = 0;
   // Each returns the entries it removed; an entry's signal rows go with it, its digest
@@ -145,8 +143,6 @@ class Store {
   using RowFn = std::function<void(std::int64_t id, std::string_view bytes)>;
   using IdFilter = std::optional<std::span<const std::int64_t>>;
   virtual void scan_pdq(const RowFn& fn, IdFilter only = std::nullopt) = 0;
-  virtual void scan_local(const std::function<void(std::int64_t id, std::string_view keypoints,
-                                                   std::string_view descriptors)>& fn) = 0;
   virtual void scan_records(const std::string& signal, const RowFn& fn,
                             IdFilter only = std::nullopt) = 0;
   // Every signal's records (those insert_record wrote), by signal then id.
@@ -162,7 +158,6 @@ class Store {
   virtual std::int64_t count_entries() = 0;
   virtual std::int64_t count_valid_pdq() = 0;
   virtual EntryCounts entry_counts(int min_quality) = 0;
-  virtual RowCounts local_counts() = 0;
   virtual RowCounts record_counts(const std::string& signal) = 0;
   virtual std::uintmax_t bytes_on_disk() = 0;
   // The storage engine's own consistency check; empty when it finds nothing.

@@ -20,6 +20,7 @@
 #include "embed/embed_signal.hpp"
 #include "embed/embedder.hpp"
 #include "image/load.hpp"
+#include "local/local_signal.hpp"
 #include "match/fingerprint.hpp"
 #include "match/matcher.hpp"
 
@@ -180,9 +181,9 @@ class MatcherSignal final : public BenchSignal {
 
 // Local features alone: the bank's descriptor index proposes entries, a RANSAC fit
 // verifies them; the score is the number of geometric inliers.
-class LocalSignal final : public BenchSignal {
+class LocalAlone final : public BenchSignal {
  public:
-  LocalSignal(const Bank& bank, std::vector<int> ref_of_id, int min_inliers)
+  LocalAlone(const Bank& bank, std::vector<int> ref_of_id, int min_inliers)
       : bank_(bank), ref_of_id_(std::move(ref_of_id)), min_inliers_(min_inliers) {}
   SignalInfo info() const override {
     return {
@@ -193,28 +194,24 @@ class LocalSignal final : public BenchSignal {
   }
   Outcome evaluate(const Query& q, int truth) const override {
     Outcome o;
-    if (!q.fp.local) return o;
-    LocalVerifyParams vp;
-    vp.min_inliers = min_inliers_;
-    std::vector<LocalMatch> found = bank_.search_local(*q.fp.local, vp);
-    const bool any = std::any_of(found.begin(), found.end(),
-                                 [](const LocalMatch& m) { return m.verification.matched; });
-    if (!any && q.fp.local_mirror) {
-      auto more = bank_.search_local(*q.fp.local_mirror, vp);
-      found.insert(found.end(), more.begin(), more.end());
-    }
+    const auto form = q.fp.registered.find("local");
+    if (form == q.fp.registered.end() || form->second.forms.empty()) return o;
+    // Every verified candidate, matched or not (margin below -1), for the ranked metrics;
+    // the mirror image only when the photo as given matched nothing.
+    const SignalParams decision{{"min_inliers", std::to_string(min_inliers_)}};
+    const auto found = bank_.search_signal("local", form->second, -2.0, kTopPerQuery, &decision);
     std::vector<std::pair<int, float>> scores;
-    for (const LocalMatch& m : found) {
+    for (const SignalMatch& m : found) {
       const auto id = static_cast<std::size_t>(m.id);
       const int ref = id < ref_of_id_.size() ? ref_of_id_[id] : -1;
       if (ref < 0) continue;
-      if (m.verification.matched) {
+      if (m.evidence.at("matched").get<bool>()) {
         o.declared = true;
         if (ref == truth) o.right = true;
       }
       auto it =
           std::find_if(scores.begin(), scores.end(), [&](const auto& p) { return p.first == ref; });
-      const float s = static_cast<float>(m.verification.inliers);
+      const float s = static_cast<float>(m.evidence.at("inliers").get<int>());
       if (it == scores.end())
         scores.push_back({ref, s});
       else
@@ -452,15 +449,17 @@ RobustnessReport run_robustness(const RobustnessOptions& opt) {
   }
   LoadOptions fast;  // the defaults: what index/query use
   FingerprintOptions entry_fp, query_fp;
-  entry_fp.local = query_fp.local = has_local;
   entry_fp.for_query = false;
   // The command's embedding signal: the bank's, with the model to compute with (not owned).
   std::shared_ptr<const EmbedSignal> embed;
+  const LocalSignal local;
+  if (has_local) entry_fp.registered.push_back(&local);
   if (has_embed) {
     embed = std::make_shared<EmbedSignal>(
         std::shared_ptr<const Embedder>(opt.embedder, [](const Embedder*) {}));
-    entry_fp.registered = query_fp.registered = {embed.get()};
+    entry_fp.registered.push_back(embed.get());
   }
+  query_fp.registered = entry_fp.registered;
   prepare_load(fast, query_fp);
 
   // The split: a seeded shuffle, known photos first, after leaving out photos that are
@@ -534,7 +533,7 @@ RobustnessReport run_robustness(const RobustnessOptions& opt) {
   if (has_embed)
     signals.push_back(std::make_unique<EmbedAlone>(*bank, ref_of_id, bank_cfg.embed_threshold));
   if (has_local)
-    signals.push_back(std::make_unique<LocalSignal>(*bank, ref_of_id, bank_cfg.local_min_inliers));
+    signals.push_back(std::make_unique<LocalAlone>(*bank, ref_of_id, bank_cfg.local_min_inliers));
   signals.push_back(std::make_unique<MatcherSignal>(matcher, *bank, ref_of_id));
   for (const auto& s : signals) rep.signals.push_back(s->info());
 

@@ -42,10 +42,10 @@ int run_init(const AdminArgs& a) {
 
 // The local index holds each descriptor twice (its rows for verification, FAISS's copy),
 // a row -> entry map and the keypoint coordinates (src/local/local_index.cpp).
-std::uintmax_t local_memory_estimate(const BankStats& s) {
-  return static_cast<std::uintmax_t>(s.local_keypoints) *
+std::uintmax_t local_memory_estimate(const BankStats::Registered& s) {
+  return static_cast<std::uintmax_t>(s.items) *
              (2 * kOrbBytes + sizeof(std::int64_t) + 2 * sizeof(float)) +
-         static_cast<std::uintmax_t>(s.local_entries) * 96;
+         static_cast<std::uintmax_t>(s.entries) * 96;
 }
 
 int run_stats(const AdminArgs& a) {
@@ -63,22 +63,7 @@ int run_stats(const AdminArgs& a) {
     j["labels"] = s.labels;
     j["low_quality"] = s.low_quality;
     j["signals"] = s.signals;
-    if (c.has("local")) {
-      j["local"] = {
-          {"entries", s.local_entries},
-          {"keypoints", s.local_keypoints},
-          {"min_inliers", c.local_min_inliers},
-          {"db_bytes", s.local_db_bytes},
-          {"db_bytes_per_entry", s.local_entries ? static_cast<double>(s.local_db_bytes) /
-                                                       static_cast<double>(s.local_entries)
-                                                 : 0.0},
-          {"memory_bytes_estimate", local_memory_estimate(s)},
-          {"memory_bytes_per_entry", s.local_entries
-                                         ? static_cast<double>(local_memory_estimate(s)) /
-                                               static_cast<double>(s.local_entries)
-                                         : 0.0}};
-    }
-    // The signals on the Signal interface (embed, registered ones).
+    // The signals on the Signal interface (local, embed, registered ones).
     for (const auto& r : s.registered) {
       json params = json::object();
       for (const auto& [k, v] : r.params) params[k] = v;
@@ -91,6 +76,15 @@ int run_stats(const AdminArgs& a) {
       if (r.name == "embed") {
         j[r.name]["model"] = c.embed_model;
         j[r.name]["threshold"] = c.embed_threshold;
+      }
+      if (r.name == "local") {
+        j[r.name]["keypoints"] = r.items;
+        j[r.name]["min_inliers"] = c.local_min_inliers;
+        j[r.name]["memory_bytes_estimate"] = local_memory_estimate(r);
+        j[r.name]["memory_bytes_per_entry"] =
+            r.entries
+                ? static_cast<double>(local_memory_estimate(r)) / static_cast<double>(r.entries)
+                : 0.0;
       }
     }
     j["pdq_threshold"] = c.pdq_threshold;
@@ -113,19 +107,17 @@ int run_stats(const AdminArgs& a) {
               << ", never matched by PDQ)\n"
               << "signals         pdq (threshold " << c.pdq_threshold << ", min quality "
               << c.min_quality << ")\n";
-    if (c.has("local")) {
-      std::cout << "                local: " << s.local_entries << " entries, " << s.local_keypoints
-                << " keypoints, match at >= " << c.local_min_inliers << " inliers; "
-                << (s.local_entries
-                        ? s.local_db_bytes / static_cast<std::uintmax_t>(s.local_entries)
-                        : 0)
-                << " bytes/entry on disk, ~"
-                << (s.local_entries
-                        ? local_memory_estimate(s) / static_cast<std::uintmax_t>(s.local_entries)
-                        : 0)
-                << " bytes/entry in memory when loaded\n";
-    }
     for (const auto& r : s.registered) {
+      if (r.name == "local") {
+        std::cout << "                local: " << r.entries << " entries, " << r.items
+                  << " keypoints, match at >= " << c.local_min_inliers << " inliers; "
+                  << (r.entries ? r.db_bytes / static_cast<std::uintmax_t>(r.entries) : 0)
+                  << " bytes/entry on disk, ~"
+                  << (r.entries ? local_memory_estimate(r) / static_cast<std::uintmax_t>(r.entries)
+                                : 0)
+                  << " bytes/entry in memory when loaded\n";
+        continue;
+      }
       std::string params = r.name == "embed" ? "model " + c.embed_model : "";
       for (const auto& [k, v] : r.params) params += (params.empty() ? "" : ", ") + k + " " + v;
       std::cout << "                " << r.name << ": " << r.entries << " entries"

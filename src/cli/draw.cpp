@@ -64,22 +64,23 @@ std::string draw_match(const std::filesystem::path& query_file, const MatchHit& 
   const auto in_known = [&](const cv::Point2f& p) {
     return cv::Point(static_cast<int>(p.x * known.cols), 40 + static_cast<int>(p.y * kHeight));
   };
+  const auto pairs = hit.inlier_pairs();
   if (!known.empty())
-    for (const auto& [e, qp] : hit.inlier_pairs)
+    for (const auto& [e, qp] : pairs)
       cv::line(canvas, in_known(e), in_query(qp), cv::Scalar(80, 200, 80), 1, cv::LINE_AA);
-  for (const auto& [e, qp] : hit.inlier_pairs) {
+  for (const auto& [e, qp] : pairs) {
     cv::circle(canvas, in_query(qp), 3, cv::Scalar(0, 255, 255), 1, cv::LINE_AA);
     if (!known.empty()) cv::circle(canvas, in_known(e), 3, cv::Scalar(0, 255, 255), 1, cv::LINE_AA);
   }
-  if (hit.region) {
+  if (const auto region = hit.region()) {
     std::vector<cv::Point> poly;
-    for (const auto& p : *hit.region) poly.push_back(in_query(p));
+    for (const auto& p : *region) poly.push_back(in_query(p));
     cv::polylines(canvas, poly, true, cv::Scalar(0, 0, 255), 2, cv::LINE_AA);
   }
   std::string caption = "entry #" + std::to_string(hit.entry.id) + " [" + hit.signal + "]";
-  if (hit.inliers)
-    caption += "  " + std::to_string(*hit.inliers) + " inliers" +
-               (hit.local_mirrored ? " (mirrored)" : "");
+  if (const auto inliers = hit.inliers())
+    caption +=
+        "  " + std::to_string(*inliers) + " inliers" + (hit.local_mirrored() ? " (mirrored)" : "");
   if (const auto s = hit.similarity()) caption += "  embedding " + std::to_string(*s).substr(0, 5);
   caption += "  PDQ distance " + std::to_string(hit.distance);
   cv::putText(canvas, caption, cv::Point(8, 27), cv::FONT_HERSHEY_SIMPLEX, 0.65,

@@ -21,12 +21,12 @@ std::string describe_hit(const MatchHit& h) {
     std::snprintf(buf, sizeof buf, ", embedding similarity %.3f", static_cast<double>(*sim));
     s += buf;
   }
-  if (h.inliers) {
-    s += ", " + std::to_string(*h.inliers) + " keypoint inliers" +
-         (h.local_mirrored ? " (mirrored)" : "");
-    if (h.region) {
+  if (const auto inliers = h.inliers()) {
+    s += ", " + std::to_string(*inliers) + " keypoint inliers" +
+         (h.local_mirrored() ? " (mirrored)" : "");
+    if (const auto region = h.region()) {
       float x0 = 1, y0 = 1, x1 = 0, y1 = 0;
-      for (const auto& p : *h.region) {
+      for (const auto& p : *region) {
         x0 = std::min(x0, p.x), y0 = std::min(y0, p.y), x1 = std::max(x1, p.x),
         y1 = std::max(y1, p.y);
       }

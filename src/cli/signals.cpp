@@ -77,7 +77,6 @@ SignalSetup signal_setup(const Bank& bank, const std::vector<std::string>& only,
     return std::find(s.signals.begin(), s.signals.end(), x) != s.signals.end();
   };
   s.fingerprint.for_query = for_query;
-  s.fingerprint.local = has("local");
   if (has("embed")) {
     s.embedder = reuse ? std::move(reuse)
                        : std::shared_ptr<const Embedder>(load_model(model, c.embed_model));
@@ -88,11 +87,12 @@ SignalSetup signal_setup(const Bank& bank, const std::vector<std::string>& only,
                       "; use that model (--model) or leave embed out (--signals pdq,local)");
     s.embed = std::make_shared<EmbedSignal>(s.embedder);
   }
+  // The bank's instances compute (they need nothing more), except embed: its model.
   for (const auto& name : s.signals)
     if (name == "embed")
       s.fingerprint.registered.push_back(s.embed.get());
-    else if (const Signal* reg = find_signal(name); reg && !is_builtin_signal(name))
-      s.fingerprint.registered.push_back(reg);
+    else if (const Signal* sig = find_signal(name))
+      s.fingerprint.registered.push_back(sig);
   return s;
 }
 

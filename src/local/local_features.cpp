@@ -223,6 +223,48 @@ LocalFeatures decode_local(std::string_view points_blob, std::string_view descri
   return f;
 }
 
+std::string local_record(std::string_view points_blob, std::string_view descriptors_blob) {
+  std::string out;
+  out.reserve(16 + points_blob.size() + descriptors_blob.size());
+  for (const auto blob : {points_blob, descriptors_blob}) {
+    for (int i = 0; i < 8; ++i)
+      out += static_cast<char>((static_cast<std::uint64_t>(blob.size()) >> (8 * i)) & 0xff);
+    out.append(blob);
+  }
+  return out;
+}
+
+std::string local_record(const LocalFeatures& f) {
+  const cv::Mat d = f.descriptors.isContinuous() ? f.descriptors : f.descriptors.clone();
+  return local_record(encode_points(f),
+                      std::string_view(reinterpret_cast<const char*>(d.data), d.total()));
+}
+
+std::optional<std::pair<std::string_view, std::string_view>> split_local_record(
+    std::string_view r) {
+  std::string_view parts[2];
+  for (auto& part : parts) {
+    if (r.size() < 8) return std::nullopt;
+    std::uint64_t n = 0;
+    for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<unsigned char>(r[i]);
+    r.remove_prefix(8);
+    if (n > r.size()) return std::nullopt;
+    part = r.substr(0, n);
+    r.remove_prefix(n);
+  }
+  if (!r.empty()) return std::nullopt;
+  return std::make_pair(parts[0], parts[1]);
+}
+
+LocalFeatures decode_local_record(std::string_view record, const std::string& what) {
+  const auto blobs = split_local_record(record);
+  if (!blobs)
+    throw Error(ErrorKind::Corrupt, what,
+                "local features are corrupt: a record of " + std::to_string(record.size()) +
+                    " bytes that is not two length-prefixed blobs (run 'hashwall check')");
+  return decode_local(blobs->first, blobs->second, what);
+}
+
 LocalVerification verify_local(const LocalFeatures& query, const LocalFeatures& entry,
                                const LocalVerifyParams& params) {
   LocalVerification v;

@@ -72,6 +72,17 @@ std::string encode_points(const LocalFeatures& f);
 LocalFeatures decode_local(std::string_view points_blob, std::string_view descriptors_blob,
                            const std::string& what);
 
+// The features as one record (what the local signal stores, local_signal.hpp): the keypoint
+// blob and the descriptor blob above, each after its length as a little-endian uint64.
+// The same bytes are what a bank's checksum of the row hashes (docs/BANK_FORMAT.md).
+std::string local_record(std::string_view points_blob, std::string_view descriptors_blob);
+std::string local_record(const LocalFeatures& f);
+// The record's two blobs; nullopt when its lengths do not add up to its size.
+std::optional<std::pair<std::string_view, std::string_view>> split_local_record(
+    std::string_view record);
+// Throws Error{Corrupt} (naming `what`) for a malformed record, as decode_local does.
+LocalFeatures decode_local_record(std::string_view record, const std::string& what);
+
 struct LocalVerifyParams {
   int max_descriptor_distance = 64;  // of 256 bits, for a correspondence
   float ratio = 0.8f;                // Lowe's ratio test, nearest vs second nearest

@@ -6,10 +6,10 @@
 namespace hashwall {
 
 void prepare_load(LoadOptions& load, const FingerprintOptions& o) {
-  for (const Signal* s : o.registered)
+  for (const Signal* s : o.registered) {
     if (s->wants_colour()) load.want_color = true;
-  if (o.local)
-    load.detail_min_side = std::max(load.detail_min_side, o.local_params.min_decode_side);
+    load.detail_min_side = std::max(load.detail_min_side, s->min_decode_side());
+  }
 }
 
 NewEntry entry_from(const Fingerprint& f) {
@@ -17,7 +17,6 @@ NewEntry entry_from(const Fingerprint& f) {
   e.sha256 = f.sha256;
   e.pdq = f.pdq.hashes[0];
   e.quality = f.pdq.quality;
-  e.local = f.local;
   for (const auto& [name, q] : f.registered)
     if (!q.forms.empty()) e.records[name] = q.forms.front();
   return e;
@@ -30,17 +29,6 @@ Fingerprint fingerprint(const LoadedImage& image, DecodeMode mode, const Fingerp
   f.height = image.height;
   f.pdq = pdq_hash_dihedral(
       image.pixels, mode == DecodeMode::Exact ? PdqPreprocess::Reference : PdqPreprocess::Fast);
-  if (o.local) {
-    const LocalParams& p = o.local_params;
-    const cv::Mat& px = image.detail.empty() ? image.pixels : image.detail;
-    if (o.for_query) {
-      const int side = query_long_side(px.cols, px.rows, p.query_side);
-      f.local = extract_local(px, p.query_keypoints, side, false, p.query_grid);
-      f.local_mirror = extract_local(px, p.query_keypoints, side, true, p.query_grid);
-    } else {
-      f.local = extract_local(px, p.entry_keypoints, p.entry_side, false);
-    }
-  }
   for (const Signal* s : o.registered) {
     SignalQuery q;
     if (o.for_query) {

@@ -1,6 +1,6 @@
 // What hashwall computes from one image: the identity of its bytes and its signals.
-// Signals on the Signal interface (signal/signal.hpp: embed and registered ones) come in by
-// name in `registered`.
+// Signals on the Signal interface (signal/signal.hpp: local, embed and registered ones) come
+// in by name in `registered`.
 #pragma once
 
 #include <map>
@@ -11,7 +11,6 @@
 #include "bank/bank.hpp"
 #include "hash/pdq.hpp"
 #include "image/load.hpp"
-#include "local/local_features.hpp"
 #include "signal/signal.hpp"
 
 namespace hashwall {
@@ -20,26 +19,22 @@ struct Fingerprint {
   std::string sha256;         // of the file bytes
   int width = 0, height = 0;  // full size as a viewer sees it
   PdqDihedralResult pdq;      // hashes[0] is the image as given
-  // Local features (when asked for): of the image as given and, for queries, of its
-  // mirror image (binary descriptors are not mirror-invariant).
-  std::optional<LocalFeatures> local;
-  std::optional<LocalFeatures> local_mirror;
   // The signals on the Signal interface, by name: a query's forms, or for an entry its
   // record as the only form (no form: the signal had nothing to record for this image).
   std::map<std::string, SignalQuery> registered;
 };
 
 struct FingerprintOptions {
-  bool local = false;
-  bool for_query = true;  // queries: more keypoints, and the mirror image too
-  LocalParams local_params;
+  // Queries get each signal's query forms (local: more keypoints, and the mirror image
+  // too), entries its record.
+  bool for_query = true;
   // The signals on the Signal interface to compute: for embed, an EmbedSignal with its
   // model (embed/embed_signal.hpp).
   std::vector<const Signal*> registered;
 };
 
 // What decoding these signals need: colour for those that want it (the embedding), more
-// pixels for the local features (LocalParams::min_decode_side).
+// pixels for those that need them (Signal::min_decode_side: the local features).
 void prepare_load(LoadOptions& load, const FingerprintOptions& options);
 
 // The bank entry for an indexed image: its SHA-256, PDQ hash and quality, and whatever

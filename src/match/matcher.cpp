@@ -7,6 +7,7 @@
 
 #include "core/error.hpp"
 #include "embed/embed_signal.hpp"
+#include "local/local_signal.hpp"
 #include "signal/signal.hpp"
 
 namespace hashwall {
@@ -37,6 +38,8 @@ Matcher::Matcher(const Bank& bank, MatchOptions options)
   decisions_ = bank.config().signal_params;
   if (options_.embed_threshold && bank.config().has("embed"))
     decisions_["embed"]["threshold"] = threshold_text(*options_.embed_threshold);
+  if (options_.local_min_inliers && bank.config().has("local"))
+    decisions_["local"]["min_inliers"] = std::to_string(*options_.local_min_inliers);
   for (const auto& [name, params] : options_.decisions) {
     const auto it = decisions_.find(name);
     if (it == decisions_.end())
@@ -51,6 +54,49 @@ Matcher::Matcher(const Bank& bank, MatchOptions options)
         throw Error(ErrorKind::Usage, "", "signal '" + name + "': " + why);
   if (const auto it = decisions_.find("embed"); it != decisions_.end())
     embed_threshold_ = embed_threshold_of(it->second).value_or(embed_threshold_);
+  if (const auto it = decisions_.find("local"); it != decisions_.end())
+    local_min_inliers_ = min_inliers_of(it->second).value_or(local_min_inliers_);
+}
+
+// Views of the local signal's evidence (local/local_signal.cpp writes it).
+namespace {
+const MatchHit::Evidence* local_evidence(const MatchHit& h) {
+  const auto it = h.registered.find("local");
+  return it == h.registered.end() ? nullptr : &it->second;
+}
+}  // namespace
+
+std::optional<int> MatchHit::inliers() const {
+  const auto* ev = local_evidence(*this);
+  if (!ev || !ev->detail.contains("inliers")) return std::nullopt;
+  return ev->detail.at("inliers").get<int>();
+}
+
+bool MatchHit::local_mirrored() const {
+  const auto* ev = local_evidence(*this);
+  return ev && ev->detail.value("mirrored", false);
+}
+
+std::optional<std::array<cv::Point2f, 4>> MatchHit::region() const {
+  const auto* ev = local_evidence(*this);
+  if (!ev || !ev->detail.contains("region") || ev->detail.at("region").size() != 4)
+    return std::nullopt;
+  std::array<cv::Point2f, 4> out;
+  for (std::size_t i = 0; i < 4; ++i) {
+    const auto& p = ev->detail.at("region")[i];
+    out[i] = {p.at(0).get<float>(), p.at(1).get<float>()};
+  }
+  return out;
+}
+
+std::vector<std::pair<cv::Point2f, cv::Point2f>> MatchHit::inlier_pairs() const {
+  std::vector<std::pair<cv::Point2f, cv::Point2f>> out;
+  const auto* ev = local_evidence(*this);
+  if (!ev || !ev->extra.contains("inlier_pairs")) return out;
+  for (const auto& p : ev->extra.at("inlier_pairs"))
+    out.push_back({{p.at(0).get<float>(), p.at(1).get<float>()},
+                   {p.at(2).get<float>(), p.at(3).get<float>()}});
+  return out;
 }
 
 std::optional<float> MatchHit::similarity() const {
@@ -82,11 +128,6 @@ void fill_pdq_distance(MatchHit& h, const Fingerprint& q, bool dihedral) {
 
 double clip_margin(double m) { return std::clamp(m, -1.0, 1.0); }
 
-bool has_signal(const MatchHit& h, std::string_view s) {
-  return std::find(h.signals_matched.begin(), h.signals_matched.end(), s) !=
-         h.signals_matched.end();
-}
-
 }  // namespace
 
 double pdq_margin(int distance, int threshold) {
@@ -98,18 +139,12 @@ double embed_margin(double similarity, double threshold) {
   return similarity_margin(similarity, threshold);
 }
 
-double local_margin(int inliers, int min_inliers) {
-  if (min_inliers <= 0) return 1.0;
-  if (inliers >= min_inliers)
-    return inliers > 0 ? static_cast<double>(inliers - min_inliers) / inliers : 0.0;
-  return clip_margin(static_cast<double>(inliers - min_inliers) / min_inliers);
-}
+double local_margin(int inliers, int min_inliers) { return inliers_margin(inliers, min_inliers); }
 
 double joint_score(const MatchHit& h, const ScoreScale& scale, bool pdq_counts) {
   std::vector<double> margins;
   if (h.exact) margins.push_back(1.0);
   if (pdq_counts) margins.push_back(pdq_margin(h.distance, scale.pdq_threshold));
-  if (h.inliers) margins.push_back(local_margin(*h.inliers, scale.local_min_inliers));
   for (const auto& [name, ev] : h.registered) margins.push_back(clip_margin(ev.margin));
   if (margins.empty()) return -1.0;
   std::sort(margins.begin(), margins.end(), std::greater<>());
@@ -126,8 +161,9 @@ MatchResult Matcher::match(const Fingerprint& q) const {
   r.embed_threshold = embed_threshold_;
   // The signals that take part: those allowed that the query carries (a bare hash sent
   // by a client has PDQ only).
-  // Interface signals in the bank's order (q.registered is by name); embed, which was
-  // listed before local when it had its own code path, still is.
+  // Signals on the Signal interface in the bank's order (q.registered is by name). The
+  // built-in ones come first, embed before local as when they had code paths of their own:
+  // the order decides which signal a hit names when several match.
   const auto takes_part = [&](const std::string& name) {
     const auto qi = q.registered.find(name);
     return qi != q.registered.end() && !qi->second.forms.empty() && use(name) &&
@@ -136,18 +172,18 @@ MatchResult Matcher::match(const Fingerprint& q) const {
   std::vector<std::string> interface_signals;
   for (const auto& name : bank_.config().signals)
     if (takes_part(name)) interface_signals.push_back(name);
+  const auto builtin = [](const std::string& name) { return name == "embed" || name == "local"; };
   if (use("pdq")) r.signals.emplace_back("pdq");
-  if (takes_part("embed")) r.signals.emplace_back("embed");
-  if (use("local") && q.local) r.signals.emplace_back("local");
+  for (const char* name : {"embed", "local"})
+    if (takes_part(name)) r.signals.emplace_back(name);
   for (const auto& name : interface_signals) {
-    if (name != "embed") r.signals.push_back(name);
+    if (!builtin(name)) r.signals.push_back(name);
     r.registered_params[name] = decisions_.at(name);
   }
 
   // How far each search reaches: the thresholds, or twice as far for near misses.
   const bool near = options_.near_misses;
   const int pdq_reach = near ? std::min(2 * threshold_, 255) : threshold_;
-  const int local_reach = near ? std::max(4, local_min_inliers_ / 2) : local_min_inliers_;
   // With near misses, the top cut comes after scoring (a near miss found first must not
   // push out a match found later); each signal still stops somewhere.
   const int per_signal_cap = near ? std::max(options_.top, 1) * 4 : options_.top;
@@ -263,7 +299,7 @@ MatchResult Matcher::match(const Fingerprint& q) const {
         const auto [h, stop] = take(m.id, name.c_str(), taken);
         if (stop) break;
         if (!h) continue;
-        h->registered[name] = MatchHit::Evidence{m.margin, m.form, m.evidence};
+        h->registered[name] = MatchHit::Evidence{m.margin, m.form, m.evidence, m.extra};
         if (m.margin >= 0) h->signals_matched.push_back(name);
       }
       if (!roles || taken >= per_signal_cap || found.size() < k || k == 0 || k >= kRolePageMax)
@@ -272,40 +308,11 @@ MatchResult Matcher::match(const Fingerprint& q) const {
   };
   if (takes_part("embed")) search_interface("embed");
 
-  if (use("local") && q.local) {
-    LocalVerifyParams vp;
-    vp.min_inliers = local_reach;
-    int taken = 0;
-    // Returns whether any entry reached the threshold (not only the near-miss reach).
-    const auto run = [&](const LocalFeatures& f) {
-      bool any = false;
-      for (const LocalMatch& m : bank_.search_local(f, vp)) {
-        if (!m.verification.matched) continue;
-        if (const MatchHit* seen_before = find_hit(m.id);
-            seen_before && seen_before->inliers && *seen_before->inliers >= m.verification.inliers)
-          continue;  // mirror side weaker
-        const auto [h, stop] = take(m.id, "local", taken);
-        if (stop) break;
-        if (!h) continue;
-        h->inliers = m.verification.inliers;
-        h->region = m.verification.region;
-        h->inlier_pairs = m.verification.inlier_pairs;
-        h->local_mirrored = f.mirrored;
-        if (m.verification.inliers >= local_min_inliers_) {
-          if (!has_signal(*h, "local")) h->signals_matched.emplace_back("local");
-          any = true;
-        }
-      }
-      return any;
-    };
-    // The mirror image only when the photo as given found nothing: a flipped crop is
-    // rarer than a plain one, and it doubles the search.
-    if (!run(*q.local) && q.local_mirror) run(*q.local_mirror);
-  }
+  if (takes_part("local")) search_interface("local");
 
   // The registered signals, in the bank's order.
   for (const auto& name : interface_signals)
-    if (name != "embed") search_interface(name);
+    if (!builtin(name)) search_interface(name);
 
   const ScoreScale scale{threshold_, embed_threshold_, local_min_inliers_};
   for (MatchHit& h : r.hits) {

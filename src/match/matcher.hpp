@@ -66,25 +66,28 @@ struct MatchHit {
   // registered signal (the first of these that matched, in that order); the others'
   // evidence is filled in where they were computed.
   std::string signal;
-  int distance = 0;                       // PDQ Hamming distance, best over the variants tried
-  Dihedral variant = Dihedral::Original;  // which transform of the query came nearest
-  bool exact = false;                     // same SHA-256: byte-identical file
-  // Local features: geometric inliers, and where the known photo sits in the query.
-  std::optional<int> inliers;
-  bool local_mirrored = false;
-  std::optional<std::array<cv::Point2f, 4>> region;
-  std::vector<std::pair<cv::Point2f, cv::Point2f>> inlier_pairs;  // (entry, query), normalised
+  int distance = 0;                          // PDQ Hamming distance, best over the variants tried
+  Dihedral variant = Dihedral::Original;     // which transform of the query came nearest
+  bool exact = false;                        // same SHA-256: byte-identical file
   std::vector<std::string> signals_matched;  // every signal that matched this entry
-  // The evidence of the signals on the Signal interface (signal/signal.hpp: embed and
-  // registered ones), by name.
+  // The evidence of the signals on the Signal interface (signal/signal.hpp: local, embed
+  // and registered ones), by name.
   struct Evidence {
     double margin = 0;  // on the joint scale: >= 0 is a match
     int form = 0;       // which query form came nearest
     nlohmann::ordered_json detail;
+    nlohmann::ordered_json extra;  // SignalMatch::extra: not reported
   };
   std::map<std::string, Evidence> registered;
-  // The embedding's cosine similarity (embed's evidence), when it was searched up.
+  // Views of that evidence, where the signal reached this entry. The embedding's cosine
+  // similarity:
   std::optional<float> similarity() const;
+  // The local features' geometric inliers, whether the mirror image found them, where
+  // the known photo sits in the query and the inlier pairs (entry, query), normalised:
+  std::optional<int> inliers() const;
+  bool local_mirrored() const;
+  std::optional<std::array<cv::Point2f, 4>> region() const;
+  std::vector<std::pair<cv::Point2f, cv::Point2f>> inlier_pairs() const;
   // One score over all signals (see joint_score); >= 0 for every match. Hits are sorted by it.
   double score = 0;
   bool matched = true;  // false only for a near miss (MatchOptions::near_misses)

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "core/error.hpp"
+#include "local/local_signal.hpp"
 
 namespace hashwall {
 
@@ -48,7 +49,16 @@ json report_json(const FileReport& r) {
   if (std::find(r.result.signals.begin(), r.result.signals.end(), "local") !=
       r.result.signals.end()) {
     j["local_min_inliers"] = r.result.local_min_inliers;
-    j["local_keypoints"] = r.fp->local ? static_cast<std::int64_t>(r.fp->local->size()) : 0;
+    // The keypoints of the query as given (its first form).
+    std::int64_t keypoints = 0;
+    if (const auto it = r.fp->registered.find("local");
+        it != r.fp->registered.end() && !it->second.forms.empty())
+      try {
+        keypoints = static_cast<std::int64_t>(decode_local_query_form(it->second.forms[0]).size());
+      } catch (const Error&) {
+        // an entry's record, not a query's form: not a query report
+      }
+    j["local_keypoints"] = keypoints;
   }
   if (std::find(r.result.signals.begin(), r.result.signals.end(), "embed") !=
       r.result.signals.end())
@@ -91,12 +101,12 @@ json hit_json(const MatchHit& h) {
   if (!h.matched) j["near_miss"] = true;
   if (h.allow) j["allow"] = true;
   j["similarity"] = h.similarity() ? json(*h.similarity()) : json(nullptr);
-  if (h.inliers) {
-    j["inliers"] = *h.inliers;
-    j["mirrored"] = h.local_mirrored;
+  if (const auto inliers = h.inliers()) {
+    j["inliers"] = *inliers;
+    j["mirrored"] = h.local_mirrored();
     json region = json::array();
-    if (h.region)
-      for (const auto& p : *h.region) region.push_back({p.x, p.y});
+    if (const auto rg = h.region())
+      for (const auto& p : *rg) region.push_back({p.x, p.y});
     j["region"] = region;
   } else {
     j["inliers"] = nullptr;

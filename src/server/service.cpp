@@ -421,18 +421,7 @@ Reply Service::stats(const json& extra) const {
                           {"index_config", c.index_type},
                           {"index_memory_bytes", s.index_memory_bytes}}});
     json index_types = json{{"pdq", s.index_type}};
-    if (c.has("local")) {
-      r.body["signals"].push_back(json{{"name", "local"},
-                                       {"model", "orb-256 (ORB keypoints, RANSAC similarity fit)"},
-                                       {"min_inliers", c.local_min_inliers},
-                                       {"entries", s.local_entries},
-                                       {"keypoints", s.local_keypoints},
-                                       {"db_bytes", s.local_db_bytes},
-                                       {"index_type", s.local_index_type},
-                                       {"index_memory_bytes", s.local_memory_bytes}});
-      index_types["local"] = s.local_index_type;
-    }
-    // The signals on the Signal interface (embed, registered ones).
+    // The signals on the Signal interface (local, embed, registered ones).
     for (const auto& reg : s.registered) {
       json params = json::object();
       for (const auto& [k, v] : reg.params) params[k] = v;
@@ -445,6 +434,11 @@ Reply Service::stats(const json& extra) const {
       if (reg.name == "embed") {
         one["model"] = c.embed_model;
         one["threshold"] = c.embed_threshold;
+      }
+      if (reg.name == "local") {
+        one["model"] = "orb-256 (ORB keypoints, RANSAC similarity fit)";
+        one["min_inliers"] = c.local_min_inliers;
+        one["keypoints"] = reg.items;
       }
       r.body["signals"].push_back(std::move(one));
       index_types[reg.name] = reg.index_type;

@@ -44,6 +44,8 @@ struct SignalMatch {
   int form = 0;  // which query form came nearest
   // The signal's own measure (a distance, a similarity, ...), reported as it is.
   nlohmann::ordered_json evidence = nlohmann::ordered_json::object();
+  // What the signal's own tools use and reports leave out (query --draw's inlier pairs).
+  nlohmann::ordered_json extra;
 };
 
 // One signal's search structure over the bank's records. Built by the bank from the
@@ -58,11 +60,25 @@ class SignalIndex {
   // Called after a batch of add()s and before searches (which may then run concurrently):
   // where an index builds a structure over its rows (an HNSW graph), it does it here.
   virtual void prepare() {}
+  // Whether remove() works in place; when it does not (an IVF whose lists would have to be
+  // assigned again), the bank builds the index afresh from the records after a removal,
+  // outside the lock searches share.
+  virtual bool can_remove() const { return true; }
   virtual void remove(std::span<const std::int64_t> ids) = 0;
+  // A derived structure worth keeping next to the bank, so that the next process need
+  // not build it (the local features' IVF layout): its bytes after prepare() ("" when it
+  // has none), and restoring it over the same records added in the same order instead of
+  // prepare() (false, with nothing changed, when it does not fit). The bank keeps the
+  // file ("<bank>.<signal>-index", docs/BANK_FORMAT.md) with its generation and a checksum.
+  virtual std::string cache() const { return {}; }
+  virtual bool restore(std::string_view /*cache*/) { return false; }
   // Entries whose margin under `decision` (the bank's recorded parameters, or a caller's
   // override that Signal::validate accepted) is at least min_margin (0: matches only; down
-  // to -1 for near misses), highest margin first, ties by id, at most k. Throws Error{Usage}
-  // for a query form the index cannot compare with its records.
+  // to -1 for near misses), highest margin first, ties by id, at most k (an index that
+  // verifies a bounded set of candidates, as local does, may return them all, in its own
+  // order). Below -1: whatever the index examined, for diagnostics (local: every verified
+  // candidate, matched or not, once per form). Throws Error{Usage} for a query form the
+  // index cannot compare with its records.
   virtual std::vector<SignalMatch> search(const SignalQuery& query, const SignalParams& decision,
                                           double min_margin, std::size_t k) const = 0;
   virtual std::size_t size() const = 0;
@@ -79,6 +95,9 @@ class Signal {
   // Whether it needs the image in colour (the other signals still see the same pixels:
   // a colour decode is kept beside the grey one, LoadedImage::colour()).
   virtual bool wants_colour() const { return false; }
+  // The least short side, in pixels, of the decode it computes from (LoadOptions::
+  // detail_min_side): local features need more pixels than PDQ's 256. 0: any.
+  virtual int min_decode_side() const { return 0; }
 
   // How records are computed (algorithm version, sizes, model): recorded in a new bank;
   // a bank that recorded other values is refused, since its records were made another way.
@@ -104,11 +123,17 @@ class Signal {
     return {};
   }
   virtual std::unique_ptr<SignalIndex> make_index() const = 0;
+  // "" when an index cache file's bytes (SignalIndex::cache) fit `items` stored items of
+  // the bank's records, else why: `check` notes a cache that would be refused.
+  virtual std::string check_cache(std::string_view /*cache*/, std::int64_t /*items*/) const {
+    return {};
+  }
 };
 
-// The built-in signals. pdq and local still have their own tables and code paths in this
-// release; embed (src/embed/embed_signal.hpp) is on this interface and registered by the
-// bank (register_builtin_signal). A registered signal may not take these names.
+// The built-in signals. pdq still has its own code paths in this release; local
+// (src/local/local_signal.hpp) and embed (src/embed/embed_signal.hpp) are on this
+// interface and registered by the bank (register_builtin_signal). A registered signal may
+// not take these names.
 inline constexpr const char* kBuiltinSignals[] = {"pdq", "local", "embed"};
 bool is_builtin_signal(std::string_view name) noexcept;
 

@@ -23,6 +23,7 @@
 #include "bank/bank.hpp"
 #include "core/error.hpp"
 #include "embed/embed_signal.hpp"
+#include "local/local_signal.hpp"
 
 using namespace hashwall;
 namespace fs = std::filesystem;
@@ -32,7 +33,7 @@ namespace {
 struct Fixture {
   fs::path dir, bank, good_bank_copy;
   std::vector<Hash256> hashes;
-  LocalFeatures local_query;
+  SignalQuery local_query;
   SignalQuery embed_query;
   Fixture() {
     // FAISS's OpenMP workers spin between searches: on 64 entries that spinning was most
@@ -65,7 +66,7 @@ struct Fixture {
           for (int c = 0; c < 32; ++c)
             f.descriptors.at<std::uint8_t>(k, c) = static_cast<std::uint8_t>(rng());
         }
-        e.local = f;
+        e.records["local"] = local_record(f);
         double norm = 0;
         std::vector<float> vec;
         for (int d = 0; d < 16; ++d) {
@@ -75,7 +76,7 @@ struct Fixture {
         for (auto& v : vec) v = static_cast<float>(v / std::sqrt(norm));
         e.records["embed"] = embedding_record(vec);
         if (i == 0) {
-          local_query = f;
+          local_query.forms = {local_query_form(f)};
           embed_query.forms = {e.records["embed"]};
         }
       }
@@ -143,7 +144,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     (void)bank->check();
     (void)bank->stats();
     (void)bank->search_pdq(std::span(fx.hashes.data(), 4), 31);
-    (void)bank->search_local(fx.local_query, LocalVerifyParams{});
+    (void)bank->search_signal("local", fx.local_query, 0.0, 5);
     (void)bank->search_signal("embed", fx.embed_query, 0.0, 5);
     std::size_t n = 0;
     bank->for_each([&](const Entry&) { return ++n < 10000; });

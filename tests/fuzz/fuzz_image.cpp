@@ -14,6 +14,7 @@
 #include "embed/embed_signal.hpp"
 #include "embed/embedder.hpp"
 #include "image/load.hpp"
+#include "local/local_signal.hpp"
 #include "match/fingerprint.hpp"
 
 using namespace hashwall;
@@ -41,22 +42,31 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   opt.max_pixels = 4'000'000;
   opt.mode = (flags & 1) ? DecodeMode::Exact : DecodeMode::Fast;
   FingerprintOptions fo;
-  fo.local = (flags & 2) != 0;
   fo.for_query = (flags & 8) == 0;
+  static const LocalSignal local;
   static const auto embed = std::make_shared<EmbedSignal>(
       std::shared_ptr<const Embedder>(embedder(), [](const Embedder*) {}));
-  if (flags & 4) fo.registered = {embed.get()};
+  if (flags & 2) fo.registered.push_back(&local);
+  if (flags & 4) fo.registered.push_back(embed.get());
   prepare_load(opt, fo);
   try {
     const LoadedImage img = decode_image(bytes, "fuzz", opt);
     if (img.pixels.empty() || img.pixels.depth() != CV_8U) __builtin_trap();
     const Fingerprint f = fingerprint(img, opt.mode, fo);
     if (f.pdq.quality < 0 || f.pdq.quality > 100) __builtin_trap();
-    if (f.local) {
-      const auto& l = *f.local;
-      if (l.descriptors.rows != static_cast<int>(l.points.size())) __builtin_trap();
-      for (const auto& p : l.points)
-        if (!(p.x >= 0 && p.x <= 1 && p.y >= 0 && p.y <= 1)) __builtin_trap();
+    if (flags & 2) {
+      // An entry's record reads back as its signal reads it; a query's forms are the
+      // photo as given and its mirror image.
+      const auto& forms = f.registered.at("local").forms;
+      if (forms.size() != (fo.for_query ? 2u : 1u)) __builtin_trap();
+      for (const auto& form : forms) {
+        const LocalFeatures l =
+            fo.for_query ? decode_local_query_form(form) : decode_local_record(form, "fuzz");
+        if (!fo.for_query && !local.check_record(form).empty()) __builtin_trap();
+        if (l.descriptors.rows != static_cast<int>(l.points.size())) __builtin_trap();
+        for (const auto& p : l.points)
+          if (!(p.x >= 0 && p.x <= 1 && p.y >= 0 && p.y <= 1)) __builtin_trap();
+      }
     }
     if (flags & 4) {
       const auto& forms = f.registered.at("embed").forms;
