@@ -21,6 +21,11 @@ bool BankConfig::has(std::string_view signal) const {
   return std::find(signals.begin(), signals.end(), signal) != signals.end();
 }
 
+void register_builtin_signals() {
+  register_local_signal();
+  register_embed_signal();
+}
+
 fs::path pdq_index_path(const fs::path& bank) { return fs::path(bank.string() + ".pdq-index"); }
 
 Bank::Bank(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
@@ -37,8 +42,7 @@ std::unique_ptr<Bank> Bank::open(const fs::path& path, OpenMode mode,
                                  const BankConfig& config_for_new_bank,
                                  const std::string& seal_key) {
   // The built-in signals on the Signal interface, before any bank names them.
-  register_local_signal();
-  register_embed_signal();
+  register_builtin_signals();
   std::error_code ec;
   if (mode == OpenMode::Create) {
     const auto& c = config_for_new_bank;

@@ -193,6 +193,11 @@ class Bank {
   std::unique_ptr<Impl> impl_;
 };
 
+// Registers the built-in signals on the Signal interface (local, embed) so that
+// find_signal() knows them; idempotent. Bank::open calls it; so may anything that lists
+// signals before opening a bank (--help).
+void register_builtin_signals();
+
 // Where the index cache for a bank file lives: "<bank>.pdq-index".
 std::filesystem::path pdq_index_path(const std::filesystem::path& bank);
 

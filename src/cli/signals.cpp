@@ -7,21 +7,18 @@
 
 namespace hashwall::cli {
 
-namespace {
-const char* const kBuiltinHelp =
-    "Signals: pdq (Meta's PDQ hash and its 8 rotations/flips: re-encodes, resizes, filters),\n"
-    "local (ORB keypoints verified by a RANSAC fit: crops, borders, captions, stickers,\n"
-    "screenshots, collages, small rotations) and embed (a learned embedding,\n"
-    "models/hashwall-embed-v1.onnx). A bank records the signals it was built with; PDQ\n"
-    "lists imported from other organisations carry PDQ only.";
-}  // namespace
-
 std::string signals_help() {
-  std::string out = kBuiltinHelp;
-  const auto more = registered_signals();
-  if (!more.empty()) out += "\nRegistered signals:";
-  for (const Signal* s : more) out += "\n  " + s->name() + ": " + s->summary();
-  return out;
+  register_builtin_signals();
+  // pdq is not on the Signal interface yet; every other signal says what it finds itself.
+  std::string out =
+      "Signals:\n"
+      "  pdq: Meta's PDQ hash and its 8 rotations/flips (re-encodes, resizes, filters)";
+  for (const char* name : {"local", "embed"})
+    if (const Signal* s = find_signal(name)) out += "\n  " + s->name() + ": " + s->summary();
+  for (const Signal* s : registered_signals()) out += "\n  " + s->name() + ": " + s->summary();
+  return out +
+         "\nA bank records the signals it was built with; PDQ lists imported from other\n"
+         "organisations carry PDQ only.";
 }
 
 std::vector<std::string> parse_signals(const std::string& list) {

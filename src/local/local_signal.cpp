@@ -120,8 +120,8 @@ LocalSignal::LocalSignal(LocalParams params, LocalIndexParams index)
     : params_(params), index_(index) {}
 
 std::string LocalSignal::summary() const {
-  return "ORB keypoints verified by a RANSAC fit (crops, borders, captions, screenshots, "
-         "collages)";
+  return "ORB keypoints verified by a RANSAC fit (crops, borders, captions, stickers, "
+         "screenshots, collages, small rotations)";
 }
 
 SignalParams LocalSignal::decision_defaults() const {
