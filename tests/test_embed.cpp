@@ -1,6 +1,7 @@
 // The learned embedding: the shipped ONNX model loads in OpenCV, computes what the
 // training script computed, and a bank refuses queries made with another model.
 #include <catch2/catch.hpp>
+#include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
@@ -297,6 +298,21 @@ TEST_CASE(
   MatchOptions wrong;
   wrong.decisions["embed"] = {{"threshold", "2"}};
   CHECK_THROWS_WITH(Matcher(*bank, wrong), Catch::Contains("threshold must be a number"));
+  // A similarity exactly at the threshold as a float matches, as the index compares them,
+  // though 0.7f < 0.7 as doubles; a caller's threshold keeps all its digits.
+  const auto at = bank->add(std::vector<NewEntry>{entry('f', {0.7f, std::sqrt(0.51f), 0, 0})});
+  MatchOptions seven;
+  seven.embed_threshold = 0.7;
+  const auto r7 = Matcher(*bank, seven).match(fp);
+  const auto hit7 = std::find_if(r7.hits.begin(), r7.hits.end(),
+                                 [&](const MatchHit& h) { return h.entry.id == at.ids[0]; });
+  REQUIRE(hit7 != r7.hits.end());
+  CHECK(hit7->matched);
+  CHECK(hit7->registered.at("embed").margin >= 0);
+  MatchOptions fine;
+  fine.embed_threshold = 0.8123456789;
+  CHECK(Matcher(*bank, fine).match(fp).registered_params.at("embed").at("threshold") ==
+        "0.81234567889999998");
   MatchOptions unknown;
   unknown.decisions["pdq"] = {{"threshold", "3"}};
   CHECK_THROWS_WITH(Matcher(*bank, unknown), Catch::Contains("not one of the bank's signals"));

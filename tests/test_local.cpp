@@ -463,4 +463,28 @@ TEST_CASE(
   MatchOptions wrong;
   wrong.decisions["local"] = {{"min_inliers", "2"}};
   CHECK_THROWS_WITH(Matcher(*bank, wrong), Catch::Contains("min_inliers must be an integer"));
+
+  // The mirror form is tried when the forms before it found no entry the caller keeps: a
+  // disabled entry matched as given does not hide the entry the mirror image finds.
+  cv::Mat flipped;
+  cv::flip(captioned_crop(sample("mate_LadyBird.jpg"), 0.75), flipped, 1);
+  Fingerprint two;
+  two.pdq.hashes.fill(Hash256{});
+  two.registered["local"].forms = {
+      local_query_form(query_features(captioned_crop(sample("skimage_chelsea.jpg"), 0.75))),
+      local_query_form(query_features(flipped, true))};
+  const auto as_given = Matcher(*bank, {}).match(two);
+  REQUIRE(as_given.verdict == Verdict::Match);
+  CHECK(as_given.hits[0].entry.id == ids[1]);
+  CHECK(as_given.hits.size() == 1);  // the mirror image was not needed
+  MatchOptions lists;
+  lists.entry_role = [&](const Entry& e) {
+    return e.id == ids[1] ? EntryRole::Disabled : EntryRole::Block;
+  };
+  const auto mirrored = Matcher(*bank, lists).match(two);
+  REQUIRE(mirrored.verdict == Verdict::Match);
+  REQUIRE(mirrored.hits.size() == 1);
+  CHECK(mirrored.hits[0].entry.label == "mate_LadyBird.jpg");
+  CHECK(mirrored.hits[0].local_mirrored());
+  CHECK(mirrored.hits[0].registered.at("local").form == 1);
 }

@@ -173,9 +173,16 @@ AddResult Bank::add(std::span<const NewEntry> entries) {
           // A record must compare with the bank's others (e.g. vectors of one length).
           auto& sample = samples[name];
           if (sample.empty()) sample = reg->second.sample;
-          if (sample.empty())
+          if (sample.empty()) {
+            // The bank's first well-formed record, as build_registered() and check() take
+            // it (a damaged first row is skipped: rare, and read once per process).
             if (auto first = m.store->first_record(name); first && sig.check_record(*first).empty())
               sample = std::move(*first);
+            else if (first)
+              m.store->scan_records(name, [&](std::int64_t, std::string_view r) {
+                if (sample.empty() && sig.check_record(r).empty()) sample = r;
+              });
+          }
           if (!sample.empty())
             if (const auto why = sig.comparable(sample, record); !why.empty())
               throw Error(ErrorKind::Bank, m.where, where() + name + " record: " + why);

@@ -27,6 +27,9 @@ class EmbedSignalIndex final : public SignalIndex {
   void prepare() override {
     if (index_) index_->prepare();
   }
+  // Flat: the vectors are compacted and copied again, milliseconds. An HNSW graph would be
+  // built again under the lock searches share: the bank rebuilds it at the next search.
+  bool can_remove() const override { return !index_ || index_->type() != "hnsw32"; }
   void remove(std::span<const std::int64_t> ids) override {
     if (index_) index_->remove(ids);
   }
@@ -45,10 +48,16 @@ class EmbedSignalIndex final : public SignalIndex {
     // The similarity at min_margin: margin = (s - t) / (1 - t).
     const double reach = std::max(-1.0, *t + std::clamp(min_margin, -1.0, 1.0) * (1.0 - *t));
     const auto kk = static_cast<int>(std::min<std::size_t>(k, 1u << 30));
+    // A match is a similarity at or above the threshold as a float (as the index compares
+    // them); the margin's sign says the same even where the double threshold differs.
+    const float tf = static_cast<float>(*t);
     for (const EmbedHit& h : index_->search(q, kk, static_cast<float>(reach))) {
       SignalMatch m;
       m.id = h.id;
       m.margin = similarity_margin(h.similarity, *t);
+      if (h.similarity >= tf && m.margin < 0) m.margin = 0;
+      if (h.similarity < tf && m.margin >= 0) m.margin = std::nextafter(0.0, -1.0);
+      if (m.margin < min_margin) continue;
       m.evidence["similarity"] = h.similarity;
       out.push_back(std::move(m));
     }
@@ -123,6 +132,14 @@ std::vector<float> embedding_values(std::string_view record) {
 std::string threshold_text(double t) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.6f", t);
+  return buf;
+}
+
+std::string exact_threshold_text(double t) {
+  std::string six = threshold_text(t);
+  if (std::strtod(six.c_str(), nullptr) == t) return six;
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%.17g", t);
   return buf;
 }
 

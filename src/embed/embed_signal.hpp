@@ -50,8 +50,10 @@ SignalRecord embedding_record(std::span<const float> vector);
 std::vector<float> embedding_values(std::string_view record);
 
 // The decision's threshold ("%.6f" text, as banks record it), and back: nullopt when the
-// text is not a number within -1..1.
+// text is not a number within -1..1. exact_threshold_text: the same text when it reads
+// back as this very value, else all the digits (a caller's --embed-threshold).
 std::string threshold_text(double threshold);
+std::string exact_threshold_text(double threshold);
 std::optional<double> embed_threshold_of(const SignalParams& decision);
 
 // A similarity's margin past the threshold on the signals' shared scale:

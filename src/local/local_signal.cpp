@@ -167,6 +167,12 @@ std::unique_ptr<SignalIndex> LocalSignal::make_index() const {
   return std::make_unique<LocalSignalIndex>(index_);
 }
 
+std::int64_t LocalSignal::record_items(std::string_view record) const {
+  const auto blobs = split_local_record(record);
+  return blobs && blobs->first.size() >= 4 ? static_cast<std::int64_t>(blobs->first.size() / 4 - 1)
+                                           : 0;
+}
+
 std::string LocalSignal::check_cache(std::string_view cache, std::int64_t items) const {
   return LocalIndex::layout_mismatch(
       cache, static_cast<std::size_t>(std::max<std::int64_t>(items, 0)), index_);

@@ -28,9 +28,14 @@ class LocalSignal final : public Signal {
   std::string validate(const SignalParams& decision) const override;
   std::optional<SignalRecord> compute(const LoadedImage& image) const override;
   // The image as given, then its mirror image: binary descriptors are not mirror-invariant.
+  // The mirror image is tried only when the photo as given found nothing, and a search
+  // verifies a bounded set of candidates (LocalIndexParams::max_candidates).
   SignalQuery compute_query(const LoadedImage& image) const override;
+  bool tries_forms_in_turn() const override { return true; }
+  bool returns_all_candidates() const override { return true; }
   std::string check_record(std::string_view record) const override;
   std::unique_ptr<SignalIndex> make_index() const override;
+  std::int64_t record_items(std::string_view record) const override;  // keypoints
   std::string check_cache(std::string_view cache, std::int64_t items) const override;
 
   const LocalParams& params() const { return params_; }

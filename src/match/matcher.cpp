@@ -37,7 +37,7 @@ Matcher::Matcher(const Bank& bank, MatchOptions options)
     throw Error(ErrorKind::Usage, "", why);
   decisions_ = bank.config().signal_params;
   if (options_.embed_threshold && bank.config().has("embed"))
-    decisions_["embed"]["threshold"] = threshold_text(*options_.embed_threshold);
+    decisions_["embed"]["threshold"] = exact_threshold_text(*options_.embed_threshold);
   if (options_.local_min_inliers && bank.config().has("local"))
     decisions_["local"]["min_inliers"] = std::to_string(*options_.local_min_inliers);
   for (const auto& [name, params] : options_.decisions) {
@@ -286,24 +286,48 @@ MatchResult Matcher::match(const Fingerprint& q) const {
   }
 
   // A signal on the Signal interface: its search under the decision in use, each result
-  // merged into the entry's hit with its evidence.
+  // merged into the entry's hit with its evidence. A signal whose forms are tried in turn
+  // (local: the mirror image) is searched form by form until one finds an entry that is
+  // kept as a hit and passes the threshold.
   const auto search_interface = [&](const std::string& name) {
+    const Signal* sig = find_signal(name);
     const SignalQuery& sq = q.registered.at(name);
     const SignalParams& decision = decisions_.at(name);
+    const bool in_turn = sig && sig->tries_forms_in_turn() && sq.forms.size() > 1;
+    const bool whole = sig && sig->returns_all_candidates();
     int taken = 0;
-    std::set<std::int64_t> seen;
-    for (std::size_t k = static_cast<std::size_t>(std::max(per_signal_cap, 0));; k *= 4) {
-      const auto found = bank_.search_signal(name, sq, near ? -1.0 : 0.0, k, &decision);
-      for (const SignalMatch& m : found) {
-        if (!seen.insert(m.id).second) continue;  // an earlier page
-        const auto [h, stop] = take(m.id, name.c_str(), taken);
-        if (stop) break;
-        if (!h) continue;
-        h->registered[name] = MatchHit::Evidence{m.margin, m.form, m.evidence, m.extra};
-        if (m.margin >= 0) h->signals_matched.push_back(name);
+    for (std::size_t round = 0; round < (in_turn ? sq.forms.size() : 1); ++round) {
+      SignalQuery one;
+      if (in_turn) one.forms = {sq.forms[round]};
+      const SignalQuery& query = in_turn ? one : sq;
+      bool any = false;
+      std::set<std::int64_t> seen;
+      for (std::size_t k = static_cast<std::size_t>(std::max(per_signal_cap, 0));; k *= 4) {
+        const auto found = bank_.search_signal(name, query, near ? -1.0 : 0.0, k, &decision);
+        for (const SignalMatch& m : found) {
+          if (!seen.insert(m.id).second) continue;  // an earlier page
+          if (const MatchHit* before = find_hit(m.id)) {
+            const auto ev = before->registered.find(name);
+            if (ev != before->registered.end() && ev->second.margin >= m.margin)
+              continue;  // an earlier form came as near
+          }
+          const auto [h, stop] = take(m.id, name.c_str(), taken);
+          if (stop) break;
+          if (!h) continue;
+          h->registered[name] = MatchHit::Evidence{
+              m.margin, in_turn ? static_cast<int>(round) : m.form, m.evidence, m.extra};
+          if (m.margin >= 0) {
+            if (std::find(h->signals_matched.begin(), h->signals_matched.end(), name) ==
+                h->signals_matched.end())
+              h->signals_matched.push_back(name);
+            any = true;
+          }
+        }
+        if (whole || !roles || taken >= per_signal_cap || found.size() < k || k == 0 ||
+            k >= kRolePageMax)
+          break;
       }
-      if (!roles || taken >= per_signal_cap || found.size() < k || k == 0 || k >= kRolePageMax)
-        break;
+      if (any) break;
     }
   };
   if (takes_part("embed")) search_interface("embed");

@@ -113,6 +113,12 @@ class Signal {
   virtual std::optional<SignalRecord> compute(const LoadedImage& image) const = 0;
   // A query's forms; by default the record alone.
   virtual SignalQuery compute_query(const LoadedImage& image) const;
+  // How the matcher searches: whether a query's forms are tried one at a time, each only
+  // when the earlier ones found no entry the caller kept (local: the mirror image is a
+  // fallback, doubling the cost), rather than all in one search; and whether its search
+  // returns every candidate it verified whatever k is (then it is not asked again for more).
+  virtual bool tries_forms_in_turn() const { return false; }
+  virtual bool returns_all_candidates() const { return false; }
   // "" when a stored record is well formed, else why: add() refuses such a record and
   // check() lists it.
   virtual std::string check_record(std::string_view record) const = 0;
@@ -123,8 +129,10 @@ class Signal {
     return {};
   }
   virtual std::unique_ptr<SignalIndex> make_index() const = 0;
-  // "" when an index cache file's bytes (SignalIndex::cache) fit `items` stored items of
-  // the bank's records, else why: `check` notes a cache that would be refused.
+  // How many items a well-formed record holds (local: keypoints; by default one), and ""
+  // when an index cache file's bytes (SignalIndex::cache) fit `items` items of the bank's
+  // well-formed records, else why: `check` notes a cache that would be refused.
+  virtual std::int64_t record_items(std::string_view /*record*/) const { return 1; }
   virtual std::string check_cache(std::string_view /*cache*/, std::int64_t /*items*/) const {
     return {};
   }
