@@ -1,7 +1,8 @@
 // The local-feature signal: ORB keypoints and binary descriptors, and the geometric check
 // (RANSAC similarity fit) that tells a partial copy from a photo that merely looks alike.
 // Pure: pixels in, values out. The descriptor index and candidate votes are local_index.hpp;
-// the records live in src/bank.
+// the signal on the Signal interface (queries, decision, evidence) is local_signal.hpp; the
+// bank stores the records (local_record below).
 #pragma once
 
 #include <array>
