@@ -338,7 +338,7 @@ MatchResult Matcher::match(const Fingerprint& q) const {
   for (const auto& name : interface_signals)
     if (!builtin(name)) search_interface(name);
 
-  const ScoreScale scale{threshold_, embed_threshold_, local_min_inliers_};
+  const ScoreScale scale{threshold_};
   for (MatchHit& h : r.hits) {
     h.matched = !h.signals_matched.empty();
     // The deciding signal is the first that matched (sha256, pdq, embed, local, then the

@@ -94,11 +94,10 @@ struct MatchHit {
   bool allow = false;   // the entry's role is EntryRole::Allow
 };
 
-// The thresholds a score is measured against.
+// The threshold PDQ's margin is measured against (the other signals' margins come with
+// their evidence, MatchHit::Evidence::margin).
 struct ScoreScale {
   int pdq_threshold = kPdqMatchThreshold;
-  double embed_threshold = EmbedderConfig{}.threshold;
-  int local_min_inliers = kLocalMinInliers;
 };
 
 // Each signal's evidence as its margin past its own threshold, on one scale from -1 to 1:
@@ -107,7 +106,8 @@ struct ScoreScale {
 //   embedding: (s - t) / (1 - t)            (s = 1 gives 1, s = 2t - 1 gives -1)
 //   local:     (n - m) / n if n >= m, else (n - m) / m   (n = 2m gives 0.5, n -> inf gives 1)
 //   sha256:    1
-//   registered signals: their own margin (SignalMatch::margin)
+//   signals on the Signal interface (local, embed, registered): their own margin
+//   (SignalMatch::margin; embed_margin and local_margin are theirs)
 double pdq_margin(int distance, int threshold);
 double embed_margin(double similarity, double threshold);
 double local_margin(int inliers, int min_inliers);
