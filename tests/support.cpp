@@ -12,6 +12,12 @@
 
 namespace hwtest {
 
+hashwall::Hash256 random_hash(std::mt19937_64& rng) {
+  hashwall::Hash256 h;
+  for (auto& b : h.bytes) b = static_cast<std::uint8_t>(rng());
+  return h;
+}
+
 void hw_skip_exit(const char* why) {
   std::fprintf(stderr, "SKIPPED: %s (not present here)\n", why);
   std::fflush(stderr);

@@ -5,9 +5,15 @@
 #include <cstdlib>
 #include <filesystem>
 #include <optional>
+#include <random>
 #include <string>
 
+#include "hash/hash256.hpp"
+
 namespace hwtest {
+
+// A uniformly random 256-bit hash (PDQ-sized), from a seeded generator.
+hashwall::Hash256 random_hash(std::mt19937_64& rng);
 
 [[noreturn]] void hw_skip_exit(const char* why);
 

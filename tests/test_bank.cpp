@@ -25,15 +25,10 @@
 #include "support.hpp"
 
 using namespace hashwall;
+using hwtest::random_hash;
 namespace fs = std::filesystem;
 
 namespace {
-
-Hash256 random_hash(std::mt19937_64& rng) {
-  Hash256 h;
-  for (auto& b : h.bytes) b = static_cast<std::uint8_t>(rng());
-  return h;
-}
 
 Hash256 flip_bits(Hash256 h, int n) {
   for (int i = 0; i < n; ++i) h.bytes[static_cast<std::size_t>(i)] ^= 0x01;  // bit 0 of byte i

@@ -314,6 +314,12 @@ TEST_CASE(
   CHECK(Matcher(*bank, fine).match(fp).registered_params.at("embed").at("threshold") ==
         "0.81234567889999998");
   MatchOptions unknown;
-  unknown.decisions["pdq"] = {{"threshold", "3"}};
+  unknown.decisions["local"] = {{"min_inliers", "20"}};  // this bank has no local features
   CHECK_THROWS_WITH(Matcher(*bank, unknown), Catch::Contains("not one of the bank's signals"));
+  // pdq is a signal on the interface too: its decision is checked and used.
+  MatchOptions pdq;
+  pdq.decisions["pdq"] = {{"threshold", "3"}};
+  CHECK(Matcher(*bank, pdq).match(fp).threshold == 3);
+  pdq.decisions["pdq"] = {{"threshold", "300"}};
+  CHECK_THROWS_WITH(Matcher(*bank, pdq), Catch::Contains("threshold must be an integer"));
 }

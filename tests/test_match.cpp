@@ -10,14 +10,9 @@
 #include "support.hpp"
 
 using namespace hashwall;
+using hwtest::random_hash;
 
 namespace {
-
-Hash256 random_hash(std::mt19937_64& rng) {
-  Hash256 h;
-  for (auto& b : h.bytes) b = static_cast<std::uint8_t>(rng());
-  return h;
-}
 
 Hash256 flip_bits(Hash256 h, int n, std::mt19937_64& rng) {
   std::vector<int> bits(256);
@@ -68,7 +63,7 @@ TEST_CASE("a query within the threshold matches and one beyond it does not", "[m
   const Matcher m(*f.bank, {});
   const auto near = m.match(query_of(flip_bits(f.a, 31, f.rng), 100));
   REQUIRE(near.verdict == Verdict::Match);
-  CHECK(near.hits.at(0).distance == 31);
+  CHECK(near.hits.at(0).distance() == 31);
   CHECK(near.hits[0].entry.label == "known");
   CHECK_FALSE(near.hits[0].exact);
   CHECK(near.threshold == 31);
@@ -109,7 +104,7 @@ TEST_CASE("a byte-identical file matches as exact whatever its quality", "[match
   const auto r2 = m.match(query_of(f.a, 100, std::string(64, 'a')));
   REQUIRE(r2.hits.size() == 1);  // the exact hit and the PDQ hit are one entry
   CHECK(r2.hits[0].exact);
-  CHECK(r2.hits[0].distance == 0);
+  CHECK(r2.hits[0].distance() == 0);
 }
 
 TEST_CASE("the nearest dihedral variant decides and is named", "[match]") {
@@ -118,8 +113,8 @@ TEST_CASE("the nearest dihedral variant decides and is named", "[match]") {
   q.pdq.hashes[static_cast<int>(Dihedral::FlipY)] = flip_bits(f.a, 5, f.rng);
   const auto r = Matcher(*f.bank, {}).match(q);
   REQUIRE(r.verdict == Verdict::Match);
-  CHECK(r.hits[0].variant == Dihedral::FlipY);
-  CHECK(r.hits[0].distance == 5);
+  CHECK(r.hits[0].variant() == Dihedral::FlipY);
+  CHECK(r.hits[0].distance() == 5);
   MatchOptions no_dihedral;
   no_dihedral.dihedral = false;
   CHECK(Matcher(*f.bank, no_dihedral).match(q).verdict == Verdict::NoMatch);
@@ -145,7 +140,7 @@ TEST_CASE("at most top hits are reported nearest first", "[match]") {
   const auto r = Matcher(*bank, o).match(query_of(centre, 100));
   REQUIRE(r.hits.size() == 5);
   for (std::size_t i = 0; i < r.hits.size(); ++i)
-    CHECK(r.hits[i].distance == static_cast<int>(i) + 1);
+    CHECK(r.hits[i].distance() == static_cast<int>(i) + 1);
 }
 
 TEST_CASE("each signal's margin is 0 at its threshold and 1 at certainty", "[match][score]") {
@@ -161,13 +156,15 @@ TEST_CASE("each signal's margin is 0 at its threshold and 1 at certainty", "[mat
   CHECK(local_margin(6, 12) == Approx(-0.5));
   CHECK(local_margin(1000, 12) < 1.0);
   MatchHit h;
-  h.distance = 15;                                          // PDQ margin 16/31
-  h.registered["local"] = {0.5, 0, {{"inliers", 24}}, {}};  // local margin 0.5
-  const ScoreScale scale;
-  CHECK(joint_score(h, scale, true) == Approx(16.0 / 31 + 0.05));
-  CHECK(joint_score(h, scale, false) == Approx(0.5));  // PDQ may not decide: local alone
+  h.registered["pdq"] = {pdq_margin(15, 31), 0, {{"distance", 15}}, {}};  // PDQ margin 16/31
+  h.registered["local"] = {0.5, 0, {{"inliers", 24}}, {}};                // local margin 0.5
+  CHECK(h.distance() == 15);
+  CHECK(joint_score(h) == Approx(16.0 / 31 + 0.05));
+  h.registered["pdq"].decides = false;
+  CHECK(joint_score(h) == Approx(0.5));  // PDQ may not decide: local alone
+  h.registered["pdq"].decides = true;
   h.exact = true;
-  CHECK(joint_score(h, scale, true) == Approx(1.0 + 0.1 * (16.0 / 31) + 0.05));
+  CHECK(joint_score(h) == Approx(1.0 + 0.1 * (16.0 / 31) + 0.05));
 }
 
 TEST_CASE("hits carry the joint score and are sorted by it", "[match][score]") {
@@ -280,7 +277,7 @@ TEST_CASE("merged hits: the first matching signal decides and every signal's evi
   REQUIRE(b);
   CHECK(b->signal == "pdq");
   CHECK(b->signals_matched == std::vector<std::string>{"pdq", "embed"});
-  CHECK(b->distance == 5);
+  CHECK(b->distance() == 5);
   REQUIRE(b->similarity());
   CHECK(*b->similarity() == Approx(1.0));
   // Strongest margin (the embedding's, 1) plus a tenth of the other (PDQ's 26/31).
@@ -295,15 +292,15 @@ TEST_CASE("merged hits: the first matching signal decides and every signal's evi
   // query's 8 variants.
   int nearest = 256;
   for (const auto& v : f.q.pdq.hashes) nearest = std::min(nearest, hamming(v, e->entry.pdq));
-  CHECK(e->distance == nearest);
-  CHECK(e->distance > 31);
+  CHECK(e->distance() == nearest);
+  CHECK(e->distance() > 31);
   CHECK(e->score == Approx(0.6).margin(1e-6));
 
   const MatchHit* p = f.hit(r, f.pdq_only);
   REQUIRE(p);
   CHECK(p->signal == "pdq");
   CHECK(p->signals_matched == std::vector<std::string>{"pdq"});
-  CHECK(p->distance == 20);
+  CHECK(p->distance() == 20);
   CHECK_FALSE(p->similarity());  // below the embedding's reach: not searched up
   CHECK(p->score == Approx(11.0 / 31));
 
@@ -325,7 +322,7 @@ TEST_CASE("a signal left out of the query neither decides nor adds evidence", "[
   REQUIRE(b);
   CHECK(b->signals_matched == std::vector<std::string>{"pdq"});
   CHECK_FALSE(b->similarity());
-  CHECK(b->distance == 5);
+  CHECK(b->distance() == 5);
   CHECK(b->score == Approx(26.0 / 31));
 
   MatchOptions embed_only;
@@ -337,7 +334,7 @@ TEST_CASE("a signal left out of the query neither decides nor adds evidence", "[
   REQUIRE(eb);
   CHECK(eb->signal == "embed");
   CHECK(eb->signals_matched == std::vector<std::string>{"embed"});
-  CHECK(eb->distance == 5);  // evidence, though PDQ may not decide
+  CHECK(eb->distance() == 5);  // evidence, though PDQ may not decide
   // An identical file counts whichever signals are allowed.
   CHECK(f.hit(e, f.exact) != nullptr);
   CHECK(e.hits.front().entry.id == f.exact);

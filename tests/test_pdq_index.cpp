@@ -10,19 +10,14 @@
 #include <random>
 #include <sstream>
 
-#include "bank/pdq_index.hpp"
 #include "core/error.hpp"
+#include "pdq/pdq_index.hpp"
 #include "support.hpp"
 
 using namespace hashwall;
+using hwtest::random_hash;
 
 namespace {
-
-Hash256 random_hash(std::mt19937_64& rng) {
-  Hash256 h;
-  for (auto& b : h.bytes) b = static_cast<std::uint8_t>(rng());
-  return h;
-}
 
 Hash256 flip(Hash256 h, int bit) {
   h.bytes[static_cast<std::size_t>(bit / 8)] ^= static_cast<std::uint8_t>(1u << (bit % 8));

@@ -13,15 +13,10 @@
 #include "support.hpp"
 
 using namespace hashwall;
+using hwtest::random_hash;
 namespace fs = std::filesystem;
 
 namespace {
-
-Hash256 random_hash(std::mt19937_64& rng) {
-  Hash256 h;
-  for (auto& b : h.bytes) b = static_cast<std::uint8_t>(rng());
-  return h;
-}
 
 NewEntry entry(int n, const Hash256& h, std::string label = "") {
   char sha[65];

@@ -10,6 +10,7 @@
 #include "bank/bank_impl.hpp"
 #include "embed/embed_signal.hpp"
 #include "local/local_signal.hpp"
+#include "pdq/pdq_signal.hpp"
 
 namespace hashwall {
 
@@ -22,6 +23,7 @@ bool BankConfig::has(std::string_view signal) const {
 }
 
 void register_builtin_signals() {
+  register_pdq_signal();
   register_local_signal();
   register_embed_signal();
 }
@@ -386,6 +388,22 @@ std::vector<SignalMatch> Bank::search_signal(const std::string& name, const Sign
                                              double min_margin, std::size_t k,
                                              const SignalParams* decision) const {
   auto& m = *impl_;
+  if (name == "pdq") {
+    // The bank's own PDQ index (bank/indexes.cpp), searched as PdqSignalIndex searches.
+    if (query.forms.empty() || k == 0) return {};
+    {
+      std::lock_guard lock(m.db_mu);
+      m.refresh_if_changed();
+    }
+    std::shared_lock lock(m.index_mu);
+    try {
+      return pdq_search(*m.index, query, decision ? *decision : m.config.signal_params.at(name),
+                        min_margin);
+    } catch (const Error& e) {
+      if (!e.file().empty()) throw;
+      throw Error(e.kind(), m.where, e.reason());
+    }
+  }
   const auto it = m.registered.find(name);
   if (it == m.registered.end() || query.forms.empty() || k == 0) return {};
   auto& reg = it->second;
@@ -399,6 +417,19 @@ std::vector<SignalMatch> Bank::search_signal(const std::string& name, const Sign
     if (!e.file().empty()) throw;
     throw Error(e.kind(), m.where, e.reason());
   }
+}
+
+std::optional<SignalRecord> Bank::record(const std::string& name, const Entry& entry) const {
+  auto& m = *impl_;
+  if (!m.config.has(name)) return std::nullopt;
+  if (name == "pdq") return pdq_record(entry.pdq, entry.quality);  // in the entry's row
+  if (!m.registered.count(name)) return std::nullopt;
+  std::optional<SignalRecord> out;
+  std::lock_guard lock(m.db_mu);
+  m.store->scan_records(
+      name, [&](std::int64_t, std::string_view r) { out = SignalRecord(r); },
+      std::span<const std::int64_t>(&entry.id, 1));
+  return out;
 }
 
 void Bank::flush_index() {

@@ -12,10 +12,10 @@
 #include <string>
 #include <vector>
 
-#include "bank/pdq_index.hpp"
 #include "hash/hash256.hpp"
 #include "hash/pdq.hpp"
 #include "local/local_features.hpp"
+#include "pdq/pdq_index.hpp"
 #include "signal/signal.hpp"
 
 namespace hashwall {
@@ -63,7 +63,9 @@ struct BankConfig {
   // (signal/signal.hpp) by its name.
   std::vector<std::string> signals = {"pdq"};
   // Registered signals' decision parameters (Signal::decision_defaults when not given),
-  // by signal name; recorded at creation and read back from the bank.
+  // by signal name; recorded at creation and read back from the bank. A bank's config()
+  // also lists the built-in signals' here (pdq, local, embed), read from their own keys
+  // above; a new bank takes those from the fields.
   std::map<std::string, SignalParams> signal_params;
   int local_min_inliers = kLocalMinInliers;  // geometric inliers for a local-feature match
   std::string embed_model;     // "<file name>@<sha256 of the model file>" when embed is on
@@ -170,14 +172,19 @@ class Bank {
   // best distance and which query produced it; nearest first, ties by id. Thread-safe.
   std::vector<PdqMatch> search_pdq(std::span<const Hash256> queries, int max_distance) const;
 
-  // A search of a signal on the Signal interface (embed, registered ones;
-  // SignalIndex::search) under `decision` (nullptr: the bank's recorded parameters): empty
-  // when the bank does not record that signal or the query has no form. Thread-safe; the
-  // index is built from the records at the first call and kept current by add(), the
-  // removals and the change log.
+  // A search of one of the bank's signals (SignalIndex::search) under `decision` (nullptr:
+  // the bank's recorded parameters): empty when the bank does not record that signal or the
+  // query has no form. Thread-safe. pdq searches the PDQ index above (pdq_search); the
+  // others' indexes are built from the records at their first search and kept current by
+  // add(), the removals and the change log.
   std::vector<SignalMatch> search_signal(const std::string& name, const SignalQuery& query,
                                          double min_margin, std::size_t k,
                                          const SignalParams* decision = nullptr) const;
+
+  // An entry's record of one of the bank's signals (pdq's is in the entry's row: pdq_record,
+  // pdq/pdq_signal.hpp); nullopt when the bank does not record that signal or the entry has
+  // no record of it. Thread-safe.
+  std::optional<SignalRecord> record(const std::string& signal, const Entry& entry) const;
 
   BankStats stats() const;
   // BankStats::index_cache_refused, without the counting stats() does.
@@ -193,7 +200,7 @@ class Bank {
   std::unique_ptr<Impl> impl_;
 };
 
-// Registers the built-in signals on the Signal interface (local, embed) so that
+// Registers the built-in signals (pdq, local, embed) so that
 // find_signal() knows them; idempotent. Bank::open calls it; so may anything that lists
 // signals before opening a bank (--help).
 void register_builtin_signals();

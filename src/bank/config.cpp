@@ -18,6 +18,15 @@ namespace hashwall {
 
 namespace {
 
+// A built-in signal's decision as a bank's config() lists it (read_config), from the fields.
+SignalParams builtin_decision(const std::string& name, const BankConfig& c) {
+  if (name == "pdq")
+    return {{"min_quality", std::to_string(c.min_quality)},
+            {"threshold", std::to_string(c.pdq_threshold)}};
+  if (name == "local") return {{"min_inliers", std::to_string(c.local_min_inliers)}};
+  return {{"threshold", threshold_text(c.embed_threshold)}};
+}
+
 // A registered signal's decision parameters: its defaults, overridden by those given.
 SignalParams decision_params(const Signal& s, const BankConfig& cfg) {
   SignalParams p = s.decision_defaults();
@@ -34,8 +43,12 @@ std::string bank_detail::validate_new_config(const BankConfig& c) {
     const Signal* s = find_signal(name);
     if (!s || !c.has(name))
       return "parameters given for '" + name + "', which is not one of the bank's signals";
-    if (is_builtin_signal(name))
-      return "the built-in signal '" + name + "' takes its settings from BankConfig";
+    // A config copied from a bank's config() lists the built-in signals' decisions too:
+    // accepted where they say what the fields say.
+    if (is_builtin_signal(name) && params != builtin_decision(name, c))
+      return "the built-in signal '" + name +
+             "' takes its settings from BankConfig's fields (pdq_threshold, min_quality, "
+             "local_min_inliers, embed_threshold), not from signal_params";
   }
   for (const auto& name : c.signals)
     if (const Signal* s = find_signal(name); s && !is_builtin_signal(name))
@@ -53,6 +66,9 @@ void Bank::Impl::read_config() {
   };
   config.pdq_threshold = static_cast<int>(int_meta("pdq_threshold", 0, 256));
   config.min_quality = static_cast<int>(int_meta("min_quality", 0, 100));
+  // PDQ's decision (pdq/pdq_signal.hpp), under the keys every format has had.
+  config.signal_params["pdq"] = {{"min_quality", std::to_string(config.min_quality)},
+                                 {"threshold", std::to_string(config.pdq_threshold)}};
   config.multihash_min_entries = int_meta("multihash_min_entries", 0, INT64_MAX);
   const auto t = meta("index_type");
   if (!t || !valid_index_type(*t)) bad_meta("index_type");

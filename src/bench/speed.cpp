@@ -14,11 +14,11 @@
 #include <thread>
 
 #include "bank/bank.hpp"
-#include "bank/pdq_index.hpp"
 #include "bench/timing.hpp"
 #include "core/error.hpp"
 #include "image/load.hpp"
 #include "match/fingerprint.hpp"
+#include "pdq/pdq_index.hpp"
 
 namespace hashwall::bench {
 

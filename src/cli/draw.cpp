@@ -82,7 +82,7 @@ std::string draw_match(const std::filesystem::path& query_file, const MatchHit& 
     caption +=
         "  " + std::to_string(*inliers) + " inliers" + (hit.local_mirrored() ? " (mirrored)" : "");
   if (const auto s = hit.similarity()) caption += "  embedding " + std::to_string(*s).substr(0, 5);
-  caption += "  PDQ distance " + std::to_string(hit.distance);
+  caption += "  PDQ distance " + std::to_string(hit.distance());
   cv::putText(canvas, caption, cv::Point(8, 27), cv::FONT_HERSHEY_SIMPLEX, 0.65,
               cv::Scalar(240, 240, 240), 1, cv::LINE_AA);
   try {

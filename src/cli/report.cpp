@@ -14,8 +14,8 @@ std::string describe_hit(const MatchHit& h) {
   if (!h.entry.label.empty()) s += " [" + h.entry.label + "]";
   s += " " + (h.entry.source.empty() ? std::string("(no source)") : h.entry.source);
   if (h.exact) s += "  exact file (same SHA-256);";
-  s += "  PDQ distance " + std::to_string(h.distance) + " (" +
-       std::string(dihedral_name(h.variant)) + ")";
+  s += "  PDQ distance " + std::to_string(h.distance()) + " (" +
+       std::string(dihedral_name(h.variant())) + ")";
   if (const auto sim = h.similarity()) {
     char buf[48];
     std::snprintf(buf, sizeof buf, ", embedding similarity %.3f", static_cast<double>(*sim));
@@ -105,9 +105,9 @@ void print_csv(std::ostream& out, const FileReport& r) {
   }
   for (const auto& h : r.result.hits)
     out << csv_field(r.file) << ',' << status << ',' << h.entry.id << ','
-        << csv_field(h.entry.label) << ',' << csv_field(h.entry.source) << ',' << h.distance << ','
-        << dihedral_name(h.variant) << ',' << (h.exact ? "true" : "false") << ',' << pdq << ','
-        << quality << ",\n";
+        << csv_field(h.entry.label) << ',' << csv_field(h.entry.source) << ',' << h.distance()
+        << ',' << dihedral_name(h.variant()) << ',' << (h.exact ? "true" : "false") << ',' << pdq
+        << ',' << quality << ",\n";
 }
 
 void Tally::add(const FileReport& r) {

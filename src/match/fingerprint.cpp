@@ -30,6 +30,9 @@ Fingerprint fingerprint(const LoadedImage& image, DecodeMode mode, const Fingerp
   f.pdq = pdq_hash_dihedral(
       image.pixels, mode == DecodeMode::Exact ? PdqPreprocess::Reference : PdqPreprocess::Fast);
   for (const Signal* s : o.registered) {
+    // PDQ is computed above, as the decode mode asks (Fingerprint::pdq; the matcher takes
+    // its forms from there): not a second time.
+    if (s->name() == "pdq") continue;
     SignalQuery q;
     if (o.for_query) {
       q = s->compute_query(image);

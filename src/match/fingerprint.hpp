@@ -18,7 +18,9 @@ namespace hashwall {
 struct Fingerprint {
   std::string sha256;         // of the file bytes
   int width = 0, height = 0;  // full size as a viewer sees it
-  PdqDihedralResult pdq;      // hashes[0] is the image as given
+  // hashes[0] is the image as given: the pdq signal's forms (pdq/pdq_signal.hpp, pdq_query)
+  // and, for an entry, its record (NewEntry::pdq, quality).
+  PdqDihedralResult pdq;
   // The signals on the Signal interface, by name: a query's forms, or for an entry its
   // record as the only form (no form: the signal had nothing to record for this image).
   std::map<std::string, SignalQuery> registered;

@@ -8,6 +8,7 @@
 #include "core/error.hpp"
 #include "embed/embed_signal.hpp"
 #include "local/local_signal.hpp"
+#include "pdq/pdq_signal.hpp"
 #include "signal/signal.hpp"
 
 namespace hashwall {
@@ -36,6 +37,13 @@ Matcher::Matcher(const Bank& bank, MatchOptions options)
   if (const auto why = unknown_signal(options_.signals); !why.empty())
     throw Error(ErrorKind::Usage, "", why);
   decisions_ = bank.config().signal_params;
+  {
+    // PDQ's decision (pdq/pdq_signal.hpp) from the options of its own.
+    auto& pdq = decisions_["pdq"];
+    pdq["threshold"] = std::to_string(threshold_);
+    pdq["min_quality"] = std::to_string(min_quality_);
+    if (!options_.dihedral) pdq["dihedral"] = "no";
+  }
   if (options_.embed_threshold && bank.config().has("embed"))
     decisions_["embed"]["threshold"] = exact_threshold_text(*options_.embed_threshold);
   if (options_.local_min_inliers && bank.config().has("local"))
@@ -52,19 +60,38 @@ Matcher::Matcher(const Bank& bank, MatchOptions options)
     if (const Signal* s = find_signal(name))
       if (const auto why = s->validate(params); !why.empty())
         throw Error(ErrorKind::Usage, "", "signal '" + name + "': " + why);
+  threshold_ = pdq_threshold_of(decisions_.at("pdq")).value_or(threshold_);
+  min_quality_ = pdq_min_quality_of(decisions_.at("pdq")).value_or(min_quality_);
   if (const auto it = decisions_.find("embed"); it != decisions_.end())
     embed_threshold_ = embed_threshold_of(it->second).value_or(embed_threshold_);
   if (const auto it = decisions_.find("local"); it != decisions_.end())
     local_min_inliers_ = min_inliers_of(it->second).value_or(local_min_inliers_);
 }
 
-// Views of the local signal's evidence (local/local_signal.cpp writes it).
+// Views of the pdq and local signals' evidence (pdq/pdq_signal.cpp, local/local_signal.cpp
+// write it).
 namespace {
+const MatchHit::Evidence* pdq_evidence(const MatchHit& h) {
+  const auto it = h.registered.find("pdq");
+  return it == h.registered.end() ? nullptr : &it->second;
+}
 const MatchHit::Evidence* local_evidence(const MatchHit& h) {
   const auto it = h.registered.find("local");
   return it == h.registered.end() ? nullptr : &it->second;
 }
 }  // namespace
+
+int MatchHit::distance() const {
+  const auto* ev = pdq_evidence(*this);
+  if (!ev || !ev->detail.contains("distance")) return 256;
+  return ev->detail.at("distance").get<int>();
+}
+
+Dihedral MatchHit::variant() const {
+  const auto* ev = pdq_evidence(*this);
+  return ev && ev->form >= 0 && ev->form < kDihedralCount ? static_cast<Dihedral>(ev->form)
+                                                          : Dihedral::Original;
+}
 
 std::optional<int> MatchHit::inliers() const {
   const auto* ev = local_evidence(*this);
@@ -113,27 +140,9 @@ bool Matcher::use(std::string_view signal) const {
 
 namespace {
 
-// The best PDQ distance of the query's variants to an entry, for hits another signal found.
-void fill_pdq_distance(MatchHit& h, const Fingerprint& q, bool dihedral) {
-  const std::size_t n = dihedral ? q.pdq.hashes.size() : 1;
-  h.distance = 256;
-  for (std::size_t v = 0; v < n; ++v) {
-    const int d = hamming(q.pdq.hashes[v], h.entry.pdq);
-    if (d < h.distance) {
-      h.distance = d;
-      h.variant = static_cast<Dihedral>(v);
-    }
-  }
-}
-
 double clip_margin(double m) { return std::clamp(m, -1.0, 1.0); }
 
 }  // namespace
-
-double pdq_margin(int distance, int threshold) {
-  if (threshold <= 0) return distance <= 0 ? 1.0 : -1.0;
-  return clip_margin(static_cast<double>(threshold - distance) / threshold);
-}
 
 double embed_margin(double similarity, double threshold) {
   return similarity_margin(similarity, threshold);
@@ -141,11 +150,11 @@ double embed_margin(double similarity, double threshold) {
 
 double local_margin(int inliers, int min_inliers) { return inliers_margin(inliers, min_inliers); }
 
-double joint_score(const MatchHit& h, const ScoreScale& scale, bool pdq_counts) {
+double joint_score(const MatchHit& h) {
   std::vector<double> margins;
   if (h.exact) margins.push_back(1.0);
-  if (pdq_counts) margins.push_back(pdq_margin(h.distance, scale.pdq_threshold));
-  for (const auto& [name, ev] : h.registered) margins.push_back(clip_margin(ev.margin));
+  for (const auto& [name, ev] : h.registered)
+    if (ev.decides) margins.push_back(clip_margin(ev.margin));
   if (margins.empty()) return -1.0;
   std::sort(margins.begin(), margins.end(), std::greater<>());
   double score = margins[0];
@@ -159,31 +168,40 @@ MatchResult Matcher::match(const Fingerprint& q) const {
   r.min_quality = min_quality_;
   r.local_min_inliers = local_min_inliers_;
   r.embed_threshold = embed_threshold_;
-  // The signals that take part: those allowed that the query carries (a bare hash sent
-  // by a client has PDQ only).
-  // Signals on the Signal interface in the bank's order (q.registered is by name). The
-  // built-in ones come first, embed before local as when they had code paths of their own:
-  // the order decides which signal a hit names when several match.
-  const auto takes_part = [&](const std::string& name) {
-    const auto qi = q.registered.find(name);
-    return qi != q.registered.end() && !qi->second.forms.empty() && use(name) &&
-           decisions_.count(name);
+  // Each signal's query forms: those the fingerprint computed, and PDQ's from its own
+  // field (Fingerprint::pdq; a bare hash sent by a client has PDQ only).
+  const SignalQuery pdq_forms = q.registered.count("pdq") ? SignalQuery{} : pdq_query(q.pdq);
+  const auto forms_of = [&](const std::string& name) -> const SignalQuery* {
+    if (const auto it = q.registered.find(name); it != q.registered.end()) return &it->second;
+    return name == "pdq" ? &pdq_forms : nullptr;
   };
-  std::vector<std::string> interface_signals;
+  const auto carried = [&](const std::string& name) {
+    const SignalQuery* f = forms_of(name);
+    return f && !f->forms.empty() && decisions_.count(name) && find_signal(name);
+  };
+  // The signals that take part: those allowed that the query carries. The built-in ones
+  // come first (pdq, embed, local), then the registered ones in the bank's order: the
+  // order decides which signal a hit names when several match.
+  std::vector<std::string> order;
+  for (const char* name : {"pdq", "embed", "local"})
+    if (bank_.config().has(name)) order.emplace_back(name);
   for (const auto& name : bank_.config().signals)
-    if (takes_part(name)) interface_signals.push_back(name);
-  const auto builtin = [](const std::string& name) { return name == "embed" || name == "local"; };
-  if (use("pdq")) r.signals.emplace_back("pdq");
-  for (const char* name : {"embed", "local"})
-    if (takes_part(name)) r.signals.emplace_back(name);
-  for (const auto& name : interface_signals) {
-    if (!builtin(name)) r.signals.push_back(name);
-    r.registered_params[name] = decisions_.at(name);
-  }
+    if (!is_builtin_signal(name)) order.push_back(name);
+  std::vector<std::string> taking_part;
+  for (const auto& name : order)
+    if (carried(name) && use(name)) taking_part.push_back(name);
+  r.signals = taking_part;
+  for (const auto& name : taking_part) r.registered_params[name] = decisions_.at(name);
+  // Which signals may decide for this query (PDQ's quality gate), among all the bank's
+  // signals the query carries: a query none of those taking part may decide for, refused
+  // by one, is too featureless to decide ("low-quality").
+  std::map<std::string, bool> query_ok;
+  for (const auto& name : order)
+    if (carried(name))
+      query_ok[name] = find_signal(name)->may_decide(*forms_of(name), decisions_.at(name));
 
-  // How far each search reaches: the thresholds, or twice as far for near misses.
+  // How far searches reach: the thresholds, or twice as far for near misses.
   const bool near = options_.near_misses;
-  const int pdq_reach = near ? std::min(2 * threshold_, 255) : threshold_;
   // With near misses, the top cut comes after scoring (a near miss found first must not
   // push out a match found later); each signal still stops somewhere.
   const int per_signal_cap = near ? std::max(options_.top, 1) * 4 : options_.top;
@@ -204,34 +222,36 @@ MatchResult Matcher::match(const Fingerprint& q) const {
   const auto role = [&](const Entry& e) {
     return options_.entry_role ? options_.entry_role(e) : EntryRole::Block;
   };
-  // A hit for an entry another signal found: its PDQ distance is filled in too.
-  const auto new_hit = [&](std::int64_t id, const char* signal) -> MatchHit* {
-    auto e = bank_.get(id);
-    if (!e) return nullptr;  // removed meanwhile
-    const EntryRole rl = role(*e);
-    if (rl == EntryRole::Disabled) return nullptr;
-    MatchHit hit;
-    hit.allow = rl == EntryRole::Allow;
-    hit.entry = std::move(*e);
-    hit.signal = signal;
-    fill_pdq_distance(hit, q, options_.dihedral);
-    r.hits.push_back(std::move(hit));
-    return &r.hits.back();
+  // Whether `sig` may decide for this entry (Signal::may_decide_for on its record).
+  const auto entry_ok = [&](const Signal& sig, const std::string& name, const Entry& e) {
+    if (!sig.compares_records()) return true;
+    const auto rec = bank_.record(name, e);
+    return !rec || sig.may_decide_for(*rec, decisions_.at(name));
   };
   // The hit a signal's search result goes to: the entry's existing hit, or a new one
   // while the signal has taken fewer than its share (and, without near misses or roles,
-  // while fewer than `top` hits are in). stop: this signal is done; hit nullptr: skip it.
+  // while fewer than `top` hits are in), unless the entry is disabled or the signal may
+  // not decide for it. stop: this signal is done; hit nullptr: skip it.
   struct Take {
     MatchHit* hit;
     bool stop;
   };
-  const auto take = [&](std::int64_t id, const char* signal, int& taken) -> Take {
+  const auto take = [&](std::int64_t id, const std::string& name, const Signal& sig,
+                        int& taken) -> Take {
     if (MatchHit* h = find_hit(id)) return {h, false};
     if (taken >= per_signal_cap) return {nullptr, true};
     if (!cut_late && static_cast<int>(r.hits.size()) >= options_.top) return {nullptr, true};
-    MatchHit* h = new_hit(id, signal);
-    if (!roles || (h && !h->allow)) ++taken;
-    return {h, false};
+    auto e = bank_.get(id);
+    if (!e || !entry_ok(sig, name, *e)) return {nullptr, false};  // removed meanwhile, or gated
+    const EntryRole rl = role(*e);
+    if (rl == EntryRole::Disabled) return {nullptr, false};
+    MatchHit hit;
+    hit.allow = rl == EntryRole::Allow;
+    hit.entry = std::move(*e);
+    hit.signal = name;
+    r.hits.push_back(std::move(hit));
+    if (!roles || !r.hits.back().allow) ++taken;
+    return {&r.hits.back(), false};
   };
 
   // A byte-identical file is a match whatever its quality.
@@ -243,58 +263,20 @@ MatchResult Matcher::match(const Fingerprint& q) const {
       hit.exact = true;
       hit.signal = "sha256";
       hit.signals_matched.emplace_back("sha256");
-      fill_pdq_distance(hit, q, options_.dihedral);
       r.hits.push_back(std::move(hit));
     }
   }
 
-  const bool query_trusted = q.pdq.quality >= min_quality_;
-  // PDQ may decide for an entry when both sides pass the quality gate. Entries imported
-  // without a quality were vetted by whoever shared them and are kept.
-  const bool pdq_on = query_trusted && use("pdq");
-  const auto entry_trusted = [&](const Entry& e) {
-    return !e.quality || *e.quality >= min_quality_;
-  };
-  if (pdq_on) {
-    const std::size_t n = options_.dihedral ? q.pdq.hashes.size() : 1;
-    const auto found = bank_.search_pdq(std::span(q.pdq.hashes.data(), n), pdq_reach);
-    int taken = 0;
-    for (const PdqMatch& m : found) {
-      if (taken >= per_signal_cap) break;
-      const bool passes = m.distance <= threshold_;
-      if (MatchHit* h = find_hit(m.id)) {
-        h->distance = m.distance;
-        h->variant = static_cast<Dihedral>(m.query_index);
-        if (passes && entry_trusted(h->entry)) h->signals_matched.emplace_back("pdq");
-        continue;
-      }
-      auto e = bank_.get(m.id);
-      if (!e) continue;  // removed meanwhile
-      if (!entry_trusted(*e)) continue;
-      const EntryRole rl = role(*e);
-      if (rl == EntryRole::Disabled) continue;
-      MatchHit hit;
-      hit.allow = rl == EntryRole::Allow;
-      hit.entry = std::move(*e);
-      hit.signal = "pdq";
-      if (passes) hit.signals_matched.emplace_back("pdq");
-      hit.distance = m.distance;
-      hit.variant = static_cast<Dihedral>(m.query_index);
-      if (!hit.allow) ++taken;
-      r.hits.push_back(std::move(hit));
-    }
-  }
-
-  // A signal on the Signal interface: its search under the decision in use, each result
-  // merged into the entry's hit with its evidence. A signal whose forms are tried in turn
-  // (local: the mirror image) is searched form by form until one finds an entry that is
-  // kept as a hit and passes the threshold.
-  const auto search_interface = [&](const std::string& name) {
-    const Signal* sig = find_signal(name);
-    const SignalQuery& sq = q.registered.at(name);
+  // One signal's search under the decision in use, each result merged into the entry's
+  // hit with its evidence. A signal whose forms are tried in turn (local: the mirror
+  // image) is searched form by form until one finds an entry that is kept as a hit and
+  // passes the threshold.
+  const auto search = [&](const std::string& name) {
+    const Signal& sig = *find_signal(name);
+    const SignalQuery& sq = *forms_of(name);
     const SignalParams& decision = decisions_.at(name);
-    const bool in_turn = sig && sig->tries_forms_in_turn() && sq.forms.size() > 1;
-    const bool whole = sig && sig->returns_all_candidates();
+    const bool in_turn = sig.tries_forms_in_turn() && sq.forms.size() > 1;
+    const bool whole = sig.returns_all_candidates();
     int taken = 0;
     for (std::size_t round = 0; round < (in_turn ? sq.forms.size() : 1); ++round) {
       SignalQuery one;
@@ -311,12 +293,15 @@ MatchResult Matcher::match(const Fingerprint& q) const {
             if (ev != before->registered.end() && ev->second.margin >= m.margin)
               continue;  // an earlier form came as near
           }
-          const auto [h, stop] = take(m.id, name.c_str(), taken);
+          const auto [h, stop] = take(m.id, name, sig, taken);
           if (stop) break;
           if (!h) continue;
+          // An entry found earlier by another signal (an identical file) keeps the
+          // evidence, but counts only where this signal may decide for it.
+          const bool decides = entry_ok(sig, name, h->entry);
           h->registered[name] = MatchHit::Evidence{
-              m.margin, in_turn ? static_cast<int>(round) : m.form, m.evidence, m.extra};
-          if (m.margin >= 0) {
+              m.margin, in_turn ? static_cast<int>(round) : m.form, m.evidence, m.extra, decides};
+          if (m.margin >= 0 && decides) {
             if (std::find(h->signals_matched.begin(), h->signals_matched.end(), name) ==
                 h->signals_matched.end())
               h->signals_matched.push_back(name);
@@ -330,21 +315,34 @@ MatchResult Matcher::match(const Fingerprint& q) const {
       if (any) break;
     }
   };
-  if (takes_part("embed")) search_interface("embed");
+  for (const auto& name : taking_part)
+    if (query_ok.at(name)) search(name);
 
-  if (takes_part("local")) search_interface("local");
+  // The evidence of signals that compare single records (PDQ's distance) for the hits
+  // their search did not reach: reported, and counted where that signal may decide.
+  for (const auto& name : order) {
+    if (!carried(name)) continue;
+    const Signal& sig = *find_signal(name);
+    if (!sig.compares_records()) continue;
+    const bool takes = std::find(taking_part.begin(), taking_part.end(), name) != taking_part.end();
+    for (MatchHit& h : r.hits) {
+      if (h.registered.count(name)) continue;
+      const auto rec = bank_.record(name, h.entry);
+      if (!rec) continue;
+      const auto m = sig.compare(*forms_of(name), *rec, decisions_.at(name));
+      if (!m) continue;
+      h.registered[name] = MatchHit::Evidence{
+          m->margin, m->form, m->evidence, m->extra,
+          takes && query_ok.at(name) && sig.may_decide_for(*rec, decisions_.at(name))};
+    }
+  }
 
-  // The registered signals, in the bank's order.
-  for (const auto& name : interface_signals)
-    if (!builtin(name)) search_interface(name);
-
-  const ScoreScale scale{threshold_};
   for (MatchHit& h : r.hits) {
     h.matched = !h.signals_matched.empty();
     // The deciding signal is the first that matched (sha256, pdq, embed, local, then the
     // registered ones in the bank's order).
     if (h.matched) h.signal = h.signals_matched.front();
-    h.score = joint_score(h, scale, pdq_on && entry_trusted(h.entry));
+    h.score = joint_score(h);
   }
   std::stable_sort(r.hits.begin(), r.hits.end(), [](const MatchHit& a, const MatchHit& b) {
     if (a.exact != b.exact) return a.exact;
@@ -369,10 +367,12 @@ MatchResult Matcher::match(const Fingerprint& q) const {
   else if (block_match)
     r.verdict = Verdict::Match;
   else
-    // Too featureless to decide only when PDQ, which the quality gate is about, was the
-    // only signal that could have found it.
+    // Too featureless to decide only when a signal refused the query (PDQ's quality gate)
+    // and none of those taking part may decide for it.
     r.verdict =
-        !query_trusted && (r.signals.empty() || r.signals == std::vector<std::string>{"pdq"})
+        std::any_of(query_ok.begin(), query_ok.end(), [](const auto& x) { return !x.second; }) &&
+                std::none_of(taking_part.begin(), taking_part.end(),
+                             [&](const std::string& n) { return query_ok.at(n); })
             ? Verdict::LowQuality
             : Verdict::NoMatch;
   return r;

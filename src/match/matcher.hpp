@@ -14,6 +14,7 @@
 #include "embed/embedder.hpp"
 #include "hash/pdq.hpp"
 #include "match/fingerprint.hpp"
+#include "pdq/pdq_signal.hpp"
 
 namespace hashwall {
 
@@ -35,8 +36,10 @@ struct MatchOptions {
   std::vector<std::string> signals;
   std::optional<int> local_min_inliers;   // default: the bank's recorded value
   std::optional<double> embed_threshold;  // default: the bank's recorded value
-  // Decision parameters of signals on the Signal interface, by signal name, over the bank's
-  // recorded ones (Signal::validate must accept the result; Error{Usage} otherwise).
+  // Decision parameters of the bank's signals, by signal name, over the bank's recorded ones
+  // and the options above (Signal::validate must accept the result; Error{Usage} otherwise).
+  // Not for untrusted callers as they are: "pdq" here sets the threshold and quality gate
+  // past any limit a service checks on `threshold` and `min_quality`.
   std::map<std::string, SignalParams> decisions;
   // Also report near misses: entries up to twice as far from each threshold (PDQ distance
   // up to 2x the threshold, similarity down to 2t-1, half the inliers), with matched=false
@@ -66,21 +69,27 @@ struct MatchHit {
   // registered signal (the first of these that matched, in that order); the others'
   // evidence is filled in where they were computed.
   std::string signal;
-  int distance = 0;                          // PDQ Hamming distance, best over the variants tried
-  Dihedral variant = Dihedral::Original;     // which transform of the query came nearest
   bool exact = false;                        // same SHA-256: byte-identical file
   std::vector<std::string> signals_matched;  // every signal that matched this entry
-  // The evidence of the signals on the Signal interface (signal/signal.hpp: local, embed
-  // and registered ones), by name.
+  // The evidence of the signals (signal/signal.hpp: pdq, local, embed and registered ones),
+  // by name: from their searches, or for pdq from Signal::compare when another signal found
+  // the entry.
   struct Evidence {
     double margin = 0;  // on the joint scale: >= 0 is a match
     int form = 0;       // which query form came nearest
     nlohmann::ordered_json detail;
     nlohmann::ordered_json extra;  // SignalMatch::extra: not reported
+    // Whether the margin counts towards the score: false where the signal may not decide
+    // (PDQ's quality gate, a signal the caller left out).
+    bool decides = true;
   };
   std::map<std::string, Evidence> registered;
-  // Views of that evidence, where the signal reached this entry. The embedding's cosine
-  // similarity:
+  // Views of that evidence, where the signal reached this entry. PDQ's Hamming distance,
+  // best over the query's forms tried (256 when PDQ has no evidence), and which transform
+  // of the query came nearest:
+  int distance() const;
+  Dihedral variant() const;
+  // The embedding's cosine similarity:
   std::optional<float> similarity() const;
   // The local features' geometric inliers, whether the mirror image found them, where
   // the known photo sits in the query and the inlier pairs (entry, query), normalised:
@@ -94,27 +103,20 @@ struct MatchHit {
   bool allow = false;   // the entry's role is EntryRole::Allow
 };
 
-// The threshold PDQ's margin is measured against (the other signals' margins come with
-// their evidence, MatchHit::Evidence::margin).
-struct ScoreScale {
-  int pdq_threshold = kPdqMatchThreshold;
-};
-
 // Each signal's evidence as its margin past its own threshold, on one scale from -1 to 1:
 // 0 exactly at the threshold, 1 certain, -1 twice as far on the wrong side.
 //   PDQ:       (T - d) / T                  (d = 0 gives 1, d = 2T gives -1)
 //   embedding: (s - t) / (1 - t)            (s = 1 gives 1, s = 2t - 1 gives -1)
 //   local:     (n - m) / n if n >= m, else (n - m) / m   (n = 2m gives 0.5, n -> inf gives 1)
 //   sha256:    1
-//   signals on the Signal interface (local, embed, registered): their own margin
-//   (SignalMatch::margin; embed_margin and local_margin are theirs)
-double pdq_margin(int distance, int threshold);
+//   every signal gives its own margin (SignalMatch::margin; pdq_margin, embed_margin and
+//   local_margin are pdq's, embed's and local's)
 double embed_margin(double similarity, double threshold);
 double local_margin(int inliers, int min_inliers);
 // A hit's score: its strongest signal's margin plus a tenth of each other signal's positive
-// margin (agreeing signals add a little confidence). PDQ counts only where it may decide
-// (pdq_counts: the query's and the entry's quality pass the gate).
-double joint_score(const MatchHit& h, const ScoreScale& scale, bool pdq_counts);
+// margin (agreeing signals add a little confidence). Only evidence that decides counts
+// (Evidence::decides: PDQ where the query's and the entry's quality pass the gate).
+double joint_score(const MatchHit& h);
 
 struct MatchResult {
   Verdict verdict = Verdict::NoMatch;

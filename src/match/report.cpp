@@ -92,8 +92,8 @@ json hit_json(const MatchHit& h) {
   j["label"] = h.entry.label;
   j["source"] = h.entry.source;
   j["sha256"] = h.entry.sha256 ? json(*h.entry.sha256) : json(nullptr);
-  j["distance"] = h.distance;
-  j["variant"] = std::string(dihedral_name(h.variant));
+  j["distance"] = h.distance();
+  j["variant"] = std::string(dihedral_name(h.variant()));
   j["exact"] = h.exact;
   j["signal"] = h.signal;
   j["signals_matched"] = h.signals_matched;

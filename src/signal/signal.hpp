@@ -132,16 +132,36 @@ class Signal {
   // How many items a well-formed record holds (local: keypoints; by default one), and ""
   // when an index cache file's bytes (SignalIndex::cache) fit `items` items of the bank's
   // well-formed records, else why: `check` notes a cache that would be refused.
+  // The matcher's calls per hit. compare(): evidence for one entry's stored record, for an
+  // entry another signal found (PDQ: every hit reports its distance); nullopt when the
+  // signal does not compare single records. may_decide() and may_decide_for(): whether the
+  // signal may decide for this query, and for an entry with this record, under `decision`
+  // (PDQ's quality gate). A query no signal may decide for is "low-quality"; an entry this
+  // signal may not decide for is not a hit of its search, and its evidence, when reported,
+  // does not count towards the hit's score. compares_records(): whether the matcher should
+  // fetch entries' records for compare() and may_decide_for() (Bank::record; cheap where the
+  // record sits in the entry's own row, as PDQ's does).
+  virtual bool compares_records() const { return false; }
+  virtual std::optional<SignalMatch> compare(const SignalQuery& /*query*/,
+                                             std::string_view /*record*/,
+                                             const SignalParams& /*decision*/) const {
+    return std::nullopt;
+  }
+  virtual bool may_decide(const SignalQuery& /*query*/, const SignalParams& /*decision*/) const {
+    return true;
+  }
+  virtual bool may_decide_for(std::string_view /*record*/, const SignalParams& /*decision*/) const {
+    return true;
+  }
   virtual std::int64_t record_items(std::string_view /*record*/) const { return 1; }
   virtual std::string check_cache(std::string_view /*cache*/, std::int64_t /*items*/) const {
     return {};
   }
 };
 
-// The built-in signals. pdq still has its own code paths in this release; local
-// (src/local/local_signal.hpp) and embed (src/embed/embed_signal.hpp) are on this
-// interface and registered by the bank (register_builtin_signal). A registered signal may
-// not take these names.
+// The built-in signals: pdq (src/pdq/pdq_signal.hpp), local (src/local/local_signal.hpp)
+// and embed (src/embed/embed_signal.hpp), registered by the bank (register_builtin_signal).
+// A registered signal may not take these names.
 inline constexpr const char* kBuiltinSignals[] = {"pdq", "local", "embed"};
 bool is_builtin_signal(std::string_view name) noexcept;
 

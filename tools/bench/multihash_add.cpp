@@ -6,7 +6,7 @@
 #include <cstdlib>
 #include <random>
 
-#include "bank/pdq_index.hpp"
+#include "pdq/pdq_index.hpp"
 
 using namespace hashwall;
 

@@ -1,5 +1,5 @@
 // The `multihash` PDQ index: 16 plain posting lists (docs/BANK_FORMAT.md).
-#include "bank/pdq_index_impl.hpp"
+#include "pdq/pdq_index_impl.hpp"
 
 namespace hashwall::pdq_detail {
 

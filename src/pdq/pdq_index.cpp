@@ -1,10 +1,10 @@
 // PDQ search indexes over FAISS binary structures, and their cache file
 // (docs/BANK_FORMAT.md, "Index cache file").
-#include "bank/pdq_index.hpp"
+#include "pdq/pdq_index.hpp"
 
 #include <fstream>
 
-#include "bank/pdq_index_impl.hpp"
+#include "pdq/pdq_index_impl.hpp"
 
 namespace hashwall {
 

@@ -1,6 +1,6 @@
 // The `compact` PDQ index: 8 Rice-coded posting lists, ~62 bytes per entry
 // (docs/BANK_FORMAT.md).
-#include "bank/pdq_index_impl.hpp"
+#include "pdq/pdq_index_impl.hpp"
 
 namespace hashwall::pdq_detail {
 

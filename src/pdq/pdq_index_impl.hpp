@@ -14,9 +14,9 @@
 #include <span>
 #include <vector>
 
-#include "bank/pdq_index.hpp"
 #include "core/error.hpp"
 #include "core/file.hpp"
+#include "pdq/pdq_index.hpp"
 
 namespace hashwall::pdq_detail {
 
