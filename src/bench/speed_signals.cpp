@@ -26,7 +26,7 @@
 #include "embed/embedder.hpp"
 #include "image/load.hpp"
 #include "local/local_features.hpp"
-#include "local/local_index.hpp"
+#include "local/local_signal.hpp"
 
 namespace hashwall::bench {
 
@@ -53,39 +53,30 @@ cv::Mat edited_copy(const cv::Mat& photo) {
   return cv::imdecode(jpg, cv::IMREAD_UNCHANGED);
 }
 
-struct Query {
-  LocalFeatures local, mirror;
-};
-
-Query query_of(const cv::Mat& pixels, const LocalParams& p) {
-  const int side = query_long_side(pixels.cols, pixels.rows, p.query_side);
-  return {extract_local(pixels, p.query_keypoints, side, false, p.query_grid),
-          extract_local(pixels, p.query_keypoints, side, true, p.query_grid)};
+// What the local signal computes from these pixels, as `index` and `query` call it.
+LoadedImage image_of(const cv::Mat& pixels) {
+  LoadedImage img;
+  img.pixels = pixels;
+  img.width = pixels.cols;
+  img.height = pixels.rows;
+  return img;
 }
 
-// As the Matcher does: candidates of the query as given, verified; the mirror image only
-// when nothing matched. Returns the matched entry ids.
-std::vector<std::int64_t> local_search(const LocalIndex& idx, const Query& q,
-                                       const LocalVerifyParams& vp) {
+// The local signal's own search (the mirror image only when the photo as given matched
+// nothing, as the matcher asks for it): the matched entry ids.
+std::vector<std::int64_t> local_search(const SignalIndex& idx, const SignalQuery& q,
+                                       const SignalParams& decision) {
   std::vector<std::int64_t> matched;
-  for (const LocalFeatures* side : {&q.local, &q.mirror}) {
-    for (const LocalCandidate& c : idx.candidates(*side)) {
-      const auto f = idx.features(c.id);
-      if (f && verify_local(*side, *f, vp).matched) matched.push_back(c.id);
-    }
-    if (!matched.empty()) break;
-  }
+  for (const SignalMatch& m : idx.search(q, decision, 0.0, 10))
+    if (m.margin >= 0) matched.push_back(m.id);
   return matched;
-}
-
-std::size_t encoded_bytes(const LocalFeatures& f) {
-  return encode_points(f).size() + f.size() * kOrbBytes;
 }
 
 }  // namespace
 
 void time_signals(const SpeedOptions& o, SpeedReport& rep) {
   const LocalParams lp;
+  const LocalSignal sig(lp);
   std::vector<std::filesystem::path> all;
   {
     OneThread one;
@@ -104,12 +95,13 @@ void time_signals(const SpeedOptions& o, SpeedReport& rep) {
         } catch (const Error&) {
           continue;
         }
+        const LoadedImage img = image_of(px);
         auto t0 = Clock::now();
-        const LocalFeatures e = extract_local(px, lp.entry_keypoints, lp.entry_side);
+        const auto e = sig.compute(img);
         le += ms_since(t0);
-        kp += static_cast<double>(e.size());
+        kp += e ? static_cast<double>(sig.record_items(*e)) : 0.0;
         t0 = Clock::now();
-        (void)query_of(px, lp);
+        (void)sig.compute_query(img);
         lq += ms_since(t0);
         if (o.embedder) {
           t0 = Clock::now();
@@ -145,8 +137,8 @@ void time_signals(const SpeedOptions& o, SpeedReport& rep) {
   const std::size_t n_pool = std::min<std::size_t>(400, all.size() - n_planted - n_unrelated);
 
   if (o.progress) o.progress("local features of the planted, unrelated and pool photos");
-  std::vector<LocalFeatures> planted;
-  std::vector<Query> copies, unrelated;
+  std::vector<SignalRecord> planted;
+  std::vector<SignalQuery> copies, unrelated;
   std::vector<double> extract;
   std::vector<std::uint8_t> pool;  // descriptors, row-major
   for (std::size_t i = 0; i < n_planted + n_unrelated + n_pool; ++i) {
@@ -158,16 +150,16 @@ void time_signals(const SpeedOptions& o, SpeedReport& rep) {
       continue;
     }
     if (i < n_planted) {
-      planted.push_back(extract_local(px, lp.entry_keypoints, lp.entry_side));
+      planted.push_back(sig.compute(image_of(px)).value_or(local_record(LocalFeatures{})));
       const cv::Mat copy = edited_copy(px);
       OneThread one;
       const auto t0 = Clock::now();
-      copies.push_back(query_of(copy, lp));
+      copies.push_back(sig.compute_query(image_of(copy)));
       extract.push_back(ms_since(t0));
     } else if (i < n_planted + n_unrelated) {
-      unrelated.push_back(query_of(px, lp));
-    } else {
-      const LocalFeatures f = extract_local(px, lp.entry_keypoints, lp.entry_side);
+      unrelated.push_back(sig.compute_query(image_of(px)));
+    } else if (const auto r = sig.compute(image_of(px))) {
+      const LocalFeatures f = decode_local_record(*r, all[i].string());
       if (f.size() > 0)
         pool.insert(pool.end(), f.descriptors.data, f.descriptors.data + f.size() * kOrbBytes);
     }
@@ -178,10 +170,10 @@ void time_signals(const SpeedOptions& o, SpeedReport& rep) {
     return;
   }
   double blob = 0;
-  for (const auto& f : planted) blob += static_cast<double>(encoded_bytes(f));
+  for (const auto& r : planted) blob += static_cast<double>(r.size());
   blob /= static_cast<double>(planted.size());
 
-  const LocalVerifyParams vp;
+  const SignalParams decision = sig.decision_defaults();
   for (const std::int64_t size : o.local_sizes) {
     check_stop(o.stop);
     LocalTiming t;
@@ -196,10 +188,11 @@ void time_signals(const SpeedOptions& o, SpeedReport& rep) {
       continue;
     }
     if (o.progress) o.progress("local-feature index of " + std::to_string(size) + " entries");
-    LocalIndex idx;
+    // The local signal's index, as a bank builds it from its records.
+    const auto idx = sig.make_index();
     // Planted photos get ids 1..P; fillers follow.
     for (std::size_t k = 0; k < planted.size(); ++k)
-      idx.add(static_cast<std::int64_t>(k + 1), planted[k]);
+      idx->add(static_cast<std::int64_t>(k + 1), planted[k]);
     std::mt19937_64 frng(o.seed * 7 + static_cast<std::uint64_t>(size));
     std::uniform_real_distribution<float> unit(0.f, 1.f);
     for (std::int64_t id = static_cast<std::int64_t>(planted.size()) + 1; id <= size; ++id) {
@@ -219,15 +212,15 @@ void time_signals(const SpeedOptions& o, SpeedReport& rep) {
         }
         f.points[static_cast<std::size_t>(r)] = {unit(frng), unit(frng)};
       }
-      idx.add(id, std::move(f));
+      idx->add(id, local_record(f));
     }
     {
       const auto t0 = Clock::now();
-      idx.prepare();  // all threads, as a bank builds it
+      idx->prepare();  // all threads, as a bank builds it
       t.build_s = ms_since(t0) / 1000.0;
     }
-    t.index_type = idx.type();
-    t.memory_bytes_per_entry = static_cast<double>(idx.memory_bytes()) / static_cast<double>(size);
+    t.index_type = idx->type();
+    t.memory_bytes_per_entry = static_cast<double>(idx->memory_bytes()) / static_cast<double>(size);
 
     OneThread one;
     std::vector<double> copy_ms, unrel_ms;
@@ -238,7 +231,7 @@ void time_signals(const SpeedOptions& o, SpeedReport& rep) {
       if (k >= 5 && ms_since(start) > 1000 * o.max_seconds_per_case * 4) break;
       if (k < copies.size()) {
         auto t0 = Clock::now();
-        const auto m = local_search(idx, copies[k], vp);
+        const auto m = local_search(*idx, copies[k], decision);
         copy_ms.push_back(ms_since(t0));
         ++t.planted;
         if (std::find(m.begin(), m.end(), static_cast<std::int64_t>(k + 1)) != m.end())
@@ -246,7 +239,7 @@ void time_signals(const SpeedOptions& o, SpeedReport& rep) {
       }
       if (k < unrelated.size()) {
         auto t0 = Clock::now();
-        const auto m = local_search(idx, unrelated[k], vp);
+        const auto m = local_search(*idx, unrelated[k], decision);
         unrel_ms.push_back(ms_since(t0));
         ++t.unrelated;
         if (!m.empty()) ++t.false_matches;
