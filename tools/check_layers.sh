@@ -28,7 +28,8 @@ done
 # The store seam (src/bank/store.hpp): SQLite, and SQL, only inside the SQLite store.
 while IFS=: read -r file line _; do
   case $file in
-    src/bank/sqlite_store.cpp | src/bank/sqlite_schema.cpp | src/bank/sqlite.hpp) ;;
+    src/bank/sqlite_store.cpp | src/bank/sqlite_records.cpp | src/bank/sqlite_store_impl.hpp | \
+      src/bank/sqlite_schema.cpp | src/bank/sqlite.hpp) ;;
     *)
       echo "check_layers: $file:$line: SQLite or SQL outside the SQLite store (src/bank/sqlite_store.cpp)" >&2
       status=1
