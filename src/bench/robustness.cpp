@@ -1,3 +1,7 @@
+// `hashwall bench robustness`, the run (robustness.hpp): the corpus shuffled and split,
+// copies inside it left out, the known photos indexed into a temporary bank, every photo
+// edited and queried, each signal (robustness_signals.hpp) scored per edit, per family and
+// overall. The output is robustness_report.cpp's.
 #include "bench/robustness.hpp"
 
 #include <algorithm>
@@ -15,6 +19,7 @@
 
 #include "bank/bank.hpp"
 #include "bench/edits.hpp"
+#include "bench/robustness_signals.hpp"
 #include "core/error.hpp"
 #include "core/parallel.hpp"
 #include "embed/embed_signal.hpp"
@@ -26,248 +31,12 @@
 
 namespace hashwall::bench {
 
+using namespace robustness_detail;
+
 namespace {
 
 namespace fs = std::filesystem;
 using json = nlohmann::ordered_json;
-
-// Predictions kept per query and signal for the ranked metrics. Each query has at most one
-// true reference, so deeper ranks only ever add false pairs at the tail of the list.
-constexpr std::size_t kTopPerQuery = 10;
-
-struct Reference {
-  Hash256 pdq;
-  cv::Mat phash;  // 8 bytes, cv::img_hash::PHash
-  std::int64_t bank_id = 0;
-};
-
-// What one edited upload looks like to the signals.
-struct Query {
-  const Fingerprint& fp;
-  const cv::Mat& pixels;  // as decoded for hashing (fast mode)
-};
-
-struct Outcome {
-  bool declared = false;                   // matched something at the default threshold
-  bool right = false;                      // ... and that includes the true reference
-  std::vector<std::pair<int, float>> top;  // (reference, score), best first
-};
-
-// A signal as the benchmark sees it: a score for every reference (higher = more alike)
-// and the default decision. A new signal is one more class here and one line where
-// run_robustness() lists them; the tables and plots pick it up.
-class BenchSignal {
- public:
-  virtual ~BenchSignal() = default;
-  virtual SignalInfo info() const = 0;
-  virtual Outcome evaluate(const Query& q, int truth) const = 0;
-};
-
-// Scores every reference with score(i), keeps the best kTopPerQuery, declares those with
-// accept(score).
-template <class Score, class Accept>
-Outcome rank_refs(std::size_t nrefs, int truth, Score score, Accept accept) {
-  Outcome o;
-  std::vector<std::pair<int, float>> all(nrefs);
-  for (std::size_t i = 0; i < nrefs; ++i) all[i] = {static_cast<int>(i), score(i)};
-  const std::size_t k = std::min(kTopPerQuery, all.size());
-  std::partial_sort(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(k), all.end(),
-                    [](const auto& a, const auto& b) {
-                      return a.second > b.second || (a.second == b.second && a.first < b.first);
-                    });
-  for (std::size_t i = 0; i < all.size(); ++i) {
-    if (!accept(all[i].second)) continue;
-    o.declared = true;
-    if (all[i].first == truth) o.right = true;
-  }
-  all.resize(k);
-  o.top = std::move(all);
-  return o;
-}
-
-class PdqSignal final : public BenchSignal {
- public:
-  PdqSignal(const std::vector<Reference>& refs, int threshold, bool dihedral)
-      : refs_(refs), threshold_(threshold), dihedral_(dihedral) {}
-  SignalInfo info() const override {
-    return {dihedral_ ? "PDQ+dihedral" : "PDQ",
-            "distance <= " + std::to_string(threshold_) + " of 256" +
-                (dihedral_ ? ", best of the 8 variants" : ""),
-            "-(Hamming distance)"};
-  }
-  Outcome evaluate(const Query& q, int truth) const override {
-    const int n = dihedral_ ? kDihedralCount : 1;
-    return rank_refs(
-        refs_.size(), truth,
-        [&](std::size_t i) {
-          int d = 256;
-          for (int v = 0; v < n; ++v)
-            d = std::min(d, hamming(q.fp.pdq.hashes[static_cast<std::size_t>(v)], refs_[i].pdq));
-          return static_cast<float>(-d);
-        },
-        [&](float s) { return -s <= threshold_; });
-  }
-
- private:
-  const std::vector<Reference>& refs_;
-  int threshold_;
-  bool dihedral_;
-};
-
-class PhashSignal final : public BenchSignal {
- public:
-  PhashSignal(const std::vector<Reference>& refs, int threshold)
-      : refs_(refs), threshold_(threshold) {}
-  SignalInfo info() const override {
-    return {"PHash (baseline)",
-            "distance <= " + std::to_string(threshold_) + " of 64 (OpenCV img_hash)",
-            "-(Hamming distance)"};
-  }
-  Outcome evaluate(const Query& q, int truth) const override {
-    cv::Mat h;
-    cv::img_hash::pHash(q.pixels, h);  // the free function: no shared state between threads
-    return rank_refs(
-        refs_.size(), truth,
-        [&](std::size_t i) {
-          return static_cast<float>(-cv::norm(h, refs_[i].phash, cv::NORM_HAMMING));
-        },
-        [&](float s) { return -s <= threshold_; });
-  }
-
- private:
-  const std::vector<Reference>& refs_;
-  int threshold_;
-};
-
-// The real decision: hashwall's Matcher over the real bank (thresholds and quality
-// gates as recorded in the bank), asked for near misses too so that its joint score ranks
-// beyond the thresholds. Declared = a hit that matched (not a near miss).
-class MatcherSignal final : public BenchSignal {
- public:
-  MatcherSignal(const Matcher& m, const Bank& bank, std::vector<int> ref_of_id)
-      : matcher_(m), bank_(bank), ref_of_id_(std::move(ref_of_id)) {}
-  SignalInfo info() const override {
-    std::string rule =
-        "hashwall's Matcher: PDQ+dihedral <= " + std::to_string(bank_.config().pdq_threshold) +
-        " (both sides PDQ quality >= " + std::to_string(bank_.config().min_quality) + ")";
-    if (bank_.config().has("embed")) rule += ", or embed";
-    if (bank_.config().has("local")) rule += ", or local";
-    return {
-        "combined", rule,
-        "joint score: the strongest signal's margin past its threshold plus a tenth of the others' "
-        "(near misses down to -1 included)"};
-  }
-  Outcome evaluate(const Query& q, int truth) const override {
-    Outcome o;
-    const MatchResult r = matcher_.match(q.fp);
-    for (const MatchHit& h : r.hits) {
-      const auto id = static_cast<std::size_t>(h.entry.id);
-      const int ref = id < ref_of_id_.size() ? ref_of_id_[id] : -1;
-      if (ref < 0) continue;
-      if (h.matched) {
-        o.declared = true;
-        if (ref == truth) o.right = true;
-      }
-      if (o.top.size() < kTopPerQuery) o.top.push_back({ref, static_cast<float>(h.score)});
-    }
-    return o;
-  }
-
- private:
-  const Matcher& matcher_;
-  const Bank& bank_;
-  std::vector<int> ref_of_id_;
-};
-
-// Local features alone: the bank's descriptor index proposes entries, a RANSAC fit
-// verifies them; the score is the number of geometric inliers.
-class LocalAlone final : public BenchSignal {
- public:
-  LocalAlone(const Bank& bank, std::vector<int> ref_of_id, int min_inliers)
-      : bank_(bank), ref_of_id_(std::move(ref_of_id)), min_inliers_(min_inliers) {}
-  SignalInfo info() const override {
-    return {
-        "local",
-        ">= " + std::to_string(min_inliers_) +
-            " RANSAC inliers (ORB keypoints, mirror tried when the photo as given finds nothing)",
-        "inliers of the verified candidates"};
-  }
-  Outcome evaluate(const Query& q, int truth) const override {
-    Outcome o;
-    const auto form = q.fp.registered.find("local");
-    if (form == q.fp.registered.end() || form->second.forms.empty()) return o;
-    // Every verified candidate, matched or not (margin below -1), for the ranked metrics;
-    // the mirror image only when the photo as given matched nothing.
-    const SignalParams decision{{"min_inliers", std::to_string(min_inliers_)}};
-    const auto found = bank_.search_signal("local", form->second, -2.0, kTopPerQuery, &decision);
-    std::vector<std::pair<int, float>> scores;
-    for (const SignalMatch& m : found) {
-      const auto id = static_cast<std::size_t>(m.id);
-      const int ref = id < ref_of_id_.size() ? ref_of_id_[id] : -1;
-      if (ref < 0) continue;
-      if (m.evidence.at("matched").get<bool>()) {
-        o.declared = true;
-        if (ref == truth) o.right = true;
-      }
-      auto it =
-          std::find_if(scores.begin(), scores.end(), [&](const auto& p) { return p.first == ref; });
-      const float s = static_cast<float>(m.evidence.at("inliers").get<int>());
-      if (it == scores.end())
-        scores.push_back({ref, s});
-      else
-        it->second = std::max(it->second, s);
-    }
-    std::sort(scores.begin(), scores.end(), [](const auto& a, const auto& b) {
-      return a.second > b.second || (a.second == b.second && a.first < b.first);
-    });
-    if (scores.size() > kTopPerQuery) scores.resize(kTopPerQuery);
-    o.top = std::move(scores);
-    return o;
-  }
-
- private:
-  const Bank& bank_;
-  std::vector<int> ref_of_id_;
-  int min_inliers_;
-};
-
-// The learned embedding alone: cosine similarity over the bank's embedding index.
-class EmbedAlone final : public BenchSignal {
- public:
-  EmbedAlone(const Bank& bank, std::vector<int> ref_of_id, double threshold)
-      : bank_(bank), ref_of_id_(std::move(ref_of_id)), threshold_(threshold) {}
-  SignalInfo info() const override {
-    char buf[64];
-    std::snprintf(buf, sizeof buf, "cosine similarity >= %.3f", threshold_);
-    return {"embed", buf, "cosine similarity"};
-  }
-  Outcome evaluate(const Query& q, int truth) const override {
-    Outcome o;
-    const auto form = q.fp.registered.find("embed");
-    if (form == q.fp.registered.end() || form->second.forms.empty()) return o;
-    // The nearest entries whatever their similarity (ranked metrics reach past the
-    // threshold): a threshold of 0 puts margin -1 at similarity -1.
-    const SignalParams everything{{"threshold", threshold_text(0)}};
-    for (const SignalMatch& m :
-         bank_.search_signal("embed", form->second, -1.0, kTopPerQuery, &everything)) {
-      const auto id = static_cast<std::size_t>(m.id);
-      const int ref = id < ref_of_id_.size() ? ref_of_id_[id] : -1;
-      if (ref < 0) continue;
-      const float similarity = m.evidence.at("similarity").get<float>();
-      if (similarity >= threshold_) {
-        o.declared = true;
-        if (ref == truth) o.right = true;
-      }
-      o.top.push_back({ref, similarity});
-    }
-    return o;
-  }
-
- private:
-  const Bank& bank_;
-  std::vector<int> ref_of_id_;
-  double threshold_;
-};
 
 cv::Mat cap_side(const cv::Mat& img, int max_side) {
   if (max_side <= 0 || std::max(img.cols, img.rows) <= max_side) return img;
