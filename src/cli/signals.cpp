@@ -9,11 +9,9 @@ namespace hashwall::cli {
 
 std::string signals_help() {
   register_builtin_signals();
-  // pdq is not on the Signal interface yet; every other signal says what it finds itself.
-  std::string out =
-      "Signals:\n"
-      "  pdq: Meta's PDQ hash and its 8 rotations/flips (re-encodes, resizes, filters)";
-  for (const char* name : {"local", "embed"})
+  // Every signal says what it finds itself.
+  std::string out = "Signals:";
+  for (const char* name : kBuiltinSignals)
     if (const Signal* s = find_signal(name)) out += "\n  " + s->name() + ": " + s->summary();
   for (const Signal* s : registered_signals()) out += "\n  " + s->name() + ": " + s->summary();
   return out +

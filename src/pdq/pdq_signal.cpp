@@ -49,8 +49,7 @@ int reach_of(int threshold, double min_margin) {
 }  // namespace
 
 std::string PdqSignal::summary() const {
-  return "PDQ perceptual hash (Meta), with its 8 rotated and flipped forms (re-encodes, "
-         "resizes, light edits, rotations by 90 degrees, mirror images)";
+  return "Meta's PDQ hash and its 8 rotations/flips (re-encodes, resizes, filters)";
 }
 
 SignalParams PdqSignal::decision_defaults() const {
