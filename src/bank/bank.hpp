@@ -36,7 +36,8 @@ struct NewEntry {
   std::string label;
   std::string source;  // file path, or the name given in an imported list
   Origin origin = Origin::Indexed;
-  // The records of the signals on the Signal interface (signal/signal.hpp: "local",
+  // The records of the signals other than pdq (whose record is `pdq` and `quality` above;
+  // signal/signal.hpp: "local",
   // local/local_signal.hpp; "embed", embed/embed_signal.hpp; registered ones), by signal
   // name, present when the entry was made from an image (imported hash lists carry PDQ
   // only); a signal the bank does not record is ignored, one it records but the entry
@@ -104,7 +105,8 @@ struct BankStats {
   int format_version = 0;
   std::vector<std::string> signals;
   std::string embed_model;
-  // The signals on the Signal interface (local, embed, registered ones), in the bank's order.
+  // The signals whose records sit beside the entry row (local, embed, registered ones; pdq's
+  // figures are the fields above), in the bank's order.
   struct Registered {
     std::string name;
     std::int64_t entries = 0;      // entries with a record

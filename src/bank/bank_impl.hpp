@@ -151,8 +151,8 @@ struct Bank::Impl {
   // Why entries with local features may not be added (recorded parameters differ from
   // this build's, bank/config.cpp); empty when they may.
   std::string local_params_mismatch;
-  // The signals on the Signal interface the bank records (signal/signal.hpp: local, embed
-  // and the registered ones), each with its index; guarded by signals_mu.
+  // The signals the bank records besides pdq (whose index is `index` above; signal/signal.hpp:
+  // local, embed and the registered ones), each with its index; guarded by signals_mu.
   struct Registered {
     const Signal* signal = nullptr;
     std::unique_ptr<SignalIndex> index;

@@ -338,7 +338,7 @@ CheckReport Bank::check() const {
     list.finish("damaged entries");
   }
 
-  // The records of the signals on the Signal interface (local, embed, registered ones): each
+  // The records of the signals other than pdq (local, embed, registered ones): each
   // must be one of the bank's signals, read as its signal reads it and compare with the
   // signal's first record (a damaged row is left out of the search, so it is named here).
   std::map<std::string, std::int64_t> items;  // in the rows each index takes

@@ -1,5 +1,5 @@
 // The bank's derived indexes: the PDQ index and its cache file, the indexes of the signals
-// on the Signal interface (local, embed, registered ones) built from the records, and their
+// besides pdq (local, embed, registered ones) built from the records, and their
 // cache files (the local features' IVF layout; docs/BANK_FORMAT.md). All are rebuilt from
 // the records when missing or stale.
 #include <algorithm>

@@ -63,7 +63,7 @@ int run_stats(const AdminArgs& a) {
     j["labels"] = s.labels;
     j["low_quality"] = s.low_quality;
     j["signals"] = s.signals;
-    // The signals on the Signal interface (local, embed, registered ones).
+    // The signals whose records sit beside the entry row (local, embed, registered ones).
     for (const auto& r : s.registered) {
       json params = json::object();
       for (const auto& [k, v] : r.params) params[k] = v;

@@ -1,6 +1,6 @@
 // What hashwall computes from one image: the identity of its bytes and its signals.
-// Signals on the Signal interface (signal/signal.hpp: local, embed and registered ones) come
-// in by name in `registered`.
+// PDQ has a field of its own (`pdq`, which reports and entries use); the other signals
+// (signal/signal.hpp: local, embed and registered ones) come in by name in `registered`.
 #pragma once
 
 #include <map>
@@ -21,7 +21,7 @@ struct Fingerprint {
   // hashes[0] is the image as given: the pdq signal's forms (pdq/pdq_signal.hpp, pdq_query)
   // and, for an entry, its record (NewEntry::pdq, quality).
   PdqDihedralResult pdq;
-  // The signals on the Signal interface, by name: a query's forms, or for an entry its
+  // The other signals, by name: a query's forms, or for an entry its
   // record as the only form (no form: the signal had nothing to record for this image).
   std::map<std::string, SignalQuery> registered;
 };
@@ -30,8 +30,8 @@ struct FingerprintOptions {
   // Queries get each signal's query forms (local: more keypoints, and the mirror image
   // too), entries its record.
   bool for_query = true;
-  // The signals on the Signal interface to compute: for embed, an EmbedSignal with its
-  // model (embed/embed_signal.hpp).
+  // The signals to compute besides PDQ (which fingerprint() always computes, and skips
+  // here): for embed, an EmbedSignal with its model (embed/embed_signal.hpp).
   std::vector<const Signal*> registered;
 };
 

@@ -51,9 +51,9 @@ Matcher::Matcher(const Bank& bank, MatchOptions options)
   for (const auto& [name, params] : options_.decisions) {
     const auto it = decisions_.find(name);
     if (it == decisions_.end())
-      throw Error(ErrorKind::Usage, "",
-                  "decision parameters given for '" + name +
-                      "', which is not one of the bank's signals on the Signal interface");
+      throw Error(
+          ErrorKind::Usage, "",
+          "decision parameters given for '" + name + "', which is not one of the bank's signals");
     for (const auto& [k, v] : params) it->second[k] = v;
   }
   for (const auto& [name, params] : decisions_)

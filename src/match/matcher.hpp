@@ -125,7 +125,7 @@ struct MatchResult {
   std::vector<std::string> signals;  // the signals that took part
   int local_min_inliers = 0;
   double embed_threshold = 0;
-  // The decision parameters each signal on the Signal interface that took part used.
+  // The decision parameters each signal that took part used (pdq's included).
   std::map<std::string, SignalParams> registered_params;
   std::vector<MatchHit> hits;  // highest score first (exact matches first of all)
 };
@@ -144,7 +144,7 @@ class Matcher {
   int min_quality_;
   int local_min_inliers_;
   double embed_threshold_;
-  // Decision parameters of the bank's signals on the Signal interface, overrides applied.
+  // Decision parameters of the bank's signals, overrides applied.
   std::map<std::string, SignalParams> decisions_;
 };
 

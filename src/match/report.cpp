@@ -111,9 +111,8 @@ json hit_json(const MatchHit& h) {
   } else {
     j["inliers"] = nullptr;
   }
-  // The evidence of the signals on the Signal interface (embed, registered ones): each one's
-  // margin, the query form that came nearest and
-  // its own measure.
+  // The evidence of each signal that reached the entry (pdq, local, embed, registered ones):
+  // its margin, the query form that came nearest and its own measure.
   json ev = json::object();
   for (const auto& [name, e] : h.registered) {
     json one;

@@ -421,7 +421,7 @@ Reply Service::stats(const json& extra) const {
                           {"index_config", c.index_type},
                           {"index_memory_bytes", s.index_memory_bytes}}});
     json index_types = json{{"pdq", s.index_type}};
-    // The signals on the Signal interface (local, embed, registered ones).
+    // The signals whose records sit beside the entry row (local, embed, registered ones).
     for (const auto& reg : s.registered) {
       json params = json::object();
       for (const auto& [k, v] : reg.params) params[k] = v;
