@@ -5,7 +5,6 @@
 
 #include <ctime>
 #include <limits>
-#include <unordered_map>
 
 #include "bank/bank_impl.hpp"
 #include "embed/embed_signal.hpp"
@@ -366,22 +365,7 @@ std::vector<PdqMatch> Bank::search_pdq(std::span<const Hash256> queries, int max
     std::shared_lock lock(impl_->index_mu);
     per_query = impl_->index->range_search(queries, max_distance);
   }
-  // One row per entry: its smallest distance, and the first query that reached it.
-  std::unordered_map<std::int64_t, PdqMatch> best;
-  for (std::size_t q = 0; q < per_query.size(); ++q) {
-    for (const auto& h : per_query[q]) {
-      auto [it, inserted] = best.try_emplace(h.id, PdqMatch{h.id, h.distance, static_cast<int>(q)});
-      if (!inserted && h.distance < it->second.distance)
-        it->second = PdqMatch{h.id, h.distance, static_cast<int>(q)};
-    }
-  }
-  std::vector<PdqMatch> out;
-  out.reserve(best.size());
-  for (const auto& [id, m] : best) out.push_back(m);
-  std::sort(out.begin(), out.end(), [](const PdqMatch& a, const PdqMatch& b) {
-    return a.distance != b.distance ? a.distance < b.distance : a.id < b.id;
-  });
-  return out;
+  return best_per_entry(per_query);
 }
 
 std::vector<SignalMatch> Bank::search_signal(const std::string& name, const SignalQuery& query,

@@ -125,12 +125,6 @@ struct CheckReport {
   std::vector<std::string> notes;     // harmless findings, e.g. an older index cache
 };
 
-struct PdqMatch {
-  std::int64_t id;
-  int distance;
-  int query_index;  // which of the query hashes came nearest (e.g. a dihedral variant)
-};
-
 enum class OpenMode { ReadOnly, ReadWrite, Create /* read-write, created if missing */ };
 
 class Bank {

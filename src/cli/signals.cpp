@@ -82,12 +82,10 @@ SignalSetup signal_setup(const Bank& bank, const std::vector<std::string>& only,
                       "; use that model (--model) or leave embed out (--signals pdq,local)");
     s.embed = std::make_shared<EmbedSignal>(s.embedder);
   }
-  // The bank's instances compute (they need nothing more), except embed: its model. PDQ
-  // is computed by fingerprint() itself, with the decode mode's preprocessing.
+  // The bank's instances compute (they need nothing more), except embed: its model.
+  // fingerprint() skips pdq, which it computes itself as the decode mode asks.
   for (const auto& name : s.signals)
-    if (name == "pdq")
-      continue;
-    else if (name == "embed")
+    if (name == "embed")
       s.fingerprint.registered.push_back(s.embed.get());
     else if (const Signal* sig = find_signal(name))
       s.fingerprint.registered.push_back(sig);

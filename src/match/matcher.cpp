@@ -288,7 +288,8 @@ MatchResult Matcher::match(const Fingerprint& q) const {
         const auto found = bank_.search_signal(name, query, near ? -1.0 : 0.0, k, &decision);
         for (const SignalMatch& m : found) {
           if (!seen.insert(m.id).second) continue;  // an earlier page
-          if (const MatchHit* before = find_hit(m.id)) {
+          const MatchHit* before = find_hit(m.id);
+          if (before) {
             const auto ev = before->registered.find(name);
             if (ev != before->registered.end() && ev->second.margin >= m.margin)
               continue;  // an earlier form came as near
@@ -297,8 +298,9 @@ MatchResult Matcher::match(const Fingerprint& q) const {
           if (stop) break;
           if (!h) continue;
           // An entry found earlier by another signal (an identical file) keeps the
-          // evidence, but counts only where this signal may decide for it.
-          const bool decides = entry_ok(sig, name, h->entry);
+          // evidence, but counts only where this signal may decide for it (take() checked
+          // a new hit's entry already).
+          const bool decides = !before || entry_ok(sig, name, h->entry);
           h->registered[name] = MatchHit::Evidence{
               m.margin, in_turn ? static_cast<int>(round) : m.form, m.evidence, m.extra, decides};
           if (m.margin >= 0 && decides) {

@@ -2,7 +2,9 @@
 // (docs/BANK_FORMAT.md, "Index cache file").
 #include "pdq/pdq_index.hpp"
 
+#include <algorithm>
 #include <fstream>
+#include <unordered_map>
 
 #include "pdq/pdq_index_impl.hpp"
 
@@ -92,6 +94,23 @@ class FlatPdqIndex final : public BinaryIndexBase {
 }  // namespace
 
 using namespace pdq_detail;
+
+std::vector<PdqMatch> best_per_entry(const std::vector<std::vector<IndexHit>>& per_query) {
+  std::unordered_map<std::int64_t, PdqMatch> best;
+  for (std::size_t q = 0; q < per_query.size(); ++q)
+    for (const auto& h : per_query[q]) {
+      auto [it, fresh] = best.try_emplace(h.id, PdqMatch{h.id, h.distance, static_cast<int>(q)});
+      if (!fresh && h.distance < it->second.distance)
+        it->second = PdqMatch{h.id, h.distance, static_cast<int>(q)};
+    }
+  std::vector<PdqMatch> out;
+  out.reserve(best.size());
+  for (const auto& [id, m] : best) out.push_back(m);
+  std::sort(out.begin(), out.end(), [](const PdqMatch& a, const PdqMatch& b) {
+    return a.distance != b.distance ? a.distance < b.distance : a.id < b.id;
+  });
+  return out;
+}
 
 std::unique_ptr<PdqIndex> make_pdq_index(std::string_view type) {
   if (type == "flat") return std::make_unique<FlatPdqIndex>();

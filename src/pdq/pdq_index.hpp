@@ -54,6 +54,15 @@ class PdqIndex {
   virtual void save(const std::filesystem::path& file, std::uint64_t generation) const = 0;
 };
 
+// One row per entry that any query reached: its smallest distance and the first query that
+// reached it at that distance (e.g. a dihedral variant); nearest first, ties by id.
+struct PdqMatch {
+  std::int64_t id;
+  int distance;
+  int query_index;
+};
+std::vector<PdqMatch> best_per_entry(const std::vector<std::vector<IndexHit>>& per_query);
+
 // "flat", "multihash", "compact" (throws Error{Usage} otherwise).
 std::unique_ptr<PdqIndex> make_pdq_index(std::string_view type);
 // Loads a cache file; returns nullptr when missing, unreadable or not of this format.

@@ -4,7 +4,6 @@
 #include <charconv>
 #include <cmath>
 #include <cstring>
-#include <unordered_map>
 
 #include "core/error.hpp"
 #include "image/load.hpp"
@@ -181,33 +180,17 @@ std::vector<SignalMatch> pdq_search(const PdqIndex& index, const SignalQuery& qu
   }
   const int reach = reach_of(*threshold, min_margin);
   if (hashes.empty() || reach < 0) return {};
-  const auto per_form = index.range_search(hashes, reach);
-  // One row per entry: its smallest distance, and the first form that reached it.
-  struct Best {
-    int distance, form;
-  };
-  std::unordered_map<std::int64_t, Best> best;
-  for (std::size_t f = 0; f < per_form.size(); ++f)
-    for (const IndexHit& h : per_form[f]) {
-      auto [it, fresh] = best.try_emplace(h.id, Best{h.distance, static_cast<int>(f)});
-      if (!fresh && h.distance < it->second.distance)
-        it->second = {h.distance, static_cast<int>(f)};
-    }
-  std::vector<std::pair<std::int64_t, Best>> rows(best.begin(), best.end());
-  std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) {
-    return a.second.distance != b.second.distance ? a.second.distance < b.second.distance
-                                                  : a.first < b.first;
-  });
+  const auto rows = best_per_entry(index.range_search(hashes, reach));
   std::vector<SignalMatch> out;
   out.reserve(rows.size());
-  for (const auto& [id, b] : rows) {
+  for (const PdqMatch& b : rows) {
     const double margin = pdq_margin(b.distance, *threshold);
     if (margin < min_margin && min_margin >= -1) continue;
     SignalMatch m;
-    m.id = id;
+    m.id = b.id;
     m.margin = margin;
-    m.form = b.form;
-    m.evidence = evidence_of(b.distance, b.form);
+    m.form = b.query_index;
+    m.evidence = evidence_of(b.distance, b.query_index);
     out.push_back(std::move(m));
   }
   return out;
