@@ -1,14 +1,18 @@
 #include "support.hpp"
 
+#include <libpq-fe.h>
+#include <sqlite3.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <array>
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <random>
 #include <sstream>
+#include <stdexcept>
 
 namespace hwtest {
 
@@ -75,6 +79,72 @@ RunResult run_shell(const std::string& command) {
   r.out = slurp(out);
   r.err = slurp(err);
   return r;
+}
+
+bool testing_postgresql() {
+  const char* v = std::getenv("HASHWALL_TEST_STORE");
+  return v && std::string(v) == "postgresql";
+}
+
+namespace {
+
+// The scratch server's address, written by tools/pg_test_fixture.sh; skips the test when
+// there is none (PostgreSQL not installed).
+std::string scratch_server() {
+  static const std::string url = [] {
+    std::ifstream in(fs::path(HASHWALL_BUILD_DIR) / "pg-scratch.url");
+    std::string line;
+    std::getline(in, line);
+    return line;
+  }();
+  if (url.empty()) hw_skip_exit("needs PostgreSQL 15 (Debian's postgresql package)");
+  // The PostgreSQL banks' index caches, kept out of the user's home.
+  setenv("HASHWALL_CACHE_DIR", (fs::path(HASHWALL_BUILD_DIR) / "pg-test-cache").c_str(), 1);
+  return url;
+}
+
+void pg_exec(const std::string& url, const std::string& sql) {
+  PGconn* c = PQconnectdb(url.c_str());
+  std::string why;
+  if (PQstatus(c) != CONNECTION_OK) {
+    why = PQerrorMessage(c);
+  } else {
+    PGresult* r = PQexec(c, sql.c_str());
+    const auto st = PQresultStatus(r);
+    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) why = PQerrorMessage(c);
+    PQclear(r);
+  }
+  PQfinish(c);
+  if (!why.empty()) throw std::runtime_error("PostgreSQL: " + why + " (" + sql + ")");
+}
+
+}  // namespace
+
+std::string bank_location(const TempDir& dir, const std::string& name) {
+  if (!testing_postgresql()) return (dir / name).string();
+  const std::string server = scratch_server();
+  static std::atomic<int> n{0};
+  std::random_device rd;
+  const std::string schema = "t_" + std::to_string(::getpid()) + "_" + std::to_string(n++) + "_" +
+                             std::to_string(rd() % 100000);
+  pg_exec(server, "CREATE SCHEMA " + schema);
+  return server + (server.find('?') == std::string::npos ? "?" : "&") + "options=-csearch_path%3D" +
+         schema;
+}
+
+void raw_sql(const std::string& location, const std::string& sql) {
+  if (location.starts_with("postgresql://")) return pg_exec(location, sql);
+  sqlite3* db = nullptr;
+  std::string why;
+  if (sqlite3_open_v2(location.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr) != SQLITE_OK) {
+    why = sqlite3_errmsg(db);
+  } else {
+    char* err = nullptr;
+    if (sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK) why = err ? err : "?";
+    sqlite3_free(err);
+  }
+  sqlite3_close(db);
+  if (!why.empty()) throw std::runtime_error("SQLite: " + why + " (" + sql + ")");
 }
 
 long budget(const char* name, long fallback) {

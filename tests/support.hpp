@@ -42,6 +42,17 @@ class TempDir {
   fs::path path_;
 };
 
+// The store the [stores] tests run against: SQLite, or PostgreSQL when CTest runs them as
+// "pg: ..." (HASHWALL_TEST_STORE=postgresql, with the scratch server the "postgresql"
+// fixture started: tools/pg_test_fixture.sh). Without a server those skip visibly.
+bool testing_postgresql();
+// Where a test's bank lives: `dir / name` for SQLite; for PostgreSQL a fresh schema on the
+// scratch server ("postgresql://...?options=-csearch_path%3Dt_..."), one per call.
+std::string bank_location(const TempDir& dir, const std::string& name = "bank.db");
+// Runs SQL on a bank's records behind the bank's back (sqlite3 or libpq), for tests of what
+// check and open find; throws std::runtime_error when it fails.
+void raw_sql(const std::string& location, const std::string& sql);
+
 struct RunResult {
   int exit_code = -1;
   std::string out;  // stdout

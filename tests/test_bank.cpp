@@ -87,9 +87,9 @@ std::int64_t count_entries(const Bank& bank) {
 
 }  // namespace
 
-TEST_CASE("a new bank keeps its entries after it is closed and reopened", "[bank]") {
+TEST_CASE("a new bank keeps its entries after it is closed and reopened", "[bank][stores]") {
   hwtest::TempDir dir;
-  const auto path = dir / "bank.db";
+  const std::string path = hwtest::bank_location(dir);
   std::mt19937_64 rng(1);
   std::vector<NewEntry> batch;
   for (int i = 0; i < 10; ++i)
@@ -148,9 +148,9 @@ TEST_CASE("a new bank keeps its entries after it is closed and reopened", "[bank
   CHECK(st.low_quality == 0);
 }
 
-TEST_CASE("a file whose SHA-256 is already in the bank is not added again", "[bank]") {
+TEST_CASE("a file whose SHA-256 is already in the bank is not added again", "[bank][stores]") {
   hwtest::TempDir dir;
-  auto bank = Bank::open(dir / "bank.db", OpenMode::Create);
+  auto bank = Bank::open(hwtest::bank_location(dir), OpenMode::Create);
   std::mt19937_64 rng(2);
   const auto first =
       bank->add(std::vector{indexed(1, random_hash(rng)), indexed(2, random_hash(rng))});
@@ -180,9 +180,10 @@ TEST_CASE("a file whose SHA-256 is already in the bank is not added again", "[ba
   CHECK(bank->stats().generation == gen);
 }
 
-TEST_CASE("imported hashes are duplicates only with the same hash from the same source", "[bank]") {
+TEST_CASE("imported hashes are duplicates only with the same hash from the same source",
+          "[bank][stores]") {
   hwtest::TempDir dir;
-  auto bank = Bank::open(dir / "bank.db", OpenMode::Create);
+  auto bank = Bank::open(hwtest::bank_location(dir), OpenMode::Create);
   std::mt19937_64 rng(3);
   const Hash256 a = random_hash(rng), b = random_hash(rng);
   const auto r1 = bank->add(
@@ -213,9 +214,9 @@ TEST_CASE("imported hashes are duplicates only with the same hash from the same 
   CHECK(found_ids(*bank, a, 0).size() == 3);
 }
 
-TEST_CASE("removed entries are no longer found also after reopening", "[bank]") {
+TEST_CASE("removed entries are no longer found also after reopening", "[bank][stores]") {
   hwtest::TempDir dir;
-  const auto path = dir / "bank.db";
+  const std::string path = hwtest::bank_location(dir);
   std::mt19937_64 rng(4);
   std::vector<Hash256> h;
   for (int i = 0; i < 6; ++i) h.push_back(random_hash(rng));
@@ -254,9 +255,9 @@ TEST_CASE("removed entries are no longer found also after reopening", "[bank]") 
   CHECK(bank->check().ok);
 }
 
-TEST_CASE("a bank keeps the configuration it was created with", "[bank]") {
+TEST_CASE("a bank keeps the configuration it was created with", "[bank][stores]") {
   hwtest::TempDir dir;
-  const auto path = dir / "bank.db";
+  const std::string path = hwtest::bank_location(dir);
   BankConfig made;
   made.pdq_threshold = 20;
   made.min_quality = 70;
@@ -276,12 +277,13 @@ TEST_CASE("a bank keeps the configuration it was created with", "[bank]") {
 
   BankConfig wrong;
   wrong.index_type = "hnsw";
-  CHECK_THROWS_AS(Bank::open(dir / "other.db", OpenMode::Create, wrong), Error);
+  CHECK_THROWS_AS(Bank::open(hwtest::bank_location(dir, "other.db"), OpenMode::Create, wrong),
+                  Error);
 }
 
-TEST_CASE("quality below the bank's minimum is counted as low quality", "[bank]") {
+TEST_CASE("quality below the bank's minimum is counted as low quality", "[bank][stores]") {
   hwtest::TempDir dir;
-  auto bank = Bank::open(dir / "bank.db", OpenMode::Create);
+  auto bank = Bank::open(hwtest::bank_location(dir), OpenMode::Create);
   std::mt19937_64 rng(5);
   auto low = indexed(1, random_hash(rng));
   low.quality = 49;
@@ -351,9 +353,9 @@ TEST_CASE("a bank of a newer format version is refused with a clear reason", "[b
   }
 }
 
-TEST_CASE("a batch with one invalid entry is rolled back as a whole", "[bank]") {
+TEST_CASE("a batch with one invalid entry is rolled back as a whole", "[bank][stores]") {
   hwtest::TempDir dir;
-  const auto path = dir / "bank.db";
+  const std::string path = hwtest::bank_location(dir);
   auto bank = Bank::open(path, OpenMode::Create);
   std::mt19937_64 rng(6);
   bank->add(std::vector{indexed(100, random_hash(rng))});
@@ -384,6 +386,21 @@ TEST_CASE("a batch with one invalid entry is rolled back as a whole", "[bank]") 
   CHECK(found_ids(*bank, a, 0).size() == 1);
 
   // The schema refuses what add() would refuse, for writers that bypass hashwall.
+  if (hwtest::testing_postgresql()) {
+    const std::string zero32 = "decode(repeat('00', 32), 'hex')";
+    for (const std::string& sql :
+         {"INSERT INTO entries(pdq, quality, origin, added_at) VALUES(" + zero32 +
+              ", 500, 'indexed', 0)",
+          std::string("INSERT INTO entries(pdq, origin, added_at) VALUES(decode(repeat('00', "
+                      "31), 'hex'), 'indexed', 0)"),
+          "INSERT INTO entries(pdq, origin, added_at) VALUES(" + zero32 + ", 'stolen', 0)",
+          "INSERT INTO entries(sha256, pdq, origin, added_at) VALUES('abc', " + zero32 +
+              ", 'indexed', 0)"}) {
+      INFO(sql);
+      CHECK_THROWS(hwtest::raw_sql(path, sql));
+    }
+    return;
+  }
   sqlite3* h = nullptr;
   REQUIRE(sqlite3_open(path.c_str(), &h) == SQLITE_OK);
   sqlite3_busy_timeout(h, 5000);
@@ -400,9 +417,9 @@ TEST_CASE("a batch with one invalid entry is rolled back as a whole", "[bank]") 
   sqlite3_close(h);
 }
 
-TEST_CASE("a read-only bank refuses writes", "[bank]") {
+TEST_CASE("a read-only bank refuses writes", "[bank][stores]") {
   hwtest::TempDir dir;
-  const auto path = dir / "bank.db";
+  const std::string path = hwtest::bank_location(dir);
   std::mt19937_64 rng(7);
   Bank::open(path, OpenMode::Create)->add(std::vector{indexed(1, random_hash(rng))});
   auto bank = Bank::open(path, OpenMode::ReadOnly);
@@ -412,9 +429,9 @@ TEST_CASE("a read-only bank refuses writes", "[bank]") {
 }
 
 TEST_CASE("search keeps one row per entry with its best distance and the first query to reach it",
-          "[bank]") {
+          "[bank][stores]") {
   hwtest::TempDir dir;
-  auto bank = Bank::open(dir / "bank.db", OpenMode::Create);
+  auto bank = Bank::open(hwtest::bank_location(dir), OpenMode::Create);
   std::mt19937_64 rng(8);
   const Hash256 x = random_hash(rng), y = random_hash(rng);
   const auto ids =
@@ -573,9 +590,9 @@ TEST_CASE("a stale index cache is rebuilt and searches stay correct", "[bank]") 
   }
 }
 
-TEST_CASE("an auto bank switches to multihash once it is large enough", "[bank]") {
+TEST_CASE("an auto bank switches to multihash once it is large enough", "[bank][stores]") {
   hwtest::TempDir dir;
-  const auto path = dir / "bank.db";
+  const std::string path = hwtest::bank_location(dir);
   BankConfig cfg;
   cfg.multihash_min_entries = 10;
   std::mt19937_64 rng(11);
@@ -645,9 +662,9 @@ TEST_CASE("a compact-index bank searches adds removes and reopens like the other
   }
 }
 
-TEST_CASE("set_index records the new index type and rebuilds the index", "[bank]") {
+TEST_CASE("set_index records the new index type and rebuilds the index", "[bank][stores]") {
   hwtest::TempDir dir;
-  const auto path = dir / "bank.db";
+  const std::string path = hwtest::bank_location(dir);
   std::mt19937_64 rng(43);
   std::vector<Hash256> h;
   std::vector<NewEntry> batch;
@@ -681,9 +698,10 @@ TEST_CASE("set_index records the new index type and rebuilds the index", "[bank]
   CHECK_THROWS_AS(reopened->set_index("flat"), Error);  // read-only
 }
 
-TEST_CASE("removals on a multihash bank stay correct in this and in other connections", "[bank]") {
+TEST_CASE("removals on a multihash bank stay correct in this and in other connections",
+          "[bank][stores]") {
   hwtest::TempDir dir;
-  const auto path = dir / "bank.db";
+  const std::string path = hwtest::bank_location(dir);
   BankConfig cfg;
   cfg.index_type = "multihash";
   std::mt19937_64 rng(31);
@@ -778,9 +796,9 @@ TEST_CASE("check passes on a healthy bank and reports corrupted rows", "[bank]")
   }
 }
 
-TEST_CASE("concurrent searches and lookups agree with a single-threaded search", "[bank]") {
+TEST_CASE("concurrent searches and lookups agree with a single-threaded search", "[bank][stores]") {
   hwtest::TempDir dir;
-  auto bank = Bank::open(dir / "bank.db", OpenMode::Create);
+  auto bank = Bank::open(hwtest::bank_location(dir), OpenMode::Create);
   std::mt19937_64 rng(13);
   std::vector<NewEntry> batch;
   for (int i = 0; i < 500; ++i) batch.push_back(indexed(i, random_hash(rng)));
@@ -943,9 +961,10 @@ TEST_CASE(
   CHECK_THAT(rep.problems[0], Catch::Contains("differ from those it was created with"));
 }
 
-TEST_CASE("labels and sources are bounded: at the limit stored, one byte over refused", "[bank]") {
+TEST_CASE("labels and sources are bounded: at the limit stored, one byte over refused",
+          "[bank][stores]") {
   hwtest::TempDir dir;
-  auto bank = Bank::open(dir / "bank.db", OpenMode::Create);
+  auto bank = Bank::open(hwtest::bank_location(dir), OpenMode::Create);
   std::mt19937_64 rng(8);
   NewEntry e = indexed(1, random_hash(rng), std::string(kMaxLabelBytes, 'l'));
   e.source = std::string(kMaxSourceBytes, 's');

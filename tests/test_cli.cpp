@@ -73,11 +73,12 @@ TEST_CASE("every command answers --help with examples and exit codes", "[cli]") 
   CHECK(run_hashwall("query").exit_code == 2);
 }
 
-TEST_CASE("the samples: edited uploads match their originals unrelated photos do not", "[cli]") {
+TEST_CASE("the samples: edited uploads match their originals unrelated photos do not",
+          "[cli][stores]") {
   const auto samples = hwtest::source_dir() / "samples";
   REQUIRE(fs::is_directory(samples / "bank"));
   TempDir tmp;
-  const auto bank = tmp / "bank.db";
+  const fs::path bank = hwtest::bank_location(tmp);
   auto idx = run_hashwall("index " + q(samples / "bank") + " --bank " + q(bank) +
                           " --label samples --json");
   INFO(idx.err);
@@ -216,17 +217,18 @@ TEST_CASE("a truncated JPEG and a text file named .jpg are reported and skipped"
 }
 
 TEST_CASE("hash lists round-trip through export and import and a bad list imports nothing",
-          "[cli]") {
+          "[cli][stores]") {
   const auto samples = hwtest::source_dir() / "samples" / "bank";
   TempDir tmp;
-  const auto bank = tmp / "a.db", bank2 = tmp / "b.db";
+  const fs::path bank = hwtest::bank_location(tmp, "a.db"),
+                 bank2 = hwtest::bank_location(tmp, "b.db");
   REQUIRE(run_hashwall("index " + q(samples) + " --bank " + q(bank) + " -q").exit_code == 0);
   for (const std::string fmt : {"pdq-csv", "hma", "hex"}) {
     INFO(fmt);
     const auto list = tmp / ("list." + fmt);
     REQUIRE(run_hashwall("export --bank " + q(bank) + " --format " + fmt + " -o " + q(list))
                 .exit_code == 0);
-    const auto b = tmp / ("from-" + fmt + ".db");
+    const fs::path b = hwtest::bank_location(tmp, "from-" + fmt + ".db");
     auto imp =
         run_hashwall("import " + q(list) + " --bank " + q(b) + " --format " + fmt + " --json");
     INFO(imp.err);
@@ -243,15 +245,17 @@ TEST_CASE("hash lists round-trip through export and import and a bad list import
   auto r = run_hashwall("import " + q(bad) + " --bank " + q(bank2) + " --format hex");
   CHECK(r.exit_code == 2);
   CHECK(r.err.find("bad.txt:2:") != std::string::npos);
-  CHECK_FALSE(fs::exists(bank2));
+  const auto none = run_hashwall("stats --bank " + q(bank2));
+  CHECK(none.exit_code == 2);
+  CHECK_THAT(none.err, Catch::Contains("no bank here"));
 }
 
 TEST_CASE("remove by label makes entries unmatchable and stats and check report the bank",
-          "[cli]") {
+          "[cli][stores]") {
   const auto samples = hwtest::source_dir() / "samples" / "bank";
   const auto photo = photos_in(samples)[0];
   TempDir tmp;
-  const auto bank = tmp / "a.db";
+  const fs::path bank = hwtest::bank_location(tmp, "a.db");
   REQUIRE(
       run_hashwall("index " + q(samples) + " --bank " + q(bank) + " --label one -q").exit_code ==
       0);
@@ -300,13 +304,13 @@ TEST_CASE("query --near-misses lists entries past the threshold without matching
 }
 
 TEST_CASE("reindex changes the index type a bank records and what it finds stays the same",
-          "[cli]") {
+          "[cli][stores]") {
   const auto samples = hwtest::source_dir() / "samples" / "bank";
   // A 40 % resize: found through the PDQ index (22 bits away), not by its SHA-256.
   const auto photo = hwtest::source_dir() / "samples" / "uploads" /
                      "lomiri_Bridge_by_Sander_Klootwijk--resized40.jpg";
   TempDir tmp;
-  const auto bank = tmp / "a.db";
+  const fs::path bank = hwtest::bank_location(tmp, "a.db");
   REQUIRE(
       run_hashwall("index " + q(samples) + " --bank " + q(bank) + " --signals pdq -q").exit_code ==
       0);
@@ -333,8 +337,9 @@ TEST_CASE("reindex changes the index type a bank records and what it finds stays
   CHECK(json::parse(r.out)["index_type"] == "multihash");
   // Bad usage and a missing bank are errors, and change nothing.
   CHECK(run_hashwall("reindex --bank " + q(bank) + " --index hnsw").exit_code == 2);
-  CHECK(run_hashwall("reindex --bank " + q(tmp / "missing.db") + " --index flat").exit_code == 2);
-  CHECK_FALSE(fs::exists(tmp / "missing.db"));
+  const fs::path missing = hwtest::bank_location(tmp, "missing.db");
+  CHECK(run_hashwall("reindex --bank " + q(missing) + " --index flat").exit_code == 2);
+  CHECK(run_hashwall("stats --bank " + q(missing)).exit_code == 2);
   CHECK(json::parse(run_hashwall("stats --bank " + q(bank) + " --json").out)["index_type"] ==
         "multihash");
 }

@@ -37,14 +37,17 @@ std::set<std::int64_t> found(const Bank& bank, const Hash256& q) {
 }
 
 std::unique_ptr<Store> read_store(const fs::path& p) {
+  if (is_postgresql_location(p.native()))
+    return open_postgresql_store(p.native(), OpenMode::ReadOnly, {}, nullptr);
   return open_sqlite_store(p, OpenMode::ReadOnly, {}, nullptr);
 }
 
 }  // namespace
 
-TEST_CASE("every write leaves one change in the log, with its generation and its ids", "[store]") {
+TEST_CASE("every write leaves one change in the log, with its generation and its ids",
+          "[store][stores]") {
   hwtest::TempDir dir;
-  const auto path = dir / "bank.db";
+  const std::string path = hwtest::bank_location(dir);
   std::mt19937_64 rng(5);
   std::vector<NewEntry> a, b;
   for (int i = 0; i < 300; ++i) a.push_back(entry(i, random_hash(rng), i % 3 ? "" : "third"));
@@ -83,9 +86,8 @@ TEST_CASE("every write leaves one change in the log, with its generation and its
 }
 
 TEST_CASE("another connection follows adds and removals from the change log without a rebuild",
-          "[store]") {
+          "[store][stores]") {
   hwtest::TempDir dir;
-  const auto path = dir / "bank.db";
   std::mt19937_64 rng(9);
   std::vector<Hash256> h;
   std::vector<NewEntry> first, second;
@@ -95,6 +97,7 @@ TEST_CASE("another connection follows adds and removals from the change log with
   }
   for (const char* type : {"flat", "multihash", "compact"}) {
     DYNAMIC_SECTION(type) {
+      const std::string path = hwtest::bank_location(dir, std::string("bank-") + type + ".db");
       BankConfig cfg;
       cfg.index_type = type;
       auto writer = Bank::open(path, OpenMode::Create, cfg);
@@ -120,17 +123,14 @@ TEST_CASE("another connection follows adds and removals from the change log with
       const auto rep = reader->check();  // the index against the records, by brute force
       INFO((rep.problems.empty() ? std::string() : rep.problems.front()));
       CHECK(rep.ok);
-      reader.reset();
-      writer.reset();
-      for (const char* s : {"", "-wal", "-shm", ".pdq-index"}) fs::remove(path.string() + s);
     }
   }
 }
 
 TEST_CASE("a reader whose generation the log does not reach rebuilds, and answers the same",
-          "[store]") {
+          "[store][stores]") {
   hwtest::TempDir dir;
-  const auto path = dir / "bank.db";
+  const std::string path = hwtest::bank_location(dir);
   std::mt19937_64 rng(3);
   std::vector<Hash256> h;
   std::vector<NewEntry> batch;
@@ -142,14 +142,8 @@ TEST_CASE("a reader whose generation the log does not reach rebuilds, and answer
   auto reader = Bank::open(path, OpenMode::ReadOnly);
   const auto before = reader->stats().index_rebuilds;
   const auto ids = writer->add(batch).ids;
-  {
-    // As after an upgrade from format 2, or a pruned log: it starts after the reader.
-    sqlite3* db = nullptr;
-    REQUIRE(sqlite3_open(path.c_str(), &db) == SQLITE_OK);
-    REQUIRE(sqlite3_exec(db, "UPDATE meta SET value = '1' WHERE key = 'changes_from'", nullptr,
-                         nullptr, nullptr) == SQLITE_OK);
-    sqlite3_close(db);
-  }
+  // As after an upgrade from format 2, or a pruned log: it starts after the reader.
+  hwtest::raw_sql(path, "UPDATE meta SET value = '1' WHERE key = 'changes_from'");
   CHECK(found(*reader, h[3]) == std::set{ids[3]});
   CHECK(reader->stats().index_rebuilds == before + 1);
   CHECK(reader->stats().changes_followed == 0);
@@ -312,11 +306,11 @@ TEST_CASE("the SQLite store refuses what is not a bank before writing anything",
 }
 
 TEST_CASE("a batch of duplicates leaves the connection free to see and make later writes",
-          "[store]") {
+          "[store][stores]") {
   // Found in review: a cached look-up left on its row kept the connection on an old
   // snapshot, so it missed other writers and every later write was refused as busy.
   hwtest::TempDir dir;
-  const auto path = dir / "bank.db";
+  const std::string path = hwtest::bank_location(dir);
   std::mt19937_64 rng(12);
   std::vector<Hash256> h;
   for (int i = 0; i < 3; ++i) h.push_back(random_hash(rng));

@@ -25,16 +25,22 @@ for dir in src/*/; do
     fi
   done < <(grep -nH '#[[:space:]]*include[[:space:]]*"' "$dir"*.cpp "$dir"*.hpp 2>/dev/null || true)
 done
-# The store seam (src/bank/store.hpp): SQLite, and SQL, only inside the SQLite store.
+# The store seam (src/bank/store.hpp): SQLite, and SQL, only inside the stores (SQLite's,
+# PostgreSQL's); libpq only in PostgreSQL's.
 while IFS=: read -r file line _; do
   case $file in
     src/bank/sqlite_store.cpp | src/bank/sqlite_records.cpp | src/bank/sqlite_store_impl.hpp | \
       src/bank/sqlite_schema.cpp | src/bank/sqlite.hpp) ;;
+    src/bank/pg_store.cpp | src/bank/pg_records.cpp | src/bank/pg_store_impl.hpp | src/bank/pg.cpp | \
+      src/bank/pg.hpp)
+      [[ $(sed -n "${line}p" "$file") == *sqlite3* ]] &&
+        echo "check_layers: $file:$line: SQLite in the PostgreSQL store" >&2 && status=1
+      ;;
     *)
-      echo "check_layers: $file:$line: SQLite or SQL outside the SQLite store (src/bank/sqlite_store.cpp)" >&2
+      echo "check_layers: $file:$line: SQLite, SQL or libpq outside the stores (src/bank/sqlite_*, src/bank/pg*)" >&2
       status=1
       ;;
   esac
-done < <(grep -rnE 'sqlite3|bank/sqlite\.hpp|"(SELECT |INSERT INTO|DELETE FROM|UPDATE [a-z_]+ SET|CREATE (TABLE|INDEX|TRIGGER)|PRAGMA |BEGIN)' src || true)
-((status == 0)) && echo "check_layers: every include in src/ stays within its layer's uses; SQL stays in the SQLite store" >&2
+done < <(grep -rnE 'sqlite3|libpq-fe|bank/sqlite\.hpp|bank/pg\.hpp|"(SELECT |INSERT INTO|DELETE FROM|UPDATE [a-z_]+ SET|CREATE (TABLE|INDEX|TRIGGER)|PRAGMA |BEGIN)' src || true)
+((status == 0)) && echo "check_layers: every include in src/ stays within its layer's uses; SQL stays in the stores" >&2
 exit $status

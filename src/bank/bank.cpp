@@ -1,8 +1,12 @@
-// The bank: SQLite records (the truth) plus the derived indexes and their cache files.
-// The on-disk format, and why it is so, is in docs/BANK_FORMAT.md. This file: opening and
-// creating a bank, writes, look-ups and searches.
+// The bank: records in a store (SQLite or PostgreSQL: the truth) plus the derived indexes and their
+// cache files. The on-disk format, and why it is so, is in docs/BANK_FORMAT.md. This file: opening
+// and creating a bank, writes, look-ups and searches.
 #include "bank/bank.hpp"
 
+#include <openssl/evp.h>
+#include <unistd.h>
+
+#include <cstdlib>
 #include <ctime>
 #include <limits>
 
@@ -28,6 +32,38 @@ void register_builtin_signals() {
 }
 
 fs::path pdq_index_path(const fs::path& bank) { return fs::path(bank.string() + ".pdq-index"); }
+
+fs::path cache_folder() {
+  const auto env = [](const char* name) -> std::string {
+    const char* v = std::getenv(name);
+    return v ? v : "";
+  };
+  if (const auto dir = env("HASHWALL_CACHE_DIR"); !dir.empty()) return dir;
+  if (const auto xdg = env("XDG_CACHE_HOME"); !xdg.empty()) return fs::path(xdg) / "hashwall";
+  if (const auto home = env("HOME"); !home.empty()) return fs::path(home) / ".cache" / "hashwall";
+  return fs::temp_directory_path() / ("hashwall-cache-" + std::to_string(::getuid()));
+}
+
+// A PostgreSQL bank's caches: "<cache folder>/pg-<16 hex of SHA-256 of its address>", the
+// address without its password (pg.hpp). The caches are checked against the bank's
+// generation and digests before use (load_or_build_index), so a stale or foreign one costs
+// a rebuild, never a wrong answer.
+fs::path postgresql_cache_base(const std::string& where) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  EVP_Digest(where.data(), where.size(), md, &n, EVP_sha256(), nullptr);
+  static const char* hex = "0123456789abcdef";
+  std::string name = "pg-";
+  for (unsigned i = 0; i < 8; ++i) {
+    name += hex[md[i] >> 4];
+    name += hex[md[i] & 15];
+  }
+  const fs::path dir = cache_folder();
+  std::error_code ec;
+  // Owner only: the caches hold every hash of the bank.
+  if (fs::create_directories(dir, ec)) fs::permissions(dir, fs::perms::owner_all, ec);
+  return dir / name;
+}
 
 Bank::Bank(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
@@ -69,9 +105,19 @@ std::unique_ptr<Bank> Bank::open(const fs::path& path, OpenMode mode,
   impl->mode = mode == OpenMode::Create ? OpenMode::ReadWrite : mode;
   impl->digester = Digester(seal_key);
   bool created = false;
-  impl->store =
-      open_sqlite_store(path, mode, initial_meta(config_for_new_bank, impl->digester), &created);
+  const auto meta = initial_meta(config_for_new_bank, impl->digester);
+  if (is_postgresql_location(path.native())) {
+    impl->store = open_postgresql_store(path.native(), mode, meta, &created);
+    impl->cache_base = postgresql_cache_base(impl->store->where());
+  } else {
+    impl->store = open_sqlite_store(path, mode, meta, &created);
+    impl->cache_base = path;
+  }
   impl->where = impl->store->where();
+  if (impl->store->meta(kMigratingKey))
+    throw Error(ErrorKind::Bank, impl->where,
+                "a migration into this bank did not finish ('hashwall migrate'): remove it and "
+                "migrate again");
   impl->seal_key_id = impl->store->meta("seal_key_id").value_or("");
   // A key that is not the bank's would seal what it writes with the wrong key; read-only,
   // check() says so instead.
@@ -86,9 +132,9 @@ std::unique_ptr<Bank> Bank::open(const fs::path& path, OpenMode mode,
   // Cache files left by an earlier bank of the same name describe other records; a new
   // bank starts at generation 0 again, so they must not be mistaken for its own.
   if (created) {
-    fs::remove(pdq_index_path(path), ec);
+    fs::remove(pdq_index_path(impl->cache_base), ec);
     for (const auto& name : config_for_new_bank.signals)
-      fs::remove(signal_cache_path(path, name), ec);
+      fs::remove(signal_cache_path(impl->cache_base, name), ec);
   }
   std::lock_guard lock(impl->db_mu);
   impl->read_config();  // a bank with damaged settings is refused before any upgrade
@@ -353,6 +399,16 @@ void Bank::for_each(const std::function<bool(const Entry&)>& fn) const {
     if (page.size() < kChunk) return;
     after = page.back().id;
   }
+}
+
+std::uint64_t Bank::catch_up() const {
+  auto& m = *impl_;
+  for (auto& [name, reg] : m.registered)
+    m.make_fresh(reg.index, reg.gen,
+                 [&, n = name](std::uint64_t* g) { return m.build_registered(n, g); });
+  std::lock_guard lock(m.db_mu);
+  m.refresh_if_changed();
+  return m.generation;
 }
 
 std::vector<PdqMatch> Bank::search_pdq(std::span<const Hash256> queries, int max_distance) const {

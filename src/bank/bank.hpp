@@ -1,5 +1,6 @@
-// The bank: one SQLite file (WAL) holding the records, the source of truth, plus a
-// derived PDQ search index cached next to it (see docs/BANK_FORMAT.md).
+// The bank: its records, the source of truth, in a store (an SQLite file in WAL mode, or a
+// PostgreSQL database shared by many nodes: store.hpp), plus the derived search indexes,
+// cached next to the file or in the cache folder (see docs/BANK_FORMAT.md).
 #pragma once
 
 #include <cstdint>
@@ -182,6 +183,12 @@ class Bank {
   // no record of it. Thread-safe.
   std::optional<SignalRecord> record(const std::string& signal, const Entry& entry) const;
 
+  // Brings every index of the bank up to its store's current generation (other writers'
+  // adds and removals, from the change log) and builds those not built yet, as a search
+  // would; returns the generation the indexes now hold. A replica's follower calls it
+  // (serve: readiness.hpp). Thread-safe; throws Error{Bank} when the store cannot be read.
+  std::uint64_t catch_up() const;
+
   BankStats stats() const;
   // BankStats::index_cache_refused, without the counting stats() does.
   std::string index_cache_refused() const;
@@ -195,6 +202,28 @@ class Bank {
   explicit Bank(std::unique_ptr<Impl>);
   std::unique_ptr<Impl> impl_;
 };
+
+// What migrate_bank copied.
+struct MigrateReport {
+  std::string from, to;  // the two banks' names (a PostgreSQL one without its password)
+  std::int64_t entries = 0, records = 0, digests = 0;
+  std::uint64_t generation = 0;
+};
+
+// Copies the bank at `from` into a new bank at `to`, from one store to another (an SQLite
+// file, a postgresql:// address) or within one: the same entries under the same ids, every
+// signal's records, the settings, checksums, seal and generation, read from one snapshot of
+// the source and written in one transaction. Until that commits the new bank is marked
+// unfinished and Bank::open refuses it, so a crash leaves no half-copied bank in use.
+// Throws Error{Bank} when `to` already holds a bank. Answers of the two banks are then the
+// same (tests/test_migrate.cpp); the caller runs check() on both.
+MigrateReport migrate_bank(
+    const std::filesystem::path& from, const std::filesystem::path& to,
+    const std::function<void(std::int64_t done, std::int64_t total)>& progress = {});
+
+// Whether a bank's location is a PostgreSQL address ("postgresql://" or "postgres://", a
+// libpq URI: store.hpp) rather than a file.
+bool is_postgresql_location(std::string_view location);
 
 // Registers the built-in signals (pdq, local, embed) so that
 // find_signal() knows them; idempotent. Bank::open calls it; so may anything that lists

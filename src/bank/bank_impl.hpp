@@ -45,6 +45,8 @@ constexpr std::size_t kMaxListedProblems = 20;
 // default bounds the log near 3 MB of single adds, while a reader more than 100,000 writes
 // behind (a replica that was down for days) rebuilds from the records instead.
 constexpr std::uint64_t kChangeLogKeep = 100000;
+// Meta of a bank that migrate_bank is still filling (migrate.cpp): refused by Bank::open.
+inline constexpr const char* kMigratingKey = "migrating";
 
 inline std::vector<std::string> split_signals(std::string_view s) {
   std::vector<std::string> out;
@@ -123,7 +125,10 @@ void write_signal_cache(const fs::path& bank, const std::string& signal, std::ui
 using namespace bank_detail;
 
 struct Bank::Impl {
-  fs::path path;
+  fs::path path;  // as given: a file, or a PostgreSQL address
+  // What the index caches are named after: the bank file itself, or for a PostgreSQL bank
+  // a name in the cache folder (bank_cache_base, bank.cpp).
+  fs::path cache_base;
   OpenMode mode = OpenMode::ReadOnly;
   BankConfig config;
   std::unique_ptr<Store> store;

@@ -51,7 +51,7 @@ BankStats Bank::stats() const {
   st.changes_followed = m.followed;
   st.index_cache_refused = m.cache_refused;
   st.db_bytes = m.store->bytes_on_disk();
-  st.index_cache_bytes = file_size_or_zero(pdq_index_path(m.path));
+  st.index_cache_bytes = file_size_or_zero(pdq_index_path(m.cache_base));
   std::shared_lock ilock(m.index_mu);
   st.index_type = m.index->type();
   st.index_memory_bytes = m.index->memory_bytes();
@@ -397,7 +397,7 @@ CheckReport Bank::check() const {
   }
 
   // The cache file: a derived file, only a problem if it would be trusted while wrong.
-  const auto cache = pdq_index_path(m.path);
+  const auto cache = pdq_index_path(m.cache_base);
   std::error_code ec;
   if (fs::exists(cache, ec) && have_gen) {
     std::uint64_t cache_gen = 0;
@@ -428,9 +428,9 @@ CheckReport Bank::check() const {
   // refused at load when they do not fit, so any finding here is a note: the index is
   // rebuilt at its next search.
   for (const auto& [name, reg] : m.registered) {
-    const auto file = signal_cache_path(m.path, name);
+    const auto file = signal_cache_path(m.cache_base, name);
     if (!have_gen || !fs::exists(file, ec)) continue;
-    const std::string bytes = read_signal_cache(m.path, name, bank_gen);
+    const std::string bytes = read_signal_cache(m.cache_base, name, bank_gen);
     if (bytes.empty()) {
       rep.notes.push_back("the " + name + " index cache " + file.string() +
                           " is damaged or of another generation; it is rebuilt at the next " +

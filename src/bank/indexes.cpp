@@ -218,7 +218,7 @@ std::string cache_digest_disagrees(const PdqIndex& cached, std::string_view want
 
 void Bank::Impl::load_or_build_index() {
   std::uint64_t cached_gen = 0;
-  auto cached = load_pdq_index(pdq_index_path(path), &cached_gen);
+  auto cached = load_pdq_index(pdq_index_path(cache_base), &cached_gen);
   {
     auto read = store->begin_read();
     const auto gen = read_generation();
@@ -240,7 +240,7 @@ void Bank::Impl::load_or_build_index() {
       return;
     }
     if (!cache_refused.empty())
-      cache_refused = "the index cache " + pdq_index_path(path).string() +
+      cache_refused = "the index cache " + pdq_index_path(cache_base).string() +
                       " disagrees with the records (" + cache_refused +
                       "): it was not used; run 'hashwall check'";
   }
@@ -255,7 +255,7 @@ void Bank::Impl::save_index_locked() {
   // the bank, so do not label a cache with it; the next open rebuilds.
   if (read_generation() != generation) return;
   std::shared_lock lock(index_mu);
-  index->save(pdq_index_path(path), generation);
+  index->save(pdq_index_path(cache_base), generation);
   dirty = false;
 }
 
@@ -265,7 +265,7 @@ void Bank::Impl::save_signal_caches() {
   for (auto& [name, reg] : registered) {
     if (!reg.cache_dirty || !reg.index || reg.gen != now) continue;
     const std::string bytes = reg.index->cache();
-    if (!bytes.empty()) write_signal_cache(path, name, reg.gen, bytes);
+    if (!bytes.empty()) write_signal_cache(cache_base, name, reg.gen, bytes);
     reg.cache_dirty = false;
   }
 }
@@ -290,7 +290,7 @@ std::unique_ptr<SignalIndex> Bank::Impl::build_registered(const std::string& nam
   read->commit();
   // What the cache file of this generation holds (the local IVF layout), when it fits;
   // else the full build (for local the slow part: every row assigned to a list).
-  const std::string cached = read_signal_cache(path, name, *gen);
+  const std::string cached = read_signal_cache(cache_base, name, *gen);
   const bool restored = !cached.empty() && idx->restore(cached);
   if (!restored) idx->prepare();
   reg.cache_dirty = !restored;

@@ -16,6 +16,8 @@ namespace hashwall::sqlite {
 
 namespace {
 
+using bank_detail::decode_ids;
+using bank_detail::encode_ids;
 using bank_detail::hash_from_blob;
 using bank_detail::parse_int;
 using bank_detail::parse_uint;
@@ -38,43 +40,6 @@ Entry entry_from_row(const Conn& c, const Stmt& s) {
   e.origin = s.text(6) == "imported" ? Origin::Imported : Origin::Indexed;
   e.added_at = s.i64(7);
   return e;
-}
-
-// The change log's id lists: ascending ids as LEB128 varints of their differences, so a
-// batch of consecutive ids costs a byte each.
-std::string encode_ids(std::vector<std::int64_t> ids) {
-  std::sort(ids.begin(), ids.end());
-  std::string out;
-  std::uint64_t prev = 0;
-  for (const auto id : ids) {
-    std::uint64_t d = static_cast<std::uint64_t>(id) - prev;
-    prev = static_cast<std::uint64_t>(id);
-    do {
-      const auto byte = static_cast<std::uint8_t>(d & 0x7f);
-      d >>= 7;
-      out.push_back(static_cast<char>(byte | (d ? 0x80 : 0)));
-    } while (d);
-  }
-  return out;
-}
-
-std::optional<std::vector<std::int64_t>> decode_ids(std::string_view b) {
-  std::vector<std::int64_t> out;
-  std::uint64_t prev = 0, d = 0;
-  int shift = 0;
-  for (const char c : b) {
-    const auto byte = static_cast<std::uint8_t>(c);
-    if (shift > 63) return std::nullopt;
-    d |= static_cast<std::uint64_t>(byte & 0x7f) << shift;
-    shift += 7;
-    if (byte & 0x80) continue;
-    prev += d;
-    out.push_back(static_cast<std::int64_t>(prev));
-    d = 0;
-    shift = 0;
-  }
-  if (shift != 0) return std::nullopt;
-  return out;
 }
 
 }  // namespace
@@ -117,6 +82,44 @@ std::int64_t SqliteStore::insert_entry(const NewEntry& e, const std::optional<st
   s.step();
   s.reset();
   return sqlite3_last_insert_rowid(conn_.db);
+}
+
+void SqliteStore::insert_entry_as(const Entry& e) {
+  Stmt s(conn_,
+         "INSERT INTO entries(id, sha256, pdq, quality, label, source, origin, added_at) "
+         "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+  s.bind(1, e.id);
+  if (e.sha256)
+    s.bind(2, std::string_view(*e.sha256));
+  else
+    s.bind_null(2);
+  s.bind(3, e.pdq);
+  if (e.quality)
+    s.bind(4, static_cast<std::int64_t>(*e.quality));
+  else
+    s.bind_null(4);
+  s.bind(5, std::string_view(e.label))
+      .bind(6, std::string_view(e.source))
+      .bind(7, std::string_view(origin_name(e.origin)))
+      .bind(8, e.added_at);
+  s.step();
+}
+
+// AUTOINCREMENT keeps the highest id ever given in sqlite_sequence.
+std::int64_t SqliteStore::id_high_water() {
+  Stmt s(conn_,
+         "SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'entries'), 0), "
+         "coalesce((SELECT max(id) FROM entries), 0))");
+  return s.step() ? s.i64(0) : 0;
+}
+
+void SqliteStore::raise_id_high_water(std::int64_t id) {
+  if (id <= id_high_water()) return;
+  Stmt del(conn_, "DELETE FROM sqlite_sequence WHERE name = 'entries'");
+  del.step();
+  Stmt s(conn_, "INSERT INTO sqlite_sequence(name, seq) VALUES('entries', ?1)");
+  s.bind(1, id);
+  s.step();
 }
 
 void SqliteStore::insert_record(const std::string& signal, std::int64_t id,

@@ -129,6 +129,19 @@ void SqliteStore::set_meta(const std::string& key, const std::string& value) {
   s.step();
 }
 
+std::vector<std::pair<std::string, std::string>> SqliteStore::all_meta() {
+  std::vector<std::pair<std::string, std::string>> out;
+  Stmt s(conn_, "SELECT key, value FROM meta WHERE value IS NOT NULL ORDER BY key");
+  while (s.step()) out.emplace_back(s.text(0), s.text(1));
+  return out;
+}
+
+void SqliteStore::erase_meta(const std::string& key) {
+  Stmt s(conn_, "DELETE FROM meta WHERE key = ?1");
+  s.bind(1, std::string_view(key));
+  s.step();
+}
+
 std::int64_t SqliteStore::count_entries() { return count("SELECT count(*) FROM entries"); }
 
 std::int64_t SqliteStore::count_valid_pdq() {

@@ -46,6 +46,8 @@ class SqliteStore : public Store {
   bool changed_elsewhere() override;
   std::optional<std::string> meta(const std::string& key) override;
   void set_meta(const std::string& key, const std::string& value) override;
+  std::vector<std::pair<std::string, std::string>> all_meta() override;
+  void erase_meta(const std::string& key) override;
 
   // sqlite_records.cpp: writes.
   std::optional<std::int64_t> id_of_sha256(std::string_view sha) override;
@@ -53,6 +55,9 @@ class SqliteStore : public Store {
                                              Origin origin) override;
   std::int64_t insert_entry(const NewEntry& e, const std::optional<std::string>& sha,
                             std::int64_t added_at) override;
+  void insert_entry_as(const Entry& e) override;
+  std::int64_t id_high_water() override;
+  void raise_id_high_water(std::int64_t id) override;
   void insert_record(const std::string& signal, std::int64_t id, std::string_view record) override;
   std::vector<RemovedEntry> remove_ids(std::span<const std::int64_t> ids) override;
   void insert_digest(std::int64_t id, std::string_view digest) override;

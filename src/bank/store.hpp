@@ -2,8 +2,8 @@
 // and the change log), behind one interface. The Bank above it owns the decisions (what
 // is a duplicate, which records are valid, the derived indexes and their caches) and
 // talks to its records only through this class, so a store is a small, mechanical thing:
-// SQLite's (sqlite_store.cpp) is the first; PostgreSQL's (#16) implements the same
-// verbs in its own dialect. No SQL and no SQLite type appears outside the store.
+// SQLite's (sqlite_store.cpp) is the first; PostgreSQL's (pg_store.cpp) implements the
+// same verbs in its own dialect. No SQL and no SQLite type appears outside the store.
 //
 // A Store is not thread-safe: the Bank serialises all use of it (Bank::Impl::db_mu).
 #pragma once
@@ -101,6 +101,10 @@ class Store {
   virtual std::optional<std::string> meta(const std::string& key) = 0;
   virtual void set_meta(const std::string& key, const std::string& value) = 0;
 
+  // Every meta row, by key (migrate copies them).
+  virtual std::vector<std::pair<std::string, std::string>> all_meta() = 0;
+  virtual void erase_meta(const std::string& key) = 0;
+
   // ---- writes (inside begin_write) --------------------------------------------------
   virtual std::optional<std::int64_t> id_of_sha256(std::string_view sha256) = 0;
   // The entry without a SHA-256 with this source, PDQ hash and origin (an imported list
@@ -110,6 +114,13 @@ class Store {
   // Returns the new entry's id; ids only grow.
   virtual std::int64_t insert_entry(const NewEntry& e, const std::optional<std::string>& sha256,
                                     std::int64_t added_at) = 0;
+  // An entry copied from another bank with its own id and time (migrate): ids stay the
+  // entries' names across stores.
+  virtual void insert_entry_as(const Entry& e) = 0;
+  // The highest id ever given (removed entries' included: ids are never reused), and
+  // raising it to `id` when lower, so that the next new entry gets a larger one.
+  virtual std::int64_t id_high_water() = 0;
+  virtual void raise_id_high_water(std::int64_t id) = 0;
   // A signal's record (signal/signal.hpp). "embed" and "local" keep their format-2 tables
   // (a local record is stored as its two blobs); the other signals share one.
   virtual void insert_record(const std::string& signal, std::int64_t id,
@@ -175,6 +186,16 @@ class Store {
 // Create), a directory, a file that is not a bank, or a format newer than kFormatVersion.
 std::unique_ptr<Store> open_sqlite_store(
     const std::filesystem::path& path, OpenMode mode,
+    const std::vector<std::pair<std::string, std::string>>& initial_meta, bool* created);
+
+// The PostgreSQL store (pg_store.cpp): a bank in a database's current schema, addressed by
+// a libpq URI ("postgresql://user@host:port/db?sslmode=verify-full"). Create makes the
+// tables in one transaction when the schema has none of them (the database must exist).
+// Throws Error{Usage} for an address with a password in it (pg.hpp), Error{Bank} for an
+// unreachable server (libpq's reason), a missing bank (unless Create), or tables that are
+// not a bank.
+std::unique_ptr<Store> open_postgresql_store(
+    const std::string& conninfo, OpenMode mode,
     const std::vector<std::pair<std::string, std::string>>& initial_meta, bool* created);
 
 // The newest format this hashwall reads and writes.

@@ -1,4 +1,4 @@
-// hashwall init / stats / remove / reindex / check.
+// hashwall init / stats / remove / reindex / check / migrate.
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -25,8 +25,19 @@ struct AdminArgs {
   std::string seal_key_file;
 };
 
+bool bank_exists(const std::string& where) {
+  if (!is_postgresql_location(where)) return fs::exists(where);
+  try {
+    Bank::open(where, OpenMode::ReadOnly).reset();
+    return true;
+  } catch (const Error& e) {
+    if (e.reason().starts_with("no bank here")) return false;
+    throw;
+  }
+}
+
 int run_init(const AdminArgs& a) {
-  if (fs::exists(a.bank))
+  if (bank_exists(a.bank))
     throw Error(ErrorKind::Usage, a.bank,
                 "already exists; its settings are fixed when it is created");
   const auto bank = Bank::open(a.bank, OpenMode::Create,
@@ -127,7 +138,8 @@ int run_stats(const AdminArgs& a) {
     }
     std::cout << "index           " << s.index_type << " (config: " << c.index_type << "), "
               << s.index_memory_bytes / 1024 << " KiB in memory\n"
-              << "on disk         " << s.db_bytes << " bytes SQLite";
+              << "on disk         " << s.db_bytes
+              << (is_postgresql_location(a.bank) ? " bytes PostgreSQL" : " bytes SQLite");
     if (s.entries)
       std::cout << " (" << s.db_bytes / static_cast<std::uintmax_t>(s.entries) << " bytes/entry)";
     std::cout << ", " << s.index_cache_bytes << " bytes index cache\n";
@@ -206,13 +218,93 @@ int run_check(const AdminArgs& a) {
   return r.ok ? kExitOk : kExitError;
 }
 
+struct MigrateArgs {
+  std::string from, to, seal_key_file;
+  bool json_out = false;
+};
+
+int run_migrate(const MigrateArgs& a) {
+  const auto started = std::chrono::steady_clock::now();
+  Progress progress("migrate", 0, !a.json_out);
+  const MigrateReport rep = migrate_bank(a.from, a.to, [&](std::int64_t done, std::int64_t) {
+    progress.update(static_cast<std::size_t>(done));
+  });
+  progress.finish();
+  // Both sides checked whole (records, checksums, digests, seal with its key), and the
+  // digests over every record compared: equal digests, equal banks.
+  const std::string key = read_seal_key(a.seal_key_file);
+  const auto source = Bank::open(a.from, OpenMode::ReadOnly, {}, key);
+  const auto target = Bank::open(a.to, OpenMode::ReadOnly, {}, key);
+  const CheckReport from_check = source->check(), to_check = target->check();
+  const auto st_from = source->stats(), st_to = target->stats();
+  std::vector<std::string> problems;
+  for (const auto& p : from_check.problems) problems.push_back(rep.from + ": " + p);
+  for (const auto& p : to_check.problems) problems.push_back(rep.to + ": " + p);
+  if (st_from.entries != st_to.entries || st_from.generation != st_to.generation)
+    problems.push_back("the new bank holds " + std::to_string(st_to.entries) +
+                       " entries at generation " + std::to_string(st_to.generation) + ", the old " +
+                       std::to_string(st_from.entries) + " at " +
+                       std::to_string(st_from.generation));
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  if (a.json_out) {
+    std::cout << dump_json(json{{"from", rep.from},
+                                {"to", rep.to},
+                                {"entries", rep.entries},
+                                {"records", rep.records},
+                                {"digests", rep.digests},
+                                {"generation", rep.generation},
+                                {"ok", problems.empty()},
+                                {"problems", problems},
+                                {"seconds", seconds}},
+                           2)
+              << '\n';
+  } else {
+    for (const auto& p : problems) std::cout << "problem: " << p << '\n';
+    std::cout << "migrated " << rep.entries << " entries (" << rep.records
+              << " signal records) from " << rep.from << " to " << rep.to << " in "
+              << format_duration(seconds)
+              << "; check of both banks: " << (problems.empty() ? "ok" : "FAILED") << '\n';
+  }
+  return problems.empty() ? kExitOk : kExitError;
+}
+
 }  // namespace
 
 void register_admin(CLI::App& app, int& exit_code) {
   {
+    auto a = std::make_shared<MigrateArgs>();
+    auto* cmd = app.add_subcommand(
+        "migrate", "Copy a bank into a new one in another store (SQLite <-> PostgreSQL)");
+    cmd->add_option("--from", a->from, "The bank to copy: a file or a postgresql:// address")
+        ->required();
+    cmd->add_option("--to", a->to,
+                    "Where the new bank goes: a file or a postgresql:// address (must hold no "
+                    "bank yet; a PostgreSQL database must exist)")
+        ->required();
+    add_seal_key_option(cmd, a->seal_key_file,
+                        "verifies both banks' checksums and seal with it after the copy");
+    cmd->add_flag("--json", a->json_out, "Print the result as JSON");
+    cmd->footer(
+        "Every entry keeps its id, every signal's records, the settings, checksums and seal, and\n"
+        "the generation: the new bank answers every query as the old one. The copy reads one\n"
+        "snapshot of the source (which may stay in use) and writes in one transaction; until it\n"
+        "commits the new bank is marked unfinished and nothing opens it. Afterwards both banks\n"
+        "are checked whole. A running 'serve' keeps its bank: point it at the new one and\n"
+        "restart it. The password of a PostgreSQL bank goes in ~/.pgpass or PGPASSFILE, never in\n"
+        "the address (docs/DEPLOY.md).\n\n"
+        "Examples:\n"
+        "  hashwall migrate --from cases.db --to postgresql://hashwall@db.internal/hashwall\n"
+        "  hashwall migrate --from postgresql://hashwall@db.internal/hashwall --to copy.db "
+        "--json\n\n"
+        "Exit codes: 0 copied and both banks check ok, 2 error (the target holds a bank, a\n"
+        "store is unreachable, or a check failed).");
+    cmd->callback([a, &exit_code] { exit_code = run_migrate(*a); });
+  }
+  {
     auto a = std::make_shared<AdminArgs>();
     auto* cmd = app.add_subcommand("init", "Create an empty bank with chosen settings");
-    cmd->add_option("-b,--bank", a->bank, "Bank file to create")
+    cmd->add_option("-b,--bank", a->bank, std::string(kBankHelp) + " to create")
         ->required()
         ->envname("HASHWALL_BANK");
     cmd->add_option("--pdq-threshold", a->config.pdq_threshold,
@@ -260,7 +352,7 @@ void register_admin(CLI::App& app, int& exit_code) {
   {
     auto a = std::make_shared<AdminArgs>();
     auto* cmd = app.add_subcommand("stats", "Show what a bank holds and how it is configured");
-    cmd->add_option("-b,--bank", a->bank, "Bank file")->required()->envname("HASHWALL_BANK");
+    cmd->add_option("-b,--bank", a->bank, kBankHelp)->required()->envname("HASHWALL_BANK");
     cmd->add_flag("--json", a->json_out, "Print one JSON document");
     cmd->footer("Example:\n  hashwall stats --bank cases.db --json\n\nExit codes: 0 ok, 2 error.");
     cmd->callback([a, &exit_code] { exit_code = run_stats(*a); });
@@ -268,7 +360,7 @@ void register_admin(CLI::App& app, int& exit_code) {
   {
     auto a = std::make_shared<AdminArgs>();
     auto* cmd = app.add_subcommand("remove", "Remove entries by id, label or SHA-256");
-    cmd->add_option("-b,--bank", a->bank, "Bank file")->required()->envname("HASHWALL_BANK");
+    cmd->add_option("-b,--bank", a->bank, kBankHelp)->required()->envname("HASHWALL_BANK");
     cmd->add_option("--id", a->ids, "Entry id (repeatable)");
     cmd->add_option("--label", a->labels, "Every entry with this label (repeatable)");
     cmd->add_option("--sha256", a->sha256s,
@@ -285,7 +377,7 @@ void register_admin(CLI::App& app, int& exit_code) {
     auto a = std::make_shared<AdminArgs>();
     auto* cmd = app.add_subcommand(
         "reindex", "Change a bank's PDQ search index type and rebuild it (records untouched)");
-    cmd->add_option("-b,--bank", a->bank, "Bank file")->required()->envname("HASHWALL_BANK");
+    cmd->add_option("-b,--bank", a->bank, kBankHelp)->required()->envname("HASHWALL_BANK");
     cmd->add_option(
            "--index", a->config.index_type,
            "flat, multihash, compact or auto (see 'hashwall init --help' for what each costs)")
@@ -308,15 +400,17 @@ void register_admin(CLI::App& app, int& exit_code) {
   }
   {
     auto a = std::make_shared<AdminArgs>();
-    auto* cmd = app.add_subcommand("check",
-                                   "Verify a bank's integrity (SQLite, every signal's records, the "
-                                   "search index and its caches)");
-    cmd->add_option("-b,--bank", a->bank, "Bank file")->required()->envname("HASHWALL_BANK");
+    auto* cmd =
+        app.add_subcommand("check",
+                           "Verify a bank's integrity (its store, every signal's records, the "
+                           "search index and its caches)");
+    cmd->add_option("-b,--bank", a->bank, kBankHelp)->required()->envname("HASHWALL_BANK");
     add_seal_key_option(cmd, a->seal_key_file,
                         "verifies the entries' checksums and the seal of a bank sealed with it");
     cmd->add_flag("--json", a->json_out, "Print the result as JSON");
     cmd->footer(
-        "Besides SQLite's own check, every entry's stored values are compared with the checksum\n"
+        "Besides SQLite's own check (a SQLite bank), every entry's stored values are compared with "
+        "the checksum\n"
         "written when it was added, the checksums with the bank's records digest, the settings\n"
         "with those it was created with, and the index caches with the records. A bank created\n"
         "with --seal-key is verified with its key: only the key's holder could have changed it\n"

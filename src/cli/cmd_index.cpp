@@ -178,7 +178,7 @@ void register_index(CLI::App& app, int& exit_code) {
   auto a = std::make_shared<IndexArgs>();
   auto* cmd = app.add_subcommand("index", "Fingerprint known photos into a bank");
   cmd->add_option("paths", a->paths, "Image files or directories")->required();
-  cmd->add_option("-b,--bank", a->bank, "Bank file (created if missing)")
+  cmd->add_option("-b,--bank", a->bank, std::string(kBankHelp) + "; created if missing")
       ->required()
       ->envname("HASHWALL_BANK");
   cmd->add_option("-l,--label", a->label, "Label stored with every new entry (e.g. a case id)");

@@ -134,7 +134,7 @@ void register_import(CLI::App& app, int& exit_code) {
   auto a = std::make_shared<ListArgs>();
   auto* cmd = app.add_subcommand("import", "Import a hash list from another organisation");
   cmd->add_option("file", a->file, "Hash list file, or - for standard input")->required();
-  cmd->add_option("-b,--bank", a->bank, "Bank file")->required()->envname("HASHWALL_BANK");
+  cmd->add_option("-b,--bank", a->bank, kBankHelp)->required()->envname("HASHWALL_BANK");
   cmd->add_option("-f,--format", a->format, "pdq-csv, hma or hex")->required();
   cmd->add_option("-l,--label", a->label, "Label stored with every imported entry");
   add_seal_key_option(cmd, a->seal_key_file,
@@ -156,7 +156,7 @@ void register_import(CLI::App& app, int& exit_code) {
 void register_export(CLI::App& app, int& exit_code) {
   auto a = std::make_shared<ListArgs>();
   auto* cmd = app.add_subcommand("export", "Export the bank's PDQ hashes as a hash list");
-  cmd->add_option("-b,--bank", a->bank, "Bank file")->required()->envname("HASHWALL_BANK");
+  cmd->add_option("-b,--bank", a->bank, kBankHelp)->required()->envname("HASHWALL_BANK");
   cmd->add_option("-f,--format", a->format, "pdq-csv, hma or hex")->required();
   cmd->add_option("-o,--output", a->output, "Output file (default: stdout)");
   cmd->add_option("-l,--label", a->label, "Only entries with this label");

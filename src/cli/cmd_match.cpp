@@ -58,7 +58,7 @@ MatchOptions match_options(const MatchArgs& a) {
 }
 
 void add_match_options(CLI::App* cmd, MatchArgs& a) {
-  cmd->add_option("-b,--bank", a.bank, "Bank file")->required()->envname("HASHWALL_BANK");
+  cmd->add_option("-b,--bank", a.bank, kBankHelp)->required()->envname("HASHWALL_BANK");
   cmd->add_option("-t,--threshold", a.threshold,
                   "PDQ match distance, 0-256 (default: the bank's, normally " +
                       std::to_string(kPdqMatchThreshold) + " as Meta recommends)")

@@ -48,6 +48,11 @@ void install_reload_handler();
 std::vector<fs::path> collect_files(const std::vector<std::string>& paths, bool all_files,
                                     std::vector<std::string>& missing);
 
+// --bank's help: where a bank lives.
+inline constexpr const char* kBankHelp =
+    "Bank: a file (SQLite), or a postgresql://USER@HOST:PORT/DB address whose password is in "
+    "~/.pgpass or PGPASSFILE (docs/DEPLOY.md)";
+
 // A progress line on stderr, only when stderr is a terminal.
 class Progress {
  public:

@@ -1,0 +1,82 @@
+// Moving a bank between stores (SQLite file <-> PostgreSQL): every record as it is, under
+// the same ids, with the same settings, checksums, seal and generation (bank.hpp,
+// migrate_bank).
+#include "bank/bank.hpp"
+#include "bank/bank_impl.hpp"
+#include "bank/store.hpp"
+#include "core/error.hpp"
+
+namespace hashwall {
+
+namespace {
+
+std::unique_ptr<Store> open_store_at(const fs::path& where, OpenMode mode,
+                                     const std::vector<std::pair<std::string, std::string>>& meta,
+                                     bool* created) {
+  if (is_postgresql_location(where.native()))
+    return open_postgresql_store(where.native(), mode, meta, created);
+  return open_sqlite_store(where, mode, meta, created);
+}
+
+}  // namespace
+
+MigrateReport migrate_bank(const fs::path& from, const fs::path& to,
+                           const std::function<void(std::int64_t, std::int64_t)>& progress) {
+  MigrateReport rep;
+  // The source must be a bank this hashwall reads whole (Bank::open checks its settings).
+  Bank::open(from, OpenMode::ReadOnly).reset();
+  auto src = open_store_at(from, OpenMode::ReadOnly, {}, nullptr);
+  rep.from = src->where();
+  if (src->format_version() != kFormatVersion)
+    throw Error(ErrorKind::Bank, rep.from,
+                "bank format " + std::to_string(src->format_version()) +
+                    ": open it for writing once (e.g. 'hashwall reindex') to bring it to format " +
+                    std::to_string(kFormatVersion) + ", then migrate");
+  auto read = src->begin_read();
+  auto meta = src->all_meta();
+  std::uint64_t generation = 0;
+  for (auto& [k, v] : meta) {
+    if (k == "generation") generation = parse_uint(v).value_or(0);
+  }
+  // The change log starts afresh at the copied generation: readers of the new bank load it
+  // whole once.
+  for (auto& [k, v] : meta)
+    if (k == "changes_from") v = std::to_string(generation);
+  // Until the copy commits, the new bank says it is unfinished and Bank::open refuses it.
+  meta.emplace_back(kMigratingKey, "1");
+  bool created = false;
+  auto dst = open_store_at(to, OpenMode::Create, meta, &created);
+  rep.to = dst->where();
+  if (!created)
+    throw Error(ErrorKind::Bank, rep.to,
+                "a bank is already there: migrate writes a new bank only (remove it first)");
+  const std::int64_t total = src->count_entries();
+  {
+    auto write = dst->begin_write();
+    std::int64_t after = 0;
+    for (;;) {
+      const auto page = src->entries_after(after, kChunk);
+      if (page.empty()) break;
+      for (const auto& e : page) dst->insert_entry_as(e);
+      after = page.back().id;
+      rep.entries += static_cast<std::int64_t>(page.size());
+      if (progress) progress(rep.entries, total);
+    }
+    src->scan_all_records([&](const std::string& signal, std::int64_t id, std::string_view r) {
+      dst->insert_record(signal, id, r);
+      ++rep.records;
+    });
+    src->scan_digests([&](std::int64_t id, std::string_view d) {
+      dst->insert_digest(id, d);
+      ++rep.digests;
+    });
+    dst->raise_id_high_water(src->id_high_water());
+    dst->erase_meta(kMigratingKey);
+    write->commit();
+  }
+  read->commit();
+  rep.generation = generation;
+  return rep;
+}
+
+}  // namespace hashwall

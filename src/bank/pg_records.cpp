@@ -1,0 +1,358 @@
+// The PostgreSQL store's records (pg_store_impl.hpp): the entries, each signal's records,
+// the digests and the change log, as the SQLite store keeps them (sqlite_records.cpp) in
+// PostgreSQL's dialect. Scans page through a table by id inside one read transaction, so
+// a table of ten million rows never sits in memory whole.
+#include <algorithm>
+#include <limits>
+
+#include "bank/pg.hpp"
+#include "bank/pg_store_impl.hpp"
+#include "bank/store.hpp"
+#include "bank/values.hpp"
+#include "core/error.hpp"
+#include "local/local_features.hpp"
+
+namespace hashwall::pg {
+
+namespace {
+
+using bank_detail::decode_ids;
+using bank_detail::encode_ids;
+using bank_detail::hash_bytes;
+using bank_detail::hash_from_blob;
+
+constexpr const char* kEntryColumns = "id, sha256, pdq, quality, label, source, origin, added_at";
+// Ids per statement when a list of ids is sent as one bigint[] parameter.
+constexpr std::size_t kIdChunk = 10000;
+
+Entry entry_from_row(const std::string& where, const Result& r, int i) {
+  Entry e;
+  e.id = r.i64(i, 0);
+  if (!r.null(i, 1)) e.sha256 = r.text(i, 1);
+  const auto h = hash_from_blob(r.bytes(i, 2));
+  if (!h)
+    throw Error(ErrorKind::Bank, where,
+                "entry " + std::to_string(e.id) + " is corrupt: its PDQ hash is " +
+                    std::to_string(r.bytes(i, 2).size()) + " bytes, not 32 (run 'hashwall check')");
+  e.pdq = *h;
+  if (!r.null(i, 3)) e.quality = static_cast<int>(r.i64(i, 3));
+  e.label = r.text(i, 4);
+  e.source = r.text(i, 5);
+  e.origin = r.text(i, 6) == "imported" ? Origin::Imported : Origin::Indexed;
+  e.added_at = r.i64(i, 7);
+  return e;
+}
+
+std::string id_array(std::span<const std::int64_t> ids) {
+  std::string out = "{";
+  for (std::size_t i = 0; i < ids.size(); ++i) out += (i ? "," : "") + std::to_string(ids[i]);
+  return out + "}";
+}
+
+std::optional<std::int64_t> first_id(const Result& r) {
+  if (r.rows() == 0) return std::nullopt;
+  return r.i64(0, 0);
+}
+
+}  // namespace
+
+std::optional<std::int64_t> PgStore::id_of_sha256(std::string_view sha) {
+  return first_id(q("SELECT id FROM entries WHERE sha256 = $1", {text(sha)}));
+}
+
+std::optional<std::int64_t> PgStore::id_of_unhashed(std::string_view source, const Hash256& pdq,
+                                                    Origin origin) {
+  return first_id(
+      q("SELECT id FROM entries WHERE sha256 IS NULL AND source = $1 AND pdq = $2 "
+        "AND origin = $3 ORDER BY id LIMIT 1",
+        {text(source), blob(hash_bytes(pdq)), text(origin_name(origin))}));
+}
+
+std::int64_t PgStore::insert_entry(const NewEntry& e, const std::optional<std::string>& sha,
+                                   std::int64_t added_at) {
+  const auto r =
+      q("INSERT INTO entries(sha256, pdq, quality, label, source, origin, added_at) "
+        "VALUES($1, $2, $3::integer, $4, $5, $6, $7::bigint) RETURNING id",
+        {sha ? text(*sha) : none(), blob(hash_bytes(e.pdq)), e.quality ? num(*e.quality) : none(),
+         text(e.label), text(e.source), text(origin_name(e.origin)), num(added_at)});
+  return r.i64(0, 0);
+}
+
+void PgStore::insert_entry_as(const Entry& e) {
+  q("INSERT INTO entries(id, sha256, pdq, quality, label, source, origin, added_at) OVERRIDING "
+    "SYSTEM VALUE VALUES($1::bigint, $2, $3, $4::integer, $5, $6, $7, $8::bigint)",
+    {num(e.id), e.sha256 ? text(*e.sha256) : none(), blob(hash_bytes(e.pdq)),
+     e.quality ? num(*e.quality) : none(), text(e.label), text(e.source),
+     text(origin_name(e.origin)), num(e.added_at)});
+}
+
+// The identity's sequence holds the highest id given (NULL before the first).
+std::int64_t PgStore::id_high_water() {
+  const auto r =
+      q("SELECT greatest(coalesce(pg_sequence_last_value(pg_get_serial_sequence('entries', "
+        "'id')::regclass), 0), coalesce((SELECT max(id) FROM entries), 0))::bigint");
+  return r.i64(0, 0);
+}
+
+// Also after insert_entry_as, which does not move the sequence past the ids it wrote.
+void PgStore::raise_id_high_water(std::int64_t id) {
+  const auto r =
+      q("SELECT coalesce(pg_sequence_last_value(pg_get_serial_sequence('entries', "
+        "'id')::regclass), 0)::bigint, coalesce((SELECT max(id) FROM entries), 0)::bigint");
+  const auto target = std::max(id, r.i64(0, 1));
+  if (target <= 0 || target <= r.i64(0, 0)) return;
+  q("SELECT setval(pg_get_serial_sequence('entries', 'id')::regclass, $1::bigint)", {num(target)});
+}
+
+void PgStore::insert_record(const std::string& signal, std::int64_t id, std::string_view record) {
+  if (signal == "local") {
+    const auto blobs = split_local_record(record);
+    if (!blobs) throw Error(ErrorKind::Bank, where(), "a local record that is not two blobs");
+    q("INSERT INTO local_features(entry_id, keypoints, descriptors) VALUES($1::bigint, $2, $3)",
+      {num(id), blob(blobs->first), blob(blobs->second)});
+    return;
+  }
+  if (signal == "embed") {
+    q("INSERT INTO embeddings(entry_id, vector) VALUES($1::bigint, $2)", {num(id), blob(record)});
+    return;
+  }
+  q("INSERT INTO signal_rows(signal, entry_id, record) VALUES($1, $2::bigint, $3)",
+    {text(signal), num(id), blob(record)});
+}
+
+std::vector<RemovedEntry> PgStore::removed(const Result& r) {
+  std::vector<RemovedEntry> gone;
+  for (int i = 0; i < r.rows(); ++i) gone.push_back({r.i64(i, 0), r.text(i, 1)});
+  std::sort(gone.begin(), gone.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
+  return gone;
+}
+
+std::vector<RemovedEntry> PgStore::remove_ids(std::span<const std::int64_t> ids) {
+  std::vector<RemovedEntry> gone;
+  for (std::size_t at = 0; at < ids.size(); at += kIdChunk) {
+    const auto part = ids.subspan(at, std::min(kIdChunk, ids.size() - at));
+    for (auto& g : removed(q("DELETE FROM entries WHERE id = ANY($1::bigint[]) RETURNING id, pdq",
+                             {text(id_array(part))})))
+      gone.push_back(std::move(g));
+  }
+  return gone;
+}
+
+void PgStore::insert_digest(std::int64_t id, std::string_view digest) {
+  q("INSERT INTO entry_digests(entry_id, digest) VALUES($1::bigint, $2)", {num(id), blob(digest)});
+}
+
+std::vector<std::string> PgStore::take_digests(std::span<const std::int64_t> ids) {
+  std::vector<std::string> out;
+  for (std::size_t at = 0; at < ids.size(); at += kIdChunk) {
+    const auto part = ids.subspan(at, std::min(kIdChunk, ids.size() - at));
+    const auto r =
+        q("DELETE FROM entry_digests WHERE entry_id = ANY($1::bigint[]) RETURNING digest",
+          {text(id_array(part))});
+    for (int i = 0; i < r.rows(); ++i) out.push_back(r.text(i, 0));
+  }
+  return out;
+}
+
+std::vector<RemovedEntry> PgStore::remove_label(const std::string& label) {
+  return removed(q("DELETE FROM entries WHERE label = $1 RETURNING id, pdq", {text(label)}));
+}
+
+std::vector<RemovedEntry> PgStore::remove_sha256(const std::string& sha) {
+  return removed(q("DELETE FROM entries WHERE sha256 = $1 RETURNING id, pdq", {text(sha)}));
+}
+
+void PgStore::log_change(const Change& c) {
+  const auto gen = static_cast<std::int64_t>(c.generation);
+  q("INSERT INTO changes(generation, op, ids) VALUES($1::bigint, $2, $3)",
+    {num(gen), text(c.op == ChangeOp::Add ? "add" : "remove"), blob(encode_ids(c.ids))});
+  // Delivered at commit, to every connection LISTENing (changed_elsewhere), this one too.
+  q("SELECT pg_notify($1, $2)", {text(kChannel), text(std::to_string(gen))});
+}
+
+void PgStore::prune_changes(std::uint64_t through) {
+  const auto from_text = meta("changes_from");
+  const auto from = from_text ? bank_detail::parse_uint(*from_text) : std::nullopt;
+  if (from && *from >= through) return;
+  q("DELETE FROM changes WHERE generation <= $1::bigint",
+    {num(static_cast<std::int64_t>(through))});
+  set_meta("changes_from", std::to_string(through));
+}
+
+std::optional<Entry> PgStore::get(std::int64_t id) {
+  const auto r =
+      q(std::string("SELECT ") + kEntryColumns + " FROM entries WHERE id = $1::bigint", {num(id)});
+  if (r.rows() == 0) return std::nullopt;
+  return entry_from_row(where(), r, 0);
+}
+
+std::optional<Entry> PgStore::find_sha256(std::string_view sha) {
+  const auto r =
+      q(std::string("SELECT ") + kEntryColumns + " FROM entries WHERE sha256 = $1", {text(sha)});
+  if (r.rows() == 0) return std::nullopt;
+  return entry_from_row(where(), r, 0);
+}
+
+std::vector<Entry> PgStore::entries_after(std::int64_t after, std::size_t limit) {
+  const auto r = q(std::string("SELECT ") + kEntryColumns +
+                       " FROM entries WHERE id > $1::bigint ORDER BY id LIMIT $2::bigint",
+                   {num(after), num(static_cast<std::int64_t>(limit))});
+  std::vector<Entry> page;
+  for (int i = 0; i < r.rows(); ++i) page.push_back(entry_from_row(where(), r, i));
+  return page;
+}
+
+std::optional<std::vector<Change>> PgStore::changes_since(std::uint64_t after) {
+  const auto from_text = meta("changes_from");
+  const auto from = from_text ? bank_detail::parse_int(*from_text) : std::nullopt;
+  if (!from || after < static_cast<std::uint64_t>(*from)) return std::nullopt;
+  const auto r =
+      q("SELECT generation, op, ids FROM changes WHERE generation > $1::bigint ORDER BY generation",
+        {num(static_cast<std::int64_t>(after))});
+  std::vector<Change> out;
+  for (int i = 0; i < r.rows(); ++i) {
+    Change c;
+    c.generation = static_cast<std::uint64_t>(r.i64(i, 0));
+    c.op = r.text(i, 1) == "add" ? ChangeOp::Add : ChangeOp::Remove;
+    auto ids = decode_ids(r.bytes(i, 2));
+    if (!ids) return std::nullopt;  // damaged: the caller rebuilds
+    c.ids = std::move(*ids);
+    out.push_back(std::move(c));
+  }
+  return out;
+}
+
+void PgStore::paged(const std::string& sql, std::vector<Param> params, int id_col,
+                    const std::function<void(const Result&, int)>& fn) {
+  std::unique_ptr<Transaction> own;
+  if (!in_transaction()) own = begin_read();
+  const std::string page = sql + " LIMIT " + std::to_string(kPage);
+  params.push_back(num(0));
+  std::int64_t last = std::numeric_limits<std::int64_t>::min();
+  for (;;) {
+    params.back() = num(last);
+    const auto r = q(page, params);
+    for (int i = 0; i < r.rows(); ++i) fn(r, i);
+    if (r.rows() < kPage) break;
+    last = r.i64(r.rows() - 1, id_col);
+  }
+  if (own) own->commit();
+}
+
+void PgStore::by_ids(const std::string& sql, std::span<const std::int64_t> ids,
+                     const std::vector<Param>& more,
+                     const std::function<void(const Result&, int)>& fn) {
+  for (std::size_t at = 0; at < ids.size(); at += kIdChunk) {
+    std::vector<Param> params{text(id_array(ids.subspan(at, std::min(kIdChunk, ids.size() - at))))};
+    params.insert(params.end(), more.begin(), more.end());
+    const auto r = q(sql, params);
+    for (int i = 0; i < r.rows(); ++i) fn(r, i);
+  }
+}
+
+void PgStore::scan_pdq(const RowFn& fn, IdFilter only) {
+  const auto row = [&](const Result& r, int i) { fn(r.i64(i, 0), r.bytes(i, 1)); };
+  if (only)
+    by_ids("SELECT id, pdq FROM entries WHERE id = ANY($1::bigint[]) ORDER BY id", *only, {}, row);
+  else
+    paged("SELECT id, pdq FROM entries WHERE id > $1::bigint ORDER BY id", {}, 0, row);
+}
+
+void PgStore::scan_records(const std::string& signal, const RowFn& fn, IdFilter only) {
+  if (signal == "local") {
+    const auto row = [&](const Result& r, int i) {
+      fn(r.i64(i, 0), local_record(r.bytes(i, 1), r.bytes(i, 2)));
+    };
+    if (only)
+      by_ids(
+          "SELECT entry_id, keypoints, descriptors FROM local_features WHERE entry_id = "
+          "ANY($1::bigint[]) ORDER BY entry_id",
+          *only, {}, row);
+    else
+      paged(
+          "SELECT entry_id, keypoints, descriptors FROM local_features WHERE entry_id > "
+          "$1::bigint ORDER BY entry_id",
+          {}, 0, row);
+    return;
+  }
+  const auto row = [&](const Result& r, int i) { fn(r.i64(i, 0), r.bytes(i, 1)); };
+  if (signal == "embed") {
+    if (only)
+      by_ids(
+          "SELECT entry_id, vector FROM embeddings WHERE entry_id = ANY($1::bigint[]) ORDER BY "
+          "entry_id",
+          *only, {}, row);
+    else
+      paged("SELECT entry_id, vector FROM embeddings WHERE entry_id > $1::bigint ORDER BY entry_id",
+            {}, 0, row);
+    return;
+  }
+  if (only)
+    by_ids(
+        "SELECT entry_id, record FROM signal_rows WHERE entry_id = ANY($1::bigint[]) AND signal "
+        "= $2 ORDER BY entry_id",
+        *only, {text(signal)}, row);
+  else
+    paged(
+        "SELECT entry_id, record FROM signal_rows WHERE signal = $1 AND entry_id > $2::bigint "
+        "ORDER BY entry_id",
+        {text(signal)}, 0, row);
+}
+
+void PgStore::scan_all_records(
+    const std::function<void(const std::string&, std::int64_t, std::string_view)>& fn) {
+  std::unique_ptr<Transaction> own;
+  if (!in_transaction()) own = begin_read();
+  for (const std::string name : {"embed", "local"})
+    scan_records(name, [&](std::int64_t id, std::string_view r) { fn(name, id, r); }, {});
+  const auto names = q("SELECT DISTINCT signal FROM signal_rows ORDER BY signal");
+  for (int i = 0; i < names.rows(); ++i) {
+    const std::string name = names.text(i, 0);
+    scan_records(name, [&](std::int64_t id, std::string_view r) { fn(name, id, r); }, {});
+  }
+  if (own) own->commit();
+}
+
+std::optional<std::string> PgStore::first_record(const std::string& signal) {
+  Result r;
+  if (signal == "embed")
+    r = q("SELECT entry_id, vector FROM embeddings ORDER BY entry_id LIMIT 1");
+  else if (signal == "local")
+    r = q("SELECT entry_id, keypoints, descriptors FROM local_features ORDER BY entry_id LIMIT 1");
+  else
+    r = q("SELECT entry_id, record FROM signal_rows WHERE signal = $1 ORDER BY entry_id LIMIT 1",
+          {text(signal)});
+  if (r.rows() == 0) return std::nullopt;
+  if (signal == "local") return local_record(r.bytes(0, 1), r.bytes(0, 2));
+  return r.text(0, 1);
+}
+
+void PgStore::scan_raw_entries(const std::function<void(const RawEntry&)>& fn) {
+  // PostgreSQL enforces the columns' types: a PDQ hash is always a bytea ("blob" in the
+  // bank's words) and a quality an integer; check() still sees their lengths and ranges.
+  paged(
+      "SELECT id, pdq, quality, origin, sha256, label, source, added_at FROM entries WHERE id > "
+      "$1::bigint ORDER BY id",
+      {}, 0, [&](const Result& r, int i) {
+        RawEntry e;
+        e.id = r.i64(i, 0);
+        e.pdq = r.text(i, 1);
+        if (!r.null(i, 2)) {
+          e.quality = r.i64(i, 2);
+          e.quality_text = std::to_string(*e.quality);
+        }
+        e.origin = r.text(i, 3);
+        if (!r.null(i, 4)) e.sha256 = r.text(i, 4);
+        e.label = r.text(i, 5);
+        e.source = r.text(i, 6);
+        e.added_at = r.i64(i, 7);
+        fn(e);
+      });
+}
+
+void PgStore::scan_digests(const RowFn& fn) {
+  paged("SELECT entry_id, digest FROM entry_digests WHERE entry_id > $1::bigint ORDER BY entry_id",
+        {}, 0, [&](const Result& r, int i) { fn(r.i64(i, 0), r.bytes(i, 1)); });
+}
+
+}  // namespace hashwall::pg
