@@ -138,7 +138,7 @@ class ServerProcess {
 
 // A bank of samples/bank and a token file in `tmp`.
 fs::path make_bank(const TempDir& tmp) {
-  const auto bank = tmp / "bank.db";
+  const fs::path bank = hwtest::bank_location(tmp);
   auto r = hwtest::run_hashwall("index '" + (samples() / "bank").string() + "' --bank '" +
                                 bank.string() + "' --label samples");
   INFO(r.err);
@@ -1315,7 +1315,7 @@ TEST_CASE("work past the processing limit gets 503 and writes nothing", "[server
 }
 
 TEST_CASE("serve and the CLI write one bank at once: nothing lost and each sees the other",
-          "[server]") {
+          "[server][stores]") {
   TempDir tmp;
   const auto bank = make_bank(tmp);
   ServerProcess srv(tmp.path(), writable_args(tmp, bank));
@@ -1694,4 +1694,134 @@ TEST_CASE("a client cannot loosen the bank's threshold or quality gate to read t
   REQUIRE(res);
   CHECK(res->status == 200);
   CHECK(json::parse(res->body)["results"][0]["matches"].size() == 6);
+}
+
+namespace {
+
+// GET /v1/ready: the status and the body.
+std::pair<int, json> ready_of(const ServerProcess& srv) {
+  auto c = srv.client();
+  auto res = c.Get("/v1/ready");
+  if (!res) return {0, json{}};
+  return {res->status, json::parse(res->body)};
+}
+
+bool wait_until(double seconds, const std::function<bool()>& ok) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (std::chrono::steady_clock::now() < until) {
+    if (ok()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return ok();
+}
+
+bool matches_hash(const ServerProcess& srv, const std::string& hex) {
+  auto c = srv.client();
+  auto res = c.Post("/v1/match/hash", json{{"hash", hex}}.dump(), "application/json");
+  return res && res->status == 200 && json::parse(res->body)["match"] == true;
+}
+
+}  // namespace
+
+TEST_CASE("replicas of one bank match each other's writes and say when they are ready",
+          "[server][stores]") {
+  TempDir tmp;
+  const auto bank = make_bank(tmp);
+  TempDir dir_a, dir_b;
+  ServerProcess a(dir_a.path(), writable_args(tmp, bank));
+  ServerProcess b(dir_b.path(), {"--bank", bank.string(), "--read-only"});
+  INFO(a.log() << b.log());
+  REQUIRE(a.port() > 0);
+  REQUIRE(b.port() > 0);
+  // Ready once the indexes are loaded (every signal's, built by the follower).
+  for (const auto* srv : {&a, &b})
+    CHECK(wait_until(60, [&] { return ready_of(*srv).first == 200; }));
+  const auto [status, body] = ready_of(b);
+  CHECK(body["status"] == "ready");
+  CHECK(body["lag_seconds"].get<double>() <= body["max_lag_seconds"].get<double>());
+
+  // A write acknowledged by one replica is matched by the other, and a removal likewise.
+  const std::string hex = "f8f8f0cee0f4a84f0637022a078f67f0b36e2ed596621e1d33e6339c4e9c9b22";
+  CHECK_FALSE(matches_hash(b, hex));
+  auto c = a.client();
+  const httplib::Headers auth{{"Authorization", std::string("Bearer ") + kToken}};
+  auto added =
+      c.Post("/v1/entries", auth, json{{"hash", hex}, {"label", "new"}}.dump(), "application/json");
+  REQUIRE(added);
+  REQUIRE(added->status == 201);
+  CHECK(wait_until(30, [&] { return matches_hash(b, hex); }));
+  const auto id = json::parse(added->body)["ids"][0].get<std::int64_t>();
+  auto del = c.Delete(("/v1/entries/" + std::to_string(id)).c_str(), auth);
+  REQUIRE(del);
+  CHECK(del->status == 200);
+  CHECK(wait_until(30, [&] { return !matches_hash(b, hex); }));
+  // The CLI's writes too (another process, not a replica).
+  const auto list = tmp / "list.txt";
+  std::ofstream(list) << hex << "\n";
+  REQUIRE(hwtest::run_hashwall("import '" + list.string() + "' --bank '" + bank.string() +
+                               "' --format hex")
+              .exit_code == 0);
+  CHECK(wait_until(30, [&] { return matches_hash(a, hex) && matches_hash(b, hex); }));
+  CHECK(json::parse(b.client().Get("/v1/stats")->body)["changes_followed"].get<int>() >= 3);
+}
+
+TEST_CASE("a replica that has not caught up within --max-lag answers 503 on /v1/ready",
+          "[server]") {
+  TempDir tmp;
+  const auto bank = make_bank(tmp);
+  // It catches up once at start, then looks again only after a minute.
+  ServerProcess srv(tmp.path(), {"--bank", bank.string(), "--read-only", "--max-lag", "0.2",
+                                 "--follow-interval", "60000"});
+  INFO(srv.log());
+  REQUIRE(srv.port() > 0);
+  CHECK(wait_until(60, [&] { return ready_of(srv).second.value("generation", 0) > 0; }));
+  std::this_thread::sleep_for(std::chrono::milliseconds(400));
+  const auto [status, body] = ready_of(srv);
+  CHECK(status == 503);
+  CHECK(body["status"] == "behind");
+  CHECK(body["lag_seconds"].get<double>() > 0.2);
+  // Liveness is another question: /v1/health still answers 200.
+  CHECK(srv.client().Get("/v1/health")->status == 200);
+}
+
+TEST_CASE("a replica rides out a PostgreSQL restart: 503 while it is away, then caught up",
+          "[server][pgonly]") {
+  // Its own server, stopped and started again on the same port (tools/pg_scratch.sh).
+  const auto script = hwtest::source_dir() / "tools" / "pg_scratch.sh";
+  const auto made = hwtest::run_shell("mktemp -d /tmp/hashwall-pgr.XXXXXX");
+  REQUIRE(made.exit_code == 0);
+  const std::string dir = made.out.substr(0, made.out.find('\n'));
+  struct Cleanup {
+    std::string cmd;
+    ~Cleanup() { hwtest::run_shell(cmd); }
+  } cleanup{"'" + script.string() + "' stop " + dir + " --remove"};
+  const auto start = hwtest::run_shell("'" + script.string() + "' start " + dir);
+  INFO(start.err);
+  if (start.exit_code != 0 && !fs::exists("/usr/lib/postgresql/15/bin/initdb"))
+    hwtest::hw_skip_exit("needs PostgreSQL 15 (Debian's postgresql package)");
+  REQUIRE(start.exit_code == 0);
+  const std::string bank = start.out.substr(0, start.out.find('\n'));
+  TempDir tmp;
+  REQUIRE(
+      hwtest::run_hashwall("index '" + (samples() / "bank").string() + "' --bank '" + bank + "' -q")
+          .exit_code == 0);
+  ServerProcess srv(tmp.path(),
+                    {"--bank", bank, "--read-only", "--max-lag", "1", "--follow-interval", "50"});
+  INFO(srv.log());
+  REQUIRE(srv.port() > 0);
+  REQUIRE(wait_until(60, [&] { return ready_of(srv).first == 200; }));
+
+  REQUIRE(hwtest::run_shell("'" + script.string() + "' stop " + dir).exit_code == 0);
+  CHECK(wait_until(30, [&] { return ready_of(srv).first == 503; }));
+  CHECK(ready_of(srv).second["status"] == "behind");
+  REQUIRE(hwtest::run_shell("'" + script.string() + "' start " + dir).exit_code == 0);
+  // Back: a write made after the restart (by the CLI) is followed.
+  const std::string hex = "f8f8f0cee0f4a84f0637022a078f67f0b36e2ed596621e1d33e6339c4e9c9b22";
+  const auto list = tmp / "list.txt";
+  std::ofstream(list) << hex << "\n";
+  REQUIRE(hwtest::run_hashwall("import '" + list.string() + "' --bank '" + bank + "' --format hex")
+              .exit_code == 0);
+  CHECK(wait_until(30, [&] { return ready_of(srv).first == 200; }));
+  CHECK(wait_until(30, [&] { return matches_hash(srv, hex); }));
+  CHECK(srv.log().find("following the bank again") != std::string::npos);
 }

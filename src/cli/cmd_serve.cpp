@@ -47,6 +47,8 @@ struct ServeArgs {
   unsigned max_connections_per_ip = 64;
   std::uint64_t max_buffered = 0;
   bool access_log = false;
+  double max_lag_s = 5;
+  int follow_ms = 200;
   std::string signals;
   std::string model;
 };
@@ -120,6 +122,32 @@ server::TokenSet load_tokens(const ServeArgs& a) {
   return server::TokenSet(std::move(all));
 }
 
+// The bank, opened; a PostgreSQL bank whose server cannot be reached (yet: a replica may
+// start before the database) is tried again with backoff, one line per new reason, until
+// it opens or serve is told to stop (nullptr then).
+std::unique_ptr<Bank> open_with_retries(const ServeArgs& a, OpenMode mode) {
+  auto wait = std::chrono::milliseconds(500);
+  std::string last;
+  for (;;) {
+    try {
+      return Bank::open(a.bank, mode, {}, read_seal_key(a.seal_key_file));
+    } catch (const Error& e) {
+      const bool unreachable = is_postgresql_location(a.bank) && e.kind() == ErrorKind::Bank &&
+                               (e.reason().starts_with("cannot connect") ||
+                                e.reason().starts_with("lost the connection"));
+      if (!unreachable) throw;
+      if (e.what() != last) std::fprintf(stderr, "hashwall serve: %s (retrying)\n", e.what());
+      last = e.what();
+    }
+    for (auto slept = std::chrono::milliseconds(0); slept < wait;
+         slept += std::chrono::milliseconds(50)) {
+      if (stop_requested()) return nullptr;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    wait = std::min(wait * 2, std::chrono::milliseconds(10000));
+  }
+}
+
 int run_serve(const ServeArgs& a) {
   const auto t0 = std::chrono::steady_clock::now();
   // SIGHUP: the tokens are read again (rotation without a restart); a file that no longer
@@ -165,8 +193,8 @@ int run_serve(const ServeArgs& a) {
   if (a.access_log)
     o.access_log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
 
-  const auto bank = Bank::open(a.bank, o.writable ? OpenMode::ReadWrite : OpenMode::ReadOnly, {},
-                               read_seal_key(a.seal_key_file));
+  const auto bank = open_with_retries(a, o.writable ? OpenMode::ReadWrite : OpenMode::ReadOnly);
+  if (!bank) return kExitOk;  // stopped while waiting for the bank's store
   // Refused at the start, not at the first POST /v1/entries.
   if (o.writable && !bank->seal_key_id().empty() && a.seal_key_file.empty())
     throw Error(ErrorKind::Usage, a.bank,
@@ -185,6 +213,9 @@ int run_serve(const ServeArgs& a) {
   o.signals.add = add_sig.fingerprint;
   std::string sig_text;
   for (const auto& sname : query_sig.signals) sig_text += (sig_text.empty() ? "" : ",") + sname;
+  auto readiness = std::make_shared<server::Readiness>(
+      std::chrono::milliseconds(static_cast<long long>(a.max_lag_s * 1000)));
+  o.readiness = readiness;
   server::HttpServer srv(*bank, o);
   const int port = srv.bind();
   const std::string shown_host =
@@ -218,15 +249,49 @@ int run_serve(const ServeArgs& a) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
   });
+  // The follower: keeps the indexes at the store's generation (other replicas' writes; a
+  // PostgreSQL bank wakes it by NOTIFY, so a look costs no query) and tells /v1/ready.
+  // While the store is away it backs off, up to 5 s between tries.
+  std::thread follower([&] {
+    const auto interval = std::chrono::milliseconds(a.follow_ms);
+    auto wait = interval;
+    std::string last_error;
+    while (!done) {
+      try {
+        const auto gen = bank->catch_up();
+        readiness->caught_up(gen);
+        if (!last_error.empty())
+          std::fprintf(stderr, "hashwall serve: following the bank again at generation %llu\n",
+                       static_cast<unsigned long long>(gen));
+        last_error.clear();
+        wait = interval;
+      } catch (const std::exception& e) {
+        const std::string why = e.what();
+        readiness->failed(why);
+        if (why != last_error)
+          std::fprintf(stderr, "hashwall serve: cannot follow the bank: %s (retrying)\n",
+                       why.c_str());
+        last_error = why;
+        wait = std::min<std::chrono::milliseconds>(std::max(wait * 2, interval),
+                                                   std::chrono::milliseconds(5000));
+      }
+      for (auto slept = std::chrono::milliseconds(0); slept < wait && !done;
+           slept += std::chrono::milliseconds(10))
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  });
+  const auto join_all = [&] {
+    done = true;
+    watcher.join();
+    follower.join();
+  };
   try {
     srv.run();
   } catch (...) {
-    done = true;
-    watcher.join();
+    join_all();
     throw;
   }
-  done = true;
-  watcher.join();
+  join_all();
   bank->flush_index();
   std::uint64_t served = 0;
   for (int e = 0; e < server::kEndpointCount; ++e)
@@ -242,7 +307,7 @@ int run_serve(const ServeArgs& a) {
 void register_serve(CLI::App& app, int& exit_code) {
   auto a = std::make_shared<ServeArgs>();
   auto* cmd = app.add_subcommand("serve", "Run an HTTP matching service on a bank");
-  cmd->add_option("-b,--bank", a->bank, "Bank file")->required()->envname("HASHWALL_BANK");
+  cmd->add_option("-b,--bank", a->bank, kBankHelp)->required()->envname("HASHWALL_BANK");
   cmd->add_option("--listen", a->listen, "ADDRESS:PORT to listen on (port 0: any free port)")
       ->capture_default_str();
   cmd->add_option("--threads", a->threads,
@@ -320,6 +385,16 @@ void register_serve(CLI::App& app, int& exit_code) {
                   "Request bodies held in memory at once, over all connections; a new upload "
                   "gets 503 beyond it (suffixes: KB, MB; default: 4 x --max-body)")
       ->transform(CLI::AsSizeValue(true));
+  cmd->add_option("--max-lag", a->max_lag_s,
+                  "Seconds this replica may go without catching up with the bank's store before "
+                  "GET /v1/ready answers 503 (a load balancer then takes it out)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.1, 3600.0));
+  cmd->add_option("--follow-interval", a->follow_ms,
+                  "Milliseconds between looks at the bank's store for other writers' changes "
+                  "(a PostgreSQL bank's look is a NOTIFY check, no query)")
+      ->capture_default_str()
+      ->check(CLI::Range(10, 60000));
   cmd->add_flag("--access-log", a->access_log,
                 "One line per request on stderr (method, path, status, time; never bodies)");
   cmd->add_option("--signals", a->signals,
@@ -334,9 +409,15 @@ void register_serve(CLI::App& app, int& exit_code) {
       "  POST   /v1/entries        image or hashes, ?label=  (token with the write role)\n"
       "  DELETE /v1/entries/ID     (token with the write role)\n"
       "  GET    /v1/health, /v1/stats, /metrics (Prometheus)\n"
+      "  GET    /v1/ready          200 when this replica has caught up with the bank within\n"
+      "                            --max-lag, else 503: a load balancer's health check\n"
       "Listens on 127.0.0.1 unless told otherwise. SIGTERM or Ctrl-C stops gracefully: requests\n"
       "in flight and requests already received are answered, later ones get 503, then the\n"
       "bank is flushed.\n\n"
+      "Many replicas (docs/DEPLOY.md): every serve of one PostgreSQL bank (--bank\n"
+      "postgresql://...) keeps its own indexes and follows the others' writes from the\n"
+      "bank's change log, woken by NOTIFY; a lost connection or a restart catches up from its\n"
+      "generation. Until the bank's server answers, serve tries again with backoff.\n\n"
       "Hostile clients: headers must fit in 64 KiB (431 beyond), a body in --max-body whatever\n"
       "its framing (413 after the headers; a chunked one is cut), compressed bodies get 415,\n"
       "and a whole request must arrive within --request-time. Slow or idle connections hold\n"
@@ -348,6 +429,8 @@ void register_serve(CLI::App& app, int& exit_code) {
       "  hashwall serve --bank cases.db --token-file /etc/hashwall/token\n"
       "  hashwall serve --bank cases.db --tokens /etc/hashwall/tokens --auth-reads\n"
       "  hashwall serve --bank cases.db --read-only --listen 127.0.0.1:9000 --threads 16\n"
+      "  hashwall serve --bank postgresql://hashwall@db.internal/hashwall --token-file t --max-lag "
+      "2\n"
       "  curl --data-binary @upload.jpg http://127.0.0.1:8080/v1/match\n\n"
       "Exit codes: 0 stopped by SIGTERM/SIGINT after a clean shutdown, 2 error (unusable bank,\n"
       "address in use, missing token, bad option)."));

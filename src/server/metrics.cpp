@@ -16,6 +16,8 @@ const char* endpoint_name(Endpoint e) noexcept {
       return "DELETE /v1/entries";
     case Endpoint::Health:
       return "/v1/health";
+    case Endpoint::Ready:
+      return "/v1/ready";
     case Endpoint::Stats:
       return "/v1/stats";
     case Endpoint::Metrics:
@@ -35,6 +37,7 @@ Endpoint classify(std::string_view method, std::string_view path) noexcept {
     if (path.starts_with("/v1/entries/")) return Endpoint::EntriesRemove;
   } else if (method == "GET" || method == "HEAD") {
     if (path == "/v1/health") return Endpoint::Health;
+    if (path == "/v1/ready") return Endpoint::Ready;
     if (path == "/v1/stats") return Endpoint::Stats;
     if (path == "/metrics") return Endpoint::Metrics;
   }

@@ -11,8 +11,18 @@
 
 namespace hashwall::server {
 
-enum class Endpoint { Match, MatchHash, EntriesAdd, EntriesRemove, Health, Stats, Metrics, Other };
-inline constexpr int kEndpointCount = 8;
+enum class Endpoint {
+  Match,
+  MatchHash,
+  EntriesAdd,
+  EntriesRemove,
+  Health,
+  Ready,
+  Stats,
+  Metrics,
+  Other
+};
+inline constexpr int kEndpointCount = 9;
 const char* endpoint_name(Endpoint) noexcept;  // "/v1/match", ... "other"
 // Which endpoint a request is for (unknown paths and methods: Other).
 Endpoint classify(std::string_view method, std::string_view path) noexcept;

@@ -98,6 +98,7 @@ std::optional<std::vector<HttpServer::Impl::Route>> HttpServer::Impl::routes_of(
   if (path.starts_with("/v1/entries/") && path.find('/', 12) == std::string::npos)
     return std::vector<Route>{{"DELETE", Endpoint::EntriesRemove, true}};
   if (path == "/v1/health") return std::vector<Route>{{"GET", Endpoint::Health, false}};
+  if (path == "/v1/ready") return std::vector<Route>{{"GET", Endpoint::Ready, false}};
   if (path == "/v1/stats") return std::vector<Route>{{"GET", Endpoint::Stats, false}};
   if (path == "/metrics") return std::vector<Route>{{"GET", Endpoint::Metrics, false}};
   return std::nullopt;
@@ -106,6 +107,24 @@ std::optional<std::vector<HttpServer::Impl::Route>> HttpServer::Impl::routes_of(
 Answer HttpServer::Impl::health() const {
   Reply r = service.health();
   r.body["uptime_seconds"] = uptime();
+  return to_answer(r);
+}
+
+// 200 while the replica may take traffic, 503 while it loads or has fallen behind the
+// bank's store (readiness.hpp): a load balancer's health check (docs/DEPLOY.md).
+Answer HttpServer::Impl::ready() const {
+  Reply r;
+  if (!opt.readiness) {
+    r.body["status"] = "ready";
+    return to_answer(r);
+  }
+  const auto s = opt.readiness->state();
+  r.body["status"] = s.status;
+  r.body["generation"] = s.generation;
+  r.body["lag_seconds"] = s.lag_seconds;
+  r.body["max_lag_seconds"] = std::chrono::duration<double>(opt.readiness->max_lag()).count();
+  if (!s.reason.empty()) r.body["reason"] = s.reason;
+  if (!s.ready) r.status = 503;
   return to_answer(r);
 }
 
@@ -283,6 +302,7 @@ MHD_Result HttpServer::Impl::on_headers(MHD_Connection* mc, Request& rq, const c
                            "over)"));
   }
   if (rq.endpoint == Endpoint::Health) return answer_now(rq, health());
+  if (rq.endpoint == Endpoint::Ready) return answer_now(rq, ready());
   // Nothing is inflated: a small compressed body can stand for an enormous one.
   if (const std::string enc = header(mc, MHD_HTTP_HEADER_CONTENT_ENCODING);
       !enc.empty() && enc != "identity")

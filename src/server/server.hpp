@@ -37,6 +37,7 @@
 #include "bank/bank.hpp"
 #include "server/auth.hpp"
 #include "server/metrics.hpp"
+#include "server/readiness.hpp"
 #include "server/service.hpp"
 
 namespace hashwall::server {
@@ -69,8 +70,12 @@ struct ServerOptions {
   // The bearer tokens and their roles (auth.hpp). Empty on a writable server: no
   // authentication at all (serve --no-auth, loopback only), every caller may write.
   TokenSet tokens;
-  // Matching, /v1/stats and /metrics need a token too (any role); /v1/health never does.
+  // Matching, /v1/stats and /metrics need a token too (any role); /v1/health and /v1/ready
+  // never do.
   bool auth_reads = false;
+  // What GET /v1/ready answers (readiness.hpp), fed by the caller's follower (serve); none:
+  // ready whenever the server runs, as a bank opened whole before the port opened is.
+  std::shared_ptr<const Readiness> readiness;
   // One line per request (client address, method, path, status, ms, length; never bodies)
   // when set, and libmicrohttpd's own error messages.
   std::function<void(const std::string&)> access_log;

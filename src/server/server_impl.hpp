@@ -84,6 +84,7 @@ struct HttpServer::Impl {
   };
   static std::optional<std::vector<Route>> routes_of(const std::string& path);
   Answer health() const;
+  Answer ready() const;
   Answer prometheus();
   Answer work(const Request& rq);
   Reply endpoint_reply(const Request& rq);
