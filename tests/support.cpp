@@ -7,12 +7,14 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <random>
 #include <sstream>
 #include <stdexcept>
+#include <thread>
 
 namespace hwtest {
 
@@ -81,6 +83,15 @@ RunResult run_shell(const std::string& command) {
   return r;
 }
 
+bool eventually(const std::function<bool()>& ok, double seconds) {
+  const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+  while (std::chrono::steady_clock::now() < until) {
+    if (ok()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return ok();
+}
+
 bool testing_postgresql() {
   const char* v = std::getenv("HASHWALL_TEST_STORE");
   return v && std::string(v) == "postgresql";
@@ -97,7 +108,11 @@ std::string scratch_server() {
     std::getline(in, line);
     return line;
   }();
-  if (url.empty()) hw_skip_exit("needs PostgreSQL 15 (Debian's postgresql package)");
+  if (url.empty()) {
+    if (const char* r = std::getenv("HASHWALL_REQUIRE_POSTGRESQL"); r && std::string(r) == "1")
+      throw std::runtime_error("no scratch PostgreSQL server, and HASHWALL_REQUIRE_POSTGRESQL=1");
+    hw_skip_exit("needs PostgreSQL 15 (Debian's postgresql package)");
+  }
   // The PostgreSQL banks' index caches, kept out of the user's home.
   setenv("HASHWALL_CACHE_DIR", (fs::path(HASHWALL_BUILD_DIR) / "pg-test-cache").c_str(), 1);
   return url;

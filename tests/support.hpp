@@ -4,6 +4,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <random>
 #include <string>
@@ -52,6 +53,11 @@ std::string bank_location(const TempDir& dir, const std::string& name = "bank.db
 // Runs SQL on a bank's records behind the bank's back (sqlite3 or libpq), for tests of what
 // check and open find; throws std::runtime_error when it fails.
 void raw_sql(const std::string& location, const std::string& sql);
+
+// Whether `ok` holds within `seconds`, asked every few milliseconds. For what another
+// connection wrote: a PostgreSQL bank learns of it by NOTIFY, which reaches it a moment
+// after the writer's commit (at most a second later, docs/BANK_FORMAT.md); SQLite at once.
+bool eventually(const std::function<bool()>& ok, double seconds = 5);
 
 struct RunResult {
   int exit_code = -1;

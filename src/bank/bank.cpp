@@ -33,6 +33,8 @@ void register_builtin_signals() {
 
 fs::path pdq_index_path(const fs::path& bank) { return fs::path(bank.string() + ".pdq-index"); }
 
+namespace {
+
 fs::path cache_folder() {
   const auto env = [](const char* name) -> std::string {
     const char* v = std::getenv(name);
@@ -42,6 +44,14 @@ fs::path cache_folder() {
   if (const auto xdg = env("XDG_CACHE_HOME"); !xdg.empty()) return fs::path(xdg) / "hashwall";
   if (const auto home = env("HOME"); !home.empty()) return fs::path(home) / ".cache" / "hashwall";
   return fs::temp_directory_path() / ("hashwall-cache-" + std::to_string(::getuid()));
+}
+
+}  // namespace
+
+namespace bank_detail {
+
+fs::path cache_base_for(const fs::path& location, const std::string& where) {
+  return is_postgresql_location(location.native()) ? postgresql_cache_base(where) : location;
 }
 
 // A PostgreSQL bank's caches: "<cache folder>/pg-<16 hex of SHA-256 of its address>", the
@@ -64,6 +74,8 @@ fs::path postgresql_cache_base(const std::string& where) {
   if (fs::create_directories(dir, ec)) fs::permissions(dir, fs::perms::owner_all, ec);
   return dir / name;
 }
+
+}  // namespace bank_detail
 
 Bank::Bank(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
@@ -108,7 +120,7 @@ std::unique_ptr<Bank> Bank::open(const fs::path& path, OpenMode mode,
   const auto meta = initial_meta(config_for_new_bank, impl->digester);
   if (is_postgresql_location(path.native())) {
     impl->store = open_postgresql_store(path.native(), mode, meta, &created);
-    impl->cache_base = postgresql_cache_base(impl->store->where());
+    impl->cache_base = cache_base_for(path, impl->store->where());
   } else {
     impl->store = open_sqlite_store(path, mode, meta, &created);
     impl->cache_base = path;
@@ -264,10 +276,12 @@ AddResult Bank::add(std::span<const NewEntry> entries) {
   if (r.added == 0) return r;
 
   const bool others_wrote = gen_before != m.generation;
-  const auto total = m.store->count_entries();
   bool type_changes;
   {
+    // The entries after this add, from the index (a count(*) costs O(n) in PostgreSQL, per
+    // write and per replica following it); rows with a malformed hash are not in it.
     std::shared_lock read(m.index_mu);
+    const auto total = static_cast<std::int64_t>(m.index->size() + new_ids.size());
     type_changes = m.index->type() != m.type_for(total);
   }
   if (others_wrote || type_changes) {
@@ -403,11 +417,15 @@ void Bank::for_each(const std::function<bool(const Entry&)>& fn) const {
 
 std::uint64_t Bank::catch_up() const {
   auto& m = *impl_;
+  {
+    std::lock_guard lock(m.db_mu);
+    m.refresh_if_changed(true);  // a store that cannot be read is reported, not skipped
+  }
   for (auto& [name, reg] : m.registered)
     m.make_fresh(reg.index, reg.gen,
                  [&, n = name](std::uint64_t* g) { return m.build_registered(n, g); });
   std::lock_guard lock(m.db_mu);
-  m.refresh_if_changed();
+  m.refresh_if_changed(true);
   return m.generation;
 }
 

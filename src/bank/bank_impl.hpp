@@ -112,6 +112,11 @@ inline std::string decision_key(const std::string& signal) {
   return "signal." + signal + ".decision";
 }
 
+// What a bank's index caches are named after (Bank::Impl::cache_base): the file itself, or
+// for a PostgreSQL bank (`where`: its name without password) a name in the cache folder.
+fs::path cache_base_for(const fs::path& location, const std::string& where);
+fs::path postgresql_cache_base(const std::string& where);
+
 // A signal index's cache file next to the bank, "<bank>.<signal>-index" (SignalIndex::cache;
 // bank/indexes.cpp): read back only for the generation it was written at, "" otherwise.
 fs::path signal_cache_path(const fs::path& bank, const std::string& signal);
@@ -223,7 +228,9 @@ struct Bank::Impl {
   // Another connection (another process, or another Bank object) committed since we
   // last looked: bring the in-memory indexes up to date, from the change log when it
   // reaches back to their generation, else by a rebuild.
-  void refresh_if_changed() const;
+  // `strict`: a store that cannot be reached throws (Bank::catch_up, stats, check); else
+  // (searches) the indexes in memory answer as they are, and the next call looks again.
+  void refresh_if_changed(bool strict = false) const;
   // Applies the changes after `generation` to the PDQ index and the registered signals'
   // indexes; false when the log cannot bring them up to date (then nothing was changed).
   bool follow_changes() const;

@@ -12,7 +12,7 @@ std::string Bank::index_cache_refused() const { return impl_->cache_refused; }
 BankStats Bank::stats() const {
   auto& m = *impl_;
   std::lock_guard lock(m.db_mu);
-  m.refresh_if_changed();
+  m.refresh_if_changed(true);
   BankStats st;
   {
     auto read = m.store->begin_read();
@@ -244,7 +244,7 @@ CheckReport Bank::check() const {
   auto& P = rep.problems;
   std::lock_guard lock(m.db_mu);
   try {
-    m.refresh_if_changed();
+    m.refresh_if_changed(true);
   } catch (const Error& e) {
     P.push_back(std::string("cannot read the bank: ") + e.reason());
   }

@@ -127,7 +127,6 @@ bool Bank::Impl::follow_changes() const {
         }
       },
       std::span<const std::int64_t>(add_ids));
-  const auto total = store->count_entries();
   // The signals' indexes at our generation follow too (unless a removal would need a
   // rebuild); the others are rebuilt at their next search.
   std::map<std::string, std::vector<std::pair<std::int64_t, std::string>>> records;
@@ -144,6 +143,10 @@ bool Bank::Impl::follow_changes() const {
   read->commit();
   {
     std::unique_lock write(index_mu);
+    // The entries after these changes, from the index, as add() counts them.
+    const auto live = index->size();
+    const auto total =
+        static_cast<std::int64_t>(live + ids.size() - std::min(remove_list.size(), live));
     if (index->type() != type_for(total)) return false;  // "auto" crossed a boundary
     if (!remove_list.empty()) index->remove(remove_list);
     if (!ids.empty()) index->add(ids, hashes);
@@ -168,10 +171,14 @@ bool Bank::Impl::follow_changes() const {
   return true;
 }
 
-void Bank::Impl::refresh_if_changed() const {
-  if (!store->changed_elsewhere()) return;
-  if (read_generation() == generation) return;
-  if (!follow_changes()) rebuild_index();
+void Bank::Impl::refresh_if_changed(bool strict) const {
+  try {
+    if (!store->changed_elsewhere()) return;
+    if (read_generation() == generation) return;
+    if (!follow_changes()) rebuild_index();
+  } catch (const Error& e) {
+    if (strict || !store_unreachable(e)) throw;
+  }
 }
 
 namespace {

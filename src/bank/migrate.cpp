@@ -49,7 +49,19 @@ MigrateReport migrate_bank(const fs::path& from, const fs::path& to,
   rep.to = dst->where();
   if (!created)
     throw Error(ErrorKind::Bank, rep.to,
-                "a bank is already there: migrate writes a new bank only (remove it first)");
+                "a bank is already there: migrate writes a new bank only (remove it first: the "
+                "file, or in PostgreSQL its tables meta, entries, local_features, embeddings, "
+                "signal_rows, changes and entry_digests)");
+  // Caches left by an earlier bank of that name describe other records (as Bank::open
+  // clears them for a bank it creates).
+  {
+    std::error_code ec;
+    const fs::path base = cache_base_for(to, rep.to);
+    fs::remove(pdq_index_path(base), ec);
+    for (const auto& [k, v] : meta)
+      if (k == "signals")
+        for (const auto& name : split_signals(v)) fs::remove(signal_cache_path(base, name), ec);
+  }
   const std::int64_t total = src->count_entries();
   {
     auto write = dst->begin_write();

@@ -65,7 +65,7 @@ std::optional<std::int64_t> PgStore::id_of_unhashed(std::string_view source, con
   return first_id(
       q("SELECT id FROM entries WHERE sha256 IS NULL AND source = $1 AND pdq = $2 "
         "AND origin = $3 ORDER BY id LIMIT 1",
-        {text(source), blob(hash_bytes(pdq)), text(origin_name(origin))}));
+        {blob(source), blob(hash_bytes(pdq)), text(origin_name(origin))}));
 }
 
 std::int64_t PgStore::insert_entry(const NewEntry& e, const std::optional<std::string>& sha,
@@ -74,7 +74,7 @@ std::int64_t PgStore::insert_entry(const NewEntry& e, const std::optional<std::s
       q("INSERT INTO entries(sha256, pdq, quality, label, source, origin, added_at) "
         "VALUES($1, $2, $3::integer, $4, $5, $6, $7::bigint) RETURNING id",
         {sha ? text(*sha) : none(), blob(hash_bytes(e.pdq)), e.quality ? num(*e.quality) : none(),
-         text(e.label), text(e.source), text(origin_name(e.origin)), num(added_at)});
+         blob(e.label), blob(e.source), text(origin_name(e.origin)), num(added_at)});
   return r.i64(0, 0);
 }
 
@@ -82,7 +82,7 @@ void PgStore::insert_entry_as(const Entry& e) {
   q("INSERT INTO entries(id, sha256, pdq, quality, label, source, origin, added_at) OVERRIDING "
     "SYSTEM VALUE VALUES($1::bigint, $2, $3, $4::integer, $5, $6, $7, $8::bigint)",
     {num(e.id), e.sha256 ? text(*e.sha256) : none(), blob(hash_bytes(e.pdq)),
-     e.quality ? num(*e.quality) : none(), text(e.label), text(e.source),
+     e.quality ? num(*e.quality) : none(), blob(e.label), blob(e.source),
      text(origin_name(e.origin)), num(e.added_at)});
 }
 
@@ -155,7 +155,7 @@ std::vector<std::string> PgStore::take_digests(std::span<const std::int64_t> ids
 }
 
 std::vector<RemovedEntry> PgStore::remove_label(const std::string& label) {
-  return removed(q("DELETE FROM entries WHERE label = $1 RETURNING id, pdq", {text(label)}));
+  return removed(q("DELETE FROM entries WHERE label = $1 RETURNING id, pdq", {blob(label)}));
 }
 
 std::vector<RemovedEntry> PgStore::remove_sha256(const std::string& sha) {

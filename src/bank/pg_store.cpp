@@ -2,7 +2,9 @@
 // following other writers (LISTEN/NOTIFY), sizes and health. A bank is the set of
 // hashwall's tables in one database's current schema (search_path; `options=-csearch_path=X`
 // in the address puts several banks in one database).
+#include <memory>
 #include <string>
+#include <string_view>
 
 #include "bank/pg.hpp"
 #include "bank/pg_store_impl.hpp"
@@ -20,7 +22,10 @@ using bank_detail::parse_int;
 
 // Format 4's tables (sqlite_schema.cpp) in PostgreSQL's types. The foreign keys take an
 // entry's signal rows with it, as the SQLite triggers do; entry_digests has none, as there:
-// a removal reads the digests it takes out (Store::take_digests).
+// a removal reads the digests it takes out (Store::take_digests). Labels and sources are
+// bytea: a file name need not be UTF-8 (nor a label free of NUL), and text would refuse
+// or cut what SQLite keeps byte for byte. The unhashed look-up goes by PDQ hash (32
+// bytes): a btree key holding a 4 KB source would pass PostgreSQL's index row limit.
 constexpr const char* kSchema = R"sql(
 CREATE TABLE meta(
   key   text PRIMARY KEY,
@@ -31,13 +36,13 @@ CREATE TABLE entries(
   sha256   text UNIQUE CHECK (sha256 IS NULL OR sha256 ~ '^[0-9a-f]{64}$'),
   pdq      bytea NOT NULL CHECK (octet_length(pdq) = 32),
   quality  integer CHECK (quality IS NULL OR quality BETWEEN 0 AND 100),
-  label    text NOT NULL DEFAULT '',
-  source   text NOT NULL DEFAULT '',
+  label    bytea NOT NULL DEFAULT '',
+  source   bytea NOT NULL DEFAULT '',
   origin   text NOT NULL CHECK (origin IN ('indexed', 'imported')),
   added_at bigint NOT NULL
 );
 CREATE INDEX entries_label ON entries(label);
-CREATE INDEX entries_unhashed ON entries(source, pdq) WHERE sha256 IS NULL;
+CREATE INDEX entries_unhashed ON entries(pdq) WHERE sha256 IS NULL;
 CREATE TABLE local_features(
   entry_id    bigint PRIMARY KEY REFERENCES entries(id) ON DELETE CASCADE,
   keypoints   bytea NOT NULL,
@@ -73,8 +78,10 @@ constexpr std::int64_t kCreateLock = 0x68617368'77616c6c;  // "hashwall"
 
 class PgTransaction : public Store::Transaction {
  public:
-  // `begin`: the statements that open it (BEGIN, and for a writer its lock).
-  PgTransaction(Conn& c, const std::vector<std::string>& begin) : c_(c) {
+  // `begin`: the statements that open it (BEGIN, and for a writer its lock). `flag`: the
+  // store's "a transaction is open", held for the transaction's life.
+  PgTransaction(Conn& c, bool& flag, const std::vector<std::string>& begin) : c_(c), flag_(flag) {
+    flag_ = true;
     try {
       for (const auto& s : begin) c_.run(s);
     } catch (...) {
@@ -87,17 +94,32 @@ class PgTransaction : public Store::Transaction {
   }
   void commit() override {
     open_ = false;
-    c_.run("COMMIT");
+    flag_ = false;
+    // COMMIT of a transaction a failed statement aborted "succeeds" as ROLLBACK: that is
+    // a failure here, never a silent loss of the write.
+    PGresult* r = PQexec(c_.raw(), "COMMIT");
+    const bool ok =
+        r && PQresultStatus(r) == PGRES_COMMAND_OK && std::string_view(PQcmdStatus(r)) == "COMMIT";
+    if (!ok) {
+      std::unique_ptr<PGresult, decltype(&PQclear)> hold(r, &PQclear);
+      if (r && PQresultStatus(r) == PGRES_COMMAND_OK)
+        throw Error(ErrorKind::Bank, c_.where(),
+                    "the transaction was rolled back (an earlier statement in it failed)");
+      c_.fail("", r);
+    }
+    PQclear(r);
   }
 
  private:
   void rollback() noexcept {
     open_ = false;
+    flag_ = false;
     if (!c_.ok()) return;  // the server rolls back what a lost connection left open
     PGresult* r = PQexec(c_.raw(), "ROLLBACK");
     PQclear(r);
   }
   Conn& c_;
+  bool& flag_;
   bool open_ = true;
 };
 
@@ -136,6 +158,9 @@ void PgStore::session_setup() {
   // Readers of a read-only bank cannot write even by mistake; writers wait for each other
   // at most kLockTimeoutS (begin_write).
   if (mode_ == OpenMode::ReadOnly) conn_->run("SET default_transaction_read_only = on");
+  // A statement never hangs the bank (its lock is held meanwhile): the longest is a page of
+  // a scan or a batch's insert.
+  conn_->run("SET statement_timeout = '120s'");
   conn_->run(std::string("LISTEN ") + kChannel);
 }
 
@@ -148,7 +173,7 @@ void PgStore::ensure_connected() {
 
 void PgStore::create_schema(const std::vector<std::pair<std::string, std::string>>& initial_meta,
                             bool* created) {
-  PgTransaction tx(*conn_, {"BEGIN"});
+  PgTransaction tx(*conn_, tx_open_, {"BEGIN"});
   q("SELECT pg_advisory_xact_lock($1)", {num(kCreateLock)});
   // Someone may have created it between our look and our lock.
   if (count("SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() AND "
@@ -173,7 +198,8 @@ void PgStore::create_schema(const std::vector<std::pair<std::string, std::string
 std::unique_ptr<Store::Transaction> PgStore::begin_read() {
   ensure_connected();
   return std::make_unique<PgTransaction>(
-      *conn_, std::vector<std::string>{"BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"});
+      *conn_, tx_open_,
+      std::vector<std::string>{"BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"});
 }
 
 std::unique_ptr<Store::Transaction> PgStore::begin_write() {
@@ -181,20 +207,32 @@ std::unique_ptr<Store::Transaction> PgStore::begin_write() {
   // One writer at a time, as in SQLite: the lock conflicts with itself and not with readers.
   // READ COMMITTED: each statement after the lock sees every write committed before it.
   return std::make_unique<PgTransaction>(
-      *conn_,
+      *conn_, tx_open_,
       std::vector<std::string>{"BEGIN ISOLATION LEVEL READ COMMITTED",
                                "SET LOCAL lock_timeout = '" + std::to_string(kLockTimeoutS) + "s'",
                                "LOCK TABLE meta IN SHARE ROW EXCLUSIVE MODE"});
 }
 
 bool PgStore::changed_elsewhere() {
+  using std::chrono::steady_clock;
   if (in_transaction()) return false;
+  const auto now = steady_clock::now();
   if (!conn_->ok() || PQconsumeInput(conn_->raw()) == 0) {
-    // Lost: reconnect (throws while the server is away) and look, as a notification may
-    // have been missed.
-    conn_->reconnect();
-    session_setup();
+    // Lost: reconnect and look, as a notification may have been missed. While the server
+    // stays away, one try a second; the calls in between fail at once with its reason.
+    if (!failed_connect_.empty() && now - last_failed_connect_ < std::chrono::seconds(1))
+      throw Error(ErrorKind::Bank, where_, failed_connect_);
+    try {
+      conn_->reconnect();
+      session_setup();
+    } catch (const Error& e) {
+      last_failed_connect_ = now;
+      failed_connect_ = e.reason();
+      throw;
+    }
+    failed_connect_.clear();
     missed_ = false;
+    last_look_ = now;
     return true;
   }
   bool any = std::exchange(missed_, false);
@@ -202,6 +240,11 @@ bool PgStore::changed_elsewhere() {
     any = true;
     PQfreemem(n);
   }
+  // NOTIFY arrives a moment after the writer's commit, and a refresh that failed after the
+  // notifications were read would forget them: once a second the caller looks at the
+  // generation anyway (one query), which also finds a connection that died silently.
+  if (now - last_look_ >= std::chrono::seconds(1)) any = true;
+  if (any) last_look_ = now;
   return any;
 }
 
@@ -254,7 +297,7 @@ EntryCounts PgStore::entry_counts(int min_quality) {
   c.indexed = r.i64(0, 1);
   c.imported = r.i64(0, 2);
   c.low_quality = r.i64(0, 3);
-  c.labels = count("SELECT count(DISTINCT label) FROM entries WHERE label <> ''");
+  c.labels = count("SELECT count(DISTINCT label) FROM entries WHERE label <> ''::bytea");
   return c;
 }
 

@@ -5,6 +5,7 @@
 // PostgreSQL's types: bytea for blobs, bigint ids from an identity column.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -88,6 +89,7 @@ class PgStore : public Store {
 
   // For the transactions (pg_store.cpp).
   Conn& conn() { return *conn_; }
+  bool& tx_open() { return tx_open_; }
 
  private:
   std::unique_ptr<Conn> conn_;
@@ -96,16 +98,24 @@ class PgStore : public Store {
   int format_version_ = 0;
   // The connection was lost and made again: notifications may have been missed in between.
   bool missed_ = false;
+  // A PgTransaction is open (set and cleared by it): libpq's own status says "unknown" once
+  // the connection is lost, and a reconnect then would run the rest in autocommit.
+  bool tx_open_ = false;
+  // changed_elsewhere(): when it last answered from a query rather than from notifications,
+  // and when a reconnect last failed (with its error), so that searches during an outage
+  // do not each wait for a connect.
+  std::chrono::steady_clock::time_point last_look_{}, last_failed_connect_{};
+  std::string failed_connect_;
 
   // pg_store.cpp
   // A statement, reconnecting first when the connection was lost between transactions.
   Result q(const std::string& sql, const std::vector<Param>& params = {});
   std::int64_t count(const std::string& sql, const std::vector<Param>& params = {});
   void ensure_connected();
-  // Whether a transaction is open on the connection (failed ones included).
+  // Whether a transaction is open (failed ones and ones on a lost connection included).
   bool in_transaction() const {
     const auto st = PQtransactionStatus(conn_->raw());
-    return st == PQTRANS_INTRANS || st == PQTRANS_INERROR || st == PQTRANS_ACTIVE;
+    return tx_open_ || st == PQTRANS_INTRANS || st == PQTRANS_INERROR || st == PQTRANS_ACTIVE;
   }
   void session_setup();
   void create_schema(const std::vector<std::pair<std::string, std::string>>& initial_meta,

@@ -123,7 +123,10 @@ Answer HttpServer::Impl::ready() const {
   r.body["generation"] = s.generation;
   r.body["lag_seconds"] = s.lag_seconds;
   r.body["max_lag_seconds"] = std::chrono::duration<double>(opt.readiness->max_lag()).count();
-  if (!s.reason.empty()) r.body["reason"] = s.reason;
+  // Not the failure itself: it names the database's host and user, and this answer needs
+  // no token. The server's log has it.
+  if (!s.reason.empty())
+    r.body["reason"] = "the bank's store cannot be read (see the server's log)";
   if (!s.ready) r.status = 503;
   return to_answer(r);
 }
