@@ -9,7 +9,7 @@ PACKAGES=(
   libfaiss-dev libopenblas-dev
   libcli11-dev catch2 nlohmann-json3-dev
   libsqlite3-dev sqlite3 libssl-dev libcpp-httplib-dev libmicrohttpd-dev
-  libpq-dev postgresql
+  libpq-dev postgresql haproxy
   clang-format
 )
 # Extra packages a caller asks for (e.g. python3-matplotlib for the plots).
