@@ -3,8 +3,12 @@
 # a scratch PostgreSQL 15 (tools/pg_scratch.sh), three `hashwall serve` replicas of one
 # bank, each with its own cache folder, and HAProxy in front checking GET /v1/ready.
 #
-#   tools/cluster_faults.sh [--short] [--build DIR] [--json FILE] [--duration S]
-#                           [--preload N] [--startup-entries N]
+#   tools/cluster_faults.sh [--short] [--build DIR] [--hashwall BIN] [--json FILE]
+#                           [--duration S] [--preload N] [--startup-entries N]
+#
+# --hashwall BIN runs the replicas and the CLI from BIN (an installed /usr/bin/hashwall,
+# from the .deb or `cmake --install`) instead of the build's; the load tools still come
+# from --build.
 #
 # It prints, and with --json writes:
 #   - the import rate into PostgreSQL (--preload random hashes, default 100,000);
@@ -28,15 +32,16 @@ while (($#)); do
   case $1 in
     --short) SHORT=1 DURATION=20 PRELOAD=2000 STEP=3 ;;
     --build) BUILD=$2; shift ;;
+    --hashwall) HW_BIN=$2; shift ;;
     --json) JSON_OUT=$2; shift ;;
     --duration) DURATION=$2; shift ;;
     --preload) PRELOAD=$2; shift ;;
     --startup-entries) STARTUP=$2; shift ;;
-    *) echo "usage: $0 [--short] [--build DIR] [--json FILE] [--duration S] [--preload N] [--startup-entries N]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--short] [--build DIR] [--hashwall BIN] [--json FILE] [--duration S] [--preload N] [--startup-entries N]" >&2; exit 2 ;;
   esac
   shift
 done
-HW=$BUILD/hashwall CL=$BUILD/hashwall_cluster LT=$BUILD/hashwall_loadtest
+HW=${HW_BIN:-$BUILD/hashwall} CL=$BUILD/hashwall_cluster LT=$BUILD/hashwall_loadtest
 for b in "$HW" "$CL" "$LT"; do
   [[ -x $b ]] || { echo "cluster: $b not built (cmake --build $BUILD)" >&2; exit 2; }
 done
@@ -74,7 +79,7 @@ free_port() {
 
 # --- PostgreSQL and the bank ---------------------------------------------------------------
 BANK=$("$ROOT/tools/pg_scratch.sh" start "$WORK/pg")
-log "PostgreSQL at $BANK"
+log "PostgreSQL at $BANK; hashwall: $HW ($("$HW" --version 2>&1 | head -1))"
 "$HW" init --bank "$BANK" --signals pdq 2>/dev/null
 "$LT" --gen-hashes "$PRELOAD" --out "$WORK/preload.txt" --seed 7
 t=$(now_ms)
