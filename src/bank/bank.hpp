@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "core/error.hpp"
 #include "hash/hash256.hpp"
 #include "hash/pdq.hpp"
 #include "local/local_features.hpp"
@@ -224,6 +225,14 @@ MigrateReport migrate_bank(
 // Whether a bank's location is a PostgreSQL address ("postgresql://" or "postgres://", a
 // libpq URI: store.hpp) rather than a file.
 bool is_postgresql_location(std::string_view location);
+
+// Whether an error says the store's server cannot be reached (PostgreSQL: "cannot
+// connect", "lost the connection"), as against a bank that is wrong: searches then answer
+// from the indexes in memory, and a replica's follower reports it (Bank::catch_up).
+inline bool store_unreachable(const Error& e) {
+  return e.kind() == ErrorKind::Bank && (e.reason().starts_with("cannot connect") ||
+                                         e.reason().starts_with("lost the connection"));
+}
 
 // Registers the built-in signals (pdq, local, embed) so that
 // find_signal() knows them; idempotent. Bank::open calls it; so may anything that lists

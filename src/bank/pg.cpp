@@ -126,10 +126,8 @@ std::string redacted_location(const std::string& conninfo) {
   char* err = nullptr;
   PQconninfoOption* opts = PQconninfoParse(conninfo.c_str(), &err);
   if (!opts) {
-    std::string why = first_line(err);
-    if (err) PQfreemem(err);
     // libpq's reason may quote the string, password included: not repeated here.
-    (void)why;
+    if (err) PQfreemem(err);
     throw Error(ErrorKind::Usage, "", "the bank's PostgreSQL address is not a valid libpq URI");
   }
   std::string user, host, port, db, options;

@@ -70,8 +70,10 @@ CREATE TABLE entry_digests(
 );
 )sql";
 
-constexpr const char* kTables[] = {"meta",        "entries", "local_features", "embeddings",
-                                   "signal_rows", "changes", "entry_digests"};
+// hashwall's tables, as a text[] literal for `= ANY($1::text[])`.
+constexpr const char* kTables =
+    "{meta,entries,local_features,embeddings,signal_rows,changes,"
+    "entry_digests}";
 
 // Any constant: the advisory lock two processes creating the same bank take in turn.
 constexpr std::int64_t kCreateLock = 0x68617368'77616c6c;  // "hashwall"
@@ -132,8 +134,7 @@ void PgStore::open(const std::string& conninfo, OpenMode mode, bool create_allow
   mode_ = mode;
   conn_ = std::make_unique<Conn>(conninfo, where_);
   session_setup();
-  if (count("SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() AND "
-            "tablename = 'meta'") == 0) {
+  if (!has_meta_table()) {
     if (!create_allowed)
       throw Error(ErrorKind::Bank, where_,
                   "no bank here (create one with 'hashwall index' or 'hashwall import')");
@@ -152,6 +153,12 @@ void PgStore::open(const std::string& conninfo, OpenMode mode, bool create_allow
                 "corrupt bank: a PostgreSQL bank of format " + std::to_string(*v) +
                     " (PostgreSQL banks start at format 4)");
   format_version_ = static_cast<int>(*v);
+}
+
+bool PgStore::has_meta_table() {
+  return count(
+             "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() AND "
+             "tablename = 'meta'") != 0;
 }
 
 void PgStore::session_setup() {
@@ -176,14 +183,10 @@ void PgStore::create_schema(const std::vector<std::pair<std::string, std::string
   PgTransaction tx(*conn_, tx_open_, {"BEGIN"});
   q("SELECT pg_advisory_xact_lock($1)", {num(kCreateLock)});
   // Someone may have created it between our look and our lock.
-  if (count("SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() AND "
-            "tablename = 'meta'") != 0)
-    return;
-  const auto others = count(
-      "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() AND tablename = "
-      "ANY($1::text[])",
-      {text("{entries,local_features,embeddings,signal_rows,changes,entry_digests}")});
-  if (others != 0)
+  if (has_meta_table()) return;
+  if (count("SELECT count(*) FROM pg_tables WHERE schemaname = current_schema() AND tablename "
+            "= ANY($1::text[])",
+            {text(kTables)}) != 0)
     throw Error(ErrorKind::Bank, where_,
                 "not a hashwall bank: hashwall's tables without its meta table");
   conn_->run(kSchema);
@@ -326,14 +329,11 @@ RowCounts PgStore::record_counts(const std::string& signal) {
 }
 
 std::uintmax_t PgStore::bytes_on_disk() {
-  std::string list = "{";
-  for (const char* t : kTables) list += std::string(list.size() > 1 ? "," : "") + t;
-  list += "}";
   return static_cast<std::uintmax_t>(
       count("SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c JOIN "
             "pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = current_schema() AND "
             "c.relkind = 'r' AND c.relname = ANY($1::text[])",
-            {text(list)}));
+            {text(kTables)}));
 }
 
 std::vector<std::int64_t> PgStore::indexed_without(const std::string& signal) {

@@ -118,6 +118,7 @@ class PgStore : public Store {
     return tx_open_ || st == PQTRANS_INTRANS || st == PQTRANS_INERROR || st == PQTRANS_ACTIVE;
   }
   void session_setup();
+  bool has_meta_table();
   void create_schema(const std::vector<std::pair<std::string, std::string>>& initial_meta,
                      bool* created);
   // pg_records.cpp

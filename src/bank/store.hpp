@@ -20,7 +20,6 @@
 #include <vector>
 
 #include "bank/bank.hpp"
-#include "core/error.hpp"
 #include "hash/hash256.hpp"
 
 namespace hashwall {
@@ -198,14 +197,6 @@ std::unique_ptr<Store> open_sqlite_store(
 std::unique_ptr<Store> open_postgresql_store(
     const std::string& conninfo, OpenMode mode,
     const std::vector<std::pair<std::string, std::string>>& initial_meta, bool* created);
-
-// Whether an error says the store's server cannot be reached (PostgreSQL: "cannot
-// connect", "lost the connection"), as against a bank that is wrong: searches then answer
-// from the indexes in memory, and a replica's follower reports it (Bank::catch_up).
-inline bool store_unreachable(const Error& e) {
-  return e.kind() == ErrorKind::Bank && (e.reason().starts_with("cannot connect") ||
-                                         e.reason().starts_with("lost the connection"));
-}
 
 // The newest format this hashwall reads and writes.
 inline constexpr int kFormatVersion = 4;

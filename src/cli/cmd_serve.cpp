@@ -132,10 +132,7 @@ std::unique_ptr<Bank> open_with_retries(const ServeArgs& a, OpenMode mode) {
     try {
       return Bank::open(a.bank, mode, {}, read_seal_key(a.seal_key_file));
     } catch (const Error& e) {
-      const bool unreachable = is_postgresql_location(a.bank) && e.kind() == ErrorKind::Bank &&
-                               (e.reason().starts_with("cannot connect") ||
-                                e.reason().starts_with("lost the connection"));
-      if (!unreachable) throw;
+      if (!is_postgresql_location(a.bank) || !store_unreachable(e)) throw;
       if (e.what() != last) std::fprintf(stderr, "hashwall serve: %s (retrying)\n", e.what());
       last = e.what();
     }
