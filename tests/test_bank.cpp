@@ -11,6 +11,7 @@
 #include <cstring>
 #include <fstream>
 #include <iterator>
+#include <map>
 #include <random>
 #include <set>
 #include <thread>
@@ -178,6 +179,81 @@ TEST_CASE("a file whose SHA-256 is already in the bank is not added again", "[ba
   const auto gen = bank->stats().generation;
   CHECK(bank->add(std::vector{indexed(1, random_hash(rng))}).added == 0);
   CHECK(bank->stats().generation == gen);
+}
+
+TEST_CASE("an add of more entries than one round trip takes finds every copy and keeps every field",
+          "[bank][stores]") {
+  // Bank::add sends entries to the store in chunks of 5,000 (a PostgreSQL store answers a
+  // chunk in one statement): copies within a chunk, across chunks and of entries already
+  // stored must all name the first entry, and the fields must survive the batch encoding.
+  hwtest::TempDir dir;
+  auto bank = Bank::open(hwtest::bank_location(dir), OpenMode::Create);
+  std::mt19937_64 rng(31);
+  const auto before = bank->add(
+      std::vector{indexed(1, random_hash(rng)), imported(random_hash(rng), "before.csv")});
+  REQUIRE(before.added == 2);
+  const auto before_unhashed = bank->get(before.ids[1]);
+  REQUIRE(before_unhashed);
+
+  std::vector<NewEntry> batch;
+  for (int i = 0; i < 12000; ++i) {
+    if (i % 2) {
+      batch.push_back(indexed(100 + i, random_hash(rng), i % 3 ? "lab\"el,{x}" : ""));
+      if (i % 7 == 0) batch.back().quality.reset();
+    } else {
+      // Bytes that need escaping in an array literal, and one that is not UTF-8.
+      batch.push_back(imported(
+          random_hash(rng), "list \"q\" {a,b} \\ " + std::to_string(i) + std::string(1, '\xff')));
+      batch.back().quality = i % 101;
+      batch.back().label = std::string("\0nul", 4);
+    }
+  }
+  batch[7000] = batch[10];                                      // across chunks (unhashed)
+  batch[7001] = batch[11];                                      // across chunks (SHA-256)
+  batch[9002] = batch[9000];                                    // within a chunk (unhashed)
+  batch[9003] = batch[9001];                                    // within a chunk (SHA-256)
+  batch[11000] = indexed(1, random_hash(rng));                  // stored before (SHA-256)
+  batch[11001] = imported(before_unhashed->pdq, "before.csv");  // stored before (unhashed)
+  const std::map<std::size_t, std::size_t> copies{
+      {7000, 10}, {7001, 11}, {9002, 9000}, {9003, 9001}};
+
+  const auto r = bank->add(batch);
+  REQUIRE(r.ids.size() == batch.size());
+  CHECK(r.duplicates == 6);
+  CHECK(r.added == static_cast<std::int64_t>(batch.size()) - 6);
+  std::int64_t last = before.ids[1];
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    INFO("entry " << i);
+    if (const auto c = copies.find(i); c != copies.end()) {
+      CHECK(r.was_duplicate[i]);
+      CHECK(r.ids[i] == r.ids[c->second]);
+      continue;
+    }
+    if (i == 11000 || i == 11001) {
+      CHECK(r.was_duplicate[i]);
+      CHECK(r.ids[i] == before.ids[i - 11000]);
+      continue;
+    }
+    CHECK_FALSE(r.was_duplicate[i]);
+    CHECK(r.ids[i] > last);  // new ids grow in the batch's order
+    last = r.ids[i];
+  }
+  for (const std::size_t i : {std::size_t{0}, std::size_t{1}, std::size_t{14}, std::size_t{5001},
+                              std::size_t{9000}, std::size_t{11999}}) {
+    INFO("entry " << i);
+    const auto e = bank->get(r.ids[i]);
+    REQUIRE(e);
+    CHECK(e->pdq == batch[i].pdq);
+    CHECK(e->label == batch[i].label);
+    CHECK(e->source == batch[i].source);
+    CHECK(e->quality == batch[i].quality);
+    CHECK(e->origin == batch[i].origin);
+    CHECK(e->sha256 == batch[i].sha256);
+    CHECK(found_ids(*bank, batch[i].pdq, 0).count(r.ids[i]) == 1);
+  }
+  CHECK(count_entries(*bank) == 2 + r.added);
+  // The digests written in batches are those check() recomputes from the rows.
+  CHECK(bank->check().ok);
 }
 
 TEST_CASE("imported hashes are duplicates only with the same hash from the same source",

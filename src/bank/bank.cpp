@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <ctime>
 #include <limits>
+#include <unordered_map>
 
 #include "bank/bank_impl.hpp"
 #include "embed/embed_signal.hpp"
@@ -34,6 +35,10 @@ void register_builtin_signals() {
 fs::path pdq_index_path(const fs::path& bank) { return fs::path(bank.string() + ".pdq-index"); }
 
 namespace {
+
+// Entries a write sends to its store at once: one round trip each for a remote store; a
+// few MB of statement parameters at most.
+constexpr std::size_t kAddChunk = 5000;
 
 fs::path cache_folder() {
   const auto env = [](const char* name) -> std::string {
@@ -170,8 +175,6 @@ AddResult Bank::add(std::span<const NewEntry> entries) {
     throw Error(ErrorKind::Bank, m.where, m.local_params_mismatch);
   std::lock_guard lock(m.db_mu);
   AddResult r;
-  r.ids.reserve(entries.size());
-  r.was_duplicate.reserve(entries.size());
   std::vector<std::int64_t> new_ids;
   std::vector<Hash256> new_hashes;
   std::vector<std::size_t> new_inputs;  // which input each new id came from
@@ -184,82 +187,121 @@ AddResult Bank::add(std::span<const NewEntry> entries) {
     const bool digests = m.store->has_digest_table();
     std::map<std::string, std::string> samples;  // Registered::sample, kept once committed
     Digest batch, pdq_batch;
-    for (std::size_t i = 0; i < entries.size(); ++i) {
-      const NewEntry& e = entries[i];
-      const auto where = [&] { return "entry " + std::to_string(i + 1) + " of the batch: "; };
-      if (e.label.size() > kMaxLabelBytes || e.source.size() > kMaxSourceBytes)
-        throw Error(
-            ErrorKind::Usage, m.where,
-            where() + (e.label.size() > kMaxLabelBytes
-                           ? "label of " + std::to_string(e.label.size()) +
-                                 " bytes is longer than " + std::to_string(kMaxLabelBytes)
-                           : "source of " + std::to_string(e.source.size()) +
-                                 " bytes is longer than " + std::to_string(kMaxSourceBytes)));
-      if (e.quality && (*e.quality < 0 || *e.quality > 100))
-        throw Error(ErrorKind::Bank, m.where,
-                    where() + "quality " + std::to_string(*e.quality) + " is outside 0..100");
-      std::optional<std::string> sha;
-      if (e.sha256) {
-        sha = lower(*e.sha256);
-        if (!is_sha256_hex(*sha))
+    // The entries go to the store in chunks, one round trip a chunk for a remote store
+    // (Store::existing_ids, insert_entries, insert_digests).
+    r.ids.resize(entries.size(), 0);
+    r.was_duplicate.resize(entries.size(), false);
+    for (std::size_t at = 0; at < entries.size(); at += kAddChunk) {
+      const std::size_t end = std::min(entries.size(), at + kAddChunk);
+      std::vector<Store::NewRow> rows;
+      rows.reserve(end - at);
+      for (std::size_t i = at; i < end; ++i) {
+        const NewEntry& e = entries[i];
+        const auto where = [&] { return "entry " + std::to_string(i + 1) + " of the batch: "; };
+        if (e.label.size() > kMaxLabelBytes || e.source.size() > kMaxSourceBytes)
+          throw Error(
+              ErrorKind::Usage, m.where,
+              where() + (e.label.size() > kMaxLabelBytes
+                             ? "label of " + std::to_string(e.label.size()) +
+                                   " bytes is longer than " + std::to_string(kMaxLabelBytes)
+                             : "source of " + std::to_string(e.source.size()) +
+                                   " bytes is longer than " + std::to_string(kMaxSourceBytes)));
+        if (e.quality && (*e.quality < 0 || *e.quality > 100))
           throw Error(ErrorKind::Bank, m.where,
-                      where() + "'" + *e.sha256 + "' is not a SHA-256 (64 hex characters)");
-      }
-      // Rows inserted earlier in this transaction are visible to these look-ups, so a
-      // duplicate within the batch is caught the same way as one already in the bank.
-      const auto existing =
-          sha ? m.store->id_of_sha256(*sha) : m.store->id_of_unhashed(e.source, e.pdq, e.origin);
-      if (existing) {
-        r.ids.push_back(*existing);
-        r.was_duplicate.push_back(true);
-        ++r.duplicates;
-        continue;
-      }
-      const std::int64_t id = m.store->insert_entry(e, sha, now);
-      // Each part is hashed as it is stored (check() hashes what it reads back).
-      Digest digest =
-          m.digester.part(kEntryPart, id,
-                          entry_row_payload(sha.value_or(""), hash_bytes(e.pdq),
-                                            e.quality ? std::to_string(*e.quality) : "", e.label,
-                                            e.source, origin_name(e.origin), now));
-      if (record_rows)
-        for (const auto& [name, record] : e.records) {
-          const auto reg = m.registered.find(name);
-          if (reg == m.registered.end()) continue;  // not one of the bank's signals
-          const Signal& sig = *reg->second.signal;
-          if (const auto why = sig.check_record(record); !why.empty())
-            throw Error(ErrorKind::Bank, m.where, where() + name + " record: " + why);
-          // A record must compare with the bank's others (e.g. vectors of one length).
-          auto& sample = samples[name];
-          if (sample.empty()) sample = reg->second.sample;
-          if (sample.empty()) {
-            // The bank's first well-formed record, as build_registered() and check() take
-            // it (a damaged first row is skipped: rare, and read once per process).
-            if (auto first = m.store->first_record(name); first && sig.check_record(*first).empty())
-              sample = std::move(*first);
-            else if (first)
-              m.store->scan_records(name, [&](std::int64_t, std::string_view r) {
-                if (sample.empty() && sig.check_record(r).empty()) sample = r;
-              });
-          }
-          if (!sample.empty())
-            if (const auto why = sig.comparable(sample, record); !why.empty())
-              throw Error(ErrorKind::Bank, m.where, where() + name + " record: " + why);
-          if (sample.empty()) sample = record;
-          m.store->insert_record(name, id, record);
-          digest += m.digester.part(record_part(name), id, record);
+                      where() + "quality " + std::to_string(*e.quality) + " is outside 0..100");
+        std::optional<std::string> sha;
+        if (e.sha256) {
+          sha = lower(*e.sha256);
+          if (!is_sha256_hex(*sha))
+            throw Error(ErrorKind::Bank, m.where,
+                        where() + "'" + *e.sha256 + "' is not a SHA-256 (64 hex characters)");
         }
-      if (digests) {
-        m.store->insert_digest(id, digest.bytes());
-        batch += digest;
-        pdq_batch += pdq_term(id, e.pdq);
+        rows.push_back({&e, std::move(sha)});
       }
-      r.ids.push_back(id);
-      r.was_duplicate.push_back(false);
-      ++r.added;
-      new_ids.push_back(id);
-      new_hashes.push_back(e.pdq);
-      new_inputs.push_back(i);
+      // Rows inserted by earlier chunks of this transaction are visible to the look-up; a
+      // duplicate within the chunk names the chunk's first copy, as it would have been
+      // found had the copies come one at a time.
+      const auto existing = m.store->existing_ids(rows);
+      std::unordered_map<std::string, std::size_t> first_copy;  // duplicate key -> row
+      std::vector<std::size_t> copy_of(rows.size());
+      std::vector<Store::NewRow> fresh;
+      for (std::size_t k = 0; k < rows.size(); ++k) {
+        copy_of[k] = k;
+        if (existing[k]) continue;
+        const NewEntry& e = *rows[k].entry;
+        std::string key = rows[k].sha256 ? "s" + *rows[k].sha256
+                                         : "u" + std::string(origin_name(e.origin)) + '\n' +
+                                               std::string(hash_bytes(e.pdq)) + e.source;
+        const auto [it, first] = first_copy.emplace(std::move(key), k);
+        copy_of[k] = it->second;
+        if (first) fresh.push_back(rows[k]);
+      }
+      const auto fresh_ids = m.store->insert_entries(fresh, now);
+      std::vector<std::int64_t> chunk_ids(rows.size(), 0);
+      std::vector<std::string> digest_rows;
+      for (std::size_t k = 0, f = 0; k < rows.size(); ++k) {
+        const std::size_t i = at + k;
+        const auto where = [&] { return "entry " + std::to_string(i + 1) + " of the batch: "; };
+        if (existing[k] || copy_of[k] != k) {
+          r.ids[i] = existing[k] ? *existing[k] : chunk_ids[copy_of[k]];
+          r.was_duplicate[i] = true;
+          ++r.duplicates;
+          continue;
+        }
+        const NewEntry& e = *rows[k].entry;
+        const std::optional<std::string>& sha = rows[k].sha256;
+        const std::int64_t id = chunk_ids[k] = fresh_ids.at(f++);
+        // Each part is hashed as it is stored (check() hashes what it reads back).
+        Digest digest =
+            m.digester.part(kEntryPart, id,
+                            entry_row_payload(sha.value_or(""), hash_bytes(e.pdq),
+                                              e.quality ? std::to_string(*e.quality) : "", e.label,
+                                              e.source, origin_name(e.origin), now));
+        if (record_rows)
+          for (const auto& [name, record] : e.records) {
+            const auto reg = m.registered.find(name);
+            if (reg == m.registered.end()) continue;  // not one of the bank's signals
+            const Signal& sig = *reg->second.signal;
+            if (const auto why = sig.check_record(record); !why.empty())
+              throw Error(ErrorKind::Bank, m.where, where() + name + " record: " + why);
+            // A record must compare with the bank's others (e.g. vectors of one length).
+            auto& sample = samples[name];
+            if (sample.empty()) sample = reg->second.sample;
+            if (sample.empty()) {
+              // The bank's first well-formed record, as build_registered() and check() take
+              // it (a damaged first row is skipped: rare, and read once per process).
+              if (auto first = m.store->first_record(name);
+                  first && sig.check_record(*first).empty())
+                sample = std::move(*first);
+              else if (first)
+                m.store->scan_records(name, [&](std::int64_t, std::string_view r) {
+                  if (sample.empty() && sig.check_record(r).empty()) sample = r;
+                });
+            }
+            if (!sample.empty())
+              if (const auto why = sig.comparable(sample, record); !why.empty())
+                throw Error(ErrorKind::Bank, m.where, where() + name + " record: " + why);
+            if (sample.empty()) sample = record;
+            m.store->insert_record(name, id, record);
+            digest += m.digester.part(record_part(name), id, record);
+          }
+        if (digests) {
+          digest_rows.push_back(digest.bytes());
+          batch += digest;
+          pdq_batch += pdq_term(id, e.pdq);
+        }
+        r.ids[i] = id;
+        ++r.added;
+        new_ids.push_back(id);
+        new_hashes.push_back(e.pdq);
+        new_inputs.push_back(i);
+      }
+      if (digests) {
+        std::vector<std::int64_t> digest_ids;
+        for (std::size_t k = 0; k < rows.size(); ++k)
+          if (!existing[k] && copy_of[k] == k) digest_ids.push_back(chunk_ids[k]);
+        m.store->insert_digests(digest_ids, digest_rows);
+      }
     }
     if (r.added > 0) {
       m.log_write(ChangeOp::Add, new_ids, gen_before + 1);

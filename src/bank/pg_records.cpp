@@ -49,6 +49,39 @@ std::string id_array(std::span<const std::int64_t> ids) {
   return out + "}";
 }
 
+// A one-dimensional array literal for a text parameter ("{...}"), built element by element:
+// bytea as "\\x<hex>", text of safe characters (sha256 hex, origin names) as it is.
+class ArrayLiteral {
+ public:
+  void bytes(std::string_view b) {
+    static constexpr char kHex[] = "0123456789abcdef";
+    sep();
+    s_ += "\"\\\\x";
+    for (const unsigned char c : b) {
+      s_ += kHex[c >> 4];
+      s_ += kHex[c & 15];
+    }
+    s_ += '"';
+  }
+  void word(std::string_view w) {
+    sep();
+    s_ += w;
+  }
+  void null() { word("NULL"); }
+  std::string done() const { return s_ + "}"; }
+  bool empty() const { return s_.size() == 1; }
+
+ private:
+  void sep() { s_ += s_.size() > 1 ? "," : ""; }
+  std::string s_ = "{";
+};
+
+// Calls fn(begin, end) for each chunk of n items that one statement takes.
+template <class Fn>
+void in_chunks(std::size_t n, Fn&& fn) {
+  for (std::size_t at = 0; at < n; at += kIdChunk) fn(at, std::min(n, at + kIdChunk));
+}
+
 std::optional<std::int64_t> first_id(const Result& r) {
   if (r.rows() == 0) return std::nullopt;
   return r.i64(0, 0);
@@ -76,6 +109,87 @@ std::int64_t PgStore::insert_entry(const NewEntry& e, const std::optional<std::s
         {sha ? text(*sha) : none(), blob(hash_bytes(e.pdq)), e.quality ? num(*e.quality) : none(),
          blob(e.label), blob(e.source), text(origin_name(e.origin)), num(added_at)});
   return r.i64(0, 0);
+}
+
+std::vector<std::optional<std::int64_t>> PgStore::existing_ids(std::span<const NewRow> rows) {
+  std::vector<std::optional<std::int64_t>> out(rows.size());
+  in_chunks(rows.size(), [&](std::size_t from, std::size_t to) {
+    // Two look-ups, by SHA-256 and by (source, pdq, origin), each one statement; a row's
+    // ordinality in the arrays says which input it answers.
+    ArrayLiteral shas, sha_at, sources, pdqs, origins, unhashed_at;
+    for (std::size_t i = from; i < to; ++i) {
+      if (rows[i].sha256) {
+        shas.word(*rows[i].sha256);
+        sha_at.word(std::to_string(i));
+      } else {
+        sources.bytes(rows[i].entry->source);
+        pdqs.bytes(hash_bytes(rows[i].entry->pdq));
+        origins.word(origin_name(rows[i].entry->origin));
+        unhashed_at.word(std::to_string(i));
+      }
+    }
+    const auto take = [&](const Result& r) {
+      for (int k = 0; k < r.rows(); ++k)
+        out.at(static_cast<std::size_t>(r.i64(k, 0))) = r.i64(k, 1);
+    };
+    if (!sha_at.empty())
+      take(
+          q("SELECT u.at, min(e.id) FROM unnest($1::text[], $2::bigint[]) AS u(sha, at) "
+            "JOIN entries e ON e.sha256 = u.sha GROUP BY u.at",
+            {text(shas.done()), text(sha_at.done())}));
+    if (!unhashed_at.empty())
+      take(q(
+          "SELECT u.at, min(e.id) FROM unnest($1::bytea[], $2::bytea[], $3::text[], $4::bigint[]) "
+          "AS u(source, pdq, origin, at) JOIN entries e ON e.sha256 IS NULL AND e.pdq = u.pdq "
+          "AND e.source = u.source AND e.origin = u.origin GROUP BY u.at",
+          {text(sources.done()), text(pdqs.done()), text(origins.done()),
+           text(unhashed_at.done())}));
+  });
+  return out;
+}
+
+std::vector<std::int64_t> PgStore::insert_entries(std::span<const NewRow> rows,
+                                                  std::int64_t added_at) {
+  std::vector<std::int64_t> out;
+  out.reserve(rows.size());
+  in_chunks(rows.size(), [&](std::size_t from, std::size_t to) {
+    // The ids first, from the identity's own sequence (so they grow in the rows' order
+    // whatever order INSERT ... SELECT takes), then every row in one statement.
+    const auto r =
+        q("SELECT nextval(pg_get_serial_sequence('entries', 'id')::regclass) "
+          "FROM generate_series(1, $1::bigint) ORDER BY 1",
+          {num(static_cast<std::int64_t>(to - from))});
+    ArrayLiteral ids, shas, pdqs, qualities, labels, sources, origins;
+    for (std::size_t i = from; i < to; ++i) {
+      const NewEntry& e = *rows[i].entry;
+      const std::int64_t id = r.i64(static_cast<int>(i - from), 0);
+      out.push_back(id);
+      ids.word(std::to_string(id));
+      rows[i].sha256 ? shas.word(*rows[i].sha256) : shas.null();
+      pdqs.bytes(hash_bytes(e.pdq));
+      e.quality ? qualities.word(std::to_string(*e.quality)) : qualities.null();
+      labels.bytes(e.label);
+      sources.bytes(e.source);
+      origins.word(origin_name(e.origin));
+    }
+    q("INSERT INTO entries(id, sha256, pdq, quality, label, source, origin, added_at) "
+      "OVERRIDING SYSTEM VALUE SELECT u.*, $8::bigint FROM unnest($1::bigint[], $2::text[], "
+      "$3::bytea[], $4::integer[], $5::bytea[], $6::bytea[], $7::text[]) AS u",
+      {text(ids.done()), text(shas.done()), text(pdqs.done()), text(qualities.done()),
+       text(labels.done()), text(sources.done()), text(origins.done()), num(added_at)});
+  });
+  return out;
+}
+
+void PgStore::insert_digests(std::span<const std::int64_t> ids,
+                             std::span<const std::string> digests) {
+  in_chunks(ids.size(), [&](std::size_t from, std::size_t to) {
+    ArrayLiteral digest_array;
+    for (std::size_t i = from; i < to; ++i) digest_array.bytes(digests[i]);
+    q("INSERT INTO entry_digests(entry_id, digest) SELECT * FROM unnest($1::bigint[], "
+      "$2::bytea[])",
+      {text(id_array(ids.subspan(from, to - from))), text(digest_array.done())});
+  });
 }
 
 void PgStore::insert_entry_as(const Entry& e) {

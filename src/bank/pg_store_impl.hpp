@@ -52,6 +52,11 @@ class PgStore : public Store {
                                              Origin origin) override;
   std::int64_t insert_entry(const NewEntry& e, const std::optional<std::string>& sha,
                             std::int64_t added_at) override;
+  std::vector<std::optional<std::int64_t>> existing_ids(std::span<const NewRow> rows) override;
+  std::vector<std::int64_t> insert_entries(std::span<const NewRow> rows,
+                                           std::int64_t added_at) override;
+  void insert_digests(std::span<const std::int64_t> ids,
+                      std::span<const std::string> digests) override;
   void insert_entry_as(const Entry& e) override;
   std::int64_t id_high_water() override;
   void raise_id_high_water(std::int64_t id) override;

@@ -114,6 +114,37 @@ class Store {
   // Returns the new entry's id; ids only grow.
   virtual std::int64_t insert_entry(const NewEntry& e, const std::optional<std::string>& sha256,
                                     std::int64_t added_at) = 0;
+
+  // Batch forms of the three verbs above and of insert_digest, for adds of thousands of
+  // entries (an import of millions): a remote store answers a batch in one round trip
+  // where the single verbs take one per row. Duplicates *within* a batch are the caller's
+  // to drop. The defaults call the single verbs, which is as fast for a local store.
+  struct NewRow {
+    const NewEntry* entry = nullptr;
+    std::optional<std::string> sha256;  // lower-case hex, checked
+  };
+  // Of each row, the id of the entry already stored that it duplicates (id_of_sha256 when
+  // it has a SHA-256, else id_of_unhashed).
+  virtual std::vector<std::optional<std::int64_t>> existing_ids(std::span<const NewRow> rows) {
+    std::vector<std::optional<std::int64_t>> out;
+    out.reserve(rows.size());
+    for (const auto& r : rows)
+      out.push_back(r.sha256 ? id_of_sha256(*r.sha256)
+                             : id_of_unhashed(r.entry->source, r.entry->pdq, r.entry->origin));
+    return out;
+  }
+  // The new entries' ids, growing in the rows' order.
+  virtual std::vector<std::int64_t> insert_entries(std::span<const NewRow> rows,
+                                                   std::int64_t added_at) {
+    std::vector<std::int64_t> out;
+    out.reserve(rows.size());
+    for (const auto& r : rows) out.push_back(insert_entry(*r.entry, r.sha256, added_at));
+    return out;
+  }
+  virtual void insert_digests(std::span<const std::int64_t> ids,
+                              std::span<const std::string> digests) {
+    for (std::size_t i = 0; i < ids.size(); ++i) insert_digest(ids[i], digests[i]);
+  }
   // An entry copied from another bank with its own id and time (migrate): ids stay the
   // entries' names across stores.
   virtual void insert_entry_as(const Entry& e) = 0;
