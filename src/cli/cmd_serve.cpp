@@ -48,7 +48,7 @@ struct ServeArgs {
   std::uint64_t max_buffered = 0;
   bool access_log = false;
   double max_lag_s = 5;
-  int follow_ms = 200;
+  int follow_ms = 50;  // half of it is the mean delay a change waits before a replica looks
   std::string signals;
   std::string model;
 };
