@@ -23,20 +23,37 @@ KEEP=1
 BASE=${2:-}
 if [[ -z $BASE ]]; then BASE=$(mktemp -d /tmp/hashwall-fresh.XXXXXX); KEEP=0; fi
 mkdir -p "$BASE"
+FRESH=$BASE/try
+# The try's /dev is a bind mount of the host's: nothing under it may be deleted while it is
+# mounted (a run killed before its cleanup leaves it so), hence umount first, and rm that
+# stays on one file system and refuses while anything is still mounted there.
+unmount_try() {
+  local m
+  for m in dev/pts dev proc; do
+    if mountpoint -q "$FRESH/$m" 2>/dev/null; then umount "$FRESH/$m" || umount -l "$FRESH/$m" || return 1; fi
+  done
+}
+remove_try() {
+  unmount_try || { echo "fresh: cannot unmount under $FRESH; left as it is" >&2; return 1; }
+  if grep -q " $FRESH/" /proc/mounts; then echo "fresh: still mounted under $FRESH; left as it is" >&2; return 1; fi
+  rm -rf --one-file-system "$FRESH"
+}
+cleanup() {
+  remove_try || return 0
+  ((KEEP)) || rm -rf --one-file-system "$BASE"
+}
+trap cleanup EXIT
 command -v debootstrap >/dev/null || apt-get install -y debootstrap >/dev/null
 if [[ ! -x $BASE/base/usr/bin/apt-get ]]; then
   echo "fresh: debootstrap bookworm (minbase) into $BASE/base"
   debootstrap --variant=minbase bookworm "$BASE/base" "$MIRROR" >"$BASE/debootstrap.log" 2>&1 ||
     { tail -20 "$BASE/debootstrap.log" >&2; exit 2; }
 fi
-FRESH=$BASE/try
-rm -rf "$FRESH"; cp -a "$BASE/base" "$FRESH"
-cleanup() {
-  for m in proc dev/pts dev; do umount "$FRESH/$m" 2>/dev/null || true; done
-  if ((KEEP)); then rm -rf "$FRESH"; else rm -rf "$BASE"; fi
-}
-trap cleanup EXIT
-mount -t proc proc "$FRESH/proc"; mount --bind /dev "$FRESH/dev"; mount --bind /dev/pts "$FRESH/dev/pts"
+remove_try || exit 2
+cp -a "$BASE/base" "$FRESH"
+mount -t proc proc "$FRESH/proc"
+mount --bind /dev "$FRESH/dev"; mount --make-rslave "$FRESH/dev"
+mount --bind /dev/pts "$FRESH/dev/pts"; mount --make-rslave "$FRESH/dev/pts"
 cp /etc/resolv.conf "$FRESH/etc/resolv.conf"
 echo "deb $MIRROR bookworm main" >"$FRESH/etc/apt/sources.list"
 mkdir -p "$FRESH/check"
@@ -47,8 +64,10 @@ echo "fresh: apt-get install ./$(basename "$DEB") on the bare system"
 in_fresh apt-get update -qq
 in_fresh bash -c "cd /check && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ./$(basename "$DEB")" \
   >"$BASE/apt.log" 2>&1 || { tail -20 "$BASE/apt.log" >&2; exit 1; }
-echo "fresh: $(grep -c '^Setting up' "$BASE/apt.log") packages set up; $(in_fresh hashwall --version)"
-in_fresh bash -c "cd /check && hashwall index samples/bank --bank /check/bank.db --json" >"$BASE/index.json"
+echo "fresh: $(grep -c '^Setting up' "$BASE/apt.log") packages set up"
+in_fresh hashwall --version || { echo "fresh: FAILED: the installed hashwall does not start" >&2; exit 1; }
+in_fresh bash -c "cd /check && hashwall index samples/bank --bank /check/bank.db --json" >"$BASE/index.json" ||
+  { echo "fresh: FAILED: hashwall index samples/bank" >&2; exit 1; }
 in_fresh bash -c "cd /check && hashwall scan samples/uploads --bank /check/bank.db --jsonl" >"$BASE/scan.json" 2>"$BASE/scan.err" && rc=0 || rc=$?
 cat "$BASE/scan.err" >&2
 /usr/bin/python3 - "$BASE/index.json" "$BASE/scan.json" "$rc" <<'PY'

@@ -36,8 +36,9 @@ fs::path pdq_index_path(const fs::path& bank) { return fs::path(bank.string() + 
 
 namespace {
 
-// Entries a write sends to its store at once: one round trip each for a remote store; a
-// few MB of statement parameters at most.
+// Entries a write sends to its store at once: one round trip each for a remote store.
+// Typically a few hundred KB of statement parameters; at worst (4 KB sources and 1 KB
+// labels, hex-encoded for PostgreSQL) about 50 MB, well inside its 1 GB limit.
 constexpr std::size_t kAddChunk = 5000;
 
 fs::path cache_folder() {
@@ -238,6 +239,7 @@ AddResult Bank::add(std::span<const NewEntry> entries) {
       }
       const auto fresh_ids = m.store->insert_entries(fresh, now);
       std::vector<std::int64_t> chunk_ids(rows.size(), 0);
+      std::vector<std::int64_t> digest_ids;  // the entries this chunk added, with their digests
       std::vector<std::string> digest_rows;
       for (std::size_t k = 0, f = 0; k < rows.size(); ++k) {
         const std::size_t i = at + k;
@@ -286,6 +288,7 @@ AddResult Bank::add(std::span<const NewEntry> entries) {
             digest += m.digester.part(record_part(name), id, record);
           }
         if (digests) {
+          digest_ids.push_back(id);
           digest_rows.push_back(digest.bytes());
           batch += digest;
           pdq_batch += pdq_term(id, e.pdq);
@@ -296,12 +299,7 @@ AddResult Bank::add(std::span<const NewEntry> entries) {
         new_hashes.push_back(e.pdq);
         new_inputs.push_back(i);
       }
-      if (digests) {
-        std::vector<std::int64_t> digest_ids;
-        for (std::size_t k = 0; k < rows.size(); ++k)
-          if (!existing[k] && copy_of[k] == k) digest_ids.push_back(chunk_ids[k]);
-        m.store->insert_digests(digest_ids, digest_rows);
-      }
+      if (digests) m.store->insert_digests(digest_ids, digest_rows);
     }
     if (r.added > 0) {
       m.log_write(ChangeOp::Add, new_ids, gen_before + 1);
