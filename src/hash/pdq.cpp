@@ -343,6 +343,21 @@ PdqDihedralResult pdq_hash_dihedral(const cv::Mat& img, PdqPreprocess pre) {
   return pdq_from_luma(luma, prepared.rows, prepared.cols, true);
 }
 
+PdqResult pdq_hash_rgb24(const std::uint8_t* rgb, int rows, int cols, std::size_t stride) {
+  // vpdq/cpp pdqbufferhasher.cpp: MIN_HASHABLE_DIM.
+  constexpr int kMinFrameSide = 5;
+  if (rows < kMinFrameSide || cols < kMinFrameSide) return {Hash256{}, 0};
+  std::vector<float>& luma = luma_buffer();
+  luma.resize(static_cast<std::size_t>(rows) * cols);
+  float* out = luma.data();
+  for (int i = 0; i < rows; ++i) {
+    const std::uint8_t* p = rgb + static_cast<std::size_t>(i) * stride;
+    for (int j = 0; j < cols; ++j, p += 3) *out++ = kLumaR * p[0] + kLumaG * p[1] + kLumaB * p[2];
+  }
+  const auto r = pdq_from_luma(luma, rows, cols, false);
+  return {r.hashes[0], r.quality};
+}
+
 PdqResult pdq_hash(const cv::Mat& img, PdqPreprocess pre) {
   const cv::Mat prepared = prepare(img, pre);
   std::vector<float>& luma = luma_buffer();

@@ -8,6 +8,8 @@
 #pragma once
 
 #include <array>
+#include <cstddef>
+#include <cstdint>
 #include <opencv2/core.hpp>
 #include <string_view>
 #include <vector>
@@ -62,5 +64,10 @@ PdqDihedralResult pdq_hash_dihedral(const cv::Mat& img,
 
 // The algorithm proper, on a row-major float luminance buffer (which it overwrites).
 PdqDihedralResult pdq_from_luma(std::vector<float>& luma, int rows, int cols, bool dihedral);
+
+// A video frame as Meta's vPDQ hashes it (vpdq/cpp, PDQFrameBufferHasher): packed RGB24
+// rows `stride` bytes apart, at the size given (no 512 px resize, unlike a photo). A frame
+// under 5 px on a side gets the zero hash and quality 0, as there.
+PdqResult pdq_hash_rgb24(const std::uint8_t* rgb, int rows, int cols, std::size_t stride);
 
 }  // namespace hashwall
