@@ -171,6 +171,22 @@ TEST_CASE("a generated slideshow gives every frame with its number and timestamp
   }
 }
 
+TEST_CASE("every frame of an animated GIF is read with its time", "[video]") {
+  // tests/data/video/anim-3.gif (tools/make_test_gif.py): a checkerboard, two colour
+  // halves, a disc; 0.5 s each.
+  const auto gif = hwtest::source_dir() / "tests" / "data" / "video" / "anim-3.gif";
+  VideoInfo info;
+  const auto frames = vpdq_hash_video(gif, {}, &info);
+  CHECK(info.codec == "gif");
+  CHECK(info.width == 32);
+  REQUIRE(frames.size() == 3);
+  for (std::size_t i = 0; i < 3; ++i) CHECK(frames[i].timestamp == Approx(0.5 * i));
+  // Three different pictures: three different hashes.
+  CHECK(hamming(frames[0].hash, frames[2].hash) > 31);
+  CHECK(hamming(frames[0].hash, frames[1].hash) > 31);
+  CHECK(hamming(frames[1].hash, frames[2].hash) > 31);
+}
+
 TEST_CASE("a video over a limit is refused at the limit plus one", "[video][limits]") {
   hwtest::TempDir dir;
   const auto path = dir / "slides.avi";

@@ -35,4 +35,5 @@ run fuzz_http_framing http_framing 4096 20 || status=1
 run fuzz_hashlist hashlist 4096 10 || status=1
 run fuzz_image image 2048 20 || status=1
 run fuzz_bank bank 65536 20 || status=1
+run fuzz_video video 65536 20 || status=1
 exit $status
