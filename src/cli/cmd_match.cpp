@@ -12,6 +12,7 @@
 #include "cli/signals.hpp"
 #include "core/error.hpp"
 #include "core/text.hpp"
+#include "match/video_check.hpp"
 
 namespace hashwall::cli {
 
@@ -34,6 +35,7 @@ struct MatchArgs {
   bool json_out = false;
   bool near_misses = false;
   std::string draw;
+  double fps = 1;  // videos: frames checked a second
   // scan
   bool jsonl = false;
   bool csv = false;
@@ -85,6 +87,11 @@ void add_match_options(CLI::App* cmd, MatchArgs& a) {
   cmd->add_option("--embed-threshold", a.embed_threshold,
                   "Embedding: cosine similarity for a match (default: the bank's, calibrated)")
       ->check(CLI::Range(-1.0, 1.0));
+  cmd->add_option("--fps", a.fps,
+                  "Videos and animations: frames checked a second (0: every frame); each is "
+                  "checked as a photo, and each matching entry reported once with its times")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 240.0));
 }
 
 SignalSetup setup_for(const Bank& bank, const MatchArgs& a, LoadOptions& opt) {
@@ -103,14 +110,27 @@ void warn_refused_cache(const Bank& bank) {
     std::fprintf(stderr, "hashwall: warning: %s\n", escape_control(why).c_str());
 }
 
+// A file as query and scan check it: a video (or an animation) frame by frame, else an
+// image.
+FileReport check_any(const std::filesystem::path& file, const LoadOptions& opt,
+                     const Matcher& matcher, const FingerprintOptions& fp, const MatchArgs& a) {
+  if (!is_video_file(file)) return check_file(file, opt, matcher, fp);
+  VideoCheckOptions vo;
+  vo.seconds_per_frame = a.fps > 0 ? 1.0 / a.fps : 0;
+  vo.stop = &stop_requested();
+  return check_video(file, matcher, fp, vo);
+}
+
 int run_query(const MatchArgs& a) {
   const auto bank = Bank::open(a.bank, OpenMode::ReadOnly);
   warn_refused_cache(*bank);
   const Matcher matcher(*bank, match_options(a));
   LoadOptions opt = load_options(false, a.no_exif, a.max_pixels);
   const SignalSetup sig = setup_for(*bank, a, opt);
-  const FileReport r = check_file(a.paths.at(0), opt, matcher, sig.fingerprint);
-  if (!a.draw.empty()) {
+  const FileReport r = check_any(a.paths.at(0), opt, matcher, sig.fingerprint, a);
+  if (!a.draw.empty() && r.video) {
+    std::fprintf(stderr, "hashwall: --draw: not for videos yet\n");
+  } else if (!a.draw.empty()) {
     if (r.result.hits.empty())
       std::fprintf(stderr, "hashwall: --draw: no match to draw\n");
     else
@@ -137,7 +157,7 @@ int run_scan(const MatchArgs& a) {
   warn_refused_cache(*bank);
   const Matcher matcher(*bank, match_options(a));
   std::vector<std::string> missing;
-  const auto files = collect_files(a.paths, a.all_files, missing);
+  const auto files = collect_files(a.paths, a.all_files, missing, true);
   LoadOptions opt = load_options(false, a.no_exif, a.max_pixels);
   const SignalSetup sig = setup_for(*bank, a, opt);
 
@@ -169,7 +189,7 @@ int run_scan(const MatchArgs& a) {
   std::size_t done = 0;
   ordered_parallel(
       files.size(), a.jobs > 0 ? a.jobs : default_jobs(),
-      [&](std::size_t i) { reports[i] = check_file(files[i], opt, matcher, sig.fingerprint); },
+      [&](std::size_t i) { reports[i] = check_any(files[i], opt, matcher, sig.fingerprint, a); },
       [&](std::size_t i) {
         FileReport r = std::move(reports[i]);
         tally.add(r);
@@ -207,8 +227,8 @@ int run_scan(const MatchArgs& a) {
 
 void register_query(CLI::App& app, int& exit_code) {
   auto a = std::make_shared<MatchArgs>();
-  auto* cmd = app.add_subcommand("query", "Check one image against a bank, with details");
-  cmd->add_option("file", a->paths, "Image file")->required()->expected(1);
+  auto* cmd = app.add_subcommand("query", "Check one image or video against a bank, with details");
+  cmd->add_option("file", a->paths, "Image or video file")->required()->expected(1);
   add_match_options(cmd, *a);
   cmd->add_flag("--json", a->json_out, "Print one JSON document");
   cmd->add_flag(
@@ -225,10 +245,14 @@ void register_query(CLI::App& app, int& exit_code) {
           "Check one image against the bank: every matching entry with its id, label, source,\n"
           "PDQ distance, which rotation/flip of the query matched, and whether the file is a\n"
           "byte-identical copy. A query whose PDQ quality is below the minimum is reported as\n"
-          "too low quality to decide, never as a silent 'no match'.") +
+          "too low quality to decide, never as a silent 'no match'.\n\n"
+          "A video or an animated GIF/PNG (MP4, MOV, WebM, MKV, AVI, ...: docs/VIDEO.md) is\n"
+          "checked frame by frame (--fps a second) as photos are; each matching entry is\n"
+          "reported once, with the times where it appears and its best frame's evidence.") +
       "\n\n" +
       "Examples:\n"
       "  hashwall query upload.jpg --bank cases.db\n"
+      "  hashwall query clip.mp4 --bank cases.db --fps 2 --json\n"
       "  hashwall query upload.jpg --bank cases.db --threshold 40 --json\n\n"
       "Exit codes: 0 no match, 1 match, 2 error (unreadable image or bank), 3 too low quality\n"
       "to decide.");
@@ -239,7 +263,8 @@ void register_scan(CLI::App& app, int& exit_code) {
   auto a = std::make_shared<MatchArgs>();
   auto* cmd =
       app.add_subcommand("scan", "Check files or folders against a bank and write a report");
-  cmd->add_option("paths", a->paths, "Image files or directories (walked recursively)")->required();
+  cmd->add_option("paths", a->paths, "Image or video files, or directories (walked recursively)")
+      ->required();
   add_match_options(cmd, *a);
   cmd->add_flag(
       "--jsonl", a->jsonl,
@@ -255,7 +280,8 @@ void register_scan(CLI::App& app, int& exit_code) {
   cmd->footer(
       std::string(
           "Check every image under the given paths against the bank, in parallel, writing one\n"
-          "record per file in input order. Unreadable files are reported and the scan goes on.") +
+          "record per file in input order. Unreadable files are reported and the scan goes on.\n"
+          "Videos and animated GIF/PNG are checked frame by frame (--fps), as `query` says.") +
       "\n\n" +
       "Examples:\n"
       "  hashwall scan uploads/ --bank cases.db\n"

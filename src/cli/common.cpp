@@ -10,6 +10,7 @@
 #include <set>
 #include <thread>
 
+#include "match/video_check.hpp"
 #include "server/auth.hpp"
 
 namespace hashwall::cli {
@@ -51,10 +52,12 @@ const std::set<std::string>& image_extensions() {
   return ext;
 }
 
-bool has_image_extension(const fs::path& p) {
+bool has_image_extension(const fs::path& p, bool videos_too) {
   std::string e = p.extension().string();
   std::transform(e.begin(), e.end(), e.begin(), [](unsigned char c) { return std::tolower(c); });
-  return image_extensions().count(e) > 0;
+  const auto& videos = video_extensions();
+  return image_extensions().count(e) > 0 ||
+         (videos_too && std::find(videos.begin(), videos.end(), e) != videos.end());
 }
 }  // namespace
 
@@ -70,7 +73,7 @@ void install_signal_handlers() {
 void install_reload_handler() { std::signal(SIGHUP, on_reload); }
 
 std::vector<fs::path> collect_files(const std::vector<std::string>& paths, bool all_files,
-                                    std::vector<std::string>& missing) {
+                                    std::vector<std::string>& missing, bool videos_too) {
   std::vector<fs::path> out;
   for (const auto& arg : paths) {
     const fs::path p(arg);
@@ -105,7 +108,7 @@ std::vector<fs::path> collect_files(const std::vector<std::string>& paths, bool 
       // Special files (FIFOs, sockets, devices) with an image name are reported by the
       // reader as 'not a regular file' rather than silently passed over.
       if (it->is_directory(e2)) continue;
-      if (all_files || has_image_extension(it->path())) found.push_back(it->path());
+      if (all_files || has_image_extension(it->path(), videos_too)) found.push_back(it->path());
     }
     std::sort(found.begin(), found.end());
     out.insert(out.end(), found.begin(), found.end());

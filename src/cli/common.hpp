@@ -44,9 +44,10 @@ void install_reload_handler();
 // Image files under the given paths. Directories are walked recursively (symlinked
 // directories are not followed, so loops cannot trap the walk); inside directories only
 // files with image extensions are taken unless all_files; files named explicitly are
-// always taken. Paths that do not exist are reported through `missing`.
+// always taken (with videos_too, video extensions too: query and scan read videos). Paths
+// that do not exist are reported through `missing`.
 std::vector<fs::path> collect_files(const std::vector<std::string>& paths, bool all_files,
-                                    std::vector<std::string>& missing);
+                                    std::vector<std::string>& missing, bool videos_too = false);
 
 // --bank's help: where a bank lives.
 inline constexpr const char* kBankHelp =

@@ -45,6 +45,38 @@ std::string describe_hit(const MatchHit& h) {
   return s;
 }
 
+// "12.5 s" / "1:02:03.0": a time in a video.
+std::string format_seconds(double t) {
+  char buf[48];
+  const auto whole = static_cast<long long>(t);
+  if (t < 60)
+    std::snprintf(buf, sizeof buf, "%.1f s", t);
+  else if (t < 3600)
+    std::snprintf(buf, sizeof buf, "%lld:%04.1f", whole / 60,
+                  t - static_cast<double>(whole / 60 * 60));
+  else
+    std::snprintf(buf, sizeof buf, "%lld:%02lld:%04.1f", whole / 3600, whole / 60 % 60,
+                  t - static_cast<double>(whole / 60 * 60));
+  return buf;
+}
+
+std::string describe_times(const VideoAppearance& a) {
+  std::string s = "seen at ";
+  for (std::size_t i = 0; i < a.times.size(); ++i) {
+    if (i == 3) {
+      s += ", and " + std::to_string(a.times.size() - 3) + " more";
+      break;
+    }
+    if (i) s += ", ";
+    s += a.times[i].first == a.times[i].second
+             ? format_seconds(a.times[i].first)
+             : format_seconds(a.times[i].first) + " to " + format_seconds(a.times[i].second);
+  }
+  s += " (" + std::to_string(a.frames) + (a.frames == 1 ? " frame" : " frames") +
+       "; evidence from " + format_seconds(a.best_time) + ")";
+  return s;
+}
+
 // RFC 4180 quoting, after the formula neutralisation (core/text.hpp).
 std::string csv_field(const std::string& raw) {
   const std::string s = neutralise_formula(raw);
@@ -83,8 +115,16 @@ void print_human(std::ostream& out, const FileReport& r, bool verbose) {
   }
   // Matches, then near misses (only with MatchOptions::near_misses), in score order.
   if (r.result.verdict != Verdict::LowQuality)
-    for (const auto& h : r.result.hits)
+    for (std::size_t i = 0; i < r.result.hits.size(); ++i) {
+      const auto& h = r.result.hits[i];
       out << (h.matched ? "    -> " : "    near miss -> ") << describe_hit(h) << '\n';
+      if (r.video && i < r.video->appearances.size())
+        out << "       " << describe_times(r.video->appearances[i]) << '\n';
+    }
+  if (r.video)
+    out << "    video " << r.video->width << "x" << r.video->height << ", "
+        << format_seconds(r.video->duration_s) << ", " << r.video->frames_checked
+        << " frames checked of " << r.video->frames_decoded << '\n';
   if (verbose && r.fp)
     out << "    pdq " << r.fp->pdq.hashes[0].hex() << " quality " << r.fp->pdq.quality << " sha256 "
         << r.fp->sha256 << '\n';

@@ -135,6 +135,7 @@ class Matcher {
   Matcher(const Bank& bank, MatchOptions options);
   // Thread-safe (the bank's search and lookups are).
   MatchResult match(const Fingerprint& query) const;
+  const MatchOptions& options() const { return options_; }
 
  private:
   const Bank& bank_;

@@ -69,6 +69,25 @@ json report_json(const FileReport& r) {
     for (const auto& [k, v] : params) p[k] = v;
     j["signal_params"][name] = p;
   }
+  if (r.video) {
+    const VideoSummary& v = *r.video;
+    // Where each hit appears, in the hits' order.
+    for (std::size_t i = 0; i < v.appearances.size() && i < j["matches"].size(); ++i) {
+      json times = json::array();
+      for (const auto& [from, to] : v.appearances[i].times) times.push_back({from, to});
+      j["matches"][i]["times"] = times;
+      j["matches"][i]["frames_matched"] = v.appearances[i].frames;
+      j["matches"][i]["best_time"] = v.appearances[i].best_time;
+    }
+    j["video"] = {{"width", v.width},
+                  {"height", v.height},
+                  {"frame_rate", v.frame_rate},
+                  {"duration", v.duration_s},
+                  {"codec", v.codec},
+                  {"frames_decoded", v.frames_decoded},
+                  {"frames_checked", v.frames_checked},
+                  {"seconds_per_frame", v.seconds_per_frame}};
+  }
   j["error"] = nullptr;
   return j;
 }

@@ -14,11 +14,31 @@
 
 namespace hashwall {
 
+// Where a video's matching entry appears (check_video, video_check.hpp).
+struct VideoAppearance {
+  std::int64_t entry_id = 0;
+  // Time ranges in seconds, from the first to the last sampled frame of each run of
+  // sampled frames that matched (a run ends where a sampled frame did not).
+  std::vector<std::pair<double, double>> times;
+  std::int64_t frames = 0;  // sampled frames that matched it
+  double best_time = 0;     // the frame whose evidence the hit carries
+};
+
+struct VideoSummary {
+  int width = 0, height = 0;
+  double frame_rate = 0, duration_s = 0;
+  std::string codec;
+  std::int64_t frames_decoded = 0, frames_checked = 0;
+  double seconds_per_frame = 0;
+  std::vector<VideoAppearance> appearances;  // one per hit, in the hits' order
+};
+
 struct FileReport {
   std::string file;
   std::optional<Fingerprint> fp;  // absent on error
   MatchResult result;
-  std::string error;  // non-empty when the file could not be checked
+  std::string error;                  // non-empty when the file could not be checked
+  std::optional<VideoSummary> video;  // a video or an animated image
 };
 
 // Loads, fingerprints and matches one file; failures are reported in `error`, not thrown.
