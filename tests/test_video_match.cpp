@@ -13,6 +13,10 @@ extern "C" {
 #include <opencv2/videoio.hpp>
 #include <sstream>
 
+#include "bank/bank.hpp"
+#include "hash/pdq.hpp"
+#include "match/matcher.hpp"
+#include "match/video_check.hpp"
 #include "support.hpp"
 
 namespace fs = std::filesystem;
@@ -67,8 +71,10 @@ void write_video(const fs::path& out, const std::vector<cv::Mat>& pictures, doub
     for (int i = 0; i < static_cast<int>(seconds * fps); ++i) w.write(p);
 }
 
-// An animated GIF (FFmpeg's encoder, 3-3-2 colour with dithering), one picture a second.
-void write_gif(const fs::path& out, const std::vector<cv::Mat>& pictures) {
+// An animated GIF (FFmpeg's encoder, 3-3-2 colour with dithering), one picture a second,
+// or each from its time in `seconds` (a picture lasts until the next one's time).
+void write_gif(const fs::path& out, const std::vector<cv::Mat>& pictures,
+               const std::vector<int>& seconds = {}) {
   const int w = pictures.at(0).cols, h = pictures.at(0).rows;
   AVFormatContext* oc = nullptr;
   REQUIRE(avformat_alloc_output_context2(&oc, nullptr, "gif", out.c_str()) >= 0);
@@ -104,7 +110,7 @@ void write_gif(const fs::path& out, const std::vector<cv::Mat>& pictures) {
     const std::uint8_t* src[1] = {pictures[i].data};
     const int src_stride[1] = {static_cast<int>(pictures[i].step)};
     sws_scale(sws, src, src_stride, 0, h, f->data, f->linesize);
-    f->pts = static_cast<std::int64_t>(i);
+    f->pts = seconds.empty() ? static_cast<std::int64_t>(i) : seconds.at(i);
     REQUIRE(avcodec_send_frame(c, f) >= 0);
     av_frame_free(&f);
     drain();
@@ -207,6 +213,26 @@ TEST_CASE("two known photos in a slideshow are found with their times and nothin
     CHECK(g["video"]["codec"] == "gif");
   }
 
+  SECTION("a GIF whose pictures last different times: each found at its own time") {
+    std::vector<cv::Mat> small;
+    for (const int k : {0, 2, 1}) {
+      cv::Mat m;
+      cv::resize(shows[static_cast<std::size_t>(k)], m, cv::Size(320, 180), 0, 0, cv::INTER_AREA);
+      small.push_back(m);
+    }
+    // coffee for 3 s, Chelsea (known) for 1 s, Storm for 2 s: frame numbers would put
+    // Chelsea at 2 s (vPDQ's n / average rate); its presentation time is 3 s.
+    const auto gif = dir / "uneven.gif";
+    write_gif(gif, small, {0, 3, 4});
+    const json g = scan_one(bank, gif);
+    INFO(g.dump(1));
+    const auto ghits = hits_by_source(g);
+    REQUIRE(ghits.size() == 1);
+    REQUIRE(ghits.count("skimage_chelsea.jpg"));
+    CHECK(seen_between(ghits.at("skimage_chelsea.jpg"), 3, 3));
+    CHECK_FALSE(seen_between(ghits.at("skimage_chelsea.jpg"), 0, 2.9));
+  }
+
   SECTION("a video of the unrelated photos only matches nothing") {
     const auto other = dir / "other.mp4";
     write_video(other, {shows[0], shows[1], shows[3]}, 2.0);
@@ -217,6 +243,44 @@ TEST_CASE("two known photos in a slideshow are found with their times and nothin
 }
 
 constexpr double kCornerScale = 0.4;
+
+TEST_CASE("a known photo seen before a video fails is still reported, the failure noted",
+          "[video][match]") {
+  // Cutting or damaging the tail of a video must not hide what came before it: here the
+  // check stops at its frame bound, after the known photo's frames.
+  hwtest::TempDir dir;
+  const auto samples = hwtest::source_dir() / "samples";
+  const cv::Mat chelsea = read(samples / "bank" / "skimage_chelsea.jpg");
+  auto bank = hashwall::Bank::open((dir / "bank.db").string(), hashwall::OpenMode::Create);
+  hashwall::NewEntry e;
+  e.pdq = hashwall::pdq_hash(chelsea).hash;
+  e.quality = hashwall::pdq_hash(chelsea).quality;
+  e.source = "chelsea";
+  REQUIRE(bank->add(std::span(&e, 1)).added == 1);
+  const hashwall::Matcher matcher(*bank, {});
+  cv::Mat frame, other;
+  cv::resize(chelsea, frame, kCanvas, 0, 0, cv::INTER_AREA);
+  cv::resize(read(samples / "uploads" / "unrelated--mate_Storm.jpg"), other, kCanvas, 0, 0,
+             cv::INTER_AREA);
+  const auto video = dir / "v.mp4";
+  write_video(video, {frame, other, other, other}, 1.0);  // 4 s
+  hashwall::VideoCheckOptions o;  // PDQ only (no other signal set up): one a second
+  o.max_checked_frames = 2;
+  const auto r = hashwall::check_video(video, matcher, {}, o);
+  INFO(r.error);
+  REQUIRE(r.error.empty());
+  REQUIRE(r.video);
+  CHECK(r.result.verdict == hashwall::Verdict::Match);
+  REQUIRE(r.result.hits.size() == 1);
+  CHECK(r.result.hits[0].entry.source == "chelsea");
+  CHECK(r.video->incomplete.find("more than 2 frames") != std::string::npos);
+
+  // Without a match before the failure, the failure is the report.
+  write_video(video, {other, other, other, frame}, 1.0);
+  const auto r2 = hashwall::check_video(video, matcher, {}, o);
+  CHECK(r2.error.find("more than 2 frames") != std::string::npos);
+  CHECK(r2.result.hits.empty());
+}
 
 TEST_CASE("known photos inside videos are found: slideshow, corner, letterbox with caption, GIF",
           "[video][match][shared]") {

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <set>
 
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
@@ -29,7 +30,7 @@ struct HashArgs {
 };
 
 // hash --vpdq: each video's frames, in vpdq-hash-video's format; to stdout for one video,
-// else one FILE.txt per video in --output-dir (or all of them in --json).
+// else one NAME.EXT.txt per video in --output-dir (or all of them in --json).
 int run_vpdq(const HashArgs& a) {
   namespace fs = std::filesystem;
   if (a.files.size() > 1 && a.output_dir.empty() && !a.json_out)
@@ -41,7 +42,20 @@ int run_vpdq(const HashArgs& a) {
   o.stop = &stop_requested();
   int errors = 0;
   json all = json::array();
+  std::set<std::string> written;  // --output-dir names taken in this run
   for (const auto& file : a.files) {
+    // DIR/NAME.EXT.txt: two videos of one name in different folders would still clash,
+    // and are refused rather than overwritten.
+    fs::path out;
+    if (!a.output_dir.empty()) {
+      out = fs::path(a.output_dir) / (fs::path(file).filename().string() + ".txt");
+      if (!written.insert(out.string()).second) {
+        std::fprintf(stderr, "hashwall: %s: %s is already written by another video of that name\n",
+                     file.c_str(), out.c_str());
+        ++errors;
+        continue;
+      }
+    }
     VideoInfo info;
     std::vector<VpdqFrame> frames;
     try {
@@ -51,6 +65,10 @@ int run_vpdq(const HashArgs& a) {
       std::fprintf(stderr, "hashwall: %s\n", e.what());
       ++errors;
       if (a.json_out) all.push_back({{"file", file}, {"error", e.what()}});
+      if (!out.empty()) {
+        std::error_code ec;
+        fs::remove(out, ec);  // not a stale file from an earlier run in its place
+      }
       continue;
     }
     if (a.json_out) {
@@ -76,11 +94,18 @@ int run_vpdq(const HashArgs& a) {
       std::cout << text;
       continue;
     }
-    const fs::path out = fs::path(a.output_dir) / (fs::path(file).stem().string() + ".txt");
+    // Written beside, then renamed over: a reader never sees half a file.
     std::error_code ec;
     fs::create_directories(a.output_dir, ec);
-    std::ofstream f(out, std::ios::binary | std::ios::trunc);
-    if (!(f << text) || !f.flush()) {
+    const fs::path tmp = out.string() + ".tmp";
+    bool ok = false;
+    {
+      std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+      ok = static_cast<bool>(f << text) && static_cast<bool>(f.flush());
+    }
+    if (ok) fs::rename(tmp, out, ec);
+    if (!ok || ec) {
+      fs::remove(tmp, ec);
       std::fprintf(stderr, "hashwall: %s: cannot write\n", out.c_str());
       ++errors;
     }
@@ -186,7 +211,7 @@ void register_hash(CLI::App& app, int& exit_code) {
                   "With --vpdq: one frame every S seconds (0: every frame)")
       ->check(CLI::Range(0.0, 3600.0));
   cmd->add_option("--output-dir", args->output_dir,
-                  "With --vpdq: write DIR/NAME.txt for each video instead of stdout");
+                  "With --vpdq: write DIR/NAME.EXT.txt for each video instead of stdout");
   cmd->footer(
       std::string(
           "Print the PDQ hash and quality of image files as `hash,quality,filename` lines,\n"

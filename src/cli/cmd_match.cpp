@@ -2,6 +2,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 
@@ -91,7 +92,10 @@ void add_match_options(CLI::App* cmd, MatchArgs& a) {
                   "Videos and animations: frames checked a second (0: every frame); each is "
                   "checked as a photo, and each matching entry reported once with its times")
       ->capture_default_str()
-      ->check(CLI::Range(0.0, 240.0));
+      ->check([](const std::string& v) -> std::string {
+        const double f = std::atof(v.c_str());
+        return f == 0 || (f >= 0.001 && f <= 240) ? "" : "--fps is 0 (every frame) or 0.001 to 240";
+      });
 }
 
 SignalSetup setup_for(const Bank& bank, const MatchArgs& a, LoadOptions& opt) {

@@ -125,6 +125,9 @@ void print_human(std::ostream& out, const FileReport& r, bool verbose) {
     out << "    video " << r.video->width << "x" << r.video->height << ", "
         << format_seconds(r.video->duration_s) << ", " << r.video->frames_checked
         << " frames checked of " << r.video->frames_decoded << '\n';
+  if (r.video && !r.video->incomplete.empty())
+    out << "    incomplete: " << escape_control(r.video->incomplete)
+        << " (the matches above were found before)\n";
   if (verbose && r.fp)
     out << "    pdq " << r.fp->pdq.hashes[0].hex() << " quality " << r.fp->pdq.quality << " sha256 "
         << r.fp->sha256 << '\n';

@@ -86,7 +86,8 @@ json report_json(const FileReport& r) {
                   {"codec", v.codec},
                   {"frames_decoded", v.frames_decoded},
                   {"frames_checked", v.frames_checked},
-                  {"seconds_per_frame", v.seconds_per_frame}};
+                  {"seconds_per_frame", v.seconds_per_frame},
+                  {"incomplete", v.incomplete.empty() ? json(nullptr) : json(v.incomplete)}};
   }
   j["error"] = nullptr;
   return j;

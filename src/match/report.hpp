@@ -31,6 +31,9 @@ struct VideoSummary {
   std::int64_t frames_decoded = 0, frames_checked = 0;
   double seconds_per_frame = 0;
   std::vector<VideoAppearance> appearances;  // one per hit, in the hits' order
+  // Why the check stopped before the end, when it found matches first (else the report
+  // is an error); empty when the whole video was checked.
+  std::string incomplete;
 };
 
 struct FileReport {

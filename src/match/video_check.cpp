@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <opencv2/imgproc.hpp>
+#include <span>
 
 #include "core/error.hpp"
 #include "image/load.hpp"
@@ -60,27 +61,67 @@ const std::vector<std::string>& video_extensions() {
   return ext;
 }
 
+namespace {
+
+// The images in a GIF, counted up to `enough` from its block structure (header, logical
+// screen descriptor and its colour table, then extensions and images, each image's data
+// in sub-blocks); stops at the trailer, at the end of `b`, or at anything malformed.
+int gif_images(std::span<const std::uint8_t> b, int enough) {
+  if (b.size() < 13) return 0;
+  std::size_t i = 13;
+  if (b[10] & 0x80) i += std::size_t{3} << ((b[10] & 7) + 1);
+  const auto skip_sub_blocks = [&] {
+    while (i < b.size()) {
+      const std::uint8_t n = b[i++];
+      if (n == 0) return true;
+      i += n;
+    }
+    return false;
+  };
+  int images = 0;
+  while (i < b.size() && images < enough) {
+    const std::uint8_t type = b[i++];
+    if (type == 0x21) {  // extension: its label, then sub-blocks
+      ++i;
+      if (!skip_sub_blocks()) break;
+    } else if (type == 0x2C) {  // image: descriptor, local colour table, LZW size, data
+      if (i + 9 > b.size()) break;
+      const std::uint8_t packed = b[i + 8];
+      i += 9;
+      if (packed & 0x80) i += std::size_t{3} << ((packed & 7) + 1);
+      ++i;
+      ++images;
+      if (!skip_sub_blocks()) break;
+    } else {
+      break;  // the trailer (0x3B), or not a GIF block
+    }
+  }
+  return images;
+}
+
+}  // namespace
+
 bool is_video_file(const fs::path& path) {
   const std::string e = lower_extension(path);
   const auto& v = video_extensions();
   if (std::find(v.begin(), v.end(), e) != v.end()) return true;
-  if (e != ".gif" && e != ".png" && e != ".apng" && e != ".webp") return false;
-  // An animation is a video; a still image stays an image. APNG and WebP say so in their
-  // headers (probe_image); a GIF only by holding a second frame.
+  if (e != ".gif" && e != ".png" && e != ".apng") return false;
+  // An animation is a video; a still image stays an image. An APNG says so in its header
+  // (probe_image); a GIF only by holding a second image, found by walking its blocks.
   std::ifstream in(path, std::ios::binary);
   if (!in) return false;
-  std::vector<std::uint8_t> head(std::size_t{1} << 20);
-  in.read(reinterpret_cast<char*>(head.data()), static_cast<std::streamsize>(head.size()));
-  head.resize(static_cast<std::size_t>(std::max<std::streamsize>(in.gcount(), 0)));
-  const ImageProbe p = probe_image(head);
-  if (p.format != ImageFormat::Gif) return p.animated;
-  VideoReadOptions o;
-  o.limits.max_frames = 1;
-  o.limits.max_decode_s = 10;
-  try {
-    read_video(path, o, [](const VideoFrame&) {});
-  } catch (const Error& err) {
-    return err.kind() == ErrorKind::TooLarge;  // a second frame
+  constexpr std::size_t kMaxRead = std::size_t{64} << 20;
+  std::vector<std::uint8_t> bytes;
+  std::vector<char> buf(std::size_t{1} << 16);
+  while (in && bytes.size() < kMaxRead) {
+    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+    bytes.insert(bytes.end(), buf.begin(), buf.begin() + in.gcount());
+    const ImageProbe p = probe_image(bytes);
+    if (p.format == ImageFormat::Gif) {
+      if (gif_images(bytes, 2) >= 2) return true;
+    } else if (bytes.size() >= 4096 || !in) {
+      return p.animated;
+    }
   }
   return false;
 }
@@ -106,15 +147,19 @@ FileReport check_video(const fs::path& file, const Matcher& matcher, const Finge
     std::int64_t low_quality = 0;
 
     VideoReadOptions ro;
+    ro.by_time = true;
     ro.seconds_per_frame = vo.seconds_per_frame;
     ro.limits = vo.limits;
     ro.stop = vo.stop;
-    const VideoInfo info = read_video(file, ro, [&](const VideoFrame& f) {
+    VideoInfo info;
+    const auto on_frame = [&](const VideoFrame& f) {
       const std::int64_t sample = v.frames_checked++;
       if (v.frames_checked > vo.max_checked_frames)
         throw Error(ErrorKind::TooLarge, file.string(),
                     "more than " + std::to_string(vo.max_checked_frames) +
                         " frames to check (check fewer frames a second)");
+      v.width = f.width;
+      v.height = f.height;
       cv::Mat rgb(f.height, f.width, CV_8UC3, const_cast<std::uint8_t*>(f.rgb), f.stride);
       LoadedImage img;
       cv::cvtColor(rgb, img.pixels, cv::COLOR_RGB2BGR);
@@ -143,9 +188,14 @@ FileReport check_video(const fs::path& file, const Matcher& matcher, const Finge
       // frames of Meta's sample videos, all in one fade to black, matched dark photos of a
       // 500-photo bank by the embedding (docs/VIDEO.md).
       const bool featureless = fp.pdq.quality < m.min_quality;
+      const auto verified = [](const MatchHit& h) {
+        for (const auto& name : h.signals_matched)
+          if (name == "local" || name == "pdq" || name == "sha256") return true;
+        return false;
+      };
       for (MatchHit& h : m.hits) {
         if (!h.matched || h.allow) continue;
-        if (featureless && h.signals_matched == std::vector<std::string>{"embed"}) continue;
+        if (featureless && !verified(h)) continue;
         Seen& s = seen[h.entry.id];
         if (!best_fp || h.score > best_score) {
           best_score = h.score;
@@ -162,9 +212,19 @@ FileReport check_video(const fs::path& file, const Matcher& matcher, const Finge
           s.times.emplace_back(f.timestamp, f.timestamp);
         s.last_sample = sample;
       }
-    });
-    v.width = info.width;
-    v.height = info.height;
+    };
+    try {
+      info = read_video(file, ro, on_frame);
+    } catch (const Error& e) {
+      // Known photos already seen are reported whatever comes after them.
+      if (seen.empty() || e.kind() == ErrorKind::Interrupted) throw;
+      v.incomplete = e.what();
+      info.frames = v.frames_checked;
+    }
+    if (info.width > 0) {
+      v.width = info.width;
+      v.height = info.height;
+    }
     v.frame_rate = info.frame_rate;
     v.duration_s = info.duration_s;
     v.codec = info.codec;

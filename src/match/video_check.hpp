@@ -22,14 +22,16 @@ struct VideoCheckOptions {
   // at least every frame); 1 by default, as the issue asks for matching.
   double seconds_per_frame = 1.0;
   VideoLimits limits;
-  // Frames checked at most: a bound on the matching work (one hour at one a second).
-  std::int64_t max_checked_frames = 3600;
+  // Frames checked at most: a bound on the matching work (the longest video VideoLimits
+  // lets through, 4 h, at one a second).
+  std::int64_t max_checked_frames = 4 * 3600;
   const std::atomic<bool>* stop = nullptr;
 };
 
 // Whether `path` is read as a video: by its extension (mp4, m4v, mov, webm, mkv, avi,
-// mpg, mpeg, ts, 3gp, flv, wmv, ogv), or a GIF with more than one frame. Cheap for
-// anything else.
+// mpg, mpeg, ts, 3gp, flv, wmv, ogv), or a GIF or PNG holding an animation (read from
+// their block structure, no decoding). Animated WebP stays with the image loader, which
+// refuses it (FFmpeg 5.1 cannot decode it either).
 bool is_video_file(const std::filesystem::path& path);
 // The extensions is_video_file knows (lower case, with the dot), for directory walks.
 const std::vector<std::string>& video_extensions();
@@ -37,7 +39,9 @@ const std::vector<std::string>& video_extensions();
 // Checks a video: FileReport::video is set; `result` holds each matching entry once,
 // with its best frame's evidence (highest score first); `fp` is the best frame's
 // fingerprint (the first frame's when nothing matched), with the file's SHA-256.
-// Failures are reported in `error`, not thrown.
+// Failures are reported in `error`, not thrown; but a video that fails after some frames
+// matched (a damaged tail, a limit reached) is reported as the match it is, with the
+// failure in VideoSummary::incomplete: cutting a file must not hide a known photo in it.
 FileReport check_video(const std::filesystem::path& file, const Matcher& matcher,
                        const FingerprintOptions& fp, const VideoCheckOptions& options);
 

@@ -10,8 +10,10 @@ extern "C" {
 }
 
 #include <chrono>
+#include <climits>
 #include <cmath>
 #include <memory>
+#include <mutex>
 #include <system_error>
 #include <vector>
 
@@ -66,8 +68,9 @@ VideoInfo read_video(const fs::path& path, const VideoReadOptions& o,
   const std::string where = path.string();
   const VideoLimits& lim = o.limits;
   // FFmpeg's own messages would go to stderr from library code; its failures come back
-  // as error codes, which the errors below carry.
-  av_log_set_level(AV_LOG_QUIET);
+  // as error codes, which the errors below carry. (A process-wide setting: set once.)
+  static std::once_flag quiet;
+  std::call_once(quiet, [] { av_log_set_level(AV_LOG_QUIET); });
 
   std::error_code ec;
   if (!fs::is_regular_file(path, ec))
@@ -95,12 +98,35 @@ VideoInfo read_video(const fs::path& path, const VideoReadOptions& o,
   if (!raw) throw std::bad_alloc();
   raw->interrupt_callback.callback = interrupt_cb;
   raw->interrupt_callback.opaque = &watch;
-  if (const int err = avformat_open_input(&raw, path.c_str(), nullptr, nullptr); err < 0) {
+  // Only the file itself: a name like "concat:a|b" or a playlist that names other files
+  // or URLs must not make FFmpeg open them.
+  AVDictionary* open_opts = nullptr;
+  av_dict_set(&open_opts, "protocol_whitelist", "file", 0);
+  const int opened = avformat_open_input(&raw, path.c_str(), nullptr, &open_opts);
+  av_dict_free(&open_opts);
+  if (const int err = opened; err < 0) {
     check_watch(0);
     throw Error(ErrorKind::Format, where, "not a video FFmpeg can read (" + av_reason(err) + ")");
   }
   std::unique_ptr<AVFormatContext, FormatCloser> fmt(raw);
-  if (const int err = avformat_find_stream_info(fmt.get(), nullptr); err < 0) {
+  // Probing decodes a few frames: under the same frame-size bound as the decoding below.
+  std::vector<AVDictionary*> probe_opts(fmt->nb_streams, nullptr);
+  for (auto& d : probe_opts)
+    av_dict_set_int(&d, "max_pixels", std::min<std::int64_t>(lim.max_frame_pixels, INT_MAX), 0);
+  const int probed = avformat_find_stream_info(fmt.get(), probe_opts.data());
+  for (auto& d : probe_opts) av_dict_free(&d);
+  if (const int err = probed; err < 0) {
+    check_watch(0);
+    // The decoder refused to probe frames over the size bound: say so, not "unreadable".
+    for (unsigned i = 0; i < fmt->nb_streams; ++i) {
+      const AVCodecParameters* cp = fmt->streams[i]->codecpar;
+      if (cp->codec_type == AVMEDIA_TYPE_VIDEO &&
+          static_cast<std::int64_t>(cp->width) * cp->height > lim.max_frame_pixels)
+        throw Error(ErrorKind::TooLarge, where,
+                    std::to_string(cp->width) + "x" + std::to_string(cp->height) +
+                        " frames are larger than " + std::to_string(lim.max_frame_pixels) +
+                        " pixels");
+    }
     check_watch(0);
     throw Error(ErrorKind::Format, where, "no stream information (" + av_reason(err) + ")");
   }
@@ -125,7 +151,11 @@ VideoInfo read_video(const fs::path& path, const VideoReadOptions& o,
   info.container = fmt->iformat && fmt->iformat->name ? fmt->iformat->name : "";
   info.codec = avcodec_get_name(par->codec_id);
   if (info.width <= 0 || info.height <= 0)
-    throw Error(ErrorKind::Format, where, "the video stream has no size");
+    // Some containers (AVI) leave the size to the decoder, whose probe above skips frames
+    // over the bound.
+    throw Error(ErrorKind::Format, where,
+                "no frame size could be read (frames that do not decode, or larger than " +
+                    std::to_string(lim.max_frame_pixels) + " pixels)");
   if (static_cast<std::int64_t>(info.width) * info.height > lim.max_frame_pixels)
     throw Error(ErrorKind::TooLarge, where,
                 std::to_string(info.width) + "x" + std::to_string(info.height) +
@@ -149,6 +179,8 @@ VideoInfo read_video(const fs::path& path, const VideoReadOptions& o,
   if (const int err = avcodec_parameters_to_context(dec.get(), par); err < 0)
     throw Error(ErrorKind::Format, where, "bad codec parameters (" + av_reason(err) + ")");
   dec->thread_count = 1;  // one core a file: files are the unit of parallelism
+  // The decoder refuses a frame over the bound before allocating it.
+  dec->max_pixels = std::min<std::int64_t>(lim.max_frame_pixels, INT_MAX);
   if (const int err = avcodec_open2(dec.get(), codec, nullptr); err < 0)
     throw Error(ErrorKind::Format, where,
                 "cannot open the " + info.codec + " decoder (" + av_reason(err) + ")");
@@ -165,6 +197,7 @@ VideoInfo read_video(const fs::path& path, const VideoReadOptions& o,
   SwsContext* sws_raw = nullptr;
   std::unique_ptr<SwsContext, SwsFree> sws;
   std::vector<std::uint8_t> rgb;
+  double next_time = 0;  // by_time: the next sampling time
 
   const auto take_frames = [&] {
     for (;;) {
@@ -179,17 +212,32 @@ VideoInfo read_video(const fs::path& path, const VideoReadOptions& o,
       if (info.frames > lim.max_frames)
         throw Error(ErrorKind::TooLarge, where,
                     "more than " + std::to_string(lim.max_frames) + " frames");
-      const double t = static_cast<double>(n) / info.frame_rate;
-      if (t > lim.max_duration_s)
-        throw Error(
-            ErrorKind::TooLarge, where,
-            "frames past " + std::to_string(static_cast<long long>(lim.max_duration_s)) + " s");
-      if (n % every != 0) continue;
       const int fw = frame->width, fh = frame->height;
       if (fw <= 0 || fh <= 0 || static_cast<std::int64_t>(fw) * fh > lim.max_frame_pixels)
         throw Error(
             ErrorKind::TooLarge, where,
             "frame " + std::to_string(n) + " is " + std::to_string(fw) + "x" + std::to_string(fh));
+      // vPDQ's time (number / rate), or the frame's presentation time (VideoReadOptions).
+      double t = static_cast<double>(n) / info.frame_rate;
+      if (o.by_time && frame->best_effort_timestamp != AV_NOPTS_VALUE) {
+        const std::int64_t start = stream->start_time != AV_NOPTS_VALUE ? stream->start_time : 0;
+        t = std::max(0.0, static_cast<double>(frame->best_effort_timestamp - start) *
+                              av_q2d(stream->time_base));
+      }
+      if (t > lim.max_duration_s)
+        throw Error(
+            ErrorKind::TooLarge, where,
+            "frames past " + std::to_string(static_cast<long long>(lim.max_duration_s)) + " s");
+      if (o.by_time) {
+        // The first frame at or after each sampling time (a picture held for seconds in one
+        // frame of a variable-rate file or a GIF is still taken).
+        if (o.seconds_per_frame > 0) {
+          if (t < next_time) continue;
+          next_time = (std::floor(t / o.seconds_per_frame) + 1) * o.seconds_per_frame;
+        }
+      } else if (n % every != 0) {
+        continue;
+      }
       const int ow = scaled ? o.width : fw, oh = scaled ? o.height : fh;
       // vPDQ's conversion: RGB24 with SWS_AREA, from whatever the decoder gave.
       sws_raw = sws_getCachedContext(sws_raw, fw, fh, static_cast<AVPixelFormat>(frame->format), ow,
@@ -221,6 +269,7 @@ VideoInfo read_video(const fs::path& path, const VideoReadOptions& o,
           ErrorKind::Corrupt, where,
           "cannot read past frame " + std::to_string(info.frames) + " (" + av_reason(err) + ")");
     }
+    check_watch(info.frames);
     if (pkt->stream_index == index) {
       const int sent = avcodec_send_packet(dec.get(), pkt.get());
       av_packet_unref(pkt.get());
@@ -233,9 +282,13 @@ VideoInfo read_video(const fs::path& path, const VideoReadOptions& o,
       av_packet_unref(pkt.get());
     }
   }
+  // Interrupted reads end as end of file in some demuxers: a spent budget or a stop is
+  // never taken for a whole video.
+  check_watch(info.frames);
   // The frames the decoder still holds.
   avcodec_send_packet(dec.get(), nullptr);
   take_frames();
+  check_watch(info.frames);
   if (info.frames == 0) throw Error(ErrorKind::Corrupt, where, "no frame could be decoded");
   return info;
 }

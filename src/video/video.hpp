@@ -32,6 +32,10 @@ struct VideoReadOptions {
   // Which frames reach the callback: every frame when 0, else frame n when n is a multiple
   // of int(seconds_per_frame * frame rate) (at least 1), as vPDQ's secondsPerHash.
   double seconds_per_frame = 0;
+  // Select and time frames by their presentation time instead: the first frame at or
+  // after each multiple of seconds_per_frame, timestamped from the stream (what matching
+  // wants for variable-rate video and GIFs; vPDQ keeps frame numbers).
+  bool by_time = false;
   // Frames scaled to this size (SWS_AREA, as vPDQ's downsampling) when both are > 0.
   int width = 0, height = 0;
   VideoLimits limits;
@@ -48,7 +52,7 @@ struct VideoInfo {
 
 struct VideoFrame {
   std::int64_t number = 0;
-  double timestamp = 0;  // seconds: number / frame rate
+  double timestamp = 0;  // seconds: number / frame rate (by_time: the presentation time)
   int width = 0, height = 0;
   std::size_t stride = 0;             // bytes from one row to the next
   const std::uint8_t* rgb = nullptr;  // valid during the callback only
