@@ -288,7 +288,7 @@ TEST_CASE("bench robustness on the samples writes Markdown and JSON", "[bench]")
 }
 
 TEST_CASE("local-feature search timing finds planted copies among fillers and no unrelated photo",
-          "[bench][shared]") {
+          "[bench][shared][slow]") {
   HW_REQUIRE_SHARED(shared);
   hwtest::TempDir tmp;
   SpeedOptions o;

@@ -425,7 +425,7 @@ bool matched_by(const json& hit, const char* signal) {
 
 TEST_CASE(
     "each signal's evidence is the same whichever other signals the bank or the query enables",
-    "[cli]") {
+    "[cli][slow]") {
   TempDir tmp;
   // Banks built with each set of signals, queried with all they hold; then the full bank
   // queried with each subset.

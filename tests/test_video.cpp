@@ -72,7 +72,7 @@ std::vector<cv::Mat> write_slideshow(const fs::path& out, int fps, int per_photo
 }  // namespace
 
 TEST_CASE("vPDQ of Meta's sample videos agrees with Meta's hashes frame for frame",
-          "[video][vpdq]") {
+          "[video][vpdq][slow]") {
   HW_REQUIRE_SHARED(shared);
   const fs::path v = shared / "vpdq-vectors";
   // Every video downsampled to 128x128 (cheap), and two at their own size (SD and HD).

@@ -177,22 +177,25 @@ TEST_CASE("two known photos in a slideshow are found with their times and nothin
       place(read(up / "unrelated--lomiri_aitzgorri_by_Aitzol_Berasategi.jpg")),
       place(read(up / "mate_Aqua--jpeg30.jpg")),  // 8-10 s
       place(read(up / "unrelated--skimage_coffee.jpg"))};
-  const auto video = dir / "slides.mp4";
-  write_video(video, shows, 2.0);
-  const json r = scan_one(bank, video);
-  INFO(r.dump(1));
-  CHECK(r["status"] == "match");
-  const auto hits = hits_by_source(r);
-  REQUIRE(hits.size() == 2);
-  REQUIRE(hits.count("skimage_chelsea.jpg"));
-  REQUIRE(hits.count("mate_Aqua.jpg"));
-  CHECK(seen_between(hits.at("skimage_chelsea.jpg"), 4, 5.9));
-  CHECK_FALSE(seen_between(hits.at("skimage_chelsea.jpg"), 0, 3.9));
-  CHECK_FALSE(seen_between(hits.at("skimage_chelsea.jpg"), 6.1, 12));
-  CHECK(seen_between(hits.at("mate_Aqua.jpg"), 8, 9.9));
-  CHECK_FALSE(seen_between(hits.at("mate_Aqua.jpg"), 0, 7.9));
-  CHECK(r["video"]["frames_checked"] == 12);  // 12 s at 1 a second
-  CHECK(r["video"]["frames_decoded"] == 60);
+  // (Catch runs the case once per SECTION: each section makes only its own video.)
+  SECTION("as an MP4, 2 s a picture") {
+    const auto video = dir / "slides.mp4";
+    write_video(video, shows, 2.0);
+    const json r = scan_one(bank, video);
+    INFO(r.dump(1));
+    CHECK(r["status"] == "match");
+    const auto hits = hits_by_source(r);
+    REQUIRE(hits.size() == 2);
+    REQUIRE(hits.count("skimage_chelsea.jpg"));
+    REQUIRE(hits.count("mate_Aqua.jpg"));
+    CHECK(seen_between(hits.at("skimage_chelsea.jpg"), 4, 5.9));
+    CHECK_FALSE(seen_between(hits.at("skimage_chelsea.jpg"), 0, 3.9));
+    CHECK_FALSE(seen_between(hits.at("skimage_chelsea.jpg"), 6.1, 12));
+    CHECK(seen_between(hits.at("mate_Aqua.jpg"), 8, 9.9));
+    CHECK_FALSE(seen_between(hits.at("mate_Aqua.jpg"), 0, 7.9));
+    CHECK(r["video"]["frames_checked"] == 12);  // 12 s at 1 a second
+    CHECK(r["video"]["frames_decoded"] == 60);
+  }
 
   SECTION("the same video as an animated GIF, one picture a second") {
     std::vector<cv::Mat> small;
@@ -282,101 +285,148 @@ TEST_CASE("a known photo seen before a video fails is still reported, the failur
   CHECK(r2.result.hits.empty());
 }
 
-TEST_CASE("known photos inside videos are found: slideshow, corner, letterbox with caption, GIF",
-          "[video][match][shared]") {
-  HW_REQUIRE_SHARED(shared);
-  // The bank: 80 photos (sun_hays80); everything else shown comes from bsds500, which it
-  // does not hold.
+// The bank of the ../shared cases, made once per process (CTest runs one case a process):
+// 80 photos (sun_hays80); everything else shown comes from bsds500, which it does not hold.
+struct SharedVideoCase {
+  fs::path shared;
   hwtest::TempDir dir;
-  const std::string bank = (dir / "bank.db").string();
-  const auto known_dir = shared / "photos" / "sun_hays80";
-  REQUIRE(hwtest::run_hashwall("index '" + known_dir.string() + "' --bank '" + bank + "' -q")
-              .exit_code == 0);
-  const auto known = sorted_files(known_dir);
-  const auto others = sorted_files(shared / "photos" / "bsds500");
-  REQUIRE(known.size() >= 20);
-  REQUIRE(others.size() >= 100);
-  const auto name = [](const fs::path& p) { return p.filename().string(); };
-
-  SECTION("a slideshow of 30 photos, 2 of them known") {
-    std::vector<cv::Mat> shows;
-    for (int i = 0; i < 30; ++i)
-      shows.push_back(place(read(i == 7 ? known[3] : i == 19 ? known[11] : others[i])));
-    const auto video = dir / "slides.mp4";
-    write_video(video, shows, 2.0);
-    const json r = scan_one(bank, video);
-    INFO(r.dump(1));
-    const auto hits = hits_by_source(r);
-    REQUIRE(hits.size() == 2);
-    REQUIRE(hits.count(name(known[3])));
-    REQUIRE(hits.count(name(known[11])));
-    CHECK(seen_between(hits.at(name(known[3])), 14, 15.9));
-    CHECK_FALSE(seen_between(hits.at(name(known[3])), 0, 13.9));
-    CHECK_FALSE(seen_between(hits.at(name(known[3])), 16.1, 60));
-    CHECK(seen_between(hits.at(name(known[11])), 38, 39.9));
+  std::string bank;
+  std::vector<fs::path> known, others;
+  static std::string name(const fs::path& p) { return p.filename().string(); }
+};
+const SharedVideoCase& shared_case(const fs::path& shared) {
+  static SharedVideoCase c;
+  if (c.bank.empty()) {
+    c.shared = shared;
+    const auto known_dir = shared / "photos" / "sun_hays80";
+    const std::string bank = (c.dir / "bank.db").string();
+    REQUIRE(hwtest::run_hashwall("index '" + known_dir.string() + "' --bank '" + bank + "' -q")
+                .exit_code == 0);
+    c.known = sorted_files(known_dir);
+    c.others = sorted_files(shared / "photos" / "bsds500");
+    REQUIRE(c.known.size() >= 20);
+    REQUIRE(c.others.size() >= 200);
+    c.bank = bank;
   }
+  return c;
+}
 
-  SECTION("a known photo small in a corner over other pictures") {
-    std::vector<cv::Mat> shows;
-    for (int i = 0; i < 6; ++i) {
-      cv::Mat bg = place(read(others[40 + i]));
-      shows.push_back(i >= 2 && i < 4 ? in_corner(read(known[5]), kCornerScale, bg) : bg);
-    }
-    const auto video = dir / "corner.mp4";
-    write_video(video, shows, 2.0);
-    const json r = scan_one(bank, video);
-    INFO(r.dump(1));
-    const auto hits = hits_by_source(r);
-    REQUIRE(hits.size() == 1);
-    REQUIRE(hits.count(name(known[5])));
-    CHECK(seen_between(hits.at(name(known[5])), 4, 7.9));
-    CHECK_FALSE(seen_between(hits.at(name(known[5])), 0, 3.9));
-  }
+TEST_CASE("a slideshow of 30 photos finds the 2 known ones at their times",
+          "[video][match][shared][slow]") {
+  HW_REQUIRE_SHARED(shared);
+  const auto& c = shared_case(shared);
+  [[maybe_unused]] const auto& known = c.known;
+  [[maybe_unused]] const auto& others = c.others;
+  [[maybe_unused]] const auto& bank = c.bank;
+  [[maybe_unused]] const auto& dir = c.dir;
+  [[maybe_unused]] const auto name = &SharedVideoCase::name;
+  std::vector<cv::Mat> shows;
+  for (int i = 0; i < 30; ++i)
+    shows.push_back(place(read(i == 7 ? known[3] : i == 19 ? known[11] : others[i])));
+  const auto video = dir / "slides.mp4";
+  write_video(video, shows, 2.0);
+  const json r = scan_one(bank, video);
+  INFO(r.dump(1));
+  const auto hits = hits_by_source(r);
+  REQUIRE(hits.size() == 2);
+  REQUIRE(hits.count(name(known[3])));
+  REQUIRE(hits.count(name(known[11])));
+  CHECK(seen_between(hits.at(name(known[3])), 14, 15.9));
+  CHECK_FALSE(seen_between(hits.at(name(known[3])), 0, 13.9));
+  CHECK_FALSE(seen_between(hits.at(name(known[3])), 16.1, 60));
+  CHECK(seen_between(hits.at(name(known[11])), 38, 39.9));
+}
 
-  SECTION("a letterboxed copy with a caption") {
-    cv::Mat framed = place(read(known[8]), 0.8);
-    cv::rectangle(framed, cv::Rect(0, 300, kCanvas.width, 60), cv::Scalar(255, 255, 255),
-                  cv::FILLED);
-    cv::putText(framed, "you will not believe this", {20, 342}, cv::FONT_HERSHEY_SIMPLEX, 1.1,
-                cv::Scalar(0, 0, 0), 3);
-    const auto video = dir / "caption.mp4";
-    write_video(video, {place(read(others[60])), framed, place(read(others[61]))}, 3.0);
-    const json r = scan_one(bank, video);
-    INFO(r.dump(1));
-    const auto hits = hits_by_source(r);
-    REQUIRE(hits.size() == 1);
-    REQUIRE(hits.count(name(known[8])));
-    CHECK(seen_between(hits.at(name(known[8])), 3, 5.9));
+TEST_CASE("a known photo small in a corner of a video is found while it is shown",
+          "[video][match][shared][slow]") {
+  HW_REQUIRE_SHARED(shared);
+  const auto& c = shared_case(shared);
+  [[maybe_unused]] const auto& known = c.known;
+  [[maybe_unused]] const auto& others = c.others;
+  [[maybe_unused]] const auto& bank = c.bank;
+  [[maybe_unused]] const auto& dir = c.dir;
+  [[maybe_unused]] const auto name = &SharedVideoCase::name;
+  std::vector<cv::Mat> shows;
+  for (int i = 0; i < 6; ++i) {
+    cv::Mat bg = place(read(others[40 + i]));
+    shows.push_back(i >= 2 && i < 4 ? in_corner(read(known[5]), kCornerScale, bg) : bg);
   }
+  const auto video = dir / "corner.mp4";
+  write_video(video, shows, 2.0);
+  const json r = scan_one(bank, video);
+  INFO(r.dump(1));
+  const auto hits = hits_by_source(r);
+  REQUIRE(hits.size() == 1);
+  REQUIRE(hits.count(name(known[5])));
+  CHECK(seen_between(hits.at(name(known[5])), 4, 7.9));
+  CHECK_FALSE(seen_between(hits.at(name(known[5])), 0, 3.9));
+}
 
-  SECTION("an animated GIF of a known photo") {
-    std::vector<cv::Mat> pics;
-    for (const auto& p : {others[70], known[14], known[14], others[71]}) {
-      cv::Mat m;
-      cv::resize(place(read(p)), m, cv::Size(400, 225), 0, 0, cv::INTER_AREA);
-      pics.push_back(m);
-    }
-    const auto gif = dir / "anim.gif";
-    write_gif(gif, pics);
-    const json r = scan_one(bank, gif);
-    INFO(r.dump(1));
-    const auto hits = hits_by_source(r);
-    REQUIRE(hits.size() == 1);
-    REQUIRE(hits.count(name(known[14])));
-    CHECK(seen_between(hits.at(name(known[14])), 1, 2));
-    CHECK_FALSE(seen_between(hits.at(name(known[14])), 3, 3));
-  }
+TEST_CASE("a letterboxed captioned copy in a video is found", "[video][match][shared][slow]") {
+  HW_REQUIRE_SHARED(shared);
+  const auto& c = shared_case(shared);
+  [[maybe_unused]] const auto& known = c.known;
+  [[maybe_unused]] const auto& others = c.others;
+  [[maybe_unused]] const auto& bank = c.bank;
+  [[maybe_unused]] const auto& dir = c.dir;
+  [[maybe_unused]] const auto name = &SharedVideoCase::name;
+  cv::Mat framed = place(read(known[8]), 0.8);
+  cv::rectangle(framed, cv::Rect(0, 300, kCanvas.width, 60), cv::Scalar(255, 255, 255), cv::FILLED);
+  cv::putText(framed, "you will not believe this", {20, 342}, cv::FONT_HERSHEY_SIMPLEX, 1.1,
+              cv::Scalar(0, 0, 0), 3);
+  const auto video = dir / "caption.mp4";
+  write_video(video, {place(read(others[60])), framed, place(read(others[61]))}, 3.0);
+  const json r = scan_one(bank, video);
+  INFO(r.dump(1));
+  const auto hits = hits_by_source(r);
+  REQUIRE(hits.size() == 1);
+  REQUIRE(hits.count(name(known[8])));
+  CHECK(seen_between(hits.at(name(known[8])), 3, 5.9));
+}
 
-  SECTION("100 unrelated photos, every frame checked, match nothing") {
-    // docs/VIDEO.md measures more (Meta's sample videos: 2,383 frames); this keeps CI short.
-    std::vector<cv::Mat> shows;
-    for (int i = 100; i < 200 && i < static_cast<int>(others.size()); ++i)
-      shows.push_back(place(read(others[i])));
-    const auto video = dir / "unrelated.mp4";
-    write_video(video, shows, 1.0, 1);
-    const json r = scan_one(bank, video, "--fps 0");
-    INFO(r.dump(1));
-    CHECK(r["status"] == "no-match");
-    CHECK(r["video"]["frames_checked"] == static_cast<int>(shows.size()));
+TEST_CASE("an animated GIF of a known photo is found on its frames",
+          "[video][match][shared][slow]") {
+  HW_REQUIRE_SHARED(shared);
+  const auto& c = shared_case(shared);
+  [[maybe_unused]] const auto& known = c.known;
+  [[maybe_unused]] const auto& others = c.others;
+  [[maybe_unused]] const auto& bank = c.bank;
+  [[maybe_unused]] const auto& dir = c.dir;
+  [[maybe_unused]] const auto name = &SharedVideoCase::name;
+  std::vector<cv::Mat> pics;
+  for (const auto& p : {others[70], known[14], known[14], others[71]}) {
+    cv::Mat m;
+    cv::resize(place(read(p)), m, cv::Size(400, 225), 0, 0, cv::INTER_AREA);
+    pics.push_back(m);
   }
+  const auto gif = dir / "anim.gif";
+  write_gif(gif, pics);
+  const json r = scan_one(bank, gif);
+  INFO(r.dump(1));
+  const auto hits = hits_by_source(r);
+  REQUIRE(hits.size() == 1);
+  REQUIRE(hits.count(name(known[14])));
+  CHECK(seen_between(hits.at(name(known[14])), 1, 2));
+  CHECK_FALSE(seen_between(hits.at(name(known[14])), 3, 3));
+}
+
+TEST_CASE("a video of 100 unrelated photos matches nothing at any frame",
+          "[video][match][shared][slow]") {
+  HW_REQUIRE_SHARED(shared);
+  const auto& c = shared_case(shared);
+  [[maybe_unused]] const auto& known = c.known;
+  [[maybe_unused]] const auto& others = c.others;
+  [[maybe_unused]] const auto& bank = c.bank;
+  [[maybe_unused]] const auto& dir = c.dir;
+  [[maybe_unused]] const auto name = &SharedVideoCase::name;
+  // docs/VIDEO.md measures more (Meta's sample videos: 2,383 frames); this keeps CI short.
+  std::vector<cv::Mat> shows;
+  for (int i = 100; i < 200 && i < static_cast<int>(others.size()); ++i)
+    shows.push_back(place(read(others[i])));
+  const auto video = dir / "unrelated.mp4";
+  write_video(video, shows, 1.0, 1);
+  const json r = scan_one(bank, video, "--fps 0");
+  INFO(r.dump(1));
+  CHECK(r["status"] == "no-match");
+  CHECK(r["video"]["frames_checked"] == static_cast<int>(shows.size()));
 }

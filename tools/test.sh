@@ -60,8 +60,9 @@ if [[ "${HASHWALL_SANITIZE:-1}" != 0 ]]; then
   export ASAN_OPTIONS=detect_leaks=1:halt_on_error=1:abort_on_error=0:detect_stack_use_after_return=0
   export LSAN_OPTIONS=suppressions=$ROOT/tests/sanitizer/lsan.supp:print_suppressions=0
   export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:suppressions=$ROOT/tests/sanitizer/ubsan.supp
-  # The pg: tests run in the normal pass only: libpq is not instrumented, and CI time is short.
-  ctest_pass sanitizers build-asan -LE postgresql "$@"
+  # The pg: tests run in the normal pass only: libpq is not instrumented, and CI time is
+  # short; so do the [slow] ones (label slow), whose code quicker cases also run here.
+  ctest_pass sanitizers build-asan -LE "postgresql|slow" "$@"
   unset ASAN_OPTIONS LSAN_OPTIONS UBSAN_OPTIONS
 fi
 
