@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets (tests/fuzz/, Debian's clang) in build-fuzz/ and runs each
 # for a short time on a scratch copy of its seed corpus; any finding fails the run.
-# CI runs it with 30 s per target (tools/test.sh); the long runs documented in
+# CI runs it with 25 s per target (tools/test.sh; 30 s until its sixth target came); the long runs documented in
 # docs/SECURITY.md use the same binaries with -runs=1000000.
 #
 #   tools/fuzz.sh [SECONDS_PER_TARGET]        (default: 30)

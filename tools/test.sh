@@ -3,7 +3,7 @@
 # normal build (build/), then the same suite built with AddressSanitizer + UBSan
 # (build-asan/, CONVENTIONS.md), where any sanitizer report fails the run.
 # Tests that need ../shared (Meta's PDQ vectors, the photo corpus) skip visibly without it.
-# Then a short libFuzzer run of every target in tests/fuzz/ (tools/fuzz.sh, 30 s each).
+# Then a short libFuzzer run of every target in tests/fuzz/ (tools/fuzz.sh, 25 s each).
 # HASHWALL_SANITIZE=0 skips the sanitizer pass and HASHWALL_FUZZ=0 the fuzz run (quick
 # local runs; CI always does all three). Every pass runs even when an earlier one failed;
 # the last lines sum up each pass (tests, failures, skips, seconds), and the exit status
@@ -11,7 +11,7 @@
 #
 # Heavy trials take budgets from the environment (tests/support.hpp, budget()):
 #   HASHWALL_CRASH_ROUNDS, HASHWALL_CRASH_SECONDS   the SIGKILL series (default 40 rounds, 180 s)
-#   HASHWALL_FUZZ_SECONDS                           seconds per fuzz target (default 30)
+#   HASHWALL_FUZZ_SECONDS                           seconds per fuzz target (default 25)
 # tools/heavy_trials.sh runs the full series; tools/test_loaded.sh runs this script with
 # both cores kept busy.
 set -euo pipefail
@@ -68,7 +68,7 @@ fi
 
 if [[ "${HASHWALL_FUZZ:-1}" != 0 ]]; then
   start=$SECONDS rc=0
-  tools/fuzz.sh "${HASHWALL_FUZZ_SECONDS:-30}" 2>&1 | tee "$LOGS/fuzz.log" || rc=$?
+  tools/fuzz.sh "${HASHWALL_FUZZ_SECONDS:-25}" 2>&1 | tee "$LOGS/fuzz.log" || rc=$?
   targets=$(grep -cE '^fuzz: [a-z_]+ for [0-9]+ s' "$LOGS/fuzz.log" || true)
   findings=$(grep -c 'FOUND A PROBLEM' "$LOGS/fuzz.log" || true)
   execs=$(awk '/stat::number_of_executed_units/ {n += $NF} END {print n + 0}' "$LOGS/fuzz.log")
