@@ -8,6 +8,7 @@
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
 #include "core/error.hpp"
+#include "core/file.hpp"
 #include "match/fingerprint.hpp"
 #include "video/vpdq.hpp"
 
@@ -97,16 +98,10 @@ int run_vpdq(const HashArgs& a) {
     // Written beside, then renamed over: a reader never sees half a file.
     std::error_code ec;
     fs::create_directories(a.output_dir, ec);
-    const fs::path tmp = out.string() + ".tmp";
-    bool ok = false;
-    {
-      std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-      ok = static_cast<bool>(f << text) && static_cast<bool>(f.flush());
-    }
-    if (ok) fs::rename(tmp, out, ec);
-    if (!ok || ec) {
-      fs::remove(tmp, ec);
-      std::fprintf(stderr, "hashwall: %s: cannot write\n", out.c_str());
+    try {
+      write_file_atomically(out, text);
+    } catch (const Error& e) {
+      std::fprintf(stderr, "hashwall: %s: cannot write: %s\n", out.c_str(), e.reason().c_str());
       ++errors;
     }
   }

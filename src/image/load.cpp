@@ -91,11 +91,9 @@ int pixel_decode_flags(const ImageProbe& p, const LoadOptions& opt) {
   return cv::IMREAD_ANYCOLOR | cv::IMREAD_IGNORE_ORIENTATION;
 }
 
-std::string sha256_hex(std::span<const std::uint8_t> bytes) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (EVP_Digest(bytes.data(), bytes.size(), digest, &len, EVP_sha256(), nullptr) != 1 || len != 32)
-    throw Error(ErrorKind::Io, "", "SHA-256 failed");
+namespace {
+
+std::string hex32(const unsigned char* digest) {
   static constexpr char kHex[] = "0123456789abcdef";
   std::string out(64, '0');
   for (unsigned i = 0; i < 32; ++i) {
@@ -103,6 +101,36 @@ std::string sha256_hex(std::span<const std::uint8_t> bytes) {
     out[2 * i + 1] = kHex[digest[i] & 15];
   }
   return out;
+}
+
+}  // namespace
+
+std::string sha256_hex(std::span<const std::uint8_t> bytes) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (EVP_Digest(bytes.data(), bytes.size(), digest, &len, EVP_sha256(), nullptr) != 1 || len != 32)
+    throw Error(ErrorKind::Io, "", "SHA-256 failed");
+  return hex32(digest);
+}
+
+std::string sha256_file_hex(const std::filesystem::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw Error(ErrorKind::Io, file.string(), "cannot read");
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
+  if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) throw std::bad_alloc();
+  std::vector<char> buf(1 << 20);  // read in 1 MB pieces: a video may be gigabytes
+  while (in) {
+    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+    if (in.gcount() > 0 &&
+        EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<std::size_t>(in.gcount())) != 1)
+      throw Error(ErrorKind::Io, file.string(), "SHA-256 failed");
+  }
+  if (in.bad()) throw Error(ErrorKind::Io, file.string(), "read failed");
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (EVP_DigestFinal_ex(ctx.get(), digest, &len) != 1 || len != 32)
+    throw Error(ErrorKind::Io, file.string(), "SHA-256 failed");
+  return hex32(digest);
 }
 
 std::vector<std::uint8_t> read_file_bytes(const std::filesystem::path& file,

@@ -73,6 +73,8 @@ LoadedImage load_image(const std::filesystem::path& file, const LoadOptions& opt
 // Reads a whole regular file (throws Error{Io} with strerror on failure).
 std::vector<std::uint8_t> read_file_bytes(const std::filesystem::path& file,
                                           std::uint64_t max_bytes);
+// The same for a file of any size, read in pieces. Throws Error{Io} naming the file.
+std::string sha256_file_hex(const std::filesystem::path& file);
 std::string sha256_hex(std::span<const std::uint8_t> bytes);
 
 // Applies an EXIF orientation (1..8) to pixels.

@@ -1,8 +1,6 @@
 // check_video (video_check.hpp): frames -> fingerprints -> the matcher, merged per entry.
 #include "match/video_check.hpp"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <cmath>
 #include <fstream>
@@ -25,31 +23,6 @@ std::string lower_extension(const fs::path& p) {
   std::string e = p.extension().string();
   std::transform(e.begin(), e.end(), e.begin(), [](unsigned char c) { return std::tolower(c); });
   return e;
-}
-
-// The SHA-256 of a file of any size, read in 1 MB pieces.
-std::string file_sha256(const fs::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw Error(ErrorKind::Io, file.string(), "cannot read");
-  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
-  if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) throw std::bad_alloc();
-  std::vector<char> buf(1 << 20);
-  while (in) {
-    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
-    if (in.gcount() > 0)
-      EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<std::size_t>(in.gcount()));
-  }
-  if (in.bad()) throw Error(ErrorKind::Io, file.string(), "read failed");
-  unsigned char md[32];
-  unsigned int n = 0;
-  EVP_DigestFinal_ex(ctx.get(), md, &n);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned i = 0; i < n; ++i) {
-    out += kHex[md[i] >> 4];
-    out += kHex[md[i] & 15];
-  }
-  return out;
 }
 
 }  // namespace
@@ -110,20 +83,24 @@ bool is_video_file(const fs::path& path) {
   // (probe_image); a GIF only by holding a second image, found by walking its blocks.
   std::ifstream in(path, std::ios::binary);
   if (!in) return false;
-  constexpr std::size_t kMaxRead = std::size_t{64} << 20;
   std::vector<std::uint8_t> bytes;
-  std::vector<char> buf(std::size_t{1} << 16);
-  while (in && bytes.size() < kMaxRead) {
-    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
-    bytes.insert(bytes.end(), buf.begin(), buf.begin() + in.gcount());
-    const ImageProbe p = probe_image(bytes);
-    if (p.format == ImageFormat::Gif) {
-      if (gif_images(bytes, 2) >= 2) return true;
-    } else if (bytes.size() >= 4096 || !in) {
-      return p.animated;
-    }
+  const auto read_up_to = [&](std::size_t n) {
+    const std::size_t had = bytes.size();
+    bytes.resize(n);
+    in.read(reinterpret_cast<char*>(bytes.data() + had), static_cast<std::streamsize>(n - had));
+    bytes.resize(had + static_cast<std::size_t>(in.gcount()));
+  };
+  read_up_to(4096);
+  const ImageProbe head = probe_image(bytes);
+  if (head.format != ImageFormat::Gif) return head.animated;
+  // A GIF's second image may sit anywhere: read in doubling pieces (each walk is linear,
+  // so the total stays linear) up to 64 MB; a longer still GIF is treated as an image.
+  constexpr std::size_t kMaxRead = std::size_t{64} << 20;
+  for (std::size_t n = std::size_t{1} << 16;; n = std::min(2 * n, kMaxRead)) {
+    read_up_to(n);
+    if (gif_images(bytes, 2) >= 2) return true;
+    if (!in || bytes.size() >= kMaxRead) return false;
   }
-  return false;
 }
 
 FileReport check_video(const fs::path& file, const Matcher& matcher, const FingerprintOptions& fpo,
@@ -249,7 +226,7 @@ FileReport check_video(const fs::path& file, const Matcher& matcher, const Finge
                            ? Verdict::LowQuality
                            : Verdict::NoMatch;
     r.fp = best_fp ? best_fp : first_fp;
-    if (r.fp) r.fp->sha256 = file_sha256(file);
+    if (r.fp) r.fp->sha256 = sha256_file_hex(file);
     r.video = std::move(v);
   } catch (const Error& e) {
     r.error = e.what();
