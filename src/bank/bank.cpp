@@ -9,6 +9,8 @@
 #include <cstdlib>
 #include <ctime>
 #include <limits>
+#include <map>
+#include <set>
 #include <unordered_map>
 
 #include "bank/bank_impl.hpp"
@@ -166,7 +168,7 @@ const fs::path& Bank::path() const { return impl_->path; }
 const BankConfig& Bank::config() const { return impl_->config; }
 const std::string& Bank::seal_key_id() const { return impl_->seal_key_id; }
 
-AddResult Bank::add(std::span<const NewEntry> entries) {
+AddResult Bank::add(std::span<const NewEntry> entries, const Actor& who) {
   auto& m = *impl_;
   m.require_writable();
   m.require_key();
@@ -187,6 +189,14 @@ AddResult Bank::add(std::span<const NewEntry> entries) {
     const bool record_rows = m.store->has_record_table() && !m.registered.empty();
     const bool digests = m.store->has_digest_table();
     std::map<std::string, std::string> samples;  // Registered::sample, kept once committed
+    // Each entry's list must exist; the audit row names the list when the batch has one.
+    std::map<std::int64_t, std::string> list_names;
+    if (std::any_of(entries.begin(), entries.end(),
+                    [](const NewEntry& e) { return e.list_id != kDefaultListId; }))
+      for (auto& l : m.store->lists(false)) list_names[l.id] = std::move(l.name);
+    else
+      list_names[kDefaultListId] = kDefaultListName;
+    std::set<std::int64_t> lists_added_to;
     Digest batch, pdq_batch;
     // The entries go to the store in chunks, one round trip a chunk for a remote store
     // (Store::existing_ids, insert_entries, insert_digests).
@@ -207,6 +217,14 @@ AddResult Bank::add(std::span<const NewEntry> entries) {
                                    " bytes is longer than " + std::to_string(kMaxLabelBytes)
                              : "source of " + std::to_string(e.source.size()) +
                                    " bytes is longer than " + std::to_string(kMaxSourceBytes)));
+        if (!list_names.count(e.list_id))
+          throw Error(ErrorKind::Usage, m.where,
+                      where() + "there is no list " + std::to_string(e.list_id));
+        if (e.added_by.size() > kMaxSourceBytes || e.peer.size() > kMaxSourceBytes ||
+            e.external_id.size() > kMaxSourceBytes)
+          throw Error(ErrorKind::Usage, m.where,
+                      where() + "added_by, peer or external id longer than " +
+                          std::to_string(kMaxSourceBytes) + " bytes");
         if (e.quality && (*e.quality < 0 || *e.quality > 100))
           throw Error(ErrorKind::Bank, m.where,
                       where() + "quality " + std::to_string(*e.quality) + " is outside 0..100");
@@ -298,12 +316,15 @@ AddResult Bank::add(std::span<const NewEntry> entries) {
         new_ids.push_back(id);
         new_hashes.push_back(e.pdq);
         new_inputs.push_back(i);
+        lists_added_to.insert(e.list_id);
       }
       if (digests) m.store->insert_digests(digest_ids, digest_rows);
     }
     if (r.added > 0) {
       m.log_write(ChangeOp::Add, new_ids, gen_before + 1);
       if (digests) m.update_digests(batch, {}, pdq_batch, {});
+      m.audit_write("add", lists_added_to.size() == 1 ? list_names[*lists_added_to.begin()] : "",
+                    new_ids, who);
     }
     tx->commit();
     for (auto& [name, sample] : samples)
@@ -394,8 +415,8 @@ void Bank::Impl::start_pdq_digest() {
   tx->commit();
 }
 
-std::int64_t Bank::remove_ids(std::span<const std::int64_t> ids) {
-  return impl_->remove_where([&] { return impl_->store->remove_ids(ids); });
+std::int64_t Bank::remove_ids(std::span<const std::int64_t> ids, const Actor& who) {
+  return impl_->remove_where([&] { return impl_->store->remove_ids(ids); }, who);
 }
 
 void Bank::set_index(const std::string& type, std::optional<std::int64_t> multihash_min_entries) {
@@ -419,13 +440,13 @@ void Bank::set_index(const std::string& type, std::optional<std::int64_t> multih
   m.rebuild_index();  // marks the cache out of date: written at flush_index() or close
 }
 
-std::int64_t Bank::remove_label(const std::string& label) {
-  return impl_->remove_where([&] { return impl_->store->remove_label(label); });
+std::int64_t Bank::remove_label(const std::string& label, const Actor& who) {
+  return impl_->remove_where([&] { return impl_->store->remove_label(label); }, who);
 }
 
-std::int64_t Bank::remove_sha256(const std::string& sha256_hex) {
+std::int64_t Bank::remove_sha256(const std::string& sha256_hex, const Actor& who) {
   const std::string sha = lower(sha256_hex);
-  return impl_->remove_where([&] { return impl_->store->remove_sha256(sha); });
+  return impl_->remove_where([&] { return impl_->store->remove_sha256(sha); }, who);
 }
 
 std::optional<Entry> Bank::get(std::int64_t id) const {

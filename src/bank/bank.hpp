@@ -31,6 +31,60 @@ inline constexpr std::size_t kMaxSourceBytes = 4096;
 enum class Origin { Indexed, Imported };
 const char* origin_name(Origin) noexcept;
 
+// Named lists inside a bank (issue #17; HMA calls them banks): every entry belongs to one.
+// A `block` list's entries are what the bank exists to find; an `allow` list's are known
+// harmless photos (or known collisions) that turn a match on them into "allowed". A list,
+// like an entry, can be disabled (with a reason, optionally until a time) without being
+// deleted: its entries then never decide. Every bank has list 1, "default", a block list
+// that entries without --list go to (and that format-4 banks' entries move into).
+inline constexpr std::int64_t kDefaultListId = 1;
+inline constexpr const char* kDefaultListName = "default";
+inline constexpr std::size_t kMaxBankListNameBytes = 64;    // [A-Za-z0-9._-], see valid_list_name
+inline constexpr std::size_t kMaxListTextBytes = 4096;  // description, organisation, terms
+inline constexpr std::size_t kMaxReasonBytes = 1024;    // a disable's or an audit row's reason
+enum class ListKind { Block, Allow };
+const char* list_kind_name(ListKind) noexcept;  // "block", "allow"
+std::optional<ListKind> parse_list_kind(std::string_view) noexcept;
+// A list name: 1..64 of letters, digits, '.', '_', '-', not starting with '-' (it appears
+// in URLs, command lines and file names unescaped).
+bool valid_list_name(std::string_view) noexcept;
+
+// Disabled (an entry or a list): why and until when (unix seconds; none: until enabled).
+struct Disabled {
+  std::string reason;  // non-empty
+  std::optional<std::int64_t> until;
+  bool in_force(std::int64_t now) const { return !until || *until > now; }
+};
+
+struct ListInfo {
+  std::int64_t id = 0;
+  std::string name;
+  ListKind kind = ListKind::Block;
+  std::optional<Disabled> disabled;
+  std::string description, organisation, terms;
+  std::int64_t created_at = 0;
+  std::int64_t entries = 0;  // filled by Bank::lists()
+};
+
+// Who made a change and why, for the audit log: a token's name ("token:NAME") or the user
+// at the command line ("cli:USER").
+struct Actor {
+  std::string name;
+  std::string reason;  // optional, at most kMaxReasonBytes
+};
+
+// One row of the audit log: every add, remove, disable, enable and list change.
+struct AuditEvent {
+  std::int64_t id = 0;  // grows; Bank::audit(after) pages by it
+  std::int64_t at = 0;  // unix seconds
+  std::string actor;
+  std::string action;  // "add", "remove", "disable", "enable", "list-create", "list-change"
+  std::string list;    // the list the change was in, when one
+  std::vector<std::int64_t> ids;  // the entries it touched (none for a list change)
+  std::string reason;
+  std::string detail;  // a short JSON object with the rest (e.g. a list's new settings)
+};
+
 struct NewEntry {
   std::optional<std::string> sha256;  // 64 lowercase hex of the file bytes; absent for imports
   Hash256 pdq;
@@ -38,6 +92,9 @@ struct NewEntry {
   std::string label;
   std::string source;  // file path, or the name given in an imported list
   Origin origin = Origin::Indexed;
+  std::int64_t list_id = kDefaultListId;  // the list it goes in (Bank::list)
+  // Provenance: who added it, from which peer (a sync's source) and its id there.
+  std::string added_by, peer, external_id;
   // The records of the signals other than pdq (whose record is `pdq` and `quality` above;
   // signal/signal.hpp: "local",
   // local/local_signal.hpp; "embed", embed/embed_signal.hpp; registered ones), by signal
@@ -50,6 +107,15 @@ struct NewEntry {
 struct Entry : NewEntry {
   std::int64_t id = 0;
   std::int64_t added_at = 0;  // unix seconds
+  // Read with the entry from its list's row: the list's name, kind and state.
+  std::string list_name = kDefaultListName;
+  ListKind list_kind = ListKind::Block;
+  std::optional<Disabled> list_disabled;
+  std::optional<Disabled> disabled;  // the entry's own state
+  // Whether it may decide now: neither it nor its list is disabled at `now`.
+  bool enabled_at(std::int64_t now) const {
+    return !(disabled && disabled->in_force(now)) && !(list_disabled && list_disabled->in_force(now));
+  }
 };
 
 // Recorded in the bank so it is never queried with other settings than built it.
@@ -148,11 +214,37 @@ class Bank {
   // The id of the key the bank is sealed with (bank/digests.hpp); "" when it has none.
   const std::string& seal_key_id() const;
 
-  // One transaction for the whole batch: either all of it is committed or none.
-  AddResult add(std::span<const NewEntry> entries);
-  std::int64_t remove_ids(std::span<const std::int64_t> ids);
-  std::int64_t remove_label(const std::string& label);
-  std::int64_t remove_sha256(const std::string& sha256_hex);
+  // One transaction for the whole batch: either all of it is committed or none. Each
+  // entry's list must exist (Error{Usage} names the entry). The audit log gets one row per
+  // write, naming `who`.
+  AddResult add(std::span<const NewEntry> entries, const Actor& who = {});
+  std::int64_t remove_ids(std::span<const std::int64_t> ids, const Actor& who = {});
+  std::int64_t remove_label(const std::string& label, const Actor& who = {});
+  std::int64_t remove_sha256(const std::string& sha256_hex, const Actor& who = {});
+
+  // ---- lists, entry state and the audit log (bank/lists.cpp) -----------------------
+  // Every list, by id, with its number of entries.
+  std::vector<ListInfo> lists() const;
+  // A list by name; nullopt when there is none.
+  std::optional<ListInfo> list(const std::string& name) const;
+  // A new list from spec's name, kind and texts (Error{Usage}: a bad or taken name, a text
+  // longer than kMaxListTextBytes). Returns it with its id.
+  ListInfo create_list(const ListInfo& spec, const Actor& who);
+  // Changes a list (Error{Usage}: no such list). Fields left empty stay as they are;
+  // `disable` disables it, `enable` enables it (not both).
+  struct ListChange {
+    std::optional<ListKind> kind;
+    std::optional<std::string> description, organisation, terms;
+    std::optional<Disabled> disable;
+    bool enable = false;
+  };
+  ListInfo change_list(const std::string& name, const ListChange& change, const Actor& who);
+  // Disables (`state`) or enables (nullopt) these entries; returns how many exist. A
+  // disabled entry stays in the bank and its indexes but never decides (Entry::enabled_at).
+  std::int64_t set_disabled(std::span<const std::int64_t> ids, const std::optional<Disabled>& state,
+                            const Actor& who);
+  // The audit log's rows with id > after, oldest first, at most limit.
+  std::vector<AuditEvent> audit(std::int64_t after, std::size_t limit) const;
   // Changes the PDQ search index ("auto", "flat", "multihash" or "compact", and with
   // "auto" the entry count from which multihash is used, when given), records it in the
   // bank and rebuilds the index from the records, which stay untouched. Other

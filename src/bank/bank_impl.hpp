@@ -237,6 +237,11 @@ struct Bank::Impl {
   // Logs a write's change (its ids) at generation gen_after, bumping the generation;
   // inside the write transaction.
   void log_write(ChangeOp op, const std::vector<std::int64_t>& ids, std::uint64_t gen_after) const;
+  // Appends an audit row (inside the write's transaction; lists.cpp); a no-op on a store
+  // without format 5's tables.
+  void audit_write(const std::string& action, const std::string& list,
+                   std::vector<std::int64_t> ids, const Actor& who,
+                   const std::string& detail = {}) const;
   void load_or_build_index();
   // Gives a bank upgraded to format 4 its PDQ digest (bank/bank.cpp).
   void start_pdq_digest();
@@ -259,7 +264,7 @@ struct Bank::Impl {
   // Runs a write transaction whose body deletes rows and returns their ids; bumps the
   // generation if any went.
   template <class Body>
-  std::int64_t remove_where(Body&& body) {
+  std::int64_t remove_where(Body&& body, const Actor& who) {
     require_writable();
     require_key();
     std::lock_guard lock(db_mu);
@@ -278,6 +283,7 @@ struct Bank::Impl {
       if (!removed.empty()) {
         log_write(ChangeOp::Remove, removed, gen_before + 1);
         update_digests({}, gone, {}, pdq_gone);
+        audit_write("remove", "", removed, who);
       }
       tx->commit();
     } catch (const Error&) {

@@ -51,7 +51,7 @@ MigrateReport migrate_bank(const fs::path& from, const fs::path& to,
     throw Error(ErrorKind::Bank, rep.to,
                 "a bank is already there: migrate writes a new bank only (remove it first: the "
                 "file, or in PostgreSQL its tables meta, entries, local_features, embeddings, "
-                "signal_rows, changes and entry_digests)");
+                "signal_rows, changes, entry_digests, lists and audit)");
   // Caches left by an earlier bank of that name describe other records (as Bank::open
   // clears them for a bank it creates).
   {
@@ -65,6 +65,13 @@ MigrateReport migrate_bank(const fs::path& from, const fs::path& to,
   const std::int64_t total = src->count_entries();
   {
     auto write = dst->begin_write();
+    // The lists first (entries name them), under their own ids; list 1 the new bank has.
+    for (const auto& l : src->lists(false)) {
+      if (l.id == kDefaultListId)
+        dst->update_list(l);
+      else
+        dst->insert_list(l);
+    }
     std::int64_t after = 0;
     for (;;) {
       const auto page = src->entries_after(after, kChunk);
@@ -82,6 +89,12 @@ MigrateReport migrate_bank(const fs::path& from, const fs::path& to,
       dst->insert_digest(id, d);
       ++rep.digests;
     });
+    for (std::int64_t audit_after = 0;;) {
+      const auto rows = src->audit_after(audit_after, kChunk);
+      for (const auto& e : rows) dst->append_audit(e);
+      if (rows.size() < kChunk) break;
+      audit_after = rows.back().id;
+    }
     dst->raise_id_high_water(src->id_high_water());
     dst->erase_meta(kMigratingKey);
     write->commit();

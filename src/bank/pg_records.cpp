@@ -21,9 +21,25 @@ using bank_detail::encode_ids;
 using bank_detail::hash_bytes;
 using bank_detail::hash_from_blob;
 
-constexpr const char* kEntryColumns = "id, sha256, pdq, quality, label, source, origin, added_at";
+// An entry's columns (PgStore::entry_select), in entry_from_row's order: the row's own,
+// then its list's (format 5).
+constexpr const char* kEntryColumns5 =
+    "e.id, e.sha256, e.pdq, e.quality, e.label, e.source, e.origin, e.added_at, e.list_id, "
+    "e.added_by, e.peer, e.external_id, e.disabled_reason, e.disabled_until, l.name, l.kind, "
+    "l.disabled_reason, l.disabled_until FROM entries e LEFT JOIN lists l ON l.id = e.list_id";
+constexpr const char* kEntryColumns4 =
+    "e.id, e.sha256, e.pdq, e.quality, e.label, e.source, e.origin, e.added_at, 1::bigint, "
+    "''::bytea, ''::bytea, ''::bytea, NULL::bytea, NULL::bigint, 'default'::text, "
+    "'block'::text, NULL::bytea, NULL::bigint FROM entries e";
 // Ids per statement when a list of ids is sent as one bigint[] parameter.
 constexpr std::size_t kIdChunk = 10000;
+
+std::optional<Disabled> disabled_from(const Result& r, int i, int reason, int until) {
+  if (r.null(i, reason)) return std::nullopt;
+  Disabled d{r.text(i, reason), std::nullopt};
+  if (!r.null(i, until)) d.until = r.i64(i, until);
+  return d;
+}
 
 Entry entry_from_row(const std::string& where, const Result& r, int i) {
   Entry e;
@@ -40,6 +56,19 @@ Entry entry_from_row(const std::string& where, const Result& r, int i) {
   e.source = r.text(i, 5);
   e.origin = r.text(i, 6) == "imported" ? Origin::Imported : Origin::Indexed;
   e.added_at = r.i64(i, 7);
+  e.list_id = r.i64(i, 8);
+  e.added_by = r.text(i, 9);
+  e.peer = r.text(i, 10);
+  e.external_id = r.text(i, 11);
+  e.disabled = disabled_from(r, i, 12, 13);
+  if (r.null(i, 14)) {  // cannot happen with the foreign key; as the SQLite store says
+    e.list_name.clear();
+    e.list_disabled = Disabled{"its list " + std::to_string(e.list_id) + " is missing", {}};
+    return e;
+  }
+  e.list_name = r.text(i, 14);
+  e.list_kind = r.text(i, 15) == "allow" ? ListKind::Allow : ListKind::Block;
+  e.list_disabled = disabled_from(r, i, 16, 17);
   return e;
 }
 
@@ -104,10 +133,12 @@ std::optional<std::int64_t> PgStore::id_of_unhashed(std::string_view source, con
 std::int64_t PgStore::insert_entry(const NewEntry& e, const std::optional<std::string>& sha,
                                    std::int64_t added_at) {
   const auto r =
-      q("INSERT INTO entries(sha256, pdq, quality, label, source, origin, added_at) "
-        "VALUES($1, $2, $3::integer, $4, $5, $6, $7::bigint) RETURNING id",
+      q("INSERT INTO entries(sha256, pdq, quality, label, source, origin, added_at, list_id, "
+        "added_by, peer, external_id) VALUES($1, $2, $3::integer, $4, $5, $6, $7::bigint, "
+        "$8::bigint, $9, $10, $11) RETURNING id",
         {sha ? text(*sha) : none(), blob(hash_bytes(e.pdq)), e.quality ? num(*e.quality) : none(),
-         blob(e.label), blob(e.source), text(origin_name(e.origin)), num(added_at)});
+         blob(e.label), blob(e.source), text(origin_name(e.origin)), num(added_at), num(e.list_id),
+         blob(e.added_by), blob(e.peer), blob(e.external_id)});
   return r.i64(0, 0);
 }
 
@@ -159,7 +190,8 @@ std::vector<std::int64_t> PgStore::insert_entries(std::span<const NewRow> rows,
         q("SELECT nextval(pg_get_serial_sequence('entries', 'id')::regclass) "
           "FROM generate_series(1, $1::bigint) ORDER BY 1",
           {num(static_cast<std::int64_t>(to - from))});
-    ArrayLiteral ids, shas, pdqs, qualities, labels, sources, origins;
+    ArrayLiteral ids, shas, pdqs, qualities, labels, sources, origins, lists, added_by, peers,
+        external_ids;
     for (std::size_t i = from; i < to; ++i) {
       const NewEntry& e = *rows[i].entry;
       const std::int64_t id = r.i64(static_cast<int>(i - from), 0);
@@ -171,12 +203,18 @@ std::vector<std::int64_t> PgStore::insert_entries(std::span<const NewRow> rows,
       labels.bytes(e.label);
       sources.bytes(e.source);
       origins.word(origin_name(e.origin));
+      lists.word(std::to_string(e.list_id));
+      added_by.bytes(e.added_by);
+      peers.bytes(e.peer);
+      external_ids.bytes(e.external_id);
     }
-    q("INSERT INTO entries(id, sha256, pdq, quality, label, source, origin, added_at) "
-      "OVERRIDING SYSTEM VALUE SELECT u.*, $8::bigint FROM unnest($1::bigint[], $2::text[], "
-      "$3::bytea[], $4::integer[], $5::bytea[], $6::bytea[], $7::text[]) AS u",
+    q("INSERT INTO entries(id, sha256, pdq, quality, label, source, origin, list_id, added_by, "
+      "peer, external_id, added_at) OVERRIDING SYSTEM VALUE SELECT u.*, $12::bigint FROM "
+      "unnest($1::bigint[], $2::text[], $3::bytea[], $4::integer[], $5::bytea[], $6::bytea[], "
+      "$7::text[], $8::bigint[], $9::bytea[], $10::bytea[], $11::bytea[]) AS u",
       {text(ids.done()), text(shas.done()), text(pdqs.done()), text(qualities.done()),
-       text(labels.done()), text(sources.done()), text(origins.done()), num(added_at)});
+       text(labels.done()), text(sources.done()), text(origins.done()), text(lists.done()),
+       text(added_by.done()), text(peers.done()), text(external_ids.done()), num(added_at)});
   });
   return out;
 }
@@ -193,11 +231,15 @@ void PgStore::insert_digests(std::span<const std::int64_t> ids,
 }
 
 void PgStore::insert_entry_as(const Entry& e) {
-  q("INSERT INTO entries(id, sha256, pdq, quality, label, source, origin, added_at) OVERRIDING "
-    "SYSTEM VALUE VALUES($1::bigint, $2, $3, $4::integer, $5, $6, $7, $8::bigint)",
+  q("INSERT INTO entries(id, sha256, pdq, quality, label, source, origin, added_at, list_id, "
+    "added_by, peer, external_id, disabled_reason, disabled_until) OVERRIDING SYSTEM VALUE "
+    "VALUES($1::bigint, $2, $3, $4::integer, $5, $6, $7, $8::bigint, $9::bigint, $10, $11, $12, "
+    "$13, $14::bigint)",
     {num(e.id), e.sha256 ? text(*e.sha256) : none(), blob(hash_bytes(e.pdq)),
      e.quality ? num(*e.quality) : none(), blob(e.label), blob(e.source),
-     text(origin_name(e.origin)), num(e.added_at)});
+     text(origin_name(e.origin)), num(e.added_at), num(e.list_id), blob(e.added_by), blob(e.peer),
+     blob(e.external_id), e.disabled ? blob(e.disabled->reason) : none(),
+     e.disabled && e.disabled->until ? num(*e.disabled->until) : none()});
 }
 
 // The identity's sequence holds the highest id given (NULL before the first).
@@ -293,23 +335,24 @@ void PgStore::prune_changes(std::uint64_t through) {
   set_meta("changes_from", std::to_string(through));
 }
 
+std::string PgStore::entry_select() const {
+  return std::string("SELECT ") + (list_tables_ ? kEntryColumns5 : kEntryColumns4);
+}
+
 std::optional<Entry> PgStore::get(std::int64_t id) {
-  const auto r =
-      q(std::string("SELECT ") + kEntryColumns + " FROM entries WHERE id = $1::bigint", {num(id)});
+  const auto r = q(entry_select() + " WHERE e.id = $1::bigint", {num(id)});
   if (r.rows() == 0) return std::nullopt;
   return entry_from_row(where(), r, 0);
 }
 
 std::optional<Entry> PgStore::find_sha256(std::string_view sha) {
-  const auto r =
-      q(std::string("SELECT ") + kEntryColumns + " FROM entries WHERE sha256 = $1", {text(sha)});
+  const auto r = q(entry_select() + " WHERE e.sha256 = $1", {text(sha)});
   if (r.rows() == 0) return std::nullopt;
   return entry_from_row(where(), r, 0);
 }
 
 std::vector<Entry> PgStore::entries_after(std::int64_t after, std::size_t limit) {
-  const auto r = q(std::string("SELECT ") + kEntryColumns +
-                       " FROM entries WHERE id > $1::bigint ORDER BY id LIMIT $2::bigint",
+  const auto r = q(entry_select() + " WHERE e.id > $1::bigint ORDER BY e.id LIMIT $2::bigint",
                    {num(after), num(static_cast<std::int64_t>(limit))});
   std::vector<Entry> page;
   for (int i = 0; i < r.rows(); ++i) page.push_back(entry_from_row(where(), r, i));

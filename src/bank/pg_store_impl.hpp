@@ -39,7 +39,7 @@ class PgStore : public Store {
   bool has_signal_tables() const override { return true; }
   bool has_record_table() const override { return true; }
   bool has_digest_table() const override { return true; }
-  void upgrade() override {}  // format 4 is PostgreSQL's first
+  void upgrade() override;  // format 4 is PostgreSQL's first
   bool changed_elsewhere() override;
   std::optional<std::string> meta(const std::string& key) override;
   void set_meta(const std::string& key, const std::string& value) override;
@@ -82,6 +82,16 @@ class PgStore : public Store {
   void scan_raw_entries(const std::function<void(const RawEntry&)>& fn) override;
   void scan_digests(const RowFn& fn) override;
 
+  // pg_lists.cpp: lists, entry state, the audit log.
+  bool has_list_tables() const override { return list_tables_; }
+  std::vector<ListInfo> lists(bool counts) override;
+  std::int64_t insert_list(const ListInfo& l) override;
+  void update_list(const ListInfo& l) override;
+  std::vector<std::int64_t> set_entries_disabled(std::span<const std::int64_t> ids,
+                                                 const std::optional<Disabled>& state) override;
+  std::int64_t append_audit(const AuditEvent& e) override;
+  std::vector<AuditEvent> audit_after(std::int64_t after, std::size_t limit) override;
+
   // pg_store.cpp: sizes and health.
   std::int64_t count_entries() override;
   std::int64_t count_valid_pdq() override;
@@ -101,6 +111,7 @@ class PgStore : public Store {
   std::string where_;
   OpenMode mode_ = OpenMode::ReadOnly;
   int format_version_ = 0;
+  bool list_tables_ = false;  // format 5
   // The connection was lost and made again: notifications may have been missed in between.
   bool missed_ = false;
   // A PgTransaction is open (set and cleared by it): libpq's own status says "unknown" once
@@ -137,6 +148,9 @@ class PgStore : public Store {
               const std::vector<Param>& more,
               const std::function<void(const Result&, int row)>& fn);
   std::vector<RemovedEntry> removed(const Result& r);
+  // "SELECT <an entry's columns> FROM entries e ..." for entry_from_row, with format 5's
+  // columns or their defaults.
+  std::string entry_select() const;
 };
 
 }  // namespace hashwall::pg

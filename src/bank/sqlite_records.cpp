@@ -22,7 +22,22 @@ using bank_detail::hash_from_blob;
 using bank_detail::parse_int;
 using bank_detail::parse_uint;
 
-constexpr const char* kEntryColumns = "id, sha256, pdq, quality, label, source, origin, added_at";
+// An entry's columns (SqliteStore::entry_select), in entry_from_row's order: the row's own,
+// then its list's (format 5).
+constexpr const char* kEntryColumns5 =
+    "e.id, e.sha256, e.pdq, e.quality, e.label, e.source, e.origin, e.added_at, e.list_id, "
+    "e.added_by, e.peer, e.external_id, e.disabled_reason, e.disabled_until, l.name, l.kind, "
+    "l.disabled_reason, l.disabled_until FROM entries e LEFT JOIN lists l ON l.id = e.list_id";
+constexpr const char* kEntryColumns4 =
+    "e.id, e.sha256, e.pdq, e.quality, e.label, e.source, e.origin, e.added_at, 1, '', '', '', "
+    "NULL, NULL, 'default', 'block', NULL, NULL FROM entries e";
+
+std::optional<Disabled> disabled_from(const Stmt& s, int reason, int until) {
+  if (s.null(reason)) return std::nullopt;
+  Disabled d{s.text(reason), std::nullopt};
+  if (!s.null(until)) d.until = s.i64(until);
+  return d;
+}
 
 Entry entry_from_row(const Conn& c, const Stmt& s) {
   Entry e;
@@ -39,6 +54,20 @@ Entry entry_from_row(const Conn& c, const Stmt& s) {
   e.source = s.text(5);
   e.origin = s.text(6) == "imported" ? Origin::Imported : Origin::Indexed;
   e.added_at = s.i64(7);
+  e.list_id = s.i64(8);
+  e.added_by = s.text(9);
+  e.peer = s.text(10);
+  e.external_id = s.text(11);
+  e.disabled = disabled_from(s, 12, 13);
+  // A list that is missing (check counts such entries) decides nothing: disabled.
+  if (s.null(14)) {
+    e.list_name.clear();
+    e.list_disabled = Disabled{"its list " + std::to_string(e.list_id) + " is missing", {}};
+    return e;
+  }
+  e.list_name = s.text(14);
+  e.list_kind = s.text(15) == "allow" ? ListKind::Allow : ListKind::Block;
+  e.list_disabled = disabled_from(s, 16, 17);
   return e;
 }
 
@@ -64,8 +93,11 @@ std::optional<std::int64_t> SqliteStore::id_of_unhashed(std::string_view source,
 std::int64_t SqliteStore::insert_entry(const NewEntry& e, const std::optional<std::string>& sha,
                                        std::int64_t added_at) {
   auto& s = stmt(insert_,
-                 "INSERT INTO entries(sha256, pdq, quality, label, source, origin, added_at) "
-                 "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+                 list_tables_ ? "INSERT INTO entries(sha256, pdq, quality, label, source, origin, "
+                                "added_at, list_id, added_by, peer, external_id) "
+                                "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+                              : "INSERT INTO entries(sha256, pdq, quality, label, source, origin, "
+                                "added_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)");
   if (sha)
     s.bind(1, std::string_view(*sha));
   else
@@ -79,6 +111,11 @@ std::int64_t SqliteStore::insert_entry(const NewEntry& e, const std::optional<st
       .bind(5, std::string_view(e.source))
       .bind(6, std::string_view(origin_name(e.origin)))
       .bind(7, added_at);
+  if (list_tables_)
+    s.bind(8, e.list_id)
+        .bind(9, std::string_view(e.added_by))
+        .bind(10, std::string_view(e.peer))
+        .bind(11, std::string_view(e.external_id));
   s.step();
   s.reset();
   return sqlite3_last_insert_rowid(conn_.db);
@@ -86,8 +123,9 @@ std::int64_t SqliteStore::insert_entry(const NewEntry& e, const std::optional<st
 
 void SqliteStore::insert_entry_as(const Entry& e) {
   Stmt s(conn_,
-         "INSERT INTO entries(id, sha256, pdq, quality, label, source, origin, added_at) "
-         "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+         "INSERT INTO entries(id, sha256, pdq, quality, label, source, origin, added_at, list_id, "
+         "added_by, peer, external_id, disabled_reason, disabled_until) "
+         "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)");
   s.bind(1, e.id);
   if (e.sha256)
     s.bind(2, std::string_view(*e.sha256));
@@ -101,8 +139,25 @@ void SqliteStore::insert_entry_as(const Entry& e) {
   s.bind(5, std::string_view(e.label))
       .bind(6, std::string_view(e.source))
       .bind(7, std::string_view(origin_name(e.origin)))
-      .bind(8, e.added_at);
+      .bind(8, e.added_at)
+      .bind(9, e.list_id)
+      .bind(10, std::string_view(e.added_by))
+      .bind(11, std::string_view(e.peer))
+      .bind(12, std::string_view(e.external_id));
+  if (e.disabled) {
+    s.bind(13, std::string_view(e.disabled->reason));
+    if (e.disabled->until)
+      s.bind(14, *e.disabled->until);
+    else
+      s.bind_null(14);
+  } else {
+    s.bind_null(13).bind_null(14);
+  }
   s.step();
+}
+
+std::string SqliteStore::entry_select() const {
+  return std::string("SELECT ") + (list_tables_ ? kEntryColumns5 : kEntryColumns4);
 }
 
 // AUTOINCREMENT keeps the highest id ever given in sqlite_sequence.
@@ -218,23 +273,22 @@ void SqliteStore::prune_changes(std::uint64_t through) {
 }
 
 std::optional<Entry> SqliteStore::get(std::int64_t id) {
-  Stmt s(conn_, (std::string("SELECT ") + kEntryColumns + " FROM entries WHERE id = ?1").c_str());
+  Stmt s(conn_, (entry_select() + " WHERE e.id = ?1").c_str());
   s.bind(1, id);
   if (!s.step()) return std::nullopt;
   return entry_from_row(conn_, s);
 }
 
 std::optional<Entry> SqliteStore::find_sha256(std::string_view sha) {
-  Stmt s(conn_,
-         (std::string("SELECT ") + kEntryColumns + " FROM entries WHERE sha256 = ?1").c_str());
+  Stmt s(conn_, (entry_select() + " WHERE e.sha256 = ?1").c_str());
   s.bind(1, sha);
   if (!s.step()) return std::nullopt;
   return entry_from_row(conn_, s);
 }
 
 std::vector<Entry> SqliteStore::entries_after(std::int64_t after, std::size_t limit) {
-  const std::string sql = std::string("SELECT ") + kEntryColumns +
-                          " FROM entries WHERE id > ?1 ORDER BY id LIMIT " + std::to_string(limit);
+  const std::string sql =
+      entry_select() + " WHERE e.id > ?1 ORDER BY e.id LIMIT " + std::to_string(limit);
   Stmt s(conn_, sql.c_str());
   s.bind(1, after);
   std::vector<Entry> page;

@@ -74,6 +74,45 @@ CREATE TABLE IF NOT EXISTS entry_digests(
 );
 )sql";
 
+// Format 5 (issue #17): named lists, each entry's list, state and provenance, and the
+// audit log. Entries of an older bank move into list 1, "default" (a block list), so the
+// bank answers as before. list_id has no REFERENCES: SQLite cannot add one to a column of
+// an existing table with a non-NULL default; Bank::add checks it and `check` counts
+// entries whose list is missing.
+constexpr const char* kFormat5Lists = R"sql(
+CREATE TABLE IF NOT EXISTS lists(
+  id              INTEGER PRIMARY KEY AUTOINCREMENT,
+  name            TEXT NOT NULL UNIQUE,
+  kind            TEXT NOT NULL CHECK (kind IN ('block', 'allow')),
+  disabled_reason TEXT,
+  disabled_until  INTEGER,
+  description     TEXT NOT NULL DEFAULT '',
+  organisation    TEXT NOT NULL DEFAULT '',
+  terms           TEXT NOT NULL DEFAULT '',
+  created_at      INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO lists(id, name, kind, created_at) VALUES(1, 'default', 'block', 0);
+CREATE TABLE IF NOT EXISTS audit(
+  id     INTEGER PRIMARY KEY AUTOINCREMENT,
+  at     INTEGER NOT NULL,
+  actor  TEXT NOT NULL,
+  action TEXT NOT NULL,
+  list   TEXT NOT NULL DEFAULT '',
+  ids    BLOB NOT NULL,
+  reason TEXT NOT NULL DEFAULT '',
+  detail TEXT NOT NULL DEFAULT ''
+);
+)sql";
+constexpr const char* kFormat5Entries = R"sql(
+ALTER TABLE entries ADD COLUMN list_id INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE entries ADD COLUMN disabled_reason TEXT;
+ALTER TABLE entries ADD COLUMN disabled_until INTEGER;
+ALTER TABLE entries ADD COLUMN added_by TEXT NOT NULL DEFAULT '';
+ALTER TABLE entries ADD COLUMN peer TEXT NOT NULL DEFAULT '';
+ALTER TABLE entries ADD COLUMN external_id TEXT NOT NULL DEFAULT '';
+CREATE INDEX IF NOT EXISTS entries_list ON entries(list_id);
+)sql";
+
 void set_meta(const Conn& c, const std::string& key, const std::string& value) {
   Stmt s(c,
          "INSERT INTO meta(key, value) VALUES(?1, ?2) "
@@ -101,6 +140,8 @@ void create_schema(const Conn& c,
     c.exec(kSignalSchema);
     c.exec(kFormat3Schema);
     c.exec(kFormat4Schema);
+    c.exec(kFormat5Lists);
+    c.exec(kFormat5Entries);
     set_meta(c, "format_version", std::to_string(kFormatVersion));
     set_meta(c, "changes_from", "0");
     set_meta(c, "digests_from", "0");
@@ -110,8 +151,8 @@ void create_schema(const Conn& c,
 }
 
 void upgrade_schema(const Conn& c) {
-  // Each step only adds tables (IF NOT EXISTS): the records already there keep their form,
-  // so the bank answers exactly as before.
+  // Each step only adds tables (IF NOT EXISTS) and columns with defaults: the records
+  // already there keep their form, so the bank answers exactly as before.
   Transaction tx(c, "BEGIN IMMEDIATE");
   // Another process may have upgraded it between our open and our lock, and written since:
   // upgrading again would reset what that upgrade began (records_digest, digests_from).
@@ -130,13 +171,19 @@ void upgrade_schema(const Conn& c) {
     g.step();
     set_meta(c, "changes_from", g.text(0));
   }
-  c.exec(kFormat4Schema);  // 3 -> 4
-  // Entries from here on carry digests; the ones already there do not (check notes them).
-  // Ids only grow (AUTOINCREMENT), so every later entry's id is at least this.
-  Stmt next(c, "SELECT coalesce(max(id), 0) + 1 FROM entries");
-  next.step();
-  set_meta(c, "digests_from", next.text(0));
-  set_meta(c, "records_digest", std::string(64, '0'));
+  if (count(c, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = "
+               "'entry_digests'") == 0) {
+    c.exec(kFormat4Schema);  // 3 -> 4
+    // Entries from here on carry digests; the ones already there do not (check notes
+    // them). Ids only grow (AUTOINCREMENT), so every later entry's id is at least this.
+    Stmt next(c, "SELECT coalesce(max(id), 0) + 1 FROM entries");
+    next.step();
+    set_meta(c, "digests_from", next.text(0));
+    set_meta(c, "records_digest", std::string(64, '0'));
+  }
+  c.exec(kFormat5Lists);  // 4 -> 5
+  if (count(c, "SELECT count(*) FROM pragma_table_info('entries') WHERE name = 'list_id'") == 0)
+    c.exec(kFormat5Entries);
   set_meta(c, "format_version", std::to_string(kFormatVersion));
   tx.commit();
 }

@@ -234,6 +234,11 @@ std::vector<std::string> SqliteStore::orphan_rows() {
     const auto n = count(sql.c_str());
     if (n > 0) out.push_back(std::to_string(n) + " rows of " + table + " belong to no entry");
   }
+  if (list_tables_) {
+    // No foreign key in SQLite (sqlite_schema.cpp): such entries read as disabled.
+    const auto n = count("SELECT count(*) FROM entries WHERE list_id NOT IN (SELECT id FROM lists)");
+    if (n > 0) out.push_back(std::to_string(n) + " entries name a list that does not exist");
+  }
   return out;
 }
 
@@ -257,6 +262,7 @@ void SqliteStore::look_at_tables() {
   signal_tables_ = has_table("local_features");
   record_table_ = has_table("signal_rows") && has_table("changes");
   digest_table_ = has_table("entry_digests");
+  list_tables_ = has_table("lists") && has_table("audit");
 }
 
 std::int64_t SqliteStore::read_data_version() const { return count("PRAGMA data_version"); }

@@ -80,6 +80,16 @@ class SqliteStore : public Store {
   void scan_raw_entries(const std::function<void(const RawEntry&)>& fn) override;
   void scan_digests(const RowFn& fn) override;
 
+  // sqlite_lists.cpp: lists, entry state, the audit log.
+  bool has_list_tables() const override { return list_tables_; }
+  std::vector<ListInfo> lists(bool counts) override;
+  std::int64_t insert_list(const ListInfo& l) override;
+  void update_list(const ListInfo& l) override;
+  std::vector<std::int64_t> set_entries_disabled(std::span<const std::int64_t> ids,
+                                                 const std::optional<Disabled>& state) override;
+  std::int64_t append_audit(const AuditEvent& e) override;
+  std::vector<AuditEvent> audit_after(std::int64_t after, std::size_t limit) override;
+
   // sqlite_store.cpp: sizes and health.
   std::int64_t count_entries() override;
   std::int64_t count_valid_pdq() override;
@@ -98,11 +108,15 @@ class SqliteStore : public Store {
   bool signal_tables_ = false;
   bool record_table_ = false;
   bool digest_table_ = false;
+  bool list_tables_ = false;
   std::int64_t data_version_ = -1;
   // Statements of the add() loop, prepared once per connection.
   std::unique_ptr<Stmt> by_sha_, by_hash_, insert_, insert_local_, insert_embed_, insert_row_,
       insert_digest_;
 
+  // "SELECT <an entry's columns> FROM entries e ..." for entry_from_row (sqlite_records.cpp),
+  // with format 5's columns or, without them, their defaults.
+  std::string entry_select() const;
   // sqlite_records.cpp
   Stmt& stmt(std::unique_ptr<Stmt>& slot, const char* sql);
   static std::optional<std::int64_t> first_id(Stmt& s);

@@ -196,6 +196,24 @@ class Store {
   // Every entry digest, in id order (none before format 4).
   virtual void scan_digests(const RowFn& fn) = 0;
 
+  // ---- lists, entry state and the audit log (format 5) ------------------------------
+  // Whether the store has format 5's tables: an older bank opened read-only lacks them, and
+  // reads as one "default" block list with every entry enabled.
+  virtual bool has_list_tables() const = 0;
+  // Every list, by id; with `counts`, each list's number of entries (a scan).
+  virtual std::vector<ListInfo> lists(bool counts) = 0;
+  // Inside begin_write: a new list (l.id 0: the next id; else that id, for migrate), its id.
+  virtual std::int64_t insert_list(const ListInfo& l) = 0;
+  // Sets the list l.id's kind, state and texts to l's.
+  virtual void update_list(const ListInfo& l) = 0;
+  // Sets these entries' state (nullopt: enabled); returns the ids that exist, ascending.
+  virtual std::vector<std::int64_t> set_entries_disabled(std::span<const std::int64_t> ids,
+                                                         const std::optional<Disabled>& state) = 0;
+  // Appends a row (e.id 0: the next id; else that id, for migrate); returns its id.
+  virtual std::int64_t append_audit(const AuditEvent& e) = 0;
+  // Rows with id > after, oldest first, at most limit.
+  virtual std::vector<AuditEvent> audit_after(std::int64_t after, std::size_t limit) = 0;
+
   // ---- sizes and health -------------------------------------------------------------
   virtual std::int64_t count_entries() = 0;
   virtual std::int64_t count_valid_pdq() = 0;
@@ -230,6 +248,6 @@ std::unique_ptr<Store> open_postgresql_store(
     const std::vector<std::pair<std::string, std::string>>& initial_meta, bool* created);
 
 // The newest format this hashwall reads and writes.
-inline constexpr int kFormatVersion = 4;
+inline constexpr int kFormatVersion = 5;
 
 }  // namespace hashwall

@@ -1,6 +1,7 @@
 #include "match/matcher.hpp"
 
 #include <algorithm>
+#include <ctime>
 #include <functional>
 #include <set>
 #include <span>
@@ -12,6 +13,13 @@
 #include "signal/signal.hpp"
 
 namespace hashwall {
+
+EntryRole entry_role_of(const Entry& e, std::int64_t now, const std::vector<std::string>& lists) {
+  if (!e.enabled_at(now)) return EntryRole::Disabled;
+  if (!lists.empty() && std::find(lists.begin(), lists.end(), e.list_name) == lists.end())
+    return EntryRole::Disabled;
+  return e.list_kind == ListKind::Allow ? EntryRole::Allow : EntryRole::Block;
+}
 
 const char* verdict_name(Verdict v) noexcept {
   switch (v) {
@@ -205,12 +213,10 @@ MatchResult Matcher::match(const Fingerprint& q) const {
   // With near misses, the top cut comes after scoring (a near miss found first must not
   // push out a match found later); each signal still stops somewhere.
   const int per_signal_cap = near ? std::max(options_.top, 1) * 4 : options_.top;
-  // With roles (lists), allowlisted and disabled entries must not take a blocking entry's
-  // place before the verdict is decided: only blocking hits count towards a signal's cap,
-  // the top cut waits for the end, and searches that stop at k results are asked again
-  // for more (up to kRolePageMax) while they return only others.
-  const bool roles = static_cast<bool>(options_.entry_role);
-  const bool cut_late = near || roles;
+  // Roles (lists, disabled entries: entry_role_of): allowlisted and disabled entries must
+  // not take a blocking entry's place before the verdict is decided, so only blocking hits
+  // count towards a signal's cap, the top cut waits for the end, and searches that stop at
+  // k results are asked again for more (up to kRolePageMax) while they return only others.
   constexpr std::size_t kRolePageMax = 4096;
 
   const auto find_hit = [&](std::int64_t id) -> MatchHit* {
@@ -219,8 +225,9 @@ MatchResult Matcher::match(const Fingerprint& q) const {
     return nullptr;
   };
   // The caller's word on an entry: disabled ones never become hits.
+  const std::int64_t now = static_cast<std::int64_t>(std::time(nullptr));
   const auto role = [&](const Entry& e) {
-    return options_.entry_role ? options_.entry_role(e) : EntryRole::Block;
+    return options_.entry_role ? options_.entry_role(e) : entry_role_of(e, now, options_.lists);
   };
   // Whether `sig` may decide for this entry (Signal::may_decide_for on its record).
   const auto entry_ok = [&](const Signal& sig, const std::string& name, const Entry& e) {
@@ -229,8 +236,7 @@ MatchResult Matcher::match(const Fingerprint& q) const {
     return !rec || sig.may_decide_for(*rec, decisions_.at(name));
   };
   // The hit a signal's search result goes to: the entry's existing hit, or a new one
-  // while the signal has taken fewer than its share (and, without near misses or roles,
-  // while fewer than `top` hits are in), unless the entry is disabled or the signal may
+  // while the signal has taken fewer than its share, unless the entry is disabled or the signal may
   // not decide for it. stop: this signal is done; hit nullptr: skip it.
   struct Take {
     MatchHit* hit;
@@ -240,7 +246,6 @@ MatchResult Matcher::match(const Fingerprint& q) const {
                         int& taken) -> Take {
     if (MatchHit* h = find_hit(id)) return {h, false};
     if (taken >= per_signal_cap) return {nullptr, true};
-    if (!cut_late && static_cast<int>(r.hits.size()) >= options_.top) return {nullptr, true};
     auto e = bank_.get(id);
     if (!e || !entry_ok(sig, name, *e)) return {nullptr, false};  // removed meanwhile, or gated
     const EntryRole rl = role(*e);
@@ -250,7 +255,7 @@ MatchResult Matcher::match(const Fingerprint& q) const {
     hit.entry = std::move(*e);
     hit.signal = name;
     r.hits.push_back(std::move(hit));
-    if (!roles || !r.hits.back().allow) ++taken;
+    if (!r.hits.back().allow) ++taken;
     return {&r.hits.back(), false};
   };
 
@@ -310,7 +315,7 @@ MatchResult Matcher::match(const Fingerprint& q) const {
             any = true;
           }
         }
-        if (whole || !roles || taken >= per_signal_cap || found.size() < k || k == 0 ||
+        if (whole || taken >= per_signal_cap || found.size() < k || k == 0 ||
             k >= kRolePageMax)
           break;
       }

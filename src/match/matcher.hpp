@@ -46,10 +46,18 @@ struct MatchOptions {
   // and a negative score. The verdict still uses the thresholds. For ranking and
   // calibration (bench robustness); a near miss is not a match.
   bool near_misses = false;
-  // Each entry's role, asked once per entry a search reaches; empty: every entry blocks.
-  // Called from the matching thread; must be thread-safe when the Matcher is shared.
+  // Only entries of these lists (by name) take part; empty: every list's.
+  std::vector<std::string> lists;
+  // Each entry's role, asked once per entry a search reaches; empty: the entry's own list
+  // and state say (entry_role_of). Called from the matching thread; must be thread-safe
+  // when the Matcher is shared.
   std::function<EntryRole(const Entry&)> entry_role;
 };
+
+// An entry's role from its list and state at `now` (unix seconds): disabled when it or its
+// list is disabled then, or when `lists` is not empty and does not name its list; else
+// its list's kind.
+EntryRole entry_role_of(const Entry& e, std::int64_t now, const std::vector<std::string>& lists);
 
 enum class Verdict {
   NoMatch,

@@ -1,0 +1,177 @@
+// Named lists, entry state and the audit log (issue #17, docs/BANK_FORMAT.md format 5).
+// An entry's list and state are read with the entry (Store::get joins its list's row), so
+// nothing here is cached: a change is seen by the next search of every process at once.
+#include <ctime>
+#include <nlohmann/json.hpp>
+
+#include "bank/bank_impl.hpp"
+#include "bank/store.hpp"
+
+namespace hashwall {
+
+namespace {
+
+std::int64_t now_s() { return static_cast<std::int64_t>(std::time(nullptr)); }
+
+void check_text(const std::string& where, const char* what, const std::string& s,
+                std::size_t max) {
+  if (s.size() > max)
+    throw Error(ErrorKind::Usage, where,
+                std::string(what) + " of " + std::to_string(s.size()) + " bytes is longer than " +
+                    std::to_string(max));
+}
+
+void check_disabled(const std::string& where, const Disabled& d) {
+  if (d.reason.empty()) throw Error(ErrorKind::Usage, where, "disabling needs a reason");
+  check_text(where, "the reason", d.reason, kMaxReasonBytes);
+}
+
+nlohmann::json list_json(const ListInfo& l) {
+  nlohmann::json j = {{"kind", list_kind_name(l.kind)},
+                      {"enabled", !l.disabled.has_value()},
+                      {"description", l.description},
+                      {"organisation", l.organisation},
+                      {"terms", l.terms}};
+  if (l.disabled) {
+    j["disabled_reason"] = l.disabled->reason;
+    if (l.disabled->until) j["disabled_until"] = *l.disabled->until;
+  }
+  return j;
+}
+
+}  // namespace
+
+const char* list_kind_name(ListKind k) noexcept { return k == ListKind::Allow ? "allow" : "block"; }
+
+std::optional<ListKind> parse_list_kind(std::string_view s) noexcept {
+  if (s == "block") return ListKind::Block;
+  if (s == "allow") return ListKind::Allow;
+  return std::nullopt;
+}
+
+bool valid_list_name(std::string_view s) noexcept {
+  if (s.empty() || s.size() > kMaxBankListNameBytes || s.front() == '-') return false;
+  for (const char c : s)
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+          c == '.' || c == '_' || c == '-'))
+      return false;
+  return true;
+}
+
+void Bank::Impl::audit_write(const std::string& action, const std::string& list,
+                             std::vector<std::int64_t> ids, const Actor& who,
+                             const std::string& detail) const {
+  if (!store->has_list_tables()) return;
+  AuditEvent e;
+  e.at = now_s();
+  e.actor = who.name.empty() ? "unattributed" : who.name.substr(0, kMaxReasonBytes);
+  e.action = action;
+  e.list = list;
+  e.ids = std::move(ids);
+  e.reason = who.reason.substr(0, kMaxReasonBytes);
+  e.detail = detail;
+  store->append_audit(e);
+}
+
+std::vector<ListInfo> Bank::lists() const {
+  std::lock_guard lock(impl_->db_mu);
+  auto tx = impl_->store->begin_read();
+  auto out = impl_->store->lists(true);
+  tx->commit();
+  return out;
+}
+
+std::optional<ListInfo> Bank::list(const std::string& name) const {
+  std::lock_guard lock(impl_->db_mu);
+  for (auto& l : impl_->store->lists(false))
+    if (l.name == name) return std::move(l);
+  return std::nullopt;
+}
+
+ListInfo Bank::create_list(const ListInfo& spec, const Actor& who) {
+  auto& m = *impl_;
+  m.require_writable();
+  m.require_key();
+  if (!valid_list_name(spec.name))
+    throw Error(ErrorKind::Usage, m.where,
+                "a list name is 1 to " + std::to_string(kMaxBankListNameBytes) +
+                    " letters, digits, '.', '_' or '-', not starting with '-': '" +
+                    spec.name.substr(0, kMaxBankListNameBytes + 1) + "' is not one");
+  check_text(m.where, "the description", spec.description, kMaxListTextBytes);
+  check_text(m.where, "the organisation", spec.organisation, kMaxListTextBytes);
+  check_text(m.where, "the terms", spec.terms, kMaxListTextBytes);
+  if (spec.disabled) check_disabled(m.where, *spec.disabled);
+  std::lock_guard lock(m.db_mu);
+  ListInfo l = spec;
+  l.id = 0;
+  l.created_at = now_s();
+  l.entries = 0;
+  auto tx = m.store->begin_write();
+  for (const auto& have : m.store->lists(false))
+    if (have.name == l.name)
+      throw Error(ErrorKind::Usage, m.where, "there is already a list '" + l.name + "'");
+  l.id = m.store->insert_list(l);
+  m.audit_write("list-create", l.name, {}, who, list_json(l).dump());
+  tx->commit();
+  return l;
+}
+
+ListInfo Bank::change_list(const std::string& name, const ListChange& c, const Actor& who) {
+  auto& m = *impl_;
+  m.require_writable();
+  m.require_key();
+  if (c.enable && c.disable)
+    throw Error(ErrorKind::Usage, m.where, "a list is enabled or disabled, not both");
+  if (c.disable) check_disabled(m.where, *c.disable);
+  for (const auto* t : {&c.description, &c.organisation, &c.terms})
+    if (*t) check_text(m.where, "a list's text", **t, kMaxListTextBytes);
+  std::lock_guard lock(m.db_mu);
+  auto tx = m.store->begin_write();
+  std::optional<ListInfo> found;
+  for (auto& l : m.store->lists(false))
+    if (l.name == name) found = std::move(l);
+  if (!found) throw Error(ErrorKind::Usage, m.where, "there is no list '" + name + "'");
+  ListInfo l = std::move(*found);
+  if (c.kind) l.kind = *c.kind;
+  if (c.description) l.description = *c.description;
+  if (c.organisation) l.organisation = *c.organisation;
+  if (c.terms) l.terms = *c.terms;
+  if (c.disable) l.disabled = c.disable;
+  if (c.enable) l.disabled.reset();
+  m.store->update_list(l);
+  const char* action = c.disable ? "disable" : c.enable ? "enable" : "list-change";
+  Actor why = who;
+  if (c.disable && why.reason.empty()) why.reason = c.disable->reason;
+  m.audit_write(action, l.name, {}, why, list_json(l).dump());
+  tx->commit();
+  return l;
+}
+
+std::int64_t Bank::set_disabled(std::span<const std::int64_t> ids,
+                                const std::optional<Disabled>& state, const Actor& who) {
+  auto& m = *impl_;
+  m.require_writable();
+  m.require_key();
+  if (state) check_disabled(m.where, *state);
+  std::lock_guard lock(m.db_mu);
+  auto tx = m.store->begin_write();
+  auto changed = m.store->set_entries_disabled(ids, state);
+  const auto n = static_cast<std::int64_t>(changed.size());
+  if (n > 0) {
+    Actor why = who;
+    if (state && why.reason.empty()) why.reason = state->reason;
+    nlohmann::json detail = nlohmann::json::object();
+    if (state && state->until) detail["until"] = *state->until;
+    m.audit_write(state ? "disable" : "enable", "", std::move(changed), why,
+                  detail.empty() ? std::string() : detail.dump());
+  }
+  tx->commit();
+  return n;
+}
+
+std::vector<AuditEvent> Bank::audit(std::int64_t after, std::size_t limit) const {
+  std::lock_guard lock(impl_->db_mu);
+  return impl_->store->audit_after(after, limit);
+}
+
+}  // namespace hashwall

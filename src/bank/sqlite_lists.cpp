@@ -1,0 +1,159 @@
+// The SQLite store's lists, entry state and audit log (format 5, sqlite_schema.cpp).
+#include <algorithm>
+
+#include "bank/sqlite.hpp"
+#include "bank/sqlite_store_impl.hpp"
+#include "bank/store.hpp"
+#include "bank/values.hpp"
+#include "core/error.hpp"
+
+namespace hashwall::sqlite {
+
+namespace {
+
+using bank_detail::decode_ids;
+using bank_detail::encode_ids;
+
+void bind_disabled(Stmt& s, int reason, int until, const std::optional<Disabled>& d) {
+  if (!d) {
+    s.bind_null(reason).bind_null(until);
+    return;
+  }
+  s.bind(reason, std::string_view(d->reason));
+  if (d->until)
+    s.bind(until, *d->until);
+  else
+    s.bind_null(until);
+}
+
+}  // namespace
+
+std::vector<ListInfo> SqliteStore::lists(bool counts) {
+  std::vector<ListInfo> out;
+  if (!list_tables_) {
+    ListInfo l;
+    l.id = kDefaultListId;
+    l.name = kDefaultListName;
+    if (counts) l.entries = count_entries();
+    out.push_back(std::move(l));
+    return out;
+  }
+  Stmt s(conn_,
+         counts ? "SELECT l.id, l.name, l.kind, l.disabled_reason, l.disabled_until, "
+                  "l.description, l.organisation, l.terms, l.created_at, "
+                  "(SELECT count(*) FROM entries e WHERE e.list_id = l.id) FROM lists l ORDER BY l.id"
+                : "SELECT id, name, kind, disabled_reason, disabled_until, description, "
+                  "organisation, terms, created_at, 0 FROM lists ORDER BY id");
+  while (s.step()) {
+    ListInfo l;
+    l.id = s.i64(0);
+    l.name = s.text(1);
+    l.kind = s.text(2) == "allow" ? ListKind::Allow : ListKind::Block;
+    if (!s.null(3)) {
+      l.disabled = Disabled{s.text(3), std::nullopt};
+      if (!s.null(4)) l.disabled->until = s.i64(4);
+    }
+    l.description = s.text(5);
+    l.organisation = s.text(6);
+    l.terms = s.text(7);
+    l.created_at = s.i64(8);
+    l.entries = s.i64(9);
+    out.push_back(std::move(l));
+  }
+  return out;
+}
+
+std::int64_t SqliteStore::insert_list(const ListInfo& l) {
+  Stmt s(conn_,
+         "INSERT INTO lists(id, name, kind, disabled_reason, disabled_until, description, "
+         "organisation, terms, created_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)");
+  if (l.id > 0)
+    s.bind(1, l.id);
+  else
+    s.bind_null(1);
+  s.bind(2, std::string_view(l.name)).bind(3, std::string_view(list_kind_name(l.kind)));
+  bind_disabled(s, 4, 5, l.disabled);
+  s.bind(6, std::string_view(l.description))
+      .bind(7, std::string_view(l.organisation))
+      .bind(8, std::string_view(l.terms))
+      .bind(9, l.created_at);
+  s.step();
+  return sqlite3_last_insert_rowid(conn_.db);
+}
+
+void SqliteStore::update_list(const ListInfo& l) {
+  Stmt s(conn_,
+         "UPDATE lists SET kind = ?2, disabled_reason = ?3, disabled_until = ?4, description = "
+         "?5, organisation = ?6, terms = ?7 WHERE id = ?1");
+  s.bind(1, l.id).bind(2, std::string_view(list_kind_name(l.kind)));
+  bind_disabled(s, 3, 4, l.disabled);
+  s.bind(5, std::string_view(l.description))
+      .bind(6, std::string_view(l.organisation))
+      .bind(7, std::string_view(l.terms));
+  s.step();
+}
+
+std::vector<std::int64_t> SqliteStore::set_entries_disabled(std::span<const std::int64_t> ids,
+                                                            const std::optional<Disabled>& state) {
+  Stmt s(conn_,
+         "UPDATE entries SET disabled_reason = ?2, disabled_until = ?3 WHERE id = ?1 RETURNING id");
+  std::vector<std::int64_t> out;
+  for (const auto id : ids) {
+    s.bind(1, id);
+    bind_disabled(s, 2, 3, state);
+    while (s.step()) out.push_back(s.i64(0));
+    s.reset();
+  }
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+std::int64_t SqliteStore::append_audit(const AuditEvent& e) {
+  Stmt s(conn_,
+         "INSERT INTO audit(id, at, actor, action, list, ids, reason, detail) "
+         "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)");
+  if (e.id > 0)
+    s.bind(1, e.id);
+  else
+    s.bind_null(1);
+  s.bind(2, e.at)
+      .bind(3, std::string_view(e.actor))
+      .bind(4, std::string_view(e.action))
+      .bind(5, std::string_view(e.list))
+      .bind_blob(6, encode_ids(e.ids))
+      .bind(7, std::string_view(e.reason))
+      .bind(8, std::string_view(e.detail));
+  s.step();
+  return sqlite3_last_insert_rowid(conn_.db);
+}
+
+std::vector<AuditEvent> SqliteStore::audit_after(std::int64_t after, std::size_t limit) {
+  std::vector<AuditEvent> out;
+  if (!list_tables_) return out;
+  Stmt s(conn_,
+         ("SELECT id, at, actor, action, list, ids, reason, detail FROM audit WHERE id > ?1 "
+          "ORDER BY id LIMIT " +
+          std::to_string(limit))
+             .c_str());
+  s.bind(1, after);
+  while (s.step()) {
+    AuditEvent e;
+    e.id = s.i64(0);
+    e.at = s.i64(1);
+    e.actor = s.text(2);
+    e.action = s.text(3);
+    e.list = s.text(4);
+    auto ids = decode_ids(s.blob(5));
+    if (!ids)
+      throw Error(ErrorKind::Bank, where(),
+                  "audit row " + std::to_string(e.id) + " is corrupt (run 'hashwall check')");
+    e.ids = std::move(*ids);
+    e.reason = s.text(6);
+    e.detail = s.text(7);
+    out.push_back(std::move(e));
+  }
+  return out;
+}
+
+}  // namespace hashwall::sqlite
