@@ -30,8 +30,8 @@ done
 while IFS=: read -r file line _; do
   case $file in
     src/bank/sqlite_store.cpp | src/bank/sqlite_records.cpp | src/bank/sqlite_store_impl.hpp | \
-      src/bank/sqlite_schema.cpp | src/bank/sqlite.hpp) ;;
-    src/bank/pg_store.cpp | src/bank/pg_records.cpp | src/bank/pg_store_impl.hpp | src/bank/pg.cpp | \
+      src/bank/sqlite_schema.cpp | src/bank/sqlite_lists.cpp | src/bank/sqlite.hpp) ;;
+    src/bank/pg_store.cpp | src/bank/pg_records.cpp | src/bank/pg_lists.cpp | src/bank/pg_store_impl.hpp | src/bank/pg.cpp | \
       src/bank/pg.hpp)
       [[ $(sed -n "${line}p" "$file") == *sqlite3* ]] &&
         echo "check_layers: $file:$line: SQLite in the PostgreSQL store" >&2 && status=1

@@ -39,9 +39,9 @@ const char* origin_name(Origin) noexcept;
 // that entries without --list go to (and that format-4 banks' entries move into).
 inline constexpr std::int64_t kDefaultListId = 1;
 inline constexpr const char* kDefaultListName = "default";
-inline constexpr std::size_t kMaxBankListNameBytes = 64;    // [A-Za-z0-9._-], see valid_list_name
-inline constexpr std::size_t kMaxListTextBytes = 4096;  // description, organisation, terms
-inline constexpr std::size_t kMaxReasonBytes = 1024;    // a disable's or an audit row's reason
+inline constexpr std::size_t kMaxBankListNameBytes = 64;  // [A-Za-z0-9._-], see valid_list_name
+inline constexpr std::size_t kMaxListTextBytes = 4096;    // description, organisation, terms
+inline constexpr std::size_t kMaxReasonBytes = 1024;      // a disable's or an audit row's reason
 enum class ListKind { Block, Allow };
 const char* list_kind_name(ListKind) noexcept;  // "block", "allow"
 std::optional<ListKind> parse_list_kind(std::string_view) noexcept;
@@ -114,7 +114,8 @@ struct Entry : NewEntry {
   std::optional<Disabled> disabled;  // the entry's own state
   // Whether it may decide now: neither it nor its list is disabled at `now`.
   bool enabled_at(std::int64_t now) const {
-    return !(disabled && disabled->in_force(now)) && !(list_disabled && list_disabled->in_force(now));
+    return !(disabled && disabled->in_force(now)) &&
+           !(list_disabled && list_disabled->in_force(now));
   }
 };
 

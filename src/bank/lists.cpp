@@ -13,8 +13,7 @@ namespace {
 
 std::int64_t now_s() { return static_cast<std::int64_t>(std::time(nullptr)); }
 
-void check_text(const std::string& where, const char* what, const std::string& s,
-                std::size_t max) {
+void check_text(const std::string& where, const char* what, const std::string& s, std::size_t max) {
   if (s.size() > max)
     throw Error(ErrorKind::Usage, where,
                 std::string(what) + " of " + std::to_string(s.size()) + " bytes is longer than " +
@@ -52,8 +51,8 @@ std::optional<ListKind> parse_list_kind(std::string_view s) noexcept {
 bool valid_list_name(std::string_view s) noexcept {
   if (s.empty() || s.size() > kMaxBankListNameBytes || s.front() == '-') return false;
   for (const char c : s)
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-          c == '.' || c == '_' || c == '-'))
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+          c == '_' || c == '-'))
       return false;
   return true;
 }

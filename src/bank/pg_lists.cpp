@@ -113,8 +113,8 @@ std::vector<std::int64_t> PgStore::set_entries_disabled(std::span<const std::int
 }
 
 std::int64_t PgStore::append_audit(const AuditEvent& e) {
-  const std::vector<Param> p{num(e.at),        blob(e.actor),           text(e.action),
-                             text(e.list),     blob(encode_ids(e.ids)), blob(e.reason),
+  const std::vector<Param> p{num(e.at),     blob(e.actor),           text(e.action),
+                             text(e.list),  blob(encode_ids(e.ids)), blob(e.reason),
                              blob(e.detail)};
   if (e.id <= 0)
     return q("INSERT INTO audit(at, actor, action, list, ids, reason, detail) VALUES($1::bigint, "
@@ -134,10 +134,10 @@ std::int64_t PgStore::append_audit(const AuditEvent& e) {
 std::vector<AuditEvent> PgStore::audit_after(std::int64_t after, std::size_t limit) {
   std::vector<AuditEvent> out;
   if (!list_tables_) return out;
-  const auto r = q(
-      "SELECT id, at, actor, action, list, ids, reason, detail FROM audit WHERE id > $1::bigint "
-      "ORDER BY id LIMIT $2::bigint",
-      {num(after), num(static_cast<std::int64_t>(limit))});
+  const auto r =
+      q("SELECT id, at, actor, action, list, ids, reason, detail FROM audit WHERE id > $1::bigint "
+        "ORDER BY id LIMIT $2::bigint",
+        {num(after), num(static_cast<std::int64_t>(limit))});
   for (int i = 0; i < r.rows(); ++i) {
     AuditEvent e;
     e.id = r.i64(i, 0);

@@ -184,7 +184,7 @@ void PgStore::open(const std::string& conninfo, OpenMode mode, bool create_allow
                 "bank format version " + std::to_string(*v) +
                     " is newer than this hashwall understands (" + std::to_string(kFormatVersion) +
                     "); upgrade hashwall");
-  if (*v < kFormatVersion)
+  if (*v < 4)
     throw Error(ErrorKind::Bank, where_,
                 "corrupt bank: a PostgreSQL bank of format " + std::to_string(*v) +
                     " (PostgreSQL banks start at format 4)");

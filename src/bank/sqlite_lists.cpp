@@ -39,11 +39,12 @@ std::vector<ListInfo> SqliteStore::lists(bool counts) {
     return out;
   }
   Stmt s(conn_,
-         counts ? "SELECT l.id, l.name, l.kind, l.disabled_reason, l.disabled_until, "
-                  "l.description, l.organisation, l.terms, l.created_at, "
-                  "(SELECT count(*) FROM entries e WHERE e.list_id = l.id) FROM lists l ORDER BY l.id"
-                : "SELECT id, name, kind, disabled_reason, disabled_until, description, "
-                  "organisation, terms, created_at, 0 FROM lists ORDER BY id");
+         counts
+             ? "SELECT l.id, l.name, l.kind, l.disabled_reason, l.disabled_until, "
+               "l.description, l.organisation, l.terms, l.created_at, "
+               "(SELECT count(*) FROM entries e WHERE e.list_id = l.id) FROM lists l ORDER BY l.id"
+             : "SELECT id, name, kind, disabled_reason, disabled_until, description, "
+               "organisation, terms, created_at, 0 FROM lists ORDER BY id");
   while (s.step()) {
     ListInfo l;
     l.id = s.i64(0);
@@ -131,11 +132,10 @@ std::int64_t SqliteStore::append_audit(const AuditEvent& e) {
 std::vector<AuditEvent> SqliteStore::audit_after(std::int64_t after, std::size_t limit) {
   std::vector<AuditEvent> out;
   if (!list_tables_) return out;
-  Stmt s(conn_,
-         ("SELECT id, at, actor, action, list, ids, reason, detail FROM audit WHERE id > ?1 "
-          "ORDER BY id LIMIT " +
-          std::to_string(limit))
-             .c_str());
+  Stmt s(conn_, ("SELECT id, at, actor, action, list, ids, reason, detail FROM audit WHERE id > ?1 "
+                 "ORDER BY id LIMIT " +
+                 std::to_string(limit))
+                    .c_str());
   s.bind(1, after);
   while (s.step()) {
     AuditEvent e;

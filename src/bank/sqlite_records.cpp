@@ -92,8 +92,8 @@ std::optional<std::int64_t> SqliteStore::id_of_unhashed(std::string_view source,
 
 std::int64_t SqliteStore::insert_entry(const NewEntry& e, const std::optional<std::string>& sha,
                                        std::int64_t added_at) {
-  auto& s = stmt(insert_,
-                 list_tables_ ? "INSERT INTO entries(sha256, pdq, quality, label, source, origin, "
+  auto& s = stmt(insert_, list_tables_
+                              ? "INSERT INTO entries(sha256, pdq, quality, label, source, origin, "
                                 "added_at, list_id, added_by, peer, external_id) "
                                 "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
                               : "INSERT INTO entries(sha256, pdq, quality, label, source, origin, "

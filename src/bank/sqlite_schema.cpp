@@ -171,8 +171,9 @@ void upgrade_schema(const Conn& c) {
     g.step();
     set_meta(c, "changes_from", g.text(0));
   }
-  if (count(c, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = "
-               "'entry_digests'") == 0) {
+  if (count(c,
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = "
+            "'entry_digests'") == 0) {
     c.exec(kFormat4Schema);  // 3 -> 4
     // Entries from here on carry digests; the ones already there do not (check notes
     // them). Ids only grow (AUTOINCREMENT), so every later entry's id is at least this.

@@ -236,7 +236,8 @@ std::vector<std::string> SqliteStore::orphan_rows() {
   }
   if (list_tables_) {
     // No foreign key in SQLite (sqlite_schema.cpp): such entries read as disabled.
-    const auto n = count("SELECT count(*) FROM entries WHERE list_id NOT IN (SELECT id FROM lists)");
+    const auto n =
+        count("SELECT count(*) FROM entries WHERE list_id NOT IN (SELECT id FROM lists)");
     if (n > 0) out.push_back(std::to_string(n) + " entries name a list that does not exist");
   }
   return out;

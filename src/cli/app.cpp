@@ -32,6 +32,7 @@ int run(int argc, char** argv) {
   register_import(app, exit_code);
   register_export(app, exit_code);
   register_admin(app, exit_code);
+  register_control(app, exit_code);
   register_bench(app, exit_code);
   register_serve(app, exit_code);
   try {

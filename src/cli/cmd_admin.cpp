@@ -23,6 +23,7 @@ struct AdminArgs {
   std::vector<std::string> labels;
   std::vector<std::string> sha256s;
   std::string seal_key_file;
+  std::string reason;
 };
 
 bool bank_exists(const std::string& where) {
@@ -152,9 +153,10 @@ int run_remove(const AdminArgs& a) {
     throw Error(ErrorKind::Usage, "", "say what to remove: --id, --label or --sha256");
   auto bank = Bank::open(a.bank, OpenMode::ReadWrite, {}, read_seal_key(a.seal_key_file));
   std::int64_t removed = 0;
-  if (!a.ids.empty()) removed += bank->remove_ids(a.ids);
-  for (const auto& l : a.labels) removed += bank->remove_label(l);
-  for (const auto& s : a.sha256s) removed += bank->remove_sha256(s);
+  const Actor who = cli_actor(a.reason);
+  if (!a.ids.empty()) removed += bank->remove_ids(a.ids, who);
+  for (const auto& l : a.labels) removed += bank->remove_label(l, who);
+  for (const auto& s : a.sha256s) removed += bank->remove_sha256(s, who);
   bank->flush_index();
   if (a.json_out)
     std::cout << dump_json(json{{"removed", removed}, {"bank_entries", bank->stats().entries}}, 2)
@@ -365,6 +367,7 @@ void register_admin(CLI::App& app, int& exit_code) {
     cmd->add_option("--label", a->labels, "Every entry with this label (repeatable)");
     cmd->add_option("--sha256", a->sha256s,
                     "The entry indexed from the file with this SHA-256 (repeatable)");
+    cmd->add_option("--reason", a->reason, "Why, for the audit log ('hashwall log')");
     add_seal_key_option(cmd, a->seal_key_file, "needed when the bank is sealed with one");
     cmd->add_flag("--json", a->json_out, "Print the result as JSON");
     cmd->footer(

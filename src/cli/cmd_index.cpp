@@ -19,6 +19,7 @@ struct IndexArgs {
   std::string bank;
   std::string seal_key_file;
   std::string label;
+  std::string list = kDefaultListName;
   int jobs = 0;
   int batch = 256;
   bool json_out = false;
@@ -59,6 +60,8 @@ int run_index(const IndexArgs& a) {
         Bank::open(a.bank, OpenMode::Create, new_bank_config({}, a.signals, a.model, a.min_inliers),
                    read_seal_key(a.seal_key_file));
   }
+  const std::int64_t list_id = list_id_of(*bank, a.list);
+  const Actor who = cli_actor();
   const SignalSetup sig = signal_setup(*bank, {}, a.model, false);
   // Written only after a batch is committed, and flushed, so every SHA-256 in it is in
   // the bank even if the process is killed the next instant (tests/test_crash_safety).
@@ -81,7 +84,7 @@ int run_index(const IndexArgs& a) {
 
   auto commit = [&] {
     if (pending.empty()) return;
-    const AddResult r = bank->add(pending);
+    const AddResult r = bank->add(pending, who);
     added += r.added;
     duplicates += r.duplicates;
     if (commit_log) {
@@ -108,6 +111,8 @@ int run_index(const IndexArgs& a) {
           const Fingerprint f = fingerprint(img, opt.mode, sig.fingerprint);
           NewEntry e = entry_from(f);
           e.label = a.label;
+          e.list_id = list_id;
+          e.added_by = who.name;
           e.source = fs::absolute(files[i]).lexically_normal().string();
           e.origin = Origin::Indexed;
           it.entry = std::move(e);
@@ -182,6 +187,8 @@ void register_index(CLI::App& app, int& exit_code) {
       ->required()
       ->envname("HASHWALL_BANK");
   cmd->add_option("-l,--label", a->label, "Label stored with every new entry (e.g. a case id)");
+  cmd->add_option("--list", a->list,
+                  "The list new entries go to (default: 'default'; see 'hashwall list')");
   add_seal_key_option(cmd, a->seal_key_file,
                       "needed when the bank is sealed with one; a new bank is sealed with it");
   cmd->add_option("-j,--jobs", a->jobs, "Decode/hash threads (default: all cores)");

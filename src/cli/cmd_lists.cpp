@@ -1,5 +1,6 @@
 // hashwall import / export: hash lists in other organisations' formats.
 #include <cstdio>
+#include <ctime>
 #include <fstream>
 #include <iostream>
 #include <iterator>
@@ -21,6 +22,7 @@ struct ListArgs {
   std::string seal_key_file;
   std::string format;
   std::string label;
+  std::string list;
   std::string output;
   bool json_out = false;
 };
@@ -57,6 +59,8 @@ int run_import(const ListArgs& a) {
     return kExitError;
   }
   auto bank = Bank::open(a.bank, OpenMode::Create, {}, read_seal_key(a.seal_key_file));
+  const std::int64_t list_id = list_id_of(*bank, a.list.empty() ? kDefaultListName : a.list);
+  const Actor who = cli_actor();
   std::vector<NewEntry> entries;
   entries.reserve(parsed.items.size());
   // A line repeated in the list (same hash, same name) is one entry, not one per line:
@@ -72,11 +76,13 @@ int run_import(const ListArgs& a) {
     e.pdq = it.hash;
     e.quality = it.quality;
     e.label = a.label;
+    e.list_id = list_id;
+    e.added_by = who.name;
     e.source = it.name.empty() ? list_name + ":" + std::to_string(it.line) : it.name;
     e.origin = Origin::Imported;
     entries.push_back(std::move(e));
   }
-  const AddResult r = bank->add(entries);
+  const AddResult r = bank->add(entries, who);
   bank->flush_index();
   if (a.json_out) {
     json j;
@@ -98,9 +104,13 @@ int run_import(const ListArgs& a) {
 int run_export(const ListArgs& a) {
   const ListFormat fmt = format_of(a.format);
   const auto bank = Bank::open(a.bank, OpenMode::ReadOnly);
+  if (!a.list.empty()) list_id_of(*bank, a.list);  // a list that is not there is an error
+  const std::int64_t now = static_cast<std::int64_t>(std::time(nullptr));
   std::vector<ListItem> items;
   bank->for_each([&](const Entry& e) {
     if (!a.label.empty() && e.label != a.label) return true;
+    if (!a.list.empty() && e.list_name != a.list) return true;
+    if (!e.enabled_at(now)) return true;  // a disabled entry is not passed on
     ListItem it;
     it.hash = e.pdq;
     it.quality = e.quality;
@@ -137,6 +147,8 @@ void register_import(CLI::App& app, int& exit_code) {
   cmd->add_option("-b,--bank", a->bank, kBankHelp)->required()->envname("HASHWALL_BANK");
   cmd->add_option("-f,--format", a->format, "pdq-csv, hma or hex")->required();
   cmd->add_option("-l,--label", a->label, "Label stored with every imported entry");
+  cmd->add_option("--list", a->list,
+                  "The list the entries go to (default: 'default'; see 'hashwall list')");
   add_seal_key_option(cmd, a->seal_key_file,
                       "needed when the bank is sealed with one; a new bank is sealed with it");
   cmd->add_flag("--json", a->json_out, "Print the summary as JSON");
@@ -160,6 +172,8 @@ void register_export(CLI::App& app, int& exit_code) {
   cmd->add_option("-f,--format", a->format, "pdq-csv, hma or hex")->required();
   cmd->add_option("-o,--output", a->output, "Output file (default: stdout)");
   cmd->add_option("-l,--label", a->label, "Only entries with this label");
+  cmd->add_option("--list", a->list,
+                  "Only entries of this list (disabled entries and lists are always left out)");
   cmd->footer(std::string(kFormatsHelp) +
               "\nExamples:\n"
               "  hashwall export --bank cases.db --format pdq-csv -o cases.csv\n"

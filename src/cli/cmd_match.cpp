@@ -32,6 +32,7 @@ struct MatchArgs {
   std::string model;
   std::optional<int> min_inliers;
   std::optional<double> embed_threshold;
+  std::vector<std::string> lists;  // only these lists' entries take part
   // query
   bool json_out = false;
   bool near_misses = false;
@@ -57,6 +58,7 @@ MatchOptions match_options(const MatchArgs& a) {
   o.local_min_inliers = a.min_inliers;
   o.embed_threshold = a.embed_threshold;
   o.near_misses = a.near_misses;
+  o.lists = a.lists;
   return o;
 }
 
@@ -69,6 +71,8 @@ void add_match_options(CLI::App* cmd, MatchArgs& a) {
   cmd->add_option("--min-quality", a.min_quality,
                   "Minimum PDQ quality on both sides (default: the bank's, normally 50)")
       ->check(CLI::Range(0, 100));
+  cmd->add_option("--list", a.lists,
+                  "Look only in this list (repeatable; default: every list; see 'hashwall list')");
   cmd->add_option("-k,--top", a.top, "Report at most K matching entries per file")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
@@ -128,6 +132,7 @@ FileReport check_any(const std::filesystem::path& file, const LoadOptions& opt,
 int run_query(const MatchArgs& a) {
   const auto bank = Bank::open(a.bank, OpenMode::ReadOnly);
   warn_refused_cache(*bank);
+  for (const auto& l : a.lists) list_id_of(*bank, l);  // a list that is not there is an error
   const Matcher matcher(*bank, match_options(a));
   LoadOptions opt = load_options(false, a.no_exif, a.max_pixels);
   const SignalSetup sig = setup_for(*bank, a, opt);
@@ -159,6 +164,7 @@ int run_scan(const MatchArgs& a) {
   if (a.jsonl && a.csv) throw Error(ErrorKind::Usage, "", "--jsonl and --csv exclude each other");
   const auto bank = Bank::open(a.bank, OpenMode::ReadOnly);
   warn_refused_cache(*bank);
+  for (const auto& l : a.lists) list_id_of(*bank, l);  // a list that is not there is an error
   const Matcher matcher(*bank, match_options(a));
   std::vector<std::string> missing;
   const auto files = collect_files(a.paths, a.all_files, missing, true);

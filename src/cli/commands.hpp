@@ -11,8 +11,9 @@ void register_query(CLI::App& app, int& exit_code);
 void register_scan(CLI::App& app, int& exit_code);
 void register_import(CLI::App& app, int& exit_code);
 void register_export(CLI::App& app, int& exit_code);
-void register_admin(CLI::App& app, int& exit_code);  // init, stats, remove, reindex, check
-void register_bench(CLI::App& app, int& exit_code);  // bench robustness | speed
-void register_serve(CLI::App& app, int& exit_code);  // HTTP service (src/server)
+void register_admin(CLI::App& app, int& exit_code);    // init, stats, remove, reindex, check
+void register_bench(CLI::App& app, int& exit_code);    // bench robustness | speed
+void register_serve(CLI::App& app, int& exit_code);    // HTTP service (src/server)
+void register_control(CLI::App& app, int& exit_code);  // list, disable, enable, log
 
 }  // namespace hashwall::cli

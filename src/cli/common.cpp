@@ -1,11 +1,14 @@
 #include "cli/common.hpp"
 
+#include <pwd.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <condition_variable>
 #include <csignal>
 #include <cstdio>
+#include <ctime>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -22,6 +25,8 @@ const char* const kExitCodesHelp =
     "  2    error: unreadable input, unusable bank, bad usage (scan: some file failed)\n"
     "  3    query/scan: too low quality to decide (PDQ quality below the minimum);\n"
     "       index: finished, but some files were skipped as unreadable\n"
+    "  4    query/scan: allowed: the strongest match is on an allow list (a known harmless\n"
+    "       photo or collision), and no file matched a block list\n"
     "  130  interrupted (Ctrl-C); every committed batch is kept\n";
 
 std::atomic<bool>& stop_requested() {
@@ -180,6 +185,65 @@ void add_seal_key_option(CLI::App* cmd, std::string& file, const std::string& pu
 
 std::string read_seal_key(const std::string& file) {
   return file.empty() ? std::string() : server::read_secret_file(file, "seal key file");
+}
+
+Actor cli_actor(const std::string& reason) {
+  std::string user;
+  if (const passwd* pw = ::getpwuid(::geteuid()); pw && pw->pw_name) user = pw->pw_name;
+  if (user.empty()) user = "uid" + std::to_string(::geteuid());
+  return Actor{"cli:" + user, reason};
+}
+
+std::int64_t parse_until(const std::string& text) {
+  const auto bad = [&]() -> Error {
+    return Error(ErrorKind::Usage, "",
+                 "--until '" + text.substr(0, 40) +
+                     "' is not a time: unix seconds, 2027-01-31, 2027-01-31T12:00:00Z or +7d");
+  };
+  if (text.empty()) throw bad();
+  if (text[0] == '+') {
+    std::size_t used = 0;
+    long long n = 0;
+    try {
+      n = std::stoll(text.substr(1), &used);
+    } catch (const std::exception&) {
+      throw bad();
+    }
+    if (n < 0 || used + 2 != text.size()) throw bad();
+    const char unit = text.back();
+    const long long mult = unit == 's'   ? 1
+                           : unit == 'm' ? 60
+                           : unit == 'h' ? 3600
+                           : unit == 'd' ? 86400
+                                         : 0;
+    if (!mult || n > (1LL << 40) / mult) throw bad();
+    return static_cast<std::int64_t>(std::time(nullptr)) + n * mult;
+  }
+  if (std::all_of(text.begin(), text.end(), [](unsigned char c) { return std::isdigit(c); })) {
+    if (text.size() > 12) throw bad();
+    return std::stoll(text);
+  }
+  std::tm tm{};
+  const char* end = ::strptime(text.c_str(), "%Y-%m-%d", &tm);
+  if (!end) throw bad();
+  if (*end == 'T' || *end == ' ') {
+    const char* t = ::strptime(end + 1, "%H:%M:%S", &tm);
+    if (!t) t = ::strptime(end + 1, "%H:%M", &tm);
+    if (!t) throw bad();
+    end = t;
+  }
+  if (*end == 'Z') ++end;
+  if (*end != '\0') throw bad();
+  return static_cast<std::int64_t>(::timegm(&tm));
+}
+
+std::int64_t list_id_of(const Bank& bank, const std::string& name) {
+  const auto l = bank.list(name);
+  if (!l)
+    throw Error(ErrorKind::Usage, "",
+                "there is no list '" + name.substr(0, 80) +
+                    "' in the bank (see 'hashwall list'; make one with 'hashwall list create')");
+  return l->id;
 }
 
 }  // namespace hashwall::cli

@@ -30,6 +30,7 @@ inline constexpr int kExitMatch = 1;      // query/scan: at least one match
 inline constexpr int kExitError = 2;      // error (bad input, unusable bank, bad usage)
 inline constexpr int kExitUndecided = 3;  // query/scan: too low quality to decide;
                                           // index: finished but skipped unreadable files
+inline constexpr int kExitAllowed = 4;    // query/scan: matched allow-list entries only
 inline constexpr int kExitInterrupted = 130;
 
 extern const char* const kExitCodesHelp;
@@ -76,6 +77,14 @@ LoadOptions load_options(bool exact, bool no_exif, std::uint64_t max_pixels);
 // the key read from its file ("" when no file was given).
 void add_seal_key_option(CLI::App* cmd, std::string& file, const std::string& purpose);
 std::string read_seal_key(const std::string& file);
+
+// Who a change made at the command line is attributed to in the audit log: "cli:USER".
+Actor cli_actor(const std::string& reason = {});
+// A time for --until: unix seconds ("1767225600"), a date or UTC time ("2027-01-31",
+// "2027-01-31T12:00:00Z") or a span from now ("+90m", "+12h", "+7d"). Error{Usage} else.
+std::int64_t parse_until(const std::string& text);
+// The id of the list named `name` in `bank` (Error{Usage} when there is none).
+std::int64_t list_id_of(const Bank& bank, const std::string& name);
 
 // File names need not be UTF-8; invalid bytes become U+FFFD instead of aborting output.
 std::string dump_json(const json& j, int indent = -1);

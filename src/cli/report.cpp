@@ -13,6 +13,10 @@ std::string describe_hit(const MatchHit& h) {
   std::string s = "#" + std::to_string(h.entry.id);
   if (!h.entry.label.empty()) s += " [" + h.entry.label + "]";
   s += " " + (h.entry.source.empty() ? std::string("(no source)") : h.entry.source);
+  if (h.allow)
+    s += "  (allow list " + h.entry.list_name + ")";
+  else if (h.entry.list_name != kDefaultListName)
+    s += "  (list " + h.entry.list_name + ")";
   if (h.exact) s += "  exact file (same SHA-256);";
   s += "  PDQ distance " + std::to_string(h.distance()) + " (" +
        std::string(dihedral_name(h.variant())) + ")";
@@ -134,7 +138,7 @@ void print_human(std::ostream& out, const FileReport& r, bool verbose) {
 }
 
 void print_csv_header(std::ostream& out) {
-  out << "file,status,match_id,label,source,distance,variant,exact,pdq,quality,error\n";
+  out << "file,status,match_id,label,source,distance,variant,exact,pdq,quality,error,list\n";
 }
 
 void print_csv(std::ostream& out, const FileReport& r) {
@@ -143,14 +147,14 @@ void print_csv(std::ostream& out, const FileReport& r) {
   const std::string quality = r.fp ? std::to_string(r.fp->pdq.quality) : "";
   if (r.result.hits.empty() || !r.error.empty()) {
     out << csv_field(r.file) << ',' << status << ",,,,,,," << pdq << ',' << quality << ','
-        << csv_field(r.error) << '\n';
+        << csv_field(r.error) << ",\n";
     return;
   }
   for (const auto& h : r.result.hits)
     out << csv_field(r.file) << ',' << status << ',' << h.entry.id << ','
         << csv_field(h.entry.label) << ',' << csv_field(h.entry.source) << ',' << h.distance()
         << ',' << dihedral_name(h.variant()) << ',' << (h.exact ? "true" : "false") << ',' << pdq
-        << ',' << quality << ",\n";
+        << ',' << quality << ",," << csv_field(h.entry.list_name) << '\n';
 }
 
 void Tally::add(const FileReport& r) {
@@ -161,6 +165,8 @@ void Tally::add(const FileReport& r) {
     ++matches;
   else if (r.result.verdict == Verdict::LowQuality)
     ++low_quality;
+  else if (r.result.verdict == Verdict::Allowed)
+    ++allowed;
   else
     ++no_match;
 }
@@ -169,6 +175,7 @@ int Tally::exit_code() const {
   if (matches) return kExitMatch;
   if (errors) return kExitError;
   if (low_quality) return kExitUndecided;
+  if (allowed) return kExitAllowed;
   return kExitOk;
 }
 

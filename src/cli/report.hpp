@@ -17,7 +17,7 @@ void print_csv(std::ostream& out, const FileReport& r);
 // Exit code for a set of reports: 1 if any match, else 2 if any error, else 3 if any
 // undecided (low quality), else 0.
 struct Tally {
-  std::size_t files = 0, matches = 0, no_match = 0, low_quality = 0, errors = 0;
+  std::size_t files = 0, matches = 0, no_match = 0, low_quality = 0, errors = 0, allowed = 0;
   void add(const FileReport& r);
   int exit_code() const;
 };

@@ -315,8 +315,7 @@ MatchResult Matcher::match(const Fingerprint& q) const {
             any = true;
           }
         }
-        if (whole || taken >= per_signal_cap || found.size() < k || k == 0 ||
-            k >= kRolePageMax)
+        if (whole || taken >= per_signal_cap || found.size() < k || k == 0 || k >= kRolePageMax)
           break;
       }
       if (any) break;

@@ -93,6 +93,11 @@ json report_json(const FileReport& r) {
   return j;
 }
 
+static json disabled_json(const std::optional<Disabled>& d) {
+  if (!d) return nullptr;
+  return {{"reason", d->reason}, {"until", d->until ? json(*d->until) : json(nullptr)}};
+}
+
 json entry_json(const Entry& e) {
   json j;
   j["id"] = e.id;
@@ -103,6 +108,13 @@ json entry_json(const Entry& e) {
   j["quality"] = e.quality ? json(*e.quality) : json(nullptr);
   j["origin"] = origin_name(e.origin);
   j["added_at"] = e.added_at;
+  j["list"] = e.list_name;
+  j["list_kind"] = list_kind_name(e.list_kind);
+  j["disabled"] = disabled_json(e.disabled);
+  j["list_disabled"] = disabled_json(e.list_disabled);
+  j["added_by"] = e.added_by;
+  j["peer"] = e.peer;
+  j["external_id"] = e.external_id;
   return j;
 }
 
@@ -112,6 +124,7 @@ json hit_json(const MatchHit& h) {
   j["label"] = h.entry.label;
   j["source"] = h.entry.source;
   j["sha256"] = h.entry.sha256 ? json(*h.entry.sha256) : json(nullptr);
+  j["list"] = h.entry.list_name;
   j["distance"] = h.distance();
   j["variant"] = std::string(dihedral_name(h.variant()));
   j["exact"] = h.exact;
