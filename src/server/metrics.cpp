@@ -22,6 +22,8 @@ const char* endpoint_name(Endpoint e) noexcept {
       return "/v1/stats";
     case Endpoint::Metrics:
       return "/metrics";
+    case Endpoint::Audit:
+      return "/v1/audit";
     case Endpoint::Other:
       break;
   }
@@ -40,6 +42,7 @@ Endpoint classify(std::string_view method, std::string_view path) noexcept {
     if (path == "/v1/ready") return Endpoint::Ready;
     if (path == "/v1/stats") return Endpoint::Stats;
     if (path == "/metrics") return Endpoint::Metrics;
+    if (path == "/v1/audit") return Endpoint::Audit;
   }
   return Endpoint::Other;
 }

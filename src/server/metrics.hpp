@@ -20,9 +20,10 @@ enum class Endpoint {
   Ready,
   Stats,
   Metrics,
+  Audit,
   Other
 };
-inline constexpr int kEndpointCount = 9;
+inline constexpr int kEndpointCount = 10;
 const char* endpoint_name(Endpoint) noexcept;  // "/v1/match", ... "other"
 // Which endpoint a request is for (unknown paths and methods: Other).
 Endpoint classify(std::string_view method, std::string_view path) noexcept;

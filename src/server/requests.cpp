@@ -78,6 +78,13 @@ std::optional<Reply> HttpServer::Impl::authorize(Request& rq, bool write) const 
                                   "; writes need write or admin");
     return std::nullopt;
   }
+  // The audit log names tokens, entries and reasons: a read token at least.
+  if (rq.endpoint == Endpoint::Audit && !no_auth) {
+    if (!token) return unauthorized("the audit log needs 'Authorization: Bearer TOKEN'");
+    if (token->role < Role::Read)
+      return error_reply(403, "token '" + token->name + "' has the role " +
+                                  role_name(token->role) + "; the audit log needs read or admin");
+  }
   const bool guarded_read = rq.endpoint == Endpoint::Match || rq.endpoint == Endpoint::MatchHash ||
                             rq.endpoint == Endpoint::Stats || rq.endpoint == Endpoint::Metrics;
   if (opt.auth_reads && guarded_read && !token && !no_auth)
@@ -100,6 +107,7 @@ std::optional<std::vector<HttpServer::Impl::Route>> HttpServer::Impl::routes_of(
   if (path == "/v1/health") return std::vector<Route>{{"GET", Endpoint::Health, false}};
   if (path == "/v1/ready") return std::vector<Route>{{"GET", Endpoint::Ready, false}};
   if (path == "/v1/stats") return std::vector<Route>{{"GET", Endpoint::Stats, false}};
+  if (path == "/v1/audit") return std::vector<Route>{{"GET", Endpoint::Audit, false}};
   if (path == "/metrics") return std::vector<Route>{{"GET", Endpoint::Metrics, false}};
   return std::nullopt;
 }
@@ -181,6 +189,19 @@ Answer HttpServer::Impl::work(const Request& rq) {
   return a;
 }
 
+namespace {
+
+// Who a write is attributed to in the audit log: the token's name ("token:NAME"), or
+// "anonymous" on a server without tokens (--no-auth); `reason` from the query string.
+Actor writer(const Request& rq) {
+  Actor a;
+  a.name = rq.caller == "-" ? "anonymous" : "token:" + rq.caller;
+  a.reason = rq.param_or("reason").substr(0, kMaxReasonBytes);
+  return a;
+}
+
+}  // namespace
+
 Reply HttpServer::Impl::endpoint_reply(const Request& rq) {
   if (rq.malformed)
     return error_reply(400, "the multipart body could not be read (malformed, or more than " +
@@ -203,16 +224,20 @@ Reply HttpServer::Impl::endpoint_reply(const Request& rq) {
     case Endpoint::EntriesAdd: {
       const std::string label = rq.param_or("label");
       const std::string source = rq.param_or("source");
+      const WriteContext ctx{writer(rq), rq.param_or("list")};
       if (const auto* part = rq.part("hashes"))
-        return service.add_hashes(part->content, part->content_type, label, source);
+        return service.add_hashes(part->content, part->content_type, label, source, ctx);
       if (!rq.multipart && is_hash_content_type(rq.content_type))
-        return service.add_hashes(rq.raw, rq.content_type, label, source);
+        return service.add_hashes(rq.raw, rq.content_type, label, source, ctx);
       auto up = upload_of(rq, err);
       if (!up) return error_reply(400, err);
-      return service.add_image(up->bytes, up->name, label, source);
+      return service.add_image(up->bytes, up->name, label, source, ctx);
     }
     case Endpoint::EntriesRemove:
-      return service.remove_entry(rq.path.substr(std::string_view("/v1/entries/").size()));
+      return service.remove_entry(rq.path.substr(std::string_view("/v1/entries/").size()),
+                                  {writer(rq), {}});
+    case Endpoint::Audit:
+      return service.audit(rq.params);
     default:
       break;
   }

@@ -73,6 +73,9 @@ std::optional<std::string> match_options(const Params& params, MatchOptions& o,
     return "parameter min_quality " + std::to_string(*o.min_quality) +
            " is looser than this service allows (at least " + std::to_string(floor) +
            "; serve --min-quality-floor)";
+  // list=NAME, repeatable: only those lists' entries take part.
+  for (auto [it, end] = params.equal_range("list"); it != end; ++it) o.lists.push_back(it->second);
+  if (o.lists.size() > 64) return std::string("at most 64 list parameters");
   if (auto it = params.find("dihedral"); it != params.end()) {
     const std::string v = lower(it->second);
     if (v == "1" || v == "true" || v == "yes")
@@ -202,6 +205,7 @@ Reply Service::match_image(std::span<const std::uint8_t> bytes, const std::strin
   MatchOptions mo;
   if (auto e = match_options(params, mo, limits_, bank_.config(), role))
     return error_reply(400, *e);
+  if (auto e = known_lists(mo)) return error_reply(400, *e);
   if (bytes.empty())
     return error_reply(400,
                        "empty body: send the image bytes (raw body or multipart field 'image')");
@@ -244,6 +248,7 @@ Reply Service::match_hashes(std::string_view body, std::string_view content_type
   MatchOptions mo;
   if (auto e = match_options(params, mo, limits_, bank_.config(), role))
     return error_reply(400, *e);
+  if (auto e = known_lists(mo)) return error_reply(400, *e);
   // A bare hash has no pixels to rotate: the client sends each variant it wants tried.
   mo.dihedral = false;
   ParsedHashes parsed = parse_hash_body(body, content_type, limits_.max_hashes);
@@ -291,8 +296,25 @@ Reply Service::match_hashes(std::string_view body, std::string_view content_type
   return r;
 }
 
+std::optional<std::string> Service::known_lists(const MatchOptions& o) const {
+  for (const auto& l : o.lists)
+    if (!bank_.list(l)) return "there is no list '" + l.substr(0, 80) + "' in the bank";
+  return std::nullopt;
+}
+
+std::optional<std::int64_t> Service::list_for_write(const WriteContext& ctx, Reply& err) const {
+  const std::string name = ctx.list.empty() ? kDefaultListName : ctx.list;
+  const auto l = bank_.list(name);
+  if (!l) {
+    err = error_reply(400, "there is no list '" + name.substr(0, 80) + "' in the bank");
+    return std::nullopt;
+  }
+  return l->id;
+}
+
 Reply Service::add_image(std::span<const std::uint8_t> bytes, const std::string& name,
-                         const std::string& label, const std::string& source) {
+                         const std::string& label, const std::string& source,
+                         const WriteContext& ctx) {
   if (!writable_) return error_reply(403, "this service is read-only (started with --read-only)");
   if (bytes.empty())
     return error_reply(400,
@@ -309,10 +331,15 @@ Reply Service::add_image(std::span<const std::uint8_t> bytes, const std::string&
     e.label = label;
     e.source = source.empty() ? name : source;
     e.origin = Origin::Indexed;
+    Reply bad;
+    const auto list_id = list_for_write(ctx, bad);
+    if (!list_id) return bad;
+    e.list_id = *list_id;
+    e.added_by = ctx.who.name;
     AddResult added;
     {
       std::lock_guard lock(write_mu_);
-      added = bank_.add(std::span(&e, 1));
+      added = bank_.add(std::span(&e, 1), ctx.who);
     }
     Reply r;
     r.status = added.added ? 201 : 200;
@@ -332,8 +359,12 @@ Reply Service::add_image(std::span<const std::uint8_t> bytes, const std::string&
 }
 
 Reply Service::add_hashes(std::string_view body, std::string_view content_type,
-                          const std::string& label, const std::string& source) {
+                          const std::string& label, const std::string& source,
+                          const WriteContext& ctx) {
   if (!writable_) return error_reply(403, "this service is read-only (started with --read-only)");
+  Reply bad;
+  const auto list_id = list_for_write(ctx, bad);
+  if (!list_id) return bad;
   ParsedHashes parsed = parse_hash_body(body, content_type, limits_.max_hashes);
   if (!parsed.error.empty()) return error_reply(400, parsed.error);
   const std::string lbl = parsed.label.empty() ? label : parsed.label;
@@ -348,13 +379,15 @@ Reply Service::add_hashes(std::string_view body, std::string_view content_type,
     e.label = lbl;
     e.source = item.name.empty() ? src : item.name;
     e.origin = Origin::Imported;
+    e.list_id = *list_id;
+    e.added_by = ctx.who.name;
     entries.push_back(std::move(e));
   }
   try {
     AddResult added;
     {
       std::lock_guard lock(write_mu_);
-      added = bank_.add(entries);
+      added = bank_.add(entries, ctx.who);
     }
     Reply r;
     r.status = added.added ? 201 : 200;
@@ -367,7 +400,7 @@ Reply Service::add_hashes(std::string_view body, std::string_view content_type,
   }
 }
 
-Reply Service::remove_entry(std::string_view id_text) {
+Reply Service::remove_entry(std::string_view id_text, const WriteContext& ctx) {
   if (!writable_) return error_reply(403, "this service is read-only (started with --read-only)");
   const auto id = parse_int(id_text);
   if (!id || *id <= 0)
@@ -377,12 +410,43 @@ Reply Service::remove_entry(std::string_view id_text) {
     std::int64_t removed = 0;
     {
       std::lock_guard lock(write_mu_);
-      removed = bank_.remove_ids(std::span(&*id, 1));
+      removed = bank_.remove_ids(std::span(&*id, 1), ctx.who);
     }
     if (removed == 0) return error_reply(404, "no entry with id " + std::to_string(*id));
     Reply r;
     r.body["removed"] = removed;
     r.body["id"] = *id;
+    return r;
+  } catch (const Error& e) {
+    return reply_for(e, limits_.retry_after_seconds);
+  }
+}
+
+Reply Service::audit(const Params& params) const {
+  const auto num = [&](const char* key, std::int64_t dflt, std::int64_t lo,
+                       std::int64_t hi) -> std::optional<std::int64_t> {
+    const auto it = params.find(key);
+    if (it == params.end()) return dflt;
+    const auto v = parse_int(it->second);
+    if (!v || *v < lo || *v > hi) return std::nullopt;
+    return v;
+  };
+  const auto after = num("after", 0, 0, std::numeric_limits<std::int64_t>::max());
+  const auto limit = num("limit", 100, 1, 1000);
+  if (!after || !limit)
+    return error_reply(400, "parameters after (0 or more) and limit (1 to 1000) must be integers");
+  try {
+    const auto rows = bank_.audit(*after, static_cast<std::size_t>(*limit));
+    json events = json::array();
+    for (const auto& e : rows) {
+      json j = {{"id", e.id},         {"at", e.at},   {"actor", e.actor}, {"action", e.action},
+                {"list", e.list},     {"ids", e.ids}, {"reason", e.reason}};
+      j["detail"] = e.detail.empty() ? json(nullptr) : json::parse(e.detail, nullptr, false);
+      events.push_back(std::move(j));
+    }
+    Reply r;
+    r.body["events"] = std::move(events);
+    r.body["next"] = rows.empty() ? *after : rows.back().id;
     return r;
   } catch (const Error& e) {
     return reply_for(e, limits_.retry_after_seconds);

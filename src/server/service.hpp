@@ -19,6 +19,7 @@
 #include "bank/bank.hpp"
 #include "hash/hash256.hpp"
 #include "match/fingerprint.hpp"
+#include "match/matcher.hpp"
 #include "server/auth.hpp"
 #include "server/hash_body.hpp"
 #include "server/metrics.hpp"
@@ -74,6 +75,13 @@ struct ServiceSignals {
   FingerprintOptions add;
 };
 
+// Who asks for a write and where it goes: the audit log's actor ("token:NAME") and reason,
+// and the list new entries go to (default: "default").
+struct WriteContext {
+  Actor who;
+  std::string list;
+};
+
 class Service {
  public:
   // The bank must outlive the service. `writable`: the bank was opened read-write.
@@ -90,12 +98,15 @@ class Service {
                      Role role = Role::Match) const;
   // POST /v1/entries with an image
   Reply add_image(std::span<const std::uint8_t> bytes, const std::string& name,
-                  const std::string& label, const std::string& source);
+                  const std::string& label, const std::string& source,
+                  const WriteContext& ctx = {});
   // POST /v1/entries with hashes (JSON or text, as parse_hash_body)
   Reply add_hashes(std::string_view body, std::string_view content_type, const std::string& label,
-                   const std::string& source);
+                   const std::string& source, const WriteContext& ctx = {});
   // DELETE /v1/entries/{id}
-  Reply remove_entry(std::string_view id_text);
+  Reply remove_entry(std::string_view id_text, const WriteContext& ctx = {});
+  // GET /v1/audit: the audit log's events after `after`, at most `limit` (1..1000).
+  Reply audit(const Params& params) const;
   Reply health() const;
   // `extra` (server settings, uptime) is merged into the body.
   Reply stats(const json& extra) const;
@@ -110,6 +121,10 @@ class Service {
   bool writable_;
   ServiceSignals signals_;
   std::mutex write_mu_;  // one API write at a time (SQLite takes one writer anyway)
+  // An error message when a list the options name is not in the bank.
+  std::optional<std::string> known_lists(const MatchOptions& o) const;
+  // The id of the list a write goes to; nullopt (and `err` set) when it is not there.
+  std::optional<std::int64_t> list_for_write(const WriteContext& ctx, Reply& err) const;
 };
 
 }  // namespace hashwall::server
