@@ -235,6 +235,23 @@ TEST_CASE("the matcher: allow wins ties disabled entries never decide and --list
   m = verdict(only);
   REQUIRE(m.hits.size() == 1);
   CHECK(m.hits[0].entry.id == r.ids[2]);
+  // A tie (allow and block entries equally near) is allowed: the allow list wins ties.
+  {
+    const Hash256 t2 = random_hash(rng);
+    Hash256 same = t2;
+    for (int b = 0; b < 15; ++b) same.bytes[static_cast<std::size_t>(b)] ^= 2;  // 15 bits
+    std::vector<NewEntry> pair = {entry(50, same), entry(51, same, allow.id)};
+    bank->add(pair);
+    Fingerprint tie;
+    tie.pdq.hashes[0] = t2;
+    tie.pdq.quality = 100;
+    MatchOptions o;
+    o.dihedral = false;
+    o.signals = {"pdq"};
+    const auto t = Matcher(*bank, o).match(tie);
+    CHECK(t.verdict == Verdict::Allowed);
+    CHECK(t.hits.size() == 2);
+  }
   // The allow entry disabled: a match again; the block entries disabled too: nothing.
   bank->set_disabled(std::vector<std::int64_t>{r.ids[1]}, Disabled{"test", {}}, {});
   CHECK(verdict({}).verdict == Verdict::Match);
@@ -309,12 +326,18 @@ TEST_CASE("the command line: lists allow verdicts disabling and the log on the s
     INFO(args << "\n" << r.out << r.err);
     return r;
   };
-  REQUIRE(run("list create harmless --kind allow --organisation 'Org A'" + b).exit_code == 0);
+  hwtest::RunResult r0;
+  CHECK(run("list create harmless" + b).exit_code == 2);  // no bank there: not created
+  REQUIRE(run("index " + q(samples / "bank") + b + " -q").exit_code == 0);
+  REQUIRE(run("list --bank '" + bank + "' create harmless --kind allow --organisation 'Org A'")
+              .exit_code == 0);
   CHECK(run("list create harmless" + b).exit_code == 2);  // taken
   CHECK(run("list create 'bad name'" + b).exit_code == 2);
-  REQUIRE(run("index " + q(samples / "bank") + b + " -q").exit_code == 0);
   CHECK(run("index " + q(upload) + b + " --list nosuch -q").exit_code == 2);
   REQUIRE(run("index " + q(upload) + b + " --list harmless -q").exit_code == 0);
+  // A photo already in another list stays there, and the command says so.
+  r0 = run("index " + q(samples / "bank" / "mate_Aqua.jpg") + b + " --list harmless --json");
+  CHECK(json::parse(r0.out)["in_other_list"] == 1);
 
   // The upload is itself on the allow list: allowed (exit 4), both entries shown.
   auto r = run("query " + q(upload) + b + " --json");
@@ -360,13 +383,17 @@ TEST_CASE("the command line: lists allow verdicts disabling and the log on the s
   CHECK(json::parse(r.out)["disabled"] == 1);
   CHECK(run("disable --id 1" + b).exit_code == 2);  // no reason
   CHECK(run("disable --id 1 --reason x --until tomorrow" + b).exit_code == 2);
+  CHECK(run("disable --id 1 --reason x --until 2020-01-01" + b).exit_code == 2);  // past
+  CHECK(run("disable --id 1 --reason x --until 2027-02-31" + b).exit_code == 2);  // no such day
+  CHECK(run("disable --id 1 --reason x --until ++7d" + b).exit_code == 2);
   // (the allow-list copy is all that is left to match it: allowed, the original unseen)
   r = run("query " + q(samples / "bank" / "mate_Aqua.jpg") + b + " --json");
   CHECK(r.exit_code == 4);
   for (const auto& h : json::parse(r.out)["matches"]) CHECK(h["id"] != original_id);
   // Exports leave disabled entries out.
+  // (7 entries: one disabled, one on the allow list, which is exported only when named)
   const auto exported = run("export" + b + " --format hex").out;
-  CHECK(std::count(exported.begin(), exported.end(), '\n') == 6);  // 7 entries, 1 disabled
+  CHECK(std::count(exported.begin(), exported.end(), '\n') == 5);
   CHECK(run("export" + b + " --format hex --list harmless").out.size() == 65);
   CHECK(run("enable --id " + std::to_string(original_id) + b).exit_code == 0);
   CHECK(run("query " + q(samples / "bank" / "mate_Aqua.jpg") + b).exit_code == 1);
@@ -380,8 +407,11 @@ TEST_CASE("the command line: lists allow verdicts disabling and the log on the s
     actions.push_back(ev["action"].get<std::string>());
     CHECK(ev["actor"].get<std::string>().rfind("cli:", 0) == 0);
   }
-  CHECK(actions == std::vector<std::string>{"list-create", "add", "add", "disable", "enable",
+  CHECK(actions == std::vector<std::string>{"add", "list-create", "add", "disable", "enable",
                                             "disable", "enable"});
+  CHECK(j["events"][0]["list"] == "default");
+  CHECK(j["events"][2]["list"] == "harmless");
+  CHECK(j["events"][1]["detail"]["organisation"] == "Org A");
   CHECK(j["events"][5]["reason"] == "collision");
   CHECK(j["events"][5]["ids"] == json::array({original_id}));
   CHECK(j["events"][5]["detail"]["until"].get<std::int64_t>() > std::time(nullptr));

@@ -42,9 +42,24 @@ TEST_CASE("a bank migrated to another store and back answers the same under the 
   const fs::path a = tmp / "a.db";
   const fs::path b = hwtest::bank_location(tmp, "b.db");
   const fs::path c = tmp / "c.db";
+  // Lists, a disabled entry and the audit log travel too (format 5).
+  const auto coffee =
+      hwtest::source_dir() / "samples" / "uploads" / "unrelated--skimage_coffee.jpg";
+  REQUIRE(run_hashwall("init --bank " + q(a)).exit_code == 0);
+  REQUIRE(
+      run_hashwall("list create ok --kind allow --organisation 'Org A' --bank " + q(a)).exit_code ==
+      0);
+  REQUIRE(run_hashwall("index " + q(coffee) + " --list ok --bank " + q(a) + " -q").exit_code == 0);
   REQUIRE(
       run_hashwall("index " + q(samples) + " --bank " + q(a) + " --label case-1 -q").exit_code ==
       0);
+  REQUIRE(run_hashwall("disable --id 2 --reason collision --bank " + q(a)).exit_code == 0);
+  const auto lists_of = [](const fs::path& bank) {
+    return json::parse(run_hashwall("list --json --bank " + q(bank)).out);
+  };
+  const auto log_of = [](const fs::path& bank) {
+    return json::parse(run_hashwall("log --json --bank " + q(bank)).out);
+  };
   // The highest id removed: ids are never given twice, in either store.
   const auto st = json::parse(run_hashwall("stats --bank " + q(a) + " --json").out);
   const int entries = st["entries"].get<int>();
@@ -62,6 +77,14 @@ TEST_CASE("a bank migrated to another store and back answers the same under the 
   REQUIRE(run_hashwall("migrate --from " + q(b) + " --to " + q(c)).exit_code == 0);
   CHECK(answers(b) == before);
   CHECK(answers(c) == before);
+  CHECK(lists_of(a)["lists"].size() == 2);
+  CHECK(lists_of(b) == lists_of(a));
+  CHECK(lists_of(c) == lists_of(a));
+  CHECK(log_of(a)["events"].size() == 5);
+  CHECK(log_of(b) == log_of(a));
+  CHECK(log_of(c) == log_of(a));
+  CHECK(json::parse(run_hashwall("query " + q(coffee) + " --json --bank " + q(c)).out)["status"] ==
+        "allowed");
   for (const auto& bank : {b, c}) {
     INFO(bank);
     CHECK(run_hashwall("check --bank " + q(bank)).exit_code == 0);

@@ -191,11 +191,7 @@ AddResult Bank::add(std::span<const NewEntry> entries, const Actor& who) {
     std::map<std::string, std::string> samples;  // Registered::sample, kept once committed
     // Each entry's list must exist; the audit row names the list when the batch has one.
     std::map<std::int64_t, std::string> list_names;
-    if (std::any_of(entries.begin(), entries.end(),
-                    [](const NewEntry& e) { return e.list_id != kDefaultListId; }))
-      for (auto& l : m.store->lists(false)) list_names[l.id] = std::move(l.name);
-    else
-      list_names[kDefaultListId] = kDefaultListName;
+    for (auto& l : m.store->lists(false)) list_names[l.id] = std::move(l.name);
     std::set<std::int64_t> lists_added_to;
     Digest batch, pdq_batch;
     // The entries go to the store in chunks, one round trip a chunk for a remote store
@@ -264,6 +260,10 @@ AddResult Bank::add(std::span<const NewEntry> entries, const Actor& who) {
         const auto where = [&] { return "entry " + std::to_string(i + 1) + " of the batch: "; };
         if (existing[k] || copy_of[k] != k) {
           r.ids[i] = existing[k] ? *existing[k] : chunk_ids[copy_of[k]];
+          if (existing[k] && list_names.size() > 1)
+            if (const auto had = m.store->get(*existing[k]);
+                had && had->list_id != rows[k].entry->list_id)
+              ++r.in_other_list;
           r.was_duplicate[i] = true;
           ++r.duplicates;
           continue;

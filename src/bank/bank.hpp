@@ -149,6 +149,9 @@ struct AddResult {
   std::int64_t duplicates = 0;      // skipped: same SHA-256 (or same imported hash+source)
   std::vector<std::int64_t> ids;    // one per input: new id, or the existing entry's id
   std::vector<bool> was_duplicate;  // one per input
+  // Duplicates whose stored entry is in another list than the input asked for: left where
+  // they are (an entry is in one list), and counted so the caller can say so.
+  std::int64_t in_other_list = 0;
 };
 
 struct BankStats {

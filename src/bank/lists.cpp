@@ -25,6 +25,11 @@ void check_disabled(const std::string& where, const Disabled& d) {
   check_text(where, "the reason", d.reason, kMaxReasonBytes);
 }
 
+// Texts need not be UTF-8 (they are stored as given): invalid bytes become U+FFFD here.
+std::string dump_lossy(const nlohmann::json& j) {
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 nlohmann::json list_json(const ListInfo& l) {
   nlohmann::json j = {{"kind", list_kind_name(l.kind)},
                       {"enabled", !l.disabled.has_value()},
@@ -110,7 +115,7 @@ ListInfo Bank::create_list(const ListInfo& spec, const Actor& who) {
     if (have.name == l.name)
       throw Error(ErrorKind::Usage, m.where, "there is already a list '" + l.name + "'");
   l.id = m.store->insert_list(l);
-  m.audit_write("list-create", l.name, {}, who, list_json(l).dump());
+  m.audit_write("list-create", l.name, {}, who, dump_lossy(list_json(l)));
   tx->commit();
   return l;
 }
@@ -141,7 +146,7 @@ ListInfo Bank::change_list(const std::string& name, const ListChange& c, const A
   const char* action = c.disable ? "disable" : c.enable ? "enable" : "list-change";
   Actor why = who;
   if (c.disable && why.reason.empty()) why.reason = c.disable->reason;
-  m.audit_write(action, l.name, {}, why, list_json(l).dump());
+  m.audit_write(action, l.name, {}, why, dump_lossy(list_json(l)));
   tx->commit();
   return l;
 }

@@ -111,6 +111,13 @@ bool SqliteStore::changed_elsewhere() {
   const auto v = read_data_version();
   if (v == data_version_) return false;
   data_version_ = v;
+  // A writer may have upgraded an older bank meanwhile: read its entries as format 5 from
+  // then on (lists, states), or allow lists would block and disabled entries decide.
+  if (!list_tables_ && has_table("lists") && has_table("audit")) {
+    look_at_tables();
+    if (const auto fv = meta("format_version"))
+      format_version_ = static_cast<int>(parse_int(*fv).value_or(format_version_));
+  }
   return true;
 }
 

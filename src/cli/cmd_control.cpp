@@ -108,7 +108,8 @@ int print_changed_list(const ControlArgs& a, const Bank& bank, const std::string
 }
 
 int run_list_create(const ControlArgs& a) {
-  auto bank = Bank::open(a.bank, OpenMode::Create, {}, read_seal_key(a.seal_key_file));
+  // Not Create: a mistyped --bank must not make a new bank ('hashwall init' does).
+  auto bank = Bank::open(a.bank, OpenMode::ReadWrite, {}, read_seal_key(a.seal_key_file));
   ListInfo spec;
   spec.name = a.name;
   spec.kind = kind_of(a.kind).value_or(ListKind::Block);
@@ -175,16 +176,17 @@ int run_entry_state(const ControlArgs& a, bool disable) {
   return kExitOk;
 }
 
+// An audit row's detail: the JSON object it holds, or its text when it is not one.
+json detail_json(const std::string& d) {
+  if (d.empty()) return nullptr;
+  json j = json::parse(d, nullptr, false);
+  return j.is_discarded() ? json(d) : j;
+}
+
 json audit_json(const AuditEvent& e) {
-  return {{"id", e.id},
-          {"at", e.at},
-          {"time", format_time(e.at)},
-          {"actor", e.actor},
-          {"action", e.action},
-          {"list", e.list},
-          {"ids", e.ids},
-          {"reason", e.reason},
-          {"detail", e.detail.empty() ? json(nullptr) : json::parse(e.detail, nullptr, false)}};
+  return {{"id", e.id},       {"at", e.at},         {"time", format_time(e.at)},
+          {"actor", e.actor}, {"action", e.action}, {"list", e.list},
+          {"ids", e.ids},     {"reason", e.reason}, {"detail", detail_json(e.detail)}};
 }
 
 int run_log(const ControlArgs& a) {
@@ -218,10 +220,20 @@ int run_log(const ControlArgs& a) {
   return kExitOk;
 }
 
-void bank_options(CLI::App* cmd, ControlArgs& a, bool writes) {
-  cmd->add_option("-b,--bank", a.bank, kBankHelp)->required()->envname("HASHWALL_BANK");
+void bank_options(CLI::App* cmd, ControlArgs& a, bool writes, bool required = true) {
+  auto* bank = cmd->add_option("-b,--bank", a.bank, kBankHelp)->envname("HASHWALL_BANK");
+  if (required) bank->required();
   cmd->add_flag("--json", a.json_out, "Print one JSON document");
   if (writes) add_seal_key_option(cmd, a.seal_key_file, "needed when the bank is sealed with one");
+}
+
+// A `list` subcommand's --bank and --json may also be given before it ("list --bank B
+// create x").
+ControlArgs& inherit(ControlArgs& c, const ControlArgs& parent) {
+  if (c.bank.empty()) c.bank = parent.bank;
+  if (c.bank.empty()) throw Error(ErrorKind::Usage, "", "--bank is required");
+  c.json_out = c.json_out || parent.json_out;
+  return c;
 }
 
 }  // namespace
@@ -265,40 +277,43 @@ void register_control(CLI::App& app, int& exit_code) {
       auto* cmd = list->add_subcommand("create", "Create a list");
       cmd->add_option("name", c->name, "Its name: letters, digits, '.', '_', '-' (64 at most)")
           ->required();
-      bank_options(cmd, *c, true);
+      bank_options(cmd, *c, true, false);
       cmd->add_option("--kind", c->kind, "block (default) or allow");
       texts(cmd, *c);
       cmd->add_option("--reason", c->reason, "Why, for the audit log");
-      cmd->callback([c, &exit_code] { exit_code = run_list_create(*c); });
+      cmd->callback([a, c, &exit_code] { exit_code = run_list_create(inherit(*c, *a)); });
     }
     {
       auto c = std::make_shared<ControlArgs>();
       auto* cmd = list->add_subcommand("change", "Change a list's kind or texts");
       cmd->add_option("name", c->name, "The list")->required();
-      bank_options(cmd, *c, true);
+      bank_options(cmd, *c, true, false);
       cmd->add_option("--kind", c->kind, "block or allow");
       texts(cmd, *c);
       cmd->add_option("--reason", c->reason, "Why, for the audit log");
-      cmd->callback([c, &exit_code] { exit_code = run_list_change(*c, "changed"); });
+      cmd->callback(
+          [a, c, &exit_code] { exit_code = run_list_change(inherit(*c, *a), "changed"); });
     }
     {
       auto c = std::make_shared<ControlArgs>();
       auto* cmd = list->add_subcommand("disable", "Disable a list: its entries never decide");
       cmd->add_option("name", c->name, "The list")->required();
-      bank_options(cmd, *c, true);
+      bank_options(cmd, *c, true, false);
       cmd->add_option("--reason", c->reason, "Why (required; in the audit log)")->required();
       cmd->add_option("--until", c->until,
                       "Until when: unix seconds, 2027-01-31, 2027-01-31T12:00:00Z or +7d "
                       "(default: until enabled)");
-      cmd->callback([c, &exit_code] { exit_code = run_list_change(*c, "disabled"); });
+      cmd->callback(
+          [a, c, &exit_code] { exit_code = run_list_change(inherit(*c, *a), "disabled"); });
     }
     {
       auto c = std::make_shared<ControlArgs>();
       auto* cmd = list->add_subcommand("enable", "Enable a disabled list again");
       cmd->add_option("name", c->name, "The list")->required();
-      bank_options(cmd, *c, true);
+      bank_options(cmd, *c, true, false);
       cmd->add_option("--reason", c->reason, "Why, for the audit log");
-      cmd->callback([c, &exit_code] { exit_code = run_list_change(*c, "enabled"); });
+      cmd->callback(
+          [a, c, &exit_code] { exit_code = run_list_change(inherit(*c, *a), "enabled"); });
     }
   }
   for (const bool disable : {true, false}) {

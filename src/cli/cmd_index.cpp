@@ -36,6 +36,7 @@ struct IndexArgs {
 struct Item {
   std::optional<NewEntry> entry;
   bool already_in_bank = false;
+  bool other_list = false;  // ... in another list than --list
   std::string error;
 };
 
@@ -77,7 +78,7 @@ int run_index(const IndexArgs& a) {
   std::vector<Item> items(files.size());
   std::vector<NewEntry> pending;
   std::vector<std::string> errors = missing;
-  std::int64_t added = 0, duplicates = 0;
+  std::int64_t added = 0, duplicates = 0, in_other_list = 0;
   std::size_t done = 0;
   auto last_commit = clock::now();
   Progress progress("indexing", files.size(), !a.quiet);
@@ -87,6 +88,7 @@ int run_index(const IndexArgs& a) {
     const AddResult r = bank->add(pending, who);
     added += r.added;
     duplicates += r.duplicates;
+    in_other_list += r.in_other_list;
     if (commit_log) {
       for (const auto& e : pending) std::fprintf(commit_log.get(), "%s\n", e.sha256->c_str());
       std::fflush(commit_log.get());
@@ -103,8 +105,9 @@ int run_index(const IndexArgs& a) {
           const auto bytes = read_file_bytes(files[i], opt.max_file_bytes);
           const std::string sha = sha256_hex(bytes);
           // Re-runs (e.g. after an interrupted index) skip known files without decoding.
-          if (bank->find_sha256(sha)) {
+          if (const auto had = bank->find_sha256(sha)) {
             it.already_in_bank = true;
+            it.other_list = had->list_id != list_id;
             return;
           }
           const LoadedImage img = decode_image(bytes, files[i].string(), opt, sha);
@@ -127,6 +130,7 @@ int run_index(const IndexArgs& a) {
         ++done;
         if (it.already_in_bank) {
           ++duplicates;
+          if (it.other_list) ++in_other_list;
         } else if (it.entry) {
           pending.push_back(std::move(*it.entry));
         } else {
@@ -156,6 +160,7 @@ int run_index(const IndexArgs& a) {
     j["processed"] = done;
     j["added"] = added;
     j["duplicates"] = duplicates;
+    j["in_other_list"] = in_other_list;
     j["unreadable"] = errors.size();
     j["errors"] = errors;
     j["seconds"] = secs;
@@ -173,6 +178,11 @@ int run_index(const IndexArgs& a) {
         static_cast<long long>(added), static_cast<long long>(duplicates), errors.size(),
         a.bank.c_str(), static_cast<long long>(st.entries));
     for (const auto& m : missing) std::fprintf(stderr, "hashwall: %s\n", m.c_str());
+    if (in_other_list)
+      std::fprintf(stderr,
+                   "hashwall: %lld of the duplicates are in another list than '%s' and stay "
+                   "there (an entry is in one list)\n",
+                   static_cast<long long>(in_other_list), a.list.c_str());
   }
   if (interrupted) return kExitInterrupted;
   return errors.empty() ? kExitOk : kExitUndecided;

@@ -91,12 +91,19 @@ int run_import(const ListArgs& a) {
     j["lines"] = parsed.items.size();
     j["added"] = r.added;
     j["duplicates"] = r.duplicates + repeated;
+    j["in_other_list"] = r.in_other_list;
     j["bank_entries"] = bank->stats().entries;
     std::cout << dump_json(j, 2) << '\n';
   } else {
     std::fprintf(stderr, "imported %s (%s): %lld added, %lld duplicates skipped\n", a.file.c_str(),
                  list_format_name(fmt), static_cast<long long>(r.added),
                  static_cast<long long>(r.duplicates + repeated));
+    if (r.in_other_list)
+      std::fprintf(stderr,
+                   "hashwall: %lld of the duplicates are in another list than '%s' and stay "
+                   "there (an entry is in one list)\n",
+                   static_cast<long long>(r.in_other_list),
+                   a.list.empty() ? kDefaultListName : a.list.c_str());
   }
   return kExitOk;
 }
@@ -111,6 +118,9 @@ int run_export(const ListArgs& a) {
     if (!a.label.empty() && e.label != a.label) return true;
     if (!a.list.empty() && e.list_name != a.list) return true;
     if (!e.enabled_at(now)) return true;  // a disabled entry is not passed on
+    // An allow list's hashes are exported only when asked for by name: in a plain list a
+    // recipient would block the known-harmless photos they stand for.
+    if (a.list.empty() && e.list_kind == ListKind::Allow) return true;
     ListItem it;
     it.hash = e.pdq;
     it.quality = e.quality;
@@ -173,7 +183,8 @@ void register_export(CLI::App& app, int& exit_code) {
   cmd->add_option("-o,--output", a->output, "Output file (default: stdout)");
   cmd->add_option("-l,--label", a->label, "Only entries with this label");
   cmd->add_option("--list", a->list,
-                  "Only entries of this list (disabled entries and lists are always left out)");
+                  "Only entries of this list (default: every block list; an allow list only "
+                  "when named; disabled entries and lists are always left out)");
   cmd->footer(std::string(kFormatsHelp) +
               "\nExamples:\n"
               "  hashwall export --bank cases.db --format pdq-csv -o cases.csv\n"

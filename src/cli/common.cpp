@@ -201,7 +201,15 @@ std::int64_t parse_until(const std::string& text) {
                      "' is not a time: unix seconds, 2027-01-31, 2027-01-31T12:00:00Z or +7d");
   };
   if (text.empty()) throw bad();
+  const auto now = static_cast<std::int64_t>(std::time(nullptr));
+  const auto future = [&](std::int64_t t) {
+    if (t <= now)
+      throw Error(ErrorKind::Usage, "",
+                  "--until '" + text.substr(0, 40) + "' is not in the future");
+    return t;
+  };
   if (text[0] == '+') {
+    if (text.size() < 3 || !std::isdigit(static_cast<unsigned char>(text[1]))) throw bad();
     std::size_t used = 0;
     long long n = 0;
     try {
@@ -217,11 +225,11 @@ std::int64_t parse_until(const std::string& text) {
                            : unit == 'd' ? 86400
                                          : 0;
     if (!mult || n > (1LL << 40) / mult) throw bad();
-    return static_cast<std::int64_t>(std::time(nullptr)) + n * mult;
+    return future(now + n * mult);
   }
   if (std::all_of(text.begin(), text.end(), [](unsigned char c) { return std::isdigit(c); })) {
     if (text.size() > 12) throw bad();
-    return std::stoll(text);
+    return future(std::stoll(text));
   }
   std::tm tm{};
   const char* end = ::strptime(text.c_str(), "%Y-%m-%d", &tm);
@@ -234,7 +242,12 @@ std::int64_t parse_until(const std::string& text) {
   }
   if (*end == 'Z') ++end;
   if (*end != '\0') throw bad();
-  return static_cast<std::int64_t>(::timegm(&tm));
+  const std::tm asked = tm;
+  const auto t = static_cast<std::int64_t>(::timegm(&tm));
+  // timegm normalises (2027-02-31 becomes March 3rd): a date that moved did not exist.
+  if (tm.tm_mday != asked.tm_mday || tm.tm_mon != asked.tm_mon || tm.tm_year != asked.tm_year)
+    throw bad();
+  return future(t);
 }
 
 std::int64_t list_id_of(const Bank& bank, const std::string& name) {

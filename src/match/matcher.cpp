@@ -242,20 +242,28 @@ MatchResult Matcher::match(const Fingerprint& q) const {
     MatchHit* hit;
     bool stop;
   };
+  // Per signal: blocking hits taken, allow hits taken (each up to the cap: the strongest
+  // come first), and entries looked up (bounded, so that a query near thousands of
+  // disabled or other lists' entries costs at most kRolePageMax look-ups a signal).
+  struct Taken {
+    int block = 0, allow = 0;
+    std::size_t examined = 0;
+  };
   const auto take = [&](std::int64_t id, const std::string& name, const Signal& sig,
-                        int& taken) -> Take {
+                        Taken& taken) -> Take {
     if (MatchHit* h = find_hit(id)) return {h, false};
-    if (taken >= per_signal_cap) return {nullptr, true};
+    if (taken.block >= per_signal_cap || ++taken.examined > kRolePageMax) return {nullptr, true};
     auto e = bank_.get(id);
     if (!e || !entry_ok(sig, name, *e)) return {nullptr, false};  // removed meanwhile, or gated
     const EntryRole rl = role(*e);
     if (rl == EntryRole::Disabled) return {nullptr, false};
+    if (rl == EntryRole::Allow && taken.allow >= per_signal_cap) return {nullptr, false};
     MatchHit hit;
     hit.allow = rl == EntryRole::Allow;
     hit.entry = std::move(*e);
     hit.signal = name;
     r.hits.push_back(std::move(hit));
-    if (!r.hits.back().allow) ++taken;
+    ++(r.hits.back().allow ? taken.allow : taken.block);
     return {&r.hits.back(), false};
   };
 
@@ -282,7 +290,7 @@ MatchResult Matcher::match(const Fingerprint& q) const {
     const SignalParams& decision = decisions_.at(name);
     const bool in_turn = sig.tries_forms_in_turn() && sq.forms.size() > 1;
     const bool whole = sig.returns_all_candidates();
-    int taken = 0;
+    Taken taken;
     for (std::size_t round = 0; round < (in_turn ? sq.forms.size() : 1); ++round) {
       SignalQuery one;
       if (in_turn) one.forms = {sq.forms[round]};
@@ -315,7 +323,8 @@ MatchResult Matcher::match(const Fingerprint& q) const {
             any = true;
           }
         }
-        if (whole || taken >= per_signal_cap || found.size() < k || k == 0 || k >= kRolePageMax)
+        if (whole || taken.block >= per_signal_cap || found.size() < k || k == 0 ||
+            k >= kRolePageMax)
           break;
       }
       if (any) break;

@@ -82,8 +82,8 @@ std::optional<Reply> HttpServer::Impl::authorize(Request& rq, bool write) const 
   if (rq.endpoint == Endpoint::Audit && !no_auth) {
     if (!token) return unauthorized("the audit log needs 'Authorization: Bearer TOKEN'");
     if (token->role < Role::Read)
-      return error_reply(403, "token '" + token->name + "' has the role " +
-                                  role_name(token->role) + "; the audit log needs read or admin");
+      return error_reply(403, "token '" + token->name + "' has the role " + role_name(token->role) +
+                                  "; the audit log needs read or admin");
   }
   const bool guarded_read = rq.endpoint == Endpoint::Match || rq.endpoint == Endpoint::MatchHash ||
                             rq.endpoint == Endpoint::Stats || rq.endpoint == Endpoint::Metrics;

@@ -439,9 +439,10 @@ Reply Service::audit(const Params& params) const {
     const auto rows = bank_.audit(*after, static_cast<std::size_t>(*limit));
     json events = json::array();
     for (const auto& e : rows) {
-      json j = {{"id", e.id},         {"at", e.at},   {"actor", e.actor}, {"action", e.action},
-                {"list", e.list},     {"ids", e.ids}, {"reason", e.reason}};
-      j["detail"] = e.detail.empty() ? json(nullptr) : json::parse(e.detail, nullptr, false);
+      json j = {{"id", e.id},     {"at", e.at},   {"actor", e.actor},  {"action", e.action},
+                {"list", e.list}, {"ids", e.ids}, {"reason", e.reason}};
+      json detail = e.detail.empty() ? json(nullptr) : json::parse(e.detail, nullptr, false);
+      j["detail"] = detail.is_discarded() ? json(e.detail) : std::move(detail);
       events.push_back(std::move(j));
     }
     Reply r;
