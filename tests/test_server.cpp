@@ -1838,3 +1838,94 @@ TEST_CASE("a replica rides out a PostgreSQL restart: 503 while it is away, then 
   CHECK(wait_until(30, [&] { return matches_hash(srv, hex) == 1; }));
   CHECK(srv.log().find("following the bank again") != std::string::npos);
 }
+
+TEST_CASE(
+    "serve: entries go to a list matches look in chosen lists and the audit log needs a read token",
+    "[server][lists][stores]") {
+  TempDir tmp;
+  const auto bank = make_bank(tmp);
+  const auto tokens = write_tokens(tmp);
+  REQUIRE(hwtest::run_hashwall("list create ok --kind allow --bank '" + bank.string() + "'")
+              .exit_code == 0);
+  ServerProcess srv(tmp.path(), {"--bank", bank.string(), "--tokens", tokens.string()});
+  INFO(srv.log());
+  REQUIRE(srv.port() > 0);
+  auto c = srv.client();
+  const auto with = [](const char* token) {
+    return httplib::Headers{{"Authorization", std::string("Bearer ") + token}};
+  };
+  // The PDQ hash of a sample, added to the allow list by the ingest token, with a reason.
+  const auto sample = samples() / "bank" / "mate_Aqua.jpg";
+  const auto hashed = hwtest::run_hashwall("hash '" + sample.string() + "'");
+  REQUIRE(hashed.exit_code == 0);
+  const std::string hex = hashed.out.substr(0, 64);
+  auto res = c.Post("/v1/entries?list=nosuch", with(kWriteToken), json{{"hash", hex}}.dump(),
+                    "application/json");
+  REQUIRE(res);
+  CHECK(res->status == 400);
+  CHECK(res->body.find("nosuch") != std::string::npos);
+  res = c.Post("/v1/entries?list=ok&reason=known%20logo", with(kWriteToken),
+               json{{"hash", hex}}.dump(), "application/json");
+  REQUIRE(res);
+  REQUIRE(res->status == 201);
+  const auto allow_id = json::parse(res->body)["ids"][0].get<std::int64_t>();
+
+  // The same hash matches its block entry (indexed from the file) and the allow entry,
+  // equally: allowed. Looking in the default list only: a match.
+  const auto match = [&](const std::string& query) {
+    auto r = c.Post(("/v1/match/hash" + query).c_str(), with(kReadToken),
+                    json{{"hash", hex}}.dump(), "application/json");
+    REQUIRE(r);
+    INFO(r->body);
+    REQUIRE(r->status == 200);
+    return json::parse(r->body)["results"][0];
+  };
+  auto m = match("");
+  CHECK(m["status"] == "allowed");
+  bool saw_list = false;
+  for (const auto& h : m["matches"])
+    if (h["id"] == allow_id) saw_list = h["list"] == "ok" && h["allow"] == true;
+  CHECK(saw_list);
+  CHECK(match("?list=default")["status"] == "match");
+  CHECK(match("?list=ok")["status"] == "allowed");
+  res = c.Post("/v1/match/hash?list=nosuch", with(kReadToken), json{{"hash", hex}}.dump(),
+               "application/json");
+  REQUIRE(res);
+  CHECK(res->status == 400);
+
+  // The audit log: who added what, to which list, why; read tokens only.
+  res = c.Get("/v1/audit", with(kReadToken));
+  REQUIRE(res);
+  REQUIRE(res->status == 200);
+  const auto log = json::parse(res->body);
+  REQUIRE(log["events"].size() == 3);  // the index, the list, the API's add
+  const auto& last = log["events"][2];
+  CHECK(last["action"] == "add");
+  CHECK(last["actor"] == "token:ingest");
+  CHECK(last["list"] == "ok");
+  CHECK(last["reason"] == "known logo");
+  CHECK(last["ids"] == json::array({allow_id}));
+  res =
+      c.Get(("/v1/audit?after=" + std::to_string(last["id"].get<int>())).c_str(), with(kReadToken));
+  REQUIRE(res);
+  CHECK(json::parse(res->body)["events"].empty());
+  res = c.Get("/v1/audit", with(kMatchToken));
+  REQUIRE(res);
+  CHECK(res->status == 403);
+  res = c.Get("/v1/audit");
+  REQUIRE(res);
+  CHECK(res->status == 401);
+  res = c.Get("/v1/audit?limit=0", with(kReadToken));
+  REQUIRE(res);
+  CHECK(res->status == 400);
+  // Removal through the API is attributed too.
+  res = c.Delete(("/v1/entries/" + std::to_string(allow_id)).c_str(), with(kWriteToken));
+  REQUIRE(res);
+  CHECK(res->status == 200);
+  res = c.Get("/v1/audit?after=3", with(kAdminToken));
+  REQUIRE(res);
+  const auto tail = json::parse(res->body)["events"];
+  REQUIRE(tail.size() == 1);
+  CHECK(tail[0]["action"] == "remove");
+  CHECK(tail[0]["actor"] == "token:ingest");
+}
