@@ -62,7 +62,8 @@ TEST_CASE("every command answers --help with examples and exit codes", "[cli]") 
   CHECK(top.out.find("Exit codes") != std::string::npos);
   for (const std::string cmd :
        {"hash", "index", "query", "scan", "import", "export", "stats", "remove", "reindex", "check",
-        "init", "serve", "bench", "bench robustness", "bench speed"}) {
+        "init", "serve", "bench", "bench robustness", "bench speed", "list", "disable", "enable",
+        "log"}) {
     INFO(cmd);
     auto r = run_hashwall(cmd + " --help");
     CHECK(r.exit_code == 0);

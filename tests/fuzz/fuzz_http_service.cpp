@@ -65,23 +65,26 @@ Reply Service::match_hashes(std::string_view body, std::string_view content_type
   return r;
 }
 Reply Service::add_image(std::span<const std::uint8_t> bytes, const std::string& name,
-                         const std::string& label, const std::string& source) {
+                         const std::string& label, const std::string& source,
+                         const WriteContext& ctx) {
   Reply r = echo("entries", bytes.size(), {}, Role::Write);
+  r.body["list"] = ctx.list;
   r.body["name"] = name;
   r.body["label"] = label;
   r.body["source"] = source;
   return r;
 }
 Reply Service::add_hashes(std::string_view body, std::string_view, const std::string& label,
-                          const std::string&) {
+                          const std::string&, const WriteContext&) {
   Reply r = echo("entries/hashes", body.size(), {}, Role::Write);
   r.body["label"] = label;
   return r;
 }
-Reply Service::remove_entry(std::string_view id_text) {
+Reply Service::remove_entry(std::string_view id_text, const WriteContext&) {
   if (id_text.empty()) return error_reply(404, "no such entry");
   return echo("remove", id_text.size(), {}, Role::Write);
 }
+Reply Service::audit(const Params& params) const { return echo("audit", 0, params, Role::Read); }
 Reply Service::health() const {
   Reply r;
   r.body["status"] = "ok";
