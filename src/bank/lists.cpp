@@ -77,17 +77,32 @@ void Bank::Impl::audit_write(const std::string& action, const std::string& list,
   store->append_audit(e);
 }
 
+namespace {
+
+// A bank of format 4 (opened read-only, so not upgraded) has one list: "default", a block
+// list holding every entry.
+std::vector<ListInfo> lists_of(Store& store, bool counts) {
+  if (store.has_list_tables()) return store.lists(counts);
+  ListInfo l;
+  l.id = kDefaultListId;
+  l.name = kDefaultListName;
+  if (counts) l.entries = store.count_entries();
+  return {l};
+}
+
+}  // namespace
+
 std::vector<ListInfo> Bank::lists() const {
   std::lock_guard lock(impl_->db_mu);
   auto tx = impl_->store->begin_read();
-  auto out = impl_->store->lists(true);
+  auto out = lists_of(*impl_->store, true);
   tx->commit();
   return out;
 }
 
 std::optional<ListInfo> Bank::list(const std::string& name) const {
   std::lock_guard lock(impl_->db_mu);
-  for (auto& l : impl_->store->lists(false))
+  for (auto& l : lists_of(*impl_->store, false))
     if (l.name == name) return std::move(l);
   return std::nullopt;
 }

@@ -27,14 +27,7 @@ std::string ids_literal(std::span<const std::int64_t> ids) {
 
 std::vector<ListInfo> PgStore::lists(bool counts) {
   std::vector<ListInfo> out;
-  if (!list_tables_) {
-    ListInfo l;
-    l.id = kDefaultListId;
-    l.name = kDefaultListName;
-    if (counts) l.entries = count_entries();
-    out.push_back(std::move(l));
-    return out;
-  }
+  if (!list_tables_) return out;  // format 4: Bank::lists() answers
   const auto r =
       q(counts ? "SELECT l.id, l.name, l.kind, l.disabled_reason, l.disabled_until, "
                  "l.description, l.organisation, l.terms, l.created_at, coalesce(c.n, 0)::bigint "

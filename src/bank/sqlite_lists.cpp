@@ -30,14 +30,7 @@ void bind_disabled(Stmt& s, int reason, int until, const std::optional<Disabled>
 
 std::vector<ListInfo> SqliteStore::lists(bool counts) {
   std::vector<ListInfo> out;
-  if (!list_tables_) {
-    ListInfo l;
-    l.id = kDefaultListId;
-    l.name = kDefaultListName;
-    if (counts) l.entries = count_entries();
-    out.push_back(std::move(l));
-    return out;
-  }
+  if (!list_tables_) return out;  // format 4: Bank::lists() answers
   Stmt s(conn_,
          counts
              ? "SELECT l.id, l.name, l.kind, l.disabled_reason, l.disabled_until, "

@@ -200,7 +200,8 @@ class Store {
   // Whether the store has format 5's tables: an older bank opened read-only lacks them, and
   // reads as one "default" block list with every entry enabled.
   virtual bool has_list_tables() const = 0;
-  // Every list, by id; with `counts`, each list's number of entries (a scan).
+  // Every list, by id; with `counts`, each list's number of entries (a scan). None without
+  // format 5's tables.
   virtual std::vector<ListInfo> lists(bool counts) = 0;
   // Inside begin_write: a new list (l.id 0: the next id; else that id, for migrate), its id.
   virtual std::int64_t insert_list(const ListInfo& l) = 0;

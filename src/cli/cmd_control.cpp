@@ -28,11 +28,6 @@ struct ControlArgs {
   std::size_t limit = 100;
 };
 
-json disabled_json(const std::optional<Disabled>& d) {
-  if (!d) return nullptr;
-  return {{"reason", d->reason}, {"until", d->until ? json(*d->until) : json(nullptr)}};
-}
-
 json list_json(const ListInfo& l) {
   return {{"id", l.id},
           {"name", l.name},

@@ -93,7 +93,7 @@ json report_json(const FileReport& r) {
   return j;
 }
 
-static json disabled_json(const std::optional<Disabled>& d) {
+json disabled_json(const std::optional<Disabled>& d) {
   if (!d) return nullptr;
   return {{"reason", d->reason}, {"until", d->until ? json(*d->until) : json(nullptr)}};
 }

@@ -49,6 +49,8 @@ FileReport check_file(const std::filesystem::path& file, const LoadOptions& opt,
                       const Matcher& matcher, const FingerprintOptions& fp = {});
 
 nlohmann::ordered_json report_json(const FileReport& r);
+// An entry's or a list's state: {"reason", "until"}, or null when enabled.
+nlohmann::ordered_json disabled_json(const std::optional<Disabled>& d);
 nlohmann::ordered_json entry_json(const Entry& e);
 nlohmann::ordered_json hit_json(const MatchHit& h);
 
