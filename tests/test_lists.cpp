@@ -389,7 +389,8 @@ TEST_CASE("the command line: lists allow verdicts disabling and the log on the s
   // (the allow-list copy is all that is left to match it: allowed, the original unseen)
   r = run("query " + q(samples / "bank" / "mate_Aqua.jpg") + b + " --json");
   CHECK(r.exit_code == 4);
-  for (const auto& h : json::parse(r.out)["matches"]) CHECK(h["id"] != original_id);
+  const json unseen = json::parse(r.out);  // kept: a loop over a temporary's member dangles
+  for (const auto& h : unseen["matches"]) CHECK(h["id"] != original_id);
   // Exports leave disabled entries out.
   // (7 entries: one disabled, one on the allow list, which is exported only when named)
   const auto exported = run("export" + b + " --format hex").out;
