@@ -264,6 +264,89 @@ TEST_CASE("the matcher: allow wins ties disabled entries never decide and --list
   CHECK(m.hits.empty());
 }
 
+TEST_CASE("a reviewer's verdict is logged and a false positive goes on an allow list in one step",
+          "[lists][stores]") {
+  TempDir dir;
+  std::mt19937_64 rng(23);
+  auto bank = Bank::open(hwtest::bank_location(dir), OpenMode::Create);
+  ListInfo spec;
+  spec.name = "harmless";
+  spec.kind = ListKind::Allow;
+  bank->create_list(spec, {});
+  spec.name = "partner";
+  spec.kind = ListKind::Block;
+  bank->create_list(spec, {});
+  const Hash256 known = random_hash(rng);
+  Hash256 query = known;
+  for (int b = 0; b < 6; ++b) query.bytes[static_cast<std::size_t>(b)] ^= 1;  // 6 bits away
+  std::vector<NewEntry> batch = {entry(0, known)};
+  for (int i = 1; i < 20; ++i) batch.push_back(entry(i, random_hash(rng)));
+  const auto ids = bank->add(batch).ids;
+  Fingerprint fp;
+  fp.pdq.hashes[0] = query;
+  fp.pdq.quality = 100;
+  MatchOptions o;
+  o.dihedral = false;
+  o.signals = {"pdq"};
+  REQUIRE(Matcher(*bank, o).match(fp).verdict == Verdict::Match);
+  const std::string query_sha(64, 'e');
+  const Actor reviewer{"cli:reviewer", "looked at it"};
+
+  // Confirmed: in the log, nothing else changes.
+  Review v{query_sha, ids[0], ReviewVerdict::Confirmed};
+  const auto c = bank->record_verdict(v, nullptr, reviewer);
+  CHECK_FALSE(c.allow_entry);
+  auto log = bank->audit(c.audit_id - 1, 10);
+  REQUIRE(log.size() == 1);
+  CHECK(log[0].action == "verdict");
+  CHECK(log[0].actor == "cli:reviewer");
+  CHECK(log[0].reason == "looked at it");
+  CHECK(log[0].list == "default");
+  CHECK(log[0].ids == std::vector<std::int64_t>{ids[0]});
+  auto detail = json::parse(log[0].detail);
+  CHECK(detail["verdict"] == "confirmed");
+  CHECK(detail["query_sha256"] == query_sha);
+
+  // Refused: no such entry, a bad SHA-256, a block list, an allow entry for a confirmation.
+  NewEntry allow;
+  allow.pdq = query;
+  allow.sha256 = query_sha;
+  allow.origin = Origin::Imported;
+  allow.list_id = bank->list("harmless")->id;
+  Review fp_v{query_sha, ids[0], ReviewVerdict::FalsePositive};
+  CHECK_THROWS_WITH(
+      bank->record_verdict({query_sha, 999999, ReviewVerdict::Confirmed}, nullptr, reviewer),
+      Catch::Contains("no entry 999999"));
+  CHECK_THROWS_WITH(
+      bank->record_verdict({"abc", ids[0], ReviewVerdict::Confirmed}, nullptr, reviewer),
+      Catch::Contains("SHA-256"));
+  CHECK_THROWS_WITH(bank->record_verdict(v, &allow, reviewer), Catch::Contains("false positive"));
+  NewEntry wrong = allow;
+  wrong.list_id = bank->list("partner")->id;
+  CHECK_THROWS_WITH(bank->record_verdict(fp_v, &wrong, reviewer), Catch::Contains("block list"));
+  NewEntry held = allow;
+  held.sha256 = *batch[3].sha256;  // a file the bank holds in its block list
+  CHECK_THROWS_WITH(bank->record_verdict(fp_v, &held, reviewer), Catch::Contains("already entry"));
+
+  // A false positive allowlisted: the same query is now allowed, and the log says so.
+  const auto f = bank->record_verdict(fp_v, &allow, reviewer);
+  REQUIRE(f.allow_entry);
+  const auto stored = bank->get(*f.allow_entry);
+  REQUIRE(stored);
+  CHECK(stored->list_name == "harmless");
+  CHECK(Matcher(*bank, o).match(fp).verdict == Verdict::Allowed);
+  log = bank->audit(f.audit_id - 1, 10);
+  REQUIRE(log.size() == 1);
+  detail = json::parse(log[0].detail);
+  CHECK(detail["verdict"] == "false-positive");
+  CHECK(detail["allow_entry"] == *f.allow_entry);
+  CHECK(detail["allow_list"] == "harmless");
+  // The same verdict again: logged again, the allow entry is the one already there.
+  const auto again = bank->record_verdict(fp_v, &allow, reviewer);
+  CHECK(again.allow_entry == f.allow_entry);
+  CHECK(again.audit_id > f.audit_id);
+}
+
 TEST_CASE("a format-4 bank reads as one default list and is upgraded in place when written",
           "[lists][stores]") {
   TempDir dir;
@@ -277,17 +360,18 @@ TEST_CASE("a format-4 bank reads as one default list and is upgraded in place wh
     ids = bank->add(batch).ids;
   }
   // What format 4 had: no lists, no audit, entries without list, state or provenance.
-  exec_sql(path,
-           "DROP INDEX entries_list; ALTER TABLE entries DROP COLUMN list_id; "
-           "ALTER TABLE entries DROP COLUMN disabled_reason; "
-           "ALTER TABLE entries DROP COLUMN disabled_until; "
-           "ALTER TABLE entries DROP COLUMN added_by; ALTER TABLE entries DROP COLUMN peer; "
-           "ALTER TABLE entries DROP COLUMN external_id; DROP TABLE lists; DROP TABLE audit; "
-           "UPDATE meta SET value = '4' WHERE key = 'format_version';",
-           "ALTER TABLE entries DROP COLUMN list_id, DROP COLUMN disabled_reason, DROP COLUMN "
-           "disabled_until, DROP COLUMN added_by, DROP COLUMN peer, DROP COLUMN external_id; "
-           "DROP TABLE lists; DROP TABLE audit; "
-           "UPDATE meta SET value = '4' WHERE key = 'format_version';");
+  exec_sql(
+      path,
+      "DROP INDEX entries_list; DROP INDEX entries_peer; ALTER TABLE entries DROP COLUMN list_id; "
+      "ALTER TABLE entries DROP COLUMN disabled_reason; "
+      "ALTER TABLE entries DROP COLUMN disabled_until; "
+      "ALTER TABLE entries DROP COLUMN added_by; ALTER TABLE entries DROP COLUMN peer; "
+      "ALTER TABLE entries DROP COLUMN external_id; DROP TABLE lists; DROP TABLE audit; "
+      "UPDATE meta SET value = '4' WHERE key = 'format_version';",
+      "ALTER TABLE entries DROP COLUMN list_id, DROP COLUMN disabled_reason, DROP COLUMN "
+      "disabled_until, DROP COLUMN added_by, DROP COLUMN peer, DROP COLUMN external_id; "
+      "DROP TABLE lists; DROP TABLE audit; "
+      "UPDATE meta SET value = '4' WHERE key = 'format_version';");
   {
     auto bank = Bank::open(path, OpenMode::ReadOnly);
     CHECK(bank->stats().format_version == 4);
@@ -314,8 +398,10 @@ TEST_CASE("a format-4 bank reads as one default list and is upgraded in place wh
   CHECK(bank->search_pdq(std::span(&batch[2].pdq, 1), 0).at(0).id == ids[2]);
 }
 
+// [slow]: many runs of the binary (34 s under ASan); the bank's verbs it drives are the
+// cases above, which the sanitizer pass runs.
 TEST_CASE("the command line: lists allow verdicts disabling and the log on the samples",
-          "[lists][cli][stores]") {
+          "[lists][cli][stores][slow]") {
   const auto samples = hwtest::source_dir() / "samples";
   TempDir tmp;
   const std::string bank = hwtest::bank_location(tmp);

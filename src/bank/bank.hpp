@@ -85,6 +85,21 @@ struct AuditEvent {
   std::string detail;  // a short JSON object with the rest (e.g. a list's new settings)
 };
 
+// A reviewer's decision on a match (issue #17): the list owner's feedback, and with a false
+// positive optionally the query put on an allow list (Bank::record_verdict).
+enum class ReviewVerdict { Confirmed, FalsePositive };
+const char* review_verdict_name(ReviewVerdict) noexcept;  // "confirmed", "false-positive"
+std::optional<ReviewVerdict> parse_review_verdict(std::string_view) noexcept;
+struct Review {
+  std::string query_sha256;  // the query file's SHA-256, 64 hex
+  std::int64_t entry = 0;    // the entry it matched
+  ReviewVerdict kind = ReviewVerdict::Confirmed;
+};
+struct ReviewResult {
+  std::int64_t audit_id = 0;
+  std::optional<std::int64_t> allow_entry;  // the allow entry made for it
+};
+
 struct NewEntry {
   std::optional<std::string> sha256;  // 64 lowercase hex of the file bytes; absent for imports
   Hash256 pdq;
@@ -249,6 +264,27 @@ class Bank {
                             const Actor& who);
   // The audit log's rows with id > after, oldest first, at most limit.
   std::vector<AuditEvent> audit(std::int64_t after, std::size_t limit) const;
+  // The highest audit id so far (0: none).
+  std::int64_t audit_high_water() const;
+  // A reviewer's verdict on a match of a query (its file's SHA-256) with entry v.entry,
+  // appended to the audit log (action "verdict", detail {"verdict", "query_sha256", ...}).
+  // With `allow` (a false positive only), the query's fingerprint is first added as that
+  // entry, to its list, which must be an allow list: from then on such matches are
+  // "allowed". Error{Usage}: no such entry, a bad SHA-256, a block list, or a query the
+  // bank already holds in another list.
+  ReviewResult record_verdict(const Review& v, const NewEntry* allow, const Actor& who);
+
+  // ---- what a sync between banks reads and writes (exchange/feed.hpp) -------------------
+  // Entries of one list with id > after, in id order, at most limit.
+  std::vector<Entry> list_entries(std::int64_t list_id, std::int64_t after,
+                                  std::size_t limit) const;
+  // The entries a sync took from `peer` under these external ids (NewEntry::peer,
+  // external_id): (external id, entry id) pairs, by entry id.
+  std::vector<std::pair<std::string, std::int64_t>> ids_from_peer(
+      const std::string& peer, std::span<const std::string> external_ids) const;
+  // A sync's checkpoint, kept in the bank under `key` (nullopt: none yet), and setting it.
+  std::optional<std::string> sync_checkpoint(const std::string& key) const;
+  void set_sync_checkpoint(const std::string& key, const std::string& value);
   // Changes the PDQ search index ("auto", "flat", "multihash" or "compact", and with
   // "auto" the entry count from which multihash is used, when given), records it in the
   // bank and rebuilds the index from the records, which stay untouched. Other

@@ -239,9 +239,9 @@ struct Bank::Impl {
   void log_write(ChangeOp op, const std::vector<std::int64_t>& ids, std::uint64_t gen_after) const;
   // Appends an audit row (inside the write's transaction; lists.cpp); a no-op on a store
   // without format 5's tables.
-  void audit_write(const std::string& action, const std::string& list,
-                   std::vector<std::int64_t> ids, const Actor& who,
-                   const std::string& detail = {}) const;
+  std::int64_t audit_write(const std::string& action, const std::string& list,
+                           std::vector<std::int64_t> ids, const Actor& who,
+                           const std::string& detail = {}) const;
   void load_or_build_index();
   // Gives a bank upgraded to format 4 its PDQ digest (bank/bank.cpp).
   void start_pdq_digest();
@@ -274,8 +274,10 @@ struct Bank::Impl {
       auto tx = store->begin_write();
       gen_before = read_generation();
       Digest gone, pdq_gone;
+      std::map<std::int64_t, std::vector<std::int64_t>> by_list;  // one audit row per list
       for (const RemovedEntry& r : body()) {
         removed.push_back(r.id);
+        by_list[r.list_id].push_back(r.id);
         if (const auto h = hash_from_blob(r.pdq)) pdq_gone += pdq_term(r.id, *h);
       }
       for (const auto& d : store->take_digests(removed))
@@ -283,7 +285,15 @@ struct Bank::Impl {
       if (!removed.empty()) {
         log_write(ChangeOp::Remove, removed, gen_before + 1);
         update_digests({}, gone, {}, pdq_gone);
-        audit_write("remove", "", removed, who);
+        // Each row names its list: a sync's feed (exchange/feed.hpp) passes on a list's
+        // removals by it, the entries being gone.
+        std::map<std::int64_t, std::string> names;
+        if (store->has_list_tables())
+          for (auto& l : store->lists(false)) names[l.id] = std::move(l.name);
+        for (auto& [list_id, ids] : by_list) {
+          const auto n = names.find(list_id);
+          audit_write("remove", n == names.end() ? "" : n->second, std::move(ids), who);
+        }
       }
       tx->commit();
     } catch (const Error&) {

@@ -62,10 +62,10 @@ bool valid_list_name(std::string_view s) noexcept {
   return true;
 }
 
-void Bank::Impl::audit_write(const std::string& action, const std::string& list,
-                             std::vector<std::int64_t> ids, const Actor& who,
-                             const std::string& detail) const {
-  if (!store->has_list_tables()) return;
+std::int64_t Bank::Impl::audit_write(const std::string& action, const std::string& list,
+                                     std::vector<std::int64_t> ids, const Actor& who,
+                                     const std::string& detail) const {
+  if (!store->has_list_tables()) return 0;
   AuditEvent e;
   e.at = now_s();
   e.actor = who.name.empty() ? "unattributed" : who.name.substr(0, kMaxReasonBytes);
@@ -74,7 +74,7 @@ void Bank::Impl::audit_write(const std::string& action, const std::string& list,
   e.ids = std::move(ids);
   e.reason = who.reason.substr(0, kMaxReasonBytes);
   e.detail = detail;
-  store->append_audit(e);
+  return store->append_audit(e);
 }
 
 namespace {
@@ -191,6 +191,104 @@ std::int64_t Bank::set_disabled(std::span<const std::int64_t> ids,
 std::vector<AuditEvent> Bank::audit(std::int64_t after, std::size_t limit) const {
   std::lock_guard lock(impl_->db_mu);
   return impl_->store->audit_after(after, limit);
+}
+
+const char* review_verdict_name(ReviewVerdict k) noexcept {
+  return k == ReviewVerdict::Confirmed ? "confirmed" : "false-positive";
+}
+
+std::optional<ReviewVerdict> parse_review_verdict(std::string_view s) noexcept {
+  if (s == "confirmed") return ReviewVerdict::Confirmed;
+  if (s == "false-positive") return ReviewVerdict::FalsePositive;
+  return std::nullopt;
+}
+
+ReviewResult Bank::record_verdict(const Review& v, const NewEntry* allow, const Actor& who) {
+  auto& m = *impl_;
+  m.require_writable();
+  m.require_key();
+  const std::string sha = lower(v.query_sha256);
+  if (!is_sha256_hex(sha))
+    throw Error(ErrorKind::Usage, m.where,
+                "the query's SHA-256 must be 64 hex characters, not '" +
+                    v.query_sha256.substr(0, 80) + "'");
+  const auto entry = get(v.entry);
+  if (!entry)
+    throw Error(ErrorKind::Usage, m.where, "there is no entry " + std::to_string(v.entry));
+  ReviewResult out;
+  nlohmann::json detail = {{"verdict", review_verdict_name(v.kind)}, {"query_sha256", sha}};
+  if (allow) {
+    if (v.kind != ReviewVerdict::FalsePositive)
+      throw Error(ErrorKind::Usage, m.where, "only a false positive goes on an allow list");
+    std::optional<ListInfo> list;
+    for (auto& l : lists_of(*m.store, false))
+      if (l.id == allow->list_id) list = std::move(l);
+    if (!list)
+      throw Error(ErrorKind::Usage, m.where, "there is no list " + std::to_string(allow->list_id));
+    if (list->kind != ListKind::Allow)
+      throw Error(ErrorKind::Usage, m.where,
+                  "'" + list->name + "' is a block list: a false positive goes on an allow list");
+    // The query itself (an entry with its SHA-256 is that file): an entry is in one list, so
+    // a query the bank already holds elsewhere cannot be allowlisted by adding it.
+    if (allow->sha256)
+      if (const auto had = find_sha256(*allow->sha256); had && had->list_id != list->id)
+        throw Error(ErrorKind::Usage, m.where,
+                    "the query is already entry " + std::to_string(had->id) + " of list '" +
+                        had->list_name + "'");
+    const auto r = add(std::span(allow, 1), who);
+    out.allow_entry = r.ids.at(0);
+    detail["allow_entry"] = *out.allow_entry;
+    detail["allow_list"] = list->name;
+  }
+  std::lock_guard lock(m.db_mu);
+  auto tx = m.store->begin_write();
+  out.audit_id = m.audit_write("verdict", entry->list_name, {v.entry}, who, detail.dump());
+  tx->commit();
+  return out;
+}
+
+std::int64_t Bank::audit_high_water() const {
+  std::lock_guard lock(impl_->db_mu);
+  return impl_->store->audit_high_water();
+}
+
+std::vector<Entry> Bank::list_entries(std::int64_t list_id, std::int64_t after,
+                                      std::size_t limit) const {
+  std::lock_guard lock(impl_->db_mu);
+  auto tx = impl_->store->begin_read();
+  auto out = impl_->store->list_entries_after(list_id, after, limit);
+  tx->commit();
+  return out;
+}
+
+std::vector<std::pair<std::string, std::int64_t>> Bank::ids_from_peer(
+    const std::string& peer, std::span<const std::string> external_ids) const {
+  std::lock_guard lock(impl_->db_mu);
+  auto tx = impl_->store->begin_read();
+  auto out = impl_->store->ids_from_peer(peer, external_ids);
+  tx->commit();
+  return out;
+}
+
+namespace {
+// Checkpoints live in meta under this prefix; the settings' digest and the seal leave
+// them out (they change with every page a sync applies, and decide nothing).
+std::string checkpoint_key(const std::string& key) { return "sync:" + key; }
+}  // namespace
+
+std::optional<std::string> Bank::sync_checkpoint(const std::string& key) const {
+  std::lock_guard lock(impl_->db_mu);
+  return impl_->meta(checkpoint_key(key));
+}
+
+void Bank::set_sync_checkpoint(const std::string& key, const std::string& value) {
+  auto& m = *impl_;
+  m.require_writable();
+  m.require_key();
+  std::lock_guard lock(m.db_mu);
+  auto tx = m.store->begin_write();
+  m.set_meta(checkpoint_key(key), value);
+  tx->commit();
 }
 
 }  // namespace hashwall

@@ -124,6 +124,11 @@ std::int64_t PgStore::append_audit(const AuditEvent& e) {
   return e.id;
 }
 
+std::int64_t PgStore::audit_high_water() {
+  if (!list_tables_) return 0;
+  return q("SELECT coalesce(max(id), 0)::bigint FROM audit", {}).i64(0, 0);
+}
+
 std::vector<AuditEvent> PgStore::audit_after(std::int64_t after, std::size_t limit) {
   std::vector<AuditEvent> out;
   if (!list_tables_) return out;

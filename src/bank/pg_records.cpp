@@ -278,7 +278,7 @@ void PgStore::insert_record(const std::string& signal, std::int64_t id, std::str
 
 std::vector<RemovedEntry> PgStore::removed(const Result& r) {
   std::vector<RemovedEntry> gone;
-  for (int i = 0; i < r.rows(); ++i) gone.push_back({r.i64(i, 0), r.text(i, 1)});
+  for (int i = 0; i < r.rows(); ++i) gone.push_back({r.i64(i, 0), r.text(i, 1), r.i64(i, 2)});
   std::sort(gone.begin(), gone.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
   return gone;
 }
@@ -287,8 +287,9 @@ std::vector<RemovedEntry> PgStore::remove_ids(std::span<const std::int64_t> ids)
   std::vector<RemovedEntry> gone;
   for (std::size_t at = 0; at < ids.size(); at += kIdChunk) {
     const auto part = ids.subspan(at, std::min(kIdChunk, ids.size() - at));
-    for (auto& g : removed(q("DELETE FROM entries WHERE id = ANY($1::bigint[]) RETURNING id, pdq",
-                             {text(id_array(part))})))
+    for (auto& g :
+         removed(q("DELETE FROM entries WHERE id = ANY($1::bigint[]) RETURNING id, pdq, list_id",
+                   {text(id_array(part))})))
       gone.push_back(std::move(g));
   }
   return gone;
@@ -311,11 +312,13 @@ std::vector<std::string> PgStore::take_digests(std::span<const std::int64_t> ids
 }
 
 std::vector<RemovedEntry> PgStore::remove_label(const std::string& label) {
-  return removed(q("DELETE FROM entries WHERE label = $1 RETURNING id, pdq", {blob(label)}));
+  return removed(
+      q("DELETE FROM entries WHERE label = $1 RETURNING id, pdq, list_id", {blob(label)}));
 }
 
 std::vector<RemovedEntry> PgStore::remove_sha256(const std::string& sha) {
-  return removed(q("DELETE FROM entries WHERE sha256 = $1 RETURNING id, pdq", {text(sha)}));
+  return removed(
+      q("DELETE FROM entries WHERE sha256 = $1 RETURNING id, pdq, list_id", {text(sha)}));
 }
 
 void PgStore::log_change(const Change& c) {
@@ -357,6 +360,37 @@ std::vector<Entry> PgStore::entries_after(std::int64_t after, std::size_t limit)
   std::vector<Entry> page;
   for (int i = 0; i < r.rows(); ++i) page.push_back(entry_from_row(where(), r, i));
   return page;
+}
+
+std::vector<Entry> PgStore::list_entries_after(std::int64_t list_id, std::int64_t after,
+                                               std::size_t limit) {
+  if (!list_tables_)
+    return list_id == kDefaultListId ? entries_after(after, limit) : std::vector<Entry>{};
+  const auto r = q(entry_select() +
+                       " WHERE e.list_id = $1::bigint AND e.id > $2::bigint ORDER BY e.id LIMIT "
+                       "$3::bigint",
+                   {num(list_id), num(after), num(static_cast<std::int64_t>(limit))});
+  std::vector<Entry> page;
+  for (int i = 0; i < r.rows(); ++i) page.push_back(entry_from_row(where(), r, i));
+  return page;
+}
+
+std::vector<std::pair<std::string, std::int64_t>> PgStore::ids_from_peer(
+    const std::string& peer, std::span<const std::string> external_ids) {
+  std::vector<std::pair<std::string, std::int64_t>> out;
+  if (!list_tables_ || peer.empty()) return out;
+  in_chunks(external_ids.size(), [&](std::size_t from, std::size_t to) {
+    ArrayLiteral xs;
+    for (std::size_t i = from; i < to; ++i) xs.bytes(external_ids[i]);
+    const auto r =
+        q("SELECT external_id, id FROM entries WHERE peer = $1 AND external_id = "
+          "ANY($2::bytea[]) ORDER BY id",
+          {blob(peer), text(xs.done())});
+    for (int i = 0; i < r.rows(); ++i) out.emplace_back(r.text(i, 0), r.i64(i, 1));
+  });
+  std::sort(out.begin(), out.end(),
+            [](const auto& a, const auto& b) { return a.second < b.second; });
+  return out;
 }
 
 std::optional<std::vector<Change>> PgStore::changes_since(std::uint64_t after) {

@@ -91,6 +91,11 @@ class PgStore : public Store {
                                                  const std::optional<Disabled>& state) override;
   std::int64_t append_audit(const AuditEvent& e) override;
   std::vector<AuditEvent> audit_after(std::int64_t after, std::size_t limit) override;
+  std::int64_t audit_high_water() override;
+  std::vector<Entry> list_entries_after(std::int64_t list_id, std::int64_t after,
+                                        std::size_t limit) override;
+  std::vector<std::pair<std::string, std::int64_t>> ids_from_peer(
+      const std::string& peer, std::span<const std::string> external_ids) override;
 
   // pg_store.cpp: sizes and health.
   std::int64_t count_entries() override;

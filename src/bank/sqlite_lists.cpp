@@ -122,6 +122,12 @@ std::int64_t SqliteStore::append_audit(const AuditEvent& e) {
   return sqlite3_last_insert_rowid(conn_.db);
 }
 
+std::int64_t SqliteStore::audit_high_water() {
+  if (!list_tables_) return 0;
+  Stmt s(conn_, "SELECT coalesce(max(id), 0) FROM audit");
+  return s.step() ? s.i64(0) : 0;
+}
+
 std::vector<AuditEvent> SqliteStore::audit_after(std::int64_t after, std::size_t limit) {
   std::vector<AuditEvent> out;
   if (!list_tables_) return out;

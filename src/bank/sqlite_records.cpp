@@ -206,12 +206,12 @@ void SqliteStore::insert_record(const std::string& signal, std::int64_t id,
 }
 
 std::vector<RemovedEntry> SqliteStore::remove_ids(std::span<const std::int64_t> ids) {
-  Stmt s(conn_, "DELETE FROM entries WHERE id = ?1 RETURNING id, pdq");
+  Stmt s(conn_, "DELETE FROM entries WHERE id = ?1 RETURNING id, pdq, list_id");
   std::vector<RemovedEntry> gone;
   for (const auto id : ids) {
     s.reset();
     s.bind(1, id);
-    while (s.step()) gone.push_back({s.i64(0), std::string(s.blob(1))});
+    while (s.step()) gone.push_back({s.i64(0), std::string(s.blob(1)), s.i64(2)});
   }
   return gone;
 }
@@ -237,18 +237,18 @@ std::vector<std::string> SqliteStore::take_digests(std::span<const std::int64_t>
 }
 
 std::vector<RemovedEntry> SqliteStore::remove_label(const std::string& label) {
-  Stmt s(conn_, "DELETE FROM entries WHERE label = ?1 RETURNING id, pdq");
+  Stmt s(conn_, "DELETE FROM entries WHERE label = ?1 RETURNING id, pdq, list_id");
   s.bind(1, std::string_view(label));
   std::vector<RemovedEntry> gone;
-  while (s.step()) gone.push_back({s.i64(0), std::string(s.blob(1))});
+  while (s.step()) gone.push_back({s.i64(0), std::string(s.blob(1)), s.i64(2)});
   return gone;
 }
 
 std::vector<RemovedEntry> SqliteStore::remove_sha256(const std::string& sha) {
-  Stmt s(conn_, "DELETE FROM entries WHERE sha256 = ?1 RETURNING id, pdq");
+  Stmt s(conn_, "DELETE FROM entries WHERE sha256 = ?1 RETURNING id, pdq, list_id");
   s.bind(1, std::string_view(sha));
   std::vector<RemovedEntry> gone;
-  while (s.step()) gone.push_back({s.i64(0), std::string(s.blob(1))});
+  while (s.step()) gone.push_back({s.i64(0), std::string(s.blob(1)), s.i64(2)});
   return gone;
 }
 
@@ -294,6 +294,35 @@ std::vector<Entry> SqliteStore::entries_after(std::int64_t after, std::size_t li
   std::vector<Entry> page;
   while (s.step()) page.push_back(entry_from_row(conn_, s));
   return page;
+}
+
+std::vector<Entry> SqliteStore::list_entries_after(std::int64_t list_id, std::int64_t after,
+                                                   std::size_t limit) {
+  if (!list_tables_)
+    return list_id == kDefaultListId ? entries_after(after, limit) : std::vector<Entry>{};
+  const std::string sql = entry_select() +
+                          " WHERE e.list_id = ?1 AND e.id > ?2 ORDER BY e.id LIMIT " +
+                          std::to_string(limit);
+  Stmt s(conn_, sql.c_str());
+  s.bind(1, list_id).bind(2, after);
+  std::vector<Entry> page;
+  while (s.step()) page.push_back(entry_from_row(conn_, s));
+  return page;
+}
+
+std::vector<std::pair<std::string, std::int64_t>> SqliteStore::ids_from_peer(
+    const std::string& peer, std::span<const std::string> external_ids) {
+  std::vector<std::pair<std::string, std::int64_t>> out;
+  if (!list_tables_ || peer.empty()) return out;
+  Stmt s(conn_, "SELECT id FROM entries WHERE peer = ?1 AND external_id = ?2 ORDER BY id");
+  for (const auto& x : external_ids) {
+    s.reset();
+    s.bind(1, std::string_view(peer)).bind(2, std::string_view(x));
+    while (s.step()) out.emplace_back(x, s.i64(0));
+  }
+  std::sort(out.begin(), out.end(),
+            [](const auto& a, const auto& b) { return a.second < b.second; });
+  return out;
 }
 
 std::optional<std::vector<Change>> SqliteStore::changes_since(std::uint64_t after) {

@@ -111,6 +111,7 @@ ALTER TABLE entries ADD COLUMN added_by TEXT NOT NULL DEFAULT '';
 ALTER TABLE entries ADD COLUMN peer TEXT NOT NULL DEFAULT '';
 ALTER TABLE entries ADD COLUMN external_id TEXT NOT NULL DEFAULT '';
 CREATE INDEX IF NOT EXISTS entries_list ON entries(list_id);
+CREATE INDEX IF NOT EXISTS entries_peer ON entries(peer, external_id) WHERE peer <> '';
 )sql";
 
 void set_meta(const Conn& c, const std::string& key, const std::string& value) {

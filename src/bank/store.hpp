@@ -53,6 +53,7 @@ struct RawEntry {
 struct RemovedEntry {
   std::int64_t id = 0;
   std::string pdq;
+  std::int64_t list_id = kDefaultListId;  // the audit log names the list it left
 };
 
 struct EntryCounts {
@@ -214,6 +215,15 @@ class Store {
   virtual std::int64_t append_audit(const AuditEvent& e) = 0;
   // Rows with id > after, oldest first, at most limit.
   virtual std::vector<AuditEvent> audit_after(std::int64_t after, std::size_t limit) = 0;
+  // The highest audit id given so far (0: none).
+  virtual std::int64_t audit_high_water() = 0;
+  // Entries of one list with id > after, in id order, at most limit.
+  virtual std::vector<Entry> list_entries_after(std::int64_t list_id, std::int64_t after,
+                                                std::size_t limit) = 0;
+  // The entries a sync took from `peer` under these external ids: (external id, entry id)
+  // pairs, by entry id.
+  virtual std::vector<std::pair<std::string, std::int64_t>> ids_from_peer(
+      const std::string& peer, std::span<const std::string> external_ids) = 0;
 
   // ---- sizes and health -------------------------------------------------------------
   virtual std::int64_t count_entries() = 0;

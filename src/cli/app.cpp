@@ -33,6 +33,8 @@ int run(int argc, char** argv) {
   register_export(app, exit_code);
   register_admin(app, exit_code);
   register_control(app, exit_code);
+  register_sync(app, exit_code);
+  register_verdict(app, exit_code);
   register_bench(app, exit_code);
   register_serve(app, exit_code);
   try {

@@ -15,5 +15,7 @@ void register_admin(CLI::App& app, int& exit_code);    // init, stats, remove, r
 void register_bench(CLI::App& app, int& exit_code);    // bench robustness | speed
 void register_serve(CLI::App& app, int& exit_code);    // HTTP service (src/server)
 void register_control(CLI::App& app, int& exit_code);  // list, disable, enable, log
+void register_sync(CLI::App& app, int& exit_code);     // sync (exchange/sync.hpp)
+void register_verdict(CLI::App& app, int& exit_code);  // verdict
 
 }  // namespace hashwall::cli

@@ -24,6 +24,10 @@ const char* endpoint_name(Endpoint e) noexcept {
       return "/metrics";
     case Endpoint::Audit:
       return "/v1/audit";
+    case Endpoint::Changes:
+      return "/v1/changes";
+    case Endpoint::Verdicts:
+      return "POST /v1/verdicts";
     case Endpoint::Other:
       break;
   }
@@ -35,6 +39,7 @@ Endpoint classify(std::string_view method, std::string_view path) noexcept {
     if (path == "/v1/match") return Endpoint::Match;
     if (path == "/v1/match/hash") return Endpoint::MatchHash;
     if (path == "/v1/entries") return Endpoint::EntriesAdd;
+    if (path == "/v1/verdicts") return Endpoint::Verdicts;
   } else if (method == "DELETE") {
     if (path.starts_with("/v1/entries/")) return Endpoint::EntriesRemove;
   } else if (method == "GET" || method == "HEAD") {
@@ -43,6 +48,7 @@ Endpoint classify(std::string_view method, std::string_view path) noexcept {
     if (path == "/v1/stats") return Endpoint::Stats;
     if (path == "/metrics") return Endpoint::Metrics;
     if (path == "/v1/audit") return Endpoint::Audit;
+    if (path == "/v1/changes") return Endpoint::Changes;
   }
   return Endpoint::Other;
 }

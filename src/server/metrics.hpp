@@ -21,9 +21,11 @@ enum class Endpoint {
   Stats,
   Metrics,
   Audit,
+  Changes,
+  Verdicts,
   Other
 };
-inline constexpr int kEndpointCount = 10;
+inline constexpr int kEndpointCount = 12;
 const char* endpoint_name(Endpoint) noexcept;  // "/v1/match", ... "other"
 // Which endpoint a request is for (unknown paths and methods: Other).
 Endpoint classify(std::string_view method, std::string_view path) noexcept;

@@ -78,12 +78,14 @@ std::optional<Reply> HttpServer::Impl::authorize(Request& rq, bool write) const 
                                   "; writes need write or admin");
     return std::nullopt;
   }
-  // The audit log names tokens, entries and reasons: a read token at least.
-  if (rq.endpoint == Endpoint::Audit && !no_auth) {
-    if (!token) return unauthorized("the audit log needs 'Authorization: Bearer TOKEN'");
+  // The audit log names tokens, entries and reasons, and a list's change feed is the list
+  // itself (hashes, labels): a read token at least. A verdict is not a bank dump.
+  if ((rq.endpoint == Endpoint::Audit || rq.endpoint == Endpoint::Changes) && !no_auth) {
+    const char* what = rq.endpoint == Endpoint::Audit ? "the audit log" : "a list's changes";
+    if (!token) return unauthorized(std::string(what) + " needs 'Authorization: Bearer TOKEN'");
     if (token->role < Role::Read)
       return error_reply(403, "token '" + token->name + "' has the role " + role_name(token->role) +
-                                  "; the audit log needs read or admin");
+                                  "; " + what + " needs read or admin");
   }
   const bool guarded_read = rq.endpoint == Endpoint::Match || rq.endpoint == Endpoint::MatchHash ||
                             rq.endpoint == Endpoint::Stats || rq.endpoint == Endpoint::Metrics;
@@ -108,6 +110,8 @@ std::optional<std::vector<HttpServer::Impl::Route>> HttpServer::Impl::routes_of(
   if (path == "/v1/ready") return std::vector<Route>{{"GET", Endpoint::Ready, false}};
   if (path == "/v1/stats") return std::vector<Route>{{"GET", Endpoint::Stats, false}};
   if (path == "/v1/audit") return std::vector<Route>{{"GET", Endpoint::Audit, false}};
+  if (path == "/v1/changes") return std::vector<Route>{{"GET", Endpoint::Changes, false}};
+  if (path == "/v1/verdicts") return std::vector<Route>{{"POST", Endpoint::Verdicts, true}};
   if (path == "/metrics") return std::vector<Route>{{"GET", Endpoint::Metrics, false}};
   return std::nullopt;
 }
@@ -238,6 +242,10 @@ Reply HttpServer::Impl::endpoint_reply(const Request& rq) {
                                   {writer(rq), {}});
     case Endpoint::Audit:
       return service.audit(rq.params);
+    case Endpoint::Changes:
+      return service.changes(rq.params);
+    case Endpoint::Verdicts:
+      return service.verdict(rq.raw, {writer(rq), {}});
     default:
       break;
   }

@@ -5,6 +5,7 @@
 #include <chrono>
 
 #include "core/error.hpp"
+#include "exchange/feed.hpp"
 #include "hashlist/hashlist.hpp"
 #include "image/load.hpp"
 #include "match/fingerprint.hpp"
@@ -450,6 +451,104 @@ Reply Service::audit(const Params& params) const {
     r.body["next"] = rows.empty() ? *after : rows.back().id;
     return r;
   } catch (const Error& e) {
+    return reply_for(e, limits_.retry_after_seconds);
+  }
+}
+
+Reply Service::changes(const Params& params) const {
+  const auto it = params.find("list");
+  if (it == params.end() || it->second.empty())
+    return error_reply(400, "which list? ask with list=NAME");
+  const auto after = params.find("after");
+  const auto lim = params.find("limit");
+  std::size_t limit = kFeedPageDefault;
+  if (lim != params.end()) {
+    const auto v = parse_int(lim->second);
+    if (!v || *v < 1 || *v > static_cast<std::int64_t>(kFeedPageMax))
+      return error_reply(400, "limit must be an integer from 1 to " + std::to_string(kFeedPageMax));
+    limit = static_cast<std::size_t>(*v);
+  }
+  try {
+    const FeedPage page =
+        read_feed(bank_, it->second, after == params.end() ? "0" : after->second, limit);
+    Reply r;
+    r.body = feed_json(page);
+    return r;
+  } catch (const Error& e) {
+    if (e.kind() == ErrorKind::Usage) return error_reply(400, e.reason());
+    return reply_for(e, limits_.retry_after_seconds);
+  }
+}
+
+Reply Service::verdict(std::string_view body, const WriteContext& ctx) {
+  if (!writable_) return error_reply(403, "this service is read-only (started with --read-only)");
+  const json j = json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object())
+    return error_reply(400,
+                       "the body must be a JSON object: {\"entry\": ID, \"query_sha256\": "
+                       "HEX, \"verdict\": \"confirmed\" or \"false-positive\"}");
+  const auto str = [&](const char* key) -> std::optional<std::string> {
+    if (!j.contains(key) || !j[key].is_string()) return std::nullopt;
+    return j[key].get<std::string>();
+  };
+  if (!j.contains("entry") || !j["entry"].is_number_integer() ||
+      j["entry"].get<std::int64_t>() <= 0)
+    return error_reply(400, "'entry' must be the id of the entry the query matched");
+  const auto sha = str("query_sha256");
+  const auto kind = str("verdict");
+  if (!sha) return error_reply(400, "'query_sha256' (the query file's SHA-256) is missing");
+  if (!kind || !parse_review_verdict(*kind))
+    return error_reply(400, "'verdict' must be \"confirmed\" or \"false-positive\"");
+  Review v;
+  v.entry = j["entry"].get<std::int64_t>();
+  v.query_sha256 = *sha;
+  v.kind = *parse_review_verdict(*kind);
+  WriteContext wc = ctx;
+  if (const auto reason = str("reason")) wc.who.reason = reason->substr(0, kMaxReasonBytes);
+  std::optional<NewEntry> allow;
+  if (const auto list = str("allow_list")) {
+    // The query's PDQ hash, as /v1/match returned it: the allow entry.
+    const auto pdq = str("pdq");
+    const auto h = pdq ? Hash256::from_hex(*pdq) : std::nullopt;
+    if (!h)
+      return error_reply(
+          400, "to allowlist the query send its 'pdq' (64 hex), as /v1/match returned it");
+    allow = NewEntry{};
+    allow->pdq = *h;
+    allow->sha256 = *sha;
+    if (j.contains("quality")) {
+      if (!j["quality"].is_number_integer() || j["quality"].get<int>() < 0 ||
+          j["quality"].get<int>() > 100)
+        return error_reply(400, "'quality' must be 0 to 100");
+      allow->quality = j["quality"].get<int>();
+    }
+    allow->source = "verdict";
+    allow->origin = Origin::Imported;
+    allow->label = str("label")
+                       .value_or("false positive of entry " + std::to_string(v.entry))
+                       .substr(0, kMaxLabelBytes);
+    allow->added_by = wc.who.name;
+    Reply bad;
+    wc.list = *list;
+    const auto id = list_for_write(wc, bad);
+    if (!id) return bad;
+    allow->list_id = *id;
+  }
+  try {
+    ReviewResult r;
+    {
+      std::lock_guard lock(write_mu_);
+      r = bank_.record_verdict(v, allow ? &*allow : nullptr, wc.who);
+    }
+    Reply out;
+    out.status = 201;
+    out.body["verdict"] = review_verdict_name(v.kind);
+    out.body["entry"] = v.entry;
+    out.body["audit_id"] = r.audit_id;
+    out.body["allow_entry"] = r.allow_entry ? json(*r.allow_entry) : json(nullptr);
+    return out;
+  } catch (const Error& e) {
+    if (e.kind() == ErrorKind::Usage) return error_reply(400, e.reason());
     return reply_for(e, limits_.retry_after_seconds);
   }
 }

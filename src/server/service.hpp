@@ -107,6 +107,12 @@ class Service {
   Reply remove_entry(std::string_view id_text, const WriteContext& ctx = {});
   // GET /v1/audit: the audit log's events after `after`, at most `limit` (1..1000).
   Reply audit(const Params& params) const;
+  // GET /v1/changes: a page of one list's change feed (exchange/feed.hpp). Parameters:
+  // list (required), after (a cursor: 0 to start), limit (1..kFeedPageMax).
+  Reply changes(const Params& params) const;
+  // POST /v1/verdicts: a reviewer's verdict on a match (Bank::record_verdict), a JSON body
+  // {"entry", "query_sha256", "verdict", "reason"?, "allow_list"?, "pdq"?, "quality"?}.
+  Reply verdict(std::string_view body, const WriteContext& ctx);
   Reply health() const;
   // `extra` (server settings, uptime) is merged into the body.
   Reply stats(const json& extra) const;

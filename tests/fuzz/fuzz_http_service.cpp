@@ -85,6 +85,12 @@ Reply Service::remove_entry(std::string_view id_text, const WriteContext&) {
   return echo("remove", id_text.size(), {}, Role::Write);
 }
 Reply Service::audit(const Params& params) const { return echo("audit", 0, params, Role::Read); }
+Reply Service::changes(const Params& params) const {
+  return echo("changes", 0, params, Role::Read);
+}
+Reply Service::verdict(std::string_view body, const WriteContext&) {
+  return echo("verdict", body.size(), {}, Role::Write);
+}
 Reply Service::health() const {
   Reply r;
   r.body["status"] = "ok";

@@ -1,0 +1,391 @@
+// A list's change feed: read from the bank's entries and audit log, written as JSON, read
+// back and applied to another bank (feed.hpp).
+#include "exchange/feed.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <tuple>
+
+#include "core/error.hpp"
+
+namespace hashwall {
+
+using nlohmann::json;
+
+namespace {
+
+std::optional<std::int64_t> to_int(std::string_view s) {
+  if (s.empty() || s.size() > 19) return std::nullopt;
+  std::int64_t v = 0;
+  const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || p != s.data() + s.size() || v < 0) return std::nullopt;
+  return v;
+}
+
+// "A.B" -> (A, B)
+std::optional<std::pair<std::int64_t, std::int64_t>> two_ints(std::string_view s) {
+  const auto dot = s.find('.');
+  if (dot == std::string_view::npos) return std::nullopt;
+  const auto a = to_int(s.substr(0, dot)), b = to_int(s.substr(dot + 1));
+  if (!a || !b) return std::nullopt;
+  return std::pair{*a, *b};
+}
+
+json disabled_json(const std::optional<Disabled>& d) {
+  if (!d) return nullptr;
+  json j = {{"reason", d->reason}};
+  j["until"] = d->until ? json(*d->until) : json(nullptr);
+  return j;
+}
+
+std::optional<Disabled> disabled_from(const std::string& where, const json& j) {
+  if (j.is_null()) return std::nullopt;
+  if (!j.is_object() || !j.contains("reason") || !j["reason"].is_string() ||
+      j["reason"].get_ref<const std::string&>().empty())
+    throw Error(ErrorKind::Usage, where,
+                "a change's 'disabled' is not {\"reason\": ..., \"until\": ...}");
+  Disabled d{j["reason"].get<std::string>().substr(0, kMaxReasonBytes), std::nullopt};
+  if (j.contains("until") && !j["until"].is_null()) {
+    if (!j["until"].is_number_integer())
+      throw Error(ErrorKind::Usage, where, "a change's 'disabled.until' is not a whole number");
+    d.until = j["until"].get<std::int64_t>();
+  }
+  return d;
+}
+
+// The ids of one audit row that concern the list, as feed items.
+void items_of_row(const Bank& bank, const ListInfo& list, const AuditEvent& row, std::size_t from,
+                  std::size_t to, std::vector<FeedItem>& out) {
+  const bool add = row.action == "add";
+  const bool state = (row.action == "disable" || row.action == "enable") && !row.ids.empty();
+  // A removal's entries are gone: the row names their list (rows written before it did
+  // name none, and pass on every id; a sync ignores ids it never took).
+  if (row.action == "remove") {
+    if (row.list != list.name && !row.list.empty()) return;
+    for (std::size_t k = from; k < to; ++k)
+      out.push_back({FeedItem::Op::Remove, row.ids[k], std::nullopt, std::nullopt});
+    return;
+  }
+  if (!add && !state) return;  // list changes: the page carries the list as it is now
+  for (std::size_t k = from; k < to; ++k) {
+    // The entry as it is now: one added and removed since is left out (its removal
+    // follows), one disabled since is sent disabled (and its disable follows).
+    auto e = bank.get(row.ids[k]);
+    if (!e || e->list_id != list.id) continue;
+    if (add)
+      out.push_back({FeedItem::Op::Add, e->id, std::move(*e), std::nullopt});
+    else
+      out.push_back({FeedItem::Op::State, e->id, std::nullopt, e->disabled});
+  }
+}
+
+// Gives the entries taken from `peer` under these external ids the states asked for,
+// one write per distinct state, skipping those already in it (a page read again).
+void set_states(Bank& bank, const std::string& peer,
+                const std::vector<std::pair<std::string, const std::optional<Disabled>*>>& want,
+                const Actor& who, ApplyReport& rep) {
+  if (want.empty()) return;
+  std::map<std::string, const std::optional<Disabled>*> by_ext(want.begin(), want.end());
+  std::vector<std::string> ext;
+  for (const auto& [x, d] : by_ext) ext.push_back(x);
+  using Key = std::tuple<bool, std::string, std::optional<std::int64_t>>;
+  std::map<Key, std::vector<std::int64_t>> groups;
+  for (const auto& [x, id] : bank.ids_from_peer(peer, ext)) {
+    const auto e = bank.get(id);
+    if (!e) continue;
+    const auto& d = *by_ext.at(x);
+    const bool same =
+        d ? (e->disabled && e->disabled->reason == d->reason && e->disabled->until == d->until)
+          : !e->disabled;
+    if (same) continue;
+    groups[Key{d.has_value(), d ? d->reason : "", d ? d->until : std::nullopt}].push_back(id);
+  }
+  for (const auto& [key, ids] : groups) {
+    const auto& [off, reason, until] = key;
+    const auto state = off ? std::optional<Disabled>(Disabled{reason, until}) : std::nullopt;
+    (off ? rep.disabled : rep.enabled) += bank.set_disabled(ids, state, who);
+  }
+}
+
+}  // namespace
+
+std::optional<FeedCursor> parse_cursor(std::string_view t) {
+  if (t.empty() || t.size() > kMaxCursorBytes) return std::nullopt;
+  FeedCursor c;
+  if (t.front() == 's') {
+    const auto ab = two_ints(t.substr(1));
+    if (!ab) return std::nullopt;
+    c.snapshot = true;
+    c.audit = ab->first;
+    c.entry = ab->second;
+    return c;
+  }
+  c.snapshot = false;
+  if (t.find('.') == std::string_view::npos) {
+    const auto n = to_int(t);
+    if (!n) return std::nullopt;
+    if (*n == 0) {
+      c.snapshot = true;  // audit = -1: take the log's high water when the read starts
+      c.audit = -1;
+      return c;
+    }
+    c.audit = *n + 1;
+    return c;
+  }
+  const auto ab = two_ints(t);
+  if (!ab || ab->first == 0) return std::nullopt;
+  c.audit = ab->first;
+  c.skip = ab->second;
+  return c;
+}
+
+std::string cursor_text(const FeedCursor& c) {
+  if (c.snapshot)
+    return c.audit < 0 ? "0" : "s" + std::to_string(c.audit) + "." + std::to_string(c.entry);
+  return std::to_string(c.audit) + "." + std::to_string(c.skip);
+}
+
+FeedPage read_feed(const Bank& bank, const std::string& list_name, std::string_view after,
+                   std::size_t limit) {
+  if (limit < 1 || limit > kFeedPageMax)
+    throw Error(
+        ErrorKind::Usage, "",
+        "limit must be 1 to " + std::to_string(kFeedPageMax) + ", not " + std::to_string(limit));
+  auto cursor = parse_cursor(after);
+  if (!cursor)
+    throw Error(ErrorKind::Usage, "",
+                "'" + std::string(after.substr(0, kMaxCursorBytes)) +
+                    "' is not a cursor of this feed (0 to start, or a page's 'next')");
+  const auto list = bank.list(list_name);
+  if (!list) throw Error(ErrorKind::Usage, "", "there is no list '" + list_name + "'");
+  FeedPage page;
+  page.after = std::string(after);
+  page.list = *list;
+  FeedCursor c = *cursor;
+  if (c.snapshot) {
+    // Changes from the snapshot's start on are read from the log afterwards.
+    if (c.audit < 0) c.audit = bank.audit_high_water();
+    auto entries = bank.list_entries(list->id, c.entry, limit);
+    for (auto& e : entries)
+      page.items.push_back({FeedItem::Op::Add, e.id, std::move(e), std::nullopt});
+    if (entries.size() == limit) {
+      c.entry = page.items.back().id;
+    } else {
+      c = FeedCursor{false, c.audit + 1, 0, 0};
+    }
+    page.next = cursor_text(c);
+    page.more = true;  // the log after the snapshot, or its next page
+    return page;
+  }
+  // The log: rows from c.audit on, skipping the ids of the first that were sent. Each id
+  // looked at counts against the limit, sent or not, so a page's work is bounded.
+  std::size_t budget = limit;
+  const auto rows = bank.audit(c.audit - 1, std::min<std::size_t>(limit, 1000));
+  bool stopped_in_row = false;
+  for (const auto& row : rows) {
+    const std::size_t from =
+        row.id == c.audit ? std::min<std::size_t>(static_cast<std::size_t>(c.skip), row.ids.size())
+                          : 0;
+    const std::size_t n = row.ids.size() - from;
+    const std::size_t take = std::min(n, budget);
+    items_of_row(bank, *list, row, from, from + take, page.items);
+    budget -= std::min(budget, std::max<std::size_t>(take, 1));  // a row without ids costs one
+    if (take < n) {
+      c = FeedCursor{false, row.id, 0, static_cast<std::int64_t>(from + take)};
+      stopped_in_row = true;
+      break;
+    }
+    c = FeedCursor{false, row.id + 1, 0, 0};
+    if (budget == 0) break;
+  }
+  page.next = cursor_text(c);
+  page.more = stopped_in_row || (budget == 0 && !rows.empty()) ||
+              rows.size() == std::min<std::size_t>(limit, 1000);
+  if (rows.empty()) page.more = false;
+  return page;
+}
+
+json feed_json(const FeedPage& page) {
+  json items = json::array();
+  for (const auto& it : page.items) {
+    json j = {{"id", it.id}};
+    switch (it.op) {
+      case FeedItem::Op::Add: {
+        const Entry& e = *it.entry;
+        j["op"] = "add";
+        j["pdq"] = e.pdq.hex();
+        j["quality"] = e.quality ? json(*e.quality) : json(nullptr);
+        j["sha256"] = e.sha256 ? json(*e.sha256) : json(nullptr);
+        j["label"] = e.label;
+        j["source"] = e.source;
+        j["origin"] = origin_name(e.origin);
+        j["added_at"] = e.added_at;
+        j["disabled"] = disabled_json(e.disabled);
+        break;
+      }
+      case FeedItem::Op::Remove:
+        j["op"] = "remove";
+        break;
+      case FeedItem::Op::State:
+        j["op"] = "state";
+        j["disabled"] = disabled_json(it.state);
+        break;
+    }
+    items.push_back(std::move(j));
+  }
+  json list = {{"name", page.list.name},
+               {"kind", list_kind_name(page.list.kind)},
+               {"description", page.list.description},
+               {"organisation", page.list.organisation},
+               {"terms", page.list.terms},
+               {"disabled", disabled_json(page.list.disabled)}};
+  return {{"list", std::move(list)},
+          {"after", page.after},
+          {"next", page.next},
+          {"more", page.more},
+          {"changes", std::move(items)}};
+}
+
+FeedPage parse_feed(const std::string& where, const json& j) {
+  const auto bad = [&](const std::string& why) { return Error(ErrorKind::Usage, where, why); };
+  const auto str = [&](const json& o, const char* key) -> std::string {
+    if (!o.is_object() || !o.contains(key) || !o[key].is_string())
+      throw bad(std::string("'") + key + "' is missing or not a string");
+    return o[key].get<std::string>();
+  };
+  if (!j.is_object()) throw bad("the answer is not a JSON object");
+  FeedPage page;
+  if (!j.contains("list") || !j["list"].is_object()) throw bad("'list' is missing");
+  const json& l = j["list"];
+  page.list.name = str(l, "name");
+  const auto kind = parse_list_kind(str(l, "kind"));
+  if (!kind) throw bad("the list's kind is neither block nor allow");
+  page.list.kind = *kind;
+  page.list.description = str(l, "description").substr(0, kMaxListTextBytes);
+  page.list.organisation = str(l, "organisation").substr(0, kMaxListTextBytes);
+  page.list.terms = str(l, "terms").substr(0, kMaxListTextBytes);
+  if (l.contains("disabled")) page.list.disabled = disabled_from(where, l["disabled"]);
+  page.after = str(j, "after");
+  page.next = str(j, "next");
+  if (!parse_cursor(page.next)) throw bad("'next' is not a cursor");
+  if (!j.contains("more") || !j["more"].is_boolean()) throw bad("'more' is missing");
+  page.more = j["more"].get<bool>();
+  if (!j.contains("changes") || !j["changes"].is_array()) throw bad("'changes' is missing");
+  if (j["changes"].size() > kFeedPageMax)
+    throw bad("more than " + std::to_string(kFeedPageMax) + " changes in one page");
+  std::size_t n = 0;
+  for (const json& c : j["changes"]) {
+    ++n;
+    const auto at = [&](const std::string& why) {
+      return bad("change " + std::to_string(n) + ": " + why);
+    };
+    if (!c.is_object() || !c.contains("id") || !c["id"].is_number_integer() ||
+        c["id"].get<std::int64_t>() <= 0)
+      throw at("no positive 'id'");
+    FeedItem it;
+    it.id = c["id"].get<std::int64_t>();
+    const std::string op = str(c, "op");
+    if (op == "remove") {
+      it.op = FeedItem::Op::Remove;
+    } else if (op == "state") {
+      it.op = FeedItem::Op::State;
+      it.state = disabled_from(where, c.value("disabled", json(nullptr)));
+    } else if (op == "add") {
+      it.op = FeedItem::Op::Add;
+      Entry e;
+      e.id = it.id;
+      const auto h = Hash256::from_hex(str(c, "pdq"));
+      if (!h) throw at("'pdq' is not 64 hex characters");
+      e.pdq = *h;
+      if (c.contains("quality") && !c["quality"].is_null()) {
+        if (!c["quality"].is_number_integer() || c["quality"].get<std::int64_t>() < 0 ||
+            c["quality"].get<std::int64_t>() > 100)
+          throw at("'quality' is not 0 to 100");
+        e.quality = c["quality"].get<int>();
+      }
+      if (c.contains("sha256") && !c["sha256"].is_null()) e.sha256 = str(c, "sha256");
+      e.label = str(c, "label");
+      e.source = str(c, "source");
+      const std::string origin = str(c, "origin");
+      if (origin != "indexed" && origin != "imported")
+        throw at("'origin' is not indexed or imported");
+      e.origin = origin == "indexed" ? Origin::Indexed : Origin::Imported;
+      e.disabled = disabled_from(where, c.value("disabled", json(nullptr)));
+      it.entry = std::move(e);
+    } else {
+      throw at("'op' is not add, remove or state");
+    }
+    page.items.push_back(std::move(it));
+  }
+  return page;
+}
+
+ApplyReport apply_feed(Bank& bank, const FeedPage& page, const std::string& peer, std::int64_t into,
+                       const Actor& who) {
+  ApplyReport rep;
+  // Runs of the same operation go to the bank together, in the page's order (an add, then
+  // the removal of the same entry, must stay in that order).
+  std::size_t i = 0;
+  const auto& items = page.items;
+  const auto local_ids = [&](std::size_t from, std::size_t to) {
+    std::vector<std::string> ext;
+    for (std::size_t k = from; k < to; ++k) ext.push_back(std::to_string(items[k].id));
+    std::map<std::string, std::vector<std::int64_t>> out;
+    for (auto& [x, id] : bank.ids_from_peer(peer, ext)) out[x].push_back(id);
+    return out;
+  };
+  while (i < items.size()) {
+    std::size_t j = i;
+    while (j < items.size() && items[j].op == items[i].op) ++j;
+    switch (items[i].op) {
+      case FeedItem::Op::Add: {
+        std::vector<NewEntry> batch;
+        for (std::size_t k = i; k < j; ++k) {
+          const Entry& e = *items[k].entry;
+          NewEntry n;
+          n.sha256 = e.sha256;
+          n.pdq = e.pdq;
+          n.quality = e.quality;
+          n.label = e.label.substr(0, kMaxLabelBytes);
+          n.source = e.source.substr(0, kMaxSourceBytes);
+          n.origin = e.origin;
+          n.list_id = into;
+          n.added_by = who.name;
+          n.peer = peer;
+          n.external_id = std::to_string(items[k].id);
+          batch.push_back(std::move(n));
+        }
+        const auto r = bank.add(batch, who);
+        rep.added += r.added;
+        rep.duplicates += r.duplicates;
+        rep.in_other_list += r.in_other_list;
+        // Entries that came disabled: disabled here too (only those taken from the peer).
+        std::vector<std::pair<std::string, const std::optional<Disabled>*>> want;
+        for (std::size_t k = i; k < j; ++k)
+          if (items[k].entry->disabled)
+            want.emplace_back(std::to_string(items[k].id), &items[k].entry->disabled);
+        set_states(bank, peer, want, who, rep);
+        break;
+      }
+      case FeedItem::Op::Remove: {
+        std::vector<std::int64_t> ids;
+        for (auto& [x, v] : local_ids(i, j)) ids.insert(ids.end(), v.begin(), v.end());
+        if (!ids.empty()) rep.removed += bank.remove_ids(ids, who);
+        break;
+      }
+      case FeedItem::Op::State: {
+        std::vector<std::pair<std::string, const std::optional<Disabled>*>> want;
+        for (std::size_t k = i; k < j; ++k)
+          want.emplace_back(std::to_string(items[k].id), &items[k].state);
+        set_states(bank, peer, want, who, rep);
+        break;
+      }
+    }
+    i = j;
+  }
+  return rep;
+}
+
+}  // namespace hashwall
