@@ -59,12 +59,15 @@ Holding holding(const Bank& bank, const std::string& list) {
 // Reads `list`'s feed of `from` after `cursor` in pages of `page` and applies each to `to`;
 // returns the cursor it ended at and adds up the reports.
 std::string pull(const Bank& from, Bank& to, const std::string& list, std::string cursor,
-                 std::size_t page, std::int64_t into, ApplyReport& total) {
+                 std::size_t page, std::int64_t into, ApplyReport& total,
+                 const std::string& peer = "https://a.example:443") {
   for (int guard = 0; guard < 10000; ++guard) {
     // Through JSON, as the feed travels.
     const FeedPage p =
         parse_feed("test", json::parse(feed_json(read_feed(from, list, cursor, page)).dump()));
-    const auto r = apply_feed(to, p, "https://a.example:443", into, Actor{"sync:a", ""});
+    CHECK_FALSE((p.items.empty() && p.more && p.next == cursor));  // never stuck
+    const auto r = apply_feed(
+        to, p, peer, into, Actor{peer == "https://a.example:443" ? "sync:a" : "sync:" + peer, ""});
     total.added += r.added;
     total.duplicates += r.duplicates;
     total.removed += r.removed;
@@ -174,6 +177,127 @@ TEST_CASE("a list's feed carries adds removals and disables to another bank exac
   CHECK(idle.items.empty());
   CHECK_FALSE(idle.more);
   CHECK(idle.next == cursor);
+}
+
+TEST_CASE("two peers listing one photo: one's removal or disable leaves what the other lists",
+          "[exchange][stores]") {
+  TempDir tmp;
+  auto a = Bank::open(hwtest::bank_location(tmp, "a.db"), OpenMode::Create);
+  auto q = Bank::open(hwtest::bank_location(tmp, "q.db"), OpenMode::Create);
+  auto b = Bank::open(hwtest::bank_location(tmp, "b.db"), OpenMode::Create);
+  const Actor cli{"cli:test", ""};
+  std::mt19937_64 rng(41);
+  // Both peers hold the same file (same SHA-256), and each a photo of its own.
+  NewEntry shared = imported(hwtest::random_hash(rng), "shared", kDefaultListId);
+  shared.sha256 = std::string(64, 'a');
+  shared.origin = Origin::Indexed;
+  std::vector<NewEntry> in_a = {shared,
+                                imported(hwtest::random_hash(rng), "a-only", kDefaultListId)};
+  std::vector<NewEntry> in_q = {shared,
+                                imported(hwtest::random_hash(rng), "q-only", kDefaultListId)};
+  const auto ids_a = a->add(in_a, cli).ids;
+  const auto ids_q = q->add(in_q, cli).ids;
+  // B's own copy of a third photo, which A also lists.
+  NewEntry own = imported(hwtest::random_hash(rng), "b-own", kDefaultListId);
+  own.sha256 = std::string(64, 'b');
+  own.origin = Origin::Indexed;
+  b->add(std::span(&own, 1), cli);
+  NewEntry also = own;
+  also.label = "a lists b's photo too";
+  const auto a_also = a->add(std::span(&also, 1), cli).ids[0];
+
+  ListInfo spec;
+  spec.name = "from-a";
+  const auto into_a = b->create_list(spec, cli).id;
+  spec.name = "from-q";
+  const auto into_q = b->create_list(spec, cli).id;
+  ApplyReport t;
+  std::string ca = pull(*a, *b, "default", "0", 10, into_a, t, "https://a.example:443");
+  std::string cq = pull(*q, *b, "default", "0", 10, into_q, t, "https://q.example:443");
+  const auto held = [&](const std::string& sha) { return b->find_sha256(sha).has_value(); };
+  REQUIRE(held(std::string(64, 'a')));
+  REQUIRE(held(std::string(64, 'b')));
+
+  // A disables, then removes, the shared photo and B's own: Q still lists the first, and
+  // the second is B's own; both stay, enabled.
+  a->set_disabled(std::vector<std::int64_t>{ids_a[0], a_also}, Disabled{"doubt", std::nullopt},
+                  cli);
+  ca = pull(*a, *b, "default", ca, 10, into_a, t, "https://a.example:443");
+  CHECK_FALSE(b->find_sha256(std::string(64, 'a'))->disabled);
+  CHECK_FALSE(b->find_sha256(std::string(64, 'b'))->disabled);
+  a->remove_ids(std::vector<std::int64_t>{ids_a[0], ids_a[1], a_also}, cli);
+  ApplyReport r;
+  ca = pull(*a, *b, "default", ca, 10, into_a, r, "https://a.example:443");
+  CHECK(r.removed == 1);  // a-only
+  CHECK(held(std::string(64, 'a')));
+  CHECK(held(std::string(64, 'b')));
+  // Q removes it too: now nobody lists it, and it goes.
+  q->remove_ids(std::vector<std::int64_t>{ids_q[0]}, cli);
+  r = {};
+  cq = pull(*q, *b, "default", cq, 10, into_q, r, "https://q.example:443");
+  CHECK(r.removed == 1);
+  CHECK_FALSE(held(std::string(64, 'a')));
+  CHECK(held(std::string(64, 'b')));  // B's own, whoever removes it
+  CHECK(b->check().ok);
+
+  // A list the peer disables: the page says so (sync.cpp disables the local list).
+  Bank::ListChange off;
+  off.disable = Disabled{"compromised", std::nullopt};
+  q->change_list("default", off, cli);
+  const auto page = read_feed(*q, "default", cq, 10);
+  REQUIRE(page.list.disabled);
+  CHECK(page.list.disabled->reason == "compromised");
+}
+
+TEST_CASE("a feed's pages stay under their byte budget and a cursor past the log is refused",
+          "[exchange]") {
+  TempDir tmp;
+  auto a = Bank::open(tmp / "a.db", OpenMode::Create);
+  auto b = Bank::open(tmp / "b.db", OpenMode::Create);
+  std::mt19937_64 rng(43);
+  std::vector<NewEntry> batch;
+  for (int i = 0; i < 40; ++i)
+    batch.push_back(imported(hwtest::random_hash(rng), std::string(1000, 'x') + std::to_string(i),
+                             kDefaultListId));
+  a->add(batch, {});
+  // Each entry counts ~6.4 kB at most: a page of 20 kB holds three.
+  std::size_t pages = 0, most = 0;
+  std::string cursor = "0";
+  for (int guard = 0; guard < 200; ++guard) {
+    const auto p = read_feed(*a, "default", cursor, 1000, 20000);
+    ++pages;
+    most = std::max(most, p.items.size());
+    CHECK(feed_json(p).dump().size() < 20000);
+    apply_feed(*b, p, "http://a:1", kDefaultListId, {});
+    cursor = p.next;
+    if (!p.more) break;
+  }
+  CHECK(most <= 3);
+  CHECK(pages >= 14);
+  CHECK(b->stats().entries == 40);
+  // The same through the log: an import of 40 is one event, read three at a time.
+  const auto start = std::to_string(a->audit_high_water());
+  auto more = batch;
+  for (auto& e : more) e.source = "second.csv";
+  a->add(more, {});
+  cursor = start;
+  std::size_t got = 0;
+  for (int guard = 0; guard < 200; ++guard) {
+    const auto p = read_feed(*a, "default", cursor, 1000, 20000);
+    got += p.items.size();
+    CHECK(p.items.size() <= 3);
+    cursor = p.next;
+    if (!p.more) break;
+  }
+  CHECK(got == 40);
+  // A cursor from a bank with a longer log (or this one before a restore).
+  CHECK_THROWS_WITH(read_feed(*a, "default", "999.0", 10), Catch::Contains("past the end"));
+  // A change with a malformed SHA-256 is left out and counted; the rest applies.
+  json page = feed_json(read_feed(*a, "default", "0", 5));
+  page["changes"][1]["sha256"] = "not-a-sha";
+  const auto parsed = parse_feed("peer", page);
+  CHECK(parsed.refused == 1);
+  CHECK(parsed.items.size() == 4);
 }
 
 TEST_CASE("a feed's cursor and page are checked and a malformed page is refused naming why",
@@ -360,6 +484,62 @@ TEST_CASE(
   CHECK(rep["removed"] == 0);
   CHECK(rep["pages"] == 1);
 
+  // Another address for the same bank (here "localhost"): the entries are claimed by the
+  // bank, not the address, so its removals still apply.
+  const std::string other_url = "http://localhost:" + std::to_string(srv.port());
+  const std::string sync2 = "sync --bank " + q(bank_b) + " --from " + other_url + " --token-file " +
+                            q(token_file) + " --list ncii --into partner";
+  r = hwtest::run_hashwall(sync2 + " --json");
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK(json::parse(r.out)["added"] == 0);
+  r = hwtest::run_hashwall("remove --id " + std::to_string(a_entries[5].id) + " --bank " +
+                           q(bank_a));
+  REQUIRE(r.exit_code == 0);
+  r = hwtest::run_hashwall(sync2 + " --json");
+  REQUIRE(r.exit_code == 0);
+  CHECK(json::parse(r.out)["removed"] == 1);
+  // A checkpoint past the end of the peer's log (its bank restored from a backup), or
+  // another bank id: the sync starts again from a snapshot, and nothing changes.
+  const std::string key = "sync:" + url + " ncii partner";
+  hwtest::raw_sql(bank_b.string(), "UPDATE meta SET value = '99999.0' WHERE key = '" + key + "'");
+  r = hwtest::run_hashwall(sync + " --json");
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  CHECK(json::parse(r.out)["restarted"] == true);
+  CHECK(json::parse(r.out)["added"] == 0);
+  hwtest::raw_sql(bank_b.string(), "UPDATE meta SET value = 'feedfeed' WHERE key = 'sync:bank " +
+                                       key.substr(5) + "'");
+  r = hwtest::run_hashwall(sync + " --json");
+  REQUIRE(r.exit_code == 0);
+  CHECK(json::parse(r.out)["restarted"] == true);
+  CHECK(holding(*Bank::open(bank_b, OpenMode::ReadOnly), "partner") ==
+        holding(*Bank::open(bank_a, OpenMode::ReadOnly), "ncii"));
+
+  // A disables its list: so is B's copy, and enabled again with it; a list B disabled
+  // itself stays disabled whatever A does.
+  r = hwtest::run_hashwall("list disable ncii --bank " + q(bank_a) + " --reason compromised");
+  REQUIRE(r.exit_code == 0);
+  r = hwtest::run_hashwall(sync + " --json");
+  REQUIRE(r.exit_code == 0);
+  CHECK(json::parse(r.out)["list_changes"] == 1);
+  {
+    const auto part_now = Bank::open(bank_b, OpenMode::ReadOnly)->list("partner");
+    REQUIRE(part_now);
+    REQUIRE(part_now->disabled);
+    CHECK(part_now->disabled->reason == "peer: compromised");
+  }
+  r = hwtest::run_hashwall("list enable ncii --bank " + q(bank_a));
+  REQUIRE(r.exit_code == 0);
+  r = hwtest::run_hashwall(sync + " --json");
+  REQUIRE(r.exit_code == 0);
+  CHECK_FALSE(Bank::open(bank_b, OpenMode::ReadOnly)->list("partner")->disabled);
+  r = hwtest::run_hashwall("list disable partner --bank " + q(bank_b) + " --reason 'our review'");
+  REQUIRE(r.exit_code == 0);
+  r = hwtest::run_hashwall(sync + " --json");
+  REQUIRE(r.exit_code == 0);
+  CHECK(Bank::open(bank_b, OpenMode::ReadOnly)->list("partner")->disabled->reason == "our review");
+
   // An allow list cannot be synced into a block list (it would block harmless photos).
   r = hwtest::run_hashwall("list create harmless --kind allow --bank " + q(bank_a));
   REQUIRE(r.exit_code == 0);
@@ -475,4 +655,34 @@ TEST_CASE(
   r = hwtest::run_hashwall("verdict --bank " + q(bank) + " --entry 1 --verdict confirmed");
   CHECK(r.exit_code == 2);
   CHECK(r.err.find("--query") != std::string::npos);
+}
+
+TEST_CASE(
+    "a format-5 bank made before claims gets them from its synced entries when opened "
+    "to write",
+    "[exchange][stores]") {
+  TempDir tmp;
+  const auto path = hwtest::bank_location(tmp);
+  std::mt19937_64 rng(47);
+  {
+    auto b = Bank::open(path, OpenMode::Create);
+    NewEntry synced = imported(hwtest::random_hash(rng), "synced", kDefaultListId);
+    synced.peer = "bank:feedfeed";
+    synced.external_id = "17";
+    std::vector<NewEntry> batch = {synced,
+                                   imported(hwtest::random_hash(rng), "own", kDefaultListId)};
+    b->add(batch, {});
+  }
+  hwtest::raw_sql(path, "DROP TABLE entry_claims");
+  {
+    auto ro = Bank::open(path, OpenMode::ReadOnly);
+    CHECK(ro->ids_from_peer("bank:feedfeed", std::vector<std::string>{"17"}).empty());
+  }
+  auto b = Bank::open(path, OpenMode::ReadWrite);
+  const auto got = b->ids_from_peer("bank:feedfeed", std::vector<std::string>{"17"});
+  REQUIRE(got.size() == 1);
+  CHECK(b->get(got[0].second)->label == "synced");
+  CHECK(b->release_claims("bank:feedfeed", std::vector<std::string>{"17"}, {}) == 1);
+  CHECK(b->stats().entries == 1);
+  CHECK(b->check().ok);
 }

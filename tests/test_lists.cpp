@@ -367,10 +367,10 @@ TEST_CASE("a format-4 bank reads as one default list and is upgraded in place wh
       "ALTER TABLE entries DROP COLUMN disabled_until; "
       "ALTER TABLE entries DROP COLUMN added_by; ALTER TABLE entries DROP COLUMN peer; "
       "ALTER TABLE entries DROP COLUMN external_id; DROP TABLE lists; DROP TABLE audit; "
-      "UPDATE meta SET value = '4' WHERE key = 'format_version';",
+      "DROP TABLE entry_claims; UPDATE meta SET value = '4' WHERE key = 'format_version';",
       "ALTER TABLE entries DROP COLUMN list_id, DROP COLUMN disabled_reason, DROP COLUMN "
       "disabled_until, DROP COLUMN added_by, DROP COLUMN peer, DROP COLUMN external_id; "
-      "DROP TABLE lists; DROP TABLE audit; "
+      "DROP TABLE lists; DROP TABLE audit; DROP TABLE entry_claims; "
       "UPDATE meta SET value = '4' WHERE key = 'format_version';");
   {
     auto bank = Bank::open(path, OpenMode::ReadOnly);

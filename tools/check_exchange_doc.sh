@@ -38,5 +38,7 @@ expect "allowlisted: the query is entry [0-9]+ of allow list .harmless."
 expect '"disabled":1'
 expect '"status":"match"'
 expect "sync:http://127.0.0.1:$PA  disable"
+expect "1 quarantined by the flood guard"
+expect "flood-guard  disable  1 entry [0-9]+  .matched [0-9]+ of the last [0-9]+ queries in 600 s."
 ((fail == 0)) || { cat "$OUT" >&2; exit 1; }
 echo "check_exchange_doc: the walk-through in docs/EXCHANGE.md runs and prints what it says" >&2

@@ -160,6 +160,12 @@ std::unique_ptr<Bank> Bank::open(const fs::path& path, OpenMode mode,
   impl->read_config();  // a bank with damaged settings is refused before any upgrade
   impl->store->upgrade();
   impl->start_pdq_digest();
+  // Banks made before bank_id came get one at their first read-write open.
+  if (mode != OpenMode::ReadOnly && !impl->meta("bank_id")) {
+    auto tx = impl->store->begin_write();
+    if (!impl->meta("bank_id")) impl->set_meta("bank_id", new_bank_id());
+    tx->commit();
+  }
   impl->load_or_build_index();
   return std::unique_ptr<Bank>(new Bank(std::move(impl)));
 }
@@ -167,6 +173,10 @@ std::unique_ptr<Bank> Bank::open(const fs::path& path, OpenMode mode,
 const fs::path& Bank::path() const { return impl_->path; }
 const BankConfig& Bank::config() const { return impl_->config; }
 const std::string& Bank::seal_key_id() const { return impl_->seal_key_id; }
+std::string Bank::bank_id() const {
+  std::lock_guard lock(impl_->db_mu);
+  return impl_->meta("bank_id").value_or("");
+}
 
 AddResult Bank::add(std::span<const NewEntry> entries, const Actor& who) {
   auto& m = *impl_;

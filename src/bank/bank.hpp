@@ -100,6 +100,12 @@ struct ReviewResult {
   std::optional<std::int64_t> allow_entry;  // the allow entry made for it
 };
 
+// A peer's claim on an entry: the peer lists it under its id external_id (exchange/feed).
+struct EntryClaim {
+  std::string peer, external_id;
+  std::int64_t entry_id = 0;
+};
+
 struct NewEntry {
   std::optional<std::string> sha256;  // 64 lowercase hex of the file bytes; absent for imports
   Hash256 pdq;
@@ -174,8 +180,10 @@ struct BankStats {
   std::int64_t indexed = 0;
   std::int64_t imported = 0;
   std::int64_t labels = 0;
-  std::int64_t low_quality = 0;  // entries with quality < min_quality
-  std::string index_type;        // the index actually in use
+  std::int64_t low_quality = 0;        // entries with quality < min_quality
+  std::int64_t disabled = 0;           // entries disabled (their own state; lists' aside)
+  std::int64_t flood_quarantined = 0;  // of them, disabled by the flood guard (reason "flood")
+  std::string index_type;              // the index actually in use
   std::uint64_t generation = 0;
   // Since this Bank was opened: full rebuilds of the PDQ index from the records, and
   // generations brought in from the change log instead (other writers' adds and removals).
@@ -232,6 +240,9 @@ class Bank {
   const BankConfig& config() const;
   // The id of the key the bank is sealed with (bank/digests.hpp); "" when it has none.
   const std::string& seal_key_id() const;
+  // The bank's name for its peers (meta bank_id, 32 hex; kept by migrate); "" for an older
+  // bank opened read-only.
+  std::string bank_id() const;
 
   // One transaction for the whole batch: either all of it is committed or none. Each
   // entry's list must exist (Error{Usage} names the entry). The audit log gets one row per
@@ -278,10 +289,20 @@ class Bank {
   // Entries of one list with id > after, in id order, at most limit.
   std::vector<Entry> list_entries(std::int64_t list_id, std::int64_t after,
                                   std::size_t limit) const;
-  // The entries a sync took from `peer` under these external ids (NewEntry::peer,
-  // external_id): (external id, entry id) pairs, by entry id.
+  // Claims: which peers list an entry. A sync claims each entry it brings (new, or one the
+  // bank held already, in any list); the entries `peer` claims under these external ids are
+  // (external id, entry id) pairs, by entry id.
+  void add_claims(std::span<const EntryClaim> claims);
   std::vector<std::pair<std::string, std::int64_t>> ids_from_peer(
       const std::string& peer, std::span<const std::string> external_ids) const;
+  // Each entry's number of claims, in the order given.
+  std::vector<std::int64_t> claim_counts(std::span<const std::int64_t> ids) const;
+  // A peer's removal: drops its claims under these external ids, and removes the entries
+  // left with no claim that came from a sync (never the bank's own). Idempotent: the
+  // removals come first, so a crash midway leaves the claims to drop for a second run.
+  // Returns the entries removed.
+  std::int64_t release_claims(const std::string& peer, std::span<const std::string> external_ids,
+                              const Actor& who);
   // A sync's checkpoint, kept in the bank under `key` (nullopt: none yet), and setting it.
   std::optional<std::string> sync_checkpoint(const std::string& key) const;
   void set_sync_checkpoint(const std::string& key, const std::string& value);
@@ -370,6 +391,9 @@ inline bool store_unreachable(const Error& e) {
 // find_signal() knows them; idempotent. Bank::open calls it; so may anything that lists
 // signals before opening a bank (--help).
 void register_builtin_signals();
+
+// A new random bank id (meta bank_id).
+std::string new_bank_id();
 
 // Where the index cache for a bank file lives: "<bank>.pdq-index".
 std::filesystem::path pdq_index_path(const std::filesystem::path& bank);

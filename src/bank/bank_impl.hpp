@@ -280,6 +280,7 @@ struct Bank::Impl {
         by_list[r.list_id].push_back(r.id);
         if (const auto h = hash_from_blob(r.pdq)) pdq_gone += pdq_term(r.id, *h);
       }
+      if (store->has_list_tables()) store->drop_claims_of(removed);
       for (const auto& d : store->take_digests(removed))
         if (const auto v = Digest::from_bytes(d)) gone += *v;
       if (!removed.empty()) {

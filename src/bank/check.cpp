@@ -21,6 +21,8 @@ BankStats Bank::stats() const {
     st.indexed = c.indexed;
     st.imported = c.imported;
     st.low_quality = c.low_quality;
+    st.disabled = c.disabled;
+    st.flood_quarantined = c.flood;
     st.labels = c.labels;
     st.generation = m.read_generation();
     for (const auto& name : m.config.signals) {

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
+#include <random>
 
 #include "bank/bank_impl.hpp"
 #include "embed/embed_signal.hpp"
@@ -15,6 +16,19 @@
 #endif
 
 namespace hashwall {
+
+// A bank's name for its peers (meta bank_id): 128 random bits, hex. A sync keeps it with
+// its checkpoint, so a peer's bank replaced or rebuilt under the same address is noticed.
+std::string new_bank_id() {
+  std::random_device rd;
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (int i = 0; i < 4; ++i) {
+    const std::uint32_t v = rd();
+    for (int k = 0; k < 8; ++k) out += kHex[(v >> (4 * k)) & 15];
+  }
+  return out;
+}
 
 namespace {
 
@@ -173,6 +187,7 @@ std::vector<std::pair<std::string, std::string>> bank_detail::initial_meta(
   std::vector<std::pair<std::string, std::string>> m;
   m.emplace_back("created_at", std::to_string(static_cast<std::int64_t>(std::time(nullptr))));
   m.emplace_back("created_by", std::string("hashwall ") + HASHWALL_VERSION);
+  m.emplace_back("bank_id", new_bank_id());
   m.emplace_back("generation", "0");
   m.emplace_back("signals", join_signals(cfg.signals));
   m.emplace_back("local_min_inliers", std::to_string(cfg.local_min_inliers));

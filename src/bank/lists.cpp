@@ -221,8 +221,11 @@ ReviewResult Bank::record_verdict(const Review& v, const NewEntry* allow, const 
     if (v.kind != ReviewVerdict::FalsePositive)
       throw Error(ErrorKind::Usage, m.where, "only a false positive goes on an allow list");
     std::optional<ListInfo> list;
-    for (auto& l : lists_of(*m.store, false))
-      if (l.id == allow->list_id) list = std::move(l);
+    {
+      std::lock_guard lock(m.db_mu);
+      for (auto& l : lists_of(*m.store, false))
+        if (l.id == allow->list_id) list = std::move(l);
+    }
     if (!list)
       throw Error(ErrorKind::Usage, m.where, "there is no list " + std::to_string(allow->list_id));
     if (list->kind != ListKind::Allow)
@@ -268,6 +271,48 @@ std::vector<std::pair<std::string, std::int64_t>> Bank::ids_from_peer(
   auto out = impl_->store->ids_from_peer(peer, external_ids);
   tx->commit();
   return out;
+}
+
+void Bank::add_claims(std::span<const EntryClaim> claims) {
+  auto& m = *impl_;
+  m.require_writable();
+  m.require_key();
+  if (claims.empty()) return;
+  std::lock_guard lock(m.db_mu);
+  auto tx = m.store->begin_write();
+  m.store->add_claims(claims);
+  tx->commit();
+}
+
+std::vector<std::int64_t> Bank::claim_counts(std::span<const std::int64_t> ids) const {
+  std::lock_guard lock(impl_->db_mu);
+  auto tx = impl_->store->begin_read();
+  auto out = impl_->store->claim_counts(ids);
+  tx->commit();
+  return out;
+}
+
+std::int64_t Bank::release_claims(const std::string& peer,
+                                  std::span<const std::string> external_ids, const Actor& who) {
+  auto& m = *impl_;
+  m.require_writable();
+  m.require_key();
+  const auto claimed = ids_from_peer(peer, external_ids);
+  std::vector<std::int64_t> ids;
+  for (const auto& [x, id] : claimed) ids.push_back(id);
+  const auto counts = claim_counts(ids);
+  std::vector<std::int64_t> gone;
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    if (counts[i] != 1) continue;  // another peer still lists it
+    const auto e = get(ids[i]);
+    if (e && !e->peer.empty()) gone.push_back(ids[i]);  // the bank's own entries stay
+  }
+  const std::int64_t removed = gone.empty() ? 0 : remove_ids(gone, who);
+  std::lock_guard lock(m.db_mu);
+  auto tx = m.store->begin_write();
+  m.store->drop_claims(peer, external_ids);
+  tx->commit();
+  return removed;
 }
 
 namespace {

@@ -89,6 +89,11 @@ MigrateReport migrate_bank(const fs::path& from, const fs::path& to,
       dst->insert_digest(id, d);
       ++rep.digests;
     });
+    {
+      std::vector<EntryClaim> claims;
+      src->scan_claims([&](const EntryClaim& c) { claims.push_back(c); });
+      dst->add_claims(claims);
+    }
     for (std::int64_t audit_after = 0;;) {
       const auto rows = src->audit_after(audit_after, kChunk);
       for (const auto& e : rows) dst->append_audit(e);

@@ -4,6 +4,7 @@
 // a table of ten million rows never sits in memory whole.
 #include <algorithm>
 #include <limits>
+#include <map>
 
 #include "bank/pg.hpp"
 #include "bank/pg_store_impl.hpp"
@@ -378,19 +379,80 @@ std::vector<Entry> PgStore::list_entries_after(std::int64_t list_id, std::int64_
 std::vector<std::pair<std::string, std::int64_t>> PgStore::ids_from_peer(
     const std::string& peer, std::span<const std::string> external_ids) {
   std::vector<std::pair<std::string, std::int64_t>> out;
-  if (!list_tables_ || peer.empty()) return out;
+  if (!claims_table_) return out;
   in_chunks(external_ids.size(), [&](std::size_t from, std::size_t to) {
     ArrayLiteral xs;
     for (std::size_t i = from; i < to; ++i) xs.bytes(external_ids[i]);
     const auto r =
-        q("SELECT external_id, id FROM entries WHERE peer = $1 AND external_id = "
-          "ANY($2::bytea[]) ORDER BY id",
+        q("SELECT external_id, entry_id FROM entry_claims WHERE peer = $1 AND "
+          "external_id = ANY($2::bytea[])",
           {blob(peer), text(xs.done())});
     for (int i = 0; i < r.rows(); ++i) out.emplace_back(r.text(i, 0), r.i64(i, 1));
   });
   std::sort(out.begin(), out.end(),
             [](const auto& a, const auto& b) { return a.second < b.second; });
   return out;
+}
+
+void PgStore::add_claims(std::span<const Claim> claims) {
+  in_chunks(claims.size(), [&](std::size_t from, std::size_t to) {
+    ArrayLiteral peers, xs;
+    std::vector<std::int64_t> ids;
+    for (std::size_t i = from; i < to; ++i) {
+      peers.bytes(claims[i].peer);
+      xs.bytes(claims[i].external_id);
+      ids.push_back(claims[i].entry_id);
+    }
+    q("INSERT INTO entry_claims(peer, external_id, entry_id) SELECT * FROM unnest($1::bytea[], "
+      "$2::bytea[], $3::bigint[]) ON CONFLICT (peer, external_id) DO UPDATE SET entry_id = "
+      "excluded.entry_id",
+      {text(peers.done()), text(xs.done()), text(id_array(ids))});
+  });
+}
+
+std::vector<std::int64_t> PgStore::drop_claims(const std::string& peer,
+                                               std::span<const std::string> external_ids) {
+  std::vector<std::int64_t> out;
+  in_chunks(external_ids.size(), [&](std::size_t from, std::size_t to) {
+    ArrayLiteral xs;
+    for (std::size_t i = from; i < to; ++i) xs.bytes(external_ids[i]);
+    const auto r =
+        q("DELETE FROM entry_claims WHERE peer = $1 AND external_id = ANY($2::bytea[]) "
+          "RETURNING entry_id",
+          {blob(peer), text(xs.done())});
+    for (int i = 0; i < r.rows(); ++i) out.push_back(r.i64(i, 0));
+  });
+  return out;
+}
+
+std::vector<std::int64_t> PgStore::claim_counts(std::span<const std::int64_t> ids) {
+  std::vector<std::int64_t> out(ids.size(), 0);
+  if (!claims_table_) return out;
+  std::map<std::int64_t, std::int64_t> n;
+  in_chunks(ids.size(), [&](std::size_t from, std::size_t to) {
+    const auto r =
+        q("SELECT entry_id, count(*)::bigint FROM entry_claims WHERE entry_id = "
+          "ANY($1::bigint[]) GROUP BY entry_id",
+          {text(id_array(ids.subspan(from, to - from)))});
+    for (int i = 0; i < r.rows(); ++i) n[r.i64(i, 0)] = r.i64(i, 1);
+  });
+  for (std::size_t i = 0; i < ids.size(); ++i)
+    if (const auto it = n.find(ids[i]); it != n.end()) out[i] = it->second;
+  return out;
+}
+
+void PgStore::drop_claims_of(std::span<const std::int64_t> ids) {
+  if (!claims_table_) return;
+  in_chunks(ids.size(), [&](std::size_t from, std::size_t to) {
+    q("DELETE FROM entry_claims WHERE entry_id = ANY($1::bigint[])",
+      {text(id_array(ids.subspan(from, to - from)))});
+  });
+}
+
+void PgStore::scan_claims(const std::function<void(const Claim&)>& fn) {
+  if (!claims_table_) return;
+  const auto r = q("SELECT peer, external_id, entry_id FROM entry_claims ORDER BY entry_id, peer");
+  for (int i = 0; i < r.rows(); ++i) fn(Claim{r.text(i, 0), r.text(i, 1), r.i64(i, 2)});
 }
 
 std::optional<std::vector<Change>> PgStore::changes_since(std::uint64_t after) {

@@ -96,6 +96,12 @@ class PgStore : public Store {
                                         std::size_t limit) override;
   std::vector<std::pair<std::string, std::int64_t>> ids_from_peer(
       const std::string& peer, std::span<const std::string> external_ids) override;
+  void add_claims(std::span<const Claim> claims) override;
+  std::vector<std::int64_t> drop_claims(const std::string& peer,
+                                        std::span<const std::string> external_ids) override;
+  std::vector<std::int64_t> claim_counts(std::span<const std::int64_t> ids) override;
+  void drop_claims_of(std::span<const std::int64_t> ids) override;
+  void scan_claims(const std::function<void(const Claim&)>& fn) override;
 
   // pg_store.cpp: sizes and health.
   std::int64_t count_entries() override;
@@ -116,7 +122,9 @@ class PgStore : public Store {
   std::string where_;
   OpenMode mode_ = OpenMode::ReadOnly;
   int format_version_ = 0;
-  bool list_tables_ = false;  // format 5
+  bool list_tables_ = false;   // format 5
+  bool claims_table_ = false;  // format 5's entry_claims (banks made before it: upgrade())
+  bool has_claims_table();
   // The connection was lost and made again: notifications may have been missed in between.
   bool missed_ = false;
   // A PgTransaction is open (set and cleared by it): libpq's own status says "unknown" once

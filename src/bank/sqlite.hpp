@@ -128,5 +128,7 @@ class Transaction {
 void create_schema(const Conn& c,
                    const std::vector<std::pair<std::string, std::string>>& initial_meta);
 void upgrade_schema(const Conn& c);
+// Format 5's entry_claims, for a format-5 bank made before it (sqlite_schema.cpp).
+void add_claims_table(const Conn& c);
 
 }  // namespace hashwall::sqlite

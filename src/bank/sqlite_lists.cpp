@@ -122,6 +122,75 @@ std::int64_t SqliteStore::append_audit(const AuditEvent& e) {
   return sqlite3_last_insert_rowid(conn_.db);
 }
 
+std::vector<std::pair<std::string, std::int64_t>> SqliteStore::ids_from_peer(
+    const std::string& peer, std::span<const std::string> external_ids) {
+  std::vector<std::pair<std::string, std::int64_t>> out;
+  if (!claims_table_) return out;
+  Stmt s(conn_, "SELECT entry_id FROM entry_claims WHERE peer = ?1 AND external_id = ?2");
+  for (const auto& x : external_ids) {
+    s.reset();
+    s.bind(1, std::string_view(peer)).bind(2, std::string_view(x));
+    while (s.step()) out.emplace_back(x, s.i64(0));
+  }
+  std::sort(out.begin(), out.end(),
+            [](const auto& a, const auto& b) { return a.second < b.second; });
+  return out;
+}
+
+void SqliteStore::add_claims(std::span<const Claim> claims) {
+  Stmt s(conn_,
+         "INSERT INTO entry_claims(peer, external_id, entry_id) VALUES(?1, ?2, ?3) "
+         "ON CONFLICT(peer, external_id) DO UPDATE SET entry_id = excluded.entry_id");
+  for (const auto& c : claims) {
+    s.reset();
+    s.bind(1, std::string_view(c.peer))
+        .bind(2, std::string_view(c.external_id))
+        .bind(3, c.entry_id);
+    s.step();
+  }
+}
+
+std::vector<std::int64_t> SqliteStore::drop_claims(const std::string& peer,
+                                                   std::span<const std::string> external_ids) {
+  std::vector<std::int64_t> out;
+  Stmt s(conn_, "DELETE FROM entry_claims WHERE peer = ?1 AND external_id = ?2 RETURNING entry_id");
+  for (const auto& x : external_ids) {
+    s.reset();
+    s.bind(1, std::string_view(peer)).bind(2, std::string_view(x));
+    while (s.step()) out.push_back(s.i64(0));
+  }
+  return out;
+}
+
+std::vector<std::int64_t> SqliteStore::claim_counts(std::span<const std::int64_t> ids) {
+  std::vector<std::int64_t> out;
+  out.reserve(ids.size());
+  if (!claims_table_) return std::vector<std::int64_t>(ids.size(), 0);
+  Stmt s(conn_, "SELECT count(*) FROM entry_claims WHERE entry_id = ?1");
+  for (const auto id : ids) {
+    s.reset();
+    s.bind(1, id);
+    out.push_back(s.step() ? s.i64(0) : 0);
+  }
+  return out;
+}
+
+void SqliteStore::drop_claims_of(std::span<const std::int64_t> ids) {
+  if (!claims_table_) return;
+  Stmt s(conn_, "DELETE FROM entry_claims WHERE entry_id = ?1");
+  for (const auto id : ids) {
+    s.reset();
+    s.bind(1, id);
+    s.step();
+  }
+}
+
+void SqliteStore::scan_claims(const std::function<void(const Claim&)>& fn) {
+  if (!claims_table_) return;
+  Stmt s(conn_, "SELECT peer, external_id, entry_id FROM entry_claims ORDER BY entry_id, peer");
+  while (s.step()) fn(Claim{s.text(0), s.text(1), s.i64(2)});
+}
+
 std::int64_t SqliteStore::audit_high_water() {
   if (!list_tables_) return 0;
   Stmt s(conn_, "SELECT coalesce(max(id), 0) FROM audit");

@@ -310,21 +310,6 @@ std::vector<Entry> SqliteStore::list_entries_after(std::int64_t list_id, std::in
   return page;
 }
 
-std::vector<std::pair<std::string, std::int64_t>> SqliteStore::ids_from_peer(
-    const std::string& peer, std::span<const std::string> external_ids) {
-  std::vector<std::pair<std::string, std::int64_t>> out;
-  if (!list_tables_ || peer.empty()) return out;
-  Stmt s(conn_, "SELECT id FROM entries WHERE peer = ?1 AND external_id = ?2 ORDER BY id");
-  for (const auto& x : external_ids) {
-    s.reset();
-    s.bind(1, std::string_view(peer)).bind(2, std::string_view(x));
-    while (s.step()) out.emplace_back(x, s.i64(0));
-  }
-  std::sort(out.begin(), out.end(),
-            [](const auto& a, const auto& b) { return a.second < b.second; });
-  return out;
-}
-
 std::optional<std::vector<Change>> SqliteStore::changes_since(std::uint64_t after) {
   if (!record_table_) return std::nullopt;
   const auto from_text = meta("changes_from");

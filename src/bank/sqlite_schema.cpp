@@ -92,6 +92,14 @@ CREATE TABLE IF NOT EXISTS lists(
   created_at      INTEGER NOT NULL
 );
 INSERT OR IGNORE INTO lists(id, name, kind, created_at) VALUES(1, 'default', 'block', 0);
+-- Which peers list an entry (exchange/feed.hpp): a sync's claims.
+CREATE TABLE IF NOT EXISTS entry_claims(
+  peer        TEXT NOT NULL,
+  external_id TEXT NOT NULL,
+  entry_id    INTEGER NOT NULL,
+  PRIMARY KEY (peer, external_id)
+);
+CREATE INDEX IF NOT EXISTS entry_claims_entry ON entry_claims(entry_id);
 CREATE TABLE IF NOT EXISTS audit(
   id     INTEGER PRIMARY KEY AUTOINCREMENT,
   at     INTEGER NOT NULL,
@@ -148,6 +156,23 @@ void create_schema(const Conn& c,
     set_meta(c, "digests_from", "0");
     for (const auto& [k, v] : initial_meta) set_meta(c, k, v);
   }
+  tx.commit();
+}
+
+void add_claims_table(const Conn& c) {
+  Transaction tx(c, "BEGIN IMMEDIATE");
+  c.exec(R"sql(
+CREATE TABLE IF NOT EXISTS entry_claims(
+  peer        TEXT NOT NULL,
+  external_id TEXT NOT NULL,
+  entry_id    INTEGER NOT NULL,
+  PRIMARY KEY (peer, external_id)
+);
+CREATE INDEX IF NOT EXISTS entry_claims_entry ON entry_claims(entry_id);
+-- The entries synced before claims existed: their own peer and external id.
+INSERT OR IGNORE INTO entry_claims(peer, external_id, entry_id)
+  SELECT peer, external_id, id FROM entries WHERE peer <> '';
+)sql");
   tx.commit();
 }
 

@@ -101,7 +101,16 @@ std::unique_ptr<Store::Transaction> SqliteStore::begin_write() {
 }
 
 void SqliteStore::upgrade() {
-  if (format_version_ >= kFormatVersion || mode_ == OpenMode::ReadOnly) return;
+  if (mode_ == OpenMode::ReadOnly) return;
+  if (format_version_ >= kFormatVersion) {
+    // Format 5 banks made before entry_claims came get it (it starts empty: their synced
+    // entries' first claims are their peer and external_id columns, sqlite_schema.cpp).
+    if (!claims_table_) {
+      sqlite::add_claims_table(conn_);
+      look_at_tables();
+    }
+    return;
+  }
   sqlite::upgrade_schema(conn_);
   format_version_ = kFormatVersion;
   look_at_tables();
@@ -167,6 +176,10 @@ EntryCounts SqliteStore::entry_counts(int min_quality) {
   c.imported = s.i64(2);
   c.low_quality = s.i64(3);
   c.labels = count("SELECT count(DISTINCT label) FROM entries WHERE label <> ''");
+  if (list_tables_) {
+    c.disabled = count("SELECT count(*) FROM entries WHERE disabled_reason IS NOT NULL");
+    c.flood = count("SELECT count(*) FROM entries WHERE disabled_reason = 'flood'");
+  }
   return c;
 }
 
@@ -271,6 +284,7 @@ void SqliteStore::look_at_tables() {
   record_table_ = has_table("signal_rows") && has_table("changes");
   digest_table_ = has_table("entry_digests");
   list_tables_ = has_table("lists") && has_table("audit");
+  claims_table_ = has_table("entry_claims");
 }
 
 std::int64_t SqliteStore::read_data_version() const { return count("PRAGMA data_version"); }

@@ -94,6 +94,12 @@ class SqliteStore : public Store {
                                         std::size_t limit) override;
   std::vector<std::pair<std::string, std::int64_t>> ids_from_peer(
       const std::string& peer, std::span<const std::string> external_ids) override;
+  void add_claims(std::span<const Claim> claims) override;
+  std::vector<std::int64_t> drop_claims(const std::string& peer,
+                                        std::span<const std::string> external_ids) override;
+  std::vector<std::int64_t> claim_counts(std::span<const std::int64_t> ids) override;
+  void drop_claims_of(std::span<const std::int64_t> ids) override;
+  void scan_claims(const std::function<void(const Claim&)>& fn) override;
 
   // sqlite_store.cpp: sizes and health.
   std::int64_t count_entries() override;
@@ -114,6 +120,7 @@ class SqliteStore : public Store {
   bool record_table_ = false;
   bool digest_table_ = false;
   bool list_tables_ = false;
+  bool claims_table_ = false;  // format 5's entry_claims (banks made before it: upgrade())
   std::int64_t data_version_ = -1;
   // Statements of the add() loop, prepared once per connection.
   std::unique_ptr<Stmt> by_sha_, by_hash_, insert_, insert_local_, insert_embed_, insert_row_,

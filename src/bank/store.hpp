@@ -58,6 +58,7 @@ struct RemovedEntry {
 
 struct EntryCounts {
   std::int64_t entries = 0, indexed = 0, imported = 0, low_quality = 0, labels = 0;
+  std::int64_t disabled = 0, flood = 0;  // entries disabled; of them, by the flood guard
 };
 
 // One signal's rows: how many, how many items in them (keypoints), their bytes.
@@ -220,10 +221,26 @@ class Store {
   // Entries of one list with id > after, in id order, at most limit.
   virtual std::vector<Entry> list_entries_after(std::int64_t list_id, std::int64_t after,
                                                 std::size_t limit) = 0;
-  // The entries a sync took from `peer` under these external ids: (external id, entry id)
-  // pairs, by entry id.
+  // Claims (table entry_claims): which peers list an entry, under which of their ids. A
+  // sync claims every entry it brings, a new one or one the bank held already; a peer's
+  // removal drops its claim, and the entry goes only when no claim is left (exchange/feed).
+  using Claim = EntryClaim;
+  // Inside begin_write; a claim already there is pointed at the new entry id.
+  virtual void add_claims(std::span<const Claim> claims) = 0;
+  // The entries `peer` claims under these external ids: (external id, entry id) pairs, by
+  // entry id.
   virtual std::vector<std::pair<std::string, std::int64_t>> ids_from_peer(
       const std::string& peer, std::span<const std::string> external_ids) = 0;
+  // Inside begin_write: drops peer's claims under these external ids; the entry ids they were
+  // on.
+  virtual std::vector<std::int64_t> drop_claims(const std::string& peer,
+                                                std::span<const std::string> external_ids) = 0;
+  // Each entry's number of claims, in the order given.
+  virtual std::vector<std::int64_t> claim_counts(std::span<const std::int64_t> ids) = 0;
+  // Inside begin_write: the claims on these entries (removed ones).
+  virtual void drop_claims_of(std::span<const std::int64_t> ids) = 0;
+  // Every claim, by entry id (migrate).
+  virtual void scan_claims(const std::function<void(const Claim&)>& fn) = 0;
 
   // ---- sizes and health -------------------------------------------------------------
   virtual std::int64_t count_entries() = 0;

@@ -74,6 +74,8 @@ int run_stats(const AdminArgs& a) {
     j["imported"] = s.imported;
     j["labels"] = s.labels;
     j["low_quality"] = s.low_quality;
+    j["disabled"] = s.disabled;
+    j["flood_quarantined"] = s.flood_quarantined;
     j["signals"] = s.signals;
     // The signals whose records sit beside the entry row (local, embed, registered ones).
     for (const auto& r : s.registered) {
@@ -117,6 +119,8 @@ int run_stats(const AdminArgs& a) {
               << "labels          " << s.labels << "\n"
               << "low quality     " << s.low_quality << " (below " << c.min_quality
               << ", never matched by PDQ)\n"
+              << "disabled        " << s.disabled << " (" << s.flood_quarantined
+              << " quarantined by the flood guard: 'hashwall log', 'hashwall enable')\n"
               << "signals         pdq (threshold " << c.pdq_threshold << ", min quality "
               << c.min_quality << ")\n";
     for (const auto& r : s.registered) {

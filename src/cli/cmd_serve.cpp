@@ -51,6 +51,7 @@ struct ServeArgs {
   int follow_ms = 50;  // half of it is the mean delay a change waits before a replica looks
   std::string signals;
   std::string model;
+  FloodOptions flood;
 };
 
 void parse_listen(const std::string& text, std::string& host, int& port) {
@@ -187,6 +188,7 @@ int run_serve(const ServeArgs& a) {
   o.limits.max_threshold = a.max_threshold;
   o.limits.min_quality_floor = a.min_quality_floor;
   o.limits.max_top = a.max_top;
+  o.limits.flood = a.flood;
   if (a.access_log)
     o.access_log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
 
@@ -356,6 +358,22 @@ void register_serve(CLI::App& app, int& exit_code) {
   cmd->add_option("--max-top", a->max_top, "Most hits a client may ask for per image or hash")
       ->capture_default_str()
       ->check(CLI::Range(1, 1000));
+  cmd->add_option("--flood-share", a->flood.share,
+                  "Flood guard: disable (reason 'flood') an entry that matches more than this "
+                  "share of the queries within --flood-window (0: off)")
+      ->capture_default_str()
+      ->check(CLI::Range(0.0, 1.0));
+  cmd->add_option("--flood-window", a->flood.window_seconds, "Flood guard: its window, seconds")
+      ->capture_default_str()
+      ->check(CLI::Range(60, 7 * 86400));
+  cmd->add_option("--flood-min-queries", a->flood.min_queries,
+                  "Flood guard: queries the window must hold before it decides")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1'000'000'000));
+  cmd->add_option("--flood-min-matches", a->flood.min_matches,
+                  "Flood guard: matches an entry must have in the window to be disabled")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 1'000'000'000));
   cmd->add_option("--timeout", a->timeout_s,
                   "Seconds to process a request (503 beyond, nothing written) and to write the "
                   "answer")
@@ -405,6 +423,9 @@ void register_serve(CLI::App& app, int& exit_code) {
       "  POST   /v1/match/hash     PDQ hex hashes (JSON or text) -> decision per hash\n"
       "  POST   /v1/entries        image or hashes, ?label=  (token with the write role)\n"
       "  DELETE /v1/entries/ID     (token with the write role)\n"
+      "  GET    /v1/audit          the audit log (read role)\n"
+      "  GET    /v1/changes        a list's change feed, for 'hashwall sync' (read role)\n"
+      "  POST   /v1/verdicts       a reviewer's verdict on a match (write role)\n"
       "  GET    /v1/health, /v1/stats, /metrics (Prometheus)\n"
       "  GET    /v1/ready          200 when this replica has caught up with the bank within\n"
       "                            --max-lag, else 503: a load balancer's health check\n"
@@ -415,6 +436,11 @@ void register_serve(CLI::App& app, int& exit_code) {
       "postgresql://...) keeps its own indexes and follows the others' writes from the\n"
       "bank's change log, woken by NOTIFY; a lost connection or a restart catches up from its\n"
       "generation. Until the bank's server answers, serve tries again with backoff.\n\n"
+      "Flood guard: an entry that matches more than --flood-share of the queries within\n"
+      "--flood-window (once the window holds --flood-min-queries, and the entry\n"
+      "--flood-min-matches) is a collision or a poisoned list, not a photo coming back: it\n"
+      "is disabled with reason 'flood' (in the audit log, stats and /metrics) until a person\n"
+      "enables it ('hashwall enable'). A read-only server counts it in /metrics only.\n\n"
       "Hostile clients: headers must fit in 64 KiB (431 beyond), a body in --max-body whatever\n"
       "its framing (413 after the headers; a chunked one is cut), compressed bodies get 415,\n"
       "and a whole request must arrive within --request-time. Slow or idle connections hold\n"

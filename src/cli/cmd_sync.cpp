@@ -36,7 +36,11 @@ json report_json(const SyncReport& r) {
           {"in_other_list", r.applied.in_other_list},
           {"removed", r.applied.removed},
           {"disabled", r.applied.disabled},
-          {"enabled", r.applied.enabled}};
+          {"enabled", r.applied.enabled},
+          {"refused", r.applied.refused},
+          {"list_changes", r.list_changes},
+          {"peer_bank", r.peer_bank},
+          {"restarted", r.restarted}};
 }
 
 void print_report(const SyncArgs& a, const SyncReport& r) {
@@ -49,6 +53,15 @@ void print_report(const SyncArgs& a, const SyncReport& r) {
       static_cast<long long>(r.applied.removed), static_cast<long long>(r.applied.disabled),
       static_cast<long long>(r.applied.enabled), static_cast<long long>(r.pages),
       r.pages == 1 ? "" : "s", r.list_created ? "; list created" : "");
+  if (r.applied.refused > 0)
+    std::fprintf(stderr, "sync: %lld malformed changes from the peer were left out\n",
+                 static_cast<long long>(r.applied.refused));
+  if (r.restarted)
+    std::fprintf(stderr,
+                 "sync: started again from a snapshot: the peer's bank is another one, or was "
+                 "restored (entries it no longer lists stay here: see docs/EXCHANGE.md)\n");
+  if (r.list_changes > 0)
+    std::fprintf(stderr, "sync: the list was disabled or enabled as the peer's was\n");
   if (r.applied.in_other_list > 0)
     std::fprintf(stderr, "sync: %lld of them were already in another list here, and stay there\n",
                  static_cast<long long>(r.applied.in_other_list));
@@ -92,9 +105,10 @@ int run_sync(SyncArgs a) {
       else
         print_report(a, rep);
     } catch (const Error& e) {
-      // Watching, a peer that is down or a dropped connection is waited out: the next
-      // pass resumes from the checkpoint. Anything about this bank or the options ends it.
-      if (a.watch == 0 || (e.kind() != ErrorKind::Io && e.kind() != ErrorKind::Format)) throw;
+      // Watching, a peer that is down, a dropped connection, or this bank busy with another
+      // writer (a large import) is waited out: the next pass resumes from the checkpoint.
+      // A wrong option or list (Usage) ends it.
+      if (a.watch == 0 || e.kind() == ErrorKind::Usage || e.kind() == ErrorKind::Interrupted) throw;
       std::fprintf(stderr, "hashwall: %s (trying again in %d s)\n", e.what(), a.watch);
     }
     if (stop.load()) throw Error(ErrorKind::Interrupted, "", "interrupted; the checkpoint is kept");

@@ -3,6 +3,7 @@
 #include "exchange/feed.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -20,7 +21,9 @@ std::optional<std::int64_t> to_int(std::string_view s) {
   if (s.empty() || s.size() > 19) return std::nullopt;
   std::int64_t v = 0;
   const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc() || p != s.data() + s.size() || v < 0) return std::nullopt;
+  // Up to 2^62: a cursor's arithmetic (+1) never overflows.
+  if (ec != std::errc() || p != s.data() + s.size() || v < 0 || v > (std::int64_t{1} << 62))
+    return std::nullopt;
   return v;
 }
 
@@ -55,30 +58,39 @@ std::optional<Disabled> disabled_from(const std::string& where, const json& j) {
   return d;
 }
 
-// The ids of one audit row that concern the list, as feed items.
-void items_of_row(const Bank& bank, const ListInfo& list, const AuditEvent& row, std::size_t from,
-                  std::size_t to, std::vector<FeedItem>& out) {
-  const bool add = row.action == "add";
-  const bool state = (row.action == "disable" || row.action == "enable") && !row.ids.empty();
-  // A removal's entries are gone: the row names their list (rows written before it did
-  // name none, and pass on every id; a sync ignores ids it never took).
-  if (row.action == "remove") {
-    if (row.list != list.name && !row.list.empty()) return;
-    for (std::size_t k = from; k < to; ++k)
-      out.push_back({FeedItem::Op::Remove, row.ids[k], std::nullopt, std::nullopt});
-    return;
+// What an item may take in the page's JSON, at most (every byte of a text escaped as
+// \u00XX), so that a page stays under the byte budget the server gives it.
+std::size_t item_bytes(const FeedItem& it) {
+  std::size_t n = 320;
+  if (it.entry) {
+    n += 6 * (it.entry->label.size() + it.entry->source.size());
+    if (it.entry->disabled) n += 6 * it.entry->disabled->reason.size();
   }
-  if (!add && !state) return;  // list changes: the page carries the list as it is now
-  for (std::size_t k = from; k < to; ++k) {
-    // The entry as it is now: one added and removed since is left out (its removal
-    // follows), one disabled since is sent disabled (and its disable follows).
-    auto e = bank.get(row.ids[k]);
-    if (!e || e->list_id != list.id) continue;
-    if (add)
-      out.push_back({FeedItem::Op::Add, e->id, std::move(*e), std::nullopt});
-    else
-      out.push_back({FeedItem::Op::State, e->id, std::nullopt, e->disabled});
-  }
+  if (it.state) n += 6 * it.state->reason.size();
+  return n;
+}
+
+// The item one id of an audit row gives the list (nullopt: none). A removal's entries are
+// gone: the row names their list (rows written before it did name none, and pass on every
+// id; a sync ignores ids it never took). An add or a state change sends the entry as it is
+// now: one added and removed since is left out (its removal follows), one disabled since
+// is sent disabled (and its disable follows).
+std::optional<FeedItem> item_of(const Bank& bank, const ListInfo& list, const AuditEvent& row,
+                                std::int64_t id) {
+  if (row.action == "remove") return FeedItem{FeedItem::Op::Remove, id, std::nullopt, std::nullopt};
+  auto e = bank.get(id);
+  if (!e || e->list_id != list.id) return std::nullopt;
+  if (row.action == "add") return FeedItem{FeedItem::Op::Add, e->id, std::move(*e), std::nullopt};
+  return FeedItem{FeedItem::Op::State, e->id, std::nullopt, e->disabled};
+}
+
+// Whether a row's ids may concern the list: adds, removals and entry state changes that
+// are not marked as another list's.
+bool row_concerns(const AuditEvent& row, const ListInfo& list) {
+  const bool entries = row.action == "add" || row.action == "remove" ||
+                       ((row.action == "disable" || row.action == "enable") && !row.ids.empty());
+  return entries && (row.list.empty() || row.list == list.name || row.action == "disable" ||
+                     row.action == "enable");
 }
 
 // Gives the entries taken from `peer` under these external ids the states asked for,
@@ -92,9 +104,17 @@ void set_states(Bank& bank, const std::string& peer,
   for (const auto& [x, d] : by_ext) ext.push_back(x);
   using Key = std::tuple<bool, std::string, std::optional<std::int64_t>>;
   std::map<Key, std::vector<std::int64_t>> groups;
-  for (const auto& [x, id] : bank.ids_from_peer(peer, ext)) {
+  const auto claimed = bank.ids_from_peer(peer, ext);
+  std::vector<std::int64_t> ids;
+  for (const auto& [x, id] : claimed) ids.push_back(id);
+  const auto counts = bank.claim_counts(ids);
+  for (std::size_t i = 0; i < claimed.size(); ++i) {
+    const auto& [x, id] = claimed[i];
+    // Only an entry this peer alone vouches for, and that came from a sync: another
+    // peer's listing, or the bank's own entry, is not the peer's to disable or enable.
+    if (counts[i] != 1) continue;
     const auto e = bank.get(id);
-    if (!e) continue;
+    if (!e || e->peer.empty()) continue;
     const auto& d = *by_ext.at(x);
     const bool same =
         d ? (e->disabled && e->disabled->reason == d->reason && e->disabled->until == d->until)
@@ -148,7 +168,7 @@ std::string cursor_text(const FeedCursor& c) {
 }
 
 FeedPage read_feed(const Bank& bank, const std::string& list_name, std::string_view after,
-                   std::size_t limit) {
+                   std::size_t limit, std::size_t max_bytes) {
   if (limit < 1 || limit > kFeedPageMax)
     throw Error(
         ErrorKind::Usage, "",
@@ -163,47 +183,77 @@ FeedPage read_feed(const Bank& bank, const std::string& list_name, std::string_v
   FeedPage page;
   page.after = std::string(after);
   page.list = *list;
+  page.bank = bank.bank_id();
   FeedCursor c = *cursor;
+  std::size_t bytes = 0;
   if (c.snapshot) {
     // Changes from the snapshot's start on are read from the log afterwards.
     if (c.audit < 0) c.audit = bank.audit_high_water();
     auto entries = bank.list_entries(list->id, c.entry, limit);
-    for (auto& e : entries)
-      page.items.push_back({FeedItem::Op::Add, e.id, std::move(e), std::nullopt});
-    if (entries.size() == limit) {
-      c.entry = page.items.back().id;
-    } else {
-      c = FeedCursor{false, c.audit + 1, 0, 0};
+    const bool full = entries.size() == limit;
+    bool cut = false;
+    for (auto& e : entries) {
+      FeedItem it{FeedItem::Op::Add, e.id, std::move(e), std::nullopt};
+      bytes += item_bytes(it);
+      if (bytes > max_bytes && !page.items.empty()) {
+        cut = true;
+        break;
+      }
+      page.items.push_back(std::move(it));
     }
+    if (full || cut)
+      c.entry = page.items.back().id;
+    else
+      c = FeedCursor{false, c.audit + 1, 0, 0};
     page.next = cursor_text(c);
     page.more = true;  // the log after the snapshot, or its next page
     return page;
   }
+  // A cursor past the log's end belongs to another bank, or to this one before it was
+  // restored from a backup: the caller must start again (Error{Usage} names it).
+  if (c.audit > bank.audit_high_water() + 1)
+    throw Error(ErrorKind::Usage, "",
+                "cursor '" + std::string(after.substr(0, kMaxCursorBytes)) +
+                    "' is past the end of this bank's log (was the bank restored or "
+                    "replaced?): start again from 0");
   // The log: rows from c.audit on, skipping the ids of the first that were sent. Each id
-  // looked at counts against the limit, sent or not, so a page's work is bounded.
+  // looked at counts against the limit, sent or not, and a row of another list or without
+  // entries costs one, so a page's work is bounded. Resuming inside a row reads that row
+  // only.
   std::size_t budget = limit;
-  const auto rows = bank.audit(c.audit - 1, std::min<std::size_t>(limit, 1000));
-  bool stopped_in_row = false;
+  const std::size_t row_limit = c.skip > 0 ? 1 : std::min<std::size_t>(limit, 1000);
+  const auto rows = bank.audit(c.audit - 1, row_limit);
+  bool stopped = false;
   for (const auto& row : rows) {
-    const std::size_t from =
-        row.id == c.audit ? std::min<std::size_t>(static_cast<std::size_t>(c.skip), row.ids.size())
-                          : 0;
-    const std::size_t n = row.ids.size() - from;
-    const std::size_t take = std::min(n, budget);
-    items_of_row(bank, *list, row, from, from + take, page.items);
-    budget -= std::min(budget, std::max<std::size_t>(take, 1));  // a row without ids costs one
-    if (take < n) {
-      c = FeedCursor{false, row.id, 0, static_cast<std::int64_t>(from + take)};
-      stopped_in_row = true;
+    std::size_t k = row.id == c.audit
+                        ? std::min<std::size_t>(static_cast<std::size_t>(c.skip), row.ids.size())
+                        : 0;
+    if (!row_concerns(row, *list)) {
+      --budget;
+      k = row.ids.size();
+    }
+    for (; k < row.ids.size() && budget > 0; ++k, --budget) {
+      auto it = item_of(bank, *list, row, row.ids[k]);
+      if (!it) continue;
+      const std::size_t b = item_bytes(*it);
+      if (bytes + b > max_bytes && !page.items.empty()) break;
+      bytes += b;
+      page.items.push_back(std::move(*it));
+    }
+    if (k < row.ids.size()) {
+      c = FeedCursor{false, row.id, 0, static_cast<std::int64_t>(k)};
+      stopped = true;
       break;
     }
+    if (row.ids.empty() && row_concerns(row, *list)) --budget;
     c = FeedCursor{false, row.id + 1, 0, 0};
-    if (budget == 0) break;
+    if (budget == 0) {
+      stopped = true;
+      break;
+    }
   }
   page.next = cursor_text(c);
-  page.more = stopped_in_row || (budget == 0 && !rows.empty()) ||
-              rows.size() == std::min<std::size_t>(limit, 1000);
-  if (rows.empty()) page.more = false;
+  page.more = !rows.empty() && (stopped || rows.size() == row_limit);
   return page;
 }
 
@@ -241,11 +291,8 @@ json feed_json(const FeedPage& page) {
                {"organisation", page.list.organisation},
                {"terms", page.list.terms},
                {"disabled", disabled_json(page.list.disabled)}};
-  return {{"list", std::move(list)},
-          {"after", page.after},
-          {"next", page.next},
-          {"more", page.more},
-          {"changes", std::move(items)}};
+  return {{"bank", page.bank}, {"list", std::move(list)}, {"after", page.after},
+          {"next", page.next}, {"more", page.more},       {"changes", std::move(items)}};
 }
 
 FeedPage parse_feed(const std::string& where, const json& j) {
@@ -267,6 +314,8 @@ FeedPage parse_feed(const std::string& where, const json& j) {
   page.list.organisation = str(l, "organisation").substr(0, kMaxListTextBytes);
   page.list.terms = str(l, "terms").substr(0, kMaxListTextBytes);
   if (l.contains("disabled")) page.list.disabled = disabled_from(where, l["disabled"]);
+  if (j.contains("bank") && j["bank"].is_string())
+    page.bank = j["bank"].get<std::string>().substr(0, 64);
   page.after = str(j, "after");
   page.next = str(j, "next");
   if (!parse_cursor(page.next)) throw bad("'next' is not a cursor");
@@ -305,7 +354,17 @@ FeedPage parse_feed(const std::string& where, const json& j) {
           throw at("'quality' is not 0 to 100");
         e.quality = c["quality"].get<int>();
       }
-      if (c.contains("sha256") && !c["sha256"].is_null()) e.sha256 = str(c, "sha256");
+      if (c.contains("sha256") && !c["sha256"].is_null()) {
+        std::string sha = str(c, "sha256");
+        std::transform(sha.begin(), sha.end(), sha.begin(),
+                       [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
+        if (sha.size() != 64 || sha.find_first_not_of("0123456789abcdef") != std::string::npos) {
+          // One bad entry must not hold the whole feed up: it is left out, and counted.
+          ++page.refused;
+          continue;
+        }
+        e.sha256 = std::move(sha);
+      }
       e.label = str(c, "label");
       e.source = str(c, "source");
       const std::string origin = str(c, "origin");
@@ -325,17 +384,11 @@ FeedPage parse_feed(const std::string& where, const json& j) {
 ApplyReport apply_feed(Bank& bank, const FeedPage& page, const std::string& peer, std::int64_t into,
                        const Actor& who) {
   ApplyReport rep;
+  rep.refused = page.refused;
   // Runs of the same operation go to the bank together, in the page's order (an add, then
   // the removal of the same entry, must stay in that order).
   std::size_t i = 0;
   const auto& items = page.items;
-  const auto local_ids = [&](std::size_t from, std::size_t to) {
-    std::vector<std::string> ext;
-    for (std::size_t k = from; k < to; ++k) ext.push_back(std::to_string(items[k].id));
-    std::map<std::string, std::vector<std::int64_t>> out;
-    for (auto& [x, id] : bank.ids_from_peer(peer, ext)) out[x].push_back(id);
-    return out;
-  };
   while (i < items.size()) {
     std::size_t j = i;
     while (j < items.size() && items[j].op == items[i].op) ++j;
@@ -358,6 +411,12 @@ ApplyReport apply_feed(Bank& bank, const FeedPage& page, const std::string& peer
           batch.push_back(std::move(n));
         }
         const auto r = bank.add(batch, who);
+        // Every entry the peer lists is claimed by it, a new one or one held already (a
+        // duplicate stays where it is; a removal by one peer leaves what another lists).
+        std::vector<EntryClaim> claims;
+        for (std::size_t k = i; k < j; ++k)
+          claims.push_back({peer, std::to_string(items[k].id), r.ids.at(k - i)});
+        bank.add_claims(claims);
         rep.added += r.added;
         rep.duplicates += r.duplicates;
         rep.in_other_list += r.in_other_list;
@@ -370,9 +429,9 @@ ApplyReport apply_feed(Bank& bank, const FeedPage& page, const std::string& peer
         break;
       }
       case FeedItem::Op::Remove: {
-        std::vector<std::int64_t> ids;
-        for (auto& [x, v] : local_ids(i, j)) ids.insert(ids.end(), v.begin(), v.end());
-        if (!ids.empty()) rep.removed += bank.remove_ids(ids, who);
+        std::vector<std::string> ext;
+        for (std::size_t k = i; k < j; ++k) ext.push_back(std::to_string(items[k].id));
+        rep.removed += bank.release_claims(peer, ext, who);
         break;
       }
       case FeedItem::Op::State: {

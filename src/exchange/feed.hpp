@@ -52,18 +52,24 @@ struct FeedItem {
 };
 
 struct FeedPage {
+  std::string bank;   // the serving bank's id (Bank::bank_id)
   ListInfo list;      // the list as it is now
   std::string after;  // the cursor asked with
   std::string next;   // the cursor to ask with next (== after when nothing was new)
   bool more = false;  // more is ready now: ask again at once
   std::vector<FeedItem> items;
+  std::int64_t refused = 0;  // parse_feed: changes left out as malformed (a bad SHA-256)
 };
 
 // One page of the list `list`'s feed after `after`, at most `limit` items (1..
 // kFeedPageMax). Throws Error{Usage} for a list the bank does not have or a cursor that
 // is not one; Error{Bank} when the bank cannot be read.
+// A page's JSON stays under max_bytes (counting every text as if escaped), with at least one
+// change in it. A cursor past the end of the log (a bank restored or replaced) is
+// Error{Usage} too.
+inline constexpr std::size_t kFeedPageBytes = 4u << 20;
 FeedPage read_feed(const Bank& bank, const std::string& list, std::string_view after,
-                   std::size_t limit);
+                   std::size_t limit, std::size_t max_bytes = kFeedPageBytes);
 
 // The page as JSON (docs/API.md, GET /v1/changes) and back. parse_feed throws
 // Error{Usage} naming what is wrong with a page that is not one (`where`: its source).
@@ -71,13 +77,16 @@ nlohmann::json feed_json(const FeedPage& page);
 FeedPage parse_feed(const std::string& where, const nlohmann::json& j);
 
 struct ApplyReport {
-  std::int64_t added = 0, duplicates = 0, removed = 0, disabled = 0, enabled = 0;
+  std::int64_t added = 0, duplicates = 0, removed = 0, disabled = 0, enabled = 0, refused = 0;
   std::int64_t in_other_list = 0;  // duplicates of entries held in another local list
 };
 
 // Applies a page to `bank`: adds go to the list `into` (an entry from `peer` keeps its id
-// there as its external id), removals and state changes touch only the entries taken from
-// `peer`, never the bank's own. Every write is attributed to `who`. Idempotent.
+// there as its external id) and each is claimed by `peer` (Bank::add_claims), a duplicate
+// too; a removal drops the peer's claim and removes the entry only when no other peer
+// claims it and it is not the bank's own; a state change applies only to an entry the
+// peer alone claims and that came from a sync. Every write is attributed to `who`.
+// Idempotent.
 ApplyReport apply_feed(Bank& bank, const FeedPage& page, const std::string& peer, std::int64_t into,
                        const Actor& who);
 

@@ -132,12 +132,37 @@ SyncReport sync_once(Bank& bank, const SyncOptions& opt,
       throw Error(ErrorKind::Format, where,
                   "the answer is larger than " + std::to_string(kMaxFeedAnswerBytes) + " bytes");
     if (!res) throw Error(ErrorKind::Io, where, "cannot fetch: " + httplib::to_string(res.error()));
+    // A cursor past the end of the peer's log: its bank was restored from a backup, or
+    // replaced. Start again from a snapshot (applying what is there again changes nothing).
+    if (status == 400 && cursor != "0" && body.find("past the end") != std::string::npos &&
+        !rep.restarted) {
+      rep.restarted = true;
+      cursor = "0";
+      continue;
+    }
     if (status != 200) throw Error(ErrorKind::Io, where, reason_of(status, body));
     const auto j = nlohmann::json::parse(body, nullptr, false);
     if (j.is_discarded()) throw Error(ErrorKind::Format, where, "the answer is not JSON");
     FeedPage page = parse_feed(where, j);
     if (page.list.name != opt.list)
       throw Error(ErrorKind::Format, where, "the answer is about list '" + page.list.name + "'");
+    // The peer's bank must be the one this sync began with: a bank replaced or rebuilt under
+    // the same address numbers its entries anew, and its removals would hit other photos.
+    // Entries are the peer bank's (its id), not its address': a new address for the same
+    // bank finds them claimed already, another bank at the old address is another peer.
+    const std::string bank_key = "bank " + key;
+    if (const auto seen = bank.sync_checkpoint(bank_key); !seen || *seen != page.bank) {
+      bank.set_sync_checkpoint(bank_key, page.bank);
+      if (seen && cursor != "0") {
+        // The old cursor means nothing in another bank's log: from a snapshot. The old
+        // bank's entries stay here, claimed by it (a person decides: docs/EXCHANGE.md).
+        rep.restarted = true;
+        cursor = "0";
+        continue;
+      }
+    }
+    rep.peer_bank = page.bank;
+    const std::string peer_key = page.bank.empty() ? rep.peer : "bank:" + page.bank;
     if (!into_id) {
       // The local list: as the peer describes its own, when it is new here; it must be of
       // the same kind (an allow list synced into a block list would block harmless photos).
@@ -159,7 +184,25 @@ SyncReport sync_once(Bank& bank, const SyncOptions& opt,
         rep.list_created = true;
       }
     }
-    const ApplyReport a = apply_feed(bank, page, rep.peer, *into_id, who);
+    // The peer's list switched off (or on again): so is ours, when it was the peer that
+    // switched it (a reason "peer: ..."); a local decision to disable it stays.
+    if (const auto local = bank.list(opt.into)) {
+      const bool peer_off = page.list.disabled.has_value();
+      const bool ours_by_peer = local->disabled && local->disabled->reason.starts_with("peer: ");
+      Bank::ListChange ch;
+      if (peer_off && !local->disabled) {
+        ch.disable = Disabled{("peer: " + page.list.disabled->reason).substr(0, kMaxReasonBytes),
+                              page.list.disabled->until};
+        bank.change_list(opt.into, ch, who);
+        ++rep.list_changes;
+      } else if (!peer_off && ours_by_peer) {
+        ch.enable = true;
+        bank.change_list(opt.into, ch, who);
+        ++rep.list_changes;
+      }
+    }
+    const ApplyReport a = apply_feed(bank, page, peer_key, *into_id, who);
+    rep.applied.refused += a.refused;
     rep.applied.added += a.added;
     rep.applied.duplicates += a.duplicates;
     rep.applied.removed += a.removed;

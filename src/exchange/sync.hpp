@@ -33,10 +33,16 @@ struct SyncOptions {
 };
 
 struct SyncReport {
-  std::string peer;        // the peer as entries record it (its base URL)
+  std::string peer;        // the peer's address (its base URL, as peer_of writes it)
   std::string checkpoint;  // the cursor now kept in the bank
   std::int64_t pages = 0;
   bool list_created = false;
+  std::int64_t list_changes = 0;  // the local list disabled or enabled as the peer's was
+  // The peer's bank id: entries and claims name the peer "bank:ID" (its address may change).
+  std::string peer_bank;
+  // Started again from a snapshot: the peer's log no longer reached the checkpoint (a bank
+  // restored from a backup), or another bank answered at the address.
+  bool restarted = false;
   ApplyReport applied;
 };
 

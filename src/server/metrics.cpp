@@ -172,6 +172,12 @@ std::string Metrics::prometheus(const MetricsSnapshot& g) const {
          std::to_string(closed_deadline_.load(std::memory_order_relaxed)) + "\n";
   out += "hashwall_connections_closed_total{reason=\"body_too_large\"} " +
          std::to_string(closed_body_.load(std::memory_order_relaxed)) + "\n";
+  out +=
+      "# HELP hashwall_flood_quarantined_total Entries the flood guard found matching too large "
+      "a share of queries (disabled with reason flood when the bank is writable).\n";
+  out += "# TYPE hashwall_flood_quarantined_total counter\n";
+  out += "hashwall_flood_quarantined_total " +
+         std::to_string(flood_.load(std::memory_order_relaxed)) + "\n";
   out += "# HELP hashwall_queue_depth Requests received and waiting for a worker thread.\n";
   out += "# TYPE hashwall_queue_depth gauge\n";
   out += "hashwall_queue_depth " + std::to_string(g.queue_depth) + "\n";

@@ -74,6 +74,8 @@ class Metrics {
   void record_closed_body_too_large() noexcept {
     closed_body_.fetch_add(1, std::memory_order_relaxed);
   }
+  // An entry the flood guard found matching too many queries (match/flood.hpp).
+  void record_flood() noexcept { flood_.fetch_add(1, std::memory_order_relaxed); }
 
   std::uint64_t requests(Endpoint e) const noexcept;
   std::uint64_t matches() const noexcept { return matches_.load(std::memory_order_relaxed); }
@@ -96,6 +98,7 @@ class Metrics {
   std::atomic<std::uint64_t> rejected_full_{0}, rejected_wait_{0}, rejected_stopping_{0},
       rejected_timeout_{0}, rejected_memory_{0};
   std::atomic<std::uint64_t> closed_deadline_{0}, closed_body_{0};
+  std::atomic<std::uint64_t> flood_{0};
 };
 
 }  // namespace hashwall::server

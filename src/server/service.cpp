@@ -199,7 +199,34 @@ Service::Service(Bank& bank, ServiceLimits limits, Metrics& metrics, bool writab
       limits_(limits),
       metrics_(metrics),
       writable_(writable),
-      signals_(std::move(signals)) {}
+      signals_(std::move(signals)),
+      flood_(std::make_unique<FloodGuard>(limits.flood)) {}
+
+void Service::watch_flood(const MatchResult& m) const {
+  if (!flood_->enabled()) return;
+  std::vector<std::int64_t> blocking;
+  if (m.verdict == Verdict::Match)
+    for (const auto& h : m.hits)
+      if (!h.allow) blocking.push_back(h.entry.id);
+  const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
+  for (const auto& trip : flood_->observe(now, blocking)) {
+    metrics_.record_flood();
+    if (!writable_) continue;  // a read-only server counts it (/metrics) and cannot disable
+    const Actor who{"flood-guard", "matched " + std::to_string(trip.matches) + " of the last " +
+                                       std::to_string(trip.queries) + " queries in " +
+                                       std::to_string(flood_->options().window_seconds) + " s"};
+    try {
+      std::lock_guard lock(write_mu_);
+      bank_.set_disabled(std::span(&trip.entry, 1), Disabled{"flood", std::nullopt}, who);
+      ++flood_quarantined_;
+    } catch (const Error&) {
+      // The bank could not be written (busy, gone): the query's answer stands; the entry is
+      // counted again and reported at its next crossing.
+    }
+  }
+}
 
 Reply Service::match_image(std::span<const std::uint8_t> bytes, const std::string& name,
                            const Params& params, Role role) const {
@@ -226,6 +253,7 @@ Reply Service::match_image(std::span<const std::uint8_t> bytes, const std::strin
     return reply_for(e, limits_.retry_after_seconds);
   }
   metrics_.record_verdict(rep.result.verdict == Verdict::Match);
+  watch_flood(rep.result);
   Reply r;
   r.body = report_json(rep);
   r.body.erase("error");
@@ -267,6 +295,7 @@ Reply Service::match_hashes(std::string_view body, std::string_view content_type
       fp.pdq.quality = item.quality.value_or(100);  // unknown quality: trusted, as imports
       const MatchResult m = matcher.match(fp);
       metrics_.record_verdict(m.verdict == Verdict::Match);
+      watch_flood(m);
       any = any || m.verdict == Verdict::Match;
       json j;
       j["pdq"] = item.hash.hex();
@@ -469,8 +498,8 @@ Reply Service::changes(const Params& params) const {
     limit = static_cast<std::size_t>(*v);
   }
   try {
-    const FeedPage page =
-        read_feed(bank_, it->second, after == params.end() ? "0" : after->second, limit);
+    const FeedPage page = read_feed(bank_, it->second, after == params.end() ? "0" : after->second,
+                                    limit, limits_.max_response_bytes / 2);
     Reply r;
     r.body = feed_json(page);
     return r;
@@ -517,8 +546,8 @@ Reply Service::verdict(std::string_view body, const WriteContext& ctx) {
     allow->pdq = *h;
     allow->sha256 = *sha;
     if (j.contains("quality")) {
-      if (!j["quality"].is_number_integer() || j["quality"].get<int>() < 0 ||
-          j["quality"].get<int>() > 100)
+      if (!j["quality"].is_number_integer() || j["quality"].get<std::int64_t>() < 0 ||
+          j["quality"].get<std::int64_t>() > 100)
         return error_reply(400, "'quality' must be 0 to 100");
       allow->quality = j["quality"].get<int>();
     }
@@ -570,6 +599,13 @@ Reply Service::stats(const json& extra) const {
     r.body["imported"] = s.imported;
     r.body["labels"] = s.labels;
     r.body["low_quality"] = s.low_quality;
+    r.body["disabled"] = s.disabled;
+    r.body["flood"] = {{"share", limits_.flood.share},
+                       {"window_seconds", limits_.flood.window_seconds},
+                       {"min_queries", limits_.flood.min_queries},
+                       {"min_matches", limits_.flood.min_matches},
+                       {"quarantined_by_this_server", flood_quarantined_.load()},
+                       {"quarantined_in_bank", s.flood_quarantined}};
     r.body["generation"] = s.generation;
     r.body["index_rebuilds"] = s.index_rebuilds;
     r.body["changes_followed"] = s.changes_followed;

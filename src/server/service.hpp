@@ -3,10 +3,12 @@
 // bytes, enforces the queue and authentication, and counts. Tests call this directly.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -19,6 +21,7 @@
 #include "bank/bank.hpp"
 #include "hash/hash256.hpp"
 #include "match/fingerprint.hpp"
+#include "match/flood.hpp"
 #include "match/matcher.hpp"
 #include "server/auth.hpp"
 #include "server/hash_body.hpp"
@@ -63,6 +66,9 @@ struct ServiceLimits {
   // each with up to `top` hits and their kilobyte labels) gets 400 instead of an answer of
   // gigabytes. `serve --max-response`.
   std::size_t max_response_bytes = 16'000'000;
+  // The flood guard (match/flood.hpp): an entry matching too large a share of the queries
+  // is disabled with reason "flood". `serve --flood-share`, `--flood-window`, ...
+  FloodOptions flood;
 };
 // Most hits an admin may ask for (admins are not held to the ceilings above).
 inline constexpr int kAdminMaxTop = 1000;
@@ -126,7 +132,11 @@ class Service {
   Metrics& metrics_;
   bool writable_;
   ServiceSignals signals_;
-  std::mutex write_mu_;  // one API write at a time (SQLite takes one writer anyway)
+  mutable std::mutex write_mu_;  // one API write at a time (SQLite takes one writer anyway)
+  std::unique_ptr<FloodGuard> flood_;
+  mutable std::atomic<std::int64_t> flood_quarantined_{0};
+  // Counts a decided query for the flood guard, and quarantines what it reports.
+  void watch_flood(const MatchResult& m) const;
   // An error message when a list the options name is not in the bank.
   std::optional<std::string> known_lists(const MatchOptions& o) const;
   // The id of the list a write goes to; nullopt (and `err` set) when it is not there.
