@@ -5,4 +5,6 @@ cd "$(dirname "$0")/.."
 BUILD_DIR=${BUILD_DIR:-build}
 JOBS=${JOBS:-$(nproc)}
 cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=${BUILD_TYPE:-RelWithDebInfo} "$@" >/dev/null
-cmake --build "$BUILD_DIR" -j "$JOBS"
+# TARGETS: only these (default: everything).
+# shellcheck disable=SC2086
+cmake --build "$BUILD_DIR" -j "$JOBS" ${TARGETS:+--target $TARGETS}

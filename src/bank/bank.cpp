@@ -178,7 +178,8 @@ std::string Bank::bank_id() const {
   return impl_->meta("bank_id").value_or("");
 }
 
-AddResult Bank::add(std::span<const NewEntry> entries, const Actor& who) {
+AddResult Bank::add(std::span<const NewEntry> entries, const Actor& who,
+                    const std::string& claim_peer) {
   auto& m = *impl_;
   m.require_writable();
   m.require_key();
@@ -201,7 +202,11 @@ AddResult Bank::add(std::span<const NewEntry> entries, const Actor& who) {
     std::map<std::string, std::string> samples;  // Registered::sample, kept once committed
     // Each entry's list must exist; the audit row names the list when the batch has one.
     std::map<std::int64_t, std::string> list_names;
-    for (auto& l : m.store->lists(false)) list_names[l.id] = std::move(l.name);
+    std::map<std::int64_t, ListKind> list_kinds;
+    for (auto& l : m.store->lists(false)) {
+      list_kinds[l.id] = l.kind;
+      list_names[l.id] = std::move(l.name);
+    }
     std::set<std::int64_t> lists_added_to;
     Digest batch, pdq_batch;
     // The entries go to the store in chunks, one round trip a chunk for a remote store
@@ -329,6 +334,18 @@ AddResult Bank::add(std::span<const NewEntry> entries, const Actor& who) {
         lists_added_to.insert(e.list_id);
       }
       if (digests) m.store->insert_digests(digest_ids, digest_rows);
+    }
+    if (!claim_peer.empty() && m.store->has_list_tables()) {
+      std::vector<EntryClaim> claims;
+      for (std::size_t i = 0; i < entries.size(); ++i) {
+        if (entries[i].external_id.empty()) continue;
+        if (r.was_duplicate[i]) {
+          const auto had = m.store->get(r.ids[i]);
+          if (!had || had->list_kind != list_kinds[entries[i].list_id]) continue;
+        }
+        claims.push_back({claim_peer, entries[i].external_id, r.ids[i]});
+      }
+      m.store->add_claims(claims);
     }
     if (r.added > 0) {
       m.log_write(ChangeOp::Add, new_ids, gen_before + 1);

@@ -247,7 +247,13 @@ class Bank {
   // One transaction for the whole batch: either all of it is committed or none. Each
   // entry's list must exist (Error{Usage} names the entry). The audit log gets one row per
   // write, naming `who`.
-  AddResult add(std::span<const NewEntry> entries, const Actor& who = {});
+  //
+  // With `claim_peer` (a sync, exchange/feed.hpp), every input is claimed by that peer
+  // under its external_id in the same transaction: a new entry, or the entry it duplicates
+  // when that one is in a list of the same kind (a block peer never keeps an allow entry
+  // alive, nor the other way round).
+  AddResult add(std::span<const NewEntry> entries, const Actor& who = {},
+                const std::string& claim_peer = {});
   std::int64_t remove_ids(std::span<const std::int64_t> ids, const Actor& who = {});
   std::int64_t remove_label(const std::string& label, const Actor& who = {});
   std::int64_t remove_sha256(const std::string& sha256_hex, const Actor& who = {});
@@ -289,17 +295,17 @@ class Bank {
   // Entries of one list with id > after, in id order, at most limit.
   std::vector<Entry> list_entries(std::int64_t list_id, std::int64_t after,
                                   std::size_t limit) const;
-  // Claims: which peers list an entry. A sync claims each entry it brings (new, or one the
-  // bank held already, in any list); the entries `peer` claims under these external ids are
-  // (external id, entry id) pairs, by entry id.
-  void add_claims(std::span<const EntryClaim> claims);
+  // Claims: which peers list an entry (add() with claim_peer makes them); the entries
+  // `peer` claims under these external ids are (external id, entry id) pairs, by entry id.
   std::vector<std::pair<std::string, std::int64_t>> ids_from_peer(
       const std::string& peer, std::span<const std::string> external_ids) const;
   // Each entry's number of claims, in the order given.
   std::vector<std::int64_t> claim_counts(std::span<const std::int64_t> ids) const;
+  // A peer known by its address until now gets its bank id's name ("bank:ID"): its claims
+  // and its entries' provenance move there, in one transaction.
+  void rekey_claims(const std::string& from, const std::string& to);
   // A peer's removal: drops its claims under these external ids, and removes the entries
-  // left with no claim that came from a sync (never the bank's own). Idempotent: the
-  // removals come first, so a crash midway leaves the claims to drop for a second run.
+  // left with no claim that came from a sync (never the bank's own), in one transaction.
   // Returns the entries removed.
   std::int64_t release_claims(const std::string& peer, std::span<const std::string> external_ids,
                               const Actor& who);

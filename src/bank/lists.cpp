@@ -273,14 +273,13 @@ std::vector<std::pair<std::string, std::int64_t>> Bank::ids_from_peer(
   return out;
 }
 
-void Bank::add_claims(std::span<const EntryClaim> claims) {
+void Bank::rekey_claims(const std::string& from, const std::string& to) {
   auto& m = *impl_;
   m.require_writable();
   m.require_key();
-  if (claims.empty()) return;
   std::lock_guard lock(m.db_mu);
   auto tx = m.store->begin_write();
-  m.store->add_claims(claims);
+  m.store->rekey_claims(from, to);
   tx->commit();
 }
 
@@ -295,24 +294,21 @@ std::vector<std::int64_t> Bank::claim_counts(std::span<const std::int64_t> ids) 
 std::int64_t Bank::release_claims(const std::string& peer,
                                   std::span<const std::string> external_ids, const Actor& who) {
   auto& m = *impl_;
-  m.require_writable();
-  m.require_key();
-  const auto claimed = ids_from_peer(peer, external_ids);
-  std::vector<std::int64_t> ids;
-  for (const auto& [x, id] : claimed) ids.push_back(id);
-  const auto counts = claim_counts(ids);
-  std::vector<std::int64_t> gone;
-  for (std::size_t i = 0; i < ids.size(); ++i) {
-    if (counts[i] != 1) continue;  // another peer still lists it
-    const auto e = get(ids[i]);
-    if (e && !e->peer.empty()) gone.push_back(ids[i]);  // the bank's own entries stay
-  }
-  const std::int64_t removed = gone.empty() ? 0 : remove_ids(gone, who);
-  std::lock_guard lock(m.db_mu);
-  auto tx = m.store->begin_write();
-  m.store->drop_claims(peer, external_ids);
-  tx->commit();
-  return removed;
+  // One write transaction: the claims go, and with them the synced entries nobody claims
+  // any more (two syncs releasing one entry at once: the second sees the first's drop).
+  return m.remove_where(
+      [&] {
+        std::vector<std::int64_t> orphans;
+        const auto ids = m.store->drop_claims(peer, external_ids);
+        const auto counts = m.store->claim_counts(ids);
+        for (std::size_t i = 0; i < ids.size(); ++i) {
+          if (counts[i] != 0) continue;  // another peer still lists it
+          const auto e = m.store->get(ids[i]);
+          if (e && !e->peer.empty()) orphans.push_back(ids[i]);  // the bank's own entries stay
+        }
+        return m.store->remove_ids(orphans);
+      },
+      who);
 }
 
 namespace {

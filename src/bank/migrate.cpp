@@ -51,7 +51,7 @@ MigrateReport migrate_bank(const fs::path& from, const fs::path& to,
     throw Error(ErrorKind::Bank, rep.to,
                 "a bank is already there: migrate writes a new bank only (remove it first: the "
                 "file, or in PostgreSQL its tables meta, entries, local_features, embeddings, "
-                "signal_rows, changes, entry_digests, lists and audit)");
+                "signal_rows, changes, entry_digests, lists, audit and entry_claims)");
   // Caches left by an earlier bank of that name describe other records (as Bank::open
   // clears them for a bank it creates).
   {
@@ -73,10 +73,17 @@ MigrateReport migrate_bank(const fs::path& from, const fs::path& to,
         dst->insert_list(l);
     }
     std::int64_t after = 0;
+    // A format-5 bank made before claims (opened read-only here, so not upgraded) has its
+    // synced entries' first claims in their provenance (sqlite_schema.cpp).
+    std::vector<EntryClaim> seed;
     for (;;) {
       const auto page = src->entries_after(after, kChunk);
       if (page.empty()) break;
-      for (const auto& e : page) dst->insert_entry_as(e);
+      for (const auto& e : page) {
+        dst->insert_entry_as(e);
+        if (!e.peer.empty() && !e.external_id.empty())
+          seed.push_back({e.peer, e.external_id, e.id});
+      }
       after = page.back().id;
       rep.entries += static_cast<std::int64_t>(page.size());
       if (progress) progress(rep.entries, total);
@@ -92,7 +99,7 @@ MigrateReport migrate_bank(const fs::path& from, const fs::path& to,
     {
       std::vector<EntryClaim> claims;
       src->scan_claims([&](const EntryClaim& c) { claims.push_back(c); });
-      dst->add_claims(claims);
+      dst->add_claims(claims.empty() ? seed : claims);
     }
     for (std::int64_t audit_after = 0;;) {
       const auto rows = src->audit_after(audit_after, kChunk);

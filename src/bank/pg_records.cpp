@@ -449,6 +449,15 @@ void PgStore::drop_claims_of(std::span<const std::int64_t> ids) {
   });
 }
 
+void PgStore::rekey_claims(const std::string& from, const std::string& to) {
+  if (!claims_table_ || from == to) return;
+  q("UPDATE entry_claims c SET peer = $2 WHERE c.peer = $1 AND NOT EXISTS (SELECT 1 FROM "
+    "entry_claims d WHERE d.peer = $2 AND d.external_id = c.external_id)",
+    {blob(from), blob(to)});
+  q("DELETE FROM entry_claims WHERE peer = $1", {blob(from)});
+  q("UPDATE entries SET peer = $2 WHERE peer = $1", {blob(from), blob(to)});
+}
+
 void PgStore::scan_claims(const std::function<void(const Claim&)>& fn) {
   if (!claims_table_) return;
   const auto r = q("SELECT peer, external_id, entry_id FROM entry_claims ORDER BY entry_id, peer");

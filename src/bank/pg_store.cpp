@@ -213,15 +213,9 @@ bool PgStore::has_claims_table() {
              "tablename = 'entry_claims'") > 0;
 }
 
-void PgStore::upgrade() {
-  if (mode_ == OpenMode::ReadOnly) return;
-  if (format_version_ >= kFormatVersion) {
-    // Format 5 banks made before entry_claims came get it, with their synced entries'
-    // first claims (their peer and external_id columns).
-    if (!claims_table_) {
-      PgTransaction tx(*conn_, tx_open_, {"BEGIN", "LOCK TABLE meta IN SHARE ROW EXCLUSIVE MODE"});
-      if (!has_claims_table()) {
-        conn_->run(R"sql(CREATE TABLE entry_claims(
+// Format 5's claims table, for a format-5 bank made before it, seeded with its synced
+// entries' first claims (their peer and external_id columns).
+constexpr const char* kClaimsUpgrade = R"sql(CREATE TABLE entry_claims(
   peer        bytea NOT NULL,
   external_id bytea NOT NULL,
   entry_id    bigint NOT NULL,
@@ -230,20 +224,21 @@ void PgStore::upgrade() {
 CREATE INDEX entry_claims_entry ON entry_claims(entry_id);
 INSERT INTO entry_claims(peer, external_id, entry_id)
   SELECT peer, external_id, id FROM entries WHERE peer <> ''::bytea ON CONFLICT DO NOTHING;
-)sql");
-      }
-      tx.commit();
-      claims_table_ = true;
-    }
-    return;
-  }
+)sql";
+
+void PgStore::upgrade() {
+  if (mode_ == OpenMode::ReadOnly) return;
+  if (format_version_ >= kFormatVersion && claims_table_) return;
   PgTransaction tx(*conn_, tx_open_, {"BEGIN", "LOCK TABLE meta IN SHARE ROW EXCLUSIVE MODE"});
-  // Another process may have upgraded it between our open and our lock.
+  // Another process may have upgraded it between our open and our lock (an older hashwall
+  // without the claims table, too).
   if (meta("format_version") != std::to_string(kFormatVersion)) {
     // The index over a large bank's entries may take longer than a statement may.
     conn_->run("SET LOCAL statement_timeout = 0");
     conn_->run(kFormat5Schema);  // 4 -> 5: entries move into list 1, "default"
     set_meta("format_version", std::to_string(kFormatVersion));
+  } else if (!has_claims_table()) {
+    conn_->run(kClaimsUpgrade);
   }
   tx.commit();
   format_version_ = kFormatVersion;

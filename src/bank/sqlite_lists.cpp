@@ -185,6 +185,19 @@ void SqliteStore::drop_claims_of(std::span<const std::int64_t> ids) {
   }
 }
 
+void SqliteStore::rekey_claims(const std::string& from, const std::string& to) {
+  if (!claims_table_ || from == to) return;
+  Stmt a(conn_, "UPDATE OR IGNORE entry_claims SET peer = ?2 WHERE peer = ?1");
+  a.bind(1, std::string_view(from)).bind(2, std::string_view(to));
+  a.step();
+  Stmt b(conn_, "DELETE FROM entry_claims WHERE peer = ?1");
+  b.bind(1, std::string_view(from));
+  b.step();
+  Stmt c(conn_, "UPDATE entries SET peer = ?2 WHERE peer = ?1 AND peer <> ''");
+  c.bind(1, std::string_view(from)).bind(2, std::string_view(to));
+  c.step();
+}
+
 void SqliteStore::scan_claims(const std::function<void(const Claim&)>& fn) {
   if (!claims_table_) return;
   Stmt s(conn_, "SELECT peer, external_id, entry_id FROM entry_claims ORDER BY entry_id, peer");

@@ -79,6 +79,18 @@ CREATE TABLE IF NOT EXISTS entry_digests(
 // bank answers as before. list_id has no REFERENCES: SQLite cannot add one to a column of
 // an existing table with a non-NULL default; Bank::add checks it and `check` counts
 // entries whose list is missing.
+// Which peers list an entry (exchange/feed.hpp): a sync's claims. Part of format 5; a
+// format-5 bank made before it gets it at its first read-write open (add_claims_table).
+constexpr const char* kClaimsSchema = R"sql(
+CREATE TABLE IF NOT EXISTS entry_claims(
+  peer        TEXT NOT NULL,
+  external_id TEXT NOT NULL,
+  entry_id    INTEGER NOT NULL,
+  PRIMARY KEY (peer, external_id)
+);
+CREATE INDEX IF NOT EXISTS entry_claims_entry ON entry_claims(entry_id);
+)sql";
+
 constexpr const char* kFormat5Lists = R"sql(
 CREATE TABLE IF NOT EXISTS lists(
   id              INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -92,14 +104,6 @@ CREATE TABLE IF NOT EXISTS lists(
   created_at      INTEGER NOT NULL
 );
 INSERT OR IGNORE INTO lists(id, name, kind, created_at) VALUES(1, 'default', 'block', 0);
--- Which peers list an entry (exchange/feed.hpp): a sync's claims.
-CREATE TABLE IF NOT EXISTS entry_claims(
-  peer        TEXT NOT NULL,
-  external_id TEXT NOT NULL,
-  entry_id    INTEGER NOT NULL,
-  PRIMARY KEY (peer, external_id)
-);
-CREATE INDEX IF NOT EXISTS entry_claims_entry ON entry_claims(entry_id);
 CREATE TABLE IF NOT EXISTS audit(
   id     INTEGER PRIMARY KEY AUTOINCREMENT,
   at     INTEGER NOT NULL,
@@ -151,6 +155,7 @@ void create_schema(const Conn& c,
     c.exec(kFormat4Schema);
     c.exec(kFormat5Lists);
     c.exec(kFormat5Entries);
+    c.exec(kClaimsSchema);
     set_meta(c, "format_version", std::to_string(kFormatVersion));
     set_meta(c, "changes_from", "0");
     set_meta(c, "digests_from", "0");
@@ -161,18 +166,16 @@ void create_schema(const Conn& c,
 
 void add_claims_table(const Conn& c) {
   Transaction tx(c, "BEGIN IMMEDIATE");
-  c.exec(R"sql(
-CREATE TABLE IF NOT EXISTS entry_claims(
-  peer        TEXT NOT NULL,
-  external_id TEXT NOT NULL,
-  entry_id    INTEGER NOT NULL,
-  PRIMARY KEY (peer, external_id)
-);
-CREATE INDEX IF NOT EXISTS entry_claims_entry ON entry_claims(entry_id);
--- The entries synced before claims existed: their own peer and external id.
-INSERT OR IGNORE INTO entry_claims(peer, external_id, entry_id)
-  SELECT peer, external_id, id FROM entries WHERE peer <> '';
-)sql");
+  // Made by another process meanwhile: its claims may have changed since, leave them.
+  if (count(c,
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = "
+            "'entry_claims'") == 0) {
+    c.exec(kClaimsSchema);
+    // The entries synced before claims existed: their own peer and external id.
+    c.exec(
+        "INSERT OR IGNORE INTO entry_claims(peer, external_id, entry_id) "
+        "SELECT peer, external_id, id FROM entries WHERE peer <> ''");
+  }
   tx.commit();
 }
 
@@ -211,6 +214,7 @@ void upgrade_schema(const Conn& c) {
   c.exec(kFormat5Lists);  // 4 -> 5
   if (count(c, "SELECT count(*) FROM pragma_table_info('entries') WHERE name = 'list_id'") == 0)
     c.exec(kFormat5Entries);
+  c.exec(kClaimsSchema);
   set_meta(c, "format_version", std::to_string(kFormatVersion));
   tx.commit();
 }

@@ -102,18 +102,17 @@ std::unique_ptr<Store::Transaction> SqliteStore::begin_write() {
 
 void SqliteStore::upgrade() {
   if (mode_ == OpenMode::ReadOnly) return;
-  if (format_version_ >= kFormatVersion) {
-    // Format 5 banks made before entry_claims came get it (it starts empty: their synced
-    // entries' first claims are their peer and external_id columns, sqlite_schema.cpp).
-    if (!claims_table_) {
-      sqlite::add_claims_table(conn_);
-      look_at_tables();
-    }
-    return;
+  if (format_version_ < kFormatVersion) {
+    sqlite::upgrade_schema(conn_);
+    format_version_ = kFormatVersion;
+    look_at_tables();
   }
-  sqlite::upgrade_schema(conn_);
-  format_version_ = kFormatVersion;
-  look_at_tables();
+  // Format 5 banks made before entry_claims came (or upgraded by an older hashwall between
+  // our open and its lock) get it, seeded from their synced entries (sqlite_schema.cpp).
+  if (!claims_table_) {
+    sqlite::add_claims_table(conn_);
+    look_at_tables();
+  }
 }
 
 bool SqliteStore::changed_elsewhere() {

@@ -100,6 +100,7 @@ class SqliteStore : public Store {
   std::vector<std::int64_t> claim_counts(std::span<const std::int64_t> ids) override;
   void drop_claims_of(std::span<const std::int64_t> ids) override;
   void scan_claims(const std::function<void(const Claim&)>& fn) override;
+  void rekey_claims(const std::string& from, const std::string& to) override;
 
   // sqlite_store.cpp: sizes and health.
   std::int64_t count_entries() override;

@@ -239,6 +239,9 @@ class Store {
   virtual std::vector<std::int64_t> claim_counts(std::span<const std::int64_t> ids) = 0;
   // Inside begin_write: the claims on these entries (removed ones).
   virtual void drop_claims_of(std::span<const std::int64_t> ids) = 0;
+  // Inside begin_write: claims and entries' provenance under peer `from` move to `to` (a
+  // claim `to` already has stays as it is).
+  virtual void rekey_claims(const std::string& from, const std::string& to) = 0;
   // Every claim, by entry id (migrate).
   virtual void scan_claims(const std::function<void(const Claim&)>& fn) = 0;
 

@@ -107,8 +107,12 @@ int run_sync(SyncArgs a) {
     } catch (const Error& e) {
       // Watching, a peer that is down, a dropped connection, or this bank busy with another
       // writer (a large import) is waited out: the next pass resumes from the checkpoint.
-      // A wrong option or list (Usage) ends it.
-      if (a.watch == 0 || e.kind() == ErrorKind::Usage || e.kind() == ErrorKind::Interrupted) throw;
+      // Anything else (a wrong option or list, a damaged bank, a wrong seal key) ends it.
+      const bool busy =
+          e.kind() == ErrorKind::Bank &&
+          (store_unreachable(e) || e.reason().find("is locked by") != std::string::npos);
+      if (a.watch == 0 || (e.kind() != ErrorKind::Io && e.kind() != ErrorKind::Format && !busy))
+        throw;
       std::fprintf(stderr, "hashwall: %s (trying again in %d s)\n", e.what(), a.watch);
     }
     if (stop.load()) throw Error(ErrorKind::Interrupted, "", "interrupted; the checkpoint is kept");

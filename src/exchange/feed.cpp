@@ -70,6 +70,13 @@ std::size_t item_bytes(const FeedItem& it) {
   return n;
 }
 
+// The flood guard's quarantine is this server's traffic's verdict, not the list owner's:
+// peers get the entry as enabled (they run their own guard), so that a flood provoked at
+// one member does not switch an entry off at all.
+void local_state_off(Entry& e) {
+  if (e.disabled && e.disabled->reason == "flood") e.disabled.reset();
+}
+
 // The item one id of an audit row gives the list (nullopt: none). A removal's entries are
 // gone: the row names their list (rows written before it did name none, and pass on every
 // id; a sync ignores ids it never took). An add or a state change sends the entry as it is
@@ -80,6 +87,7 @@ std::optional<FeedItem> item_of(const Bank& bank, const ListInfo& list, const Au
   if (row.action == "remove") return FeedItem{FeedItem::Op::Remove, id, std::nullopt, std::nullopt};
   auto e = bank.get(id);
   if (!e || e->list_id != list.id) return std::nullopt;
+  local_state_off(*e);
   if (row.action == "add") return FeedItem{FeedItem::Op::Add, e->id, std::move(*e), std::nullopt};
   return FeedItem{FeedItem::Op::State, e->id, std::nullopt, e->disabled};
 }
@@ -115,12 +123,17 @@ void set_states(Bank& bank, const std::string& peer,
     if (counts[i] != 1) continue;
     const auto e = bank.get(id);
     if (!e || e->peer.empty()) continue;
+    // A state set here (a reviewer's disable, the flood guard) is this bank's decision: the
+    // peer changes only states it set itself, whose reason says so.
+    const std::string mine = "peer " + peer + ": ";
+    if (e->disabled && !e->disabled->reason.starts_with(mine)) continue;
     const auto& d = *by_ext.at(x);
+    const std::string reason = d ? (mine + d->reason).substr(0, kMaxReasonBytes) : "";
     const bool same =
-        d ? (e->disabled && e->disabled->reason == d->reason && e->disabled->until == d->until)
+        d ? (e->disabled && e->disabled->reason == reason && e->disabled->until == d->until)
           : !e->disabled;
     if (same) continue;
-    groups[Key{d.has_value(), d ? d->reason : "", d ? d->until : std::nullopt}].push_back(id);
+    groups[Key{d.has_value(), reason, d ? d->until : std::nullopt}].push_back(id);
   }
   for (const auto& [key, ids] : groups) {
     const auto& [off, reason, until] = key;
@@ -193,6 +206,7 @@ FeedPage read_feed(const Bank& bank, const std::string& list_name, std::string_v
     const bool full = entries.size() == limit;
     bool cut = false;
     for (auto& e : entries) {
+      local_state_off(e);
       FeedItem it{FeedItem::Op::Add, e.id, std::move(e), std::nullopt};
       bytes += item_bytes(it);
       if (bytes > max_bytes && !page.items.empty()) {
@@ -410,13 +424,10 @@ ApplyReport apply_feed(Bank& bank, const FeedPage& page, const std::string& peer
           n.external_id = std::to_string(items[k].id);
           batch.push_back(std::move(n));
         }
-        const auto r = bank.add(batch, who);
-        // Every entry the peer lists is claimed by it, a new one or one held already (a
-        // duplicate stays where it is; a removal by one peer leaves what another lists).
-        std::vector<EntryClaim> claims;
-        for (std::size_t k = i; k < j; ++k)
-          claims.push_back({peer, std::to_string(items[k].id), r.ids.at(k - i)});
-        bank.add_claims(claims);
+        // Every entry the peer lists is claimed by it, in the add's transaction: a new one,
+        // or one held already in a list of the same kind (a removal by one peer then leaves
+        // what another lists).
+        const auto r = bank.add(batch, who, peer);
         rep.added += r.added;
         rep.duplicates += r.duplicates;
         rep.in_other_list += r.in_other_list;

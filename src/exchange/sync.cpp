@@ -146,23 +146,32 @@ SyncReport sync_once(Bank& bank, const SyncOptions& opt,
     FeedPage page = parse_feed(where, j);
     if (page.list.name != opt.list)
       throw Error(ErrorKind::Format, where, "the answer is about list '" + page.list.name + "'");
-    // The peer's bank must be the one this sync began with: a bank replaced or rebuilt under
-    // the same address numbers its entries anew, and its removals would hit other photos.
-    // Entries are the peer bank's (its id), not its address': a new address for the same
-    // bank finds them claimed already, another bank at the old address is another peer.
+    // Entries are claimed by the peer's bank (its id), not its address: a new address for
+    // the same bank finds them claimed already; another bank at the old address is another
+    // peer, whose log the old cursor means nothing in.
     const std::string bank_key = "bank " + key;
+    const std::string peer_key = page.bank.empty() ? rep.peer : "bank:" + page.bank;
     if (const auto seen = bank.sync_checkpoint(bank_key); !seen || *seen != page.bank) {
-      bank.set_sync_checkpoint(bank_key, page.bank);
-      if (seen && cursor != "0") {
-        // The old cursor means nothing in another bank's log: from a snapshot. The old
+      if (seen && !seen->empty() && cursor != "0") {
+        if (rep.restarted)
+          throw Error(ErrorKind::Io, where,
+                      "the peer's bank changed twice in one pass (" + *seen + ", " + page.bank +
+                          "): two banks answer at this address?");
+        // From a snapshot of the new bank: the cursor is reset before the new id is kept, so
+        // that a pass cut off now never reads the new log from the old cursor. The old
         // bank's entries stay here, claimed by it (a person decides: docs/EXCHANGE.md).
+        bank.set_sync_checkpoint(key, "0");
+        bank.set_sync_checkpoint(bank_key, page.bank);
         rep.restarted = true;
         cursor = "0";
         continue;
       }
+      // First sight of the bank's id (a new sync, a sync begun before ids, or a peer bank
+      // that had none): claims made under its address become the bank's.
+      if (!page.bank.empty()) bank.rekey_claims(rep.peer, peer_key);
+      bank.set_sync_checkpoint(bank_key, page.bank);
     }
     rep.peer_bank = page.bank;
-    const std::string peer_key = page.bank.empty() ? rep.peer : "bank:" + page.bank;
     if (!into_id) {
       // The local list: as the peer describes its own, when it is new here; it must be of
       // the same kind (an allow list synced into a block list would block harmless photos).
@@ -184,22 +193,31 @@ SyncReport sync_once(Bank& bank, const SyncOptions& opt,
         rep.list_created = true;
       }
     }
-    // The peer's list switched off (or on again): so is ours, when it was the peer that
-    // switched it (a reason "peer: ..."); a local decision to disable it stays.
-    if (const auto local = bank.list(opt.into)) {
-      const bool peer_off = page.list.disabled.has_value();
-      const bool ours_by_peer = local->disabled && local->disabled->reason.starts_with("peer: ");
-      Bank::ListChange ch;
-      if (peer_off && !local->disabled) {
-        ch.disable = Disabled{("peer: " + page.list.disabled->reason).substr(0, kMaxReasonBytes),
-                              page.list.disabled->until};
-        bank.change_list(opt.into, ch, who);
-        ++rep.list_changes;
-      } else if (!peer_off && ours_by_peer) {
-        ch.enable = true;
-        bank.change_list(opt.into, ch, who);
-        ++rep.list_changes;
+    // The peer's list switched off (or on again) since the last page: so is ours. Only a
+    // change at the peer is followed: a local decision about the list (disabling it, or
+    // enabling it again) stays until the peer changes its list's state once more, and the
+    // peer enables only what it disabled (the reason names it).
+    const std::string state_key = "list " + key;
+    const std::string peer_state =
+        (page.list.disabled ? "off " + page.list.disabled->reason : std::string("on"))
+            .substr(0, kMaxReasonBytes);
+    if (const auto last = bank.sync_checkpoint(state_key); !last || *last != peer_state) {
+      const std::string mine = "peer " + peer_key + ": ";
+      if (const auto local = bank.list(opt.into)) {
+        Bank::ListChange ch;
+        if (page.list.disabled && !local->disabled) {
+          ch.disable = Disabled{(mine + page.list.disabled->reason).substr(0, kMaxReasonBytes),
+                                page.list.disabled->until};
+          bank.change_list(opt.into, ch, who);
+          ++rep.list_changes;
+        } else if (!page.list.disabled && local->disabled &&
+                   local->disabled->reason.starts_with(mine)) {
+          ch.enable = true;
+          bank.change_list(opt.into, ch, who);
+          ++rep.list_changes;
+        }
       }
+      bank.set_sync_checkpoint(state_key, peer_state);
     }
     const ApplyReport a = apply_feed(bank, page, peer_key, *into_id, who);
     rep.applied.refused += a.refused;

@@ -14,16 +14,20 @@ void FloodGuard::expire(std::int64_t slot_index) {
   while (!slots_.empty() && slots_.front().index < oldest) {
     const Slot& s = slots_.front();
     queries_ -= s.queries;
-    for (const auto& [entry, n] : s.matches) {
-      const auto it = totals_.find(entry);
-      if (it == totals_.end()) continue;  // reported, and forgotten
-      if ((it->second -= n) <= 0) totals_.erase(it);
+    for (const auto& [entry, query, round] : s.matches) {
+      const auto r = round_.find(entry);
+      if (r != round_.end() && r->second != round) continue;  // counted before a trip
+      const auto e = seen_.find(entry);
+      if (e == seen_.end()) continue;
+      const auto q = e->second.find(query);
+      if (q != e->second.end() && --q->second <= 0) e->second.erase(q);
+      if (e->second.empty()) seen_.erase(e);
     }
     slots_.pop_front();
   }
 }
 
-std::vector<FloodGuard::Trip> FloodGuard::observe(std::int64_t now,
+std::vector<FloodGuard::Trip> FloodGuard::observe(std::int64_t now, std::uint64_t query,
                                                   std::span<const std::int64_t> matched) {
   std::vector<Trip> out;
   if (!enabled()) return out;
@@ -35,13 +39,16 @@ std::vector<FloodGuard::Trip> FloodGuard::observe(std::int64_t now,
   ++slot.queries;
   ++queries_;
   for (const std::int64_t entry : matched) {
-    ++slot.matches[entry];
-    const std::int64_t n = ++totals_[entry];
+    const auto r = round_.find(entry);
+    slot.matches.push_back({entry, query, r == round_.end() ? 0u : r->second});
+    auto& queries = seen_[entry];
+    ++queries[query];
+    const auto n = static_cast<std::int64_t>(queries.size());
     if (queries_ >= options_.min_queries && n >= options_.min_matches &&
         static_cast<double>(n) > options_.share * static_cast<double>(queries_)) {
       out.push_back({entry, n, queries_});
-      totals_.erase(entry);
-      for (auto& s : slots_) s.matches.erase(entry);
+      seen_.erase(entry);
+      ++round_[entry];  // its records in the slots are skipped when they expire
     }
   }
   return out;

@@ -202,7 +202,7 @@ Service::Service(Bank& bank, ServiceLimits limits, Metrics& metrics, bool writab
       signals_(std::move(signals)),
       flood_(std::make_unique<FloodGuard>(limits.flood)) {}
 
-void Service::watch_flood(const MatchResult& m) const {
+void Service::watch_flood(const MatchResult& m, const Hash256& query) const {
   if (!flood_->enabled()) return;
   std::vector<std::int64_t> blocking;
   if (m.verdict == Verdict::Match)
@@ -211,16 +211,24 @@ void Service::watch_flood(const MatchResult& m) const {
   const auto now = std::chrono::duration_cast<std::chrono::seconds>(
                        std::chrono::system_clock::now().time_since_epoch())
                        .count();
-  for (const auto& trip : flood_->observe(now, blocking)) {
-    metrics_.record_flood();
-    if (!writable_) continue;  // a read-only server counts it (/metrics) and cannot disable
+  // The query's content, for counting distinct queries: its whole PDQ hash folded to 64
+  // bits (FNV-1a), so that hashes a bit apart anywhere count apart.
+  std::uint64_t key = 14695981039346656037ull;
+  for (const auto b : query.bytes) key = (key ^ b) * 1099511628211ull;
+  for (const auto& trip : flood_->observe(now, key, blocking)) {
+    if (!writable_) {
+      metrics_.record_flood();  // a read-only server counts it (/metrics) and cannot disable
+      continue;
+    }
     const Actor who{"flood-guard", "matched " + std::to_string(trip.matches) + " of the last " +
                                        std::to_string(trip.queries) + " queries in " +
                                        std::to_string(flood_->options().window_seconds) + " s"};
     try {
       std::lock_guard lock(write_mu_);
-      bank_.set_disabled(std::span(&trip.entry, 1), Disabled{"flood", std::nullopt}, who);
-      ++flood_quarantined_;
+      if (bank_.set_disabled(std::span(&trip.entry, 1), Disabled{"flood", std::nullopt}, who) > 0) {
+        metrics_.record_flood();
+        ++flood_quarantined_;
+      }
     } catch (const Error&) {
       // The bank could not be written (busy, gone): the query's answer stands; the entry is
       // counted again and reported at its next crossing.
@@ -253,7 +261,7 @@ Reply Service::match_image(std::span<const std::uint8_t> bytes, const std::strin
     return reply_for(e, limits_.retry_after_seconds);
   }
   metrics_.record_verdict(rep.result.verdict == Verdict::Match);
-  watch_flood(rep.result);
+  watch_flood(rep.result, rep.fp->pdq.hashes[0]);
   Reply r;
   r.body = report_json(rep);
   r.body.erase("error");
@@ -295,7 +303,7 @@ Reply Service::match_hashes(std::string_view body, std::string_view content_type
       fp.pdq.quality = item.quality.value_or(100);  // unknown quality: trusted, as imports
       const MatchResult m = matcher.match(fp);
       metrics_.record_verdict(m.verdict == Verdict::Match);
-      watch_flood(m);
+      watch_flood(m, item.hash);
       any = any || m.verdict == Verdict::Match;
       json j;
       j["pdq"] = item.hash.hex();
@@ -498,8 +506,11 @@ Reply Service::changes(const Params& params) const {
     limit = static_cast<std::size_t>(*v);
   }
   try {
-    const FeedPage page = read_feed(bank_, it->second, after == params.end() ? "0" : after->second,
-                                    limit, limits_.max_response_bytes / 2);
+    const FeedPage page =
+        read_feed(bank_, it->second, after == params.end() ? "0" : after->second, limit,
+                  // Under the answer limit, and well under what a sync
+                  // client takes (32 MB).
+                  std::min<std::size_t>(limits_.max_response_bytes / 2, 4 * kFeedPageBytes));
     Reply r;
     r.body = feed_json(page);
     return r;

@@ -136,7 +136,7 @@ class Service {
   std::unique_ptr<FloodGuard> flood_;
   mutable std::atomic<std::int64_t> flood_quarantined_{0};
   // Counts a decided query for the flood guard, and quarantines what it reports.
-  void watch_flood(const MatchResult& m) const;
+  void watch_flood(const MatchResult& m, const Hash256& query) const;
   // An error message when a list the options name is not in the bank.
   std::optional<std::string> known_lists(const MatchOptions& o) const;
   // The id of the list a write goes to; nullopt (and `err` set) when it is not there.
