@@ -109,7 +109,8 @@ TEST_CASE("serve quarantines an entry that matches too many queries and says so 
   auto res = c.Post("/v1/match/hash", admin, json{{"hashes", same}}.dump(), "application/json");
   REQUIRE(res);
   REQUIRE(res->status == 200);
-  for (const auto& one : json::parse(res->body)["results"]) CHECK(one["status"] == "match");
+  const json repeated = json::parse(res->body);  // alive across the loop over its results
+  for (const auto& one : repeated["results"]) CHECK(one["status"] == "match");
   // 100 queries: every other one a different photo near the poisoned hash (4 bits away),
   // the rest unrelated: a hash that matches all sorts of pictures.
   json hashes = json::array();
