@@ -44,6 +44,7 @@ std::string sha_of(int n) {
 
 NewEntry indexed(int n, const Hash256& h, std::string label = "") {
   NewEntry e;
+  e.pdq = Hash256{};
   e.sha256 = sha_of(n);
   e.pdq = h;
   e.quality = 90;
@@ -54,6 +55,7 @@ NewEntry indexed(int n, const Hash256& h, std::string label = "") {
 
 NewEntry imported(const Hash256& h, std::string source) {
   NewEntry e;
+  e.pdq = Hash256{};
   e.pdq = h;
   e.source = std::move(source);
   e.origin = Origin::Imported;
@@ -119,7 +121,7 @@ TEST_CASE("a new bank keeps its entries after it is closed and reopened", "[bank
     CHECK(e->source == batch[static_cast<std::size_t>(i)].source);
     CHECK(e->origin == Origin::Indexed);
     CHECK(e->added_at > 1600000000);
-    const auto matches = bank->search_pdq(std::span(&e->pdq, 1), 0);
+    const auto matches = bank->search_pdq(std::span(&*e->pdq, 1), 0);
     REQUIRE(matches.size() == 1);
     CHECK(matches[0].id == e->id);
     CHECK(matches[0].distance == 0);
@@ -173,7 +175,7 @@ TEST_CASE("a file whose SHA-256 is already in the bank is not added again", "[ba
   CHECK(r.was_duplicate == std::vector<bool>{true, false, true, true});
   CHECK(count_entries(*bank) == 3);
   // The skipped rows' hashes were not indexed.
-  CHECK(found_ids(*bank, again.pdq, 0).empty());
+  CHECK(found_ids(*bank, *again.pdq, 0).empty());
 
   // A batch of nothing but duplicates changes nothing, not even the generation.
   const auto gen = bank->stats().generation;
@@ -208,12 +210,12 @@ TEST_CASE("an add of more entries than one round trip takes finds every copy and
       batch.back().label = std::string("\0nul", 4);
     }
   }
-  batch[7000] = batch[10];                                      // across chunks (unhashed)
-  batch[7001] = batch[11];                                      // across chunks (SHA-256)
-  batch[9002] = batch[9000];                                    // within a chunk (unhashed)
-  batch[9003] = batch[9001];                                    // within a chunk (SHA-256)
-  batch[11000] = indexed(1, random_hash(rng));                  // stored before (SHA-256)
-  batch[11001] = imported(before_unhashed->pdq, "before.csv");  // stored before (unhashed)
+  batch[7000] = batch[10];                                       // across chunks (unhashed)
+  batch[7001] = batch[11];                                       // across chunks (SHA-256)
+  batch[9002] = batch[9000];                                     // within a chunk (unhashed)
+  batch[9003] = batch[9001];                                     // within a chunk (SHA-256)
+  batch[11000] = indexed(1, random_hash(rng));                   // stored before (SHA-256)
+  batch[11001] = imported(*before_unhashed->pdq, "before.csv");  // stored before (unhashed)
   const std::map<std::size_t, std::size_t> copies{
       {7000, 10}, {7001, 11}, {9002, 9000}, {9003, 9001}};
 
@@ -249,7 +251,7 @@ TEST_CASE("an add of more entries than one round trip takes finds every copy and
     CHECK(e->quality == batch[i].quality);
     CHECK(e->origin == batch[i].origin);
     CHECK(e->sha256 == batch[i].sha256);
-    CHECK(found_ids(*bank, batch[i].pdq, 0).count(r.ids[i]) == 1);
+    CHECK(found_ids(*bank, *batch[i].pdq, 0).count(r.ids[i]) == 1);
   }
   CHECK(count_entries(*bank) == 2 + r.added);
   // The digests written in batches are those check() recomputes from the rows.
@@ -882,7 +884,7 @@ TEST_CASE("concurrent searches and lookups agree with a single-threaded search",
   const auto ids = bank->add(batch).ids;
   std::vector<std::vector<PdqMatch>> want(batch.size());
   for (std::size_t i = 0; i < batch.size(); ++i) {
-    const Hash256 q = flip_bits(batch[i].pdq, static_cast<int>(i % 20));
+    const Hash256 q = flip_bits(*batch[i].pdq, static_cast<int>(i % 20));
     want[i] = bank->search_pdq(std::span(&q, 1), 31);
   }
   std::atomic<int> mismatches{0};
@@ -890,7 +892,7 @@ TEST_CASE("concurrent searches and lookups agree with a single-threaded search",
   for (int t = 0; t < 4; ++t) {
     workers.emplace_back([&, t] {
       for (std::size_t i = static_cast<std::size_t>(t); i < batch.size(); i += 2) {
-        const Hash256 q = flip_bits(batch[i].pdq, static_cast<int>(i % 20));
+        const Hash256 q = flip_bits(*batch[i].pdq, static_cast<int>(i % 20));
         const auto got = bank->search_pdq(std::span(&q, 1), 31);
         if (got.size() != want[i].size() || got.empty() || got[0].id != ids[i]) ++mismatches;
         const auto e = bank->get(ids[i]);
@@ -1322,5 +1324,5 @@ TEST_CASE("an index cache with one altered hash among many is refused at open", 
   auto bank = Bank::open(path, OpenMode::ReadOnly);
   CHECK_THAT(bank->index_cache_refused(), Catch::Contains("do not add up"));
   CHECK(bank->stats().index_rebuilds == 1);
-  CHECK(found_ids(*bank, batch[1234].pdq, 0) == std::set{ids[1234]});
+  CHECK(found_ids(*bank, *batch[1234].pdq, 0) == std::set{ids[1234]});
 }

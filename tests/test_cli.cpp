@@ -543,7 +543,7 @@ TEST_CASE(
   const auto rw = run_hashwall("reindex --bank " + q(bank) + " --index auto");
   INFO(rw.err);
   REQUIRE(rw.exit_code == 0);
-  CHECK(format_version() == 5);  // upgraded in place to the current format
+  CHECK(format_version() == 6);  // upgraded in place to the current format
   CHECK(run_hashwall("check --bank " + q(bank)).exit_code == 0);
   const json after = answers();
   for (const auto& [name, b] : before.items()) {

@@ -83,7 +83,8 @@ std::string bank_snapshot(const fs::path& bank) {
 std::vector<hashwall::NewEntry> imported_batch(std::mt19937_64& rng) {
   std::vector<hashwall::NewEntry> batch(200);
   for (std::size_t i = 0; i < batch.size(); ++i) {
-    for (auto& b : batch[i].pdq.bytes) b = static_cast<std::uint8_t>(rng());
+    batch[i].pdq.emplace();
+    for (auto& b : batch[i].pdq->bytes) b = static_cast<std::uint8_t>(rng());
     batch[i].source = "s" + std::to_string(i);
     batch[i].origin = hashwall::Origin::Imported;
   }
@@ -299,7 +300,7 @@ TEST_CASE("another bank's index cache copied over this one's is not used", "[cra
   CHECK_THAT(bank->index_cache_refused(),
              Catch::Contains("disagrees with the records") && Catch::Contains("it was not used"));
   // The answers come from the records: b's own entries are found under their hashes.
-  const auto found = bank->search_pdq(std::span(&b_entries[150].pdq, 1), 0);
+  const auto found = bank->search_pdq(std::span(&*b_entries[150].pdq, 1), 0);
   REQUIRE(found.size() == 1);
   CHECK(bank->get(found[0].id)->source == "s150");
   CHECK_FALSE(bank->check().ok);  // the cache file itself is named by check
@@ -324,7 +325,7 @@ TEST_CASE("check finds an index cache that disagrees with the records in one ent
     const auto batch = imported_batch(rng);
     auto bank = Bank::open(path, OpenMode::Create);
     const auto ids = bank->add(batch).ids;
-    for (std::size_t i = 0; i < ids.size(); ++i) rows.emplace_back(ids[i], batch[i].pdq);
+    for (std::size_t i = 0; i < ids.size(); ++i) rows.emplace_back(ids[i], *batch[i].pdq);
     generation = bank->stats().generation;
   }
   REQUIRE(Bank::open(path, OpenMode::ReadOnly)->check().ok);

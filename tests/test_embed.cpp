@@ -134,6 +134,7 @@ TEST_CASE("the bank searches embeddings and keeps them across reopening", "[embe
     std::vector<NewEntry> es;
     for (std::size_t i = 0; i < vecs.size(); ++i) {
       NewEntry e;
+      e.pdq = Hash256{};
       e.sha256 = std::string(64, static_cast<char>('a' + i));
       e.label = "v" + std::to_string(i);
       e.records["embed"] = embedding_record(vecs[i]);
@@ -240,6 +241,7 @@ TEST_CASE(
   cfg.embed_threshold = 0.5;
   const auto entry = [](char c, std::vector<float> v) {
     NewEntry e;
+    e.pdq = Hash256{};
     e.sha256 = std::string(64, c);
     e.label = std::string(1, c);
     e.records["embed"] = embedding_record(v);

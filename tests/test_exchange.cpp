@@ -32,6 +32,7 @@ const char* const kWriteToken = "write-3f9a0c7e21b84d5f9e";
 
 NewEntry imported(const Hash256& h, const std::string& label, std::int64_t list) {
   NewEntry e;
+  e.pdq = Hash256{};
   e.pdq = h;
   e.quality = 90;
   e.label = label;
@@ -54,7 +55,7 @@ Holding holding(const Bank& bank, const std::string& list) {
     std::string reason = e.disabled ? e.disabled->reason : "";
     if (reason.starts_with("peer ") && reason.find(": ") != std::string::npos)
       reason = reason.substr(reason.find(": ") + 2);
-    out[e.pdq.hex()] = {e.label, reason};
+    out[e.pdq->hex()] = {e.label, reason};
   }
   CHECK(count == static_cast<std::int64_t>(out.size()));  // one entry per hash: none twice
   return out;
@@ -112,7 +113,7 @@ TEST_CASE("a list's feed carries adds removals and disables to another bank exac
                   Disabled{"under review", std::nullopt}, cli);
 
   // B holds an entry of its own with the hash of A's entry 5 (its own source: not a duplicate).
-  NewEntry own = imported(batch[5].pdq, "b's own", kDefaultListId);
+  NewEntry own = imported(*batch[5].pdq, "b's own", kDefaultListId);
   own.source = "b-own.csv";
   b->add(std::span(&own, 1), cli);
   ListInfo into_spec;
@@ -474,8 +475,8 @@ TEST_CASE(
   const auto ha = holding(*a_now, "ncii"), hb = holding(*b_now, "partner");
   CHECK(ha.size() == 1119);
   CHECK(hb == ha);
-  CHECK(hb.at(a_entries[4].pdq.hex()).second == "collision");
-  CHECK(hb.count(a_entries[3].pdq.hex()) == 0);
+  CHECK(hb.at(a_entries[4].pdq->hex()).second == "collision");
+  CHECK(hb.count(a_entries[3].pdq->hex()) == 0);
   CHECK(b_now->check().ok);
   const auto part = b_now->list("partner");
   REQUIRE(part);

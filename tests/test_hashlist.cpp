@@ -36,7 +36,7 @@ void require_single_error(const ParsedList& list, int line, const std::string& r
 }  // namespace
 
 TEST_CASE("list format names round-trip and unknown names are refused", "[hashlist]") {
-  for (auto f : {ListFormat::PdqCsv, ListFormat::Hma, ListFormat::Hex})
+  for (auto f : {ListFormat::PdqCsv, ListFormat::ThreatExchange, ListFormat::Hex})
     CHECK(parse_list_format(list_format_name(f)) == f);
   CHECK(std::string(list_format_name(ListFormat::PdqCsv)) == "pdq-csv");
   CHECK_FALSE(parse_list_format("csv"));
@@ -146,9 +146,9 @@ TEST_CASE("writing a pdq-csv quality outside 0 to 100 is refused", "[hashlist]")
 
 TEST_CASE("hma round-trips as 'pdq <hex>' lines", "[hashlist]") {
   const std::vector<ListItem> items = {{H(kHashA), 90, "ignored.jpg", 1}, {H(kHashB), {}, "", 2}};
-  const std::string text = write(ListFormat::Hma, items);
+  const std::string text = write(ListFormat::ThreatExchange, items);
   CHECK(text == "pdq " + kHashA + "\npdq " + kHashB + "\n");
-  const auto back = parse_hash_list(text, ListFormat::Hma);
+  const auto back = parse_hash_list(text, ListFormat::ThreatExchange);
   REQUIRE(back.errors.empty());
   REQUIRE(back.items.size() == 2);
   CHECK(back.items[0].hash == H(kHashA));
@@ -158,8 +158,8 @@ TEST_CASE("hma round-trips as 'pdq <hex>' lines", "[hashlist]") {
 }
 
 TEST_CASE("hma lines may use tabs and repeated spaces between type and hash", "[hashlist]") {
-  const auto list =
-      parse_hash_list("pdq\t" + kHashA + "\n  pdq    " + kHashB + "  \n", ListFormat::Hma);
+  const auto list = parse_hash_list("pdq\t" + kHashA + "\n  pdq    " + kHashB + "  \n",
+                                    ListFormat::ThreatExchange);
   REQUIRE(list.errors.empty());
   REQUIRE(list.items.size() == 2);
   CHECK(list.items[1].hash == H(kHashB));
@@ -181,13 +181,14 @@ TEST_CASE("upper-case hex is accepted and written back in lower case", "[hashlis
   std::string upper = kHashA;
   for (char& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   for (auto [format, line] :
-       {std::pair{ListFormat::Hex, upper}, std::pair{ListFormat::Hma, "PDQ " + upper},
+       {std::pair{ListFormat::Hex, upper}, std::pair{ListFormat::ThreatExchange, "PDQ " + upper},
         std::pair{ListFormat::PdqCsv, upper + ",100,A.JPG"}}) {
     const auto list = parse_hash_list(line, format);
     REQUIRE(list.errors.empty());
     REQUIRE(list.items.size() == 1);
     CHECK(list.items[0].hash.hex() == kHashA);
-    CHECK(write(format, list.items).find(kHashA) == (format == ListFormat::Hma ? 4u : 0u));
+    CHECK(write(format, list.items).find(kHashA) ==
+          (format == ListFormat::ThreatExchange ? 4u : 0u));
   }
 }
 
@@ -218,7 +219,7 @@ TEST_CASE("a BOM directly before the first hash does not count as a character", 
 }
 
 TEST_CASE("empty input and comment-only input give an empty list without errors", "[hashlist]") {
-  for (auto format : {ListFormat::PdqCsv, ListFormat::Hma, ListFormat::Hex}) {
+  for (auto format : {ListFormat::PdqCsv, ListFormat::ThreatExchange, ListFormat::Hex}) {
     for (const std::string text : {"", "\n\n", "\xEF\xBB\xBF", "# nothing here\r\n\r\n"}) {
       const auto list = parse_hash_list(text, format);
       CHECK(list.items.empty());
@@ -240,7 +241,7 @@ TEST_CASE("a hash one character short is reported with its length and line", "[h
                        "hash has 63 hex characters, expected 64");
   require_single_error(parse_hash_list(short_hash + ",100,a.jpg", ListFormat::PdqCsv), 1,
                        "hash has 63 hex characters, expected 64");
-  require_single_error(parse_hash_list("\n\npdq " + short_hash, ListFormat::Hma), 3,
+  require_single_error(parse_hash_list("\n\npdq " + short_hash, ListFormat::ThreatExchange), 3,
                        "hash has 63 hex characters, expected 64");
   require_single_error(parse_hash_list(kHashA + "0", ListFormat::Hex), 1,
                        "hash has 65 hex characters, expected 64");
@@ -254,7 +255,7 @@ TEST_CASE("a non-hex character is reported with its column in the line", "[hashl
   // Leading spaces and the signal type shift the column as an editor would show it.
   require_single_error(parse_hash_list("  " + bad, ListFormat::Hex), 1,
                        "hash contains a non-hex character 'g' at column 7");
-  require_single_error(parse_hash_list("pdq  " + bad, ListFormat::Hma), 1,
+  require_single_error(parse_hash_list("pdq  " + bad, ListFormat::ThreatExchange), 1,
                        "hash contains a non-hex character 'g' at column 10");
   require_single_error(parse_hash_list(bad + ",100,a.jpg", ListFormat::PdqCsv), 1,
                        "hash contains a non-hex character 'g' at column 5");
@@ -296,27 +297,94 @@ TEST_CASE("a pdq-csv line without a quality field is reported", "[hashlist]") {
   require_single_error(parse_hash_list(",100,a.jpg", ListFormat::PdqCsv), 1, "hash is missing");
 }
 
-TEST_CASE("an hma line with another signal type names the type", "[hashlist]") {
-  require_single_error(parse_hash_list("md5 d41d8cd98f00b204e9800998ecf8427e", ListFormat::Hma), 1,
-                       "signal type 'md5' is not supported, only 'pdq'");
-  require_single_error(parse_hash_list("video_md5 " + kHashA, ListFormat::Hma), 1,
-                       "signal type 'video_md5' is not supported, only 'pdq'");
+TEST_CASE("a threatexchange line of a type hashwall does not match names the type", "[hashlist]") {
+  require_single_error(
+      parse_hash_list("md5 d41d8cd98f00b204e9800998ecf8427e", ListFormat::ThreatExchange), 1,
+      "unknown signal type 'md5' (hashwall matches pdq, photo_md5, video_md5 "
+      "and video_sha256)");
+  const auto url = parse_hash_list("pdq " + kHashA + "\nurl https://example.com/a b\nvpdq []\n",
+                                   ListFormat::ThreatExchange);
+  REQUIRE(url.items.size() == 1);
+  REQUIRE(url.errors.size() == 2);
+  CHECK(url.errors[0].line == 2);
+  CHECK(url.errors[0].unsupported_type == "url");
+  CHECK_THAT(url.errors[0].reason, Catch::Contains("'url' is not one hashwall matches"));
+  CHECK(url.errors[1].unsupported_type == "vpdq");
+  // A misspelt type is an error of the list, not a type to skip.
+  const auto typo = parse_hash_list("pqd " + kHashA, ListFormat::ThreatExchange);
+  REQUIRE(typo.errors.size() == 1);
+  CHECK(typo.errors[0].unsupported_type.empty());
 }
 
-TEST_CASE("an hma line missing its type or its hash says which", "[hashlist]") {
-  require_single_error(parse_hash_list(kHashA, ListFormat::Hma), 1,
+TEST_CASE("threatexchange file-hash lines are read as lowercase MD5 and SHA-256", "[hashlist]") {
+  const std::string md5 = "D41D8CD98F00B204E9800998ECF8427E";
+  const std::string sha = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+  const auto list = parse_hash_list("video_md5 " + md5 + "\nphoto_md5 " + md5 + "\nvideo_sha256 " +
+                                        sha + "\nPDQ " + kHashA + "\n",
+                                    ListFormat::ThreatExchange);
+  REQUIRE(list.errors.empty());
+  REQUIRE(list.items.size() == 4);
+  CHECK(list.items[0].signal == ListSignal::Md5);
+  CHECK(list.items[0].file_hash == "d41d8cd98f00b204e9800998ecf8427e");
+  CHECK(list.items[1].signal == ListSignal::Md5);
+  CHECK(list.items[2].signal == ListSignal::Sha256);
+  CHECK(list.items[2].file_hash == sha);
+  CHECK(list.items[3].signal == ListSignal::Pdq);
+  CHECK(list.items[3].hash == H(kHashA));
+  // Written back under python-threatexchange's present names, and read again the same.
+  const std::string text = write(ListFormat::ThreatExchange, list.items);
+  CHECK(text ==
+        "video_md5 d41d8cd98f00b204e9800998ecf8427e\n"
+        "video_md5 d41d8cd98f00b204e9800998ecf8427e\n"
+        "video_sha256 " +
+            sha + "\npdq " + kHashA + "\n");
+  CHECK(parse_hash_list(text, ListFormat::ThreatExchange).items.size() == 4);
+  require_single_error(parse_hash_list("video_md5 " + md5.substr(1), ListFormat::ThreatExchange), 1,
+                       "MD5 has 31 hex characters, expected 32");
+  require_single_error(parse_hash_list("video_sha256 " + md5, ListFormat::ThreatExchange), 1,
+                       "SHA-256 has 32 hex characters, expected 64");
+}
+
+TEST_CASE("md5 and sha256 lists hold one digest a line and carry nothing else", "[hashlist]") {
+  const auto m =
+      parse_hash_list("# videos\nD41D8CD98F00B204E9800998ECF8427E\r\n\n", ListFormat::Md5);
+  REQUIRE(m.errors.empty());
+  REQUIRE(m.items.size() == 1);
+  CHECK(m.items[0].signal == ListSignal::Md5);
+  CHECK(m.items[0].file_hash == "d41d8cd98f00b204e9800998ecf8427e");
+  CHECK(m.items[0].line == 2);
+  require_single_error(parse_hash_list("d41d8cd98f00b204e9800998ecf8427g", ListFormat::Md5), 1,
+                       "MD5 contains a non-hex character 'g' at column 32");
+  require_single_error(parse_hash_list(kHashA, ListFormat::Md5), 1,
+                       "MD5 has 64 hex characters, expected 32");
+  const auto s = parse_hash_list(kHashA + "\n", ListFormat::Sha256);
+  REQUIRE(s.items.size() == 1);
+  CHECK(s.items[0].signal == ListSignal::Sha256);
+  CHECK(write(ListFormat::Sha256, s.items) == kHashA + "\n");
+  // A format never silently drops what it cannot carry.
+  std::ostringstream out;
+  CHECK_THROWS_AS(write_hash_list(out, ListFormat::Hex, s.items), Error);
+  CHECK_THROWS_AS(write_hash_list(out, ListFormat::Md5, s.items), Error);
+  CHECK(format_carries(ListFormat::ThreatExchange, ListSignal::Md5));
+  CHECK_FALSE(format_carries(ListFormat::PdqCsv, ListSignal::Sha256));
+  CHECK(parse_list_format("hma") == ListFormat::ThreatExchange);
+  CHECK(parse_list_format("threatexchange") == ListFormat::ThreatExchange);
+}
+
+TEST_CASE("a threatexchange line missing its type or its signal says which", "[hashlist]") {
+  require_single_error(parse_hash_list(kHashA, ListFormat::ThreatExchange), 1,
                        "signal type is missing: expected 'pdq <hash>'");
-  require_single_error(parse_hash_list("pdq", ListFormat::Hma), 1,
-                       "hash is missing after the signal type 'pdq'");
-  require_single_error(parse_hash_list("pdq   \r\n", ListFormat::Hma), 1,
-                       "hash is missing after the signal type 'pdq'");
-  require_single_error(parse_hash_list("hello", ListFormat::Hma), 1,
-                       "expected 'pdq <hash>', found 'hello'");
+  require_single_error(parse_hash_list("pdq", ListFormat::ThreatExchange), 1,
+                       "the signal is missing after the signal type 'pdq'");
+  require_single_error(parse_hash_list("pdq   \r\n", ListFormat::ThreatExchange), 1,
+                       "the signal is missing after the signal type 'pdq'");
+  require_single_error(parse_hash_list("hello", ListFormat::ThreatExchange), 1,
+                       "expected '<signal type> <signal>', found 'hello'");
 }
 
-TEST_CASE("an hma line with text after the hash is reported", "[hashlist]") {
-  require_single_error(parse_hash_list("pdq " + kHashA + " extra", ListFormat::Hma), 1,
-                       "unexpected text 'extra' after the hash at column 70");
+TEST_CASE("a threatexchange line with text after the hash is reported", "[hashlist]") {
+  require_single_error(parse_hash_list("pdq " + kHashA + " extra", ListFormat::ThreatExchange), 1,
+                       "unexpected text 'extra' after the signal at column 70");
 }
 
 TEST_CASE("every bad line is reported and the good lines are still read", "[hashlist]") {

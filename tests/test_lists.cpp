@@ -32,6 +32,7 @@ Hash256 random_hash(std::mt19937_64& rng) {
 
 NewEntry entry(int i, const Hash256& h, std::int64_t list = kDefaultListId) {
   NewEntry e;
+  e.pdq = Hash256{};
   char sha[65];
   std::snprintf(sha, sizeof sha, "%064x", i + 1);
   e.sha256 = sha;
@@ -309,6 +310,7 @@ TEST_CASE("a reviewer's verdict is logged and a false positive goes on an allow 
 
   // Refused: no such entry, a bad SHA-256, a block list, an allow entry for a confirmation.
   NewEntry allow;
+  allow.pdq = Hash256{};
   allow.pdq = query;
   allow.sha256 = query_sha;
   allow.origin = Origin::Imported;
@@ -359,7 +361,7 @@ TEST_CASE("a format-4 bank reads as one default list and is upgraded in place wh
     auto bank = Bank::open(path, OpenMode::Create);
     ids = bank->add(batch).ids;
   }
-  // What format 4 had: no lists, no audit, entries without list, state or provenance.
+  // What format 4 had: no lists, no audit, entries without list, state, provenance or MD5.
   exec_sql(
       path,
       "DROP INDEX entries_list; DROP INDEX entries_peer; ALTER TABLE entries DROP COLUMN list_id; "
@@ -367,8 +369,10 @@ TEST_CASE("a format-4 bank reads as one default list and is upgraded in place wh
       "ALTER TABLE entries DROP COLUMN disabled_until; "
       "ALTER TABLE entries DROP COLUMN added_by; ALTER TABLE entries DROP COLUMN peer; "
       "ALTER TABLE entries DROP COLUMN external_id; DROP TABLE lists; DROP TABLE audit; "
-      "DROP TABLE entry_claims; UPDATE meta SET value = '4' WHERE key = 'format_version';",
-      "ALTER TABLE entries DROP COLUMN list_id, DROP COLUMN disabled_reason, DROP COLUMN "
+      "DROP TABLE entry_claims; DROP INDEX entries_md5; ALTER TABLE entries DROP COLUMN md5; "
+      "UPDATE meta SET value = '4' WHERE key = 'format_version';",
+      "ALTER TABLE entries DROP COLUMN md5, ALTER COLUMN pdq SET NOT NULL, DROP COLUMN list_id, "
+      "DROP COLUMN disabled_reason, DROP COLUMN "
       "disabled_until, DROP COLUMN added_by, DROP COLUMN peer, DROP COLUMN external_id; "
       "DROP TABLE lists; DROP TABLE audit; DROP TABLE entry_claims; "
       "UPDATE meta SET value = '4' WHERE key = 'format_version';");
@@ -382,7 +386,7 @@ TEST_CASE("a format-4 bank reads as one default list and is upgraded in place wh
     REQUIRE(bank->lists().size() == 1);
     CHECK(bank->lists()[0].entries == 5);
     CHECK(bank->audit(0, 10).empty());
-    CHECK(bank->search_pdq(std::span(&batch[2].pdq, 1), 0).at(0).id == ids[2]);
+    CHECK(bank->search_pdq(std::span(&*batch[2].pdq, 1), 0).at(0).id == ids[2]);
   }
   auto bank = Bank::open(path, OpenMode::ReadWrite);
   CHECK(bank->stats().format_version == kFormatVersion);
@@ -395,7 +399,7 @@ TEST_CASE("a format-4 bank reads as one default list and is upgraded in place wh
   const auto r = bank->add(std::span(&more, 1));
   CHECK(bank->get(r.ids[0])->list_name == "later");
   CHECK(bank->lists().at(0).entries == 5);
-  CHECK(bank->search_pdq(std::span(&batch[2].pdq, 1), 0).at(0).id == ids[2]);
+  CHECK(bank->search_pdq(std::span(&*batch[2].pdq, 1), 0).at(0).id == ids[2]);
 }
 
 // [slow]: many runs of the binary (34 s under ASan); the bank's verbs it drives are the

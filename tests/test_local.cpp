@@ -160,6 +160,7 @@ TEST_CASE("the bank stores local features and finds a mirrored crop among its en
     std::vector<NewEntry> es;
     for (const auto& n : names) {
       NewEntry e;
+      e.pdq = Hash256{};
       e.sha256 = std::string(64, static_cast<char>('a' + es.size()));
       e.quality = 100;
       e.label = n;
@@ -222,6 +223,7 @@ TEST_CASE("the local IVF layout is cached next to the bank and a damaged cache i
     for (const char* n :
          {"skimage_chelsea.jpg", "mate_Aqua.jpg", "mate_LadyBird.jpg", "skimage_camera.png"}) {
       NewEntry e;
+      e.pdq = Hash256{};
       e.sha256 = std::string(63, '0') + static_cast<char>('a' + es.size());
       e.label = n;
       e.records["local"] = local_record(entry_features(sample(n)));
@@ -230,6 +232,7 @@ TEST_CASE("the local IVF layout is cached next to the bank and a damaged cache i
     cv::RNG rng(5);
     for (int i = 0; i < 76; ++i) {
       NewEntry e;
+      e.pdq = Hash256{};
       e.sha256 = std::string(62, '1') + std::to_string(10 + i);
       LocalFeatures f;
       f.width = 640;
@@ -428,6 +431,7 @@ TEST_CASE(
   std::vector<NewEntry> es;
   for (const char* n : {"mate_LadyBird.jpg", "skimage_chelsea.jpg"}) {
     NewEntry e;
+    e.pdq = Hash256{};
     e.sha256 = std::string(64, static_cast<char>('a' + es.size()));
     e.label = n;
     e.records["local"] = local_record(entry_features(sample(n)));

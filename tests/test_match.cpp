@@ -89,7 +89,7 @@ TEST_CASE("a low-quality entry is never matched by PDQ and an imported one witho
   CHECK(m.match(query_of(f.low, 100)).verdict == Verdict::NoMatch);
   Hash256 imported;
   f.bank->for_each([&](const Entry& e) {
-    if (e.origin == Origin::Imported) imported = e.pdq;
+    if (e.origin == Origin::Imported) imported = *e.pdq;
     return true;
   });
   CHECK(m.match(query_of(imported, 100)).verdict == Verdict::Match);
@@ -128,6 +128,7 @@ TEST_CASE("at most top hits are reported nearest first", "[match]") {
   std::vector<NewEntry> es;
   for (int d = 20; d >= 1; --d) {
     NewEntry e;
+    e.pdq = Hash256{};
     e.pdq = flip_bits(centre, d, rng);
     e.quality = 90;
     e.sha256 = std::string(63, 'c') + static_cast<char>('a' + d % 6);
@@ -291,7 +292,7 @@ TEST_CASE("merged hits: the first matching signal decides and every signal's evi
   // A hit found by another signal still carries its PDQ distance: the nearest of the
   // query's 8 variants.
   int nearest = 256;
-  for (const auto& v : f.q.pdq.hashes) nearest = std::min(nearest, hamming(v, e->entry.pdq));
+  for (const auto& v : f.q.pdq.hashes) nearest = std::min(nearest, hamming(v, *e->entry.pdq));
   CHECK(e->distance() == nearest);
   CHECK(e->distance() > 31);
   CHECK(e->score == Approx(0.6).margin(1e-6));

@@ -114,6 +114,7 @@ TEST_CASE("PDQ's signal index answers as the bank's PDQ index does, near misses 
   const Hash256 centre = random_hash(rng);
   for (int i = 0; i < 300; ++i) {
     NewEntry e;
+    e.pdq = Hash256{};
     // A third near the centre (0..90 bits off), the rest anywhere.
     e.pdq = i % 3 == 0 ? flip(centre, (i * 7) % 91) : random_hash(rng);
     e.quality = 100;
@@ -123,7 +124,7 @@ TEST_CASE("PDQ's signal index answers as the bank's PDQ index does, near misses 
   }
   const auto added = bank->add(es);
   for (std::size_t i = 0; i < es.size(); ++i)
-    idx->add(added.ids[i], pdq_record(es[i].pdq, es[i].quality));
+    idx->add(added.ids[i], pdq_record(*es[i].pdq, es[i].quality));
   CHECK(idx->size() == 300);
   PdqDihedralResult q;
   for (auto& h : q.hashes) h = random_hash(rng);
@@ -167,13 +168,14 @@ TEST_CASE(
   auto bank = Bank::open(tmp / "b.db", OpenMode::Create);
   std::mt19937_64 rng(5);
   NewEntry e;
+  e.pdq = Hash256{};
   e.pdq = random_hash(rng);
   e.quality = 10;  // featureless
   e.sha256 = std::string(64, 'c');
   const auto id = bank->add(std::span(&e, 1)).ids.at(0);
   Fingerprint q;
   q.sha256 = *e.sha256;  // the same file: found by sha256
-  q.pdq.hashes.fill(e.pdq);
+  q.pdq.hashes.fill(*e.pdq);
   q.pdq.quality = 100;
   const auto r = Matcher(*bank, {}).match(q);
   REQUIRE(r.hits.size() == 1);

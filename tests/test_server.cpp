@@ -15,8 +15,10 @@
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
+#include <ctime>
 #include <fstream>
 #include <future>
+#include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
@@ -24,9 +26,11 @@
 #include <regex>
 #include <sstream>
 #include <thread>
+#include <tuple>
 
 #include "bank/bank.hpp"
 #include "core/error.hpp"
+#include "image/load.hpp"
 #include "server/metrics.hpp"
 #include "server/server.hpp"
 #include "server/service.hpp"
@@ -478,6 +482,49 @@ TEST_CASE(
   REQUIRE(res);
   CHECK(json::parse(res->body)["results"][0]["matches"][0]["label"] == "partner");
 
+  // A file hash without a PDQ hash (a video_md5 list's entry): the very file matches by
+  // its bytes, over /v1/match and /v1/match/hash; a bad one is a 400 naming it.
+  const auto storm = samples() / "uploads" / "unrelated--mate_Storm.jpg";
+  const std::string storm_bytes = slurp(storm);
+  const std::string storm_md5 = hashwall::md5_hex(
+      std::span(reinterpret_cast<const std::uint8_t*>(storm_bytes.data()), storm_bytes.size()));
+  CHECK(post_file(rc, "/v1/match", storm)["match"] == false);
+  res = c.Post("/v1/entries", auth,
+               json{{"hashes", {{{"md5", storm_md5}}}}, {"label", "videos"}}.dump(),
+               "application/json");
+  REQUIRE(res);
+  INFO(res->body);
+  CHECK(res->status == 201);
+  j = post_file(rc, "/v1/match", storm);
+  CHECK(j["match"] == true);
+  CHECK(j["matches"][0]["signal"] == "md5");
+  CHECK(j["matches"][0]["label"] == "videos");
+  CHECK(j["matches"][0]["entry_pdq"].is_null());
+  res = rc.Post("/v1/match/hash", json{{"md5", storm_md5}}.dump(), "application/json");
+  REQUIRE(res);
+  CHECK(json::parse(res->body)["results"][0]["match"] == true);
+  CHECK(json::parse(res->body)["results"][0]["md5"] == storm_md5);
+  // Bytes the image loader refuses are still found by their MD5.
+  const std::string blob = "not an image, but a known file";
+  const std::string blob_md5 =
+      hashwall::md5_hex(std::span(reinterpret_cast<const std::uint8_t*>(blob.data()), blob.size()));
+  res = rc.Post("/v1/match", blob, "application/octet-stream");
+  REQUIRE(res);
+  CHECK(res->status == 400);  // not an image
+  res = c.Post("/v1/entries", auth, json{{"md5", blob_md5}}.dump(), "application/json");
+  REQUIRE(res);
+  CHECK(res->status == 201);
+  res = rc.Post("/v1/match", blob, "application/octet-stream");
+  REQUIRE(res);
+  INFO(res->body);
+  CHECK(res->status == 200);
+  CHECK(json::parse(res->body)["known_file"] == true);
+  CHECK(json::parse(res->body)["match"] == true);
+  res = rc.Post("/v1/match/hash", json{{"md5", "abc"}}.dump(), "application/json");
+  REQUIRE(res);
+  CHECK(res->status == 400);
+  CHECK_THAT(res->body, Catch::Contains("md5 must be 32 hex characters"));
+
   res = c.Delete(("/v1/entries/" + std::to_string(id)).c_str());
   REQUIRE(res);
   CHECK(res->status == 401);
@@ -495,7 +542,7 @@ TEST_CASE(
   auto stats = c.Get("/v1/stats");
   REQUIRE(stats);
   j = json::parse(stats->body);
-  CHECK(j["entries"] == 7);
+  CHECK(j["entries"] == 9);
   CHECK(j["index_types"]["pdq"].is_string());
   // The server's age: more than nothing, and no more than since this test started it.
   const double age =
@@ -643,6 +690,111 @@ TEST_CASE("each role learns only what it may and the verdict is the same for all
   CHECK(log.find(" reviewer POST /v1/match 200") != std::string::npos);
   CHECK(log.find(" ops POST /v1/match/hash 200") != std::string::npos);
   CHECK(log.find(kReadToken) == std::string::npos);
+}
+
+TEST_CASE("lists and entries are created disabled and enabled over HTTP by write tokens only",
+          "[server][lists]") {
+  TempDir tmp;
+  const auto bank = make_bank(tmp);
+  ServerProcess srv(tmp.path(), {"--bank", bank.string(), "--tokens", write_tokens(tmp).string()});
+  INFO(srv.log());
+  REQUIRE(srv.port() > 0);
+  const auto as = [&](const char* token) {
+    auto c = srv.client();
+    if (token) c.set_bearer_token_auth(token);
+    return c;
+  };
+  auto writer = as(kWriteToken), reader = as(kReadToken), matcher = as(kMatchToken);
+  const auto post = [](httplib::Client& c, const std::string& path, const json& body) {
+    auto res = c.Post(path.c_str(), body.dump(), "application/json");
+    REQUIRE(res);
+    return std::pair{res->status, res->body};
+  };
+
+  // Reading the lists takes a read token; writing them a write token.
+  auto res = matcher.Get("/v1/lists");
+  REQUIRE(res);
+  CHECK(res->status == 403);
+  res = reader.Get("/v1/lists");
+  REQUIRE(res);
+  REQUIRE(res->status == 200);
+  json j = json::parse(res->body);
+  REQUIRE(j["lists"].size() == 1);
+  CHECK(j["lists"][0]["name"] == "default");
+  CHECK(j["lists"][0]["entries"] == 6);
+  CHECK(post(reader, "/v1/lists", {{"name", "partner"}}).first == 403);
+  CHECK(as(nullptr).Post("/v1/lists", "{}", "application/json")->status == 401);
+
+  // A list made, entries added to it, the whole list disabled and enabled.
+  auto [status, body] = post(
+      writer, "/v1/lists", {{"name", "partner"}, {"organisation", "Org B"}, {"terms", "members"}});
+  INFO(body);
+  CHECK(status == 201);
+  CHECK(json::parse(body)["list"]["kind"] == "block");
+  CHECK(post(writer, "/v1/lists", {{"name", "partner"}}).first == 400);  // taken
+  CHECK(post(writer, "/v1/lists", {{"name", "x"}, {"kind", "maybe"}}).first == 400);
+  CHECK(post(writer, "/v1/lists", {{"kind", "allow"}}).first == 400);  // no name
+  const std::string h(64, 'c');
+  res = writer.Post("/v1/entries?list=partner", json{{"hashes", {h}}}.dump(), "application/json");
+  REQUIRE(res);
+  CHECK(res->status == 201);
+  const std::int64_t id = json::parse(res->body)["ids"][0];
+  const auto matches = [&] {
+    auto r = reader.Post("/v1/match/hash", json{{"hash", h}}.dump(), "application/json");
+    REQUIRE(r);
+    return json::parse(r->body)["match"].get<bool>();
+  };
+  CHECK(matches());
+  std::tie(status, body) = post(writer, "/v1/lists/partner/disable", {{"reason", "terms expired"}});
+  CHECK(status == 200);
+  CHECK(json::parse(body)["list"]["disabled"]["reason"] == "terms expired");
+  CHECK_FALSE(matches());
+  CHECK(post(writer, "/v1/lists/partner/disable", json::object()).first == 400);  // no reason
+  CHECK(post(writer, "/v1/lists/partner/disable", {{"reason", "x"}, {"until", 5}}).first == 400);
+  CHECK(post(writer, "/v1/lists/partner/enable", json::object()).first == 200);
+  CHECK(matches());
+  std::tie(status, body) = post(writer, "/v1/lists/partner", {{"description", "Org B's list"}});
+  CHECK(status == 200);
+  CHECK(json::parse(body)["list"]["description"] == "Org B's list");
+  CHECK(post(writer, "/v1/lists/partner", json::object()).first == 400);  // nothing to change
+  CHECK(post(writer, "/v1/lists/nosuch/enable", json::object()).first == 404);
+  CHECK(post(writer, "/v1/lists/partner/rename", json::object()).first == 404);
+
+  // One entry disabled with an end time, then enabled.
+  const std::int64_t until = std::time(nullptr) + 3600;
+  std::tie(status, body) = post(writer, "/v1/entries/" + std::to_string(id) + "/disable",
+                                {{"reason", "collision"}, {"until", until}});
+  CHECK(status == 200);
+  CHECK(json::parse(body)["disabled"]["until"] == until);
+  CHECK_FALSE(matches());
+  CHECK(post(matcher, "/v1/entries/" + std::to_string(id) + "/enable", json::object()).first ==
+        403);
+  CHECK(post(writer, "/v1/entries/" + std::to_string(id) + "/enable", json::object()).first == 200);
+  CHECK(matches());
+  CHECK(post(writer, "/v1/entries/999999/disable", {{"reason", "x"}}).first == 404);
+  CHECK(post(writer, "/v1/entries/abc/disable", {{"reason", "x"}}).first == 400);
+  res = writer.Post("/v1/entries/1/disable", "not json", "application/json");
+  REQUIRE(res);
+  CHECK(res->status == 400);
+
+  // Every change is in the audit log under the token's name.
+  res = reader.Get("/v1/audit?limit=1000");
+  REQUIRE(res);
+  std::map<std::string, int> by_action;
+  const json log = json::parse(res->body);  // kept alive across the loop
+  for (const auto& e : log["events"])
+    if (e["actor"] == "token:ingest") ++by_action[e["action"].get<std::string>()];
+  CHECK(by_action["list-create"] == 1);
+  CHECK(by_action["list-change"] == 1);
+  CHECK(by_action["disable"] == 2);  // the list, then the entry
+  CHECK(by_action["enable"] == 2);
+  CHECK(by_action["add"] == 1);
+  res = reader.Get("/v1/lists");
+  REQUIRE(res);
+  j = json::parse(res->body);
+  REQUIRE(j["lists"].size() == 2);
+  CHECK(j["lists"][1]["entries"] == 1);
+  CHECK(j["lists"][1]["organisation"] == "Org B");
 }
 
 TEST_CASE("with --auth-reads matching needs a token and tokens rotate at SIGHUP without a restart",

@@ -357,6 +357,7 @@ TEST_CASE(
     auto b = Bank::open(path, OpenMode::Create, cfg);
     CHECK(b->config().signal_params.at("mean-colour").at("max_distance") == "7");
     NewEntry e;
+    e.pdq = Hash256{};
     e.source = "a";
     e.records["mean-colour"] = "short";
     CHECK_THROWS_WITH(b->add(std::span(&e, 1)),
@@ -505,8 +506,10 @@ TEST_CASE("a registered signal's index follows another connection's writes from 
   auto writer = Bank::open(path, OpenMode::Create, cfg);
   const auto make = [](int n) {
     NewEntry e;
+    e.pdq = Hash256{};
     e.source = "entry" + std::to_string(n);
-    e.pdq.bytes[0] = static_cast<std::uint8_t>(n);
+    e.pdq = Hash256{};
+    e.pdq->bytes[0] = static_cast<std::uint8_t>(n);
     e.records["mean-colour"] = std::string(kRecordBytes, '\x20');
     return e;
   };

@@ -22,6 +22,7 @@ NewEntry entry(int n, const Hash256& h, std::string label = "") {
   char sha[65];
   std::snprintf(sha, sizeof sha, "%064x", n + 1);
   NewEntry e;
+  e.pdq = Hash256{};
   e.sha256 = sha;
   e.pdq = h;
   e.quality = 90;
@@ -200,7 +201,7 @@ TEST_CASE("a format-3 bank is upgraded to format 4: old entries are noted and ne
     CHECK(rep.ok);
     CHECK(has_note(rep, "carry no checksums"));
     bank->for_each([&](const Entry& e) {
-      held.emplace_back(e.id, e.pdq);
+      held.emplace_back(e.id, *e.pdq);
       return true;
     });
   }
@@ -212,6 +213,7 @@ TEST_CASE("a format-3 bank is upgraded to format 4: old entries are noted and ne
     for (const auto& [id, h] : held) CHECK(found(*bank, h).count(id) == 1);
     std::mt19937_64 rng(31);
     NewEntry e;
+    e.pdq = Hash256{};
     e.pdq = random_hash(rng);
     e.source = "list.csv";
     e.origin = Origin::Imported;

@@ -256,6 +256,7 @@ TEST_CASE("a known photo seen before a video fails is still reported, the failur
   const cv::Mat chelsea = read(samples / "bank" / "skimage_chelsea.jpg");
   auto bank = hashwall::Bank::open((dir / "bank.db").string(), hashwall::OpenMode::Create);
   hashwall::NewEntry e;
+  e.pdq = hashwall::Hash256{};
   e.pdq = hashwall::pdq_hash(chelsea).hash;
   e.quality = hashwall::pdq_hash(chelsea).quality;
   e.source = "chelsea";

@@ -20,10 +20,6 @@
 
 namespace hashwall {
 
-const char* origin_name(Origin o) noexcept {
-  return o == Origin::Imported ? "imported" : "indexed";
-}
-
 bool BankConfig::has(std::string_view signal) const {
   return std::find(signals.begin(), signals.end(), signal) != signals.end();
 }
@@ -189,7 +185,7 @@ AddResult Bank::add(std::span<const NewEntry> entries, const Actor& who,
     throw Error(ErrorKind::Bank, m.where, m.local_params_mismatch);
   std::lock_guard lock(m.db_mu);
   AddResult r;
-  std::vector<std::int64_t> new_ids;
+  std::vector<std::int64_t> new_ids, pdq_ids;  // pdq_ids: those with a PDQ hash
   std::vector<Hash256> new_hashes;
   std::vector<std::size_t> new_inputs;  // which input each new id came from
   std::uint64_t gen_before = 0;
@@ -208,7 +204,7 @@ AddResult Bank::add(std::span<const NewEntry> entries, const Actor& who,
       list_names[l.id] = std::move(l.name);
     }
     std::set<std::int64_t> lists_added_to;
-    Digest batch, pdq_batch;
+    Digest batch, batch_minus, pdq_batch;
     // The entries go to the store in chunks, one round trip a chunk for a remote store
     // (Store::existing_ids, insert_entries, insert_digests).
     r.ids.resize(entries.size(), 0);
@@ -239,19 +235,33 @@ AddResult Bank::add(std::span<const NewEntry> entries, const Actor& who,
         if (e.quality && (*e.quality < 0 || *e.quality > 100))
           throw Error(ErrorKind::Bank, m.where,
                       where() + "quality " + std::to_string(*e.quality) + " is outside 0..100");
-        std::optional<std::string> sha;
+        std::optional<std::string> sha, md5;
         if (e.sha256) {
           sha = lower(*e.sha256);
           if (!is_sha256_hex(*sha))
             throw Error(ErrorKind::Bank, m.where,
                         where() + "'" + *e.sha256 + "' is not a SHA-256 (64 hex characters)");
         }
-        rows.push_back({&e, std::move(sha)});
+        if (e.md5) {
+          md5 = lower(*e.md5);
+          if (!is_md5_hex(*md5))
+            throw Error(ErrorKind::Bank, m.where,
+                        where() + "'" + *e.md5 + "' is not an MD5 (32 hex characters)");
+        }
+        if (!e.pdq && !sha && !md5)
+          throw Error(ErrorKind::Bank, m.where,
+                      where() + "it has no PDQ hash, SHA-256 or MD5 to be found by");
+        rows.push_back({&e, std::move(sha), std::move(md5)});
       }
       // Rows inserted by earlier chunks of this transaction are visible to the look-up; a
       // duplicate within the chunk names the chunk's first copy, as it would have been
       // found had the copies come one at a time.
-      const auto existing = m.store->existing_ids(rows);
+      auto existing = m.store->existing_ids(rows);
+      // A row with both a SHA-256 and an MD5 (a peer's entry) duplicates an entry with
+      // either: the MD5 is unique too.
+      for (std::size_t k = 0; k < rows.size(); ++k)
+        if (!existing[k] && rows[k].sha256 && rows[k].md5)
+          existing[k] = m.store->id_of_md5(*rows[k].md5);
       std::unordered_map<std::string, std::size_t> first_copy;  // duplicate key -> row
       std::vector<std::size_t> copy_of(rows.size());
       std::vector<Store::NewRow> fresh;
@@ -259,20 +269,101 @@ AddResult Bank::add(std::span<const NewEntry> entries, const Actor& who,
         copy_of[k] = k;
         if (existing[k]) continue;
         const NewEntry& e = *rows[k].entry;
-        std::string key = rows[k].sha256 ? "s" + *rows[k].sha256
-                                         : "u" + std::string(origin_name(e.origin)) + '\n' +
-                                               std::string(hash_bytes(e.pdq)) + e.source;
-        const auto [it, first] = first_copy.emplace(std::move(key), k);
-        copy_of[k] = it->second;
-        if (first) fresh.push_back(rows[k]);
+        std::vector<std::string> keys;
+        if (rows[k].sha256) keys.push_back("s" + *rows[k].sha256);
+        if (rows[k].md5) keys.push_back("m" + *rows[k].md5);
+        if (keys.empty())
+          keys.push_back("u" + std::string(origin_name(e.origin)) + '\n' +
+                         std::string(hash_bytes(*e.pdq)) + e.source);
+        const auto seen = std::find_if(keys.begin(), keys.end(), [&](const std::string& key) {
+          return first_copy.count(key);
+        });
+        if (seen != keys.end()) {
+          copy_of[k] = first_copy.at(*seen);
+          continue;
+        }
+        for (auto& key : keys) first_copy.emplace(std::move(key), k);
+        fresh.push_back(rows[k]);
       }
       const auto fresh_ids = m.store->insert_entries(fresh, now);
       std::vector<std::int64_t> chunk_ids(rows.size(), 0);
       std::vector<std::int64_t> digest_ids;  // the entries this chunk added, with their digests
       std::vector<std::string> digest_rows;
+      // The entry's records of the bank's registered signals, each checked, stored and
+      // added to its digest.
+      const auto add_records = [&](std::int64_t id, const NewEntry& e, Digest& digest,
+                                   const auto& where) {
+        if (!record_rows) return;
+        for (const auto& [name, record] : e.records) {
+          const auto reg = m.registered.find(name);
+          if (reg == m.registered.end()) continue;  // not one of the bank's signals
+          const Signal& sig = *reg->second.signal;
+          if (const auto why = sig.check_record(record); !why.empty())
+            throw Error(ErrorKind::Bank, m.where, where() + name + " record: " + why);
+          // A record must compare with the bank's others (e.g. vectors of one length).
+          auto& sample = samples[name];
+          if (sample.empty()) sample = reg->second.sample;
+          if (sample.empty()) {
+            // The bank's first well-formed record, as build_registered() and check() take
+            // it (a damaged first row is skipped: rare, and read once per process).
+            if (auto first = m.store->first_record(name); first && sig.check_record(*first).empty())
+              sample = std::move(*first);
+            else if (first)
+              m.store->scan_records(name, [&](std::int64_t, std::string_view r) {
+                if (sample.empty() && sig.check_record(r).empty()) sample = r;
+              });
+          }
+          if (!sample.empty())
+            if (const auto why = sig.comparable(sample, record); !why.empty())
+              throw Error(ErrorKind::Bank, m.where, where() + name + " record: " + why);
+          if (sample.empty()) sample = record;
+          m.store->insert_record(name, id, record);
+          digest += m.digester.part(record_part(name), id, record);
+        }
+      };
       for (std::size_t k = 0, f = 0; k < rows.size(); ++k) {
         const std::size_t i = at + k;
         const auto where = [&] { return "entry " + std::to_string(i + 1) + " of the batch: "; };
+        // The same file as an entry of a file-hash list (same SHA-256 or MD5, no PDQ hash),
+        // now indexed: that entry gains the PDQ hash and the signals' records, so that
+        // near copies are found too; it keeps its list, label and source.
+        if (existing[k] && copy_of[k] == k && rows[k].entry->pdq &&
+            (rows[k].sha256 || rows[k].md5)) {
+          const NewEntry& e = *rows[k].entry;
+          if (const auto had = m.store->get(*existing[k]);
+              had && !had->pdq && m.store->complete_entry_pdq(had->id, *e.pdq, e.quality)) {
+            const std::int64_t id = had->id;
+            const auto payload = [&](std::string_view pdq, const std::optional<int>& q) {
+              return entry_row_payload(had->sha256.value_or(""), pdq, q ? std::to_string(*q) : "",
+                                       had->label, had->source, origin_name(had->origin),
+                                       had->added_at);
+            };
+            const Digest old_part = m.digester.part(kEntryPart, id, payload({}, had->quality));
+            Digest added = m.digester.part(kEntryPart, id, payload(hash_bytes(*e.pdq), e.quality));
+            add_records(id, e, added, where);
+            if (digests) {
+              // An entry from before digests_from has no digest row: it stays without one.
+              const auto old = m.store->take_digests(std::span(&id, 1));
+              if (!old.empty())
+                if (auto d = Digest::from_bytes(old.front())) {
+                  *d -= old_part;
+                  *d += added;
+                  m.store->insert_digest(id, d->bytes());
+                  batch += added;
+                  batch_minus += old_part;
+                }
+              pdq_batch += pdq_term(id, *e.pdq);
+            }
+            r.ids[i] = id;
+            ++r.added;
+            new_ids.push_back(id);
+            pdq_ids.push_back(id);
+            new_hashes.push_back(*e.pdq);
+            new_inputs.push_back(i);
+            lists_added_to.insert(had->list_id);
+            continue;
+          }
+        }
         if (existing[k] || copy_of[k] != k) {
           r.ids[i] = existing[k] ? *existing[k] : chunk_ids[copy_of[k]];
           if (existing[k] && list_names.size() > 1)
@@ -287,49 +378,26 @@ AddResult Bank::add(std::span<const NewEntry> entries, const Actor& who,
         const std::optional<std::string>& sha = rows[k].sha256;
         const std::int64_t id = chunk_ids[k] = fresh_ids.at(f++);
         // Each part is hashed as it is stored (check() hashes what it reads back).
-        Digest digest =
-            m.digester.part(kEntryPart, id,
-                            entry_row_payload(sha.value_or(""), hash_bytes(e.pdq),
-                                              e.quality ? std::to_string(*e.quality) : "", e.label,
-                                              e.source, origin_name(e.origin), now));
-        if (record_rows)
-          for (const auto& [name, record] : e.records) {
-            const auto reg = m.registered.find(name);
-            if (reg == m.registered.end()) continue;  // not one of the bank's signals
-            const Signal& sig = *reg->second.signal;
-            if (const auto why = sig.check_record(record); !why.empty())
-              throw Error(ErrorKind::Bank, m.where, where() + name + " record: " + why);
-            // A record must compare with the bank's others (e.g. vectors of one length).
-            auto& sample = samples[name];
-            if (sample.empty()) sample = reg->second.sample;
-            if (sample.empty()) {
-              // The bank's first well-formed record, as build_registered() and check() take
-              // it (a damaged first row is skipped: rare, and read once per process).
-              if (auto first = m.store->first_record(name);
-                  first && sig.check_record(*first).empty())
-                sample = std::move(*first);
-              else if (first)
-                m.store->scan_records(name, [&](std::int64_t, std::string_view r) {
-                  if (sample.empty() && sig.check_record(r).empty()) sample = r;
-                });
-            }
-            if (!sample.empty())
-              if (const auto why = sig.comparable(sample, record); !why.empty())
-                throw Error(ErrorKind::Bank, m.where, where() + name + " record: " + why);
-            if (sample.empty()) sample = record;
-            m.store->insert_record(name, id, record);
-            digest += m.digester.part(record_part(name), id, record);
-          }
+        Digest digest = m.digester.part(
+            kEntryPart, id,
+            entry_row_payload(sha.value_or(""), e.pdq ? hash_bytes(*e.pdq) : std::string_view(),
+                              e.quality ? std::to_string(*e.quality) : "", e.label, e.source,
+                              origin_name(e.origin), now));
+        if (rows[k].md5) digest += m.digester.part(kMd5Part, id, *rows[k].md5);
+        add_records(id, e, digest, where);
         if (digests) {
           digest_ids.push_back(id);
           digest_rows.push_back(digest.bytes());
           batch += digest;
-          pdq_batch += pdq_term(id, e.pdq);
+          if (e.pdq) pdq_batch += pdq_term(id, *e.pdq);
         }
         r.ids[i] = id;
         ++r.added;
         new_ids.push_back(id);
-        new_hashes.push_back(e.pdq);
+        if (e.pdq) {
+          pdq_ids.push_back(id);
+          new_hashes.push_back(*e.pdq);
+        }
         new_inputs.push_back(i);
         lists_added_to.insert(e.list_id);
       }
@@ -349,7 +417,7 @@ AddResult Bank::add(std::span<const NewEntry> entries, const Actor& who,
     }
     if (r.added > 0) {
       m.log_write(ChangeOp::Add, new_ids, gen_before + 1);
-      if (digests) m.update_digests(batch, {}, pdq_batch, {});
+      if (digests) m.update_digests(batch, batch_minus, pdq_batch, {});
       m.audit_write("add", lists_added_to.size() == 1 ? list_names[*lists_added_to.begin()] : "",
                     new_ids, who);
     }
@@ -369,7 +437,7 @@ AddResult Bank::add(std::span<const NewEntry> entries, const Actor& who,
     // The entries after this add, from the index (a count(*) costs O(n) in PostgreSQL, per
     // write and per replica following it); rows with a malformed hash are not in it.
     std::shared_lock read(m.index_mu);
-    const auto total = static_cast<std::int64_t>(m.index->size() + new_ids.size());
+    const auto total = static_cast<std::int64_t>(m.index->size() + pdq_ids.size());
     type_changes = m.index->type() != m.type_for(total);
   }
   if (others_wrote || type_changes) {
@@ -377,7 +445,7 @@ AddResult Bank::add(std::span<const NewEntry> entries, const Actor& who,
     m.rebuild_index();
   } else {
     std::unique_lock write(m.index_mu);
-    m.index->add(new_ids, new_hashes);
+    m.index->add(pdq_ids, new_hashes);
     m.generation = gen_before + 1;
     m.dirty = true;
   }
@@ -486,6 +554,28 @@ std::optional<Entry> Bank::find_sha256(const std::string& sha256_hex) const {
   return impl_->store->find_sha256(lower(sha256_hex));
 }
 
+std::optional<Entry> Bank::find_md5(const std::string& md5_hex) const {
+  std::lock_guard lock(impl_->db_mu);
+  return impl_->store->find_md5(lower(md5_hex));
+}
+
+bool Bank::has_md5_entries() const {
+  auto& m = *impl_;
+  std::lock_guard lock(m.db_mu);
+  // Looked up again when the index has followed a change (this process's writes at once,
+  // another's at the next search that sees it).
+  std::uint64_t gen = 0;
+  {
+    std::shared_lock read(m.index_mu);
+    gen = m.generation;
+  }
+  if (m.md5_checked_at != gen) {
+    m.md5_any = m.store->has_md5_entries();
+    m.md5_checked_at = gen;
+  }
+  return m.md5_any;
+}
+
 void Bank::for_each(const std::function<bool(const Entry&)>& fn) const {
   // Page through by id so that fn runs without the lock held (it may call get(), or
   // take its time while worker threads search).
@@ -568,7 +658,10 @@ std::vector<SignalMatch> Bank::search_signal(const std::string& name, const Sign
 std::optional<SignalRecord> Bank::record(const std::string& name, const Entry& entry) const {
   auto& m = *impl_;
   if (!m.config.has(name)) return std::nullopt;
-  if (name == "pdq") return pdq_record(entry.pdq, entry.quality);  // in the entry's row
+  if (name == "pdq") {  // in the entry's row; none in an entry of a file-hash list
+    if (!entry.pdq) return std::nullopt;
+    return pdq_record(*entry.pdq, entry.quality);
+  }
   if (!m.registered.count(name)) return std::nullopt;
   std::optional<SignalRecord> out;
   std::lock_guard lock(m.db_mu);

@@ -108,8 +108,11 @@ struct EntryClaim {
 
 struct NewEntry {
   std::optional<std::string> sha256;  // 64 lowercase hex of the file bytes; absent for imports
-  Hash256 pdq;
-  std::optional<int> quality;  // 0..100; absent when an imported list carried none
+  // The PDQ hash; absent for an entry of a file-hash list (format 6), which has md5 or
+  // sha256 instead. An entry has at least one of the three.
+  std::optional<Hash256> pdq;
+  std::optional<std::string> md5;  // 32 lowercase hex of the file bytes: file-hash lists
+  std::optional<int> quality;      // 0..100; absent when an imported list carried none
   std::string label;
   std::string source;  // file path, or the name given in an imported list
   Origin origin = Origin::Indexed;
@@ -322,6 +325,11 @@ class Bank {
 
   std::optional<Entry> get(std::int64_t id) const;
   std::optional<Entry> find_sha256(const std::string& sha256_hex) const;
+  // The entry with this file MD5 (an MD5 list's entry, format 6).
+  std::optional<Entry> find_md5(const std::string& md5_hex) const;
+  // Whether any entry has an MD5: then queries need their file's MD5 too
+  // (LoadOptions::want_md5), which costs about 1.3 ms a MB.
+  bool has_md5_entries() const;
   // Calls fn for every entry in id order; stops early when fn returns false.
   void for_each(const std::function<bool(const Entry&)>& fn) const;
 

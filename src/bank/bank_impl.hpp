@@ -85,11 +85,13 @@ inline std::string lower(std::string s) {
   return s;
 }
 
-inline bool is_sha256_hex(std::string_view s) {
-  return s.size() == 64 && std::all_of(s.begin(), s.end(), [](char c) {
+inline bool is_lower_hex(std::string_view s, std::size_t digits) {
+  return s.size() == digits && std::all_of(s.begin(), s.end(), [](char c) {
            return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
          });
 }
+inline bool is_sha256_hex(std::string_view s) { return is_lower_hex(s, 64); }
+inline bool is_md5_hex(std::string_view s) { return is_lower_hex(s, 32); }
 
 // Why a new bank's settings are not acceptable ("" when they are): signals, and registered
 // signals' parameters (bank/config.cpp).
@@ -149,6 +151,9 @@ struct Bank::Impl {
   mutable std::uint64_t rebuilds = 0;    // BankStats::index_rebuilds
   mutable std::uint64_t followed = 0;    // BankStats::changes_followed
   std::string cache_refused;             // BankStats::index_cache_refused
+  // has_md5_entries() as of `generation` (a look-up per query otherwise, under db_mu).
+  mutable std::optional<std::uint64_t> md5_checked_at;
+  mutable bool md5_any = false;
 
   // Tamper evidence (bank/digests.hpp): the key given to open() (none: plain SHA-256),
   // and the id of the key the bank was sealed with ("" for an unkeyed bank).
@@ -303,7 +308,7 @@ struct Bank::Impl {
       throw Error(ErrorKind::Bank, where, e.what());
     }
     if (removed.empty()) return 0;
-    const auto total = store->count_entries();
+    const auto total = store->count_valid_pdq();  // what the index holds (build_index)
     bool current;
     {
       std::shared_lock read(index_mu);

@@ -313,23 +313,32 @@ CheckReport Bank::check() const {
     if (Digest* d = digest_of(id)) *d += m.digester.part(tag, id, bytes);
   };
   std::vector<std::pair<std::int64_t, Hash256>> rows;
-  std::int64_t total = 0;
+  std::int64_t total = 0, without_pdq = 0;  // without_pdq: file-hash entries (format 6)
   {
     ProblemList list{P};
     m.store->scan_raw_entries([&](const RawEntry& e) {
       ++total;
       const auto id = std::to_string(e.id);
-      if (digests)
-        recomputed.emplace_back(
-            e.id, m.digester.part(kEntryPart, e.id,
-                                  entry_row_payload(e.sha256.value_or(""), e.pdq,
-                                                    e.quality ? std::to_string(*e.quality) : "",
-                                                    e.label, e.source, e.origin, e.added_at)));
-      if (const auto h = hash_from_blob(e.pdq); h && e.pdq_type == "blob")
+      if (digests) {
+        Digest d = m.digester.part(kEntryPart, e.id,
+                                   entry_row_payload(e.sha256.value_or(""), e.pdq,
+                                                     e.quality ? std::to_string(*e.quality) : "",
+                                                     e.label, e.source, e.origin, e.added_at));
+        if (e.md5) d += m.digester.part(kMd5Part, e.id, *e.md5);
+        recomputed.emplace_back(e.id, d);
+      }
+      // Format 6: an entry of a file-hash list has no PDQ hash, and an SHA-256 or MD5.
+      if (e.pdq_type == "null") {
+        ++without_pdq;
+        if (!e.sha256 && !e.md5) list.add("entry " + id + ": it has no PDQ hash, SHA-256 or MD5");
+      } else if (const auto h = hash_from_blob(e.pdq); h && e.pdq_type == "blob") {
         rows.emplace_back(e.id, *h);
-      else
+      } else {
         list.add("entry " + id + ": PDQ hash is a " + e.pdq_type + " of " +
                  std::to_string(e.pdq.size()) + " bytes (expected a 32-byte blob)");
+      }
+      if (e.md5 && !is_md5_hex(*e.md5))
+        list.add("entry " + id + ": md5 '" + *e.md5 + "' is not 32 lowercase hex characters");
       if (e.quality && (e.quality_type != "integer" || *e.quality < 0 || *e.quality > 100))
         list.add("entry " + id + ": quality '" + e.quality_text + "' is not an integer in 0..100");
       if (e.origin != "indexed" && e.origin != "imported")
@@ -390,9 +399,10 @@ CheckReport Bank::check() const {
   // The index in use against the records.
   {
     std::shared_lock ilock(m.index_mu);
-    if (m.index->size() != static_cast<std::size_t>(total))
+    if (m.index->size() != static_cast<std::size_t>(total - without_pdq))
       P.push_back("the PDQ index holds " + std::to_string(m.index->size()) +
-                  " hashes but the bank has " + std::to_string(total) + " entries");
+                  " hashes but the bank has " + std::to_string(total - without_pdq) +
+                  " entries with one");
     std::string why = compare_contents(*m.index, rows);
     if (why.empty()) why = verify_sample(*m.index, rows, m.config.pdq_threshold);
     if (!why.empty()) P.push_back("the PDQ index disagrees with the records: " + why);

@@ -71,6 +71,9 @@ std::string entry_row_payload(std::string_view sha256, std::string_view pdq_byte
 inline constexpr std::string_view kEntryPart = "entry";
 inline constexpr std::string_view kLocalPart = "local";
 inline constexpr std::string_view kEmbedPart = "embed";
+// Format 6: an entry's MD5 (32 hex), a part of its own so that the digests of entries
+// without one are those of format 5.
+inline constexpr std::string_view kMd5Part = "md5";
 // A signal's record: "signal:NAME", except the local features and the embedding, whose
 // parts were tagged "local" and "embed" before they moved onto the Signal interface (the
 // tag is part of every stored digest; a local record is the payload the "local" part

@@ -51,7 +51,9 @@ void write_signal_cache(const fs::path& bank, const std::string& signal, std::ui
 std::unique_ptr<PdqIndex> Bank::Impl::build_index(std::uint64_t* gen) const {
   auto read = store->begin_read();
   *gen = read_generation();
-  const auto total = store->count_entries();
+  // The index holds the entries with a PDQ hash (not a file-hash list's): its type is
+  // chosen by their number, as add() and follow_changes() count them (the index's size).
+  const auto total = store->count_valid_pdq();
   auto idx = make_pdq_index(type_for(total));
   // One add for the whole table: the multihash index builds its posting lists once.
   std::vector<std::int64_t> ids;
@@ -202,7 +204,8 @@ std::string cache_disagrees(const PdqIndex& cached, Store& store, std::int64_t e
   std::uniform_int_distribution<std::int64_t> where(0, std::max<std::int64_t>(1, 2 * entries));
   for (int i = 0; i < 24; ++i) take(where(rng), 1);
   for (const Entry& e : sample) {
-    const auto hits = cached.range_search(std::span(&e.pdq, 1), 0);
+    if (!e.pdq) continue;  // a file-hash entry: not in the PDQ index
+    const auto hits = cached.range_search(std::span(&*e.pdq, 1), 0);
     const bool found = std::any_of(hits[0].begin(), hits[0].end(),
                                    [&](const IndexHit& h) { return h.id == e.id; });
     if (!found) return "entry " + std::to_string(e.id) + " is not in it under its own hash";
@@ -230,7 +233,7 @@ void Bank::Impl::load_or_build_index() {
     auto read = store->begin_read();
     const auto gen = read_generation();
     const auto all = store->count_entries(), valid = store->count_valid_pdq();
-    bool use = cached && cached_gen == gen && cached->type() == type_for(all) &&
+    bool use = cached && cached_gen == gen && cached->type() == type_for(valid) &&
                cached->size() == static_cast<std::size_t>(valid);
     // Same read transaction: the digest (or, in a bank without one, the sample) is of the
     // records at this generation.

@@ -45,14 +45,6 @@ nlohmann::json list_json(const ListInfo& l) {
 
 }  // namespace
 
-const char* list_kind_name(ListKind k) noexcept { return k == ListKind::Allow ? "allow" : "block"; }
-
-std::optional<ListKind> parse_list_kind(std::string_view s) noexcept {
-  if (s == "block") return ListKind::Block;
-  if (s == "allow") return ListKind::Allow;
-  return std::nullopt;
-}
-
 bool valid_list_name(std::string_view s) noexcept {
   if (s.empty() || s.size() > kMaxBankListNameBytes || s.front() == '-') return false;
   for (const char c : s)

@@ -23,15 +23,16 @@ using bank_detail::hash_bytes;
 using bank_detail::hash_from_blob;
 
 // An entry's columns (PgStore::entry_select), in entry_from_row's order: the row's own,
-// then its list's (format 5).
+// then its list's (format 5), then its MD5 (format 6).
 constexpr const char* kEntryColumns5 =
     "e.id, e.sha256, e.pdq, e.quality, e.label, e.source, e.origin, e.added_at, e.list_id, "
     "e.added_by, e.peer, e.external_id, e.disabled_reason, e.disabled_until, l.name, l.kind, "
-    "l.disabled_reason, l.disabled_until FROM entries e LEFT JOIN lists l ON l.id = e.list_id";
+    "l.disabled_reason, l.disabled_until, ";
+constexpr const char* kEntryFrom5 = " FROM entries e LEFT JOIN lists l ON l.id = e.list_id";
 constexpr const char* kEntryColumns4 =
     "e.id, e.sha256, e.pdq, e.quality, e.label, e.source, e.origin, e.added_at, 1::bigint, "
     "''::bytea, ''::bytea, ''::bytea, NULL::bytea, NULL::bigint, 'default'::text, "
-    "'block'::text, NULL::bytea, NULL::bigint FROM entries e";
+    "'block'::text, NULL::bytea, NULL::bigint, NULL::text FROM entries e";
 // Ids per statement when a list of ids is sent as one bigint[] parameter.
 constexpr std::size_t kIdChunk = 10000;
 
@@ -46,12 +47,20 @@ Entry entry_from_row(const std::string& where, const Result& r, int i) {
   Entry e;
   e.id = r.i64(i, 0);
   if (!r.null(i, 1)) e.sha256 = r.text(i, 1);
-  const auto h = hash_from_blob(r.bytes(i, 2));
-  if (!h)
+  if (!r.null(i, 18)) e.md5 = r.text(i, 18);
+  if (!r.null(i, 2)) {
+    const auto h = hash_from_blob(r.bytes(i, 2));
+    if (!h)
+      throw Error(ErrorKind::Bank, where,
+                  "entry " + std::to_string(e.id) + " is corrupt: its PDQ hash is " +
+                      std::to_string(r.bytes(i, 2).size()) +
+                      " bytes, not 32 (run 'hashwall check')");
+    e.pdq = *h;
+  } else if (!e.sha256 && !e.md5) {
     throw Error(ErrorKind::Bank, where,
-                "entry " + std::to_string(e.id) + " is corrupt: its PDQ hash is " +
-                    std::to_string(r.bytes(i, 2).size()) + " bytes, not 32 (run 'hashwall check')");
-  e.pdq = *h;
+                "entry " + std::to_string(e.id) +
+                    " is corrupt: it has no PDQ hash, SHA-256 or MD5 (run 'hashwall check')");
+  }
   if (!r.null(i, 3)) e.quality = static_cast<int>(r.i64(i, 3));
   e.label = r.text(i, 4);
   e.source = r.text(i, 5);
@@ -123,6 +132,11 @@ std::optional<std::int64_t> PgStore::id_of_sha256(std::string_view sha) {
   return first_id(q("SELECT id FROM entries WHERE sha256 = $1", {text(sha)}));
 }
 
+std::optional<std::int64_t> PgStore::id_of_md5(std::string_view md5) {
+  if (!md5_column_) return std::nullopt;
+  return first_id(q("SELECT id FROM entries WHERE md5 = $1", {text(md5)}));
+}
+
 std::optional<std::int64_t> PgStore::id_of_unhashed(std::string_view source, const Hash256& pdq,
                                                     Origin origin) {
   return first_id(
@@ -132,30 +146,34 @@ std::optional<std::int64_t> PgStore::id_of_unhashed(std::string_view source, con
 }
 
 std::int64_t PgStore::insert_entry(const NewEntry& e, const std::optional<std::string>& sha,
-                                   std::int64_t added_at) {
+                                   const std::optional<std::string>& md5, std::int64_t added_at) {
   const auto r =
       q("INSERT INTO entries(sha256, pdq, quality, label, source, origin, added_at, list_id, "
-        "added_by, peer, external_id) VALUES($1, $2, $3::integer, $4, $5, $6, $7::bigint, "
-        "$8::bigint, $9, $10, $11) RETURNING id",
-        {sha ? text(*sha) : none(), blob(hash_bytes(e.pdq)), e.quality ? num(*e.quality) : none(),
-         blob(e.label), blob(e.source), text(origin_name(e.origin)), num(added_at), num(e.list_id),
-         blob(e.added_by), blob(e.peer), blob(e.external_id)});
+        "added_by, peer, external_id, md5) VALUES($1, $2, $3::integer, $4, $5, $6, $7::bigint, "
+        "$8::bigint, $9, $10, $11, $12) RETURNING id",
+        {sha ? text(*sha) : none(), e.pdq ? blob(hash_bytes(*e.pdq)) : none(),
+         e.quality ? num(*e.quality) : none(), blob(e.label), blob(e.source),
+         text(origin_name(e.origin)), num(added_at), num(e.list_id), blob(e.added_by), blob(e.peer),
+         blob(e.external_id), md5 ? text(*md5) : none()});
   return r.i64(0, 0);
 }
 
 std::vector<std::optional<std::int64_t>> PgStore::existing_ids(std::span<const NewRow> rows) {
   std::vector<std::optional<std::int64_t>> out(rows.size());
   in_chunks(rows.size(), [&](std::size_t from, std::size_t to) {
-    // Two look-ups, by SHA-256 and by (source, pdq, origin), each one statement; a row's
-    // ordinality in the arrays says which input it answers.
-    ArrayLiteral shas, sha_at, sources, pdqs, origins, unhashed_at;
+    // Three look-ups, by SHA-256, by MD5 and by (source, pdq, origin), each one statement;
+    // a row's ordinality in the arrays says which input it answers.
+    ArrayLiteral shas, sha_at, md5s, md5_at, sources, pdqs, origins, unhashed_at;
     for (std::size_t i = from; i < to; ++i) {
       if (rows[i].sha256) {
         shas.word(*rows[i].sha256);
         sha_at.word(std::to_string(i));
+      } else if (rows[i].md5) {
+        md5s.word(*rows[i].md5);
+        md5_at.word(std::to_string(i));
       } else {
         sources.bytes(rows[i].entry->source);
-        pdqs.bytes(hash_bytes(rows[i].entry->pdq));
+        pdqs.bytes(hash_bytes(*rows[i].entry->pdq));
         origins.word(origin_name(rows[i].entry->origin));
         unhashed_at.word(std::to_string(i));
       }
@@ -169,6 +187,11 @@ std::vector<std::optional<std::int64_t>> PgStore::existing_ids(std::span<const N
           q("SELECT u.at, min(e.id) FROM unnest($1::text[], $2::bigint[]) AS u(sha, at) "
             "JOIN entries e ON e.sha256 = u.sha GROUP BY u.at",
             {text(shas.done()), text(sha_at.done())}));
+    if (!md5_at.empty() && md5_column_)
+      take(
+          q("SELECT u.at, min(e.id) FROM unnest($1::text[], $2::bigint[]) AS u(md5, at) "
+            "JOIN entries e ON e.md5 = u.md5 GROUP BY u.at",
+            {text(md5s.done()), text(md5_at.done())}));
     if (!unhashed_at.empty())
       take(q(
           "SELECT u.at, min(e.id) FROM unnest($1::bytea[], $2::bytea[], $3::text[], $4::bigint[]) "
@@ -192,14 +215,15 @@ std::vector<std::int64_t> PgStore::insert_entries(std::span<const NewRow> rows,
           "FROM generate_series(1, $1::bigint) ORDER BY 1",
           {num(static_cast<std::int64_t>(to - from))});
     ArrayLiteral ids, shas, pdqs, qualities, labels, sources, origins, lists, added_by, peers,
-        external_ids;
+        external_ids, md5s;
     for (std::size_t i = from; i < to; ++i) {
       const NewEntry& e = *rows[i].entry;
       const std::int64_t id = r.i64(static_cast<int>(i - from), 0);
       out.push_back(id);
       ids.word(std::to_string(id));
       rows[i].sha256 ? shas.word(*rows[i].sha256) : shas.null();
-      pdqs.bytes(hash_bytes(e.pdq));
+      e.pdq ? pdqs.bytes(hash_bytes(*e.pdq)) : pdqs.null();
+      rows[i].md5 ? md5s.word(*rows[i].md5) : md5s.null();
       e.quality ? qualities.word(std::to_string(*e.quality)) : qualities.null();
       labels.bytes(e.label);
       sources.bytes(e.source);
@@ -210,12 +234,13 @@ std::vector<std::int64_t> PgStore::insert_entries(std::span<const NewRow> rows,
       external_ids.bytes(e.external_id);
     }
     q("INSERT INTO entries(id, sha256, pdq, quality, label, source, origin, list_id, added_by, "
-      "peer, external_id, added_at) OVERRIDING SYSTEM VALUE SELECT u.*, $12::bigint FROM "
+      "peer, external_id, md5, added_at) OVERRIDING SYSTEM VALUE SELECT u.*, $13::bigint FROM "
       "unnest($1::bigint[], $2::text[], $3::bytea[], $4::integer[], $5::bytea[], $6::bytea[], "
-      "$7::text[], $8::bigint[], $9::bytea[], $10::bytea[], $11::bytea[]) AS u",
+      "$7::text[], $8::bigint[], $9::bytea[], $10::bytea[], $11::bytea[], $12::text[]) AS u",
       {text(ids.done()), text(shas.done()), text(pdqs.done()), text(qualities.done()),
        text(labels.done()), text(sources.done()), text(origins.done()), text(lists.done()),
-       text(added_by.done()), text(peers.done()), text(external_ids.done()), num(added_at)});
+       text(added_by.done()), text(peers.done()), text(external_ids.done()), text(md5s.done()),
+       num(added_at)});
   });
   return out;
 }
@@ -233,14 +258,15 @@ void PgStore::insert_digests(std::span<const std::int64_t> ids,
 
 void PgStore::insert_entry_as(const Entry& e) {
   q("INSERT INTO entries(id, sha256, pdq, quality, label, source, origin, added_at, list_id, "
-    "added_by, peer, external_id, disabled_reason, disabled_until) OVERRIDING SYSTEM VALUE "
+    "added_by, peer, external_id, disabled_reason, disabled_until, md5) OVERRIDING SYSTEM VALUE "
     "VALUES($1::bigint, $2, $3, $4::integer, $5, $6, $7, $8::bigint, $9::bigint, $10, $11, $12, "
-    "$13, $14::bigint)",
-    {num(e.id), e.sha256 ? text(*e.sha256) : none(), blob(hash_bytes(e.pdq)),
+    "$13, $14::bigint, $15)",
+    {num(e.id), e.sha256 ? text(*e.sha256) : none(), e.pdq ? blob(hash_bytes(*e.pdq)) : none(),
      e.quality ? num(*e.quality) : none(), blob(e.label), blob(e.source),
      text(origin_name(e.origin)), num(e.added_at), num(e.list_id), blob(e.added_by), blob(e.peer),
      blob(e.external_id), e.disabled ? blob(e.disabled->reason) : none(),
-     e.disabled && e.disabled->until ? num(*e.disabled->until) : none()});
+     e.disabled && e.disabled->until ? num(*e.disabled->until) : none(),
+     e.md5 ? text(*e.md5) : none()});
 }
 
 // The identity's sequence holds the highest id given (NULL before the first).
@@ -317,6 +343,14 @@ std::vector<RemovedEntry> PgStore::remove_label(const std::string& label) {
       q("DELETE FROM entries WHERE label = $1 RETURNING id, pdq, list_id", {blob(label)}));
 }
 
+bool PgStore::complete_entry_pdq(std::int64_t id, const Hash256& pdq, std::optional<int> quality) {
+  const auto r =
+      q("UPDATE entries SET pdq = $1, quality = $2::integer WHERE id = $3::bigint AND pdq IS NULL "
+        "RETURNING id",
+        {blob(hash_bytes(pdq)), quality ? num(*quality) : none(), num(id)});
+  return r.rows() > 0;
+}
+
 std::vector<RemovedEntry> PgStore::remove_sha256(const std::string& sha) {
   return removed(
       q("DELETE FROM entries WHERE sha256 = $1 RETURNING id, pdq, list_id", {text(sha)}));
@@ -340,7 +374,9 @@ void PgStore::prune_changes(std::uint64_t through) {
 }
 
 std::string PgStore::entry_select() const {
-  return std::string("SELECT ") + (list_tables_ ? kEntryColumns5 : kEntryColumns4);
+  if (!list_tables_) return std::string("SELECT ") + kEntryColumns4;
+  return std::string("SELECT ") + kEntryColumns5 + (md5_column_ ? "e.md5" : "NULL::text") +
+         kEntryFrom5;
 }
 
 std::optional<Entry> PgStore::get(std::int64_t id) {
@@ -351,6 +387,13 @@ std::optional<Entry> PgStore::get(std::int64_t id) {
 
 std::optional<Entry> PgStore::find_sha256(std::string_view sha) {
   const auto r = q(entry_select() + " WHERE e.sha256 = $1", {text(sha)});
+  if (r.rows() == 0) return std::nullopt;
+  return entry_from_row(where(), r, 0);
+}
+
+std::optional<Entry> PgStore::find_md5(std::string_view md5) {
+  if (!md5_column_) return std::nullopt;
+  const auto r = q(entry_select() + " WHERE e.md5 = $1", {text(md5)});
   if (r.rows() == 0) return std::nullopt;
   return entry_from_row(where(), r, 0);
 }
@@ -515,9 +558,12 @@ void PgStore::by_ids(const std::string& sql, std::span<const std::int64_t> ids,
 void PgStore::scan_pdq(const RowFn& fn, IdFilter only) {
   const auto row = [&](const Result& r, int i) { fn(r.i64(i, 0), r.bytes(i, 1)); };
   if (only)
-    by_ids("SELECT id, pdq FROM entries WHERE id = ANY($1::bigint[]) ORDER BY id", *only, {}, row);
+    by_ids(
+        "SELECT id, pdq FROM entries WHERE id = ANY($1::bigint[]) AND pdq IS NOT NULL ORDER BY id",
+        *only, {}, row);
   else
-    paged("SELECT id, pdq FROM entries WHERE id > $1::bigint ORDER BY id", {}, 0, row);
+    paged("SELECT id, pdq FROM entries WHERE id > $1::bigint AND pdq IS NOT NULL ORDER BY id", {},
+          0, row);
 }
 
 void PgStore::scan_records(const std::string& signal, const RowFn& fn, IdFilter only) {
@@ -592,24 +638,26 @@ std::optional<std::string> PgStore::first_record(const std::string& signal) {
 void PgStore::scan_raw_entries(const std::function<void(const RawEntry&)>& fn) {
   // PostgreSQL enforces the columns' types: a PDQ hash is always a bytea ("blob" in the
   // bank's words) and a quality an integer; check() still sees their lengths and ranges.
-  paged(
-      "SELECT id, pdq, quality, origin, sha256, label, source, added_at FROM entries WHERE id > "
-      "$1::bigint ORDER BY id",
-      {}, 0, [&](const Result& r, int i) {
-        RawEntry e;
-        e.id = r.i64(i, 0);
-        e.pdq = r.text(i, 1);
-        if (!r.null(i, 2)) {
-          e.quality = r.i64(i, 2);
-          e.quality_text = std::to_string(*e.quality);
-        }
-        e.origin = r.text(i, 3);
-        if (!r.null(i, 4)) e.sha256 = r.text(i, 4);
-        e.label = r.text(i, 5);
-        e.source = r.text(i, 6);
-        e.added_at = r.i64(i, 7);
-        fn(e);
-      });
+  paged(std::string("SELECT id, pdq, quality, origin, sha256, label, source, added_at, ") +
+            (md5_column_ ? "md5" : "NULL::text") +
+            " FROM entries WHERE id > $1::bigint ORDER BY id",
+        {}, 0, [&](const Result& r, int i) {
+          RawEntry e;
+          e.id = r.i64(i, 0);
+          e.pdq = r.text(i, 1);
+          if (!r.null(i, 2)) {
+            e.quality = r.i64(i, 2);
+            e.quality_text = std::to_string(*e.quality);
+          }
+          e.origin = r.text(i, 3);
+          if (!r.null(i, 4)) e.sha256 = r.text(i, 4);
+          e.label = r.text(i, 5);
+          e.source = r.text(i, 6);
+          e.added_at = r.i64(i, 7);
+          if (r.null(i, 1)) e.pdq_type = "null";
+          if (!r.null(i, 8)) e.md5 = r.text(i, 8);
+          fn(e);
+        });
 }
 
 void PgStore::scan_digests(const RowFn& fn) {

@@ -34,7 +34,7 @@ CREATE TABLE meta(
 CREATE TABLE entries(
   id       bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
   sha256   text UNIQUE CHECK (sha256 IS NULL OR sha256 ~ '^[0-9a-f]{64}$'),
-  pdq      bytea NOT NULL CHECK (octet_length(pdq) = 32),
+  pdq      bytea CHECK (octet_length(pdq) = 32),
   quality  integer CHECK (quality IS NULL OR quality BETWEEN 0 AND 100),
   label    bytea NOT NULL DEFAULT '',
   source   bytea NOT NULL DEFAULT '',
@@ -68,6 +68,14 @@ CREATE TABLE entry_digests(
   entry_id bigint PRIMARY KEY,
   digest   bytea NOT NULL
 );
+)sql";
+
+// Format 6 (sqlite_schema.cpp): entries of file-hash lists, with an MD5 or a SHA-256 and
+// no PDQ hash. Dropping NOT NULL reads no row.
+constexpr const char* kFormat6Schema = R"sql(
+ALTER TABLE entries ALTER COLUMN pdq DROP NOT NULL;
+ALTER TABLE entries ADD COLUMN md5 text CHECK (md5 IS NULL OR md5 ~ '^[0-9a-f]{32}$');
+CREATE UNIQUE INDEX entries_md5 ON entries(md5) WHERE md5 IS NOT NULL;
 )sql";
 
 // Format 5 (sqlite_schema.cpp): lists, each entry's list, state and provenance, the audit
@@ -204,6 +212,7 @@ void PgStore::open(const std::string& conninfo, OpenMode mode, bool create_allow
                     " (PostgreSQL banks start at format 4)");
   format_version_ = static_cast<int>(*v);
   list_tables_ = format_version_ >= 5;
+  md5_column_ = format_version_ >= 6;
   claims_table_ = has_claims_table();
 }
 
@@ -232,18 +241,25 @@ void PgStore::upgrade() {
   PgTransaction tx(*conn_, tx_open_, {"BEGIN", "LOCK TABLE meta IN SHARE ROW EXCLUSIVE MODE"});
   // Another process may have upgraded it between our open and our lock (an older hashwall
   // without the claims table, too).
-  if (meta("format_version") != std::to_string(kFormatVersion)) {
+  const auto fv = meta("format_version");
+  const auto v = fv ? parse_int(*fv).value_or(0) : 0;
+  if (v < 5) {
     // The index over a large bank's entries may take longer than a statement may.
     conn_->run("SET LOCAL statement_timeout = 0");
     conn_->run(kFormat5Schema);  // 4 -> 5: entries move into list 1, "default"
-    set_meta("format_version", std::to_string(kFormatVersion));
   } else if (!has_claims_table()) {
     conn_->run(kClaimsUpgrade);
   }
+  if (v < 6) {
+    conn_->run("SET LOCAL statement_timeout = 0");
+    conn_->run(kFormat6Schema);  // 5 -> 6: file-hash entries
+  }
+  set_meta("format_version", std::to_string(kFormatVersion));
   tx.commit();
   format_version_ = kFormatVersion;
   list_tables_ = true;
   claims_table_ = true;
+  md5_column_ = true;
 }
 
 bool PgStore::has_meta_table() {
@@ -282,6 +298,7 @@ void PgStore::create_schema(const std::vector<std::pair<std::string, std::string
                 "not a hashwall bank: hashwall's tables without its meta table");
   conn_->run(kSchema);
   conn_->run(kFormat5Schema);
+  conn_->run(kFormat6Schema);
   set_meta("format_version", std::to_string(kFormatVersion));
   set_meta("changes_from", "0");
   set_meta("digests_from", "0");
@@ -345,8 +362,17 @@ bool PgStore::changed_elsewhere() {
   if (any && !list_tables_) {
     const auto fv = meta("format_version");
     if (fv && bank_detail::parse_int(*fv).value_or(0) >= 5) {
-      format_version_ = kFormatVersion;
+      format_version_ = static_cast<int>(bank_detail::parse_int(*fv).value_or(5));
       list_tables_ = true;
+      md5_column_ = format_version_ >= 6;
+    }
+  }
+  // ... and as format 6 (file-hash entries) once a writer made it so.
+  if (any && list_tables_ && !md5_column_) {
+    const auto fv = meta("format_version");
+    if (fv && bank_detail::parse_int(*fv).value_or(0) >= 6) {
+      format_version_ = kFormatVersion;
+      md5_column_ = true;
     }
   }
   return any;
@@ -389,6 +415,12 @@ std::int64_t PgStore::count_entries() { return count("SELECT count(*) FROM entri
 
 std::int64_t PgStore::count_valid_pdq() {
   return count("SELECT count(*) FROM entries WHERE octet_length(pdq) = 32");
+}
+
+bool PgStore::has_md5_entries() {
+  return md5_column_ &&
+         count("SELECT count(*) FROM (SELECT 1 FROM entries WHERE md5 IS NOT NULL LIMIT 1) AS x") >
+             0;
 }
 
 EntryCounts PgStore::entry_counts(int min_quality) {

@@ -48,10 +48,11 @@ class PgStore : public Store {
 
   // pg_records.cpp: writes.
   std::optional<std::int64_t> id_of_sha256(std::string_view sha) override;
+  std::optional<std::int64_t> id_of_md5(std::string_view md5) override;
   std::optional<std::int64_t> id_of_unhashed(std::string_view source, const Hash256& pdq,
                                              Origin origin) override;
   std::int64_t insert_entry(const NewEntry& e, const std::optional<std::string>& sha,
-                            std::int64_t added_at) override;
+                            const std::optional<std::string>& md5, std::int64_t added_at) override;
   std::vector<std::optional<std::int64_t>> existing_ids(std::span<const NewRow> rows) override;
   std::vector<std::int64_t> insert_entries(std::span<const NewRow> rows,
                                            std::int64_t added_at) override;
@@ -64,6 +65,7 @@ class PgStore : public Store {
   std::vector<RemovedEntry> remove_ids(std::span<const std::int64_t> ids) override;
   void insert_digest(std::int64_t id, std::string_view digest) override;
   std::vector<std::string> take_digests(std::span<const std::int64_t> ids) override;
+  bool complete_entry_pdq(std::int64_t id, const Hash256& pdq, std::optional<int> quality) override;
   std::vector<RemovedEntry> remove_label(const std::string& label) override;
   std::vector<RemovedEntry> remove_sha256(const std::string& sha) override;
   void log_change(const Change& c) override;
@@ -72,6 +74,7 @@ class PgStore : public Store {
   // pg_records.cpp: reads.
   std::optional<Entry> get(std::int64_t id) override;
   std::optional<Entry> find_sha256(std::string_view sha) override;
+  std::optional<Entry> find_md5(std::string_view md5) override;
   std::vector<Entry> entries_after(std::int64_t after, std::size_t limit) override;
   std::optional<std::vector<Change>> changes_since(std::uint64_t after) override;
   void scan_pdq(const RowFn& fn, IdFilter only) override;
@@ -107,6 +110,7 @@ class PgStore : public Store {
   // pg_store.cpp: sizes and health.
   std::int64_t count_entries() override;
   std::int64_t count_valid_pdq() override;
+  bool has_md5_entries() override;
   EntryCounts entry_counts(int min_quality) override;
   RowCounts record_counts(const std::string& signal) override;
   std::uintmax_t bytes_on_disk() override;
@@ -125,6 +129,7 @@ class PgStore : public Store {
   int format_version_ = 0;
   bool list_tables_ = false;   // format 5
   bool claims_table_ = false;  // format 5's entry_claims (banks made before it: upgrade())
+  bool md5_column_ = false;    // format 6: entries.md5, and pdq may be NULL
   bool has_claims_table();
   // The connection was lost and made again: notifications may have been missed in between.
   bool missed_ = false;

@@ -23,14 +23,15 @@ using bank_detail::parse_int;
 using bank_detail::parse_uint;
 
 // An entry's columns (SqliteStore::entry_select), in entry_from_row's order: the row's own,
-// then its list's (format 5).
+// then its list's (format 5), then its MD5 (format 6).
 constexpr const char* kEntryColumns5 =
     "e.id, e.sha256, e.pdq, e.quality, e.label, e.source, e.origin, e.added_at, e.list_id, "
     "e.added_by, e.peer, e.external_id, e.disabled_reason, e.disabled_until, l.name, l.kind, "
-    "l.disabled_reason, l.disabled_until FROM entries e LEFT JOIN lists l ON l.id = e.list_id";
+    "l.disabled_reason, l.disabled_until, ";
+constexpr const char* kEntryFrom5 = " FROM entries e LEFT JOIN lists l ON l.id = e.list_id";
 constexpr const char* kEntryColumns4 =
     "e.id, e.sha256, e.pdq, e.quality, e.label, e.source, e.origin, e.added_at, 1, '', '', '', "
-    "NULL, NULL, 'default', 'block', NULL, NULL FROM entries e";
+    "NULL, NULL, 'default', 'block', NULL, NULL, NULL FROM entries e";
 
 std::optional<Disabled> disabled_from(const Stmt& s, int reason, int until) {
   if (s.null(reason)) return std::nullopt;
@@ -43,12 +44,19 @@ Entry entry_from_row(const Conn& c, const Stmt& s) {
   Entry e;
   e.id = s.i64(0);
   if (!s.null(1)) e.sha256 = s.text(1);
-  const auto h = hash_from_blob(s.blob(2));
-  if (!h)
+  if (!s.null(18)) e.md5 = s.text(18);
+  if (!s.null(2)) {
+    const auto h = hash_from_blob(s.blob(2));
+    if (!h)
+      throw Error(ErrorKind::Bank, c.path,
+                  "entry " + std::to_string(e.id) + " is corrupt: its PDQ hash is " +
+                      std::to_string(s.blob(2).size()) + " bytes, not 32 (run 'hashwall check')");
+    e.pdq = *h;
+  } else if (!e.sha256 && !e.md5) {
     throw Error(ErrorKind::Bank, c.path,
-                "entry " + std::to_string(e.id) + " is corrupt: its PDQ hash is " +
-                    std::to_string(s.blob(2).size()) + " bytes, not 32 (run 'hashwall check')");
-  e.pdq = *h;
+                "entry " + std::to_string(e.id) +
+                    " is corrupt: it has no PDQ hash, SHA-256 or MD5 (run 'hashwall check')");
+  }
   if (!s.null(3)) e.quality = static_cast<int>(s.i64(3));
   e.label = s.text(4);
   e.source = s.text(5);
@@ -79,6 +87,13 @@ std::optional<std::int64_t> SqliteStore::id_of_sha256(std::string_view sha) {
   return first_id(s);
 }
 
+std::optional<std::int64_t> SqliteStore::id_of_md5(std::string_view md5) {
+  if (!md5_column_) return std::nullopt;
+  auto& s = stmt(by_md5_, "SELECT id FROM entries WHERE md5 = ?1");
+  s.bind(1, md5);
+  return first_id(s);
+}
+
 std::optional<std::int64_t> SqliteStore::id_of_unhashed(std::string_view source, const Hash256& pdq,
                                                         Origin origin) {
   // INDEXED BY: left to itself, SQLite walks the sha256 UNIQUE index over every
@@ -91,18 +106,22 @@ std::optional<std::int64_t> SqliteStore::id_of_unhashed(std::string_view source,
 }
 
 std::int64_t SqliteStore::insert_entry(const NewEntry& e, const std::optional<std::string>& sha,
+                                       const std::optional<std::string>& md5,
                                        std::int64_t added_at) {
-  auto& s = stmt(insert_, list_tables_
-                              ? "INSERT INTO entries(sha256, pdq, quality, label, source, origin, "
-                                "added_at, list_id, added_by, peer, external_id) "
-                                "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
-                              : "INSERT INTO entries(sha256, pdq, quality, label, source, origin, "
-                                "added_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+  // A read-write store is always at the newest format: upgrade() ran at open.
+  if (!md5_column_) throw Error(ErrorKind::Bank, where(), "the bank is not upgraded to format 6");
+  auto& s = stmt(insert_,
+                 "INSERT INTO entries(sha256, pdq, quality, label, source, origin, added_at, "
+                 "list_id, added_by, peer, external_id, md5) "
+                 "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)");
   if (sha)
     s.bind(1, std::string_view(*sha));
   else
     s.bind_null(1);
-  s.bind(2, e.pdq);
+  if (e.pdq)
+    s.bind(2, *e.pdq);
+  else
+    s.bind_null(2);
   if (e.quality)
     s.bind(3, static_cast<std::int64_t>(*e.quality));
   else
@@ -110,12 +129,15 @@ std::int64_t SqliteStore::insert_entry(const NewEntry& e, const std::optional<st
   s.bind(4, std::string_view(e.label))
       .bind(5, std::string_view(e.source))
       .bind(6, std::string_view(origin_name(e.origin)))
-      .bind(7, added_at);
-  if (list_tables_)
-    s.bind(8, e.list_id)
-        .bind(9, std::string_view(e.added_by))
-        .bind(10, std::string_view(e.peer))
-        .bind(11, std::string_view(e.external_id));
+      .bind(7, added_at)
+      .bind(8, e.list_id)
+      .bind(9, std::string_view(e.added_by))
+      .bind(10, std::string_view(e.peer))
+      .bind(11, std::string_view(e.external_id));
+  if (md5)
+    s.bind(12, std::string_view(*md5));
+  else
+    s.bind_null(12);
   s.step();
   s.reset();
   return sqlite3_last_insert_rowid(conn_.db);
@@ -124,14 +146,21 @@ std::int64_t SqliteStore::insert_entry(const NewEntry& e, const std::optional<st
 void SqliteStore::insert_entry_as(const Entry& e) {
   Stmt s(conn_,
          "INSERT INTO entries(id, sha256, pdq, quality, label, source, origin, added_at, list_id, "
-         "added_by, peer, external_id, disabled_reason, disabled_until) "
-         "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)");
+         "added_by, peer, external_id, disabled_reason, disabled_until, md5) "
+         "VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)");
   s.bind(1, e.id);
   if (e.sha256)
     s.bind(2, std::string_view(*e.sha256));
   else
     s.bind_null(2);
-  s.bind(3, e.pdq);
+  if (e.pdq)
+    s.bind(3, *e.pdq);
+  else
+    s.bind_null(3);
+  if (e.md5)
+    s.bind(15, std::string_view(*e.md5));
+  else
+    s.bind_null(15);
   if (e.quality)
     s.bind(4, static_cast<std::int64_t>(*e.quality));
   else
@@ -157,7 +186,8 @@ void SqliteStore::insert_entry_as(const Entry& e) {
 }
 
 std::string SqliteStore::entry_select() const {
-  return std::string("SELECT ") + (list_tables_ ? kEntryColumns5 : kEntryColumns4);
+  if (!list_tables_) return std::string("SELECT ") + kEntryColumns4;
+  return std::string("SELECT ") + kEntryColumns5 + (md5_column_ ? "e.md5" : "NULL") + kEntryFrom5;
 }
 
 // AUTOINCREMENT keeps the highest id ever given in sqlite_sequence.
@@ -236,6 +266,19 @@ std::vector<std::string> SqliteStore::take_digests(std::span<const std::int64_t>
   return out;
 }
 
+bool SqliteStore::complete_entry_pdq(std::int64_t id, const Hash256& pdq,
+                                     std::optional<int> quality) {
+  Stmt s(conn_, "UPDATE entries SET pdq = ?1, quality = ?2 WHERE id = ?3 AND pdq IS NULL");
+  s.bind(1, pdq);
+  if (quality)
+    s.bind(2, static_cast<std::int64_t>(*quality));
+  else
+    s.bind_null(2);
+  s.bind(3, id);
+  s.step();
+  return sqlite3_changes(conn_.db) > 0;
+}
+
 std::vector<RemovedEntry> SqliteStore::remove_label(const std::string& label) {
   Stmt s(conn_, "DELETE FROM entries WHERE label = ?1 RETURNING id, pdq, list_id");
   s.bind(1, std::string_view(label));
@@ -286,6 +329,14 @@ std::optional<Entry> SqliteStore::find_sha256(std::string_view sha) {
   return entry_from_row(conn_, s);
 }
 
+std::optional<Entry> SqliteStore::find_md5(std::string_view md5) {
+  if (!md5_column_) return std::nullopt;
+  Stmt s(conn_, (entry_select() + " WHERE e.md5 = ?1").c_str());
+  s.bind(1, md5);
+  if (!s.step()) return std::nullopt;
+  return entry_from_row(conn_, s);
+}
+
 std::vector<Entry> SqliteStore::entries_after(std::int64_t after, std::size_t limit) {
   const std::string sql =
       entry_select() + " WHERE e.id > ?1 ORDER BY e.id LIMIT " + std::to_string(limit);
@@ -332,8 +383,9 @@ std::optional<std::vector<Change>> SqliteStore::changes_since(std::uint64_t afte
 }
 
 void SqliteStore::scan_pdq(const RowFn& fn, IdFilter only) {
-  scan_ids("SELECT id, pdq FROM entries ORDER BY id", "SELECT id, pdq FROM entries WHERE id = ?1",
-           fn, only, {});
+  // Entries of file-hash lists (format 6) have no PDQ hash: not in the PDQ index.
+  scan_ids("SELECT id, pdq FROM entries WHERE pdq IS NOT NULL ORDER BY id",
+           "SELECT id, pdq FROM entries WHERE id = ?1 AND pdq IS NOT NULL", fn, only, {});
 }
 
 void SqliteStore::scan_records(const std::string& signal, const RowFn& fn, IdFilter only) {
@@ -404,9 +456,11 @@ std::optional<std::string> SqliteStore::first_record(const std::string& signal) 
 }
 
 void SqliteStore::scan_raw_entries(const std::function<void(const RawEntry&)>& fn) {
-  Stmt s(conn_,
-         "SELECT id, pdq, typeof(pdq), quality, typeof(quality), origin, sha256, label, source, "
-         "added_at FROM entries ORDER BY id");
+  const std::string sql =
+      "SELECT id, pdq, typeof(pdq), quality, typeof(quality), origin, sha256, label, source, "
+      "added_at, " +
+      std::string(md5_column_ ? "md5" : "NULL") + " FROM entries ORDER BY id";
+  Stmt s(conn_, sql.c_str());
   while (s.step()) {
     RawEntry e;
     e.id = s.i64(0);
@@ -422,6 +476,7 @@ void SqliteStore::scan_raw_entries(const std::function<void(const RawEntry&)>& f
     e.label = s.text(7);
     e.source = s.text(8);
     e.added_at = s.i64(9);
+    if (!s.null(10)) e.md5 = s.text(10);
     fn(e);
   }
 }

@@ -16,7 +16,7 @@ CREATE TABLE entries(
   id       INTEGER PRIMARY KEY AUTOINCREMENT,
   sha256   TEXT UNIQUE
            CHECK (sha256 IS NULL OR (length(sha256) = 64 AND sha256 NOT GLOB '*[^0-9a-f]*')),
-  pdq      BLOB NOT NULL CHECK (typeof(pdq) = 'blob' AND length(pdq) = 32),
+  pdq      BLOB CHECK (pdq IS NULL OR (typeof(pdq) = 'blob' AND length(pdq) = 32)),
   quality  INTEGER CHECK (quality IS NULL OR (typeof(quality) = 'integer' AND quality BETWEEN 0 AND 100)),
   label    TEXT NOT NULL DEFAULT '',
   source   TEXT NOT NULL DEFAULT '',
@@ -126,6 +126,21 @@ CREATE INDEX IF NOT EXISTS entries_list ON entries(list_id);
 CREATE INDEX IF NOT EXISTS entries_peer ON entries(peer, external_id) WHERE peer <> '';
 )sql";
 
+// Format 6 (issue #17): entries of file-hash lists, with an MD5 or a SHA-256 of the file
+// and no PDQ hash. Older banks' pdq column is NOT NULL; SQLite cannot drop a constraint
+// with ALTER TABLE, and rebuilding the table would copy every row, so the column's
+// definition is rewritten in place (sqlite.org/lang_altertable.html, section 7: allowed
+// for a change that no stored row can violate, as dropping NOT NULL is).
+constexpr std::string_view kPdqColumn4 =
+    "pdq      BLOB NOT NULL CHECK (typeof(pdq) = 'blob' AND length(pdq) = 32)";
+constexpr std::string_view kPdqColumn6 =
+    "pdq      BLOB CHECK (pdq IS NULL OR (typeof(pdq) = 'blob' AND length(pdq) = 32))";
+constexpr const char* kFormat6Entries = R"sql(
+ALTER TABLE entries ADD COLUMN md5 TEXT
+  CHECK (md5 IS NULL OR (length(md5) = 32 AND md5 NOT GLOB '*[^0-9a-f]*'));
+CREATE UNIQUE INDEX IF NOT EXISTS entries_md5 ON entries(md5) WHERE md5 IS NOT NULL;
+)sql";
+
 void set_meta(const Conn& c, const std::string& key, const std::string& value) {
   Stmt s(c,
          "INSERT INTO meta(key, value) VALUES(?1, ?2) "
@@ -137,6 +152,37 @@ void set_meta(const Conn& c, const std::string& key, const std::string& value) {
 std::int64_t count(const Conn& c, const char* sql) {
   Stmt s(c, sql);
   return s.step() ? s.i64(0) : 0;
+}
+
+// Inside the upgrade's transaction: pdq may be NULL from here on.
+void relax_pdq_column(const Conn& c) {
+  Stmt read(c, "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'entries'");
+  if (!read.step()) throw Error(ErrorKind::Bank, c.path, "not a hashwall bank: no entries table");
+  std::string sql = read.text(0);
+  read.reset();
+  if (sql.find(kPdqColumn6) != std::string::npos) return;
+  const auto at = sql.find(kPdqColumn4);
+  if (at == std::string::npos)
+    throw Error(ErrorKind::Bank, c.path,
+                "cannot upgrade to format 6: the entries table's pdq column is not as hashwall "
+                "made it");
+  sql.replace(at, kPdqColumn4.size(), kPdqColumn6);
+  const auto version = count(c, "PRAGMA schema_version");
+  c.exec("PRAGMA writable_schema = ON");
+  {
+    Stmt w(c, "UPDATE sqlite_master SET sql = ?1 WHERE type = 'table' AND name = 'entries'");
+    w.bind(1, std::string_view(sql));
+    w.step();
+  }
+  // A new schema version makes every connection read the schema again.
+  c.exec(("PRAGMA schema_version = " + std::to_string(version + 1)).c_str());
+  c.exec("PRAGMA writable_schema = OFF");
+  // A build of SQLite in defensive mode ignores writable_schema: then nothing changed, and
+  // the upgrade must not go on as if it had.
+  if (count(c, "SELECT \"notnull\" FROM pragma_table_info('entries') WHERE name = 'pdq'") != 0)
+    throw Error(ErrorKind::Bank, c.path,
+                "cannot upgrade to format 6: this SQLite refused to change the pdq column "
+                "(defensive mode?)");
 }
 
 }  // namespace
@@ -156,6 +202,7 @@ void create_schema(const Conn& c,
     c.exec(kFormat5Lists);
     c.exec(kFormat5Entries);
     c.exec(kClaimsSchema);
+    c.exec(kFormat6Entries);
     set_meta(c, "format_version", std::to_string(kFormatVersion));
     set_meta(c, "changes_from", "0");
     set_meta(c, "digests_from", "0");
@@ -215,6 +262,10 @@ void upgrade_schema(const Conn& c) {
   if (count(c, "SELECT count(*) FROM pragma_table_info('entries') WHERE name = 'list_id'") == 0)
     c.exec(kFormat5Entries);
   c.exec(kClaimsSchema);
+  if (count(c, "SELECT count(*) FROM pragma_table_info('entries') WHERE name = 'md5'") == 0) {
+    relax_pdq_column(c);  // 5 -> 6
+    c.exec(kFormat6Entries);
+  }
   set_meta(c, "format_version", std::to_string(kFormatVersion));
   tx.commit();
 }

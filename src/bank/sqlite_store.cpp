@@ -121,7 +121,8 @@ bool SqliteStore::changed_elsewhere() {
   data_version_ = v;
   // A writer may have upgraded an older bank meanwhile: read its entries as format 5 from
   // then on (lists, states), or allow lists would block and disabled entries decide.
-  if (!list_tables_ && has_table("lists") && has_table("audit")) {
+  if ((!list_tables_ && has_table("lists") && has_table("audit")) ||
+      (!md5_column_ && meta("format_version") != std::to_string(format_version_))) {
     look_at_tables();
     if (const auto fv = meta("format_version"))
       format_version_ = static_cast<int>(parse_int(*fv).value_or(format_version_));
@@ -161,6 +162,10 @@ std::int64_t SqliteStore::count_entries() { return count("SELECT count(*) FROM e
 
 std::int64_t SqliteStore::count_valid_pdq() {
   return count("SELECT coalesce(sum(length(pdq) = 32), 0) FROM entries");
+}
+
+bool SqliteStore::has_md5_entries() {
+  return md5_column_ && count("SELECT EXISTS(SELECT 1 FROM entries WHERE md5 IS NOT NULL)") > 0;
 }
 
 EntryCounts SqliteStore::entry_counts(int min_quality) {
@@ -284,6 +289,7 @@ void SqliteStore::look_at_tables() {
   digest_table_ = has_table("entry_digests");
   list_tables_ = has_table("lists") && has_table("audit");
   claims_table_ = has_table("entry_claims");
+  md5_column_ = count("SELECT count(*) FROM pragma_table_info('entries') WHERE name = 'md5'") > 0;
 }
 
 std::int64_t SqliteStore::read_data_version() const { return count("PRAGMA data_version"); }

@@ -38,8 +38,9 @@ struct Change {
 // An entry's fields as stored, before the Bank validates them (check()).
 struct RawEntry {
   std::int64_t id = 0;
-  std::string pdq;                // 32 bytes when well formed
-  std::string pdq_type = "blob";  // the stored value's type, as the engine names it
+  std::string pdq;                 // 32 bytes when well formed
+  std::string pdq_type = "blob";   // the stored value's type, as the engine names it ("null")
+  std::optional<std::string> md5;  // format 6
   std::optional<std::int64_t> quality;
   std::string quality_type = "integer";
   std::string quality_text;
@@ -49,7 +50,8 @@ struct RawEntry {
   std::int64_t added_at = 0;
 };
 
-// An entry a removal took out, with its PDQ hash as stored (the PDQ digest subtracts it).
+// An entry a removal took out, with its PDQ hash as stored (the PDQ digest subtracts it;
+// empty for an entry without one).
 struct RemovedEntry {
   std::int64_t id = 0;
   std::string pdq;
@@ -109,12 +111,16 @@ class Store {
 
   // ---- writes (inside begin_write) --------------------------------------------------
   virtual std::optional<std::int64_t> id_of_sha256(std::string_view sha256) = 0;
+  // The entry with this MD5 (format 6; none before).
+  virtual std::optional<std::int64_t> id_of_md5(std::string_view md5) = 0;
   // The entry without a SHA-256 with this source, PDQ hash and origin (an imported list
   // read twice), lowest id first.
   virtual std::optional<std::int64_t> id_of_unhashed(std::string_view source, const Hash256& pdq,
                                                      Origin origin) = 0;
   // Returns the new entry's id; ids only grow.
+  // sha256 and md5 as checked and lowercased (NewRow), not as given in `e`.
   virtual std::int64_t insert_entry(const NewEntry& e, const std::optional<std::string>& sha256,
+                                    const std::optional<std::string>& md5,
                                     std::int64_t added_at) = 0;
 
   // Batch forms of the three verbs above and of insert_digest, for adds of thousands of
@@ -124,15 +130,17 @@ class Store {
   struct NewRow {
     const NewEntry* entry = nullptr;
     std::optional<std::string> sha256;  // lower-case hex, checked
+    std::optional<std::string> md5;     // lower-case hex, checked
   };
   // Of each row, the id of the entry already stored that it duplicates (id_of_sha256 when
-  // it has a SHA-256, else id_of_unhashed).
+  // it has a SHA-256, else id_of_md5 when it has an MD5, else id_of_unhashed).
   virtual std::vector<std::optional<std::int64_t>> existing_ids(std::span<const NewRow> rows) {
     std::vector<std::optional<std::int64_t>> out;
     out.reserve(rows.size());
     for (const auto& r : rows)
       out.push_back(r.sha256 ? id_of_sha256(*r.sha256)
-                             : id_of_unhashed(r.entry->source, r.entry->pdq, r.entry->origin));
+                    : r.md5  ? id_of_md5(*r.md5)
+                             : id_of_unhashed(r.entry->source, *r.entry->pdq, r.entry->origin));
     return out;
   }
   // The new entries' ids, growing in the rows' order.
@@ -140,7 +148,7 @@ class Store {
                                                    std::int64_t added_at) {
     std::vector<std::int64_t> out;
     out.reserve(rows.size());
-    for (const auto& r : rows) out.push_back(insert_entry(*r.entry, r.sha256, added_at));
+    for (const auto& r : rows) out.push_back(insert_entry(*r.entry, r.sha256, r.md5, added_at));
     return out;
   }
   virtual void insert_digests(std::span<const std::int64_t> ids,
@@ -167,6 +175,10 @@ class Store {
   virtual void insert_digest(std::int64_t id, std::string_view digest) = 0;
   // Deletes the digests of these entries and returns those there were.
   virtual std::vector<std::string> take_digests(std::span<const std::int64_t> ids) = 0;
+  // Gives an entry without a PDQ hash (a file-hash list's) its PDQ hash and quality: the
+  // same file, indexed. False when it has one already (or is gone).
+  virtual bool complete_entry_pdq(std::int64_t id, const Hash256& pdq,
+                                  std::optional<int> quality) = 0;
   virtual void log_change(const Change& change) = 0;
   // Drops the log's rows up to generation `through` and records that the log is complete
   // from there (a reader at an older generation then rebuilds); a no-op when it already
@@ -177,6 +189,7 @@ class Store {
   // Throw Error{Bank} for an entry whose PDQ hash is not 32 bytes.
   virtual std::optional<Entry> get(std::int64_t id) = 0;
   virtual std::optional<Entry> find_sha256(std::string_view sha256) = 0;
+  virtual std::optional<Entry> find_md5(std::string_view md5) = 0;
   // Entries with id > after, in id order, at most limit.
   virtual std::vector<Entry> entries_after(std::int64_t after, std::size_t limit) = 0;
   // The changes after generation `after`, oldest first; nullopt when the log does not
@@ -248,6 +261,8 @@ class Store {
   // ---- sizes and health -------------------------------------------------------------
   virtual std::int64_t count_entries() = 0;
   virtual std::int64_t count_valid_pdq() = 0;
+  // Whether any entry has an MD5 (format 6; an index look-up).
+  virtual bool has_md5_entries() = 0;
   virtual EntryCounts entry_counts(int min_quality) = 0;
   virtual RowCounts record_counts(const std::string& signal) = 0;
   virtual std::uintmax_t bytes_on_disk() = 0;
@@ -279,6 +294,6 @@ std::unique_ptr<Store> open_postgresql_store(
     const std::vector<std::pair<std::string, std::string>>& initial_meta, bool* created);
 
 // The newest format this hashwall reads and writes.
-inline constexpr int kFormatVersion = 5;
+inline constexpr int kFormatVersion = 6;
 
 }  // namespace hashwall

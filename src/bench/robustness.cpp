@@ -277,7 +277,7 @@ RobustnessReport run_robustness(const RobustnessOptions& opt) {
   for (std::size_t i = 0; i < nknown; ++i) {
     if (!entries[i]) continue;
     ref_of_file[i] = static_cast<int>(refs.size());
-    refs.push_back({entries[i]->pdq, phashes[i], 0});
+    refs.push_back({*entries[i]->pdq, phashes[i], 0});
     if (*entries[i]->quality < bank->config().min_quality) ++rep.known_low_quality;
     to_add.push_back(*entries[i]);
   }

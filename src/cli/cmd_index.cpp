@@ -104,8 +104,10 @@ int run_index(const IndexArgs& a) {
         try {
           const auto bytes = read_file_bytes(files[i], opt.max_file_bytes);
           const std::string sha = sha256_hex(bytes);
-          // Re-runs (e.g. after an interrupted index) skip known files without decoding.
-          if (const auto had = bank->find_sha256(sha)) {
+          // Re-runs (e.g. after an interrupted index) skip known files without decoding;
+          // a file known only by its SHA-256 (a file-hash list's entry) is hashed, and its
+          // entry gains the PDQ hash (Bank::add).
+          if (const auto had = bank->find_sha256(sha); had && had->pdq) {
             it.already_in_bank = true;
             it.other_list = had->list_id != list_id;
             return;

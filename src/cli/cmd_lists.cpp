@@ -4,8 +4,10 @@
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <map>
 #include <set>
 #include <sstream>
+#include <tuple>
 
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
@@ -25,19 +27,31 @@ struct ListArgs {
   std::string list;
   std::string output;
   bool json_out = false;
+  bool skip_unsupported = false;
 };
+
+const char* const kFormatNames = "pdq-csv, threatexchange (or hma), hex, md5 or sha256";
 
 ListFormat format_of(const std::string& name) {
   if (auto f = parse_list_format(name)) return *f;
-  throw Error(ErrorKind::Usage, "", "unknown list format '" + name + "' (use pdq-csv, hma or hex)");
+  throw Error(ErrorKind::Usage, "",
+              "unknown list format '" + name + "' (use " + kFormatNames + ")");
 }
 
 const char* const kFormatsHelp =
     "Formats:\n"
-    "  pdq-csv  hash,quality,name per line: Meta's pdq-photo-hasher output\n"
-    "  hma      'pdq <hex>' per line: ThreatExchange / Hasher-Matcher-Actioner signals\n"
-    "  hex      one 64-character PDQ hash per line\n"
-    "Blank lines, '#' comments, a UTF-8 BOM and CRLF line ends are accepted.\n";
+    "  pdq-csv         hash,quality,name per line: Meta's pdq-photo-hasher output\n"
+    "  threatexchange  '<signal type> <signal>' per line, as python-threatexchange, HMA and\n"
+    "                  ThreatExchange's file exchange write them: 'pdq <hex>', and the file\n"
+    "                  hashes 'video_md5 <hex>', 'photo_md5 <hex>', 'video_sha256 <hex>'.\n"
+    "                  Other types (vpdq, url, raw_text, ...) are refused, or skipped with\n"
+    "                  --skip-unsupported. 'hma' is its old name.\n"
+    "  hex             one 64-character PDQ hash per line\n"
+    "  md5, sha256     one file digest per line (32 or 64 hex): exact copies of a file, the\n"
+    "                  form exchanges use for videos. A query matches such an entry only\n"
+    "                  when its bytes are the same file's.\n"
+    "Blank lines, '#' comments, a UTF-8 BOM and CRLF line ends are accepted; hex may be\n"
+    "upper case.\n";
 
 int run_import(const ListArgs& a) {
   const ListFormat fmt = format_of(a.format);
@@ -48,8 +62,16 @@ int run_import(const ListArgs& a) {
     const auto bytes = read_file_bytes(a.file, 4ull << 30);
     text.assign(bytes.begin(), bytes.end());
   }
-  const ParsedList parsed = parse_hash_list(text, fmt);
+  ParsedList parsed = parse_hash_list(text, fmt);
   const std::string list_name = a.file == "-" ? "stdin" : fs::path(a.file).filename().string();
+  // Lines of signal types hashwall does not match, left out on request, counted by type.
+  std::map<std::string, std::int64_t> skipped;
+  if (a.skip_unsupported)
+    std::erase_if(parsed.errors, [&](const ListError& e) {
+      if (e.unsupported_type.empty()) return false;
+      ++skipped[e.unsupported_type];
+      return true;
+    });
   if (!parsed.errors.empty()) {
     for (const auto& e : parsed.errors)
       std::fprintf(stderr, "%s:%d: %s\n", a.file.c_str(), e.line, e.reason.c_str());
@@ -65,15 +87,25 @@ int run_import(const ListArgs& a) {
   entries.reserve(parsed.items.size());
   // A line repeated in the list (same hash, same name) is one entry, not one per line:
   // unnamed items get their line number as source, which would make every copy new.
-  std::set<std::pair<Hash256, std::string>> seen;
+  std::set<std::tuple<ListSignal, Hash256, std::string, std::string>> seen;
   std::int64_t repeated = 0;
   for (const auto& it : parsed.items) {
-    if (!seen.emplace(it.hash, it.name).second) {
+    if (!seen.emplace(it.signal, it.hash, it.file_hash, it.name).second) {
       ++repeated;
       continue;
     }
     NewEntry e;
-    e.pdq = it.hash;
+    switch (it.signal) {
+      case ListSignal::Pdq:
+        e.pdq = it.hash;
+        break;
+      case ListSignal::Md5:
+        e.md5 = it.file_hash;
+        break;
+      case ListSignal::Sha256:
+        e.sha256 = it.file_hash;
+        break;
+    }
     e.quality = it.quality;
     e.label = a.label;
     e.list_id = list_id;
@@ -92,6 +124,7 @@ int run_import(const ListArgs& a) {
     j["added"] = r.added;
     j["duplicates"] = r.duplicates + repeated;
     j["in_other_list"] = r.in_other_list;
+    j["skipped"] = skipped;
     j["bank_entries"] = bank->stats().entries;
     std::cout << dump_json(j, 2) << '\n';
   } else {
@@ -104,6 +137,9 @@ int run_import(const ListArgs& a) {
                    "there (an entry is in one list)\n",
                    static_cast<long long>(r.in_other_list),
                    a.list.empty() ? kDefaultListName : a.list.c_str());
+    for (const auto& [type, n] : skipped)
+      std::fprintf(stderr, "hashwall: skipped %lld line%s of signal type %s (not matched)\n",
+                   static_cast<long long>(n), n == 1 ? "" : "s", type.c_str());
   }
   return kExitOk;
 }
@@ -114,6 +150,7 @@ int run_export(const ListArgs& a) {
   if (!a.list.empty()) list_id_of(*bank, a.list);  // a list that is not there is an error
   const std::int64_t now = static_cast<std::int64_t>(std::time(nullptr));
   std::vector<ListItem> items;
+  std::int64_t not_carried = 0;
   bank->for_each([&](const Entry& e) {
     if (!a.label.empty() && e.label != a.label) return true;
     if (!a.list.empty() && e.list_name != a.list) return true;
@@ -121,10 +158,25 @@ int run_export(const ListArgs& a) {
     // An allow list's hashes are exported only when asked for by name: in a plain list a
     // recipient would block the known-harmless photos they stand for.
     if (a.list.empty() && e.list_kind == ListKind::Allow) return true;
+    // What the format carries of the entry: its PDQ hash first (threatexchange, pdq-csv,
+    // hex), else its file hash (threatexchange, md5, sha256). An indexed photo has both a
+    // PDQ hash and a SHA-256: a threatexchange list gets its PDQ hash, which finds
+    // re-encoded copies too.
     ListItem it;
-    it.hash = e.pdq;
     it.quality = e.quality;
     it.name = e.source;
+    if (e.pdq && format_carries(fmt, ListSignal::Pdq)) {
+      it.hash = *e.pdq;
+    } else if (e.md5 && format_carries(fmt, ListSignal::Md5)) {
+      it.signal = ListSignal::Md5;
+      it.file_hash = *e.md5;
+    } else if (e.sha256 && format_carries(fmt, ListSignal::Sha256)) {
+      it.signal = ListSignal::Sha256;
+      it.file_hash = *e.sha256;
+    } else {
+      ++not_carried;
+      return true;
+    }
     items.push_back(std::move(it));
     return true;
   });
@@ -145,6 +197,12 @@ int run_export(const ListArgs& a) {
     fs::rename(tmp, a.output);
   }
   std::fprintf(stderr, "exported %zu hashes (%s)\n", items.size(), list_format_name(fmt));
+  if (not_carried)
+    std::fprintf(stderr,
+                 "hashwall: %lld entr%s left out: a %s list cannot carry what they hold (a "
+                 "PDQ hash, or a file's MD5 or SHA-256)\n",
+                 static_cast<long long>(not_carried), not_carried == 1 ? "y" : "ies",
+                 list_format_name(fmt));
   return kExitOk;
 }
 
@@ -155,8 +213,11 @@ void register_import(CLI::App& app, int& exit_code) {
   auto* cmd = app.add_subcommand("import", "Import a hash list from another organisation");
   cmd->add_option("file", a->file, "Hash list file, or - for standard input")->required();
   cmd->add_option("-b,--bank", a->bank, kBankHelp)->required()->envname("HASHWALL_BANK");
-  cmd->add_option("-f,--format", a->format, "pdq-csv, hma or hex")->required();
+  cmd->add_option("-f,--format", a->format, kFormatNames)->required();
   cmd->add_option("-l,--label", a->label, "Label stored with every imported entry");
+  cmd->add_flag("--skip-unsupported", a->skip_unsupported,
+                "threatexchange: leave out (and count) lines of signal types hashwall does not "
+                "match, instead of refusing the list");
   cmd->add_option("--list", a->list,
                   "The list the entries go to (default: 'default'; see 'hashwall list')");
   add_seal_key_option(cmd, a->seal_key_file,
@@ -165,21 +226,23 @@ void register_import(CLI::App& app, int& exit_code) {
   cmd->footer(
       std::string(
           "Add every hash of a list to the bank (created if missing), in one transaction: a\n"
-          "single bad line (reported with its line number) imports nothing. Imported entries\n"
-          "have no SHA-256 and no pixels; identical hashes from the same source are skipped.") +
+          "single bad line (reported with its line number) imports nothing. Imported PDQ\n"
+          "entries have no SHA-256 and no pixels; identical hashes from the same source are\n"
+          "skipped, as are file hashes the bank already holds.") +
       "\n\n" + std::string(kFormatsHelp) +
       "\nExamples:\n"
       "  hashwall import partner.csv --bank cases.db --format pdq-csv --label partner-x\n"
-      "  cat signals.txt | hashwall import - --bank cases.db --format hma\n\n"
+      "  cat signals.txt | hashwall import - --bank cases.db --format threatexchange\n"
+      "  hashwall import videos.md5 --bank cases.db --format md5 --list videos\n\n"
       "Exit codes: 0 imported, 2 error (nothing imported).");
   cmd->callback([a, &exit_code] { exit_code = run_import(*a); });
 }
 
 void register_export(CLI::App& app, int& exit_code) {
   auto a = std::make_shared<ListArgs>();
-  auto* cmd = app.add_subcommand("export", "Export the bank's PDQ hashes as a hash list");
+  auto* cmd = app.add_subcommand("export", "Export the bank's hashes as a hash list");
   cmd->add_option("-b,--bank", a->bank, kBankHelp)->required()->envname("HASHWALL_BANK");
-  cmd->add_option("-f,--format", a->format, "pdq-csv, hma or hex")->required();
+  cmd->add_option("-f,--format", a->format, kFormatNames)->required();
   cmd->add_option("-o,--output", a->output, "Output file (default: stdout)");
   cmd->add_option("-l,--label", a->label, "Only entries with this label");
   cmd->add_option("--list", a->list,
@@ -188,7 +251,10 @@ void register_export(CLI::App& app, int& exit_code) {
   cmd->footer(std::string(kFormatsHelp) +
               "\nExamples:\n"
               "  hashwall export --bank cases.db --format pdq-csv -o cases.csv\n"
-              "  hashwall export --bank cases.db --format hma --label case-17\n\n"
+              "  hashwall export --bank cases.db --format threatexchange --label case-17\n"
+              "  hashwall export --bank cases.db --format md5 --list videos\n\n"
+              "An entry the format cannot carry (a file hash in a PDQ list, a PDQ hash in an\n"
+              "MD5 list) is left out and counted on stderr.\n\n"
               "Exit codes: 0 exported, 2 error.");
   cmd->callback([a, &exit_code] { exit_code = run_export(*a); });
 }

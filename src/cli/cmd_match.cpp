@@ -126,6 +126,7 @@ FileReport check_any(const std::filesystem::path& file, const LoadOptions& opt,
   VideoCheckOptions vo;
   vo.seconds_per_frame = a.fps > 0 ? 1.0 / a.fps : 0;
   vo.stop = &stop_requested();
+  vo.want_md5 = opt.want_md5;
   return check_video(file, matcher, fp, vo);
 }
 
@@ -135,6 +136,7 @@ int run_query(const MatchArgs& a) {
   for (const auto& l : a.lists) list_id_of(*bank, l);  // a list that is not there is an error
   const Matcher matcher(*bank, match_options(a));
   LoadOptions opt = load_options(false, a.no_exif, a.max_pixels);
+  opt.want_md5 = bank->has_md5_entries();
   const SignalSetup sig = setup_for(*bank, a, opt);
   const FileReport r = check_any(a.paths.at(0), opt, matcher, sig.fingerprint, a);
   if (!a.draw.empty() && r.video) {
@@ -169,6 +171,8 @@ int run_scan(const MatchArgs& a) {
   std::vector<std::string> missing;
   const auto files = collect_files(a.paths, a.all_files, missing, true);
   LoadOptions opt = load_options(false, a.no_exif, a.max_pixels);
+  // Looked at once: an MD5 list imported while the scan runs is used from the next scan.
+  opt.want_md5 = bank->has_md5_entries();
   const SignalSetup sig = setup_for(*bank, a, opt);
 
   std::ofstream file_out;

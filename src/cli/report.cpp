@@ -17,7 +17,11 @@ std::string describe_hit(const MatchHit& h) {
     s += "  (allow list " + h.entry.list_name + ")";
   else if (h.entry.list_name != kDefaultListName)
     s += "  (list " + h.entry.list_name + ")";
-  if (h.exact) s += "  exact file (same SHA-256);";
+  if (h.exact) {
+    s += "  exact file (same " + std::string(h.signal == "md5" ? "MD5" : "SHA-256") + ")";
+    if (!h.entry.pdq) return s;  // a file-hash list's entry: nothing else to compare
+    s += ";";
+  }
   s += "  PDQ distance " + std::to_string(h.distance()) + " (" +
        std::string(dihedral_name(h.variant())) + ")";
   if (const auto sim = h.similarity()) {
@@ -125,14 +129,17 @@ void print_human(std::ostream& out, const FileReport& r, bool verbose) {
       if (r.video && i < r.video->appearances.size())
         out << "       " << describe_times(r.video->appearances[i]) << '\n';
     }
-  if (r.video)
+  if (r.known_file)
+    out << "    known by its bytes (file hash): " << (r.video ? "frames" : "pixels")
+        << " not checked\n";
+  else if (r.video)
     out << "    video " << r.video->width << "x" << r.video->height << ", "
         << format_seconds(r.video->duration_s) << ", " << r.video->frames_checked
         << " frames checked of " << r.video->frames_decoded << '\n';
   if (r.video && !r.video->incomplete.empty())
     out << "    incomplete: " << escape_control(r.video->incomplete)
         << " (the matches above were found before)\n";
-  if (verbose && r.fp)
+  if (verbose && r.fp && !r.known_file)
     out << "    pdq " << r.fp->pdq.hashes[0].hex() << " quality " << r.fp->pdq.quality << " sha256 "
         << r.fp->sha256 << '\n';
 }
@@ -143,8 +150,10 @@ void print_csv_header(std::ostream& out) {
 
 void print_csv(std::ostream& out, const FileReport& r) {
   const std::string status = r.error.empty() ? verdict_name(r.result.verdict) : "error";
-  const std::string pdq = r.fp ? r.fp->pdq.hashes[0].hex() : "";
-  const std::string quality = r.fp ? std::to_string(r.fp->pdq.quality) : "";
+  // A file known by its bytes alone had no PDQ hash computed: empty fields.
+  const bool hashed = r.fp && !r.known_file;
+  const std::string pdq = hashed ? r.fp->pdq.hashes[0].hex() : "";
+  const std::string quality = hashed ? std::to_string(r.fp->pdq.quality) : "";
   if (r.result.hits.empty() || !r.error.empty()) {
     out << csv_field(r.file) << ',' << status << ",,,,,,," << pdq << ',' << quality << ','
         << csv_field(r.error) << ",\n";

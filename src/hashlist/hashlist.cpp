@@ -11,8 +11,11 @@ namespace hashwall {
 
 std::optional<ListFormat> parse_list_format(std::string_view name) {
   if (name == "pdq-csv") return ListFormat::PdqCsv;
-  if (name == "hma") return ListFormat::Hma;
+  // "hma": this format's name before it was named for what it is.
+  if (name == "threatexchange" || name == "hma") return ListFormat::ThreatExchange;
   if (name == "hex") return ListFormat::Hex;
+  if (name == "md5") return ListFormat::Md5;
+  if (name == "sha256") return ListFormat::Sha256;
   return std::nullopt;
 }
 
@@ -20,12 +23,31 @@ const char* list_format_name(ListFormat format) noexcept {
   switch (format) {
     case ListFormat::PdqCsv:
       return "pdq-csv";
-    case ListFormat::Hma:
-      return "hma";
+    case ListFormat::ThreatExchange:
+      return "threatexchange";
     case ListFormat::Hex:
       return "hex";
+    case ListFormat::Md5:
+      return "md5";
+    case ListFormat::Sha256:
+      return "sha256";
   }
   return "unknown";
+}
+
+bool format_carries(ListFormat format, ListSignal signal) noexcept {
+  switch (format) {
+    case ListFormat::PdqCsv:
+    case ListFormat::Hex:
+      return signal == ListSignal::Pdq;
+    case ListFormat::Md5:
+      return signal == ListSignal::Md5;
+    case ListFormat::Sha256:
+      return signal == ListSignal::Sha256;
+    case ListFormat::ThreatExchange:
+      return true;
+  }
+  return false;
 }
 
 namespace {
@@ -104,6 +126,25 @@ std::variant<Hash256, std::string> read_hash(Field f) {
   return *Hash256::from_hex(f.text);
 }
 
+// A file digest of `digits` hex characters (MD5: 32, SHA-256: 64), lowercased, or the
+// reason the field is not one.
+std::variant<std::string, std::string> read_digest(Field f, std::size_t digits, const char* what) {
+  using R = std::variant<std::string, std::string>;
+  if (f.text.empty()) return R(std::in_place_index<1>, std::string(what) + " is missing");
+  for (std::size_t i = 0; i < f.text.size(); ++i)
+    if (!is_hex_digit(f.text[i]))
+      return R(std::in_place_index<1>, std::string(what) + " contains a non-hex character '" +
+                                           describe_char(f.text, i) + "' at column " +
+                                           std::to_string(f.column + i));
+  if (f.text.size() != digits)
+    return R(std::in_place_index<1>, std::string(what) + " has " + std::to_string(f.text.size()) +
+                                         " hex characters, expected " + std::to_string(digits));
+  std::string out(f.text);
+  for (char& c : out)
+    if (c >= 'A' && c <= 'F') c = static_cast<char>(c - 'A' + 'a');
+  return R(std::in_place_index<0>, std::move(out));
+}
+
 // PDQ quality is an integer 0..100 (pdq/README.md); no sign, no decimals.
 std::optional<int> read_quality(std::string_view text) {
   if (text.empty() || text.size() > 3) return std::nullopt;
@@ -116,22 +157,25 @@ std::optional<int> read_quality(std::string_view text) {
   return value;
 }
 
-bool equals_ignoring_case(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    char x = a[i], y = b[i];
-    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
-    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
-    if (x != y) return false;
-  }
-  return true;
-}
+// A line's item, or the reason it was refused (with the unsupported signal type, if that
+// was the reason).
+using LineResult = std::variant<ListItem, ListError>;
 
-using LineResult = std::variant<ListItem, std::string>;
+LineResult refused(std::string reason) { return ListError{0, std::move(reason), {}}; }
+
+LineResult file_hash_item(Field f, ListSignal signal) {
+  const bool md5 = signal == ListSignal::Md5;
+  auto d = read_digest(f, md5 ? 32 : 64, md5 ? "MD5" : "SHA-256");
+  if (d.index() == 1) return refused(std::move(std::get<1>(d)));
+  ListItem item;
+  item.signal = signal;
+  item.file_hash = std::move(std::get<0>(d));
+  return item;
+}
 
 LineResult parse_hex_line(Field line) {
   auto hash = read_hash(line);
-  if (auto* reason = std::get_if<std::string>(&hash)) return std::move(*reason);
+  if (auto* reason = std::get_if<std::string>(&hash)) return refused(std::move(*reason));
   ListItem item{std::get<Hash256>(hash), std::nullopt, {}, 0};
   return item;
 }
@@ -144,8 +188,8 @@ LineResult parse_pdq_csv_line(Field line) {
   auto [hash_field, rest] = split_once(line, ',');
   hash_field = trim(hash_field);
   auto hash = read_hash(hash_field);
-  if (auto* reason = std::get_if<std::string>(&hash)) return std::move(*reason);
-  if (!rest) return std::string("quality field is missing: expected 'hash,quality,filename'");
+  if (auto* reason = std::get_if<std::string>(&hash)) return refused(std::move(*reason));
+  if (!rest) return refused("quality field is missing: expected 'hash,quality,filename'");
 
   auto [quality_field, name] = split_once(*rest, ',');
   quality_field = trim(quality_field);
@@ -153,34 +197,57 @@ LineResult parse_pdq_csv_line(Field line) {
   if (!quality_field.text.empty()) {
     quality = read_quality(quality_field.text);
     if (!quality)
-      return "quality '" + std::string(quality_field.text) + "' is not an integer from 0 to 100";
+      return refused("quality '" + std::string(quality_field.text) +
+                     "' is not an integer from 0 to 100");
   }
   if (name && name->text.size() > kMaxListNameBytes)
-    return "name of " + std::to_string(name->text.size()) + " bytes is longer than the " +
-           std::to_string(kMaxListNameBytes) + " a bank stores";
+    return refused("name of " + std::to_string(name->text.size()) + " bytes is longer than the " +
+                   std::to_string(kMaxListNameBytes) + " a bank stores");
   ListItem item{std::get<Hash256>(hash), quality, name ? std::string(name->text) : std::string(),
                 0};
   return item;
 }
 
-// ThreatExchange / HMA signal lines: `<signal type> <signal>`, e.g. `pdq 0123...`.
-LineResult parse_hma_line(Field line) {
+// python-threatexchange's signal lines (exchanges/impl/file_api.py): `<signal type>
+// <signal>`, split at the first space. Its type names: pdq, video_md5, video_sha256,
+// vpdq, raw_text, url, url_md5, trend_query (photo_md5 in older versions).
+LineResult parse_threatexchange_line(Field line) {
   auto [type, rest] = split_at_space(line);
+  std::string t(type.text);
+  for (char& c : t)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  const bool pdq = t == "pdq";
+  const bool md5 = t == "video_md5" || t == "photo_md5";
+  const bool sha = t == "video_sha256";
   if (!rest) {
-    if (equals_ignoring_case(type.text, "pdq"))
-      return std::string("hash is missing after the signal type 'pdq'");
+    if (pdq || md5 || sha)
+      return refused("the signal is missing after the signal type '" + t + "'");
     if (Hash256::from_hex(type.text))
-      return std::string("signal type is missing: expected 'pdq <hash>'");
-    return "expected 'pdq <hash>', found '" + std::string(type.text) + "'";
+      return refused("signal type is missing: expected 'pdq <hash>'");
+    return refused("expected '<signal type> <signal>', found '" + std::string(type.text) + "'");
   }
-  if (!equals_ignoring_case(type.text, "pdq"))
-    return "signal type '" + std::string(type.text) + "' is not supported, only 'pdq'";
+  if (!pdq && !md5 && !sha) {
+    static const char* const kKnown[] = {"vpdq", "raw_text", "url", "url_md5", "trend_query"};
+    for (const char* k : kKnown)
+      if (t == k) {
+        ListError e{0,
+                    "signal type '" + t +
+                        "' is not one hashwall matches (it matches pdq, photo_md5, video_md5 "
+                        "and video_sha256)",
+                    t};
+        if (t == "vpdq") e.reason += "; video banks are not there yet";
+        return e;
+      }
+    return refused("unknown signal type '" + std::string(type.text) +
+                   "' (hashwall matches pdq, photo_md5, video_md5 and video_sha256)");
+  }
   auto [hash_field, extra] = split_at_space(*rest);
-  auto hash = read_hash(hash_field);
-  if (auto* reason = std::get_if<std::string>(&hash)) return std::move(*reason);
   if (extra)
-    return "unexpected text '" + std::string(extra->text) + "' after the hash at column " +
-           std::to_string(extra->column);
+    return refused("unexpected text '" + std::string(extra->text) +
+                   "' after the signal at column " + std::to_string(extra->column));
+  if (md5 || sha) return file_hash_item(hash_field, md5 ? ListSignal::Md5 : ListSignal::Sha256);
+  auto hash = read_hash(hash_field);
+  if (auto* reason = std::get_if<std::string>(&hash)) return refused(std::move(*reason));
   ListItem item{std::get<Hash256>(hash), std::nullopt, {}, 0};
   return item;
 }
@@ -218,18 +285,26 @@ ParsedList parse_hash_list(std::string_view text, ListFormat format) {
       case ListFormat::PdqCsv:
         result = parse_pdq_csv_line(line);
         break;
-      case ListFormat::Hma:
-        result = parse_hma_line(line);
+      case ListFormat::ThreatExchange:
+        result = parse_threatexchange_line(line);
         break;
       case ListFormat::Hex:
         result = parse_hex_line(line);
+        break;
+      case ListFormat::Md5:
+        result = file_hash_item(line, ListSignal::Md5);
+        break;
+      case ListFormat::Sha256:
+        result = file_hash_item(line, ListSignal::Sha256);
         break;
     }
     if (auto* item = std::get_if<ListItem>(&result)) {
       item->line = line_number;
       out.items.push_back(std::move(*item));
     } else {
-      out.errors.push_back({line_number, std::move(std::get<std::string>(result))});
+      auto& e = std::get<ListError>(result);
+      e.line = line_number;
+      out.errors.push_back(std::move(e));
     }
   }
   return out;
@@ -242,6 +317,12 @@ ParsedList parse_hash_list(std::string_view text, ListFormat format) {
 // unknown. Writing 0 or 100 instead would invent a quality that was never measured.
 void write_hash_list(std::ostream& out, ListFormat format, std::span<const ListItem> items) {
   for (const ListItem& item : items) {
+    if (!format_carries(format, item.signal))
+      throw Error(ErrorKind::Usage, "",
+                  std::string("a ") + list_format_name(format) + " list cannot carry " +
+                      (item.signal == ListSignal::Md5      ? "an MD5"
+                       : item.signal == ListSignal::Sha256 ? "a SHA-256"
+                                                           : "a PDQ hash"));
     switch (format) {
       case ListFormat::PdqCsv: {
         if (item.quality && (*item.quality < 0 || *item.quality > 100))
@@ -254,11 +335,21 @@ void write_hash_list(std::ostream& out, ListFormat format, std::span<const ListI
         out << ',' << neutralise_formula(escape_line_breaks(item.name)) << '\n';
         break;
       }
-      case ListFormat::Hma:
-        out << "pdq " << item.hash.hex() << '\n';
+      // A file hash goes out under python-threatexchange's present type names (its
+      // photo_md5 is gone): video_md5, video_sha256.
+      case ListFormat::ThreatExchange:
+        if (item.signal == ListSignal::Pdq)
+          out << "pdq " << item.hash.hex() << '\n';
+        else
+          out << (item.signal == ListSignal::Md5 ? "video_md5 " : "video_sha256 ") << item.file_hash
+              << '\n';
         break;
       case ListFormat::Hex:
         out << item.hash.hex() << '\n';
+        break;
+      case ListFormat::Md5:
+      case ListFormat::Sha256:
+        out << item.file_hash << '\n';
         break;
     }
   }

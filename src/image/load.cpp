@@ -93,10 +93,10 @@ int pixel_decode_flags(const ImageProbe& p, const LoadOptions& opt) {
 
 namespace {
 
-std::string hex32(const unsigned char* digest) {
+std::string hex_of(const unsigned char* digest, unsigned n) {
   static constexpr char kHex[] = "0123456789abcdef";
-  std::string out(64, '0');
-  for (unsigned i = 0; i < 32; ++i) {
+  std::string out(2 * n, '0');
+  for (unsigned i = 0; i < n; ++i) {
     out[2 * i] = kHex[digest[i] >> 4];
     out[2 * i + 1] = kHex[digest[i] & 15];
   }
@@ -110,27 +110,50 @@ std::string sha256_hex(std::span<const std::uint8_t> bytes) {
   unsigned int len = 0;
   if (EVP_Digest(bytes.data(), bytes.size(), digest, &len, EVP_sha256(), nullptr) != 1 || len != 32)
     throw Error(ErrorKind::Io, "", "SHA-256 failed");
-  return hex32(digest);
+  return hex_of(digest, len);
 }
 
-std::string sha256_file_hex(const std::filesystem::path& file) {
+std::string md5_hex(std::span<const std::uint8_t> bytes) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (EVP_Digest(bytes.data(), bytes.size(), digest, &len, EVP_md5(), nullptr) != 1 || len != 16)
+    throw Error(ErrorKind::Io, "", "MD5 failed");
+  return hex_of(digest, len);
+}
+
+FileDigests file_digests(const std::filesystem::path& file, bool md5) {
   std::ifstream in(file, std::ios::binary);
   if (!in) throw Error(ErrorKind::Io, file.string(), "cannot read");
-  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
-  if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) throw std::bad_alloc();
+  using Ctx = std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)>;
+  Ctx sha(EVP_MD_CTX_new(), &EVP_MD_CTX_free),
+      m(md5 ? EVP_MD_CTX_new() : nullptr, &EVP_MD_CTX_free);
+  if (!sha || EVP_DigestInit_ex(sha.get(), EVP_sha256(), nullptr) != 1) throw std::bad_alloc();
+  if (md5 && (!m || EVP_DigestInit_ex(m.get(), EVP_md5(), nullptr) != 1)) throw std::bad_alloc();
   std::vector<char> buf(1 << 20);  // read in 1 MB pieces: a video may be gigabytes
   while (in) {
     in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
-    if (in.gcount() > 0 &&
-        EVP_DigestUpdate(ctx.get(), buf.data(), static_cast<std::size_t>(in.gcount())) != 1)
-      throw Error(ErrorKind::Io, file.string(), "SHA-256 failed");
+    const auto n = static_cast<std::size_t>(in.gcount());
+    if (n > 0 && (EVP_DigestUpdate(sha.get(), buf.data(), n) != 1 ||
+                  (md5 && EVP_DigestUpdate(m.get(), buf.data(), n) != 1)))
+      throw Error(ErrorKind::Io, file.string(), "hashing failed");
   }
   if (in.bad()) throw Error(ErrorKind::Io, file.string(), "read failed");
+  FileDigests out;
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
-  if (EVP_DigestFinal_ex(ctx.get(), digest, &len) != 1 || len != 32)
+  if (EVP_DigestFinal_ex(sha.get(), digest, &len) != 1 || len != 32)
     throw Error(ErrorKind::Io, file.string(), "SHA-256 failed");
-  return hex32(digest);
+  out.sha256 = hex_of(digest, len);
+  if (md5) {
+    if (EVP_DigestFinal_ex(m.get(), digest, &len) != 1 || len != 16)
+      throw Error(ErrorKind::Io, file.string(), "MD5 failed");
+    out.md5 = hex_of(digest, len);
+  }
+  return out;
+}
+
+std::string sha256_file_hex(const std::filesystem::path& file) {
+  return file_digests(file, false).sha256;
 }
 
 std::vector<std::uint8_t> read_file_bytes(const std::filesystem::path& file,
@@ -230,6 +253,7 @@ LoadedImage decode_image(std::span<const std::uint8_t> bytes, const std::string&
                     std::to_string(declared / 1'000'000) + " MP), over the limit of " +
                     std::to_string(opt.max_pixels / 1'000'000) + " MP");
   out.sha256 = known_sha256.empty() ? sha256_hex(bytes) : std::move(known_sha256);
+  if (opt.want_md5) out.md5 = md5_hex(bytes);
 
   cv::Mat pixels, detail, color;
   try {

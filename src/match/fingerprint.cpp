@@ -25,6 +25,7 @@ NewEntry entry_from(const Fingerprint& f) {
 Fingerprint fingerprint(const LoadedImage& image, DecodeMode mode, const FingerprintOptions& o) {
   Fingerprint f;
   f.sha256 = image.sha256;
+  f.md5 = image.md5;
   f.width = image.width;
   f.height = image.height;
   f.pdq = pdq_hash_dihedral(

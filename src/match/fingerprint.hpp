@@ -17,6 +17,7 @@ namespace hashwall {
 
 struct Fingerprint {
   std::string sha256;         // of the file bytes
+  std::string md5;            // of the file bytes, when the load was asked for it
   int width = 0, height = 0;  // full size as a viewer sees it
   // hashes[0] is the image as given: the pdq signal's forms (pdq/pdq_signal.hpp, pdq_query)
   // and, for an entry, its record (NewEntry::pdq, quality).

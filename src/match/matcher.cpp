@@ -170,6 +170,47 @@ double joint_score(const MatchHit& h) {
   return score;
 }
 
+void Matcher::add_exact_hits(MatchResult& r, const std::string& sha256, const std::string& md5,
+                             const std::function<EntryRole(const Entry&)>& role) const {
+  const auto add = [&](std::optional<Entry> e, const char* signal) {
+    if (!e || role(*e) == EntryRole::Disabled) return;
+    for (const auto& h : r.hits)
+      if (h.entry.id == e->id) return;
+    MatchHit hit;
+    hit.allow = role(*e) == EntryRole::Allow;
+    hit.entry = std::move(*e);
+    hit.exact = true;
+    hit.signal = signal;
+    hit.signals_matched.emplace_back(signal);
+    r.hits.push_back(std::move(hit));
+  };
+  if (!sha256.empty()) add(bank_.find_sha256(sha256), "sha256");
+  // An MD5 list's entry: the same file, as far as MD5 can tell.
+  if (!md5.empty()) add(bank_.find_md5(md5), "md5");
+}
+
+MatchResult Matcher::match_file(const std::string& sha256, const std::string& md5) const {
+  MatchResult r;
+  r.threshold = threshold_;
+  r.min_quality = min_quality_;
+  r.local_min_inliers = local_min_inliers_;
+  r.embed_threshold = embed_threshold_;
+  const std::int64_t now = static_cast<std::int64_t>(std::time(nullptr));
+  add_exact_hits(r, sha256, md5, [&](const Entry& e) {
+    return options_.entry_role ? options_.entry_role(e) : entry_role_of(e, now, options_.lists);
+  });
+  bool block = false, allow = false;
+  for (MatchHit& h : r.hits) {
+    h.matched = true;
+    h.score = joint_score(h);
+    (h.allow ? allow : block) = true;
+  }
+  // Every hit here is exact: an allow entry is as strong as any block entry, and ties go to
+  // allow, as in match().
+  r.verdict = allow ? Verdict::Allowed : block ? Verdict::Match : Verdict::NoMatch;
+  return r;
+}
+
 MatchResult Matcher::match(const Fingerprint& q) const {
   MatchResult r;
   r.threshold = threshold_;
@@ -268,17 +309,7 @@ MatchResult Matcher::match(const Fingerprint& q) const {
   };
 
   // A byte-identical file is a match whatever its quality.
-  if (!q.sha256.empty()) {
-    if (auto e = bank_.find_sha256(q.sha256); e && role(*e) != EntryRole::Disabled) {
-      MatchHit hit;
-      hit.allow = role(*e) == EntryRole::Allow;
-      hit.entry = std::move(*e);
-      hit.exact = true;
-      hit.signal = "sha256";
-      hit.signals_matched.emplace_back("sha256");
-      r.hits.push_back(std::move(hit));
-    }
-  }
+  add_exact_hits(r, q.sha256, q.md5, role);
 
   // One signal's search under the decision in use, each result merged into the entry's
   // hit with its evidence. A signal whose forms are tried in turn (local: the mirror

@@ -143,9 +143,16 @@ class Matcher {
   Matcher(const Bank& bank, MatchOptions options);
   // Thread-safe (the bank's search and lookups are).
   MatchResult match(const Fingerprint& query) const;
+  // Only the file's own identity: the entries with this SHA-256 or MD5 (empty: not looked
+  // up), under the same roles and verdict rules as match(). For a file that is not decoded
+  // as one image (a video, whose frames are matched apart).
+  MatchResult match_file(const std::string& sha256, const std::string& md5) const;
   const MatchOptions& options() const { return options_; }
 
  private:
+  // The exact hits (same bytes): by SHA-256, then by MD5 (format 6's file-hash lists).
+  void add_exact_hits(MatchResult& r, const std::string& sha256, const std::string& md5,
+                      const std::function<EntryRole(const Entry&)>& role) const;
   const Bank& bank_;
   MatchOptions options_;
   bool use(std::string_view signal) const;

@@ -19,10 +19,33 @@ FileReport check_file(const fs::path& file, const LoadOptions& opt, const Matche
     r.result = matcher.match(*r.fp);
   } catch (const Error& e) {
     r.error = e.what();
+    r.fp.reset();
+    known_by_bytes(r, file, opt.want_md5, matcher);
   } catch (const std::exception& e) {
     r.error = r.file + ": " + e.what();
   }
   return r;
+}
+
+void known_by_bytes(FileReport& r, const fs::path& file, bool md5, const Matcher& matcher) {
+  try {
+    const FileDigests d = file_digests(file, md5);
+    known_by_digests(r, d.sha256, d.md5, matcher);
+  } catch (const Error&) {
+    // unreadable: the load's error stands
+  }
+}
+
+void known_by_digests(FileReport& r, const std::string& sha256, const std::string& md5,
+                      const Matcher& matcher) {
+  MatchResult exact = matcher.match_file(sha256, md5);
+  if (exact.verdict == Verdict::NoMatch) return;
+  r.error.clear();
+  r.known_file = true;
+  r.result = std::move(exact);
+  r.fp = Fingerprint{};
+  r.fp->sha256 = sha256;
+  r.fp->md5 = md5;
 }
 
 json report_json(const FileReport& r) {
@@ -40,8 +63,10 @@ json report_json(const FileReport& r) {
   json hits = json::array();
   for (const auto& h : r.result.hits) hits.push_back(hit_json(h));
   j["matches"] = hits;
-  j["pdq"] = r.fp->pdq.hashes[0].hex();
-  j["quality"] = r.fp->pdq.quality;
+  // A file known by its bytes (FileReport::known_file) had nothing hashed but them.
+  const bool hashed = !r.known_file;
+  j["pdq"] = hashed ? json(r.fp->pdq.hashes[0].hex()) : json(nullptr);
+  j["quality"] = hashed ? json(r.fp->pdq.quality) : json(nullptr);
   j["sha256"] = r.fp->sha256;
   j["threshold"] = r.result.threshold;
   j["min_quality"] = r.result.min_quality;
@@ -89,6 +114,7 @@ json report_json(const FileReport& r) {
                   {"seconds_per_frame", v.seconds_per_frame},
                   {"incomplete", v.incomplete.empty() ? json(nullptr) : json(v.incomplete)}};
   }
+  j["known_file"] = r.known_file;
   j["error"] = nullptr;
   return j;
 }
@@ -104,7 +130,8 @@ json entry_json(const Entry& e) {
   j["label"] = e.label;
   j["source"] = e.source;
   j["sha256"] = e.sha256 ? json(*e.sha256) : json(nullptr);
-  j["pdq"] = e.pdq.hex();
+  j["pdq"] = e.pdq ? json(e.pdq->hex()) : json(nullptr);
+  j["md5"] = e.md5 ? json(*e.md5) : json(nullptr);
   j["quality"] = e.quality ? json(*e.quality) : json(nullptr);
   j["origin"] = origin_name(e.origin);
   j["added_at"] = e.added_at;
@@ -125,8 +152,9 @@ json hit_json(const MatchHit& h) {
   j["source"] = h.entry.source;
   j["sha256"] = h.entry.sha256 ? json(*h.entry.sha256) : json(nullptr);
   j["list"] = h.entry.list_name;
-  j["distance"] = h.distance();
-  j["variant"] = std::string(dihedral_name(h.variant()));
+  // A file-hash entry has no PDQ hash to be at a distance from.
+  j["distance"] = h.entry.pdq ? json(h.distance()) : json(nullptr);
+  j["variant"] = h.entry.pdq ? json(std::string(dihedral_name(h.variant()))) : json(nullptr);
   j["exact"] = h.exact;
   j["signal"] = h.signal;
   j["signals_matched"] = h.signals_matched;
@@ -155,7 +183,7 @@ json hit_json(const MatchHit& h) {
     ev[name] = one;
   }
   j["evidence"] = ev;
-  j["entry_pdq"] = h.entry.pdq.hex();
+  j["entry_pdq"] = h.entry.pdq ? json(h.entry.pdq->hex()) : json(nullptr);
   j["entry_quality"] = h.entry.quality ? json(*h.entry.quality) : json(nullptr);
   return j;
 }

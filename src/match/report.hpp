@@ -42,9 +42,20 @@ struct FileReport {
   MatchResult result;
   std::string error;                  // non-empty when the file could not be checked
   std::optional<VideoSummary> video;  // a video or an animated image
+  // Matched by its bytes alone (SHA-256 or MD5: an entry of a file-hash list, or a file
+  // indexed before), with nothing decoded: a video, or a file the image loader refuses
+  // (an unknown format, too many pixels). `fp` has the digests and no PDQ hash.
+  bool known_file = false;
 };
 
-// Loads, fingerprints and matches one file; failures are reported in `error`, not thrown.
+// A file that could not be loaded or decoded may still be a bank entry's by its bytes:
+// then `r` becomes that match (known_file), and its error is dropped.
+void known_by_bytes(FileReport& r, const std::filesystem::path& file, bool md5,
+                    const Matcher& matcher);
+void known_by_digests(FileReport& r, const std::string& sha256, const std::string& md5,
+                      const Matcher& matcher);
+// Loads, fingerprints and matches one file; failures are reported in `error`, not thrown
+// (unless the file is known by its bytes: known_by_bytes).
 FileReport check_file(const std::filesystem::path& file, const LoadOptions& opt,
                       const Matcher& matcher, const FingerprintOptions& fp = {});
 

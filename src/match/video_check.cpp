@@ -110,6 +110,19 @@ FileReport check_video(const fs::path& file, const Matcher& matcher, const Finge
   try {
     VideoSummary v;
     v.seconds_per_frame = vo.seconds_per_frame;
+    // A known file (an exchange's video_md5 or video_sha256 list, or a video indexed
+    // before) is decided by its bytes alone, before any frame is decoded.
+    const FileDigests digests = file_digests(file, vo.want_md5);
+    if (MatchResult exact = matcher.match_file(digests.sha256, digests.md5);
+        exact.verdict != Verdict::NoMatch) {
+      r.known_file = true;
+      r.result = std::move(exact);
+      r.fp = Fingerprint{};
+      r.fp->sha256 = digests.sha256;
+      r.fp->md5 = digests.md5;
+      r.video = std::move(v);
+      return r;
+    }
     struct Seen {
       MatchHit best;
       double best_time = 0;
@@ -226,7 +239,10 @@ FileReport check_video(const fs::path& file, const Matcher& matcher, const Finge
                            ? Verdict::LowQuality
                            : Verdict::NoMatch;
     r.fp = best_fp ? best_fp : first_fp;
-    if (r.fp) r.fp->sha256 = sha256_file_hex(file);
+    if (r.fp) {
+      r.fp->sha256 = digests.sha256;
+      r.fp->md5 = digests.md5;
+    }
     r.video = std::move(v);
   } catch (const Error& e) {
     r.error = e.what();

@@ -26,6 +26,8 @@ struct VideoCheckOptions {
   // lets through, 4 h, at one a second).
   std::int64_t max_checked_frames = 4 * 3600;
   const std::atomic<bool>* stop = nullptr;
+  // Also the file's MD5, for banks with MD5 lists (Bank::has_md5_entries).
+  bool want_md5 = false;
 };
 
 // Whether `path` is read as a video: by its extension (mp4, m4v, mov, webm, mkv, avi,

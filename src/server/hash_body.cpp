@@ -5,6 +5,7 @@
 #include <cctype>
 #include <cstdint>
 #include <nlohmann/json.hpp>
+#include <tuple>
 
 #include "hashlist/hashlist.hpp"
 
@@ -28,6 +29,21 @@ std::optional<std::string> parse_hash_json_item(const json& v, HashItem& out) {
   } else if (v.is_object()) {
     for (const char* key : {"pdq", "hash"})
       if (auto it = v.find(key); it != v.end()) hex = &*it;
+    // A file hash: exact copies of a file (file-hash lists).
+    for (const auto& [key, digits, signal] :
+         {std::tuple{"md5", std::size_t{32}, ListSignal::Md5},
+          std::tuple{"sha256", std::size_t{64}, ListSignal::Sha256}}) {
+      const auto it = v.find(key);
+      if (it == v.end()) continue;
+      if (hex || out.signal != ListSignal::Pdq)
+        return "one of \"pdq\", \"md5\" and \"sha256\" per hash";
+      if (!it->is_string()) return std::string(key) + " must be a string";
+      std::string s = lower(it->get_ref<const std::string&>());
+      if (s.size() != digits || s.find_first_not_of("0123456789abcdef") != std::string::npos)
+        return std::string(key) + " must be " + std::to_string(digits) + " hex characters";
+      out.signal = signal;
+      out.file_hash = std::move(s);
+    }
     if (auto it = v.find("quality"); it != v.end() && !it->is_null()) {
       if (!it->is_number_integer() || it->get<std::int64_t>() < 0 || it->get<std::int64_t>() > 100)
         return "quality must be an integer from 0 to 100";
@@ -40,6 +56,7 @@ std::optional<std::string> parse_hash_json_item(const json& v, HashItem& out) {
   } else {
     return "expected a hex string or an object {\"pdq\": hex}";
   }
+  if (out.signal != ListSignal::Pdq) return std::nullopt;
   if (!hex || !hex->is_string()) return "missing the PDQ hash (\"pdq\": 64 hex characters)";
   const auto& s = hex->get_ref<const std::string&>();
   auto h = Hash256::from_hex(s);
@@ -90,7 +107,8 @@ ParsedHashes parse_hash_body(std::string_view body, std::string_view content_typ
           return r;
         }
         list = &*it;
-      } else if (j.contains("hash") || j.contains("pdq")) {
+      } else if (j.contains("hash") || j.contains("pdq") || j.contains("md5") ||
+                 j.contains("sha256")) {
         single = json::array({j});
         list = &single;
       } else {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "hash/hash256.hpp"
+#include "hashlist/hashlist.hpp"
 
 namespace hashwall::server {
 
@@ -18,6 +19,10 @@ struct HashItem {
   Hash256 hash;
   std::optional<int> quality;  // unknown: trusted, as imported lists are
   std::string name;            // client's reference, echoed back / stored as source
+  // A file's MD5 or SHA-256 instead of a PDQ hash (JSON {"md5": hex} or {"sha256": hex}):
+  // exact copies, as file-hash lists hold them.
+  ListSignal signal = ListSignal::Pdq;
+  std::string file_hash{};  // lowercase hex
 };
 
 struct ParsedHashes {
@@ -29,7 +34,8 @@ struct ParsedHashes {
 
 // Accepted forms:
 //   JSON:  {"hash": "<hex>", "quality": 90}
-//          {"hashes": ["<hex>", {"pdq": "<hex>", "quality": 80, "name": "x"}], "label": ..}
+//          {"hashes": ["<hex>", {"pdq": "<hex>", "quality": 80, "name": "x"},
+//                      {"md5": "<32 hex>"}, {"sha256": "<64 hex>"}], "label": ..}
 //          ["<hex>", ...]
 //   text/csv: Meta's pdq-photo-hasher CSV (hash,quality,name)
 //   other text: one hex hash per line ('#' comments, blank lines ignored)

@@ -28,6 +28,12 @@ const char* endpoint_name(Endpoint e) noexcept {
       return "/v1/changes";
     case Endpoint::Verdicts:
       return "POST /v1/verdicts";
+    case Endpoint::Lists:
+      return "/v1/lists";
+    case Endpoint::ListsWrite:
+      return "POST /v1/lists";
+    case Endpoint::EntryState:
+      return "POST /v1/entries/state";
     case Endpoint::Other:
       break;
   }
@@ -40,6 +46,10 @@ Endpoint classify(std::string_view method, std::string_view path) noexcept {
     if (path == "/v1/match/hash") return Endpoint::MatchHash;
     if (path == "/v1/entries") return Endpoint::EntriesAdd;
     if (path == "/v1/verdicts") return Endpoint::Verdicts;
+    if (path == "/v1/lists" || path.starts_with("/v1/lists/")) return Endpoint::ListsWrite;
+    if (path.starts_with("/v1/entries/") &&
+        (path.ends_with("/disable") || path.ends_with("/enable")))
+      return Endpoint::EntryState;
   } else if (method == "DELETE") {
     if (path.starts_with("/v1/entries/")) return Endpoint::EntriesRemove;
   } else if (method == "GET" || method == "HEAD") {
@@ -49,6 +59,7 @@ Endpoint classify(std::string_view method, std::string_view path) noexcept {
     if (path == "/metrics") return Endpoint::Metrics;
     if (path == "/v1/audit") return Endpoint::Audit;
     if (path == "/v1/changes") return Endpoint::Changes;
+    if (path == "/v1/lists") return Endpoint::Lists;
   }
   return Endpoint::Other;
 }

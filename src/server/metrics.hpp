@@ -23,9 +23,12 @@ enum class Endpoint {
   Audit,
   Changes,
   Verdicts,
+  Lists,       // GET /v1/lists
+  ListsWrite,  // POST /v1/lists, /v1/lists/NAME, /v1/lists/NAME/disable|enable
+  EntryState,  // POST /v1/entries/ID/disable|enable
   Other
 };
-inline constexpr int kEndpointCount = 12;
+inline constexpr int kEndpointCount = 15;
 const char* endpoint_name(Endpoint) noexcept;  // "/v1/match", ... "other"
 // Which endpoint a request is for (unknown paths and methods: Other).
 Endpoint classify(std::string_view method, std::string_view path) noexcept;

@@ -80,8 +80,12 @@ std::optional<Reply> HttpServer::Impl::authorize(Request& rq, bool write) const 
   }
   // The audit log names tokens, entries and reasons, and a list's change feed is the list
   // itself (hashes, labels): a read token at least. A verdict is not a bank dump.
-  if ((rq.endpoint == Endpoint::Audit || rq.endpoint == Endpoint::Changes) && !no_auth) {
-    const char* what = rq.endpoint == Endpoint::Audit ? "the audit log" : "a list's changes";
+  if ((rq.endpoint == Endpoint::Audit || rq.endpoint == Endpoint::Changes ||
+       rq.endpoint == Endpoint::Lists) &&
+      !no_auth) {
+    const char* what = rq.endpoint == Endpoint::Audit     ? "the audit log"
+                       : rq.endpoint == Endpoint::Changes ? "a list's changes"
+                                                          : "the bank's lists";
     if (!token) return unauthorized(std::string(what) + " needs 'Authorization: Bearer TOKEN'");
     if (token->role < Role::Read)
       return error_reply(403, "token '" + token->name + "' has the role " + role_name(token->role) +
@@ -106,6 +110,27 @@ std::optional<std::vector<HttpServer::Impl::Route>> HttpServer::Impl::routes_of(
   if (path == "/v1/entries") return std::vector<Route>{{"POST", Endpoint::EntriesAdd, true}};
   if (path.starts_with("/v1/entries/") && path.find('/', 12) == std::string::npos)
     return std::vector<Route>{{"DELETE", Endpoint::EntriesRemove, true}};
+  // /v1/entries/ID/disable, /v1/entries/ID/enable
+  if (path.starts_with("/v1/entries/")) {
+    const auto slash = path.find('/', 12);
+    const auto action = std::string_view(path).substr(slash + 1);
+    if (slash > 12 && (action == "disable" || action == "enable"))
+      return std::vector<Route>{{"POST", Endpoint::EntryState, true}};
+    return std::nullopt;
+  }
+  if (path == "/v1/lists")
+    return std::vector<Route>{{"GET", Endpoint::Lists, false},
+                              {"POST", Endpoint::ListsWrite, true}};
+  // /v1/lists/NAME, /v1/lists/NAME/disable, /v1/lists/NAME/enable
+  if (path.starts_with("/v1/lists/")) {
+    const auto rest = std::string_view(path).substr(10);
+    const auto slash = rest.find('/');
+    if (rest.empty() || slash == 0) return std::nullopt;
+    if (slash != std::string_view::npos && rest.substr(slash + 1) != "disable" &&
+        rest.substr(slash + 1) != "enable")
+      return std::nullopt;
+    return std::vector<Route>{{"POST", Endpoint::ListsWrite, true}};
+  }
   if (path == "/v1/health") return std::vector<Route>{{"GET", Endpoint::Health, false}};
   if (path == "/v1/ready") return std::vector<Route>{{"GET", Endpoint::Ready, false}};
   if (path == "/v1/stats") return std::vector<Route>{{"GET", Endpoint::Stats, false}};
@@ -246,6 +271,22 @@ Reply HttpServer::Impl::endpoint_reply(const Request& rq) {
       return service.changes(rq.params);
     case Endpoint::Verdicts:
       return service.verdict(rq.raw, {writer(rq), {}});
+    case Endpoint::Lists:
+      return service.lists();
+    case Endpoint::ListsWrite: {
+      if (rq.path == "/v1/lists") return service.create_list(rq.raw, {writer(rq), {}});
+      const auto rest = std::string_view(rq.path).substr(10);
+      const auto slash = rest.find('/');
+      const std::string name(rest.substr(0, slash));
+      const std::string action(slash == std::string_view::npos ? "" : rest.substr(slash + 1));
+      return service.change_list(name, action, rq.raw, {writer(rq), {}});
+    }
+    case Endpoint::EntryState: {
+      const auto rest = std::string_view(rq.path).substr(12);
+      const auto slash = rest.find('/');
+      return service.set_entry_state(rest.substr(0, slash), rest.substr(slash + 1) == "enable",
+                                     rq.raw, {writer(rq), {}});
+    }
     default:
       break;
   }
@@ -324,8 +365,12 @@ MHD_Result HttpServer::Impl::on_headers(MHD_Connection* mc, Request& rq, const c
   const auto route = std::find_if(routes->begin(), routes->end(),
                                   [&](const Route& r) { return as_method == r.method; });
   if (route == routes->end()) {
-    const std::string allowed = std::string(routes->front().method) +
-                                (std::string_view(routes->front().method) == "GET" ? ", HEAD" : "");
+    std::string allowed;
+    for (const Route& route_of_path : *routes) {
+      if (!allowed.empty()) allowed += ", ";
+      allowed += route_of_path.method;
+      if (std::string_view(route_of_path.method) == "GET") allowed += ", HEAD";
+    }
     Reply r =
         error_reply(405, reason_for(405) + ": " + escape_control(rq.method.substr(0, 16)) + " " +
                              escape_control(rq.path.substr(0, 200)) + " takes " + allowed);

@@ -251,6 +251,7 @@ Reply Service::match_image(std::span<const std::uint8_t> bytes, const std::strin
   rep.file = name;
   try {
     LoadOptions lo = load_options(limits_);
+    lo.want_md5 = bank_.has_md5_entries();
     prepare_load(lo, signals_.query);
     const LoadedImage img = decode_image(bytes, name, lo);
     if (deadline.passed()) return deadline.reply(metrics_, limits_.retry_after_seconds);
@@ -258,10 +259,22 @@ Reply Service::match_image(std::span<const std::uint8_t> bytes, const std::strin
     if (deadline.passed()) return deadline.reply(metrics_, limits_.retry_after_seconds);
     rep.result = Matcher(bank_, mo).match(*rep.fp);
   } catch (const Error& e) {
-    return reply_for(e, limits_.retry_after_seconds);
+    // Not an image hashwall decodes (a video, a format it refuses, too many pixels) may
+    // still be a known file by its bytes: a file-hash list's entry.
+    try {
+      if (e.kind() == ErrorKind::Format || e.kind() == ErrorKind::Corrupt ||
+          e.kind() == ErrorKind::TooLarge) {
+        rep.error = e.what();
+        const bool md5 = bank_.has_md5_entries();
+        known_by_digests(rep, sha256_hex(bytes), md5 ? md5_hex(bytes) : "", Matcher(bank_, mo));
+      }
+    } catch (const Error& again) {
+      return reply_for(again, limits_.retry_after_seconds);
+    }
+    if (!rep.known_file) return reply_for(e, limits_.retry_after_seconds);
   }
   metrics_.record_verdict(rep.result.verdict == Verdict::Match);
-  watch_flood(rep.result, rep.fp->pdq.hashes[0]);
+  if (!rep.known_file) watch_flood(rep.result, rep.fp->pdq.hashes[0]);
   Reply r;
   r.body = report_json(rep);
   r.body.erase("error");
@@ -298,16 +311,25 @@ Reply Service::match_hashes(std::string_view body, std::string_view content_type
   try {
     for (const auto& item : parsed.items) {
       if (deadline.passed()) return deadline.reply(metrics_, limits_.retry_after_seconds);
+      const bool pdq = item.signal == ListSignal::Pdq;
       Fingerprint fp;
       fp.pdq.hashes.fill(item.hash);
       fp.pdq.quality = item.quality.value_or(100);  // unknown quality: trusted, as imports
-      const MatchResult m = matcher.match(fp);
+      // A file hash finds only the entries of that very file.
+      const MatchResult m =
+          pdq ? matcher.match(fp)
+              : matcher.match_file(item.signal == ListSignal::Sha256 ? item.file_hash : "",
+                                   item.signal == ListSignal::Md5 ? item.file_hash : "");
       metrics_.record_verdict(m.verdict == Verdict::Match);
-      watch_flood(m, item.hash);
+      if (pdq) watch_flood(m, item.hash);
       any = any || m.verdict == Verdict::Match;
       json j;
-      j["pdq"] = item.hash.hex();
-      j["quality"] = item.quality ? json(*item.quality) : json(nullptr);
+      if (pdq) {
+        j["pdq"] = item.hash.hex();
+        j["quality"] = item.quality ? json(*item.quality) : json(nullptr);
+      } else {
+        j[item.signal == ListSignal::Md5 ? "md5" : "sha256"] = item.file_hash;
+      }
       if (!item.name.empty()) j["name"] = item.name;
       j["status"] = verdict_name(m.verdict);
       j["match"] = m.verdict == Verdict::Match;
@@ -412,7 +434,10 @@ Reply Service::add_hashes(std::string_view body, std::string_view content_type,
   entries.reserve(parsed.items.size());
   for (const auto& item : parsed.items) {
     NewEntry e;
-    e.pdq = item.hash;
+    if (item.signal == ListSignal::Pdq)
+      e.pdq = item.hash;
+    else
+      (item.signal == ListSignal::Md5 ? e.md5 : e.sha256) = item.file_hash;
     e.quality = item.quality;
     e.label = lbl;
     e.source = item.name.empty() ? src : item.name;
@@ -456,6 +481,195 @@ Reply Service::remove_entry(std::string_view id_text, const WriteContext& ctx) {
     r.body["id"] = *id;
     return r;
   } catch (const Error& e) {
+    return reply_for(e, limits_.retry_after_seconds);
+  }
+}
+
+namespace {
+
+json list_reply_json(const ListInfo& l) {
+  json j;
+  j["name"] = l.name;
+  j["kind"] = list_kind_name(l.kind);
+  j["disabled"] =
+      l.disabled ? json{{"reason", l.disabled->reason},
+                        {"until", l.disabled->until ? json(*l.disabled->until) : json(nullptr)}}
+                 : json(nullptr);
+  j["description"] = l.description;
+  j["organisation"] = l.organisation;
+  j["terms"] = l.terms;
+  j["created_at"] = l.created_at;
+  j["entries"] = l.entries;
+  return j;
+}
+
+// A write's JSON body: an object (an empty body reads as {}), or the reason it is not one.
+std::optional<json> body_object(std::string_view body, std::string& err) {
+  if (body.find_first_not_of(" \t\r\n") == std::string_view::npos) return json::object();
+  json j = json::parse(body.begin(), body.end(), nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) {
+    err = "the body must be a JSON object";
+    return std::nullopt;
+  }
+  return j;
+}
+
+// A list's "kind" from a body into `out` (left alone when absent); false when it is not
+// "block" or "allow".
+bool read_kind(const json& j, std::optional<ListKind>& out) {
+  if (!j.contains("kind")) return true;
+  out = j["kind"].is_string() ? parse_list_kind(j["kind"].get_ref<const std::string&>())
+                              : std::nullopt;
+  return out.has_value();
+}
+
+// A disable's {"reason", "until"?} from a body: the reason is required (the log and the
+// entry say why), `until` is unix seconds in the future.
+std::optional<Disabled> disable_from(const json& j, std::string& err) {
+  if (!j.contains("reason") || !j["reason"].is_string() ||
+      j["reason"].get_ref<const std::string&>().empty()) {
+    err = "a disable needs a 'reason' (a non-empty string)";
+    return std::nullopt;
+  }
+  Disabled d{j["reason"].get<std::string>().substr(0, kMaxReasonBytes), std::nullopt};
+  if (j.contains("until") && !j["until"].is_null()) {
+    const std::int64_t now = static_cast<std::int64_t>(std::time(nullptr));
+    if (!j["until"].is_number_integer() || j["until"].get<std::int64_t>() <= now) {
+      err = "'until' must be a time in the future, in unix seconds";
+      return std::nullopt;
+    }
+    d.until = j["until"].get<std::int64_t>();
+  }
+  return d;
+}
+
+}  // namespace
+
+Reply Service::lists() const {
+  try {
+    json out = json::array();
+    for (const auto& l : bank_.lists()) out.push_back(list_reply_json(l));
+    Reply r;
+    r.body["lists"] = std::move(out);
+    return r;
+  } catch (const Error& e) {
+    return reply_for(e, limits_.retry_after_seconds);
+  }
+}
+
+Reply Service::create_list(std::string_view body, const WriteContext& ctx) {
+  if (!writable_) return error_reply(403, "this service is read-only (started with --read-only)");
+  std::string err;
+  const auto j = body_object(body, err);
+  if (!j) return error_reply(400, err);
+  ListInfo spec;
+  for (const auto& [key, field] :
+       {std::pair{"name", &spec.name}, std::pair{"description", &spec.description},
+        std::pair{"organisation", &spec.organisation}, std::pair{"terms", &spec.terms}}) {
+    if (!j->contains(key) || (*j)[key].is_null()) continue;
+    if (!(*j)[key].is_string())
+      return error_reply(400, std::string("'") + key + "' must be a string");
+    *field = (*j)[key].get<std::string>();
+  }
+  if (spec.name.empty()) return error_reply(400, "the new list needs a 'name'");
+  std::optional<ListKind> kind;
+  if (!read_kind(*j, kind)) return error_reply(400, "'kind' must be \"block\" or \"allow\"");
+  spec.kind = kind.value_or(ListKind::Block);
+  try {
+    ListInfo made;
+    {
+      std::lock_guard lock(write_mu_);
+      made = bank_.create_list(spec, ctx.who);
+    }
+    Reply r;
+    r.status = 201;
+    r.body["list"] = list_reply_json(made);
+    return r;
+  } catch (const Error& e) {
+    if (e.kind() == ErrorKind::Usage) return error_reply(400, e.reason());
+    return reply_for(e, limits_.retry_after_seconds);
+  }
+}
+
+Reply Service::change_list(const std::string& name, const std::string& action,
+                           std::string_view body, const WriteContext& ctx) {
+  if (!writable_) return error_reply(403, "this service is read-only (started with --read-only)");
+  std::string err;
+  const auto j = body_object(body, err);
+  if (!j) return error_reply(400, err);
+  Bank::ListChange change;
+  if (action == "disable") {
+    change.disable = disable_from(*j, err);
+    if (!change.disable) return error_reply(400, err);
+  } else if (action == "enable") {
+    change.enable = true;
+  } else {
+    for (const auto& [key, field] :
+         {std::pair{"description", &change.description},
+          std::pair{"organisation", &change.organisation}, std::pair{"terms", &change.terms}}) {
+      if (!j->contains(key)) continue;
+      if (!(*j)[key].is_string())
+        return error_reply(400, std::string("'") + key + "' must be a string");
+      *field = (*j)[key].get<std::string>();
+    }
+    if (!read_kind(*j, change.kind))
+      return error_reply(400, "'kind' must be \"block\" or \"allow\"");
+    if (!change.kind && !change.description && !change.organisation && !change.terms)
+      return error_reply(400,
+                         "nothing to change: send any of kind, description, organisation, "
+                         "terms (or POST to .../disable or .../enable)");
+  }
+  try {
+    if (!bank_.list(name))
+      return error_reply(404, "there is no list '" + name.substr(0, 80) + "' in the bank");
+    WriteContext wc = ctx;
+    if (change.disable) wc.who.reason = change.disable->reason;
+    ListInfo after;
+    {
+      std::lock_guard lock(write_mu_);
+      after = bank_.change_list(name, change, wc.who);
+    }
+    Reply r;
+    r.body["list"] = list_reply_json(after);
+    return r;
+  } catch (const Error& e) {
+    if (e.kind() == ErrorKind::Usage) return error_reply(400, e.reason());
+    return reply_for(e, limits_.retry_after_seconds);
+  }
+}
+
+Reply Service::set_entry_state(std::string_view id_text, bool enable, std::string_view body,
+                               const WriteContext& ctx) {
+  if (!writable_) return error_reply(403, "this service is read-only (started with --read-only)");
+  const auto id = parse_int(id_text);
+  if (!id || *id <= 0)
+    return error_reply(400, "entry id must be a positive integer, got '" +
+                                std::string(id_text.substr(0, 40)) + "'");
+  std::string err;
+  const auto j = body_object(body, err);
+  if (!j) return error_reply(400, err);
+  std::optional<Disabled> state;
+  if (!enable) {
+    state = disable_from(*j, err);
+    if (!state) return error_reply(400, err);
+  }
+  try {
+    WriteContext wc = ctx;
+    if (state) wc.who.reason = state->reason;
+    std::int64_t found = 0;
+    {
+      std::lock_guard lock(write_mu_);
+      found = bank_.set_disabled(std::span(&*id, 1), state, wc.who);
+    }
+    if (found == 0) return error_reply(404, "no entry with id " + std::to_string(*id));
+    Reply r;
+    r.body["id"] = *id;
+    r.body["disabled"] = state ? json{{"reason", state->reason},
+                                      {"until", state->until ? json(*state->until) : json(nullptr)}}
+                               : json(nullptr);
+    return r;
+  } catch (const Error& e) {
+    if (e.kind() == ErrorKind::Usage) return error_reply(400, e.reason());
     return reply_for(e, limits_.retry_after_seconds);
   }
 }

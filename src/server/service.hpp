@@ -119,6 +119,19 @@ class Service {
   // POST /v1/verdicts: a reviewer's verdict on a match (Bank::record_verdict), a JSON body
   // {"entry", "query_sha256", "verdict", "reason"?, "allow_list"?, "pdq"?, "quality"?}.
   Reply verdict(std::string_view body, const WriteContext& ctx);
+  // GET /v1/lists: every list with its kind, state, texts and number of entries.
+  Reply lists() const;
+  // POST /v1/lists: a new list from a JSON body {"name", "kind"?: "block"|"allow",
+  // "description"?, "organisation"?, "terms"?}; 201 with the list.
+  Reply create_list(std::string_view body, const WriteContext& ctx);
+  // POST /v1/lists/NAME (action ""): its kind and texts from a JSON body with any of
+  // "kind", "description", "organisation", "terms"; action "disable" with {"reason",
+  // "until"?} (unix seconds, in the future), action "enable" with an empty body or {}.
+  Reply change_list(const std::string& name, const std::string& action, std::string_view body,
+                    const WriteContext& ctx);
+  // POST /v1/entries/ID/disable ({"reason", "until"?}) or /enable (`enable`).
+  Reply set_entry_state(std::string_view id_text, bool enable, std::string_view body,
+                        const WriteContext& ctx);
   Reply health() const;
   // `extra` (server settings, uptime) is merged into the body.
   Reply stats(const json& extra) const;

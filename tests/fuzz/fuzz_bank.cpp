@@ -1,5 +1,6 @@
 // libFuzzer: opening a damaged bank. The first byte picks what the rest of the input is:
-//   even: the "<bank>.pdq-index" cache next to a valid 64-entry bank. Its FNV-1a
+//   even: the "<bank>.pdq-index" cache next to a valid bank (64 PDQ entries, 4 MD5 ones). Its
+//   FNV-1a
 //         checksum is fixed up first, so that mutations reach the parser behind it
 //         (a torn or flipped cache is already refused by the checksum).
 //   odd:  the SQLite bank file itself (seeds: real banks; the fixture's first 8 entries
@@ -50,7 +51,8 @@ struct Fixture {
     std::vector<NewEntry> batch;
     for (int i = 0; i < 64; ++i) {
       NewEntry e;
-      for (auto& b : e.pdq.bytes) b = static_cast<std::uint8_t>(rng());
+      e.pdq.emplace();
+      for (auto& b : e.pdq->bytes) b = static_cast<std::uint8_t>(rng());
       e.quality = 100;
       e.source = "seed-" + std::to_string(i);
       e.origin = Origin::Imported;
@@ -80,7 +82,15 @@ struct Fixture {
           embed_query.forms = {e.records["embed"]};
         }
       }
-      hashes.push_back(e.pdq);
+      hashes.push_back(*e.pdq);
+      batch.push_back(e);
+    }
+    // File-hash entries (format 6): an MD5 and no PDQ hash.
+    for (int i = 0; i < 4; ++i) {
+      NewEntry e;
+      e.md5 = std::string(31, 'a') + "0123"[i];
+      e.source = "videos.md5";
+      e.origin = Origin::Imported;
       batch.push_back(e);
     }
     {

@@ -91,6 +91,24 @@ Reply Service::changes(const Params& params) const {
 Reply Service::verdict(std::string_view body, const WriteContext&) {
   return echo("verdict", body.size(), {}, Role::Write);
 }
+Reply Service::lists() const { return echo("lists", 0, {}, Role::Read); }
+Reply Service::create_list(std::string_view body, const WriteContext&) {
+  return echo("lists/create", body.size(), {}, Role::Write);
+}
+Reply Service::change_list(const std::string& name, const std::string& action,
+                           std::string_view body, const WriteContext&) {
+  Reply r = echo("lists/change", body.size(), {}, Role::Write);
+  r.body["name"] = name;
+  r.body["action"] = action;
+  return r;
+}
+Reply Service::set_entry_state(std::string_view id_text, bool enable, std::string_view body,
+                               const WriteContext&) {
+  Reply r = echo("entries/state", body.size(), {}, Role::Write);
+  r.body["id"] = std::string(id_text);
+  r.body["enable"] = enable;
+  return r;
+}
 Reply Service::health() const {
   Reply r;
   r.body["status"] = "ok";
