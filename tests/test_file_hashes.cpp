@@ -136,6 +136,35 @@ TEST_CASE("entries of file-hash lists have no PDQ hash and are found by their by
   CHECK(bank->search_pdq(std::span(&*indexed.pdq, 1), 0).at(0).id == r.ids[2]);
   CHECK(bank->add(std::span(&indexed, 1)).added == 0);  // once only
 
+  // A PDQ hash never joins another list's file-hash entry (an allow or disabled list):
+  // that is a duplicate in another list, said as such.
+  ListInfo spec;
+  spec.name = "harmless";
+  spec.kind = ListKind::Allow;
+  const auto allow = bank->create_list(spec, Actor{"test", ""});
+  auto listed = file_entry(std::nullopt, std::string(64, '9'), "harmless file");
+  listed.list_id = allow.id;
+  const auto l = bank->add(std::span(&listed, 1));
+  NewEntry other = indexed;
+  other.sha256 = std::string(64, '9');
+  other.pdq = hwtest::random_hash(rng);
+  const auto o = bank->add(std::span(&other, 1));
+  CHECK(o.added == 0);
+  CHECK(o.in_other_list == 1);
+  CHECK_FALSE(bank->get(l.ids[0])->pdq);
+
+  // In one batch, a file-hash row then the same file with its PDQ hash: one entry, with
+  // the PDQ hash, whichever came first (as the rows would one at a time).
+  std::vector<NewEntry> pair = {file_entry(std::nullopt, std::string(64, '8'), "listed"), indexed};
+  pair[1].sha256 = std::string(64, '8');
+  pair[1].pdq = hwtest::random_hash(rng);
+  const auto pr = bank->add(pair);
+  CHECK(pr.added == 1);
+  CHECK(pr.duplicates == 1);
+  CHECK(pr.ids[0] == pr.ids[1]);
+  REQUIRE(bank->get(pr.ids[0]));
+  CHECK(bank->get(pr.ids[0])->pdq == pair[1].pdq);
+
   // Checksums cover the MD5: the bank checks, before and after a reopen and a removal.
   CHECK(bank->check().ok);
   bank->remove_ids(std::vector<std::int64_t>{r.ids[1]});
@@ -146,7 +175,7 @@ TEST_CASE("entries of file-hash lists have no PDQ hash and are found by their by
   const auto rep = bank->check();
   INFO((rep.problems.empty() ? "" : rep.problems.front()));
   CHECK(rep.ok);
-  CHECK(bank->stats().entries == 2);
+  CHECK(bank->stats().entries == 4);
   CHECK(bank->search_pdq(std::span(&*indexed.pdq, 1), 0).at(0).id == r.ids[2]);
 }
 

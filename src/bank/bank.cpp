@@ -265,6 +265,7 @@ AddResult Bank::add(std::span<const NewEntry> entries, const Actor& who,
       std::unordered_map<std::string, std::size_t> first_copy;  // duplicate key -> row
       std::vector<std::size_t> copy_of(rows.size());
       std::vector<Store::NewRow> fresh;
+      std::vector<std::size_t> fresh_rows;  // which row each of `fresh` is
       for (std::size_t k = 0; k < rows.size(); ++k) {
         copy_of[k] = k;
         if (existing[k]) continue;
@@ -279,14 +280,33 @@ AddResult Bank::add(std::span<const NewEntry> entries, const Actor& who,
           return first_copy.count(key);
         });
         if (seen != keys.end()) {
-          copy_of[k] = first_copy.at(*seen);
+          const std::size_t first = first_copy.at(*seen);
+          copy_of[k] = first;
+          // A file-hash row, then the same file with its PDQ hash, for the same list: the
+          // entry is made from the later row, as it would be completed had the rows come
+          // one at a time (the earlier row becomes its copy).
+          if (!rows[first].entry->pdq && e.pdq && rows[first].entry->list_id == e.list_id) {
+            for (std::size_t j = 0; j < k; ++j)  // the first row and its copies so far
+              if (copy_of[j] == first && !existing[j]) copy_of[j] = k;
+            copy_of[k] = k;
+            for (auto& [key, at] : first_copy)
+              if (at == first) at = k;
+            for (auto& key : keys) first_copy.emplace(std::move(key), k);
+            const auto at = static_cast<std::size_t>(
+                std::find(fresh_rows.begin(), fresh_rows.end(), first) - fresh_rows.begin());
+            fresh[at] = rows[k];
+            fresh_rows[at] = k;
+          }
           continue;
         }
         for (auto& key : keys) first_copy.emplace(std::move(key), k);
         fresh.push_back(rows[k]);
+        fresh_rows.push_back(k);
       }
       const auto fresh_ids = m.store->insert_entries(fresh, now);
-      std::vector<std::int64_t> chunk_ids(rows.size(), 0);
+      std::vector<std::int64_t> chunk_ids(rows.size(), 0);  // the new entries' ids, by row
+      for (std::size_t p = 0; p < fresh_rows.size(); ++p)
+        chunk_ids[fresh_rows[p]] = fresh_ids.at(p);
       std::vector<std::int64_t> digest_ids;  // the entries this chunk added, with their digests
       std::vector<std::string> digest_rows;
       // The entry's records of the bank's registered signals, each checked, stored and
@@ -321,7 +341,7 @@ AddResult Bank::add(std::span<const NewEntry> entries, const Actor& who,
           digest += m.digester.part(record_part(name), id, record);
         }
       };
-      for (std::size_t k = 0, f = 0; k < rows.size(); ++k) {
+      for (std::size_t k = 0; k < rows.size(); ++k) {
         const std::size_t i = at + k;
         const auto where = [&] { return "entry " + std::to_string(i + 1) + " of the batch: "; };
         // The same file as an entry of a file-hash list (same SHA-256 or MD5, no PDQ hash),
@@ -330,8 +350,11 @@ AddResult Bank::add(std::span<const NewEntry> entries, const Actor& who,
         if (existing[k] && copy_of[k] == k && rows[k].entry->pdq &&
             (rows[k].sha256 || rows[k].md5)) {
           const NewEntry& e = *rows[k].entry;
+          // Only in the list the row is for: a PDQ hash never joins another list (an allow
+          // or a disabled one) behind the caller's back; that is the duplicate path below.
           if (const auto had = m.store->get(*existing[k]);
-              had && !had->pdq && m.store->complete_entry_pdq(had->id, *e.pdq, e.quality)) {
+              had && !had->pdq && had->list_id == e.list_id &&
+              m.store->complete_entry_pdq(had->id, *e.pdq, e.quality)) {
             const std::int64_t id = had->id;
             const auto payload = [&](std::string_view pdq, const std::optional<int>& q) {
               return entry_row_payload(had->sha256.value_or(""), pdq, q ? std::to_string(*q) : "",
@@ -344,14 +367,17 @@ AddResult Bank::add(std::span<const NewEntry> entries, const Actor& who,
             if (digests) {
               // An entry from before digests_from has no digest row: it stays without one.
               const auto old = m.store->take_digests(std::span(&id, 1));
-              if (!old.empty())
+              if (!old.empty()) {
                 if (auto d = Digest::from_bytes(old.front())) {
                   *d -= old_part;
                   *d += added;
                   m.store->insert_digest(id, d->bytes());
                   batch += added;
                   batch_minus += old_part;
+                } else {
+                  m.store->insert_digest(id, old.front());  // damaged: left for check
                 }
+              }
               pdq_batch += pdq_term(id, *e.pdq);
             }
             r.ids[i] = id;
@@ -376,7 +402,7 @@ AddResult Bank::add(std::span<const NewEntry> entries, const Actor& who,
         }
         const NewEntry& e = *rows[k].entry;
         const std::optional<std::string>& sha = rows[k].sha256;
-        const std::int64_t id = chunk_ids[k] = fresh_ids.at(f++);
+        const std::int64_t id = chunk_ids[k];
         // Each part is hashed as it is stored (check() hashes what it reads back).
         Digest digest = m.digester.part(
             kEntryPart, id,
@@ -562,8 +588,9 @@ std::optional<Entry> Bank::find_md5(const std::string& md5_hex) const {
 bool Bank::has_md5_entries() const {
   auto& m = *impl_;
   std::lock_guard lock(m.db_mu);
-  // Looked up again when the index has followed a change (this process's writes at once,
-  // another's at the next search that sees it).
+  // Looked up again when the bank has changed: this process's writes, and another's once
+  // followed (here, as a search would).
+  m.refresh_if_changed();
   std::uint64_t gen = 0;
   {
     std::shared_lock read(m.index_mu);

@@ -141,6 +141,8 @@ int run_query(const MatchArgs& a) {
   const FileReport r = check_any(a.paths.at(0), opt, matcher, sig.fingerprint, a);
   if (!a.draw.empty() && r.video) {
     std::fprintf(stderr, "hashwall: --draw: not for videos yet\n");
+  } else if (!a.draw.empty() && r.known_file) {
+    std::fprintf(stderr, "hashwall: --draw: the file is known by its bytes; nothing to draw\n");
   } else if (!a.draw.empty()) {
     if (r.result.hits.empty())
       std::fprintf(stderr, "hashwall: --draw: no match to draw\n");
