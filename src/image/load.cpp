@@ -103,22 +103,24 @@ std::string hex_of(const unsigned char* digest, unsigned n) {
   return out;
 }
 
-}  // namespace
-
-std::string sha256_hex(std::span<const std::uint8_t> bytes) {
+// One digest of bytes in memory, as lowercase hex.
+std::string digest_hex(std::span<const std::uint8_t> bytes, const EVP_MD* md, unsigned want,
+                       const char* name) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int len = 0;
-  if (EVP_Digest(bytes.data(), bytes.size(), digest, &len, EVP_sha256(), nullptr) != 1 || len != 32)
-    throw Error(ErrorKind::Io, "", "SHA-256 failed");
+  if (EVP_Digest(bytes.data(), bytes.size(), digest, &len, md, nullptr) != 1 || len != want)
+    throw Error(ErrorKind::Io, "", std::string(name) + " failed");
   return hex_of(digest, len);
 }
 
+}  // namespace
+
+std::string sha256_hex(std::span<const std::uint8_t> bytes) {
+  return digest_hex(bytes, EVP_sha256(), 32, "SHA-256");
+}
+
 std::string md5_hex(std::span<const std::uint8_t> bytes) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (EVP_Digest(bytes.data(), bytes.size(), digest, &len, EVP_md5(), nullptr) != 1 || len != 16)
-    throw Error(ErrorKind::Io, "", "MD5 failed");
-  return hex_of(digest, len);
+  return digest_hex(bytes, EVP_md5(), 16, "MD5");
 }
 
 FileDigests file_digests(const std::filesystem::path& file, bool md5) {

@@ -113,13 +113,8 @@ FileReport check_video(const fs::path& file, const Matcher& matcher, const Finge
     // A known file (an exchange's video_md5 or video_sha256 list, or a video indexed
     // before) is decided by its bytes alone, before any frame is decoded.
     const FileDigests digests = file_digests(file, vo.want_md5);
-    if (MatchResult exact = matcher.match_file(digests.sha256, digests.md5);
-        exact.verdict != Verdict::NoMatch) {
-      r.known_file = true;
-      r.result = std::move(exact);
-      r.fp = Fingerprint{};
-      r.fp->sha256 = digests.sha256;
-      r.fp->md5 = digests.md5;
+    known_by_digests(r, digests.sha256, digests.md5, matcher);
+    if (r.known_file) {
       r.video = std::move(v);
       return r;
     }
