@@ -288,8 +288,8 @@ TEST_CASE("malformed hash lists are refused line by line and leave the bank unch
         "2: quality '-1' is not an integer from 0 to 100"}},
       {"list-wrong-type.hma",
        "hma",
-       {"1: unknown signal type 'md5' (hashwall matches pdq, photo_md5, video_md5 and "
-        "video_sha256)"}},
+       {"1: unknown signal type 'md5' (hashwall matches pdq, photo_md5, video_md5, "
+        "video_sha256 and vpdq)"}},
       {"list-binary.hex", "hex", {"1: hash contains a non-hex character '\\x00' at column 1"}},
       // A valid list in another format is refused as a whole, not half-read.
       {"list-crlf-bom.csv", "hex", {"1: hash contains a non-hex character ',' at column 65"}},

@@ -82,7 +82,7 @@ TEST_CASE("entries of file-hash lists have no PDQ hash and are found by their by
   CHECK(d.ids[0] == r.ids[1]);
   auto nothing = file_entry(std::nullopt, std::nullopt, "x");
   CHECK_THROWS_WITH(bank->add(std::span(&nothing, 1)),
-                    Catch::Contains("no PDQ hash, SHA-256 or MD5"));
+                    Catch::Contains("no PDQ hash, SHA-256, MD5 or signal record"));
   auto bad = file_entry("0123", std::nullopt, "x");
   CHECK_THROWS_WITH(bank->add(std::span(&bad, 1)), Catch::Contains("is not an MD5"));
   CHECK(bank->stats().entries == 3);

@@ -300,16 +300,23 @@ TEST_CASE("a pdq-csv line without a quality field is reported", "[hashlist]") {
 TEST_CASE("a threatexchange line of a type hashwall does not match names the type", "[hashlist]") {
   require_single_error(
       parse_hash_list("md5 d41d8cd98f00b204e9800998ecf8427e", ListFormat::ThreatExchange), 1,
-      "unknown signal type 'md5' (hashwall matches pdq, photo_md5, video_md5 "
-      "and video_sha256)");
-  const auto url = parse_hash_list("pdq " + kHashA + "\nurl https://example.com/a b\nvpdq []\n",
-                                   ListFormat::ThreatExchange);
-  REQUIRE(url.items.size() == 1);
-  REQUIRE(url.errors.size() == 2);
+      "unknown signal type 'md5' (hashwall matches pdq, photo_md5, video_md5, "
+      "video_sha256 and vpdq)");
+  const auto url = parse_hash_list(
+      "pdq " + kHashA + "\nurl https://example.com/a b\nvpdq []\nraw_text hello\nvpdq {}\n",
+      ListFormat::ThreatExchange);
+  REQUIRE(url.items.size() == 2);
+  REQUIRE(url.errors.size() == 3);
   CHECK(url.errors[0].line == 2);
   CHECK(url.errors[0].unsupported_type == "url");
   CHECK_THAT(url.errors[0].reason, Catch::Contains("'url' is not one hashwall matches"));
-  CHECK(url.errors[1].unsupported_type == "vpdq");
+  CHECK(url.errors[1].unsupported_type == "raw_text");
+  // A vpdq line is a video's frames (read by the importer); not an array: refused.
+  CHECK(url.items[1].signal == ListSignal::Vpdq);
+  CHECK(url.items[1].vpdq == "[]");
+  CHECK(url.errors[2].line == 5);
+  CHECK(url.errors[2].unsupported_type.empty());
+  CHECK_THAT(url.errors[2].reason, Catch::Contains("JSON array"));
   // A misspelt type is an error of the list, not a type to skip.
   const auto typo = parse_hash_list("pqd " + kHashA, ListFormat::ThreatExchange);
   REQUIRE(typo.errors.size() == 1);

@@ -22,6 +22,8 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+#include <opencv2/videoio.hpp>
 #include <random>
 #include <regex>
 #include <sstream>
@@ -918,11 +920,116 @@ TEST_CASE("oversized bodies get 413 garbage bytes 400 and the server stays up", 
   CHECK(res->status == 200);
 }
 
+TEST_CASE("a video on /v1/match is checked frame by frame, within a size limit of its own",
+          "[server][video]") {
+  TempDir tmp;
+  const auto bank = make_bank(tmp);
+  // A slideshow at 5 frames a second: an unrelated photo (0-2 s), a known one (2-4 s), an
+  // unrelated one (4-6 s).
+  const cv::Size size(640, 360);
+  const auto frame = [&](const fs::path& p) {
+    cv::Mat m = cv::imread(p.string(), cv::IMREAD_COLOR), out;
+    REQUIRE(!m.empty());
+    cv::resize(m, out, size, 0, 0, cv::INTER_AREA);
+    return out;
+  };
+  const fs::path video = tmp / "slides.mp4";
+  {
+    cv::VideoWriter w(video.string(), cv::VideoWriter::fourcc('m', 'p', '4', 'v'), 5, size);
+    REQUIRE(w.isOpened());
+    for (const auto& p : {samples() / "uploads" / "unrelated--skimage_coffee.jpg",
+                          samples() / "bank" / "skimage_chelsea.jpg",
+                          samples() / "uploads" / "unrelated--mate_Storm.jpg"})
+      for (int i = 0; i < 10; ++i) w.write(frame(p));
+  }
+  const std::string video_bytes = slurp(video);
+  REQUIRE(video_bytes.size() < 1'500'000);
+  ServerProcess srv(tmp.path(),
+                    {"--bank", bank.string(), "--read-only", "--tokens", write_tokens(tmp).string(),
+                     "--max-body", "100KB", "--max-video-body", "1500KB"});
+  INFO(srv.log());
+  REQUIRE(srv.port() > 0);
+  auto c = srv.client();
+  c.set_bearer_token_auth(kReadToken);
+
+  // Larger than --max-body, within --max-video-body: checked as a video.
+  REQUIRE(video_bytes.size() > 102'400);
+  int status = 0;
+  json j = post_file(c, "/v1/match", video, &status);
+  INFO(j.dump(1));
+  CHECK(status == 200);
+  CHECK(j["status"] == "match");
+  REQUIRE(j["matches"].size() == 1);
+  CHECK(j["matches"][0]["source"].get<std::string>().find("skimage_chelsea.jpg") !=
+        std::string::npos);
+  bool seen = false;
+  for (const auto& t : j["matches"][0]["times"])
+    seen = seen || (t[0].get<double>() >= 1.9 && t[1].get<double>() <= 4.1);
+  CHECK(seen);
+  CHECK(j["video"]["frames_checked"] == 6);
+  // The server's temporary file is never named to the client.
+  CHECK(j.dump().find("hashwall-upload") == std::string::npos);
+
+  // A match token learns the verdict and the entry's id, not its source.
+  auto m = srv.client();
+  m.set_bearer_token_auth(kMatchToken);
+  j = post_file(m, "/v1/match", video, &status);
+  CHECK(status == 200);
+  REQUIRE(j["matches"].size() == 1);
+  CHECK_FALSE(j["matches"][0].contains("source"));
+
+  // A body past the video limit: 413 after the headers, naming both limits.
+  const int fd = connect_raw(srv.port());
+  REQUIRE(fd >= 0);
+  REQUIRE(send_raw(fd, std::string("POST /v1/match HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer ") +
+                           kReadToken +
+                           "\r\nContent-Length: 1600000\r\nContent-Type: video/mp4\r\n\r\n"));
+  const std::string answer = read_raw(fd, 10, "}");
+  CHECK(answer.rfind("HTTP/1.1 413", 0) == 0);
+  CHECK(answer.find("--max-video-body") != std::string::npos);
+  close(fd);
+  // An image past --max-body (within the video limit): 413 naming its own limit.
+  std::mt19937 rng(5);
+  cv::Mat noise(400, 400, CV_8UC3);
+  cv::randu(noise, 0, 255);
+  std::vector<std::uint8_t> png;
+  cv::imencode(".png", noise, png);
+  REQUIRE(png.size() > 102'400);
+  auto res = c.Post("/v1/match", std::string(png.begin(), png.end()), "image/png");
+  REQUIRE(res);
+  CHECK(res->status == 413);
+  CHECK(res->body.find("--max-body") != std::string::npos);
+
+  // A container that is not one: 400 with FFmpeg's reason, the server up.
+  std::string junk = video_bytes.substr(0, 64);
+  for (int i = 0; i < 100'000; ++i) junk += static_cast<char>(rng());
+  res = c.Post("/v1/match", junk, "video/mp4");
+  REQUIRE(res);
+  CHECK((res->status == 400 || res->status == 200));
+  CHECK(res->body.find("hashwall-upload") == std::string::npos);
+  res = c.Get("/v1/health");
+  REQUIRE(res);
+  CHECK(res->status == 200);
+
+  // A video limit under --max-body: the video is refused by its own limit.
+  fs::create_directories(tmp / "small");  // its own folder: port and log files
+  ServerProcess small(tmp / "small", {"--bank", bank.string(), "--read-only", "--max-body", "2MB",
+                                      "--max-video-body", "100KB"});
+  REQUIRE(small.port() > 0);
+  auto s = small.client();
+  j = post_file(s, "/v1/match", video, &status);
+  CHECK(status == 413);
+  CHECK(j["error"].get<std::string>().find("video too large") != std::string::npos);
+}
+
 TEST_CASE("a body past the limit is refused whatever its framing and memory stays bounded",
           "[server][limits]") {
   TempDir tmp;
   const auto bank = make_bank(tmp);
-  ServerProcess srv(tmp.path(), {"--bank", bank.string(), "--read-only", "--max-body", "1MB"});
+  // (videos on /v1/match have their own limit, --max-video-body: off here, so that the
+  // match endpoint's body limit is --max-body's)
+  ServerProcess srv(tmp.path(), {"--bank", bank.string(), "--read-only", "--max-body", "1MB",
+                                 "--max-video-body", "0"});
   INFO(srv.log());
   REQUIRE(srv.port() > 0);
   {
@@ -1024,7 +1131,7 @@ TEST_CASE("one client address cannot hold the whole upload budget", "[server][li
   const auto bank = make_bank(tmp);
   // 4 MB of bodies in all, so 1 MB (a quarter) per client address.
   ServerProcess srv(tmp.path(), {"--bank", bank.string(), "--read-only", "--max-body", "1MB",
-                                 "--max-buffered", "4MB"});
+                                 "--max-buffered", "4MB", "--max-video-body", "0"});
   INFO(srv.log());
   REQUIRE(srv.port() > 0);
   const auto upload_headers = [](std::size_t n) {

@@ -7,6 +7,7 @@ extern "C" {
 }
 
 #include <catch2/catch.hpp>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
@@ -430,4 +431,248 @@ TEST_CASE("a video of 100 unrelated photos matches nothing at any frame",
   INFO(r.dump(1));
   CHECK(r["status"] == "no-match");
   CHECK(r["video"]["frames_checked"] == static_cast<int>(shows.size()));
+}
+
+namespace {
+
+// A picture no bank holds: coloured shapes from `seed`, softened a little as a camera would.
+cv::Mat made_picture(unsigned seed) {
+  cv::RNG rng(seed);
+  cv::Mat m(kCanvas, CV_8UC3,
+            cv::Scalar(rng.uniform(0, 255), rng.uniform(0, 255), rng.uniform(0, 255)));
+  for (int i = 0; i < 14; ++i) {
+    const cv::Scalar c(rng.uniform(0, 255), rng.uniform(0, 255), rng.uniform(0, 255));
+    const cv::Point p(rng.uniform(0, kCanvas.width), rng.uniform(0, kCanvas.height));
+    if (i % 2)
+      cv::circle(m, p, rng.uniform(10, 120), c, cv::FILLED);
+    else
+      cv::rectangle(m, p, p + cv::Point(rng.uniform(20, 260), rng.uniform(20, 160)), c, cv::FILLED);
+  }
+  cv::GaussianBlur(m, m, cv::Size(5, 5), 0);
+  return m;
+}
+
+void write_text(const fs::path& p, const std::string& text) {
+  std::ofstream(p, std::ios::binary) << text;
+}
+
+// The vpdq evidence of a report's hit.
+json vpdq_of(const json& hit) { return hit["evidence"]["vpdq"]["detail"]; }
+
+}  // namespace
+
+TEST_CASE("a clip of an indexed video is found in another video, with its times in both",
+          "[video][match][vpdq]") {
+  // The known video: 12 pictures, 2 s each (24 s at 5 frames a second). The clip: its
+  // pictures 4 to 7 (8 s to 16 s), re-encoded smaller at another frame rate.
+  hwtest::TempDir dir;
+  const auto samples = hwtest::source_dir() / "samples";
+  std::vector<cv::Mat> pictures;
+  for (const auto& p : sorted_files(samples / "bank")) pictures.push_back(place(read(p)));
+  for (unsigned s = 1; pictures.size() < 12; ++s) pictures.push_back(made_picture(s));
+  const auto known = dir / "known.mp4";
+  write_video(known, pictures, 2.0);
+  const std::string bank = (dir / "videos.db").string();
+  const auto idx = hwtest::run_hashwall("index '" + known.string() + "' --bank '" + bank +
+                                        "' --signals pdq,vpdq -q --json");
+  INFO(idx.err);
+  REQUIRE(idx.exit_code == 0);
+  CHECK(json::parse(idx.out)["added"] == 1);
+
+  std::vector<cv::Mat> clip_pictures;
+  for (int i = 4; i < 8; ++i) {
+    cv::Mat small;
+    cv::resize(pictures[static_cast<std::size_t>(i)], small, cv::Size(480, 270), 0, 0,
+               cv::INTER_AREA);
+    cv::Mat back(kCanvas, CV_8UC3, cv::Scalar::all(0));
+    cv::resize(small, back, kCanvas, 0, 0, cv::INTER_LINEAR);  // down and up again: softer
+    clip_pictures.push_back(back);
+  }
+  const auto clip = dir / "clip.mp4";
+  write_video(clip, clip_pictures, 2.0, 12);
+
+  const auto query_json = [&](const std::string& b, const fs::path& f) {
+    const auto r = hwtest::run_hashwall("query '" + f.string() + "' --bank '" + b + "' --json");
+    INFO(r.err);
+    REQUIRE((r.exit_code == 0 || r.exit_code == 1));
+    return json::parse(r.out);
+  };
+
+  SECTION("the clip: the known video, at 8 s to 16 s of it and all of the clip") {
+    const json r = query_json(bank, clip);
+    INFO(r.dump(1));
+    REQUIRE(r["status"] == "match");
+    REQUIRE(r["matches"].size() == 1);
+    const json& hit = r["matches"][0];
+    CHECK(hit["signal"] == "vpdq");
+    CHECK(fs::path(hit["source"].get<std::string>()).filename() == "known.mp4");
+    const json ev = vpdq_of(hit);
+    CHECK(ev["query_percent"].get<double>() >= 80);
+    CHECK(ev["entry_percent"].get<double>() < 50);  // a third of the known video
+    REQUIRE(ev["entry_times"].size() == 1);
+    CHECK(ev["entry_times"][0][0].get<double>() == Approx(8).margin(0.5));
+    CHECK(ev["entry_times"][0][1].get<double>() == Approx(16).margin(1.1));
+    CHECK(seen_between(hit, 0, 1));
+    CHECK(seen_between(hit, 6, 7));
+  }
+
+  SECTION("the whole video re-encoded: most of the entry's frames") {
+    const auto again = dir / "again.mp4";
+    write_video(again, pictures, 2.0, 8);
+    const json r = query_json(bank, again);
+    REQUIRE(r["matches"].size() == 1);
+    CHECK(vpdq_of(r["matches"][0])["entry_percent"].get<double>() >= 80);
+  }
+
+  SECTION("unrelated videos match nothing, nor does a photo of a frame") {
+    std::vector<cv::Mat> other;
+    for (unsigned s = 100; s < 112; ++s) other.push_back(made_picture(s));
+    const auto unrelated = dir / "unrelated.mp4";
+    write_video(unrelated, other, 2.0);
+    CHECK(query_json(bank, unrelated)["status"] == "no-match");
+    // The known video's own pictures as photos: a video entry holds no photo hash.
+    const auto still = dir / "still.png";
+    cv::imwrite(still.string(), pictures[5]);
+    CHECK(query_json(bank, still)["status"] == "no-match");
+  }
+
+  SECTION("exported as vPDQ files and threatexchange lines, imported elsewhere: still found") {
+    const auto out = dir / "exported";
+    REQUIRE(
+        hwtest::run_hashwall("export --bank '" + bank + "' --format vpdq -o '" + out.string() + "'")
+            .exit_code == 0);
+    const auto files = sorted_files(out);
+    REQUIRE(files.size() == 1);
+    const std::string other = (dir / "imported.db").string();
+    auto imp = hwtest::run_hashwall("import '" + files[0].string() + "' --bank '" + other +
+                                    "' --format vpdq --json");
+    INFO(imp.err);
+    REQUIRE(imp.exit_code == 0);
+    CHECK(json::parse(imp.out)["added"] == 1);
+    // The same file again: the bank holds it already.
+    imp = hwtest::run_hashwall("import '" + files[0].string() + "' --bank '" + other +
+                               "' --format vpdq --json");
+    CHECK(json::parse(imp.out)["added"] == 0);
+    json r = query_json(other, clip);
+    REQUIRE(r["matches"].size() == 1);
+    CHECK(r["matches"][0]["signal"] == "vpdq");
+    CHECK(vpdq_of(r["matches"][0])["entry_times"][0][0].get<double>() == Approx(8).margin(0.5));
+
+    const auto te = hwtest::run_hashwall("export --bank '" + bank + "' --format threatexchange");
+    REQUIRE(te.exit_code == 0);
+    CHECK(te.out.rfind("vpdq [\"", 0) == 0);
+    const auto list = dir / "list.txt";
+    write_text(list, te.out);
+    const std::string third = (dir / "third.db").string();
+    REQUIRE(hwtest::run_hashwall("import '" + list.string() + "' --bank '" + third +
+                                 "' --format threatexchange")
+                .exit_code == 0);
+    r = query_json(third, clip);
+    REQUIRE(r["matches"].size() == 1);
+    CHECK(r["matches"][0]["signal"] == "vpdq");
+
+    // Meta's format from `hash --vpdq`, every frame, imported: found as well.
+    const auto h = hwtest::run_hashwall("hash --vpdq '" + known.string() + "'");
+    REQUIRE(h.exit_code == 0);
+    const auto meta = dir / "known.txt";
+    write_text(meta, h.out);
+    const std::string fourth = (dir / "fourth.db").string();
+    REQUIRE(
+        hwtest::run_hashwall("import '" + meta.string() + "' --bank '" + fourth + "' --format vpdq")
+            .exit_code == 0);
+    CHECK(query_json(fourth, clip)["status"] == "match");
+    CHECK(hwtest::run_hashwall("check --bank '" + fourth + "'").exit_code == 0);
+  }
+
+  SECTION("removed, it is found no more; the bank checks clean throughout") {
+    CHECK(hwtest::run_hashwall("check --bank '" + bank + "'").exit_code == 0);
+    const json r = query_json(bank, clip);
+    REQUIRE(r["matches"].size() == 1);
+    const auto id = r["matches"][0]["id"].get<std::int64_t>();
+    REQUIRE(
+        hwtest::run_hashwall("remove --bank '" + bank + "' --id " + std::to_string(id)).exit_code ==
+        0);
+    CHECK(query_json(bank, clip)["status"] == "no-match");
+    CHECK(hwtest::run_hashwall("check --bank '" + bank + "'").exit_code == 0);
+    // Indexed again: a new entry, found again.
+    REQUIRE(
+        hwtest::run_hashwall("index '" + known.string() + "' --bank '" + bank + "' -q").exit_code ==
+        0);
+    CHECK(query_json(bank, clip)["status"] == "match");
+  }
+
+  SECTION("a bank without the vpdq signal refuses a video by name, and goes on") {
+    const std::string photos = (dir / "photos.db").string();
+    const auto r = hwtest::run_hashwall("index '" + known.string() + "' '" +
+                                        (samples / "bank" / "mate_Aqua.jpg").string() +
+                                        "' --bank '" + photos + "' --signals pdq -q");
+    CHECK(r.exit_code == 3);
+    CHECK(r.err.find("known.mp4: a video, and this bank keeps no videos") != std::string::npos);
+    CHECK(hwtest::run_hashwall("stats --bank '" + photos + "' --json").out.find("\"entries\": 1") !=
+          std::string::npos);
+    // In a folder, a video is passed over in such a bank, as before video banks.
+    const auto folder = dir / "folder";
+    fs::create_directories(folder);
+    fs::copy_file(known, folder / "known.mp4");
+    fs::copy_file(samples / "bank" / "mate_LadyBird.jpg", folder / "ladybird.jpg");
+    const auto walked =
+        hwtest::run_hashwall("index '" + folder.string() + "' --bank '" + photos + "' -q --json");
+    INFO(walked.err);
+    CHECK(walked.exit_code == 0);
+    CHECK(json::parse(walked.out)["added"] == 1);
+    // A threatexchange list's vpdq lines are of a type this bank does not match: refused
+    // by name, or left out and counted with --skip-unsupported.
+    const auto te = hwtest::run_hashwall("export --bank '" + bank + "' --format threatexchange");
+    const auto list = dir / "videos.txt";
+    write_text(list, te.out + "pdq " + std::string(64, 'a') + "\n");
+    auto imp = hwtest::run_hashwall("import '" + list.string() + "' --bank '" + photos +
+                                    "' --format threatexchange");
+    CHECK(imp.exit_code == 2);
+    CHECK(imp.err.find("signal type 'vpdq' is not one this bank matches") != std::string::npos);
+    imp = hwtest::run_hashwall("import '" + list.string() + "' --bank '" + photos +
+                               "' --format threatexchange --skip-unsupported --json");
+    INFO(imp.err);
+    REQUIRE(imp.exit_code == 0);
+    const json ji = json::parse(imp.out);
+    CHECK(ji["added"] == 1);
+    CHECK(ji["skipped"]["vpdq"] == 1);
+  }
+}
+
+TEST_CASE("a known photo shown for less than the sampling interval is found with --scene",
+          "[video][match]") {
+  // One frame (0.2 s) of a known photo between two unrelated ones, at 5 frames a second:
+  // once a second the check looks at 0, 1 and 2 s and misses it at 1.2 s; a scene change
+  // takes it.
+  hwtest::TempDir dir;
+  const auto samples = hwtest::source_dir() / "samples";
+  const std::string bank = (dir / "bank.db").string();
+  REQUIRE(hwtest::run_hashwall("index '" + (samples / "bank").string() + "' --bank '" + bank +
+                               "' --signals pdq -q")
+              .exit_code == 0);
+  // Each picture fills the frame (PDQ alone: no letterbox bars to see past).
+  const auto fill = [](const cv::Mat& m) {
+    cv::Mat out;
+    cv::resize(m, out, kCanvas, 0, 0, cv::INTER_AREA);
+    return out;
+  };
+  const cv::Mat coffee = fill(read(samples / "uploads" / "unrelated--skimage_coffee.jpg"));
+  const cv::Mat storm = fill(read(samples / "uploads" / "unrelated--mate_Storm.jpg"));
+  std::vector<cv::Mat> shows(6, coffee);
+  shows.push_back(fill(read(samples / "bank" / "skimage_chelsea.jpg")));
+  for (int i = 0; i < 6; ++i) shows.push_back(storm);
+  const auto video = dir / "flash.mp4";
+  write_video(video, shows, 0.2, 5);  // one frame each: 2.6 s in all
+  const json plain = scan_one(bank, video);
+  CHECK(plain["status"] == "no-match");
+  const json scene = scan_one(bank, video, "--scene");
+  INFO(scene.dump(1));
+  REQUIRE(scene["status"] == "match");
+  const auto hits = hits_by_source(scene);
+  REQUIRE(hits.size() == 1);
+  REQUIRE(hits.count("skimage_chelsea.jpg"));
+  CHECK(seen_between(hits.at("skimage_chelsea.jpg"), 1.1, 1.3));
+  // The frames the changes brought in are counted: the two cuts, to and from the photo.
+  CHECK(scene["video"]["frames_checked"].get<int>() ==
+        plain["video"]["frames_checked"].get<int>() + 2);
 }

@@ -17,6 +17,7 @@
 #include "embed/embed_signal.hpp"
 #include "local/local_signal.hpp"
 #include "pdq/pdq_signal.hpp"
+#include "video/vpdq_signal.hpp"
 
 namespace hashwall {
 
@@ -28,6 +29,7 @@ void register_builtin_signals() {
   register_pdq_signal();
   register_local_signal();
   register_embed_signal();
+  register_vpdq_signal();
 }
 
 fs::path pdq_index_path(const fs::path& bank) { return fs::path(bank.string() + ".pdq-index"); }
@@ -248,15 +250,34 @@ AddResult Bank::add(std::span<const NewEntry> entries, const Actor& who,
             throw Error(ErrorKind::Bank, m.where,
                         where() + "'" + *e.md5 + "' is not an MD5 (32 hex characters)");
         }
-        if (!e.pdq && !sha && !md5)
+        // A video imported from its vPDQ hashes has only its record (the "vpdq" signal's).
+        // ... a record of one of the bank's signals, which add_records() stores.
+        const bool stored_record =
+            record_rows && std::any_of(e.records.begin(), e.records.end(), [&](const auto& r) {
+              return m.registered.count(r.first) > 0;
+            });
+        if (!e.pdq && !sha && !md5 && !stored_record)
           throw Error(ErrorKind::Bank, m.where,
-                      where() + "it has no PDQ hash, SHA-256 or MD5 to be found by");
+                      where() + "it has no PDQ hash, SHA-256, MD5 or signal record to be found by");
         rows.push_back({&e, std::move(sha), std::move(md5)});
       }
       // Rows inserted by earlier chunks of this transaction are visible to the look-up; a
       // duplicate within the chunk names the chunk's first copy, as it would have been
       // found had the copies come one at a time.
-      auto existing = m.store->existing_ids(rows);
+      // Rows with only a signal record (an imported vPDQ file) are not looked up: nothing
+      // the store indexes names them (`import` drops a file imported before by its frames).
+      std::vector<Store::NewRow> lookup;
+      std::vector<std::size_t> lookup_row;
+      for (std::size_t k = 0; k < rows.size(); ++k)
+        if (rows[k].entry->pdq || rows[k].sha256 || rows[k].md5) {
+          lookup.push_back(rows[k]);
+          lookup_row.push_back(k);
+        }
+      std::vector<std::optional<std::int64_t>> existing(rows.size());
+      {
+        const auto found = m.store->existing_ids(lookup);
+        for (std::size_t p = 0; p < lookup.size(); ++p) existing[lookup_row[p]] = found.at(p);
+      }
       // A row with both a SHA-256 and an MD5 (a peer's entry) duplicates an entry with
       // either: the MD5 is unique too.
       for (std::size_t k = 0; k < rows.size(); ++k)
@@ -273,9 +294,14 @@ AddResult Bank::add(std::span<const NewEntry> entries, const Actor& who,
         std::vector<std::string> keys;
         if (rows[k].sha256) keys.push_back("s" + *rows[k].sha256);
         if (rows[k].md5) keys.push_back("m" + *rows[k].md5);
-        if (keys.empty())
+        if (keys.empty() && e.pdq)
           keys.push_back("u" + std::string(origin_name(e.origin)) + '\n' +
                          std::string(hash_bytes(*e.pdq)) + e.source);
+        if (keys.empty()) {
+          std::string key = "r" + e.source;
+          for (const auto& [name, rec] : e.records) key += '\n' + name + '\n' + rec;
+          keys.push_back(std::move(key));
+        }
         const auto seen = std::find_if(keys.begin(), keys.end(), [&](const std::string& key) {
           return first_copy.count(key);
         });

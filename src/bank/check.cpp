@@ -314,6 +314,7 @@ CheckReport Bank::check() const {
   };
   std::vector<std::pair<std::int64_t, Hash256>> rows;
   std::int64_t total = 0, without_pdq = 0;  // without_pdq: file-hash entries (format 6)
+  std::set<std::int64_t> bare;              // entries without a PDQ hash, SHA-256 or MD5
   {
     ProblemList list{P};
     m.store->scan_raw_entries([&](const RawEntry& e) {
@@ -330,7 +331,8 @@ CheckReport Bank::check() const {
       // Format 6: an entry of a file-hash list has no PDQ hash, and an SHA-256 or MD5.
       if (e.pdq_type == "null") {
         ++without_pdq;
-        if (!e.sha256 && !e.md5) list.add("entry " + id + ": it has no PDQ hash, SHA-256 or MD5");
+        // ... or a video's vPDQ record alone (an imported vPDQ file): looked at below.
+        if (!e.sha256 && !e.md5) bare.insert(e.id);
       } else if (const auto h = hash_from_blob(e.pdq); h && e.pdq_type == "blob") {
         rows.emplace_back(e.id, *h);
       } else {
@@ -359,6 +361,7 @@ CheckReport Bank::check() const {
     std::map<std::string, std::string> first;
     m.store->scan_all_records([&](const std::string& name, std::int64_t id, std::string_view rec) {
       add_part(record_part(name), id, rec);
+      bare.erase(id);
       const auto reg = m.registered.find(name);
       if (reg == m.registered.end()) {
         foreign.insert(name);
@@ -377,6 +380,11 @@ CheckReport Bank::check() const {
         items[name] += sig.record_items(rec);
     });
     list.finish("damaged signal records");
+    ProblemList bare_list{P};
+    for (const auto id : bare)
+      bare_list.add("entry " + std::to_string(id) +
+                    ": it has no PDQ hash, SHA-256, MD5 or signal record");
+    bare_list.finish("entries with nothing to be found by");
     for (const auto& name : foreign)
       P.push_back("signal_rows holds records of '" + name +
                   "', which is not one of the bank's signals");

@@ -56,11 +56,9 @@ Entry entry_from_row(const std::string& where, const Result& r, int i) {
                       std::to_string(r.bytes(i, 2).size()) +
                       " bytes, not 32 (run 'hashwall check')");
     e.pdq = *h;
-  } else if (!e.sha256 && !e.md5) {
-    throw Error(ErrorKind::Bank, where,
-                "entry " + std::to_string(e.id) +
-                    " is corrupt: it has no PDQ hash, SHA-256 or MD5 (run 'hashwall check')");
   }
+  // An entry without a PDQ hash, SHA-256 or MD5 is a video imported from its vPDQ hashes
+  // (its record says so; check() names one without).
   if (!r.null(i, 3)) e.quality = static_cast<int>(r.i64(i, 3));
   e.label = r.text(i, 4);
   e.source = r.text(i, 5);

@@ -476,7 +476,8 @@ std::uintmax_t PgStore::bytes_on_disk() {
 std::vector<std::int64_t> PgStore::indexed_without(const std::string& signal) {
   const std::string table = signal == "local" ? "local_features" : "embeddings";
   const auto r =
-      q("SELECT id FROM entries e WHERE origin = 'indexed' AND NOT EXISTS (SELECT 1 "
+      q("SELECT id FROM entries e WHERE origin = 'indexed' AND pdq IS NOT NULL AND NOT "
+        "EXISTS (SELECT 1 "
         "FROM " +
         table + " s WHERE s.entry_id = e.id) ORDER BY id");
   std::vector<std::int64_t> out;

@@ -52,11 +52,9 @@ Entry entry_from_row(const Conn& c, const Stmt& s) {
                   "entry " + std::to_string(e.id) + " is corrupt: its PDQ hash is " +
                       std::to_string(s.blob(2).size()) + " bytes, not 32 (run 'hashwall check')");
     e.pdq = *h;
-  } else if (!e.sha256 && !e.md5) {
-    throw Error(ErrorKind::Bank, c.path,
-                "entry " + std::to_string(e.id) +
-                    " is corrupt: it has no PDQ hash, SHA-256 or MD5 (run 'hashwall check')");
   }
+  // An entry without a PDQ hash, SHA-256 or MD5 is a video imported from its vPDQ hashes
+  // (its record says so; check() names one without).
   if (!s.null(3)) e.quality = static_cast<int>(s.i64(3));
   e.label = s.text(4);
   e.source = s.text(5);

@@ -236,11 +236,12 @@ std::vector<std::string> SqliteStore::integrity_problems() {
 std::vector<std::int64_t> SqliteStore::indexed_without(const std::string& signal) {
   std::vector<std::int64_t> out;
   if (!signal_tables_) return out;
-  const char* sql = signal == "local"
-                        ? "SELECT id FROM entries WHERE origin = 'indexed' AND id NOT IN "
-                          "(SELECT entry_id FROM local_features) ORDER BY id"
-                        : "SELECT id FROM entries WHERE origin = 'indexed' AND id NOT IN "
-                          "(SELECT entry_id FROM embeddings) ORDER BY id";
+  const char* sql =
+      signal == "local"
+          ? "SELECT id FROM entries WHERE origin = 'indexed' AND pdq IS NOT NULL AND id "
+            "NOT IN (SELECT entry_id FROM local_features) ORDER BY id"
+          : "SELECT id FROM entries WHERE origin = 'indexed' AND pdq IS NOT NULL AND id "
+            "NOT IN (SELECT entry_id FROM embeddings) ORDER BY id";
   Stmt s(conn_, sql);
   while (s.step()) out.push_back(s.i64(0));
   return out;

@@ -270,7 +270,8 @@ class Store {
   virtual std::vector<std::string> integrity_problems() = 0;
   // "N rows of TABLE belong to no entry", for each table that has such rows.
   virtual std::vector<std::string> orphan_rows() = 0;
-  // Indexed entries (made from an image) without a row of the built-in signal `signal`
+  // Indexed entries made from an image (with a PDQ hash: not a video's) without a row of the
+  // built-in signal `signal`
   // ("local" or "embed"), in id order.
   virtual std::vector<std::int64_t> indexed_without(const std::string& signal) = 0;
 };

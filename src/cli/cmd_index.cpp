@@ -10,6 +10,7 @@
 #include "cli/signals.hpp"
 #include "core/error.hpp"
 #include "match/fingerprint.hpp"
+#include "match/video_check.hpp"
 
 namespace hashwall::cli {
 
@@ -31,6 +32,7 @@ struct IndexArgs {
   std::string signals;  // empty: the bank's, or kDefaultSignals for a new bank
   std::string model;
   std::optional<int> min_inliers;
+  std::optional<double> vpdq_query_percent, vpdq_entry_percent;  // a new bank's video rule
 };
 
 struct Item {
@@ -44,11 +46,14 @@ int run_index(const IndexArgs& a) {
   using clock = std::chrono::steady_clock;
   const auto t0 = clock::now();
   std::vector<std::string> missing;
-  const auto files = collect_files(a.paths, a.all_files, missing);
   std::error_code ec;
   std::unique_ptr<Bank> bank;
   if (fs::exists(a.bank, ec)) {
     bank = Bank::open(a.bank, OpenMode::ReadWrite, {}, read_seal_key(a.seal_key_file));
+    if (a.vpdq_query_percent || a.vpdq_entry_percent)
+      throw Error(ErrorKind::Usage, a.bank,
+                  "--vpdq-query-percent and --vpdq-entry-percent set a new bank's rule; this bank "
+                  "has its own (give them to 'query' or 'scan' to ask with others)");
     if (!a.signals.empty() && parse_signals(a.signals) != bank->config().signals) {
       std::string have;
       for (const auto& h : bank->config().signals) have += (have.empty() ? "" : ",") + h;
@@ -57,10 +62,24 @@ int run_index(const IndexArgs& a) {
           "the bank was built with --signals " + have + "; its entries all carry the same signals");
     }
   } else {
-    bank =
-        Bank::open(a.bank, OpenMode::Create, new_bank_config({}, a.signals, a.model, a.min_inliers),
-                   read_seal_key(a.seal_key_file));
+    BankConfig base;
+    const auto percent = [](double p) {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%g", p);
+      return std::string(buf);
+    };
+    if (a.vpdq_query_percent)
+      base.signal_params["vpdq"]["query_percent"] = percent(*a.vpdq_query_percent);
+    if (a.vpdq_entry_percent)
+      base.signal_params["vpdq"]["entry_percent"] = percent(*a.vpdq_entry_percent);
+    bank = Bank::open(a.bank, OpenMode::Create,
+                      new_bank_config(base, a.signals, a.model, a.min_inliers),
+                      read_seal_key(a.seal_key_file));
   }
+  // Videos (and animations) become video entries where the bank keeps them (vpdq); in
+  // folders they are walked only then (a video named on the command line is always tried).
+  const bool video_bank = bank->config().has("vpdq");
+  const auto files = collect_files(a.paths, a.all_files, missing, video_bank);
   const std::int64_t list_id = list_id_of(*bank, a.list);
   const Actor who = cli_actor();
   const SignalSetup sig = signal_setup(*bank, {}, a.model, false);
@@ -102,6 +121,35 @@ int run_index(const IndexArgs& a) {
       [&](std::size_t i) {
         Item& it = items[i];
         try {
+          const bool video_file = is_video_file(files[i]);
+          if (video_file) {
+            std::string ext = files[i].extension().string();
+            for (auto& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+            const bool animation = ext == ".gif" || ext == ".png" || ext == ".apng";
+            if (video_bank && !animation) {
+              const std::string sha = file_digests(files[i], false).sha256;
+              if (const auto had = bank->find_sha256(sha)) {
+                it.already_in_bank = true;
+                it.other_list = had->list_id != list_id;
+                return;
+              }
+              NewEntry e = video_entry(files[i], VideoLimits{}, &stop_requested());
+              e.sha256 = sha;
+              e.label = a.label;
+              e.list_id = list_id;
+              e.added_by = who.name;
+              e.source = fs::absolute(files[i]).lexically_normal().string();
+              e.origin = Origin::Indexed;
+              it.entry = std::move(e);
+              return;
+            }
+            if (!animation)
+              throw Error(ErrorKind::Usage, files[i].string(),
+                          "a video, and this bank keeps no videos (it was made without the vpdq "
+                          "signal); index videos into a bank made with it (the default)");
+            // An animation: its first frame as a photo (as before video banks: a still of it
+            // is found), and in a video bank its frames' vPDQ record too, below.
+          }
           const auto bytes = read_file_bytes(files[i], opt.max_file_bytes);
           const std::string sha = sha256_hex(bytes);
           // Re-runs (e.g. after an interrupted index) skip known files without decoding;
@@ -115,6 +163,9 @@ int run_index(const IndexArgs& a) {
           const LoadedImage img = decode_image(bytes, files[i].string(), opt, sha);
           const Fingerprint f = fingerprint(img, opt.mode, sig.fingerprint);
           NewEntry e = entry_from(f);
+          if (video_bank && video_file)
+            e.records["vpdq"] =
+                video_entry(files[i], VideoLimits{}, &stop_requested()).records.at("vpdq");
           e.label = a.label;
           e.list_id = list_id;
           e.added_by = who.name;
@@ -194,7 +245,7 @@ int run_index(const IndexArgs& a) {
 void register_index(CLI::App& app, int& exit_code) {
   auto a = std::make_shared<IndexArgs>();
   auto* cmd = app.add_subcommand("index", "Fingerprint known photos into a bank");
-  cmd->add_option("paths", a->paths, "Image files or directories")->required();
+  cmd->add_option("paths", a->paths, "Image or video files, or directories")->required();
   cmd->add_option("-b,--bank", a->bank, std::string(kBankHelp) + "; created if missing")
       ->required()
       ->envname("HASHWALL_BANK");
@@ -222,14 +273,26 @@ void register_index(CLI::App& app, int& exit_code) {
                       kDefaultSignals + ")");
   cmd->add_option("--model", a->model,
                   "Embedding model (default: the shipped models/hashwall-embed-v1.onnx)");
+  cmd->add_option("--vpdq-query-percent", a->vpdq_query_percent,
+                  "New bank: the share of a query video's distinct frames that must match a video "
+                  "entry's (vPDQ's rule; default 80)")
+      ->check(CLI::Range(0.0, 100.0));
+  cmd->add_option("--vpdq-entry-percent", a->vpdq_entry_percent,
+                  "New bank: the share of a video entry's distinct frames a query must match "
+                  "(default 0: a clip of it matches)")
+      ->check(CLI::Range(0.0, 100.0));
   cmd->add_option("--min-inliers", a->min_inliers,
                   "New bank: geometric inliers a local-feature match needs (default " +
                       std::to_string(kLocalMinInliers) + ", calibrated)")
       ->check(CLI::Range(3, 100000));
   cmd->footer(
       std::string(
-          "Fingerprint image files (directories are walked recursively) and add them to the bank,\n"
-          "creating it if needed. Files already in the bank (same SHA-256) are skipped without\n"
+          "Fingerprint image and video files (directories are walked recursively) and add them\n"
+          "to the bank, creating it if needed. A video (MP4, MOV, WebM, MKV, AVI, ..., or an\n"
+          "animated GIF/PNG) becomes a video entry: the vPDQ hashes of its frames (every frame,\n"
+          "near-identical neighbours pruned; docs/VIDEO.md), found again by 'query' and 'scan'\n"
+          "in other videos, clips of it included. Files already in the bank (same SHA-256) are "
+          "skipped without\n"
           "decoding, so an interrupted run can simply be started again. Work is committed in\n"
           "batches: Ctrl-C or a crash keeps every committed batch and nothing half-written.\n\n") +
       signals_help() + "\n\n" +

@@ -37,7 +37,9 @@ struct MatchArgs {
   bool json_out = false;
   bool near_misses = false;
   std::string draw;
-  double fps = 1;  // videos: frames checked a second
+  double fps = 1;    // videos: frames checked a second
+  double scene = 0;  // videos: also frames after a scene change (0: off)
+  std::optional<double> vpdq_query_percent, vpdq_entry_percent;  // video entries' rule
   // scan
   bool jsonl = false;
   bool csv = false;
@@ -59,6 +61,14 @@ MatchOptions match_options(const MatchArgs& a) {
   o.embed_threshold = a.embed_threshold;
   o.near_misses = a.near_misses;
   o.lists = a.lists;
+  // vPDQ's two shares, over the bank's recorded ones (a bank without videos refuses them).
+  const auto percent = [](double p) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%g", p);
+    return std::string(buf);
+  };
+  if (a.vpdq_query_percent) o.decisions["vpdq"]["query_percent"] = percent(*a.vpdq_query_percent);
+  if (a.vpdq_entry_percent) o.decisions["vpdq"]["entry_percent"] = percent(*a.vpdq_entry_percent);
   return o;
 }
 
@@ -100,6 +110,22 @@ void add_match_options(CLI::App* cmd, MatchArgs& a) {
         const double f = std::atof(v.c_str());
         return f == 0 || (f >= 0.001 && f <= 240) ? "" : "--fps is 0 (every frame) or 0.001 to 240";
       });
+  cmd->add_option("--vpdq-query-percent", a.vpdq_query_percent,
+                  "Video entries: the share of this video's distinct frames that must match one of "
+                  "the entry's (vPDQ; default: the bank's, 80)")
+      ->check(CLI::Range(0.0, 100.0));
+  cmd->add_option("--vpdq-entry-percent", a.vpdq_entry_percent,
+                  "Video entries: the share of the entry's distinct frames this video must match "
+                  "(default: the bank's, 0: a clip of a longer video matches; 50: at least half "
+                  "of it)")
+      ->check(CLI::Range(0.0, 100.0));
+  cmd->add_option("--scene", a.scene,
+                  "Videos: also check a frame whose picture changed by more than T since the last "
+                  "frame checked (0..1, the mean grey difference; 0.1 catches a cut between "
+                  "unrelated pictures), so that a scene shorter than 1/--fps is not skipped")
+      ->expected(0, 1)
+      ->default_str("0.1")
+      ->check(CLI::Range(0.0, 1.0));
 }
 
 SignalSetup setup_for(const Bank& bank, const MatchArgs& a, LoadOptions& opt) {
@@ -125,6 +151,7 @@ FileReport check_any(const std::filesystem::path& file, const LoadOptions& opt,
   if (!is_video_file(file)) return check_file(file, opt, matcher, fp);
   VideoCheckOptions vo;
   vo.seconds_per_frame = a.fps > 0 ? 1.0 / a.fps : 0;
+  vo.scene_change = a.scene;
   vo.stop = &stop_requested();
   vo.want_md5 = opt.want_md5;
   return check_video(file, matcher, fp, vo);

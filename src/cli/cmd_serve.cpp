@@ -33,6 +33,7 @@ struct ServeArgs {
   bool no_auth = false;
   bool read_only = false;
   std::uint64_t max_body = 25'000'000;
+  std::uint64_t max_video_body = 32'000'000;
   std::uint64_t max_pixels = 200'000'000;
   std::size_t max_hashes = 10'000;
   std::uint64_t max_response = 16'000'000;
@@ -182,6 +183,7 @@ int run_serve(const ServeArgs& a) {
   o.max_buffered_bytes = a.max_buffered;
   o.limits.max_processing = std::chrono::seconds(a.timeout_s);
   o.limits.max_body_bytes = a.max_body;
+  o.limits.max_video_bytes = a.max_video_body;
   o.limits.max_pixels = a.max_pixels;
   o.limits.max_hashes = a.max_hashes;
   o.limits.max_response_bytes = static_cast<std::size_t>(a.max_response);
@@ -329,6 +331,12 @@ void register_serve(CLI::App& app, int& exit_code) {
                 "Disable POST/DELETE /v1/entries; open the bank read-only");
   cmd->add_option("--max-body", a->max_body,
                   "Largest request body; larger gets 413 (suffixes: KB, MB)")
+      ->transform(CLI::AsSizeValue(true))
+      ->capture_default_str();
+  cmd->add_option("--max-video-body", a->max_video_body,
+                  "Largest video (or animated GIF/PNG) on /v1/match, checked frame by frame within "
+                  "--timeout; larger gets 413; 0: videos matched by their bytes only (suffixes: "
+                  "KB, MB)")
       ->transform(CLI::AsSizeValue(true))
       ->capture_default_str();
   cmd->add_option("--max-pixels", a->max_pixels, "Refuse images with more pixels than this (413)")

@@ -9,6 +9,21 @@
 namespace hashwall::cli {
 
 namespace {
+// "12.5 s" / "1:02:03.0": a time in a video.
+std::string format_seconds(double t) {
+  char buf[48];
+  const auto whole = static_cast<long long>(t);
+  if (t < 60)
+    std::snprintf(buf, sizeof buf, "%.1f s", t);
+  else if (t < 3600)
+    std::snprintf(buf, sizeof buf, "%lld:%04.1f", whole / 60,
+                  t - static_cast<double>(whole / 60 * 60));
+  else
+    std::snprintf(buf, sizeof buf, "%lld:%02lld:%04.1f", whole / 3600, whole / 60 % 60,
+                  t - static_cast<double>(whole / 60 * 60));
+  return buf;
+}
+
 std::string describe_hit(const MatchHit& h) {
   std::string s = "#" + std::to_string(h.entry.id);
   if (!h.entry.label.empty()) s += " [" + h.entry.label + "]";
@@ -22,8 +37,21 @@ std::string describe_hit(const MatchHit& h) {
     if (!h.entry.pdq) return s;  // a file-hash list's entry: nothing else to compare
     s += ";";
   }
-  s += "  PDQ distance " + std::to_string(h.distance()) + " (" +
-       std::string(dihedral_name(h.variant())) + ")";
+  if (const auto v = h.registered.find("vpdq"); v != h.registered.end()) {
+    // A video entry: vPDQ's shares, and where in the entry the match sits.
+    const auto& d = v->second.detail;
+    char buf[160];
+    std::snprintf(buf, sizeof buf, "  vPDQ: %.1f%% of this video's frames, %.1f%% of the entry's",
+                  d.value("query_percent", 0.0), d.value("entry_percent", 0.0));
+    s += buf;
+    const auto times = d.value("entry_times", nlohmann::json::array());
+    if (!times.empty())
+      s += " (the entry's " + format_seconds(times.front().at(0).get<double>()) + " to " +
+           format_seconds(times.back().at(1).get<double>()) + ")";
+  } else if (h.entry.pdq || !h.exact) {
+    s += "  PDQ distance " + std::to_string(h.distance()) + " (" +
+         std::string(dihedral_name(h.variant())) + ")";
+  }
   if (const auto sim = h.similarity()) {
     char buf[48];
     std::snprintf(buf, sizeof buf, ", embedding similarity %.3f", static_cast<double>(*sim));
@@ -51,21 +79,6 @@ std::string describe_hit(const MatchHit& h) {
   s += h.matched ? "  [decided by " + h.signal + "]"
                  : "  [near miss, found by " + h.signal + "; not a match]";
   return s;
-}
-
-// "12.5 s" / "1:02:03.0": a time in a video.
-std::string format_seconds(double t) {
-  char buf[48];
-  const auto whole = static_cast<long long>(t);
-  if (t < 60)
-    std::snprintf(buf, sizeof buf, "%.1f s", t);
-  else if (t < 3600)
-    std::snprintf(buf, sizeof buf, "%lld:%04.1f", whole / 60,
-                  t - static_cast<double>(whole / 60 * 60));
-  else
-    std::snprintf(buf, sizeof buf, "%lld:%02lld:%04.1f", whole / 3600, whole / 60 % 60,
-                  t - static_cast<double>(whole / 60 * 60));
-  return buf;
 }
 
 std::string describe_times(const VideoAppearance& a) {

@@ -15,7 +15,7 @@
 
 namespace hashwall::cli {
 
-inline constexpr const char* kDefaultSignals = "pdq,local,embed";
+inline constexpr const char* kDefaultSignals = "pdq,local,embed,vpdq";
 // The --signals help: the built-in signals, then one line per registered signal.
 std::string signals_help();
 

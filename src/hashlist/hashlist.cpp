@@ -219,27 +219,36 @@ LineResult parse_threatexchange_line(Field line) {
   const bool pdq = t == "pdq";
   const bool md5 = t == "video_md5" || t == "photo_md5";
   const bool sha = t == "video_sha256";
+  const bool vpdq = t == "vpdq";
   if (!rest) {
-    if (pdq || md5 || sha)
+    if (pdq || md5 || sha || vpdq)
       return refused("the signal is missing after the signal type '" + t + "'");
     if (Hash256::from_hex(type.text))
       return refused("signal type is missing: expected 'pdq <hash>'");
     return refused("expected '<signal type> <signal>', found '" + std::string(type.text) + "'");
   }
+  if (vpdq) {
+    // A JSON array (python-threatexchange writes it with json.dumps: ", " between items, so
+    // the signal runs to the end of the line).
+    const std::string_view v = rest->text;
+    if (v.size() < 2 || v.front() != '[' || v.back() != ']')
+      return refused("a vpdq signal is a JSON array of \"pdq_hex,quality,timestamp\" strings");
+    ListItem item{Hash256{}, std::nullopt, {}, 0, ListSignal::Vpdq, {}, std::string(v)};
+    return item;
+  }
   if (!pdq && !md5 && !sha) {
-    static const char* const kKnown[] = {"vpdq", "raw_text", "url", "url_md5", "trend_query"};
+    static const char* const kKnown[] = {"raw_text", "url", "url_md5", "trend_query"};
     for (const char* k : kKnown)
       if (t == k) {
         ListError e{0,
                     "signal type '" + t +
-                        "' is not one hashwall matches (it matches pdq, photo_md5, video_md5 "
-                        "and video_sha256)",
+                        "' is not one hashwall matches (it matches pdq, photo_md5, video_md5, "
+                        "video_sha256 and vpdq)",
                     t};
-        if (t == "vpdq") e.reason += "; video banks are not there yet";
         return e;
       }
     return refused("unknown signal type '" + std::string(type.text) +
-                   "' (hashwall matches pdq, photo_md5, video_md5 and video_sha256)");
+                   "' (hashwall matches pdq, photo_md5, video_md5, video_sha256 and vpdq)");
   }
   auto [hash_field, extra] = split_at_space(*rest);
   if (extra)
@@ -322,6 +331,7 @@ void write_hash_list(std::ostream& out, ListFormat format, std::span<const ListI
                   std::string("a ") + list_format_name(format) + " list cannot carry " +
                       (item.signal == ListSignal::Md5      ? "an MD5"
                        : item.signal == ListSignal::Sha256 ? "a SHA-256"
+                       : item.signal == ListSignal::Vpdq   ? "a video's vPDQ hashes"
                                                            : "a PDQ hash"));
     switch (format) {
       case ListFormat::PdqCsv: {
@@ -340,6 +350,8 @@ void write_hash_list(std::ostream& out, ListFormat format, std::span<const ListI
       case ListFormat::ThreatExchange:
         if (item.signal == ListSignal::Pdq)
           out << "pdq " << item.hash.hex() << '\n';
+        else if (item.signal == ListSignal::Vpdq)
+          out << "vpdq " << item.vpdq << '\n';
         else
           out << (item.signal == ListSignal::Md5 ? "video_md5 " : "video_sha256 ") << item.file_hash
               << '\n';

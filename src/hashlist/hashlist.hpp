@@ -27,8 +27,9 @@ enum class ListFormat { PdqCsv, ThreatExchange, Hex, Md5, Sha256 };
 std::optional<ListFormat> parse_list_format(std::string_view name);
 const char* list_format_name(ListFormat) noexcept;
 
-// What a list item is: a PDQ hash, or the MD5 or SHA-256 of a file's bytes.
-enum class ListSignal { Pdq, Md5, Sha256 };
+// What a list item is: a PDQ hash, the MD5 or SHA-256 of a file's bytes, or a video's vPDQ
+// frame hashes (threatexchange only).
+enum class ListSignal { Pdq, Md5, Sha256, Vpdq };
 
 struct ListItem {
   Hash256 hash;                // signal Pdq
@@ -37,6 +38,10 @@ struct ListItem {
   int line = 0;                // 1-based line number in the input
   ListSignal signal = ListSignal::Pdq;
   std::string file_hash{};  // signal Md5 or Sha256: 32 or 64 lowercase hex
+  // signal Vpdq: python-threatexchange's serialisation, a JSON array of
+  // "pdq_hex,quality,timestamp" strings, as the line carried it (read by parse_vpdq_json,
+  // video/vpdq_record.hpp: this parser only checks it is a JSON array's text).
+  std::string vpdq{};
 };
 
 struct ListError {
@@ -55,12 +60,12 @@ struct ParsedList {
 // Tolerates a UTF-8 BOM, CRLF line ends, blank lines, and leading/trailing spaces.
 // Lines starting with '#' are comments. Upper-case hex is accepted (and lowercased).
 // threatexchange lines are `<type> <signal>`: pdq; photo_md5, video_md5 (MD5 of the
-// file); video_sha256. Other types python-threatexchange writes are refused as
-// unsupported_type.
+// file); video_sha256; vpdq (the rest of the line). Other types python-threatexchange
+// writes are refused as unsupported_type.
 ParsedList parse_hash_list(std::string_view text, ListFormat format);
 
 // Whether a format can carry an item of this signal (pdq-csv and hex: PDQ only; md5 and
-// sha256: their own; threatexchange: all three).
+// sha256: their own; threatexchange: all four).
 bool format_carries(ListFormat, ListSignal) noexcept;
 
 // Items the format cannot carry (format_carries) are refused with Error{Usage}.

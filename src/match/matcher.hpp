@@ -148,6 +148,8 @@ class Matcher {
   // as one image (a video, whose frames are matched apart).
   MatchResult match_file(const std::string& sha256, const std::string& md5) const;
   const MatchOptions& options() const { return options_; }
+  // Whether the bank has this signal and the options let it decide.
+  bool uses(std::string_view signal) const { return use(signal); }
 
  private:
   // The exact hits (same bytes): by SHA-256, then by MD5 (format 6's file-hash lists).

@@ -41,6 +41,7 @@ struct FileReport {
   std::optional<Fingerprint> fp;  // absent on error
   MatchResult result;
   std::string error;                  // non-empty when the file could not be checked
+  std::optional<Error> failure;       // that error as thrown (kind, reason), when one was
   std::optional<VideoSummary> video;  // a video or an animated image
   // Matched by its bytes alone (SHA-256 or MD5: an entry of a file-hash list, or a file
   // indexed before), with nothing decoded: a video, or a file the image loader refuses

@@ -10,8 +10,11 @@
 #include <span>
 
 #include "core/error.hpp"
+#include "hash/pdq.hpp"
 #include "image/load.hpp"
 #include "image/probe.hpp"
+#include "video/vpdq.hpp"
+#include "video/vpdq_record.hpp"
 
 namespace hashwall {
 
@@ -103,6 +106,52 @@ bool is_video_file(const fs::path& path) {
   }
 }
 
+NewEntry video_entry(const fs::path& file, const VideoLimits& limits,
+                     const std::atomic<bool>* stop) {
+  VideoReadOptions ro;
+  ro.limits = limits;
+  ro.stop = stop;
+  VideoInfo info;
+  const auto frames = vpdq_hash_video(file, ro, &info);
+  VpdqVideo v;
+  v.frames = prune_vpdq(frames, kVpdqPruneDistance);
+  if (v.frames.size() > kMaxVpdqRecordFrames)
+    throw Error(ErrorKind::TooLarge, file.string(),
+                std::to_string(v.frames.size()) + " distinct frames, more than the " +
+                    std::to_string(kMaxVpdqRecordFrames) + " a video entry holds");
+  const double last = frames.empty() ? 0 : frames.back().timestamp;
+  v.duration_s = std::max(info.duration_s, last + (info.frame_rate > 0 ? 1 / info.frame_rate : 0));
+  NewEntry e;
+  e.records["vpdq"] = encode_vpdq_record(v);
+  return e;
+}
+
+bool is_video_bytes(std::span<const std::uint8_t> b) {
+  const auto at = [&](std::size_t off, std::string_view sig) {
+    return b.size() >= off + sig.size() &&
+           std::equal(sig.begin(), sig.end(), b.begin() + static_cast<std::ptrdiff_t>(off),
+                      [](char c, std::uint8_t x) { return static_cast<std::uint8_t>(c) == x; });
+  };
+  if (at(4, "ftyp")) {
+    // HEIF/AVIF still images share the box structure; their major brand says so.
+    static const char* const kImageBrands[] = {"heic", "heix", "heim", "heis", "hevc",
+                                               "hevx", "mif1", "msf1", "avif", "avis"};
+    for (const char* brand : kImageBrands)
+      if (at(8, brand)) return false;
+    return true;
+  }
+  if (at(4, "moov") || at(4, "mdat") || at(4, "wide") || at(4, "free")) return true;  // QuickTime
+  if (at(0, "\x1A\x45\xDF\xA3")) return true;                                         // Matroska
+  if (at(0, "RIFF") && at(8, "AVI ")) return true;
+  if (at(0, "FLV\x01") || at(0, "OggS")) return true;
+  if (at(0, "\x30\x26\xB2\x75\x8E\x66\xCF\x11")) return true;       // ASF (WMV)
+  if (at(0, std::string_view("\x00\x00\x01\xBA", 4))) return true;  // MPEG program stream
+  if (b.size() >= 377 && b[0] == 0x47 && b[188] == 0x47 && b[376] == 0x47) return true;  // TS
+  const ImageProbe head = probe_image(b.first(std::min<std::size_t>(b.size(), 4096)));
+  if (head.format == ImageFormat::Gif) return gif_images(b, 2) >= 2;
+  return head.animated;
+}
+
 FileReport check_video(const fs::path& file, const Matcher& matcher, const FingerprintOptions& fpo,
                        const VideoCheckOptions& vo) {
   FileReport r;
@@ -131,9 +180,15 @@ FileReport check_video(const fs::path& file, const Matcher& matcher, const Finge
     std::optional<MatchResult> params;  // the thresholds in use, from the first frame
     std::int64_t low_quality = 0;
 
+    // Against the bank's videos (vpdq entries): the sampled frames' vPDQ hashes, as Meta's
+    // vPDQ hashes a frame (at its own size), matched as one query after the last frame.
+    const bool video_entries = matcher.uses("vpdq");
+    std::vector<VpdqFrame> vframes;
+
     VideoReadOptions ro;
     ro.by_time = true;
     ro.seconds_per_frame = vo.seconds_per_frame;
+    ro.scene_change = vo.scene_change;
     ro.limits = vo.limits;
     ro.stop = vo.stop;
     VideoInfo info;
@@ -163,6 +218,10 @@ FileReport check_video(const fs::path& file, const Matcher& matcher, const Finge
       Fingerprint fp = fingerprint(img, DecodeMode::Fast, fpo);
       MatchResult m = matcher.match(fp);
       if (!first_fp) first_fp = fp;
+      if (video_entries) {
+        const PdqResult h = pdq_hash_rgb24(f.rgb, f.height, f.width, f.stride);
+        vframes.push_back({f.number, h.quality, h.hash, f.timestamp});
+      }
       if (m.verdict == Verdict::LowQuality) ++low_quality;
       const bool matched = m.verdict == Verdict::Match;
       if (!params) params = m;
@@ -198,14 +257,68 @@ FileReport check_video(const fs::path& file, const Matcher& matcher, const Finge
         s.last_sample = sample;
       }
     };
+    std::optional<Error> failure;
     try {
       info = read_video(file, ro, on_frame);
     } catch (const Error& e) {
-      // Known photos already seen are reported whatever comes after them.
-      if (seen.empty() || e.kind() == ErrorKind::Interrupted) throw;
+      // Known photos already seen are reported whatever comes after them; so are known
+      // videos, when the frames read before the failure match one.
+      if (e.kind() == ErrorKind::Interrupted || (seen.empty() && vframes.empty())) throw;
       v.incomplete = e.what();
+      failure = e;
       info.frames = v.frames_checked;
     }
+    if (!vframes.empty()) {
+      VpdqVideo query;
+      const double end = vframes.back().timestamp + vo.seconds_per_frame;
+      query.duration_s = info.duration_s > 0 && v.incomplete.empty()
+                             ? std::max(info.duration_s, vframes.back().timestamp)
+                             : end;
+      // Not pruned: the query's share counts its unique frames, as vPDQ's rule does.
+      query.frames = std::move(vframes);
+      Fingerprint vf;
+      vf.registered["pdq"] = {};  // no photo hash: only the frames are asked about
+      vf.registered["vpdq"].forms.push_back(encode_vpdq_record(query));
+      MatchResult vm = matcher.match(vf);
+      if (!params) params = vm;
+      for (MatchHit& h : vm.hits) {
+        if (!h.matched || h.allow) continue;
+        const auto ev = h.registered.find("vpdq");
+        if (ev == h.registered.end()) continue;
+        std::vector<std::pair<double, double>> times;
+        for (const auto& span : ev->second.detail.value("query_times", nlohmann::json::array()))
+          times.emplace_back(span.at(0).get<double>(), span.at(1).get<double>());
+        const auto matched = ev->second.detail.value("query_matched", std::int64_t{0});
+        const auto it = seen.find(h.entry.id);
+        if (it == seen.end()) {
+          Seen& s = seen[h.entry.id];
+          s.times = std::move(times);
+          s.frames = matched;
+          s.best_time = s.times.empty() ? 0 : s.times.front().first;
+          s.best = std::move(h);
+          continue;
+        }
+        // An animation indexed with its first frame's PDQ hash and its frames' vPDQ: one
+        // hit, with both signals' evidence and the union of their times.
+        Seen& s = it->second;
+        s.best.registered["vpdq"] = ev->second;
+        if (std::find(s.best.signals_matched.begin(), s.best.signals_matched.end(), "vpdq") ==
+            s.best.signals_matched.end())
+          s.best.signals_matched.emplace_back("vpdq");
+        s.best.score = joint_score(s.best);
+        s.frames = std::max(s.frames, matched);
+        s.times.insert(s.times.end(), times.begin(), times.end());
+        std::sort(s.times.begin(), s.times.end());
+        std::vector<std::pair<double, double>> joined;
+        for (const auto& t : s.times)
+          if (!joined.empty() && t.first <= joined.back().second)
+            joined.back().second = std::max(joined.back().second, t.second);
+          else
+            joined.push_back(t);
+        s.times = std::move(joined);
+      }
+    }
+    if (seen.empty() && failure) throw *failure;
     if (info.width > 0) {
       v.width = info.width;
       v.height = info.height;
@@ -241,6 +354,7 @@ FileReport check_video(const fs::path& file, const Matcher& matcher, const Finge
     r.video = std::move(v);
   } catch (const Error& e) {
     r.error = e.what();
+    r.failure = e;
   } catch (const std::exception& e) {
     r.error = r.file + ": " + e.what();
   }

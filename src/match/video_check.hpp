@@ -7,6 +7,7 @@
 #include <atomic>
 #include <filesystem>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,9 @@ struct VideoCheckOptions {
   // One frame every this many seconds (frames n with n a multiple of int(s * frame rate),
   // at least every frame); 1 by default, as the issue asks for matching.
   double seconds_per_frame = 1.0;
+  // Also a frame whose picture changed this much since the last one checked
+  // (VideoReadOptions::scene_change); 0: off.
+  double scene_change = 0;
   VideoLimits limits;
   // Frames checked at most: a bound on the matching work (the longest video VideoLimits
   // lets through, 4 h, at one a second).
@@ -35,8 +39,21 @@ struct VideoCheckOptions {
 // their block structure, no decoding). Animated WebP stays with the image loader, which
 // refuses it (FFmpeg 5.1 cannot decode it either).
 bool is_video_file(const std::filesystem::path& path);
+// Whether these bytes (a file's start, or all of it) are a video by their container's
+// signature: MP4/MOV/3GP (an ISO "ftyp" box whose brand is not an image's: HEIF and AVIF
+// are images), Matroska/WebM, AVI, FLV, MPEG-TS and -PS, Ogg, ASF/WMV; or a GIF or PNG
+// holding an animation. For uploads, which have no trustworthy name.
+bool is_video_bytes(std::span<const std::uint8_t> bytes);
 // The extensions is_video_file knows (lower case, with the dot), for directory walks.
 const std::vector<std::string>& video_extensions();
+
+// A video as a bank entry (a video bank, issue #18): its vPDQ record, every frame hashed at
+// its own size as Meta's vpdq-hash-video does by default, pruned of near-identical
+// neighbours (kVpdqPruneDistance), under the "vpdq" signal; the caller adds the file's
+// digests, label and list. Throws Error as read_video does, and Error{TooLarge} for more
+// distinct frames than a record holds.
+NewEntry video_entry(const std::filesystem::path& file, const VideoLimits& limits,
+                     const std::atomic<bool>* stop);
 
 // Checks a video: FileReport::video is set; `result` holds each matching entry once,
 // with its best frame's evidence (highest score first); `fp` is the best frame's

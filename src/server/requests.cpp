@@ -24,6 +24,7 @@ json HttpServer::Impl::settings() const {
   s["max_connections"] = opt.max_connections;
   s["max_connections_per_ip"] = opt.max_connections_per_ip;
   s["max_body_bytes"] = opt.limits.max_body_bytes;
+  s["max_video_bytes"] = opt.limits.max_video_bytes;
   s["max_buffered_bytes"] = opt.max_buffered_bytes;
   s["max_pixels"] = opt.limits.max_pixels;
   s["max_hashes"] = opt.limits.max_hashes;
@@ -392,14 +393,18 @@ MHD_Result HttpServer::Impl::on_headers(MHD_Connection* mc, Request& rq, const c
                         "compressed request bodies are not accepted "
                         "(Content-Encoding: " +
                             escape_control(enc.substr(0, 40)) + "); send the bytes as they are"));
-  const std::string too_large = "request body too large (limit " +
-                                std::to_string(opt.limits.max_body_bytes) +
-                                " bytes; see --max-body)";
+  // /v1/match takes videos too, up to their own limit.
+  const std::uint64_t body_limit =
+      rq.endpoint == Endpoint::Match ? opt.limits.max_match_body() : opt.limits.max_body_bytes;
+  rq.body_limit = body_limit;
+  const std::string too_large = "request body too large (limit " + std::to_string(body_limit) +
+                                " bytes; see --max-body" +
+                                (rq.endpoint == Endpoint::Match ? ", --max-video-body)" : ")");
   std::optional<std::uint64_t> length;
   if (!rq.content_length.empty()) {
     length = parse_length(rq.content_length);
     if (!length) return refuse(rq, error_reply(400, "malformed Content-Length"));
-    if (*length > opt.limits.max_body_bytes) return refuse(rq, error_reply(413, too_large));
+    if (*length > body_limit) return refuse(rq, error_reply(413, too_large));
   }
   if (auto r = authorize(rq, route->write)) return refuse(rq, *r);
   // The body's share of the memory every upload shares, taken before it is read (a
@@ -431,7 +436,7 @@ bool HttpServer::Impl::reserve(Request& rq, std::uint64_t n) {
 // the memory budget is spent; a response cannot be queued while a body is arriving).
 bool HttpServer::Impl::on_body(Request& rq, const char* data, std::size_t n) {
   rq.received += n;
-  if (rq.received > opt.limits.max_body_bytes) {
+  if (rq.received > (rq.body_limit ? rq.body_limit : opt.limits.max_body_bytes)) {
     metrics.record_closed_body_too_large();
     return false;
   }

@@ -36,10 +36,11 @@ HttpServer::Impl::Impl(Bank& b, ServerOptions o)
       started(Clock::now()) {
   if (opt.threads <= 0)
     opt.threads = static_cast<int>(std::max(8u, 2 * std::thread::hardware_concurrency()));
-  if (opt.max_buffered_bytes == 0) opt.max_buffered_bytes = 4 * opt.limits.max_body_bytes;
-  budget = std::make_unique<Budget>(
-      opt.max_buffered_bytes,
-      std::max<std::uint64_t>(opt.limits.max_body_bytes, opt.max_buffered_bytes / 4));
+  // The largest body (a video on /v1/match, or any body) fits one client's share.
+  const std::uint64_t largest = opt.limits.max_match_body();
+  if (opt.max_buffered_bytes == 0) opt.max_buffered_bytes = 4 * largest;
+  budget = std::make_unique<Budget>(opt.max_buffered_bytes,
+                                    std::max<std::uint64_t>(largest, opt.max_buffered_bytes / 4));
   tokens = std::make_shared<const TokenSet>(opt.tokens);
   no_auth_mode = opt.writable && opt.tokens.empty();
 }

@@ -1,8 +1,13 @@
 #include "server/service.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
 #include <chrono>
+#include <filesystem>
+#include <thread>
 
 #include "core/error.hpp"
 #include "exchange/feed.hpp"
@@ -11,6 +16,7 @@
 #include "match/fingerprint.hpp"
 #include "match/matcher.hpp"
 #include "match/report.hpp"  // report_json/hit_json: one JSON shape for CLI and service
+#include "match/video_check.hpp"
 
 namespace hashwall::server {
 
@@ -245,6 +251,20 @@ Reply Service::match_image(std::span<const std::uint8_t> bytes, const std::strin
   if (bytes.empty())
     return error_reply(400,
                        "empty body: send the image bytes (raw body or multipart field 'image')");
+  const bool video = is_video_bytes(bytes);
+  const std::string video_too_large = "video too large (" + std::to_string(bytes.size()) +
+                                      " bytes; limit " + std::to_string(limits_.max_video_bytes) +
+                                      " bytes, see --max-video-body)";
+  if (limits_.max_video_bytes > 0 && video) {
+    if (bytes.size() <= limits_.max_video_bytes) return match_video(bytes, name, mo, role);
+    // Past the video limit: within --max-body it is still looked up by its bytes (a
+    // file-hash list's entry), as the image path below does for what it cannot decode.
+    if (bytes.size() > limits_.max_body_bytes) return error_reply(413, video_too_large);
+  }
+  // Not a video: an image, held to its own limit whatever /v1/match accepts for videos.
+  if (bytes.size() > limits_.max_body_bytes)
+    return error_reply(413, "image too large (" + std::to_string(bytes.size()) + " bytes; limit " +
+                                std::to_string(limits_.max_body_bytes) + " bytes, see --max-body)");
   const auto t0 = std::chrono::steady_clock::now();
   const Deadline deadline(limits_.max_processing);
   FileReport rep;
@@ -271,7 +291,11 @@ Reply Service::match_image(std::span<const std::uint8_t> bytes, const std::strin
     } catch (const Error& again) {
       return reply_for(again, limits_.retry_after_seconds);
     }
-    if (!rep.known_file) return reply_for(e, limits_.retry_after_seconds);
+    if (!rep.known_file) {
+      // A video over its limit, not known by its bytes: say which limit, not "not an image".
+      if (video && limits_.max_video_bytes > 0) return error_reply(413, video_too_large);
+      return reply_for(e, limits_.retry_after_seconds);
+    }
   }
   metrics_.record_verdict(rep.result.verdict == Verdict::Match);
   if (!rep.known_file) watch_flood(rep.result, rep.fp->pdq.hashes[0]);
@@ -285,6 +309,117 @@ Reply Service::match_image(std::span<const std::uint8_t> bytes, const std::strin
   }
   r.body["width"] = rep.fp->width;
   r.body["height"] = rep.fp->height;
+  r.body["bytes"] = bytes.size();
+  r.body["dihedral"] = mo.dihedral;
+  r.body["elapsed_ms"] =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  return r;
+}
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// An upload written to a private file (mode 0600, in TMPDIR) for FFmpeg, which reads files
+// (video.cpp opens files only); removed when this goes.
+class TempUpload {
+ public:
+  explicit TempUpload(std::span<const std::uint8_t> bytes) {
+    std::string tmpl = (fs::temp_directory_path() / "hashwall-upload-XXXXXX").string();
+    const int fd = ::mkstemp(tmpl.data());
+    if (fd < 0) throw Error(ErrorKind::Io, "", "cannot make a temporary file for the video");
+    std::size_t done = 0;
+    while (done < bytes.size()) {
+      const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        ::close(fd);
+        ::unlink(tmpl.c_str());
+        throw Error(ErrorKind::Io, "", "cannot write the video to a temporary file (disk full?)");
+      }
+      done += static_cast<std::size_t>(n);
+    }
+    ::close(fd);
+    path_ = tmpl;
+  }
+  ~TempUpload() {
+    std::error_code ec;
+    fs::remove(path_, ec);
+  }
+  TempUpload(const TempUpload&) = delete;
+  TempUpload& operator=(const TempUpload&) = delete;
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+};
+
+}  // namespace
+
+Reply Service::match_video(std::span<const std::uint8_t> bytes, const std::string& name,
+                           const MatchOptions& mo, Role role) const {
+  const auto t0 = std::chrono::steady_clock::now();
+  // A video holds a worker for up to --timeout: at most half the cores' worth at once, so
+  // that a client sending videos cannot starve the photo queries (503, retry later).
+  const unsigned cores = std::max(2u, std::thread::hardware_concurrency());
+  if (video_checks_.fetch_add(1) >= static_cast<int>(cores / 2)) {
+    video_checks_.fetch_sub(1);
+    Reply r = error_reply(503, "server busy: too many videos being checked; retry later");
+    r.headers.emplace_back("Retry-After", std::to_string(limits_.retry_after_seconds));
+    return r;
+  }
+  struct Release {
+    std::atomic<int>& n;
+    ~Release() { n.fetch_sub(1); }
+  } release{video_checks_};
+  FileReport rep;
+  try {
+    const TempUpload file(bytes);
+    VideoCheckOptions vo;  // one frame a second, as `query`
+    vo.limits.max_bytes = limits_.max_video_bytes;
+    // The whole check (decoding and matching its frames) within the request's time.
+    if (limits_.max_processing.count() > 0)
+      vo.limits.max_decode_s = std::chrono::duration<double>(limits_.max_processing).count();
+    vo.want_md5 = bank_.has_md5_entries();
+    rep = check_video(file.path(), Matcher(bank_, mo), signals_.query, vo);
+  } catch (const Error& e) {
+    return reply_for(e, limits_.retry_after_seconds);
+  }
+  rep.file = name;
+  if (!rep.error.empty()) {
+    // Said without the temporary file's name. Out of time is the server's limit (503, as
+    // any request past --timeout), not the video's fault.
+    if (!rep.failure) return error_reply(500, "internal error: " + without_paths(rep.error));
+    const Error& e = *rep.failure;
+    // Out of time: the video is too long to check within this server's --timeout (413: a
+    // retry would fail the same way).
+    if (e.kind() == ErrorKind::TooLarge && e.reason().starts_with("decoding took more than"))
+      metrics_.record_rejected_timeout();
+    return reply_for(
+        Error(e.kind(), "",
+              "video: " + e.reason() +
+                  (e.reason().starts_with("decoding took more than") ? " (serve --timeout)" : "")),
+        limits_.retry_after_seconds);
+  }
+  metrics_.record_verdict(rep.result.verdict == Verdict::Match);
+  Reply r;
+  r.body = report_json(rep);
+  r.body.erase("error");
+  if (r.body.contains("video") && r.body["video"].contains("incomplete") &&
+      r.body["video"]["incomplete"].is_string()) {
+    const std::string inc = r.body["video"]["incomplete"];
+    const auto at = inc.find(": ");
+    r.body["video"]["incomplete"] = at == std::string::npos ? inc : inc.substr(at + 2);
+  }
+  if (role < Role::Read) {
+    json hits = json::array();
+    for (const auto& h : rep.result.hits) hits.push_back(visible_hit(h, role));
+    r.body["matches"] = std::move(hits);
+  }
+  if (rep.video) {
+    r.body["width"] = rep.video->width;
+    r.body["height"] = rep.video->height;
+  }
   r.body["bytes"] = bytes.size();
   r.body["dihedral"] = mo.dihedral;
   r.body["elapsed_ms"] =

@@ -50,6 +50,14 @@ std::string without_paths(std::string_view text);
 struct ServiceLimits {
   std::uint64_t max_pixels = 200'000'000;  // as the CLI's --max-pixels
   std::uint64_t max_body_bytes = 25'000'000;
+  // Videos and animated GIF/PNG on /v1/match (told apart by their bytes, is_video_bytes),
+  // checked frame by frame as `query` checks them (match/video_check.hpp) within
+  // max_processing, up to this many bytes: their own limit, so that /v1/match takes a body
+  // of the larger of the two and an image is still held to max_body_bytes. 0: no videos
+  // (one is then matched by its bytes only). `serve --max-video-body`.
+  std::uint64_t max_video_bytes = 32'000'000;
+  // The largest body /v1/match accepts (the other endpoints: max_body_bytes).
+  std::uint64_t max_match_body() const { return std::max(max_body_bytes, max_video_bytes); }
   std::size_t max_hashes = 10'000;  // hashes in one /v1/match/hash or /v1/entries body
   int retry_after_seconds = 1;      // sent with 503
   // Work on one request (decode, fingerprint, search) past this gets 503 at the next
@@ -97,6 +105,8 @@ class Service {
   // POST /v1/match: one image's bytes. Parameters: threshold, min_quality, top, dihedral.
   // What the answer shows of each entry depends on the caller's role (auth.hpp): below
   // read, only the entry id and the signal that decided.
+  // A video (is_video_bytes) is checked frame by frame and against the bank's videos; its
+  // answer has "video" with the times each entry shows.
   Reply match_image(std::span<const std::uint8_t> bytes, const std::string& name,
                     const Params& params, Role role = Role::Match) const;
   // POST /v1/match/hash
@@ -148,8 +158,12 @@ class Service {
   mutable std::mutex write_mu_;  // one API write at a time (SQLite takes one writer anyway)
   std::unique_ptr<FloodGuard> flood_;
   mutable std::atomic<std::int64_t> flood_quarantined_{0};
+  mutable std::atomic<int> video_checks_{0};  // match_video calls running
   // Counts a decided query for the flood guard, and quarantines what it reports.
   void watch_flood(const MatchResult& m, const Hash256& query) const;
+  // match_image's video path.
+  Reply match_video(std::span<const std::uint8_t> bytes, const std::string& name,
+                    const MatchOptions& mo, Role role) const;
   // An error message when a list the options name is not in the bank.
   std::optional<std::string> known_lists(const MatchOptions& o) const;
   // The id of the list a write goes to; nullopt (and `err` set) when it is not there.

@@ -171,8 +171,9 @@ struct Request {
   bool malformed = false;  // the multipart body could not be parsed
   std::string raw;
   std::vector<Part> parts;
-  std::uint64_t received = 0;  // body bytes, as sent
-  std::uint64_t reserved = 0;  // of the shared memory budget (Impl::budget), for `addr`
+  std::uint64_t received = 0;    // body bytes, as sent
+  std::uint64_t body_limit = 0;  // the most body bytes this endpoint takes (set with the headers)
+  std::uint64_t reserved = 0;    // of the shared memory budget (Impl::budget), for `addr`
   Budget* budget = nullptr;
   bool submitted = false;       // handed to a worker; the connection is suspended
   std::optional<Answer> ready;  // the worker's answer, queued when the connection resumes

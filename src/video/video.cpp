@@ -198,6 +198,31 @@ VideoInfo read_video(const fs::path& path, const VideoReadOptions& o,
   std::unique_ptr<SwsContext, SwsFree> sws;
   std::vector<std::uint8_t> rgb;
   double next_time = 0;  // by_time: the next sampling time
+  // scene_change: a grey thumbnail of each decoded frame, and of the last frame taken.
+  constexpr int kThumbW = 64, kThumbH = 36;
+  const bool scenes = o.by_time && o.scene_change > 0;
+  SwsContext* thumb_raw = nullptr;
+  std::unique_ptr<SwsContext, SwsFree> thumb_sws;
+  std::vector<std::uint8_t> thumb(kThumbW * kThumbH), taken_thumb;
+  const auto make_thumb = [&](const AVFrame& f, std::int64_t n) {
+    thumb_raw = sws_getCachedContext(thumb_raw, f.width, f.height,
+                                     static_cast<AVPixelFormat>(f.format), kThumbW, kThumbH,
+                                     AV_PIX_FMT_GRAY8, SWS_AREA, nullptr, nullptr, nullptr);
+    thumb_sws.release();
+    thumb_sws.reset(thumb_raw);
+    std::uint8_t* dst[4] = {thumb.data(), nullptr, nullptr, nullptr};
+    const int dst_stride[4] = {kThumbW, 0, 0, 0};
+    if (!thumb_raw ||
+        sws_scale(thumb_raw, f.data, f.linesize, 0, f.height, dst, dst_stride) != kThumbH)
+      throw Error(ErrorKind::Corrupt, where, "cannot convert frame " + std::to_string(n));
+  };
+  const auto changed = [&] {
+    if (taken_thumb.empty()) return true;
+    std::uint64_t sum = 0;
+    for (std::size_t i = 0; i < thumb.size(); ++i)
+      sum += static_cast<std::uint64_t>(std::abs(int{thumb[i]} - int{taken_thumb[i]}));
+    return static_cast<double>(sum) / (255.0 * static_cast<double>(thumb.size())) > o.scene_change;
+  };
 
   const auto take_frames = [&] {
     for (;;) {
@@ -230,11 +255,17 @@ VideoInfo read_video(const fs::path& path, const VideoReadOptions& o,
             "frames past " + std::to_string(static_cast<long long>(lim.max_duration_s)) + " s");
       if (o.by_time) {
         // The first frame at or after each sampling time (a picture held for seconds in one
-        // frame of a variable-rate file or a GIF is still taken).
+        // frame of a variable-rate file or a GIF is still taken), and with scene_change a
+        // frame whose picture changed since the last one taken.
+        if (scenes) make_thumb(*frame, n);
         if (o.seconds_per_frame > 0) {
-          if (t < next_time) continue;
-          next_time = (std::floor(t / o.seconds_per_frame) + 1) * o.seconds_per_frame;
+          if (t < next_time) {
+            if (!scenes || !changed()) continue;
+          } else {
+            next_time = (std::floor(t / o.seconds_per_frame) + 1) * o.seconds_per_frame;
+          }
         }
+        if (scenes) taken_thumb = thumb;
       } else if (n % every != 0) {
         continue;
       }

@@ -36,6 +36,11 @@ struct VideoReadOptions {
   // after each multiple of seconds_per_frame, timestamped from the stream (what matching
   // wants for variable-rate video and GIFs; vPDQ keeps frame numbers).
   bool by_time = false;
+  // With by_time: also a frame whose picture changed from the last frame taken by more
+  // than this (the mean absolute difference of 64x36 grey thumbnails, 0..1: a cut between
+  // two unrelated pictures is 0.15 to 0.4), so that a scene shorter than the sampling
+  // interval is not skipped. 0: off.
+  double scene_change = 0;
   // Frames scaled to this size (SWS_AREA, as vPDQ's downsampling) when both are > 0.
   int width = 0, height = 0;
   VideoLimits limits;
