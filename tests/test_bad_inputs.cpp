@@ -211,13 +211,16 @@ TEST_CASE("indexing the bad corpus adds the valid images and names every refused
   INFO(r.err);
   REQUIRE(r.exit_code == 3);  // finished, some files skipped
   const json j = json::parse(r.out);
-  CHECK(j["unreadable"].get<std::size_t>() == refused_images().size());
+  // animated.webp, which the image loader refuses, is a video: a new bank keeps videos
+  // (vpdq), so it is indexed as one (its frames' vPDQ hashes, read through libwebp).
+  CHECK(j["unreadable"].get<std::size_t>() == refused_images().size() - 1);
   // Every image file but the refused ones; jpeg-named.txt is not an image extension.
-  CHECK(j["added"].get<std::size_t>() == accepted_images().size());
+  CHECK(j["added"].get<std::size_t>() == accepted_images().size() + 1);
   std::string errors;
   for (const auto& e : j["errors"]) errors += e.get<std::string>() + "\n";
   for (const auto& [name, reason] : refused_images())
-    CHECK_THAT(errors, Catch::Contains((bad_dir() / name).string() + ": " + reason + "\n"));
+    if (name != "animated.webp")
+      CHECK_THAT(errors, Catch::Contains((bad_dir() / name).string() + ": " + reason + "\n"));
   CHECK(hwtest::run_hashwall("check --bank " + q(bank)).exit_code == 0);
   CHECK(max_child_rss_kib() < kMaxRssKiB);
 }

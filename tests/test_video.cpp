@@ -343,3 +343,31 @@ TEST_CASE("hash --vpdq prints Meta's lines and refuses what it cannot do", "[vid
   CHECK(r.exit_code == 2);
   CHECK(r.err.find("absent.mp4") != std::string::npos);
 }
+
+TEST_CASE("frames of widths whose rows swscale writes past are hashed inside their buffer",
+          "[video]") {
+  // A 202-px-wide frame is 606 bytes a row: swscale's vector writes ran past the last row
+  // of an unpadded buffer and corrupted the heap (found by valgrind on a portrait video
+  // scaled to 202x360; the process then aborted in malloc). ASan does not see inside
+  // libswscale, so this case holds the sizes and their hashes; `valgrind hashwall_tests`
+  // on it is the check of the writes. The hashes of a padded buffer are the pixels'.
+  hwtest::TempDir dir;
+  for (const cv::Size size : {cv::Size(202, 360), cv::Size(94, 66), cv::Size(330, 186)}) {
+    const auto video = dir / ("w" + std::to_string(size.width) + ".avi");
+    const auto shown = write_slideshow(video, 5, 2, size);
+    hashwall::VideoReadOptions o;
+    // Rows padded to 64 bytes, and the buffer past the last row: what swscale writes into.
+    hashwall::read_video(video, o, [&](const hashwall::VideoFrame& f) {
+      CHECK(f.stride % 64 == 0);
+      CHECK(f.stride >= 3 * static_cast<std::size_t>(f.width));
+    });
+    std::vector<hashwall::VpdqFrame> frames;
+    REQUIRE_NOTHROW(frames = hashwall::vpdq_hash_video(video, o));
+    REQUIRE(frames.size() == 2 * shown.size());
+    // Each frame's hash is near the hash of the picture written (MJPEG moves a few bits).
+    cv::Mat rgb;
+    cv::cvtColor(shown[0], rgb, cv::COLOR_BGR2RGB);
+    const auto want = hashwall::pdq_hash_rgb24(rgb.data, rgb.rows, rgb.cols, rgb.step);
+    CHECK(hashwall::hamming(frames[0].hash, want.hash) <= 16);
+  }
+}

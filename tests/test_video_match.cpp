@@ -1,5 +1,8 @@
 // Known photos inside videos and animated GIFs (src/match/video_check.cpp): found with the
 // right entry and the right times, and unrelated videos never match.
+#include <webp/encode.h>
+#include <webp/mux.h>
+
 extern "C" {
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
@@ -19,6 +22,8 @@ extern "C" {
 #include "match/matcher.hpp"
 #include "match/video_check.hpp"
 #include "support.hpp"
+#include "video/video.hpp"
+#include "video/vpdq.hpp"
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
@@ -665,7 +670,7 @@ TEST_CASE("a known photo shown for less than the sampling interval is found with
   write_video(video, shows, 0.2, 5);  // one frame each: 2.6 s in all
   const json plain = scan_one(bank, video);
   CHECK(plain["status"] == "no-match");
-  const json scene = scan_one(bank, video, "--scene");
+  const json scene = scan_one(bank, video, "--scene 0.1");
   INFO(scene.dump(1));
   REQUIRE(scene["status"] == "match");
   const auto hits = hits_by_source(scene);
@@ -675,4 +680,154 @@ TEST_CASE("a known photo shown for less than the sampling interval is found with
   // The frames the changes brought in are counted: the two cuts, to and from the photo.
   CHECK(scene["video"]["frames_checked"].get<int>() ==
         plain["video"]["frames_checked"].get<int>() + 2);
+}
+
+namespace {
+
+// An animated WebP (libwebp's animation encoder), each picture for its duration in ms.
+void write_webp(const fs::path& out, const std::vector<cv::Mat>& pictures,
+                const std::vector<int>& durations_ms) {
+  const int w = pictures.at(0).cols, h = pictures.at(0).rows;
+  WebPAnimEncoderOptions eo;
+  REQUIRE(WebPAnimEncoderOptionsInit(&eo));
+  WebPAnimEncoder* enc = WebPAnimEncoderNew(w, h, &eo);
+  REQUIRE(enc);
+  int t = 0;
+  for (std::size_t i = 0; i < pictures.size(); ++i) {
+    WebPPicture pic;
+    REQUIRE(WebPPictureInit(&pic));
+    pic.width = w;
+    pic.height = h;
+    pic.use_argb = 1;
+    REQUIRE(WebPPictureImportBGR(&pic, pictures[i].data, static_cast<int>(pictures[i].step)));
+    WebPConfig cfg;
+    REQUIRE(WebPConfigInit(&cfg));
+    cfg.quality = 90;
+    REQUIRE(WebPAnimEncoderAdd(enc, &pic, t, &cfg));
+    WebPPictureFree(&pic);
+    t += durations_ms.at(i);
+  }
+  REQUIRE(WebPAnimEncoderAdd(enc, nullptr, t, nullptr));
+  WebPData data;
+  WebPDataInit(&data);
+  REQUIRE(WebPAnimEncoderAssemble(enc, &data));
+  std::ofstream(out, std::ios::binary)
+      .write(reinterpret_cast<const char*>(data.bytes), static_cast<std::streamsize>(data.size));
+  WebPDataClear(&data);
+  WebPAnimEncoderDelete(enc);
+}
+
+}  // namespace
+
+TEST_CASE("an animated WebP is read frame by frame at its own times, and a known photo in it found",
+          "[video][match]") {
+  // FFmpeg 5.1 decodes a WebP as a still; libwebp's demuxer reads the animation.
+  hwtest::TempDir dir;
+  const auto samples = hwtest::source_dir() / "samples";
+  const auto fill = [](const cv::Mat& m) {
+    cv::Mat out;
+    cv::resize(m, out, cv::Size(320, 180), 0, 0, cv::INTER_AREA);
+    return out;
+  };
+  const std::vector<cv::Mat> shows = {
+      fill(read(samples / "uploads" / "unrelated--skimage_coffee.jpg")),
+      fill(read(samples / "bank" / "skimage_chelsea.jpg")),
+      fill(read(samples / "uploads" / "unrelated--mate_Storm.jpg"))};
+  const auto webp = dir / "anim.webp";
+  write_webp(webp, shows, {1000, 500, 1500});
+  CHECK(hashwall::is_video_file(webp));
+  const std::string head = [&] {
+    std::ifstream in(webp, std::ios::binary);
+    std::string b(64, '\0');
+    in.read(b.data(), 64);
+    return b;
+  }();
+  CHECK(hashwall::is_video_bytes(
+      std::span(reinterpret_cast<const std::uint8_t*>(head.data()), head.size())));
+
+  // By presentation time, every frame: 0, 1 and 1.5 s; by number (vPDQ): n at the average
+  // rate, 3 frames in 3 s.
+  hashwall::VideoReadOptions o;
+  o.by_time = true;
+  std::vector<std::pair<std::int64_t, double>> got;
+  std::vector<hashwall::Hash256> hashes;
+  const auto info = hashwall::read_video(webp, o, [&](const hashwall::VideoFrame& f) {
+    got.emplace_back(f.number, f.timestamp);
+    hashes.push_back(hashwall::pdq_hash_rgb24(f.rgb, f.height, f.width, f.stride).hash);
+    CHECK(f.width == 320);
+    CHECK(f.height == 180);
+  });
+  CHECK(info.codec == "webp");
+  CHECK(info.frames == 3);
+  CHECK(info.duration_s == Approx(3.0));
+  CHECK(info.frame_rate == Approx(1.0));
+  REQUIRE(got.size() == 3);
+  CHECK(got[1].second == Approx(1.0));
+  CHECK(got[2].second == Approx(1.5));
+  // Each frame is the picture shown (lossy WebP moves a few bits).
+  for (std::size_t i = 0; i < shows.size(); ++i) {
+    cv::Mat rgb;
+    cv::cvtColor(shows[i], rgb, cv::COLOR_BGR2RGB);
+    CHECK(hashwall::hamming(
+              hashes[i], hashwall::pdq_hash_rgb24(rgb.data, rgb.rows, rgb.cols, rgb.step).hash) <=
+          20);
+  }
+  const auto vpdq = hashwall::vpdq_hash_video(webp, {});
+  REQUIRE(vpdq.size() == 3);
+  CHECK(vpdq[2].timestamp == Approx(2.0));
+
+  const std::string bank = (dir / "bank.db").string();
+  REQUIRE(hwtest::run_hashwall("index '" + (samples / "bank").string() + "' --bank '" + bank +
+                               "' --signals pdq -q")
+              .exit_code == 0);
+  const json r = scan_one(bank, webp, "--fps 0");
+  INFO(r.dump(1));
+  REQUIRE(r["status"] == "match");
+  const auto hits = hits_by_source(r);
+  REQUIRE(hits.size() == 1);
+  REQUIRE(hits.count("skimage_chelsea.jpg"));
+  CHECK(seen_between(hits.at("skimage_chelsea.jpg"), 1.0, 1.0));
+  CHECK_FALSE(seen_between(hits.at("skimage_chelsea.jpg"), 1.6, 3));
+}
+
+TEST_CASE("an animated GIF indexed into a video bank is a photo and a video at once",
+          "[video][match][vpdq]") {
+  // Its first frame's PDQ hash (a still of it is found) and its frames' vPDQ (a video of
+  // it is found), in one entry; exported as both a pdq and a vpdq line.
+  hwtest::TempDir dir;
+  const auto samples = hwtest::source_dir() / "samples";
+  std::vector<cv::Mat> shows;
+  for (const char* f : {"skimage_chelsea.jpg", "mate_Aqua.jpg", "skimage_camera.png"}) {
+    cv::Mat m;
+    cv::resize(read(samples / "bank" / f), m, cv::Size(320, 180), 0, 0, cv::INTER_AREA);
+    shows.push_back(m);
+  }
+  const auto gif = dir / "known.gif";
+  write_gif(gif, shows);
+  const std::string bank = (dir / "bank.db").string();
+  REQUIRE(hwtest::run_hashwall("index '" + gif.string() + "' --bank '" + bank +
+                               "' --signals pdq,vpdq -q")
+              .exit_code == 0);
+  const auto te = hwtest::run_hashwall("export --bank '" + bank + "' --format threatexchange");
+  REQUIRE(te.exit_code == 0);
+  CHECK(te.out.find("pdq ") != std::string::npos);
+  CHECK(te.out.find("vpdq [\"") != std::string::npos);
+  // A still of its first frame, and the same pictures as an MP4: both find it.
+  const auto still = dir / "still.png";
+  cv::imwrite(still.string(), shows[0]);
+  const auto s =
+      hwtest::run_hashwall("query '" + still.string() + "' --bank '" + bank + "' --json");
+  CHECK(json::parse(s.out)["status"] == "match");
+  std::vector<cv::Mat> big;
+  for (const auto& m : shows) big.push_back(place(m));
+  const auto mp4 = dir / "again.mp4";
+  write_video(mp4, big, 1.0);
+  const json v = scan_one(bank, mp4);
+  INFO(v.dump(1));
+  // One hit: its first frame's PDQ (the MP4's first picture) and vPDQ (all of it), merged.
+  REQUIRE(v["matches"].size() == 1);
+  CHECK(v["matches"][0]["signals_matched"] == json::parse(R"(["pdq", "vpdq"])"));
+  CHECK(v["matches"][0]["evidence"].contains("vpdq"));
+  CHECK(v["matches"][0]["evidence"].contains("pdq"));
+  CHECK(v["signals"].dump().find("vpdq") != std::string::npos);
 }

@@ -10,7 +10,7 @@ PACKAGES=(
   libcli11-dev catch2 nlohmann-json3-dev
   libsqlite3-dev sqlite3 libssl-dev libcpp-httplib-dev libmicrohttpd-dev
   libpq-dev postgresql haproxy
-  libavformat-dev libavcodec-dev libswscale-dev
+  libavformat-dev libavcodec-dev libswscale-dev libwebp-dev
   clang-format
 )
 # Extra packages a caller asks for (e.g. python3-matplotlib for the plots).

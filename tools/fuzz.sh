@@ -33,7 +33,7 @@ run() {
 # Two at a time (CI has two cores, a libFuzzer run uses one); summaries in a fixed order.
 TARGETS=("fuzz_http http 4096 10" "fuzz_http_framing http_framing 4096 20"
   "fuzz_hashlist hashlist 4096 10" "fuzz_image image 2048 20" "fuzz_bank bank 65536 20"
-  "fuzz_video video 65536 20" "fuzz_feed feed 65536 10")
+  "fuzz_video video 65536 20" "fuzz_feed feed 65536 10" "fuzz_vpdq vpdq 65536 10")
 PAR=${FUZZ_JOBS:-$(nproc)}
 status=0
 for ((i = 0; i < ${#TARGETS[@]}; i += PAR)); do

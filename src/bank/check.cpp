@@ -361,7 +361,6 @@ CheckReport Bank::check() const {
     std::map<std::string, std::string> first;
     m.store->scan_all_records([&](const std::string& name, std::int64_t id, std::string_view rec) {
       add_part(record_part(name), id, rec);
-      bare.erase(id);
       const auto reg = m.registered.find(name);
       if (reg == m.registered.end()) {
         foreign.insert(name);
@@ -374,10 +373,12 @@ CheckReport Bank::check() const {
         if (sample.empty()) sample = rec;
         why = sig.comparable(sample, rec);
       }
-      if (!why.empty())
+      if (!why.empty()) {
         list.add("entry " + std::to_string(id) + ": " + name + " record: " + why);
-      else
+      } else {
         items[name] += sig.record_items(rec);
+        bare.erase(id);  // a well-formed record of one of the bank's signals finds it
+      }
     });
     list.finish("damaged signal records");
     ProblemList bare_list{P};

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <iostream>
 #include <memory>
+#include <set>
 
 #include "cli/commands.hpp"
 #include "cli/common.hpp"
@@ -38,8 +39,10 @@ struct IndexArgs {
 struct Item {
   std::optional<NewEntry> entry;
   bool already_in_bank = false;
-  bool other_list = false;  // ... in another list than --list
+  bool other_list = false;   // ... in another list than --list
+  bool passed_over = false;  // a video in a folder, for a bank without videos
   std::string error;
+  std::string warning;  // indexed, with a caveat
 };
 
 int run_index(const IndexArgs& a) {
@@ -80,6 +83,8 @@ int run_index(const IndexArgs& a) {
   // folders they are walked only then (a video named on the command line is always tried).
   const bool video_bank = bank->config().has("vpdq");
   const auto files = collect_files(a.paths, a.all_files, missing, video_bank);
+  std::set<fs::path> named;  // files named on the command line (not found in a folder)
+  for (const auto& p : a.paths) named.insert(fs::absolute(p).lexically_normal());
   const std::int64_t list_id = list_id_of(*bank, a.list);
   const Actor who = cli_actor();
   const SignalSetup sig = signal_setup(*bank, {}, a.model, false);
@@ -116,6 +121,16 @@ int run_index(const IndexArgs& a) {
     last_commit = clock::now();
   };
 
+  // An entry made from a file: the label, list, provenance and source every entry gets.
+  const auto entry_of = [&](NewEntry e, const fs::path& file) {
+    e.label = a.label;
+    e.list_id = list_id;
+    e.added_by = who.name;
+    e.source = fs::absolute(file).lexically_normal().string();
+    e.origin = Origin::Indexed;
+    return e;
+  };
+
   ordered_parallel(
       files.size(), a.jobs > 0 ? a.jobs : default_jobs(),
       [&](std::size_t i) {
@@ -135,12 +150,12 @@ int run_index(const IndexArgs& a) {
               }
               NewEntry e = video_entry(files[i], VideoLimits{}, &stop_requested());
               e.sha256 = sha;
-              e.label = a.label;
-              e.list_id = list_id;
-              e.added_by = who.name;
-              e.source = fs::absolute(files[i]).lexically_normal().string();
-              e.origin = Origin::Indexed;
-              it.entry = std::move(e);
+              it.entry = entry_of(std::move(e), files[i]);
+              return;
+            }
+            // In a folder (not named on the command line) it is passed over, as before.
+            if (!animation && !named.count(fs::absolute(files[i]).lexically_normal())) {
+              it.passed_over = true;
               return;
             }
             if (!animation)
@@ -163,15 +178,18 @@ int run_index(const IndexArgs& a) {
           const LoadedImage img = decode_image(bytes, files[i].string(), opt, sha);
           const Fingerprint f = fingerprint(img, opt.mode, sig.fingerprint);
           NewEntry e = entry_from(f);
-          if (video_bank && video_file)
-            e.records["vpdq"] =
-                video_entry(files[i], VideoLimits{}, &stop_requested()).records.at("vpdq");
-          e.label = a.label;
-          e.list_id = list_id;
-          e.added_by = who.name;
-          e.source = fs::absolute(files[i]).lexically_normal().string();
-          e.origin = Origin::Indexed;
-          it.entry = std::move(e);
+          if (video_bank && video_file) {
+            // The animation's frames too; a failure there (a cut tail, a limit) keeps the
+            // photo entry, as before video banks, and says why.
+            try {
+              e.records["vpdq"] =
+                  video_entry(files[i], VideoLimits{}, &stop_requested()).records.at("vpdq");
+            } catch (const Error& err) {
+              if (err.kind() == ErrorKind::Interrupted) throw;
+              it.warning = std::string(err.what()) + " (indexed as a photo: its first frame)";
+            }
+          }
+          it.entry = entry_of(std::move(e), files[i]);
         } catch (const Error& e) {
           it.error = e.what();
         } catch (const std::exception& e) {
@@ -181,7 +199,13 @@ int run_index(const IndexArgs& a) {
       [&](std::size_t i) {
         Item& it = items[i];
         ++done;
-        if (it.already_in_bank) {
+        if (!it.warning.empty()) {
+          progress.finish();
+          if (!a.json_out) std::fprintf(stderr, "hashwall: warning: %s\n", it.warning.c_str());
+        }
+        if (it.passed_over) {
+          // nothing: a folder's video in a bank without videos
+        } else if (it.already_in_bank) {
           ++duplicates;
           if (it.other_list) ++in_other_list;
         } else if (it.entry) {

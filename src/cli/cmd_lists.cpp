@@ -388,6 +388,19 @@ int run_export(const ListArgs& a) {
       ++not_carried;
       return true;
     }
+    // An animation indexed into a video bank: its first frame's PDQ hash above, and its
+    // frames' vPDQ too.
+    if (it.signal == ListSignal::Pdq && format_carries(fmt, ListSignal::Vpdq))
+      if (const auto rec = bank->record("vpdq", e))
+        if (const auto v = decode_vpdq_record(*rec)) {
+          ListItem video;
+          video.signal = ListSignal::Vpdq;
+          video.name = e.source;
+          video.vpdq = vpdq_json(*v);
+          items.push_back(std::move(it));
+          items.push_back(std::move(video));
+          return true;
+        }
     items.push_back(std::move(it));
     return true;
   });

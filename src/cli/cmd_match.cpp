@@ -122,9 +122,8 @@ void add_match_options(CLI::App* cmd, MatchArgs& a) {
   cmd->add_option("--scene", a.scene,
                   "Videos: also check a frame whose picture changed by more than T since the last "
                   "frame checked (0..1, the mean grey difference; 0.1 catches a cut between "
-                  "unrelated pictures), so that a scene shorter than 1/--fps is not skipped")
-      ->expected(0, 1)
-      ->default_str("0.1")
+                  "unrelated pictures), so that a scene shorter than 1/--fps is not skipped "
+                  "(default: off)")
       ->check(CLI::Range(0.0, 1.0));
 }
 

@@ -81,7 +81,7 @@ bool is_video_file(const fs::path& path) {
   const std::string e = lower_extension(path);
   const auto& v = video_extensions();
   if (std::find(v.begin(), v.end(), e) != v.end()) return true;
-  if (e != ".gif" && e != ".png" && e != ".apng") return false;
+  if (e != ".gif" && e != ".png" && e != ".apng" && e != ".webp") return false;
   // An animation is a video; a still image stays an image. An APNG says so in its header
   // (probe_image); a GIF only by holding a second image, found by walking its blocks.
   std::ifstream in(path, std::ios::binary);
@@ -281,6 +281,13 @@ FileReport check_video(const fs::path& file, const Matcher& matcher, const Finge
       vf.registered["vpdq"].forms.push_back(encode_vpdq_record(query));
       MatchResult vm = matcher.match(vf);
       if (!params) params = vm;
+      // The report names vpdq among the signals that took part, with its rule.
+      if (std::find(vm.signals.begin(), vm.signals.end(), "vpdq") != vm.signals.end() &&
+          std::find(params->signals.begin(), params->signals.end(), "vpdq") ==
+              params->signals.end()) {
+        params->signals.emplace_back("vpdq");
+        params->registered_params["vpdq"] = vm.registered_params["vpdq"];
+      }
       for (MatchHit& h : vm.hits) {
         if (!h.matched || h.allow) continue;
         const auto ev = h.registered.find("vpdq");

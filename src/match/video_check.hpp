@@ -35,9 +35,8 @@ struct VideoCheckOptions {
 };
 
 // Whether `path` is read as a video: by its extension (mp4, m4v, mov, webm, mkv, avi,
-// mpg, mpeg, ts, 3gp, flv, wmv, ogv), or a GIF or PNG holding an animation (read from
-// their block structure, no decoding). Animated WebP stays with the image loader, which
-// refuses it (FFmpeg 5.1 cannot decode it either).
+// mpg, mpeg, ts, 3gp, flv, wmv, ogv), or a GIF, PNG or WebP holding an animation (read
+// from their block structure or header, no decoding).
 bool is_video_file(const std::filesystem::path& path);
 // Whether these bytes (a file's start, or all of it) are a video by their container's
 // signature: MP4/MOV/3GP (an ISO "ftyp" box whose brand is not an image's: HEIF and AVIF

@@ -325,7 +325,10 @@ namespace fs = std::filesystem;
 class TempUpload {
  public:
   explicit TempUpload(std::span<const std::uint8_t> bytes) {
-    std::string tmpl = (fs::temp_directory_path() / "hashwall-upload-XXXXXX").string();
+    std::error_code ec;
+    const fs::path dir = fs::temp_directory_path(ec);
+    if (ec) throw Error(ErrorKind::Io, "", "no temporary folder for the video: " + ec.message());
+    std::string tmpl = (dir / "hashwall-upload-XXXXXX").string();
     const int fd = ::mkstemp(tmpl.data());
     if (fd < 0) throw Error(ErrorKind::Io, "", "cannot make a temporary file for the video");
     std::size_t done = 0;
@@ -387,8 +390,7 @@ Reply Service::match_video(std::span<const std::uint8_t> bytes, const std::strin
   }
   rep.file = name;
   if (!rep.error.empty()) {
-    // Said without the temporary file's name. Out of time is the server's limit (503, as
-    // any request past --timeout), not the video's fault.
+    // Said without the temporary file's name.
     if (!rep.failure) return error_reply(500, "internal error: " + without_paths(rep.error));
     const Error& e = *rep.failure;
     // Out of time: the video is too long to check within this server's --timeout (413: a

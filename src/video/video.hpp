@@ -3,7 +3,9 @@
 // each with its number and timestamp, converted to packed RGB24, optionally downsampled.
 // Frame numbers and timestamps follow Meta's vPDQ (vpdq/cpp): the n-th frame the decoder
 // returns is frame n (from 0), at n / frame rate seconds, the frame rate being the
-// stream's average (its base rate when the container gives none).
+// stream's average (its base rate when the container gives none). An animated WebP, which
+// FFmpeg 5.1 cannot decode, is read through libwebp's demuxer (libwebpdemux) the same way,
+// each frame composited on its canvas as libwebp's animation decoder gives it.
 //
 // A video is untrusted input: every bound in VideoLimits is checked as the frames come,
 // and a file that breaks one, or that FFmpeg cannot read, is refused with Error{kind,
