@@ -66,15 +66,8 @@ int run_index(const IndexArgs& a) {
     }
   } else {
     BankConfig base;
-    const auto percent = [](double p) {
-      char buf[32];
-      std::snprintf(buf, sizeof buf, "%g", p);
-      return std::string(buf);
-    };
-    if (a.vpdq_query_percent)
-      base.signal_params["vpdq"]["query_percent"] = percent(*a.vpdq_query_percent);
-    if (a.vpdq_entry_percent)
-      base.signal_params["vpdq"]["entry_percent"] = percent(*a.vpdq_entry_percent);
+    if (a.vpdq_query_percent || a.vpdq_entry_percent)
+      base.signal_params["vpdq"] = vpdq_shares(a.vpdq_query_percent, a.vpdq_entry_percent);
     bank = Bank::open(a.bank, OpenMode::Create,
                       new_bank_config(base, a.signals, a.model, a.min_inliers),
                       read_seal_key(a.seal_key_file));

@@ -62,13 +62,8 @@ MatchOptions match_options(const MatchArgs& a) {
   o.near_misses = a.near_misses;
   o.lists = a.lists;
   // vPDQ's two shares, over the bank's recorded ones (a bank without videos refuses them).
-  const auto percent = [](double p) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%g", p);
-    return std::string(buf);
-  };
-  if (a.vpdq_query_percent) o.decisions["vpdq"]["query_percent"] = percent(*a.vpdq_query_percent);
-  if (a.vpdq_entry_percent) o.decisions["vpdq"]["entry_percent"] = percent(*a.vpdq_entry_percent);
+  if (a.vpdq_query_percent || a.vpdq_entry_percent)
+    o.decisions["vpdq"] = vpdq_shares(a.vpdq_query_percent, a.vpdq_entry_percent);
   return o;
 }
 

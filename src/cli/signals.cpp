@@ -1,6 +1,7 @@
 #include "cli/signals.hpp"
 
 #include <algorithm>
+#include <cstdio>
 
 #include "core/error.hpp"
 #include "signal/signal.hpp"
@@ -90,6 +91,18 @@ SignalSetup signal_setup(const Bank& bank, const std::vector<std::string>& only,
     else if (const Signal* sig = find_signal(name))
       s.fingerprint.registered.push_back(sig);
   return s;
+}
+
+SignalParams vpdq_shares(std::optional<double> query_percent, std::optional<double> entry_percent) {
+  const auto text = [](double p) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%g", p);
+    return std::string(buf);
+  };
+  SignalParams out;
+  if (query_percent) out["query_percent"] = text(*query_percent);
+  if (entry_percent) out["entry_percent"] = text(*entry_percent);
+  return out;
 }
 
 BankConfig new_bank_config(BankConfig cfg, const std::string& signals, const std::string& model,

@@ -45,6 +45,10 @@ SignalSetup signal_setup(const Bank& bank, const std::vector<std::string>& only,
                          const std::string& model, bool for_query,
                          std::shared_ptr<const Embedder> reuse = nullptr);
 
+// vPDQ's decision parameters from --vpdq-query-percent and --vpdq-entry-percent (those
+// given only), over a bank's recorded ones or into a new bank's.
+SignalParams vpdq_shares(std::optional<double> query_percent, std::optional<double> entry_percent);
+
 // Settings of a new bank from --signals (empty: kDefaultSignals), --model and
 // --min-inliers: the model's id and calibrated threshold are recorded when embed is on.
 BankConfig new_bank_config(BankConfig base, const std::string& signals, const std::string& model,

@@ -252,14 +252,15 @@ Reply Service::match_image(std::span<const std::uint8_t> bytes, const std::strin
     return error_reply(400,
                        "empty body: send the image bytes (raw body or multipart field 'image')");
   const bool video = is_video_bytes(bytes);
-  const std::string video_too_large = "video too large (" + std::to_string(bytes.size()) +
-                                      " bytes; limit " + std::to_string(limits_.max_video_bytes) +
-                                      " bytes, see --max-video-body)";
+  const auto video_too_large = [&] {
+    return "video too large (" + std::to_string(bytes.size()) + " bytes; limit " +
+           std::to_string(limits_.max_video_bytes) + " bytes, see --max-video-body)";
+  };
   if (limits_.max_video_bytes > 0 && video) {
     if (bytes.size() <= limits_.max_video_bytes) return match_video(bytes, name, mo, role);
     // Past the video limit: within --max-body it is still looked up by its bytes (a
     // file-hash list's entry), as the image path below does for what it cannot decode.
-    if (bytes.size() > limits_.max_body_bytes) return error_reply(413, video_too_large);
+    if (bytes.size() > limits_.max_body_bytes) return error_reply(413, video_too_large());
   }
   // Not a video: an image, held to its own limit whatever /v1/match accepts for videos.
   if (bytes.size() > limits_.max_body_bytes)
@@ -293,7 +294,7 @@ Reply Service::match_image(std::span<const std::uint8_t> bytes, const std::strin
     }
     if (!rep.known_file) {
       // A video over its limit, not known by its bytes: say which limit, not "not an image".
-      if (video && limits_.max_video_bytes > 0) return error_reply(413, video_too_large);
+      if (video && limits_.max_video_bytes > 0) return error_reply(413, video_too_large());
       return reply_for(e, limits_.retry_after_seconds);
     }
   }

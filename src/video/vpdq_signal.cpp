@@ -63,6 +63,16 @@ class VpdqIndex final : public SignalIndex {
       pending_hashes_.push_back(v->frames[i].hash);
     }
     frames_ += v->frames.size();
+    // Its distinct hashes with their best quality, for the entry's share at any
+    // min_quality without building a set per search.
+    std::map<Hash256, int> best;
+    for (const auto& f : v->frames) {
+      auto [it, fresh] = best.emplace(f.hash, f.quality);
+      if (!fresh) it->second = std::max(it->second, f.quality);
+    }
+    std::vector<int>& qualities = distinct_quality_[id];
+    qualities.clear();
+    for (const auto& [h, q] : best) qualities.push_back(q);
     videos_[id] = std::move(*v);
   }
 
@@ -97,6 +107,7 @@ class VpdqIndex final : public SignalIndex {
         gone.push_back((id << kFrameBits) | static_cast<std::int64_t>(i));
       frames_ -= it->second.frames.size();
       videos_.erase(it);
+      distinct_quality_.erase(id);
     }
     if (gone.empty()) return;
     if (index_) index_->remove(gone);
@@ -167,12 +178,13 @@ class VpdqIndex final : public SignalIndex {
       const VpdqVideo& e = videos_.at(id);
       // The entry's unique frames taking part, and how many of them matched (a hash that
       // shows twice counts once, matched when either copy was).
-      std::set<Hash256> entry_unique, entry_hit;
-      for (const auto& f : e.frames)
-        if (f.quality >= rule->min_quality) entry_unique.insert(f.hash);
+      const auto& qualities = distinct_quality_.at(id);
+      const auto entry_unique = static_cast<std::size_t>(std::count_if(
+          qualities.begin(), qualities.end(), [&](int q) { return q >= rule->min_quality; }));
+      std::set<Hash256> entry_hit;
       for (const auto fi : c.entry_frames) entry_hit.insert(e.frames[fi].hash);
       const double qp = 100.0 * static_cast<double>(c.query_slots.size()) / unique.size();
-      const double ep = 100.0 * static_cast<double>(entry_hit.size()) / entry_unique.size();
+      const double ep = 100.0 * static_cast<double>(entry_hit.size()) / entry_unique;
       const double margin = vpdq_margin(qp, ep, *rule);
       if (margin < min_margin) continue;
       SignalMatch m;
@@ -187,7 +199,7 @@ class VpdqIndex final : public SignalIndex {
       m.evidence["query_percent"] = round1(qp);
       m.evidence["entry_percent"] = round1(ep);
       m.evidence["query_frames"] = unique.size();
-      m.evidence["entry_frames"] = entry_unique.size();
+      m.evidence["entry_frames"] = entry_unique;
       m.evidence["query_matched"] = c.query_slots.size();
       m.evidence["entry_matched"] = entry_hit.size();
       m.evidence["distance"] = c.best;
@@ -213,6 +225,8 @@ class VpdqIndex final : public SignalIndex {
  private:
   std::unique_ptr<PdqIndex> index_;
   std::unordered_map<std::int64_t, VpdqVideo> videos_;
+  // Per video, the best quality of each of its distinct hashes.
+  std::unordered_map<std::int64_t, std::vector<int>> distinct_quality_;
   std::size_t frames_ = 0;
   std::vector<std::int64_t> pending_ids_;  // added since the last prepare()
   std::vector<Hash256> pending_hashes_;
